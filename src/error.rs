@@ -1,0 +1,176 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Everything that can go wrong with a pool or one of its futures.
+///
+/// One enum covers Python's `CancelledError`, `TimeoutError`, `BrokenExecutor` and its subclasses,
+/// `InvalidStateError` and the "cannot schedule new futures after shutdown" `RuntimeError`, plus the
+/// Rust-specific ways a task can end: a panic ([`Error::Panicked`]) or an `Err` from a task submitted
+/// as fallible ([`Error::Failed`]).
+///
+/// `Error` is `Clone` so that a failed future can hand out its error again on every call to
+/// [`PoolFuture::result`](crate::PoolFuture::result), as Python re-raises the same exception.
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new(1)?;
+/// let mut f = pool.spawn(|| -> u32 { panic!("the value 5 is no good") })?;
+/// match f.result(None) {
+///     Err(Error::Panicked(msg)) => assert_eq!(msg, "the value 5 is no good"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The future was cancelled before its task started (Python's `CancelledError`).
+    Cancelled,
+    /// A wait with a deadline gave up: `result(timeout)`, `exception(timeout)`, a `map` deadline, or a
+    /// `wait`. The task itself keeps running; this is never the task's own error.
+    Timeout,
+    /// `as_completed` reached its deadline with futures still unfinished. Displays exactly as Python's
+    /// message: `"2 (of 4) futures unfinished"`.
+    Unfinished {
+        /// Futures not yet done when the deadline passed.
+        pending: usize,
+        /// Distinct futures given to `as_completed`.
+        total: usize,
+    },
+    /// The task panicked; the payload's message (`&str` or `String` payloads) is kept. The worker survives.
+    Panicked(String),
+    /// A task submitted as fallible returned `Err`; the error is kept and can be downcast.
+    Failed(TaskError),
+    /// A running task was interrupted on request (see [`PoolFuture::interrupt`](crate::PoolFuture::interrupt))
+    /// or by its own time limit, and gave up.
+    Interrupted,
+    /// The thread pool is broken: a worker's initializer failed. Carries the initializer's error.
+    BrokenThreadPool(String),
+    /// Submitting to an executor that is shut down (Python: "cannot schedule new futures after shutdown").
+    Shutdown,
+    /// A bounded work queue is full (`try_submit`).
+    Full,
+    /// An operation that the future's state does not allow, e.g. taking a result twice.
+    InvalidState(String),
+    /// The producer of a future was dropped without completing it (a [`Promise`](crate::Promise)).
+    Abandoned,
+    /// A bad argument, such as `max_workers = 0`.
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// Whether this error means the pool can take no more work because it broke (Python's `BrokenExecutor`).
+    pub fn is_broken(&self) -> bool {
+        matches!(self, Error::BrokenThreadPool(_))
+    }
+
+    /// Whether a submit failed because the executor will take no more work: shut down or broken (Python raises
+    /// `RuntimeError` for both).
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Error::Shutdown) || self.is_broken()
+    }
+
+    /// Whether this is a wait that ran out of time ([`Error::Timeout`] or [`Error::Unfinished`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout | Error::Unfinished { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Cancelled => f.write_str("the future was cancelled"),
+            Error::Timeout => f.write_str("timed out waiting for the future"),
+            Error::Unfinished { pending, total } => {
+                write!(f, "{pending} (of {total}) futures unfinished")
+            }
+            Error::Panicked(msg) => write!(f, "the task panicked: {msg}"),
+            Error::Failed(e) => write!(f, "the task failed: {e}"),
+            Error::Interrupted => f.write_str("the running task was interrupted"),
+            Error::BrokenThreadPool(why) => write!(
+                f,
+                "A thread initializer failed, the thread pool is not usable anymore: {why}"
+            ),
+            Error::Shutdown => f.write_str("cannot schedule new futures after shutdown"),
+            Error::Full => f.write_str("the work queue is full"),
+            Error::InvalidState(what) => f.write_str(what),
+            Error::Abandoned => f.write_str("the future's producer was dropped without a result"),
+            Error::InvalidArgument(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Failed(e) => Some(&*e.0),
+            _ => None,
+        }
+    }
+}
+
+/// The error a fallible task returned, kept behind an `Arc` so the future can hand it out more than once.
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+///
+/// #[derive(Debug)]
+/// struct ValueError(u32);
+/// impl std::fmt::Display for ValueError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         write!(f, "the value {} is no good", self.0)
+///     }
+/// }
+/// impl std::error::Error for ValueError {}
+///
+/// let pool = ThreadPoolExecutor::new(1)?;
+/// let f = pool.spawn_fallible(|| Err::<(), _>(ValueError(5)))?;
+/// let Some(Error::Failed(e)) = f.exception(None)? else { panic!() };
+/// assert_eq!(e.downcast_ref::<ValueError>().unwrap().0, 5);
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TaskError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl TaskError {
+    /// Wraps any error.
+    pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        TaskError(Arc::from(e.into()))
+    }
+
+    /// The task's error as its concrete type, if it is one.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref::<E>()
+    }
+
+    /// The task's error as a trait object.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+/// Turns a panic payload into the message kept in [`Error::Panicked`].
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}

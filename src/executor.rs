@@ -1,0 +1,127 @@
+//! The [`Executor`] trait: the part of the API both pools share, so the same code switches between
+//! threads and processes by changing one type.
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::future::PoolFuture;
+use crate::map::{Map, MapOptions};
+use crate::thread_pool::{Queued, ThreadPoolExecutor};
+
+/// A value that can be a task's argument or result in either pool: it can cross a thread boundary
+/// (`Send + 'static`) and a process boundary (serde). Implemented for every such type.
+pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
+
+/// What Python's `concurrent.futures.Executor` offers, for code generic over the pool.
+///
+/// Tasks are plain functions `fn(A) -> R` (non-capturing closures coerce), because only a function can
+/// be named in another process; use a tuple for several arguments.
+///
+/// ```
+/// use concurrent_futures::{Executor, Queued, ThreadPoolExecutor};
+///
+/// fn square(n: u64) -> u64 { n * n }
+///
+/// fn sum_of_squares(pool: &impl Executor, n: u64) -> Result<u64, concurrent_futures::Error> {
+///     pool.map(square, 1..=n)?.into_iter().sum()
+/// }
+///
+/// let pool = ThreadPoolExecutor::new(2)?;
+/// assert_eq!(sum_of_squares(&pool, 10)?, 385);
+/// Executor::shutdown(&pool, Queued::Run);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+pub trait Executor {
+    /// Runs `f(arg)` on the pool.
+    fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A)
+        -> Result<PoolFuture<R>, Error>;
+
+    /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`].
+    fn submit_fallible<A, R, E>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static;
+
+    /// Applies `f` to every input; results in input order.
+    fn map<A, R, I>(&self, f: fn(A) -> R, inputs: I) -> Result<Map<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.map_with(f, inputs, MapOptions::new())
+    }
+
+    /// [`map`](Executor::map) with a timeout, chunk size and in-flight bound.
+    fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static;
+
+    /// Shuts down and waits for the workers to exit.
+    fn shutdown(&self, queued: Queued);
+
+    /// Shuts down without waiting.
+    fn shutdown_nowait(&self, queued: Queued);
+
+    /// Shuts down; resolves when the workers have exited, without blocking a runtime thread.
+    fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_;
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn submit<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error> {
+        ThreadPoolExecutor::submit(self, f, arg)
+    }
+
+    fn submit_fallible<A, R, E>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
+        ThreadPoolExecutor::submit_fallible(self, f, arg)
+    }
+
+    fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        ThreadPoolExecutor::map_with(self, f, inputs, opts)
+    }
+
+    fn shutdown(&self, queued: Queued) {
+        ThreadPoolExecutor::shutdown(self, queued)
+    }
+
+    fn shutdown_nowait(&self, queued: Queued) {
+        ThreadPoolExecutor::shutdown_nowait(self, queued)
+    }
+
+    fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
+        ThreadPoolExecutor::shutdown_async(self, queued)
+    }
+}

@@ -1,0 +1,356 @@
+//! [`PoolFuture`]: the handle to one submitted task, awaitable and blockable.
+
+mod park;
+mod promise;
+pub(crate) mod state;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::error::Error;
+pub(crate) use park::{block_until, deadline_after};
+pub use promise::Promise;
+use state::{Callback, Core, Ending, Phase};
+
+/// A stable, process-unique identity for a future: use it as a map key to get back from a result to
+/// the input that produced it (Python's `future_to_url[future]` idiom).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FutureId(pub(crate) u64);
+
+impl fmt::Display for FutureId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What a future carries besides its state: the work it stands for, type-erased so the handle does not
+/// name the closure's type. One allocation holds both.
+pub(crate) trait Job: Send + Sync {
+    /// Drops the work without running it (after a successful cancel), so captured data is freed at once.
+    fn discard(&self);
+    /// Asks a running task to stop, if it can be asked: `true` if the request was delivered.
+    fn interrupt(&self) -> bool {
+        false
+    }
+}
+
+/// A future's state and its job in one allocation. `J` is the concrete job while the task is built and
+/// queued, and `dyn Job` behind a [`PoolFuture`].
+pub(crate) struct TaskCell<T, J: ?Sized> {
+    pub(crate) core: Core<T>,
+    pub(crate) job: J,
+}
+
+/// The job of a future completed by hand (a [`Promise`]) or by a process-pool driver: nothing to drop.
+pub(crate) struct NoJob;
+
+impl Job for NoJob {
+    fn discard(&self) {}
+}
+
+/// The handle to a submitted task: Python's `concurrent.futures.Future`, and a Rust [`Future`].
+///
+/// `.await` it from any executor (tokio, `futures::executor::block_on`, smol), or block on
+/// [`result`](PoolFuture::result) from sync code. The state runs PENDING → RUNNING → FINISHED, or
+/// PENDING → CANCELLED; [`cancel`](PoolFuture::cancel) wins only while the task has not started.
+///
+/// Dropping a `PoolFuture` detaches it: the task still runs, as in Python and tokio. Wrap it with
+/// [`cancel_on_drop`](PoolFuture::cancel_on_drop) to cancel instead. Timing out a wait on it (with
+/// [`result`](PoolFuture::result) or `tokio::time::timeout`) leaves the task running and the future
+/// usable.
+///
+/// A successful value is *moved out* by `.await` or `result()`; asking again gives
+/// [`Error::InvalidState`]. An error stays and is given out (cloned) every time.
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::new(2)?;
+/// let mut f = pool.submit(|n: u64| n * n, 12)?;
+/// assert_eq!(f.result(None)?, 144);
+/// assert!(f.done() && !f.cancelled());
+///
+/// // The same future type is awaitable:
+/// let g = pool.submit(|n: u64| n + 1, 41)?;
+/// assert_eq!(futures::executor::block_on(g)?, 42);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[must_use = "a PoolFuture does nothing unless you await it or ask for its result (dropping it detaches the task)"]
+pub struct PoolFuture<T> {
+    cell: Arc<TaskCell<T, dyn Job>>,
+}
+
+impl<T> PoolFuture<T> {
+    pub(crate) fn from_cell(cell: Arc<TaskCell<T, dyn Job>>) -> Self {
+        PoolFuture { cell }
+    }
+
+    /// This future's stable identity.
+    pub fn id(&self) -> FutureId {
+        self.cell.core.id()
+    }
+
+    /// Cancels the task if it has not started. Returns `true` if the future is cancelled (now or
+    /// before), `false` if the task is running or finished. A successful cancel runs the done callbacks
+    /// on this thread and wakes every waiter.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use std::sync::mpsc;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let (started_tx, started) = mpsc::channel();
+    /// let (release, release_rx) = mpsc::channel::<()>();
+    /// let mut busy = pool.spawn(move || { started_tx.send(()).unwrap(); release_rx.recv().ok(); })?;
+    /// let mut queued = pool.spawn(|| 1)?;
+    /// started.recv().unwrap();
+    /// assert!(!busy.cancel());            // running: too late
+    /// assert!(queued.cancel());           // still queued: it will never run
+    /// assert!(matches!(queued.result(None), Err(Error::Cancelled)));
+    /// release.send(()).unwrap();
+    /// busy.result(None)?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let cancelled = self.cell.core.cancel();
+        if cancelled {
+            self.cell.job.discard();
+        }
+        cancelled
+    }
+
+    /// Asks the task to stop, even if it is running: cancels it if it has not started (`true`), signals
+    /// its [`CancelToken`](crate::CancelToken) if it is running and has one (`true`; the task ends when
+    /// it next checks the token), and otherwise does nothing (`false`).
+    pub fn interrupt(&self) -> bool {
+        self.cancel() || (self.running() && self.cell.job.interrupt())
+    }
+
+    /// Whether the future was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cell.core.phase() == Phase::Ended(Ending::Cancelled)
+    }
+
+    /// Whether the task is running now (started, not yet finished).
+    pub fn running(&self) -> bool {
+        self.cell.core.phase() == Phase::Running
+    }
+
+    /// Whether the future has ended: finished with a value or an error, or cancelled.
+    pub fn done(&self) -> bool {
+        matches!(self.cell.core.phase(), Phase::Ended(_))
+    }
+
+    /// Waits for the outcome and takes it: the value, the task's error, or [`Error::Cancelled`].
+    ///
+    /// `timeout` is `None` to wait without limit, or a duration (`Duration::ZERO` polls without
+    /// blocking). When it passes, the call returns [`Error::Timeout`] and nothing else changes: the task
+    /// keeps running and the future can be asked again. This blocks the calling thread; from async code,
+    /// `.await` the future instead.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use std::{sync::mpsc, time::Duration};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let (tx, rx) = mpsc::channel::<u32>();
+    /// let mut f = pool.spawn(move || rx.recv().unwrap())?;
+    /// assert!(matches!(f.result(Duration::ZERO), Err(Error::Timeout)));
+    /// tx.send(7).unwrap();
+    /// assert_eq!(f.result(Duration::from_secs(30))?, 7);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
+        let core = &self.cell.core;
+        block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx))
+            .unwrap_or(Err(Error::Timeout))
+    }
+
+    /// Waits for the outcome and reports the failure without taking anything: `Ok(None)` for a value,
+    /// `Ok(Some(error))` for a failed task, `Err(Cancelled)` for a cancelled one, `Err(Timeout)` if the
+    /// timeout passed first (Python's `exception(timeout)`).
+    pub fn exception(&self, timeout: impl Into<Option<Duration>>) -> Result<Option<Error>, Error> {
+        let core = &self.cell.core;
+        match block_until(deadline_after(timeout.into()), |cx| core.poll_exception(cx)) {
+            None => Err(Error::Timeout),
+            Some(Some(Error::Cancelled)) if self.cancelled() => Err(Error::Cancelled),
+            Some(e) => Ok(e),
+        }
+    }
+
+    /// Runs `callback` with the outcome once the future ends; at once, on this thread, if it already has.
+    ///
+    /// Otherwise the callback runs on the thread that ends the future: a pool's worker, or the thread
+    /// that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and non-blocking. Callbacks run in
+    /// the order they were added, each exactly once. A panicking callback is caught and reported (to the
+    /// `log` crate, or stderr without a logger); the others still run and the worker lives on.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// use std::sync::mpsc;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let f = pool.submit(|n: u32| n * 2, 21)?;
+    /// f.add_done_callback(move |outcome| tx.send(*outcome.as_ref().unwrap()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 42);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn add_done_callback<F>(&self, callback: F)
+    where
+        F: FnOnce(&Result<T, Error>) + Send + 'static,
+    {
+        let cb: Callback<T> = Box::new(callback);
+        self.cell.core.add_callback(cb);
+    }
+
+    /// Wraps the future so that dropping it cancels the task if it has not started (like tokio-util's
+    /// `AbortOnDropHandle`).
+    pub fn cancel_on_drop(self) -> CancelOnDrop<T> {
+        CancelOnDrop(Some(self))
+    }
+}
+
+impl<T> Future for PoolFuture<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.cell.core.poll_take(cx)
+    }
+}
+
+impl<T> fmt::Debug for PoolFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PoolFuture {{ id: {}, state: {} }}",
+            self.id(),
+            self.cell.core.describe()
+        )
+    }
+}
+
+/// A [`PoolFuture`] that cancels its task when dropped, unless the task has already started.
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+/// # let pool = ThreadPoolExecutor::new(1)?;
+/// let guarded = pool.submit(|n: u8| n, 1)?.cancel_on_drop();
+/// let f = guarded.detach(); // back to a plain, detaching future
+/// # drop(f);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct CancelOnDrop<T>(Option<PoolFuture<T>>);
+
+impl<T> CancelOnDrop<T> {
+    /// Gives back the plain future, which no longer cancels on drop.
+    pub fn detach(mut self) -> PoolFuture<T> {
+        self.0.take().expect("present until dropped")
+    }
+}
+
+impl<T> std::ops::Deref for CancelOnDrop<T> {
+    type Target = PoolFuture<T>;
+    fn deref(&self) -> &PoolFuture<T> {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for CancelOnDrop<T> {
+    fn deref_mut(&mut self) -> &mut PoolFuture<T> {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl<T> Future for CancelOnDrop<T> {
+    type Output = Result<T, Error>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut **self).poll(cx)
+    }
+}
+
+impl<T> Drop for CancelOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f.cancel();
+        }
+    }
+}
+
+/// Something `wait` and `as_completed` can watch: a [`PoolFuture`] by value or by reference.
+///
+/// Owned futures come back out of `wait`/`as_completed` ready to be awaited; references let you keep
+/// your own collection (and may repeat: duplicates are watched once).
+pub trait Watch {
+    /// The future being watched.
+    #[doc(hidden)]
+    fn watched(&self) -> &dyn Watched;
+}
+
+/// The type-erased view `wait` and `as_completed` need of a future. Not implementable outside the crate.
+#[doc(hidden)]
+pub trait Watched: private::Sealed {
+    #[doc(hidden)]
+    fn identity(&self) -> FutureId;
+    #[doc(hidden)]
+    fn poll_ended(&self, cx: &mut Context<'_>, key: &mut Option<u64>) -> Poll<()>;
+    #[doc(hidden)]
+    fn unwatch(&self, key: u64);
+    #[doc(hidden)]
+    fn is_done(&self) -> bool;
+    #[doc(hidden)]
+    fn raised(&self) -> bool;
+}
+
+mod private {
+    pub trait Sealed {}
+}
+
+impl<T> private::Sealed for PoolFuture<T> {}
+
+impl<T> Watched for PoolFuture<T> {
+    fn identity(&self) -> FutureId {
+        self.id()
+    }
+    fn poll_ended(&self, cx: &mut Context<'_>, key: &mut Option<u64>) -> Poll<()> {
+        self.cell.core.poll_ended(cx, key)
+    }
+    fn unwatch(&self, key: u64) {
+        self.cell.core.unwatch(key)
+    }
+    fn is_done(&self) -> bool {
+        self.done()
+    }
+    fn raised(&self) -> bool {
+        self.cell.core.raised()
+    }
+}
+
+impl<T> Watch for PoolFuture<T> {
+    fn watched(&self) -> &dyn Watched {
+        self
+    }
+}
+
+impl<T> Watch for &PoolFuture<T> {
+    fn watched(&self) -> &dyn Watched {
+        *self
+    }
+}
+
+impl<T> Watch for &mut PoolFuture<T> {
+    fn watched(&self) -> &dyn Watched {
+        &**self
+    }
+}
+
+impl<T> Watch for CancelOnDrop<T> {
+    fn watched(&self) -> &dyn Watched {
+        &**self
+    }
+}

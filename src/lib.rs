@@ -1,0 +1,95 @@
+//! Python's [`concurrent.futures`](https://docs.python.org/3/library/concurrent.futures.html) for Rust,
+//! where every future is also a Rust [`Future`](std::future::Future).
+//!
+//! Blocking or CPU-bound work goes to a [`ThreadPoolExecutor`]; each submission returns a
+//! [`PoolFuture`] that an async service can `.await` (from tokio, smol or any executor), race in
+//! `select!`, or that sync code can block on with [`result`](PoolFuture::result). [`as_completed`] is a
+//! `Stream` and an iterator, [`wait`] is awaitable and blocking, and [`map`](ThreadPoolExecutor::map)
+//! streams results in input order.
+//!
+//! # Python → Rust
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `ThreadPoolExecutor(max_workers, thread_name_prefix, initializer, initargs)` | [`ThreadPoolExecutor::new`], [`ThreadPoolExecutor::builder`] |
+//! | `ex.submit(fn, arg)` | [`submit(f, arg)`](ThreadPoolExecutor::submit), [`spawn(closure)`](ThreadPoolExecutor::spawn), [`Executor::submit`] |
+//! | `ex.map(fn, it, timeout=, chunksize=)` | [`map`](ThreadPoolExecutor::map), [`map_with`](ThreadPoolExecutor::map_with) + [`MapOptions`] (adds a bound on in-flight tasks) |
+//! | `ex.shutdown(wait, cancel_futures)` | [`shutdown`](ThreadPoolExecutor::shutdown), [`shutdown_nowait`](ThreadPoolExecutor::shutdown_nowait), [`shutdown_async`](ThreadPoolExecutor::shutdown_async) with [`Queued`] |
+//! | `with ThreadPoolExecutor() as ex:` | [`ThreadPoolExecutor::scope`] |
+//! | `Future` | [`PoolFuture`]: `.await`, [`cancel`](PoolFuture::cancel), [`cancelled`](PoolFuture::cancelled), [`running`](PoolFuture::running), [`done`](PoolFuture::done), [`result`](PoolFuture::result), [`exception`](PoolFuture::exception), [`add_done_callback`](PoolFuture::add_done_callback) |
+//! | `Future()` + `set_result` | [`Promise`] |
+//! | `wait(fs, timeout, return_when)` | [`wait`]`(fs).return_when(…).timeout(…)` then `.await` or `.blocking()` |
+//! | `as_completed(fs, timeout)` | [`as_completed`]`(fs).timeout(…)`: a `Stream`, or `for f in …` |
+//! | `CancelledError`, `TimeoutError`, `BrokenThreadPool`, `InvalidStateError`, `RuntimeError` | [`Error`] variants |
+//!
+//! # Beyond Python
+//!
+//! - A bounded queue: [`queue_capacity`](ThreadPoolBuilder::queue_capacity) with
+//!   [`try_submit`](ThreadPoolExecutor::try_submit) (fails [`Error::Full`]) and
+//!   [`submit_async`](ThreadPoolExecutor::submit_async) (waits for room); `map` with a
+//!   [`buffer`](MapOptions::buffer) works on endless inputs.
+//! - Stopping a *running* task cooperatively: [`spawn_cancellable`](ThreadPoolExecutor::spawn_cancellable),
+//!   [`spawn_with_time_limit`](ThreadPoolExecutor::spawn_with_time_limit), [`PoolFuture::interrupt`].
+//! - [`Metrics`] as stable API; a stable [`FutureId`] per future.
+//! - CPython's bug where cancelled futures never count as done in `wait`/`as_completed` (gh-92001,
+//!   gh-109934) is not copied: a cancelled future is done, and wakes its waiters.
+//!
+//! # Semantics worth knowing
+//!
+//! - A running task holds its worker until it returns; with every worker busy, later tasks wait.
+//! - [`cancel`](PoolFuture::cancel) succeeds only for a task that has not started.
+//! - Dropping a [`PoolFuture`] detaches it (the task still runs); dropping a [`Map`] cancels its tasks
+//!   that have not started; dropping the pool shuts it down without blocking, and queued work still runs.
+//! - Callbacks run on the thread that ends the future (a worker, or the canceller), in the order added;
+//!   a panicking callback is reported and the others still run.
+//! - A task's panic is [`Error::Panicked`] on its future, with the message; the worker survives.
+//! - Threads suit blocking I/O and, in Rust, CPU work too (no GIL).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), concurrent_futures::Error> {
+//! use concurrent_futures::{as_completed, ThreadPoolExecutor};
+//! use futures::StreamExt;
+//!
+//! let pool = ThreadPoolExecutor::new(4)?;
+//! // Awaiting does not block the runtime: the work runs on the pool's threads.
+//! let n = pool.submit(|n: u64| (1..=n).product::<u64>(), 10)?.await?;
+//! assert_eq!(n, 3_628_800);
+//!
+//! let futures = (1..=3u64).map(|i| pool.submit(|i: u64| i * 100, i)).collect::<Result<Vec<_>, _>>()?;
+//! let mut completed = as_completed(futures);
+//! let mut total = 0;
+//! while let Some(f) = completed.next().await {
+//!     total += f?.await?;
+//! }
+//! assert_eq!(total, 600);
+//! pool.shutdown_async(concurrent_futures::Queued::Run).await;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+mod as_completed;
+mod deadline;
+mod error;
+mod executor;
+mod future;
+mod map;
+mod report;
+mod sync;
+mod thread_pool;
+mod wait;
+mod watch;
+
+pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
+pub use error::{Error, TaskError};
+pub use executor::{Executor, Payload};
+pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, Watch};
+pub use map::{Map, MapIter, MapOptions};
+pub use thread_pool::{
+    CancelToken, InitResult, Metrics, Queued, ThreadPoolBuilder, ThreadPoolExecutor,
+};
+pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
+
+#[doc(hidden)]
+pub use future::Watched;

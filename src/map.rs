@@ -1,0 +1,277 @@
+//! `map`: apply a function to every input on a pool, results in input order.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+
+use crate::deadline::Deadline;
+use crate::error::Error;
+use crate::future::{block_until, PoolFuture};
+
+/// How [`map`](crate::Executor::map) runs: an overall timeout, inputs per task, and a bound on the
+/// tasks in flight.
+///
+/// ```
+/// use concurrent_futures::MapOptions;
+/// use std::time::Duration;
+///
+/// let opts = MapOptions::new()
+///     .timeout(Duration::from_secs(5)) // one deadline for the whole iteration, from the map() call
+///     .chunksize(16)                   // 16 inputs per task (one round trip each in a process pool)
+///     .buffer(4);                      // at most 4 tasks in flight: endless inputs work
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct MapOptions {
+    timeout: Option<Duration>,
+    chunksize: usize,
+    buffer: Option<usize>,
+}
+
+impl Default for MapOptions {
+    fn default() -> Self {
+        MapOptions {
+            timeout: None,
+            chunksize: 1,
+            buffer: None,
+        }
+    }
+}
+
+impl MapOptions {
+    /// Python's defaults: no timeout, one input per task, every input submitted at once.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One deadline for the whole iteration, counted from the `map` call. When it passes, the result
+    /// being waited for is an [`Error::Timeout`], the remaining tasks are cancelled, and the stream ends.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Inputs sent per task (default 1). Each element still gets its own result, in order; a panic in
+    /// one element fails only that element. Must be at least 1.
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = chunksize;
+        self
+    }
+
+    /// At most `tasks` tasks (chunks) in flight: `map` reads and submits that many inputs at the call, and
+    /// one more each time a result is taken, so an endless iterator works and memory stays bounded.
+    /// Must be at least 1.
+    pub fn buffer(mut self, tasks: usize) -> Self {
+        self.buffer = Some(tasks);
+        self
+    }
+
+    pub(crate) fn chunk_len(&self) -> Result<NonZeroUsize, Error> {
+        NonZeroUsize::new(self.chunksize)
+            .ok_or_else(|| Error::InvalidArgument("chunksize must be >= 1.".into()))
+    }
+
+    fn in_flight_limit(&self) -> Result<usize, Error> {
+        match self.buffer {
+            None => Ok(usize::MAX),
+            Some(0) => Err(Error::InvalidArgument(
+                "buffersize must be None or > 0".into(),
+            )),
+            Some(n) => Ok(n),
+        }
+    }
+}
+
+/// What one map task returns: a single result, or one per element of its chunk.
+#[doc(hidden)]
+pub enum ChunkOut<R> {
+    One(R),
+    Many(Vec<Result<R, Error>>),
+}
+
+/// Pulls the next chunk of inputs and submits it; `None` once the inputs are exhausted.
+pub(crate) type Feed<R> =
+    Box<dyn FnMut() -> Option<Result<PoolFuture<ChunkOut<R>>, Error>> + Send + 'static>;
+
+enum InFlight<R> {
+    Task(PoolFuture<ChunkOut<R>>),
+    /// A submit that failed after the call returned (the pool shut down or broke): reported in place.
+    Rejected(Error),
+}
+
+/// The results of a `map`, in input order: a `Stream` of `Result<R, Error>` for async code, and an
+/// iterator (through `IntoIterator`) for sync code.
+///
+/// A failed element yields its error in place and iteration goes on (CPython's newest behaviour). A
+/// timeout yields one [`Error::Timeout`], cancels what has not started, and ends the stream. Dropping the
+/// `Map`, read or not, cancels every task that has not started.
+#[must_use = "dropping a Map cancels its tasks that have not started"]
+pub struct Map<R> {
+    feed: Option<Feed<R>>,
+    in_flight: VecDeque<InFlight<R>>,
+    ready: VecDeque<Result<R, Error>>,
+    limit: usize,
+    deadline: Option<Deadline>,
+}
+
+impl<R> Map<R> {
+    /// Starts a map: submits the first `limit` chunks (all of them without a buffer) before returning.
+    /// A pool that rejects the very first submit makes the call fail, as in Python.
+    pub(crate) fn start(mut feed: Feed<R>, opts: MapOptions) -> Result<Map<R>, Error> {
+        opts.chunk_len()?;
+        let limit = opts.in_flight_limit()?;
+        let deadline = opts.timeout.map(Deadline::after);
+        let first = match feed() {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => return Err(e),
+        };
+        let mut map = Map {
+            feed: first.is_some().then_some(feed),
+            in_flight: first.into_iter().map(InFlight::Task).collect(),
+            ready: VecDeque::new(),
+            limit,
+            deadline,
+        };
+        map.refill();
+        Ok(map)
+    }
+
+    fn refill(&mut self) {
+        while self.in_flight.len() < self.limit {
+            let Some(feed) = self.feed.as_mut() else {
+                return;
+            };
+            match feed() {
+                Some(Ok(f)) => self.in_flight.push_back(InFlight::Task(f)),
+                Some(Err(e)) => {
+                    self.in_flight.push_back(InFlight::Rejected(e));
+                    self.feed = None;
+                }
+                None => self.feed = None,
+            }
+        }
+    }
+
+    fn poll_core(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<R, Error>>> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Poll::Ready(Some(r));
+            }
+            self.refill();
+            let Some(front) = self.in_flight.front_mut() else {
+                return Poll::Ready(None);
+            };
+            let out = match front {
+                InFlight::Rejected(_) => match self.in_flight.pop_front() {
+                    Some(InFlight::Rejected(e)) => return Poll::Ready(Some(Err(e))),
+                    _ => unreachable!("just matched"),
+                },
+                InFlight::Task(f) => match Pin::new(f).poll(cx) {
+                    Poll::Ready(out) => out,
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            self.in_flight.pop_front();
+            match out {
+                Ok(ChunkOut::One(r)) => return Poll::Ready(Some(Ok(r))),
+                Ok(ChunkOut::Many(rs)) => self.ready.extend(rs),
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+
+    /// The deadline passed: cancel what has not started and end.
+    fn expire(&mut self) -> Error {
+        self.cancel_all();
+        self.feed = None;
+        self.ready.clear();
+        self.deadline = None;
+        Error::Timeout
+    }
+
+    fn cancel_all(&mut self) {
+        for t in self.in_flight.drain(..) {
+            if let InFlight::Task(f) = t {
+                f.cancel();
+            }
+        }
+    }
+}
+
+// Nothing in a Map is pinned in place (the timer is boxed), whatever `R` is.
+impl<R> Unpin for Map<R> {}
+
+impl<R> Drop for Map<R> {
+    fn drop(&mut self) {
+        self.cancel_all();
+    }
+}
+
+impl<R> Stream for Map<R> {
+    type Item = Result<R, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Poll::Ready(item) = this.poll_core(cx) {
+            return Poll::Ready(item);
+        }
+        let elapsed = this
+            .deadline
+            .as_mut()
+            .is_some_and(|d| d.poll_elapsed(cx).is_ready());
+        if elapsed {
+            Poll::Ready(Some(Err(this.expire())))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<R> IntoIterator for Map<R> {
+    type Item = Result<R, Error>;
+    type IntoIter = MapIter<R>;
+
+    fn into_iter(self) -> MapIter<R> {
+        MapIter(self)
+    }
+}
+
+/// The blocking iterator over a [`Map`]: each `next()` blocks this thread until the next result in
+/// input order is ready.
+pub struct MapIter<R>(Map<R>);
+
+impl<R> Iterator for MapIter<R> {
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let inner = &mut self.0;
+        let deadline = inner.deadline.as_ref().map(Deadline::instant);
+        match block_until(deadline, |cx| inner.poll_core(cx)) {
+            Some(item) => item,
+            None => Some(Err(inner.expire())),
+        }
+    }
+}
+
+impl<R> fmt::Debug for Map<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("in_flight", &self.in_flight.len())
+            .field("buffered_results", &self.ready.len())
+            .field("inputs_left", &self.feed.is_some())
+            .finish()
+    }
+}
+
+impl<R> fmt::Debug for MapIter<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

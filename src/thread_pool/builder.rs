@@ -1,0 +1,150 @@
+//! [`ThreadPoolBuilder`]: the knobs of Python's `ThreadPoolExecutor(...)` constructor, and a few more.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::{Config, Initializer, ThreadPoolExecutor};
+use crate::error::Error;
+
+/// Configures and builds a [`ThreadPoolExecutor`].
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::builder()
+///     .max_workers(4)
+///     .thread_name_prefix("resize")
+///     .initializer(|| println!("worker {:?} ready", std::thread::current().name()))
+///     .queue_capacity(1000)
+///     .build()?;
+/// # drop(pool);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[derive(Default)]
+pub struct ThreadPoolBuilder {
+    max_workers: Option<usize>,
+    name_prefix: Option<String>,
+    initializer: Option<Initializer>,
+    stack_size: Option<usize>,
+    capacity: Option<usize>,
+}
+
+/// What an initializer may return: nothing, or a `Result` whose `Err` breaks the pool.
+pub trait InitResult {
+    /// The failure, as text, if there was one.
+    fn into_failure(self) -> Option<String>;
+}
+
+impl InitResult for () {
+    fn into_failure(self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: fmt::Display> InitResult for Result<(), E> {
+    fn into_failure(self) -> Option<String> {
+        self.err().map(|e| e.to_string())
+    }
+}
+
+static POOL_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl ThreadPoolBuilder {
+    /// A builder with Python's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most threads the pool will run (default `min(32, cpus + 4)`, as Python). Threads start
+    /// lazily, one per submit that finds no idle thread. Must be at least 1.
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// Threads are named `{prefix}_{i}` (default `ThreadPoolExecutor-{k}_{i}`). Linux shows only the
+    /// first 15 bytes of a thread name in tools like `top`.
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Runs once on each worker thread before its first task (Python's `initializer`/`initargs`:
+    /// capture the arguments in the closure). If it returns `Err` or panics, the pool breaks: queued
+    /// futures fail with [`Error::BrokenThreadPool`], and so does every later submit.
+    pub fn initializer<F, R>(mut self, init: F) -> Self
+    where
+        F: Fn() -> R + Send + Sync + 'static,
+        R: InitResult,
+    {
+        self.initializer = Some(Arc::new(move || match init().into_failure() {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }));
+        self
+    }
+
+    /// Stack size of each worker thread, in bytes (default: std's, 2 MiB).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Bounds the queue of tasks waiting for a thread (Python's is unbounded). When it is full,
+    /// `try_submit` fails with [`Error::Full`], `submit_async` waits for room, and `submit` blocks.
+    /// `map` is bounded by its own [`buffer`](crate::MapOptions::buffer) instead. Must be at least 1.
+    pub fn queue_capacity(mut self, tasks: usize) -> Self {
+        self.capacity = Some(tasks);
+        self
+    }
+
+    /// Builds the pool. No thread starts until the first submit.
+    pub fn build(self) -> Result<ThreadPoolExecutor, Error> {
+        let max_workers = match self.max_workers {
+            Some(0) => {
+                return Err(Error::InvalidArgument(
+                    "max_workers must be greater than 0".into(),
+                ))
+            }
+            Some(n) => n,
+            None => default_max_workers(),
+        };
+        if self.capacity == Some(0) {
+            return Err(Error::InvalidArgument(
+                "queue_capacity must be greater than 0".into(),
+            ));
+        }
+        let name_prefix = self.name_prefix.unwrap_or_else(|| {
+            format!(
+                "ThreadPoolExecutor-{}",
+                POOL_COUNTER.fetch_add(1, Ordering::Relaxed)
+            )
+        });
+        Ok(ThreadPoolExecutor::from_config(Config {
+            max_workers,
+            name_prefix,
+            initializer: self.initializer,
+            stack_size: self.stack_size,
+            capacity: self.capacity,
+        }))
+    }
+}
+
+/// Python's default: `min(32, cpus + 4)`, with the CPU count that honours affinity and cgroup limits.
+pub(crate) fn default_max_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus + 4).min(32)
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.name_prefix)
+            .field("initializer", &self.initializer.is_some())
+            .field("stack_size", &self.stack_size)
+            .field("queue_capacity", &self.capacity)
+            .finish()
+    }
+}

@@ -1,0 +1,528 @@
+//! [`ThreadPoolExecutor`]: Python's thread pool, whose futures are awaitable.
+
+mod builder;
+mod shared;
+mod task;
+mod worker;
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+pub use builder::{InitResult, ThreadPoolBuilder};
+use shared::{Rejected, Shared, WhenFull};
+pub use task::CancelToken;
+use task::{new_task, TokenState};
+
+use crate::error::{panic_message, Error, TaskError};
+use crate::future::PoolFuture;
+use crate::map::{ChunkOut, Feed, Map, MapOptions};
+
+pub(crate) type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+pub(crate) struct Config {
+    pub(crate) max_workers: usize,
+    pub(crate) name_prefix: String,
+    pub(crate) initializer: Option<Initializer>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) capacity: Option<usize>,
+}
+
+/// What `shutdown` does with tasks still waiting in the queue (Python's `cancel_futures`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Queued {
+    /// Run them before the workers exit (`cancel_futures=False`).
+    #[default]
+    Run,
+    /// Cancel them; their futures end cancelled and wake their waiters (`cancel_futures=True`). Running
+    /// tasks are never cancelled.
+    Cancel,
+}
+
+/// A snapshot of a pool's activity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Live worker threads.
+    pub workers: usize,
+    /// Workers waiting for work.
+    pub idle: usize,
+    /// Tasks waiting in the queue.
+    pub queued: usize,
+    /// Tasks running now.
+    pub running: usize,
+    /// Tasks that ran to an end (returned, failed or panicked).
+    pub completed: u64,
+    /// Of those, tasks that returned `Err` (fallible tasks).
+    pub failed: u64,
+    /// Of those, tasks that panicked.
+    pub panicked: u64,
+    /// Tasks cancelled before they ran, seen by a worker or by `shutdown(Queued::Cancel)`.
+    pub cancelled: u64,
+}
+
+/// A pool of threads running blocking or CPU-bound closures; every submission returns a
+/// [`PoolFuture`]. Python's `concurrent.futures.ThreadPoolExecutor`.
+///
+/// Threads start lazily (one per submit that finds no idle thread, up to `max_workers`) and live until
+/// shutdown. Tasks start in submission order. A task that panics fails its own future with
+/// [`Error::Panicked`]; the worker lives on.
+///
+/// The handle is cheap to clone (a task may submit more work to its own pool). When the last handle is
+/// dropped the pool shuts down *without blocking*: queued work still runs, then the threads exit. To
+/// wait, call [`shutdown`](Self::shutdown), [`shutdown_async`](Self::shutdown_async), or use
+/// [`scope`](Self::scope) (Python's `with` block).
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let results = ThreadPoolExecutor::new(2)?.scope(|pool| {
+///     let squares = pool.map(|n: u64| n * n, 1..=5)?;
+///     squares.into_iter().collect::<Result<Vec<_>, _>>()
+/// })?;
+/// assert_eq!(results, [1, 4, 9, 16, 25]);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ThreadPoolExecutor {
+    handle: Arc<Handle>,
+}
+
+/// The user-facing side of the pool; dropping the last one shuts the pool down without waiting.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        for task in self.shared.close(false) {
+            task.cancel();
+        }
+    }
+}
+
+impl ThreadPoolExecutor {
+    /// A pool of at most `max_workers` threads (an error if 0).
+    pub fn new(max_workers: usize) -> Result<Self, Error> {
+        Self::builder().max_workers(max_workers).build()
+    }
+
+    /// A builder for the other settings (thread names, initializer, stack size, queue bound).
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::new()
+    }
+
+    fn from_config(config: Config) -> Self {
+        ThreadPoolExecutor {
+            handle: Arc::new(Handle {
+                shared: Shared::new(config),
+            }),
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// The most threads this pool runs.
+    pub fn max_workers(&self) -> usize {
+        self.shared().config.max_workers
+    }
+
+    fn push<T, F>(
+        &self,
+        func: F,
+        token: Option<Arc<TokenState>>,
+        when_full: WhenFull,
+    ) -> Result<PoolFuture<T>, Error>
+    where
+        F: FnOnce() -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (task, fut) = new_task(func, token);
+        match self.shared().enqueue(task, when_full) {
+            Ok(()) => Ok(fut),
+            Err(Rejected::Full(_)) => Err(Error::Full),
+            Err(Rejected::Closed(e)) => Err(e),
+        }
+    }
+
+    async fn push_async<T, F>(&self, func: F) -> Result<PoolFuture<T>, Error>
+    where
+        F: FnOnce() -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (mut task, fut) = new_task(func, None);
+        loop {
+            let room = self.shared().room_async.notified();
+            let mut room = std::pin::pin!(room);
+            // Register before trying, so room made between the try and the await is not missed.
+            room.as_mut().enable();
+            match self.shared().enqueue(task, WhenFull::Reject) {
+                Ok(()) => return Ok(fut),
+                Err(Rejected::Full(t)) => task = t,
+                Err(Rejected::Closed(e)) => return Err(e),
+            }
+            room.await;
+        }
+    }
+
+    /// Runs `f(arg)` on the pool: Python's `submit(fn, arg)` (use a tuple for several arguments).
+    /// Fails with [`Error::Shutdown`] after shutdown, or a broken pool's error. With a bounded queue
+    /// that is full, this blocks until there is room.
+    pub fn submit<A, R, F>(&self, f: F, arg: A) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce(A) -> R + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        self.push(move || Ok(f(arg)), None, WhenFull::Block)
+    }
+
+    /// Runs a closure on the pool. With a bounded queue that is full, this blocks until there is room.
+    ///
+    /// ```
+    /// # let pool = concurrent_futures::ThreadPoolExecutor::new(1)?;
+    /// let name = String::from("world");
+    /// let mut f = pool.spawn(move || format!("hello {name}"))?;
+    /// assert_eq!(f.result(None)?, "hello world");
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn spawn<R, F>(&self, f: F) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.push(move || Ok(f()), None, WhenFull::Block)
+    }
+
+    /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`] (the error kept,
+    /// downcastable), which `wait(FirstException)` reacts to, as Python's raised exceptions.
+    pub fn submit_fallible<A, R, E, F>(&self, f: F, arg: A) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce(A) -> Result<R, E> + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.push(
+            move || f(arg).map_err(|e| Error::Failed(TaskError::new(e))),
+            None,
+            WhenFull::Block,
+        )
+    }
+
+    /// [`submit_fallible`](Self::submit_fallible) for a closure.
+    pub fn spawn_fallible<R, E, F>(&self, f: F) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce() -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.push(
+            move || f().map_err(|e| Error::Failed(TaskError::new(e))),
+            None,
+            WhenFull::Block,
+        )
+    }
+
+    /// Runs a task that can be stopped while it runs: it gets a [`CancelToken`] to check, which fires
+    /// on [`PoolFuture::interrupt`]. Returning `Err(e)` ends the future with `e` as it is (so
+    /// `token.check()?` ends it with [`Error::Interrupted`]).
+    pub fn spawn_cancellable<R, F>(&self, f: F) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce(&CancelToken) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let state = TokenState::new(None);
+        let token = CancelToken(state.clone());
+        self.push(move || f(&token), Some(state), WhenFull::Block)
+    }
+
+    /// [`spawn_cancellable`](Self::spawn_cancellable) with a time limit: the token also fires `limit`
+    /// after the task starts running. Threads cannot be killed, so the task must check the token.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut forever = pool.spawn_with_time_limit(Duration::from_millis(20), |token| loop {
+    ///     token.check()?;
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// })?;
+    /// let outcome: Result<(), Error> = forever.result(None);
+    /// assert!(matches!(outcome, Err(Error::Interrupted)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn spawn_with_time_limit<R, F>(&self, limit: Duration, f: F) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce(&CancelToken) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let state = TokenState::new(Some(limit));
+        let token = CancelToken(state.clone());
+        self.push(move || f(&token), Some(state), WhenFull::Block)
+    }
+
+    /// [`submit`](Self::submit) that never blocks: with a bounded queue that is full, fails with
+    /// [`Error::Full`].
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use std::sync::mpsc;
+    ///
+    /// let pool = ThreadPoolExecutor::builder().max_workers(1).queue_capacity(1).build()?;
+    /// let (tx, rx) = mpsc::channel::<()>();
+    /// let (started_tx, started) = mpsc::channel();
+    /// let busy = pool.spawn(move || { started_tx.send(()).unwrap(); rx.recv().ok(); })?;
+    /// started.recv().unwrap();
+    /// let queued = pool.try_submit(|x: u8| x, 1)?; // fills the queue
+    /// assert!(matches!(pool.try_submit(|x: u8| x, 2), Err(Error::Full)));
+    /// tx.send(()).unwrap();
+    /// # drop((busy, queued));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn try_submit<A, R, F>(&self, f: F, arg: A) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce(A) -> R + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        self.push(move || Ok(f(arg)), None, WhenFull::Reject)
+    }
+
+    /// [`spawn`](Self::spawn) that never blocks: fails with [`Error::Full`] when a bounded queue is full.
+    pub fn try_spawn<R, F>(&self, f: F) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.push(move || Ok(f()), None, WhenFull::Reject)
+    }
+
+    /// [`submit`](Self::submit) for async code: with a bounded queue that is full, waits (without
+    /// blocking the thread) for room. Dropping the returned future before it resolves drops the task.
+    pub async fn submit_async<A, R, F>(&self, f: F, arg: A) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce(A) -> R + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        self.push_async(move || Ok(f(arg))).await
+    }
+
+    /// [`spawn`](Self::spawn) for async code: waits for room in a bounded queue without blocking.
+    pub async fn spawn_async<R, F>(&self, f: F) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.push_async(move || Ok(f())).await
+    }
+
+    /// Applies `f` to every input: Python's `executor.map`. Results come in input order. Every input is
+    /// submitted before this returns; use [`map_with`](Self::map_with) for a timeout, chunks, or a
+    /// bound on in-flight tasks (needed for endless inputs).
+    pub fn map<A, R, F, I>(&self, f: F, inputs: I) -> Result<Map<R>, Error>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        self.map_with(f, inputs, MapOptions::new())
+    }
+
+    /// [`map`](Self::map) with options.
+    ///
+    /// ```
+    /// use concurrent_futures::{MapOptions, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(2)?;
+    /// // An endless input works with a bound on the tasks in flight.
+    /// let evens: Vec<u64> = pool
+    ///     .map_with(|n: u64| n * 2, 0.., MapOptions::new().buffer(4).chunksize(8))?
+    ///     .into_iter()
+    ///     .take(100)
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(evens[99], 198);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn map_with<A, R, F, I>(&self, f: F, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        let chunk = opts.chunk_len()?.get();
+        let f = Arc::new(f);
+        let pool = self.clone_weak();
+        let mut inputs = inputs.into_iter();
+        let feed: Feed<R> = Box::new(move || {
+            let pool = pool.upgrade()?;
+            let f = f.clone();
+            if chunk == 1 {
+                let a = inputs.next()?;
+                return Some(pool.push(move || Ok(ChunkOut::One(f(a))), None, WhenFull::Overfill));
+            }
+            let items: Vec<A> = inputs.by_ref().take(chunk).collect();
+            if items.is_empty() {
+                return None;
+            }
+            Some(pool.push(
+                move || {
+                    Ok(ChunkOut::Many(
+                        items
+                            .into_iter()
+                            .map(|a| {
+                                catch_unwind(AssertUnwindSafe(|| f(a)))
+                                    .map_err(|p| Error::Panicked(panic_message(&*p)))
+                            })
+                            .collect(),
+                    ))
+                },
+                None,
+                WhenFull::Overfill,
+            ))
+        });
+        Map::start(feed, opts)
+    }
+
+    /// A handle that does not keep the pool alive: a buffered `map` stops feeding once the pool is gone
+    /// (Python 3.14 holds a weak reference too).
+    fn clone_weak(&self) -> WeakPool {
+        WeakPool(Arc::downgrade(&self.handle))
+    }
+
+    /// Shuts the pool down and waits until every worker thread has exited: Python's
+    /// `shutdown(wait=True, cancel_futures=…)`. Running tasks finish; queued ones run or are cancelled
+    /// as `queued` says. Calling it again is harmless. Called from one of this pool's own tasks, it waits
+    /// for the other workers only.
+    pub fn shutdown(&self, queued: Queued) {
+        self.shutdown_nowait(queued);
+        let shared = self.shared();
+        let me = std::thread::current().id();
+        let mut st = shared.lock();
+        let own_worker = st.handles.iter().any(|h| h.thread().id() == me);
+        let target = usize::from(own_worker);
+        while st.threads > target {
+            st = shared.exited.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let handles: Vec<_> = st
+            .handles
+            .drain(..)
+            .filter(|h| h.thread().id() != me)
+            .collect();
+        drop(st);
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
+    /// tasks still run (unless cancelled), and the threads exit when the queue is empty.
+    pub fn shutdown_nowait(&self, queued: Queued) {
+        let drained = self.shared().close(queued == Queued::Cancel);
+        let mut cancelled = 0;
+        for task in drained {
+            if task.cancel() {
+                cancelled += 1;
+            }
+        }
+        if cancelled > 0 {
+            self.shared().lock().cancelled += cancelled;
+        }
+    }
+
+    /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited, without
+    /// blocking the runtime's threads.
+    pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
+        self.shutdown_nowait(queued);
+        let shared = self.shared().clone();
+        poll_fn(move |cx| {
+            let mut st = shared.lock();
+            if st.threads == 0 {
+                // Every worker has left its loop; the handles are dropped (detached), not joined, so the
+                // runtime thread never blocks.
+                st.handles.clear();
+                Poll::Ready(())
+            } else {
+                st.exit_wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Runs `body` with the pool, then shuts it down and waits for all its work, even if `body` panics:
+    /// Python's `with ThreadPoolExecutor(...) as ex:` block.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let count = Arc::new(AtomicUsize::new(0));
+    /// ThreadPoolExecutor::new(2)?.scope(|pool| {
+    ///     for _ in 0..4 {
+    ///         let count = count.clone();
+    ///         drop(pool.spawn(move || count.fetch_add(1, Ordering::SeqCst)));
+    ///     }
+    /// });
+    /// assert_eq!(count.load(Ordering::SeqCst), 4); // every task ran before scope returned
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn scope<R>(self, body: impl FnOnce(&ThreadPoolExecutor) -> R) -> R {
+        struct WaitOnExit<'a>(&'a ThreadPoolExecutor);
+        impl Drop for WaitOnExit<'_> {
+            fn drop(&mut self) {
+                self.0.shutdown(Queued::Run);
+            }
+        }
+        let guard = WaitOnExit(&self);
+        body(guard.0)
+    }
+
+    /// A snapshot of the pool's counters.
+    pub fn metrics(&self) -> Metrics {
+        let st = self.shared().lock();
+        Metrics {
+            workers: st.threads,
+            idle: st.idle,
+            queued: st.queue.len(),
+            running: st.running,
+            completed: st.completed,
+            failed: st.failed,
+            panicked: st.panicked,
+            cancelled: st.cancelled,
+        }
+    }
+}
+
+struct WeakPool(std::sync::Weak<Handle>);
+
+impl WeakPool {
+    fn upgrade(&self) -> Option<ThreadPoolExecutor> {
+        self.0
+            .upgrade()
+            .map(|handle| ThreadPoolExecutor { handle })
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.metrics();
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.max_workers())
+            .field("workers", &m.workers)
+            .field("queued", &m.queued)
+            .field("running", &m.running)
+            .finish()
+    }
+}

@@ -1,0 +1,212 @@
+//! The state a thread pool's handle and its workers share: the queue, the lifecycle, the counters.
+//!
+//! One mutex guards it all, and is never held while user code runs. Workers sleep on `work` and are
+//! woken one at a time: a submit hands a wake-up *credit* (`notified`) to exactly one idle worker, as
+//! tokio's blocking pool does, so a spurious wake-up never steals a task's wake-up.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::Waker;
+
+use tokio::sync::Notify;
+
+use super::task::Runnable;
+use super::Config;
+use crate::error::Error;
+use crate::sync::{lock, Condvar, Mutex, MutexGuard};
+
+/// Where the pool is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// Taking work.
+    Open,
+    /// Shut down: no new work; workers finish what is queued, then exit.
+    ShutDown,
+    /// An initializer failed: no new work, queued work failed; carries the initializer's error.
+    Broken(String),
+}
+
+/// What to do when a bounded queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Give the task back with `Error::Full`.
+    Reject,
+    /// Block this thread until there is room.
+    Block,
+    /// Queue it anyway (the caller bounds its own in-flight work, as `map` does).
+    Overfill,
+}
+
+pub(crate) struct PoolState {
+    pub(crate) queue: VecDeque<Arc<dyn Runnable>>,
+    pub(crate) lifecycle: Lifecycle,
+    /// Live worker threads.
+    pub(crate) threads: usize,
+    /// Workers counted idle and not yet handed a wake-up credit.
+    pub(crate) idle: usize,
+    /// Wake-up credits handed out and not yet taken by a worker.
+    pub(crate) notified: usize,
+    /// Threads started so far, for naming (`prefix_0`, `prefix_1`, …).
+    pub(crate) started: usize,
+    /// Tasks being executed now.
+    pub(crate) running: usize,
+    pub(crate) completed: u64,
+    pub(crate) failed: u64,
+    pub(crate) panicked: u64,
+    pub(crate) cancelled: u64,
+    /// Threads blocked in a sync submit waiting for room.
+    pub(crate) blocked_submitters: usize,
+    /// Workers' handles, joined by a waiting shutdown.
+    pub(crate) handles: Vec<std::thread::JoinHandle<()>>,
+    /// Async shutdowns waiting for the last worker to exit.
+    pub(crate) exit_wakers: Vec<Waker>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<PoolState>,
+    /// Idle workers sleep here.
+    pub(crate) work: Condvar,
+    /// Sync submitters wait here for room in a bounded queue.
+    pub(crate) room: Condvar,
+    /// Async submitters wait here for room in a bounded queue.
+    pub(crate) room_async: Notify,
+    /// Sync shutdowns wait here for the last worker to exit.
+    pub(crate) exited: Condvar,
+    pub(crate) config: Config,
+}
+
+/// Why a task was not queued; the task comes back so the caller can retry or drop it.
+pub(crate) enum Rejected {
+    Full(Arc<dyn Runnable>),
+    Closed(Error),
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Arc<Self> {
+        Arc::new(Shared {
+            state: Mutex::new(PoolState {
+                queue: VecDeque::new(),
+                lifecycle: Lifecycle::Open,
+                threads: 0,
+                idle: 0,
+                notified: 0,
+                started: 0,
+                running: 0,
+                completed: 0,
+                failed: 0,
+                panicked: 0,
+                cancelled: 0,
+                blocked_submitters: 0,
+                handles: Vec::new(),
+                exit_wakers: Vec::new(),
+            }),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            room_async: Notify::new(),
+            exited: Condvar::new(),
+            config,
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PoolState> {
+        lock(&self.state)
+    }
+
+    fn closed_error(lifecycle: &Lifecycle) -> Option<Error> {
+        match lifecycle {
+            Lifecycle::Open => None,
+            Lifecycle::ShutDown => Some(Error::Shutdown),
+            Lifecycle::Broken(why) => Some(Error::BrokenThreadPool(why.clone())),
+        }
+    }
+
+    /// Queues a task and makes sure a worker will run it: wakes an idle one, or starts a thread if none
+    /// is idle and the pool is below `max_workers`.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        task: Arc<dyn Runnable>,
+        when_full: WhenFull,
+    ) -> Result<(), Rejected> {
+        let mut st = self.lock();
+        loop {
+            if let Some(e) = Self::closed_error(&st.lifecycle) {
+                return Err(Rejected::Closed(e));
+            }
+            let full = matches!(self.config.capacity, Some(cap) if st.queue.len() >= cap);
+            if !full || when_full == WhenFull::Overfill {
+                break;
+            }
+            if when_full == WhenFull::Reject {
+                return Err(Rejected::Full(task));
+            }
+            st.blocked_submitters += 1;
+            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.blocked_submitters -= 1;
+        }
+        st.queue.push_back(task);
+        if st.idle > 0 {
+            st.idle -= 1;
+            st.notified += 1;
+            drop(st);
+            self.work.notify_one();
+        } else if st.threads < self.config.max_workers {
+            if let Err(e) = super::worker::spawn(self, &mut st) {
+                if st.threads == 0 {
+                    // No worker will ever take it: fail it rather than strand it.
+                    let task = st.queue.pop_back().expect("just pushed");
+                    drop(st);
+                    task.fail(Error::BrokenThreadPool(format!(
+                        "could not start a worker thread: {e}"
+                    )));
+                }
+                // Otherwise the live workers will get to it.
+            }
+        }
+        Ok(())
+    }
+
+    /// A task left the queue: let one waiting submitter in.
+    pub(crate) fn made_room(&self, st: &PoolState) {
+        if self.config.capacity.is_some() {
+            if st.blocked_submitters > 0 {
+                self.room.notify_one();
+            }
+            self.room_async.notify_one();
+        }
+    }
+
+    /// Stops taking work. With `cancel`, takes every queued task out and cancels it. Returns the tasks
+    /// to cancel, which the caller cancels with no lock held (cancelling runs callbacks).
+    pub(crate) fn close(&self, cancel: bool) -> Vec<Arc<dyn Runnable>> {
+        let mut st = self.lock();
+        if st.lifecycle == Lifecycle::Open {
+            st.lifecycle = Lifecycle::ShutDown;
+        }
+        let drained: Vec<_> = if cancel {
+            st.queue.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        drop(st);
+        // Idle workers wake, find the queue empty (or not), and exit when it is.
+        self.work.notify_all();
+        // Blocked submitters wake and see the pool closed.
+        self.room.notify_all();
+        self.room_async.notify_waiters();
+        drained
+    }
+
+    /// Breaks the pool after an initializer failure and takes the queued tasks out to be failed.
+    pub(crate) fn break_pool(&self, why: String) -> Vec<Arc<dyn Runnable>> {
+        let mut st = self.lock();
+        if !matches!(st.lifecycle, Lifecycle::Broken(_)) {
+            st.lifecycle = Lifecycle::Broken(why);
+        }
+        let drained = st.queue.drain(..).collect();
+        drop(st);
+        self.work.notify_all();
+        self.room.notify_all();
+        self.room_async.notify_waiters();
+        drained
+    }
+}

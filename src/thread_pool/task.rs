@@ -1,0 +1,222 @@
+//! A thread-pool task: the closure and its future's state in one allocation, and the two-step run the
+//! worker loop needs (execute the closure, then publish the outcome once the worker has said what it will
+//! do next).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{panic_message, Error};
+use crate::future::state::Core;
+use crate::future::{Job, PoolFuture, TaskCell};
+use crate::sync::{lock, Mutex};
+
+/// What running a queued task amounted to, for the pool's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// The future had been cancelled; the closure never ran.
+    Skipped,
+    Returned,
+    Failed,
+    Panicked,
+}
+
+/// The worker's view of a queued task.
+pub(crate) trait Runnable: Send + Sync {
+    /// Claims the task (PENDING → RUNNING) and runs its closure, keeping the outcome unpublished.
+    fn execute(&self) -> Ran;
+    /// Completes the future with the kept outcome: wakes its waiters and runs its callbacks.
+    fn publish(&self);
+    /// Cancels the task if it has not started (`shutdown(cancel_futures)`, a dropped `map`).
+    fn cancel(&self) -> bool;
+    /// Ends a task that will never run with `error` (a broken pool), if it has not started.
+    fn fail(&self, error: Error);
+}
+
+enum Slot<F, T> {
+    Ready(F),
+    Ran(Result<T, Error>),
+    Empty,
+}
+
+/// The closure, and later its outcome until the worker publishes it.
+pub(crate) struct FuncSlot<F, T> {
+    slot: Mutex<Slot<F, T>>,
+    token: Option<Arc<TokenState>>,
+}
+
+impl<F: Send, T: Send> Job for FuncSlot<F, T> {
+    fn discard(&self) {
+        *lock(&self.slot) = Slot::Empty;
+    }
+
+    fn interrupt(&self) -> bool {
+        match &self.token {
+            Some(t) => {
+                t.flag.store(true, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+pub(crate) type Task<F, T> = TaskCell<T, FuncSlot<F, T>>;
+
+/// Builds a task; the returned pair is the queue's handle and the caller's future, sharing one allocation.
+pub(crate) fn new_task<F, T>(
+    func: F,
+    token: Option<Arc<TokenState>>,
+) -> (Arc<dyn Runnable>, PoolFuture<T>)
+where
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
+{
+    let cell: Arc<Task<F, T>> = Arc::new(TaskCell {
+        core: Core::new(),
+        job: FuncSlot {
+            slot: Mutex::new(Slot::Ready(func)),
+            token,
+        },
+    });
+    let fut: Arc<TaskCell<T, dyn Job>> = cell.clone();
+    (cell, PoolFuture::from_cell(fut))
+}
+
+impl<F, T> Runnable for Task<F, T>
+where
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
+{
+    fn execute(&self) -> Ran {
+        if !self.core.start() {
+            return Ran::Skipped;
+        }
+        let func = match std::mem::replace(&mut *lock(&self.job.slot), Slot::Empty) {
+            Slot::Ready(f) => f,
+            // Only a successful cancel empties the slot, and then start() fails.
+            _ => unreachable!("a started task has its closure"),
+        };
+        if let Some(t) = &self.job.token {
+            t.started(Instant::now());
+        }
+        // The closure (and everything it captured) is consumed here, before the outcome is published.
+        let (ran, outcome) = match catch_unwind(AssertUnwindSafe(func)) {
+            Ok(Ok(v)) => (Ran::Returned, Ok(v)),
+            Ok(Err(e)) => (Ran::Failed, Err(e)),
+            Err(payload) => (
+                Ran::Panicked,
+                Err(Error::Panicked(panic_message(&*payload))),
+            ),
+        };
+        *lock(&self.job.slot) = Slot::Ran(outcome);
+        ran
+    }
+
+    fn publish(&self) {
+        let outcome = std::mem::replace(&mut *lock(&self.job.slot), Slot::Empty);
+        if let Slot::Ran(outcome) = outcome {
+            // Our own start() won the race, so nothing else can have completed the future.
+            let _ = self.core.complete(outcome);
+        }
+    }
+
+    fn cancel(&self) -> bool {
+        let cancelled = self.core.cancel();
+        if cancelled {
+            self.job.discard();
+        }
+        cancelled
+    }
+
+    fn fail(&self, error: Error) {
+        if self.core.start() {
+            self.job.discard();
+            let _ = self.core.complete(Err(error));
+        }
+    }
+}
+
+/// The shared half of a [`CancelToken`].
+pub(crate) struct TokenState {
+    flag: AtomicBool,
+    limit: Option<Duration>,
+    deadline: std::sync::OnceLock<Instant>,
+}
+
+impl TokenState {
+    pub(crate) fn new(limit: Option<Duration>) -> Arc<Self> {
+        Arc::new(TokenState {
+            flag: AtomicBool::new(false),
+            limit,
+            deadline: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn started(&self, now: Instant) {
+        if let Some(limit) = self.limit {
+            let _ = self.deadline.set(now.checked_add(limit).unwrap_or(now));
+        }
+    }
+}
+
+/// Handed to a task started with [`spawn_cancellable`](crate::ThreadPoolExecutor::spawn_cancellable):
+/// tells a *running* task that it should stop. A thread cannot be stopped from outside, so the task polls
+/// the token at points where stopping is safe.
+///
+/// The token fires when [`PoolFuture::interrupt`](crate::PoolFuture::interrupt) is called, or when the
+/// task's time limit (counted from the moment it started) runs out.
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+///
+/// let pool = ThreadPoolExecutor::new(1)?;
+/// let mut f = pool.spawn_cancellable(|token| -> Result<(), Error> {
+///     loop {
+///         token.check()?; // Err(Error::Interrupted) once interrupted
+///         std::thread::yield_now();
+///     }
+/// })?;
+/// while !f.running() { std::thread::yield_now(); }
+/// assert!(f.interrupt());
+/// assert!(matches!(f.result(None), Err(Error::Interrupted)));
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone)]
+pub struct CancelToken(pub(crate) Arc<TokenState>);
+
+impl CancelToken {
+    /// Whether the task has been asked to stop (interrupted, or past its time limit).
+    pub fn is_cancelled(&self) -> bool {
+        if self.0.flag.load(Ordering::Acquire) {
+            return true;
+        }
+        match self.0.deadline.get() {
+            Some(d) => Instant::now() >= *d,
+            None => false,
+        }
+    }
+
+    /// `Err(Error::Interrupted)` once the task should stop, for use with `?`.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.is_cancelled() {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// When the task's time limit runs out, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.0.deadline.get().copied()
+    }
+}
+
+impl std::fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelToken")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}

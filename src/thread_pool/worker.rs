@@ -1,0 +1,153 @@
+//! The worker thread: run queued tasks (BUSY), sleep until handed a wake-up credit (IDLE), exit once the
+//! pool is closed and the queue is empty.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use super::shared::{Lifecycle, PoolState, Shared};
+use super::task::Ran;
+use crate::error::{panic_message, Error};
+
+/// Starts one more worker. Called with the pool locked, so the thread count cannot overshoot.
+pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> std::io::Result<()> {
+    let index = st.started;
+    let mut builder =
+        std::thread::Builder::new().name(format!("{}_{}", shared.config.name_prefix, index));
+    if let Some(size) = shared.config.stack_size {
+        builder = builder.stack_size(size);
+    }
+    let worker = Worker {
+        shared: shared.clone(),
+    };
+    let handle = builder.spawn(move || worker.run())?;
+    st.handles.push(handle);
+    st.started += 1;
+    st.threads += 1;
+    Ok(())
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+}
+
+/// Decrements the thread count however the worker ends, and wakes shutdowns waiting for the last one.
+struct ExitGuard<'a>(&'a Shared);
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.threads -= 1;
+        if st.threads == 0 {
+            let wakers = std::mem::take(&mut st.exit_wakers);
+            drop(st);
+            self.0.exited.notify_all();
+            for w in wakers {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn run(self) {
+        let shared = &*self.shared;
+        let _exit = ExitGuard(shared);
+        if !self.initialize() {
+            return;
+        }
+        let mut st = shared.lock();
+        'main: loop {
+            // BUSY: run queued tasks until there are none.
+            while let Some(task) = st.queue.pop_front() {
+                shared.made_room(&st);
+                st.running += 1;
+                drop(st);
+
+                let ran = task.execute();
+
+                st = shared.lock();
+                st.running -= 1;
+                match ran {
+                    Ran::Skipped => st.cancelled += 1,
+                    Ran::Returned => st.completed += 1,
+                    Ran::Failed => {
+                        st.completed += 1;
+                        st.failed += 1
+                    }
+                    Ran::Panicked => {
+                        st.completed += 1;
+                        st.panicked += 1
+                    }
+                }
+                if ran == Ran::Skipped {
+                    continue;
+                }
+                // Say whether this thread is about to be idle *before* the result becomes visible: a
+                // caller who sees it and submits again then finds this thread idle instead of starting
+                // another one (Python's idle-thread reuse).
+                let declared_idle = st.queue.is_empty() && st.lifecycle == Lifecycle::Open;
+                if declared_idle {
+                    st.idle += 1;
+                }
+                drop(st);
+                task.publish();
+                drop(task);
+                st = shared.lock();
+                if declared_idle {
+                    st = match self.sleep(st) {
+                        Some(st) => st,
+                        None => break 'main,
+                    };
+                }
+            }
+
+            // IDLE: the queue is empty.
+            if st.lifecycle != Lifecycle::Open {
+                break 'main;
+            }
+            st.idle += 1;
+            st = match self.sleep(st) {
+                Some(st) => st,
+                None => break 'main,
+            };
+        }
+    }
+
+    /// Sleeps as an idle worker (already counted in `idle`) until handed a credit or the pool closes.
+    /// Returns the lock to go BUSY, or `None` to exit.
+    fn sleep<'a>(
+        &self,
+        mut st: crate::sync::MutexGuard<'a, PoolState>,
+    ) -> Option<crate::sync::MutexGuard<'a, PoolState>> {
+        loop {
+            if st.notified > 0 {
+                st.notified -= 1;
+                return Some(st);
+            }
+            if st.lifecycle != Lifecycle::Open {
+                st.idle -= 1;
+                // Drain whatever is left before exiting (shutdown without cancel runs queued work).
+                return if st.queue.is_empty() { None } else { Some(st) };
+            }
+            st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Runs the initializer. On failure the pool breaks: queued tasks fail with `BrokenThreadPool`, and
+    /// this worker exits.
+    fn initialize(&self) -> bool {
+        let Some(init) = &self.shared.config.initializer else {
+            return true;
+        };
+        let why = match catch_unwind(AssertUnwindSafe(|| init())) {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e,
+            Err(payload) => format!("initializer panicked: {}", panic_message(&*payload)),
+        };
+        crate::report::initializer_failed(&why);
+        for task in self.shared.break_pool(why.clone()) {
+            task.fail(Error::BrokenThreadPool(why.clone()));
+        }
+        false
+    }
+}

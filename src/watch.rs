@@ -1,0 +1,235 @@
+//! Watching many futures at once with O(1) work per completion: each watched future gets its own waker,
+//! which records that future's index in a ready queue and wakes the one task polling the set. This is how
+//! `wait` and `as_completed` stay linear over 100k futures instead of re-polling every future on every
+//! wake-up.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::future::Watch;
+
+struct ReadyQueue {
+    inner: Mutex<Ready>,
+}
+
+struct Ready {
+    indices: VecDeque<usize>,
+    parent: Option<Waker>,
+}
+
+struct Node {
+    index: usize,
+    queue: Arc<ReadyQueue>,
+}
+
+impl Wake for Node {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let parent = {
+            let mut r = self.queue.inner.lock().unwrap_or_else(|e| e.into_inner());
+            r.indices.push_back(self.index);
+            r.parent.take()
+        };
+        if let Some(p) = parent {
+            p.wake();
+        }
+    }
+}
+
+/// Where one watched future stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Not yet seen ended; `key` is its waiter registration, once made.
+    Watching(Option<u64>),
+    /// Seen ended and reported by `poll_ended`.
+    Ended,
+}
+
+/// A deduplicated set of futures being watched.
+pub(crate) struct WatchSet<F: Watch> {
+    futures: Vec<Option<F>>,
+    slots: Vec<Slot>,
+    wakers: Vec<Option<Waker>>,
+    queue: Arc<ReadyQueue>,
+    phase: Phase,
+    pending: usize,
+}
+
+/// How far the set has got with its futures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing looked at yet.
+    Fresh,
+    /// Already-ended futures reported; the rest not yet registered.
+    Checked,
+    /// Every unfinished future carries one of our wakers.
+    Registered,
+}
+
+impl<F: Watch> WatchSet<F> {
+    /// Collects the futures, keeping the first of any duplicates.
+    pub(crate) fn new(futures: impl IntoIterator<Item = F>) -> Self {
+        let mut seen = HashSet::new();
+        let futures: Vec<Option<F>> = futures
+            .into_iter()
+            .filter(|f| seen.insert(f.watched().identity()))
+            .map(Some)
+            .collect();
+        let n = futures.len();
+        WatchSet {
+            futures,
+            slots: vec![Slot::Watching(None); n],
+            wakers: vec![None; n],
+            queue: Arc::new(ReadyQueue {
+                inner: Mutex::new(Ready {
+                    indices: VecDeque::new(),
+                    parent: None,
+                }),
+            }),
+            phase: Phase::Fresh,
+            pending: n,
+        }
+    }
+
+    /// Distinct futures in the set.
+    pub(crate) fn len(&self) -> usize {
+        self.futures.len()
+    }
+
+    /// Futures not yet seen ended.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Reports, in order, the indices of futures newly seen ended: on the first call every future that
+    /// had already ended (in input order), afterwards the ones that end, in completion order.
+    pub(crate) fn poll_ended(&mut self, cx: &mut Context<'_>, out: &mut Vec<usize>) -> Poll<()> {
+        {
+            let mut r = self.queue.inner.lock().unwrap_or_else(|e| e.into_inner());
+            match &r.parent {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => r.parent = Some(cx.waker().clone()),
+            }
+        }
+        let before = out.len();
+        if self.phase == Phase::Fresh {
+            self.phase = Phase::Checked;
+            // First pass without registering anything: already-ended futures cost no allocation, and
+            // FIRST_COMPLETED over many pending futures with one done returns at once.
+            for i in 0..self.futures.len() {
+                if self.future(i).watched().is_done() {
+                    self.mark_ended(i, out);
+                }
+            }
+            if out.len() > before {
+                return Poll::Ready(());
+            }
+        }
+        if self.phase == Phase::Checked {
+            self.phase = Phase::Registered;
+            for i in 0..self.futures.len() {
+                self.poll_one(i, out);
+            }
+        } else {
+            loop {
+                let next = {
+                    let mut r = self.queue.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    r.indices.pop_front()
+                };
+                match next {
+                    Some(i) => self.poll_one(i, out),
+                    None => break,
+                }
+            }
+        }
+        if out.len() > before {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn future(&self, i: usize) -> &F {
+        self.futures[i].as_ref().expect("futures are taken only after they end")
+    }
+
+    fn mark_ended(&mut self, i: usize, out: &mut Vec<usize>) {
+        if let Slot::Watching(key) = self.slots[i] {
+            if let Some(k) = key {
+                self.future(i).watched().unwatch(k);
+            }
+            self.slots[i] = Slot::Ended;
+            self.pending -= 1;
+            out.push(i);
+        }
+    }
+
+    fn poll_one(&mut self, i: usize, out: &mut Vec<usize>) {
+        let Slot::Watching(mut key) = self.slots[i] else {
+            return;
+        };
+        if self.futures[i].is_none() {
+            return; // taken out of the set; a late wake-up for it means nothing
+        }
+        let waker = self.wakers[i]
+            .get_or_insert_with(|| {
+                Waker::from(Arc::new(Node {
+                    index: i,
+                    queue: self.queue.clone(),
+                }))
+            })
+            .clone();
+        let mut cx = Context::from_waker(&waker);
+        let ended = self
+            .future(i)
+            .watched()
+            .poll_ended(&mut cx, &mut key)
+            .is_ready();
+        if ended {
+            self.slots[i] = Slot::Ended;
+            self.pending -= 1;
+            out.push(i);
+        } else {
+            self.slots[i] = Slot::Watching(key);
+        }
+    }
+
+    /// Whether the future at `i` failed (for `FirstException`).
+    pub(crate) fn raised(&self, i: usize) -> bool {
+        self.future(i).watched().raised()
+    }
+
+    /// Takes the future at `i` out of the set (it stops being watched).
+    pub(crate) fn take(&mut self, i: usize) -> F {
+        self.unwatch(i);
+        self.wakers[i] = None;
+        self.futures[i].take().expect("each future is taken once")
+    }
+
+    /// Takes every future still in the set, in input order.
+    pub(crate) fn take_rest(&mut self) -> Vec<F> {
+        let present: Vec<usize> = (0..self.futures.len())
+            .filter(|&i| self.futures[i].is_some())
+            .collect();
+        present.into_iter().map(|i| self.take(i)).collect()
+    }
+
+    fn unwatch(&mut self, i: usize) {
+        if let (Slot::Watching(Some(k)), Some(f)) = (self.slots[i], self.futures[i].as_ref()) {
+            f.watched().unwatch(k);
+            self.slots[i] = Slot::Watching(None);
+        }
+    }
+}
+
+impl<F: Watch> Drop for WatchSet<F> {
+    fn drop(&mut self) {
+        // A dropped wait/as_completed leaves no waker behind on the futures it watched.
+        for i in 0..self.futures.len() {
+            self.unwatch(i);
+        }
+    }
+}
