@@ -59,12 +59,27 @@ pub enum Error {
     Abandoned,
     /// A bad argument, such as `max_workers = 0`.
     InvalidArgument(String),
+    /// The process pool is broken (Python's `BrokenProcessPool`): a worker died abruptly (by default
+    /// any worker death breaks the pool), an initializer failed, or a worker could not be started.
+    /// Carries the cause, with the dead worker's pid and exit status when there is one.
+    BrokenProcessPool(BrokenProcessPool),
+    /// The worker process running this task died (killed, aborted, `process::exit`), under the resilient
+    /// policy where only this task fails and the pool carries on with a new worker.
+    WorkerDied(WorkerExit),
+    /// The task ran past its time limit, so its worker process was killed (process pool).
+    TimeLimit(std::time::Duration),
+    /// A value could not cross the process boundary: the argument or the result failed to serialize or
+    /// deserialize, or was larger than the frame size cap. Only that task fails; the pool carries on.
+    Serialization(String),
+    /// The process pool cannot run here: this process is itself a worker whose entry point did not run,
+    /// the task function is not in the executable, or the platform is not supported.
+    ProcessSetup(String),
 }
 
 impl Error {
     /// Whether this error means the pool can take no more work because it broke (Python's `BrokenExecutor`).
     pub fn is_broken(&self) -> bool {
-        matches!(self, Error::BrokenThreadPool(_))
+        matches!(self, Error::BrokenThreadPool(_) | Error::BrokenProcessPool(_))
     }
 
     /// Whether a submit failed because the executor will take no more work: shut down or broken (Python raises
@@ -99,6 +114,17 @@ impl fmt::Display for Error {
             Error::InvalidState(what) => f.write_str(what),
             Error::Abandoned => f.write_str("the future's producer was dropped without a result"),
             Error::InvalidArgument(what) => f.write_str(what),
+            Error::BrokenProcessPool(b) => fmt::Display::fmt(b, f),
+            Error::WorkerDied(exit) => write!(
+                f,
+                "the worker process running the task terminated abruptly ({exit})"
+            ),
+            Error::TimeLimit(limit) => write!(
+                f,
+                "the task ran past its time limit of {limit:?} and its worker process was killed"
+            ),
+            Error::Serialization(what) => f.write_str(what),
+            Error::ProcessSetup(what) => f.write_str(what),
         }
     }
 }
@@ -172,5 +198,132 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "Box<dyn Any>".to_owned()
+    }
+}
+
+/// How a worker process ended: its pid and exit status (an exit code, or the signal that killed it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerExit {
+    /// The worker's process id.
+    pub pid: u32,
+    /// What `waitpid` reported.
+    pub status: std::process::ExitStatus,
+}
+
+impl WorkerExit {
+    /// The exit code, if the worker exited (rather than being killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The signal that killed the worker, if one did.
+    #[cfg(unix)]
+    pub fn signal(&self) -> Option<i32> {
+        std::os::unix::process::ExitStatusExt::signal(&self.status)
+    }
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code() {
+            Some(code) => write!(f, "worker pid {} terminated abruptly with exit code {code}", self.pid),
+            None => write!(f, "worker pid {} was killed: {}", self.pid, self.status),
+        }
+    }
+}
+
+/// Why a process pool broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokenCause {
+    /// A worker process died abruptly (default policy).
+    WorkerDied(WorkerExit),
+    /// A worker's initializer panicked or returned `Err`; carries its message.
+    InitializerFailed(String),
+    /// A worker process could not be started or failed the handshake; carries the reason.
+    StartFailed(String),
+    /// `terminate_workers()` or `kill_workers()` stopped the workers while this task was running.
+    ForcedShutdown,
+    /// The byte stream to a worker was corrupted (a frame of impossible size or kind).
+    Protocol(String),
+}
+
+/// Where a [`BrokenProcessPool`] error was seen: Python words the two differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokenSeenBy {
+    /// A `submit` on the broken pool was refused.
+    Submit,
+    /// A pending or running future was failed when the pool broke.
+    Future,
+}
+
+/// The error of a broken process pool (Python's `BrokenProcessPool`), with its cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenProcessPool {
+    cause: Arc<BrokenCause>,
+    seen_by: BrokenSeenBy,
+}
+
+impl BrokenProcessPool {
+    pub(crate) fn new(cause: BrokenCause, seen_by: BrokenSeenBy) -> Self {
+        BrokenProcessPool {
+            cause: Arc::new(cause),
+            seen_by,
+        }
+    }
+
+    pub(crate) fn seen_by(&self, seen_by: BrokenSeenBy) -> Self {
+        BrokenProcessPool {
+            cause: self.cause.clone(),
+            seen_by,
+        }
+    }
+
+    /// Why the pool broke.
+    pub fn cause(&self) -> &BrokenCause {
+        &self.cause
+    }
+
+    /// The dead worker's pid and exit status, when a worker death broke the pool.
+    pub fn worker_exit(&self) -> Option<WorkerExit> {
+        match &*self.cause {
+            BrokenCause::WorkerDied(exit) => Some(*exit),
+            _ => None,
+        }
+    }
+
+    /// Whether a submit or a future saw this error.
+    pub fn seen(&self) -> BrokenSeenBy {
+        self.seen_by
+    }
+}
+
+impl fmt::Display for BrokenProcessPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lead = match (&*self.cause, self.seen_by) {
+            (BrokenCause::ForcedShutdown, _) => {
+                return f.write_str(
+                    "A worker process exited while the pool was being forcefully shut down; \
+                     work that was still enqueued will not be run.",
+                )
+            }
+            (_, BrokenSeenBy::Submit) => {
+                "A child process terminated abruptly, the process pool is not usable anymore"
+            }
+            (_, BrokenSeenBy::Future) => {
+                "A process in the process pool was terminated abruptly while the future was running or pending."
+            }
+        };
+        match &*self.cause {
+            BrokenCause::WorkerDied(exit) => write!(f, "{lead} ({exit})"),
+            BrokenCause::InitializerFailed(msg) => {
+                write!(f, "{lead} (a worker's initializer failed: {msg})")
+            }
+            BrokenCause::StartFailed(msg) => {
+                write!(f, "{lead} (a worker process could not be started: {msg})")
+            }
+            BrokenCause::Protocol(msg) => write!(f, "{lead} (the channel to a worker broke: {msg})"),
+            BrokenCause::ForcedShutdown => unreachable!("handled above"),
+        }
     }
 }

@@ -125,3 +125,49 @@ impl Executor for ThreadPoolExecutor {
         ThreadPoolExecutor::shutdown_async(self, queued)
     }
 }
+
+#[cfg(all(target_os = "linux", not(loom)))]
+impl Executor for crate::process_pool::ProcessPoolExecutor {
+    fn submit<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error> {
+        crate::process_pool::ProcessPoolExecutor::submit(self, f, arg)
+    }
+
+    fn submit_fallible<A, R, E>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
+        crate::process_pool::ProcessPoolExecutor::submit_fallible(self, f, arg)
+    }
+
+    fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        crate::process_pool::ProcessPoolExecutor::map_with(self, f, inputs, opts)
+    }
+
+    fn shutdown(&self, queued: Queued) {
+        crate::process_pool::ProcessPoolExecutor::shutdown(self, queued)
+    }
+
+    fn shutdown_nowait(&self, queued: Queued) {
+        crate::process_pool::ProcessPoolExecutor::shutdown_nowait(self, queued)
+    }
+
+    fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
+        crate::process_pool::ProcessPoolExecutor::shutdown_async(self, queued)
+    }
+}

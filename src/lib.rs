@@ -67,7 +67,7 @@
 //! ```
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed only on the few process-pool items that need it, each with a SAFETY comment
 
 mod as_completed;
 mod deadline;
@@ -75,6 +75,8 @@ mod error;
 mod executor;
 mod future;
 mod map;
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod process_pool;
 mod report;
 mod sync;
 mod thread_pool;
@@ -82,10 +84,12 @@ mod wait;
 mod watch;
 
 pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
-pub use error::{Error, TaskError};
+pub use error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, TaskError, WorkerExit};
 pub use executor::{Executor, Payload};
 pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, Watch};
 pub use map::{Map, MapIter, MapOptions};
+#[cfg(all(target_os = "linux", not(loom)))]
+pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};
 pub use thread_pool::{
     CancelToken, InitResult, Metrics, Queued, ThreadPoolBuilder, ThreadPoolExecutor,
 };

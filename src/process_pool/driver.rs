@@ -1,0 +1,402 @@
+//! The parent side of one worker: a driver thread that spawns the worker process, shakes hands, then
+//! blocks reading its replies, completing futures and handing the worker its next task, until the
+//! process ends; then it decides whether to start another.
+//!
+//! ```text
+//!            spawn + handshake            reply: next task / idle / retire
+//! Starting ───────────────────▶ serving ◀───────────────────────────────┐
+//!    ▲                             │  └─────────────────────────────────┘
+//!    │ respawn (work queued)       │ end-of-file (exit, kill, crash)
+//!    └──────────────────────────── reap ──▶ leave (no work, or pool broken)
+//! ```
+//!
+//! Why a thread per worker: the driver is always blocked in one `read` on its worker's socket, so a
+//! death (even of an idle worker) is seen at once as end-of-file, with no polling; the kernel closes the
+//! socket when the process dies, whatever killed it. The thread also owns the process for its whole
+//! life, which `PR_SET_PDEATHSIG` needs (it fires when the *thread* that spawned the child exits).
+
+use std::io;
+use std::mem;
+use std::sync::Arc;
+
+use super::code;
+use super::handshake;
+use super::proc::{KillReason, Proc};
+use super::shared::{Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
+use super::wire::FrameReader;
+use super::WorkerDeath;
+use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, WorkerExit};
+
+/// Starts a driver thread (with the pool locked, so the count cannot overshoot).
+pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> io::Result<()> {
+    st.handles.retain(|h| !h.is_finished());
+    let slot = st
+        .slots
+        .iter()
+        .position(|s| matches!(s.phase, Phase::Gone))
+        .unwrap_or(st.slots.len());
+    let driver = Driver {
+        shared: shared.clone(),
+        slot,
+        reader: FrameReader::new(shared.config.frame_cap),
+    };
+    let handle = std::thread::Builder::new()
+        .name(format!("process-pool-driver-{slot}"))
+        .spawn(move || driver.run())?;
+    // The thread cannot look at its slot before we release the lock.
+    let fresh = Slot {
+        phase: Phase::Starting,
+        proc: None,
+    };
+    if slot == st.slots.len() {
+        st.slots.push(fresh);
+    } else {
+        st.slots[slot] = fresh;
+    }
+    st.drivers += 1;
+    st.starting += 1;
+    st.handles.push(handle);
+    Ok(())
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    slot: usize,
+    reader: FrameReader,
+}
+
+/// What the worker does after a reply (decided under the lock, done outside it).
+enum Next {
+    Run(Dispatch),
+    /// Listed idle; a submit will write to it.
+    Idle,
+    /// Close its write side: it exits after reading everything.
+    Retire,
+    /// A kill is on its way: wait for the end-of-file.
+    Wait,
+}
+
+impl Next {
+    fn perform(self, proc: &Proc) {
+        match self {
+            Next::Run(d) => d.send(),
+            Next::Retire => proc.close_write(),
+            Next::Idle | Next::Wait => {}
+        }
+    }
+}
+
+/// The next thing for a ready worker: a queued task, or idleness, or retirement once the pool is closed.
+fn take_next(shared: &Shared, slot: usize, st: &mut PoolState) -> Next {
+    st.slots[slot].phase = Phase::Retiring;
+    if matches!(st.lifecycle, Lifecycle::Broken(_)) {
+        return Next::Wait; // every worker is being killed
+    }
+    while let Some(task) = st.queue.pop_front() {
+        if let Some(d) = shared.assign(st, slot, task) {
+            return Next::Run(d);
+        }
+    }
+    if matches!(st.lifecycle, Lifecycle::Open) {
+        st.slots[slot].phase = Phase::Idle;
+        st.idle.push(slot);
+        Next::Idle
+    } else {
+        Next::Retire
+    }
+}
+
+/// The driver leaves the pool: its slot is freed and, if it was the last, shutdowns are woken.
+fn leave(shared: &Shared, slot: usize, st: &mut PoolState) -> Vec<std::task::Waker> {
+    st.slots[slot] = Slot {
+        phase: Phase::Gone,
+        proc: None,
+    };
+    st.idle.retain(|&i| i != slot);
+    st.drivers -= 1;
+    if st.drivers > 0 {
+        return Vec::new();
+    }
+    shared.exited.notify_all();
+    if !matches!(st.lifecycle, Lifecycle::Open) {
+        shared.timer.close();
+    }
+    mem::take(&mut st.exit_wakers)
+}
+
+impl Driver {
+    fn run(mut self) {
+        let mut guard = PanicGuard {
+            shared: self.shared.clone(),
+            slot: self.slot,
+            armed: true,
+        };
+        loop {
+            let proc = match self.start() {
+                Ok(proc) => proc,
+                Err(cause) => {
+                    self.fail_start(cause);
+                    break;
+                }
+            };
+            let end = self.serve(&proc);
+            if !self.after_end(&proc, end) {
+                break;
+            }
+        }
+        guard.armed = false;
+    }
+
+    /// Spawns a worker process and shakes hands with it (and runs the initializer).
+    fn start(&mut self) -> Result<Arc<Proc>, BrokenCause> {
+        let config = &self.shared.config;
+        let proc = Proc::spawn(&config.env, config.frame_cap).map_err(|e| {
+            BrokenCause::StartFailed(format!("could not start /proc/self/exe: {e}"))
+        })?;
+        let broken = {
+            let mut st = self.shared.lock();
+            st.spawned += 1;
+            st.slots[self.slot].proc = Some(proc.clone());
+            matches!(st.lifecycle, Lifecycle::Broken(_))
+        };
+        if broken {
+            proc.kill(KillReason::PoolBroken, libc::SIGKILL);
+        }
+        self.reader.reset();
+        match self.handshake(&proc) {
+            Ok(()) => Ok(proc),
+            Err(failure) => {
+                proc.kill(KillReason::Protocol("handshake".into()), libc::SIGKILL);
+                let (status, _) = proc.reap();
+                self.shared.lock().slots[self.slot].proc = None;
+                let exit = WorkerExit {
+                    pid: proc.pid,
+                    status,
+                };
+                Err(match failure {
+                    Failure::Start(msg, true) => BrokenCause::StartFailed(format!("{msg} ({exit})")),
+                    Failure::Start(msg, false) => BrokenCause::StartFailed(msg),
+                    Failure::Init(msg, true) => {
+                        BrokenCause::InitializerFailed(format!("{msg} ({exit})"))
+                    }
+                    Failure::Init(msg, false) => BrokenCause::InitializerFailed(msg),
+                })
+            }
+        }
+    }
+
+    fn handshake(&mut self, proc: &Proc) -> Result<(), Failure> {
+        let config = &self.shared.config;
+        let pid = proc.pid;
+        let _ = proc.stream.set_read_timeout(Some(config.handshake_timeout));
+        match self.reader.read_frame(&proc.stream) {
+            Ok(body) => handshake::check_hello(body, pid).map_err(|m| Failure::Start(m, false))?,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(Failure::Start(
+                    format!(
+                        "worker pid {pid} did not complete the handshake within {:?}: is this \
+                         program's process-pool worker entry linked, and is it the same build?",
+                        config.handshake_timeout
+                    ),
+                    false,
+                ))
+            }
+            Err(e) => {
+                return Err(Failure::Start(
+                    format!("worker pid {pid} ended before the handshake ({e})"),
+                    true,
+                ))
+            }
+        }
+        let _ = proc.stream.set_read_timeout(None);
+        let Some(init) = &config.init else {
+            return Ok(());
+        };
+        let died = |e: io::Error| {
+            Failure::Init(format!("the worker died while running the initializer ({e})"), true)
+        };
+        proc.send(init).map_err(died)?;
+        let body = self.reader.read_frame(&proc.stream).map_err(died)?;
+        code::decode_one::<()>(body, 1).map_err(|e| {
+            let msg = match e {
+                Error::Failed(e) => e.to_string(),
+                Error::Panicked(m) => format!("the initializer panicked: {m}"),
+                other => other.to_string(),
+            };
+            crate::report::initializer_failed(&msg);
+            Failure::Init(msg, false)
+        })
+    }
+
+    /// A worker could not be started: the pool breaks (whatever the death policy: a pool that cannot
+    /// start workers cannot run its queue).
+    fn fail_start(&self, cause: BrokenCause) {
+        let mut st = self.shared.lock();
+        st.starting -= 1;
+        let mut after = self.shared.break_locked(&mut st, cause);
+        after.wake = leave(&self.shared, self.slot, &mut st);
+        drop(st);
+        after.run();
+    }
+
+    /// Serves a ready worker until its channel ends; returns how it ended.
+    fn serve(&mut self, proc: &Arc<Proc>) -> io::Error {
+        let shared = &*self.shared;
+        let slot = self.slot;
+        let max_tasks = shared.config.max_tasks_per_child;
+        let first = {
+            let mut st = shared.lock();
+            st.starting -= 1;
+            take_next(shared, slot, &mut st)
+        };
+        first.perform(proc);
+        let mut done = 0usize;
+        loop {
+            let body = match self.reader.read_frame(&proc.stream) {
+                Ok(body) => body,
+                Err(e) => return e,
+            };
+            let (task, next) = {
+                let mut st = shared.lock();
+                let task = match mem::replace(&mut st.slots[slot].phase, Phase::Retiring) {
+                    Phase::Busy(task) => task,
+                    other => {
+                        st.slots[slot].phase = other;
+                        drop(st);
+                        let why = KillReason::Protocol("a reply with no task".into());
+                        proc.kill(why, libc::SIGKILL);
+                        continue;
+                    }
+                };
+                let kill_pending = proc.set_running(None);
+                if task.time_limit().is_some() {
+                    shared.timer.disarm(task.id());
+                }
+                done += 1;
+                let next = if kill_pending {
+                    Next::Wait
+                } else if max_tasks.is_some_and(|m| done >= m) {
+                    // Recycled: this driver replaces the process itself, so the count of live
+                    // workers stays exact (CPython's gh-115634 cannot happen).
+                    Next::Retire
+                } else {
+                    take_next(shared, slot, &mut st)
+                };
+                (task, next)
+            };
+            // Hand out the next task before decoding this reply, so the worker is never left waiting.
+            next.perform(proc);
+            task.finish(body);
+        }
+    }
+
+    /// The worker's channel ended: reap it, settle its task, and decide whether to start another
+    /// (`true`) or leave.
+    fn after_end(&mut self, proc: &Arc<Proc>, end: io::Error) -> bool {
+        let shared = &*self.shared;
+        if end.kind() == io::ErrorKind::InvalidData {
+            proc.kill(KillReason::Protocol(end.to_string()), libc::SIGKILL);
+        }
+        let (status, kill) = proc.reap();
+        let exit = WorkerExit {
+            pid: proc.pid,
+            status,
+        };
+        let mut st = shared.lock();
+        let phase = mem::replace(&mut st.slots[self.slot].phase, Phase::Starting);
+        st.slots[self.slot].proc = None;
+        st.idle.retain(|&i| i != self.slot);
+        let planned = matches!(phase, Phase::Retiring);
+        let victim = match phase {
+            Phase::Busy(task) => Some(task),
+            _ => None,
+        };
+        let mut after = Aftermath::default();
+        let crash = |st: &mut PoolState, cause: BrokenCause, after: &mut Aftermath| {
+            match shared.config.on_worker_death {
+                WorkerDeath::BreakPool => {
+                    *after = shared.break_locked(st, cause);
+                    match &st.lifecycle {
+                        Lifecycle::Broken(b) => Error::BrokenProcessPool(b.clone()),
+                        _ => Error::WorkerDied(exit),
+                    }
+                }
+                WorkerDeath::Respawn => Error::WorkerDied(exit),
+            }
+        };
+        let victim_error = match kill {
+            Some(KillReason::Interrupt) => Error::Interrupted,
+            Some(KillReason::TimeLimit(limit)) => Error::TimeLimit(limit),
+            Some(KillReason::Forced) => Error::BrokenProcessPool(BrokenProcessPool::new(
+                BrokenCause::ForcedShutdown,
+                BrokenSeenBy::Future,
+            )),
+            Some(KillReason::PoolBroken) => match &st.lifecycle {
+                Lifecycle::Broken(b) => Error::BrokenProcessPool(b.clone()),
+                _ => Error::WorkerDied(exit),
+            },
+            Some(KillReason::Protocol(msg)) => {
+                crash(&mut st, BrokenCause::Protocol(msg), &mut after)
+            }
+            None if planned => Error::WorkerDied(exit),
+            None => crash(&mut st, BrokenCause::WorkerDied(exit), &mut after),
+        };
+        if let Some(task) = victim {
+            if task.time_limit().is_some() {
+                shared.timer.disarm(task.id());
+            }
+            after.fail.push((task, victim_error));
+        }
+        let respawn = !matches!(st.lifecycle, Lifecycle::Broken(_)) && !st.queue.is_empty();
+        if respawn {
+            st.starting += 1;
+        } else {
+            after.wake = leave(shared, self.slot, &mut st);
+        }
+        drop(st);
+        after.run();
+        respawn
+    }
+}
+
+/// Why starting a worker failed; the flag says whether the worker ended on its own (so its exit status
+/// is worth reporting).
+enum Failure {
+    Start(String, bool),
+    Init(String, bool),
+}
+
+/// If a driver thread panics (a bug), its worker is killed (dropping the last `Proc` reaps it), its
+/// task fails, and the pool breaks, so no future is stranded.
+struct PanicGuard {
+    shared: Arc<Shared>,
+    slot: usize,
+    armed: bool,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut st = self.shared.lock();
+        let phase = mem::replace(&mut st.slots[self.slot].phase, Phase::Retiring);
+        if matches!(phase, Phase::Starting) {
+            st.starting -= 1;
+        }
+        let mut after = self.shared.break_locked(
+            &mut st,
+            BrokenCause::Protocol("internal error: a driver thread panicked".into()),
+        );
+        if let Phase::Busy(task) = phase {
+            let e = match &st.lifecycle {
+                Lifecycle::Broken(b) => Error::BrokenProcessPool(b.clone()),
+                _ => Error::Abandoned,
+            };
+            after.fail.push((task, e));
+        }
+        after.wake = leave(&self.shared, self.slot, &mut st);
+        drop(st);
+        after.run();
+    }
+}

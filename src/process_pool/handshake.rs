@@ -1,0 +1,117 @@
+//! Proving that a worker is the same build as its parent before any code offset is trusted.
+//!
+//! The parent starts a worker with [`MARKER`] in its environment. The worker's first frame is a
+//! [`Hello`] with its pid and its [`Identity`]: the protocol and crate versions, the identity of the
+//! executable file it runs (device, inode, size, modification time of `/proc/self/exe`) and the offsets
+//! of a few functions from the base symbol. The parent compares it with its own and refuses the worker
+//! (kills it and breaks the pool with a clear [`BrokenCause::StartFailed`]) on any difference, or if no
+//! `Hello` arrives within the handshake timeout.
+//!
+//! Why this is enough for the address arithmetic in `code.rs`: the worker is `/proc/self/exe` of the
+//! parent, i.e. the very file (inode) the parent runs, and Linux refuses to open a running executable
+//! for writing (`ETXTBSY`), so the same inode with the same size and time is the same bytes. Matching
+//! layout offsets rule out a different loader placement of the code.
+//!
+//! [`BrokenCause::StartFailed`]: crate::BrokenCause::StartFailed
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use super::wire;
+
+/// The environment variable that makes a re-executed program a worker: `1:<parent pid>:<frame cap>`.
+pub(crate) const MARKER: &str = "CONCURRENT_FUTURES_PROCESS_WORKER";
+
+const PROTOCOL: u32 = 1;
+const MAGIC: u64 = u64::from_le_bytes(*b"cfworker");
+
+/// What a build looks like from inside.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    protocol: u32,
+    crate_version: String,
+    /// `(dev, inode, size, mtime seconds, mtime nanoseconds)` of `/proc/self/exe`.
+    exe: Option<(u64, u64, u64, i64, i64)>,
+    layout: [u64; 4],
+}
+
+/// A worker's first frame.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct Hello {
+    magic: u64,
+    pub(crate) pid: u32,
+    identity: Identity,
+}
+
+/// This process's identity, computed once.
+pub(crate) fn identity() -> &'static Identity {
+    static ID: OnceLock<Identity> = OnceLock::new();
+    ID.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        let exe = std::fs::metadata("/proc/self/exe")
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+        Identity {
+            protocol: PROTOCOL,
+            crate_version: env!("CARGO_PKG_VERSION").to_owned(),
+            exe,
+            layout: super::code::layout(),
+        }
+    })
+}
+
+/// The marker value for a worker of this process.
+pub(crate) fn marker(frame_cap: usize) -> String {
+    format!("{PROTOCOL}:{}:{frame_cap}", std::process::id())
+}
+
+/// Parses a marker: the parent's pid and the frame cap.
+pub(crate) fn parse_marker(value: &str) -> Option<(u32, usize)> {
+    let mut parts = value.split(':');
+    if parts.next()? != PROTOCOL.to_string() {
+        return None;
+    }
+    let parent = parts.next()?.parse().ok()?;
+    let cap = parts.next()?.parse().ok()?;
+    Some((parent, cap))
+}
+
+/// The worker's `HELLO` frame.
+pub(crate) fn hello_frame() -> Vec<u8> {
+    let hello = Hello {
+        magic: MAGIC,
+        pid: std::process::id(),
+        identity: identity().clone(),
+    };
+    let mut buf = postcard::to_extend(&hello, wire::begin(wire::HELLO, 64))
+        .expect("a Hello always serializes");
+    wire::seal(&mut buf, usize::MAX).expect("a Hello is small");
+    buf
+}
+
+/// The parent's check of a worker's first frame body.
+pub(crate) fn check_hello(body: &[u8], pid: u32) -> Result<(), String> {
+    let Some((&wire::HELLO, payload)) = body.split_first() else {
+        return Err(format!(
+            "worker pid {pid} did not start with a handshake (is it this program?)"
+        ));
+    };
+    let hello: Hello = postcard::from_bytes(payload)
+        .map_err(|e| format!("worker pid {pid} sent an unreadable handshake: {e}"))?;
+    if hello.magic != MAGIC || hello.pid != pid {
+        return Err(format!("worker pid {pid} sent a foreign handshake"));
+    }
+    let mine = identity();
+    if &hello.identity != mine {
+        return Err(format!(
+            "worker pid {pid} is not the same build as its parent (parent {mine:?}, worker {:?}); \
+             was the executable replaced while running?",
+            hello.identity
+        ));
+    }
+    if mine.exe.is_none() {
+        return Err("cannot identify the executable through /proc/self/exe".into());
+    }
+    Ok(())
+}

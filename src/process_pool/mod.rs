@@ -1,0 +1,482 @@
+//! [`ProcessPoolExecutor`]: Python's process pool, whose futures are awaitable.
+//!
+//! The same code switches from threads to processes by changing one type (both implement
+//! [`Executor`](crate::Executor)). Tasks are plain functions `fn(A) -> R` whose argument and result are
+//! serde types ([`Payload`]); use a tuple for several arguments, and non-capturing closures coerce.
+//!
+//! ```
+//! use concurrent_futures::{Executor, Queued, ProcessPoolExecutor};
+//!
+//! fn pid_and_square(n: u64) -> (u32, u64) { (std::process::id(), n * n) }
+//!
+//! let pool = ProcessPoolExecutor::new(2)?;
+//! let (pid, sq) = pool.submit(pid_and_square, 12)?.result(None)?;
+//! assert_eq!(sq, 144);
+//! assert_ne!(pid, std::process::id()); // it ran in another process
+//! let squares: Vec<_> = pool.map(pid_and_square, 1..=4)?.into_iter().map(|r| r.unwrap().1).collect();
+//! assert_eq!(squares, [1, 4, 9, 16]);
+//! pool.shutdown(Queued::Run);
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
+//! # Setup: none
+//!
+//! Workers are the current executable re-executed (`/proc/self/exe`), never `fork()` without `exec`.
+//! A constructor linked into every program that builds a pool (an `.init_array` entry, as the `ctor`
+//! crate makes) sees a marker in the environment and runs the worker loop instead of `main`. So
+//! binaries, examples, `cargo test` integration tests and doctests need **no setup line**. Consequences:
+//!
+//! - A worker never runs your `main`, nor anything else of your program except the tasks and the
+//!   initializer. Constructors of other crates that the linker orders after this crate's may not run in
+//!   workers.
+//! - If a worker somehow runs `main` anyway (the constructor was not linked, e.g. the pool lives in a
+//!   shared library loaded into another program), building a pool there fails with
+//!   [`Error::ProcessSetup`]: no recursion, no fork bomb; the parent's handshake times out and the pool
+//!   breaks with a clear [`BrokenCause::StartFailed`](crate::BrokenCause::StartFailed).
+//! - Linux only (it relies on `/proc/self/exe`, `.init_array` and `PR_SET_PDEATHSIG`).
+//!
+//! # How a task runs
+//!
+//! - Each worker has one private channel (a socketpair, passed as its stdin so no other child inherits
+//!   it) and one driver thread in the parent. Frames are length-prefixed with a size cap
+//!   ([`max_frame_bytes`](ProcessPoolBuilder::max_frame_bytes)); payloads are postcard.
+//! - A task crosses as two code offsets from one base symbol (the user's function and a monomorphized
+//!   trampoline that decodes `A`, calls, encodes `R`), plus the argument bytes. Before any offset is
+//!   trusted, a handshake proves the worker runs the same executable file with the same layout; a
+//!   mismatch breaks the pool with a clear error, never undefined behaviour.
+//! - The argument is encoded on the submitting thread; if it does not encode, that future fails with
+//!   [`Error::Serialization`] (it is not an error of `submit`) and the pool carries on. A result that
+//!   does not encode in the worker, or decode in the parent, likewise fails only its future.
+//! - A worker runs one task at a time. **RUNNING means dispatched**: a future turns RUNNING when its
+//!   frame is written to a worker, which is then busy with exactly that task, so
+//!   [`cancel`](crate::PoolFuture::cancel) fails from then on (as in CPython, where a task in the call
+//!   queue can no longer be cancelled; here there is no extra queued call). A submit that finds an idle
+//!   worker writes the frame to it on the submitting thread (one write; a huge argument takes as long
+//!   as the kernel needs to pass it on).
+//! - A panic in a task is [`Error::Panicked`] with the worker's message; the worker lives on. A
+//!   fallible task's `Err` travels as its `Display` text ([`Error::Failed`]). The task's stdout and
+//!   stderr are the parent's (stdout is flushed after each task).
+//! - The parent needs no async runtime: futures complete from the driver threads. From async code,
+//!   `.await` the futures and use [`shutdown_async`](ProcessPoolExecutor::shutdown_async); nothing
+//!   blocks the runtime's threads except the write of a submit described above.
+//!
+//! # When a worker dies
+//!
+//! A worker's death (SIGKILL, abort, `process::exit`, the OOM killer) is seen at once: its driver is
+//! blocked reading the channel and gets end-of-file; it then reaps the worker and reads its status.
+//!
+//! - [`WorkerDeath::BreakPool`] (default, Python's behaviour): the pool is broken. Every pending and
+//!   running future fails with [`Error::BrokenProcessPool`], carrying the dead worker's pid and exit
+//!   status or signal ([`BrokenProcessPool::worker_exit`](crate::BrokenProcessPool::worker_exit)); the
+//!   other workers are killed; later submits fail at once. This holds even when an idle worker dies.
+//! - [`WorkerDeath::Respawn`]: only the dead worker's task fails, with [`Error::WorkerDied`]; a new
+//!   worker takes the queue.
+//! - A worker that cannot be started or fails its handshake or initializer breaks the pool under both
+//!   policies.
+//!
+//! # Beyond Python
+//!
+//! - [`PoolFuture::interrupt`](crate::PoolFuture::interrupt) stops a *running* task by killing its
+//!   worker (and its process group); the future ends with [`Error::Interrupted`] and a new worker takes
+//!   over. [`submit_with_time_limit`](ProcessPoolExecutor::submit_with_time_limit) does the same when a
+//!   task runs too long, ending it with [`Error::TimeLimit`]. Neither breaks the pool.
+//! - No orphans: each worker leads its own process group, and every kill or reap of a worker kills the
+//!   whole group, so processes a task started die with its worker. A worker dies with its parent
+//!   (`PR_SET_PDEATHSIG`).
+//! - [`terminate_workers`](ProcessPoolExecutor::terminate_workers) and
+//!   [`kill_workers`](ProcessPoolExecutor::kill_workers) as in Python 3.14.
+//! - `max_tasks_per_child` recycling is done by the driver that served the worker, which replaces it
+//!   itself: the number of live workers is always exact (CPython's gh-115634 hang cannot happen).
+
+mod builder;
+mod child;
+mod code;
+mod driver;
+mod entry;
+mod handshake;
+mod os;
+mod proc;
+mod shared;
+mod task;
+mod timer;
+mod wire;
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::sync::{Arc, Weak};
+use std::task::Poll;
+use std::time::Duration;
+
+pub use builder::ProcessPoolBuilder;
+use code::Trampoline;
+use proc::EnvOp;
+use shared::Shared;
+
+use crate::error::Error;
+use crate::executor::Payload;
+use crate::future::PoolFuture;
+use crate::map::{ChunkOut, Feed, Map, MapOptions};
+use crate::thread_pool::Queued;
+
+/// What the abrupt death of a worker process does to the pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerDeath {
+    /// Python's behaviour: the pool is broken; every pending and running future fails with
+    /// [`Error::BrokenProcessPool`] and later submits are refused.
+    #[default]
+    BreakPool,
+    /// Only the task the worker was running fails, with [`Error::WorkerDied`]; a new worker is started
+    /// for the remaining work.
+    Respawn,
+}
+
+pub(crate) struct Config {
+    pub(crate) max_workers: usize,
+    /// The initializer's `RUN` frame, sent to each worker after the handshake.
+    pub(crate) init: Option<Vec<u8>>,
+    pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) env: Vec<EnvOp>,
+    pub(crate) on_worker_death: WorkerDeath,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) frame_cap: usize,
+}
+
+/// A pool of worker processes running `fn(A) -> R` tasks; every submission returns a [`PoolFuture`].
+/// Python's `concurrent.futures.ProcessPoolExecutor`. See the [module docs](self) for how it works.
+///
+/// Workers start on demand (one per submit that finds no idle worker, up to `max_workers`). The handle
+/// is cheap to clone. When the last handle is dropped the pool shuts down *without blocking*: queued
+/// work still runs, then the workers exit. To wait, call [`shutdown`](Self::shutdown),
+/// [`shutdown_async`](Self::shutdown_async), or use [`scope`](Self::scope).
+#[derive(Clone)]
+pub struct ProcessPoolExecutor {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close(false).run();
+    }
+}
+
+impl ProcessPoolExecutor {
+    /// A pool of at most `max_workers` processes (an error if 0).
+    pub fn new(max_workers: usize) -> Result<Self, Error> {
+        Self::builder().max_workers(max_workers).build()
+    }
+
+    /// A builder for the other settings (initializer, recycling, environment, death policy).
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::new()
+    }
+
+    fn from_config(config: Config) -> Self {
+        ProcessPoolExecutor {
+            handle: Arc::new(Handle {
+                shared: Shared::new(config),
+            }),
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// The most processes this pool runs.
+    pub fn max_workers(&self) -> usize {
+        self.shared().config.max_workers
+    }
+
+    /// The pids of the worker processes alive now.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.shared().pids()
+    }
+
+    /// How many worker processes the pool has started so far (respawns and recycling included).
+    pub fn workers_started(&self) -> u64 {
+        self.shared().lock().spawned
+    }
+
+    /// Encodes and queues one task.
+    fn push<T: Send + 'static>(
+        &self,
+        tramp: Trampoline,
+        func: usize,
+        arg: &impl serde::Serialize,
+        items: usize,
+        decode: task::Decode<T>,
+        limit: Option<Duration>,
+        on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
+    ) -> Result<PoolFuture<T>, Error> {
+        let shared = self.shared();
+        if let Some(e) = Shared::refusal(&shared.lock().lifecycle) {
+            return Err(e);
+        }
+        let frame = match code::run_frame(tramp, func, arg, shared.config.frame_cap) {
+            Ok(frame) => frame,
+            Err(e @ Error::Serialization(_)) => return Ok(task::completed(on_encode_error(e))),
+            Err(e) => return Err(e),
+        };
+        let (task, fut) = task::new_task(frame, items, decode, limit);
+        shared.enqueue(task)?;
+        Ok(fut)
+    }
+
+    /// Runs `f(arg)` in a worker process: Python's `submit(fn, arg)` (use a tuple for several
+    /// arguments). Fails with [`Error::Shutdown`] after shutdown, or the pool's
+    /// [`Error::BrokenProcessPool`] once it is broken. An argument that does not serialize gives a
+    /// future failed with [`Error::Serialization`].
+    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Result<PoolFuture<R>, Error> {
+        self.push(
+            code::run_one::<A, R>,
+            f as usize,
+            &arg,
+            1,
+            code::decode_one::<R>,
+            None,
+            Err,
+        )
+    }
+
+    /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`], carrying the error's
+    /// `Display` text (the error value itself stays in the worker).
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ProcessPoolExecutor};
+    ///
+    /// fn parse(s: String) -> Result<u32, std::num::ParseIntError> { s.parse() }
+    ///
+    /// let pool = ProcessPoolExecutor::new(1)?;
+    /// let f = pool.submit_fallible(parse, "five".to_string())?;
+    /// let Some(Error::Failed(e)) = f.exception(None)? else { panic!() };
+    /// assert_eq!(e.to_string(), "invalid digit found in string");
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn submit_fallible<A, R, E>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
+        self.push(
+            code::run_fallible::<A, R, E>,
+            f as usize,
+            &arg,
+            1,
+            code::decode_one::<R>,
+            None,
+            Err,
+        )
+    }
+
+    /// [`submit`](Self::submit) with a time limit counted from the moment the task is dispatched: if it
+    /// has not finished by then, its worker is killed (a new one takes over) and the future ends with
+    /// [`Error::TimeLimit`].
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ProcessPoolExecutor};
+    /// use std::time::Duration;
+    ///
+    /// fn forever((): ()) { loop { std::thread::sleep(Duration::from_secs(1)) } }
+    ///
+    /// let pool = ProcessPoolExecutor::new(1)?;
+    /// let mut f = pool.submit_with_time_limit(Duration::from_millis(50), forever, ())?;
+    /// assert!(matches!(f.result(None), Err(Error::TimeLimit(_))));
+    /// assert_eq!(pool.submit(|x: u8| x + 1, 1)?.result(None)?, 2); // the pool carries on
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn submit_with_time_limit<A: Payload, R: Payload>(
+        &self,
+        limit: Duration,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error> {
+        self.push(
+            code::run_one::<A, R>,
+            f as usize,
+            &arg,
+            1,
+            code::decode_one::<R>,
+            Some(limit),
+            Err,
+        )
+    }
+
+    /// Applies `f` to every input in worker processes: Python's `executor.map`. Results come in input
+    /// order. Every input is submitted before this returns; see [`map_with`](Self::map_with).
+    pub fn map<A, R, I>(&self, f: fn(A) -> R, inputs: I) -> Result<Map<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.map_with(f, inputs, MapOptions::new())
+    }
+
+    /// [`map`](Self::map) with options. With a [`chunksize`](MapOptions::chunksize) of `n`, each task
+    /// carries `n` inputs in one round trip; each element still gets its own result (a panic fails
+    /// only its element). An argument that does not serialize fails every element of its chunk.
+    ///
+    /// ```
+    /// use concurrent_futures::{MapOptions, ProcessPoolExecutor};
+    ///
+    /// let pool = ProcessPoolExecutor::new(2)?;
+    /// let doubled = pool
+    ///     .map_with(|n: u32| n * 2, 0..40, MapOptions::new().chunksize(6))?
+    ///     .into_iter()
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(doubled, (0..40).map(|n| n * 2).collect::<Vec<_>>());
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        let chunk = opts.chunk_len()?.get();
+        let pool = self.weak();
+        let mut inputs = inputs.into_iter();
+        let feed: Feed<R> = Box::new(move || {
+            let pool = pool.upgrade()?;
+            if chunk == 1 {
+                let a = inputs.next()?;
+                return Some(pool.push(
+                    code::run_one::<A, R>,
+                    f as usize,
+                    &a,
+                    1,
+                    code::decode_single::<R>,
+                    None,
+                    Err,
+                ));
+            }
+            let items: Vec<A> = inputs.by_ref().take(chunk).collect();
+            if items.is_empty() {
+                return None;
+            }
+            let n = items.len();
+            Some(pool.push(
+                code::run_chunk::<A, R>,
+                f as usize,
+                &items,
+                n,
+                code::decode_chunk::<R>,
+                None,
+                move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
+            ))
+        });
+        Map::start(feed, opts)
+    }
+
+    fn weak(&self) -> WeakPool {
+        WeakPool(Arc::downgrade(&self.handle))
+    }
+
+    /// Shuts the pool down and waits until every worker process has exited and been reaped: Python's
+    /// `shutdown(wait=True, cancel_futures=…)`. Running tasks finish; queued ones run or are cancelled
+    /// as `queued` says. Calling it again is harmless. Called from a done callback (which runs on a
+    /// driver thread), it waits for the other workers only.
+    pub fn shutdown(&self, queued: Queued) {
+        self.shutdown_nowait(queued);
+        let shared = self.shared();
+        let me = std::thread::current().id();
+        let mut st = shared.lock();
+        let own = st.handles.iter().any(|h| h.thread().id() == me);
+        let target = usize::from(own);
+        while st.drivers > target {
+            st = shared.exited.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let handles: Vec<_> = st
+            .handles
+            .drain(..)
+            .filter(|h| h.thread().id() != me)
+            .collect();
+        drop(st);
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
+    /// tasks still run (unless cancelled); the workers exit when the queue is empty.
+    pub fn shutdown_nowait(&self, queued: Queued) {
+        self.shared().close(queued == Queued::Cancel).run();
+    }
+
+    /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited and been
+    /// reaped, without blocking the runtime's threads.
+    pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
+        self.shutdown_nowait(queued);
+        let shared = self.shared().clone();
+        poll_fn(move |cx| {
+            let mut st = shared.lock();
+            if st.drivers == 0 {
+                // Every driver has reaped its worker and left; the handles are detached, not joined.
+                st.handles.clear();
+                Poll::Ready(())
+            } else {
+                st.exit_wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Python 3.14's `terminate_workers()`: shuts down with queued tasks cancelled, then sends SIGTERM
+    /// to every worker (and its process group). Running futures fail with [`Error::BrokenProcessPool`]
+    /// ([`ForcedShutdown`](crate::BrokenCause::ForcedShutdown)); later submits get [`Error::Shutdown`].
+    /// Does not wait; follow with [`shutdown`](Self::shutdown) to reap the workers.
+    pub fn terminate_workers(&self) {
+        self.shared().force(libc::SIGTERM).run();
+    }
+
+    /// Python 3.14's `kill_workers()`: as [`terminate_workers`](Self::terminate_workers) with SIGKILL.
+    pub fn kill_workers(&self) {
+        self.shared().force(libc::SIGKILL).run();
+    }
+
+    /// Runs `body` with the pool, then shuts it down and waits, even if `body` panics: Python's
+    /// `with ProcessPoolExecutor(...) as ex:`.
+    pub fn scope<R>(self, body: impl FnOnce(&ProcessPoolExecutor) -> R) -> R {
+        struct WaitOnExit<'a>(&'a ProcessPoolExecutor);
+        impl Drop for WaitOnExit<'_> {
+            fn drop(&mut self) {
+                self.0.shutdown(Queued::Run);
+            }
+        }
+        let guard = WaitOnExit(&self);
+        body(guard.0)
+    }
+}
+
+struct WeakPool(Weak<Handle>);
+
+impl WeakPool {
+    fn upgrade(&self) -> Option<ProcessPoolExecutor> {
+        self.0.upgrade().map(|handle| ProcessPoolExecutor { handle })
+    }
+}
+
+impl fmt::Debug for ProcessPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.shared().lock();
+        f.debug_struct("ProcessPoolExecutor")
+            .field("max_workers", &self.shared().config.max_workers)
+            .field("drivers", &st.drivers)
+            .field("idle", &st.idle.len())
+            .field("queued", &st.queue.len())
+            .field("lifecycle", &st.lifecycle)
+            .finish()
+    }
+}

@@ -1,0 +1,134 @@
+//! A process-pool task: the encoded `RUN` frame and its future's state in one allocation, plus what the
+//! driver needs to finish it (the reply decoder) and what `interrupt` needs (the worker running it).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::proc::{KillReason, Proc};
+use crate::error::{panic_message, Error};
+use crate::future::state::Core;
+use crate::future::{FutureId, Job, PoolFuture, TaskCell};
+use crate::sync::{lock, Mutex};
+
+/// Turns a reply body into the future's outcome; the `usize` is the number of inputs (map chunks).
+pub(crate) type Decode<T> = fn(&[u8], usize) -> Result<T, Error>;
+
+/// The pool's view of a queued or running task.
+pub(crate) trait ProcTask: Send + Sync {
+    fn id(&self) -> FutureId;
+    /// PENDING → RUNNING (= dispatched to a worker). `false` if it was cancelled.
+    fn start(&self) -> bool;
+    /// The frame to write, once.
+    fn take_frame(&self) -> Option<Vec<u8>>;
+    /// Records the worker that runs it, so `interrupt` can kill exactly that worker.
+    fn bind(&self, proc: &Arc<Proc>);
+    fn time_limit(&self) -> Option<Duration>;
+    /// Completes the future from the worker's reply.
+    fn finish(&self, body: &[u8]);
+    /// Completes the future with an error, unless it already ended.
+    fn fail(&self, error: Error);
+    /// Cancels it if it has not been dispatched.
+    fn cancel(&self) -> bool;
+}
+
+pub(crate) struct ProcJob<T> {
+    id: FutureId,
+    frame: Mutex<Option<Vec<u8>>>,
+    items: usize,
+    decode: Decode<T>,
+    limit: Option<Duration>,
+    on: Mutex<Option<Arc<Proc>>>,
+}
+
+impl<T: Send + 'static> Job for ProcJob<T> {
+    fn discard(&self) {
+        *lock(&self.frame) = None;
+    }
+
+    /// A running task is stopped by killing its worker (the pool starts a new one); the future ends
+    /// with [`Error::Interrupted`].
+    fn interrupt(&self) -> bool {
+        let on = lock(&self.on).clone();
+        on.is_some_and(|p| p.kill_running(self.id, KillReason::Interrupt))
+    }
+}
+
+/// Builds a task from its frame; the pair is the queue's handle and the caller's future.
+pub(crate) fn new_task<T: Send + 'static>(
+    frame: Vec<u8>,
+    items: usize,
+    decode: Decode<T>,
+    limit: Option<Duration>,
+) -> (Arc<dyn ProcTask>, PoolFuture<T>) {
+    let core = Core::new();
+    let cell = Arc::new(TaskCell {
+        job: ProcJob {
+            id: core.id(),
+            frame: Mutex::new(Some(frame)),
+            items,
+            decode,
+            limit,
+            on: Mutex::new(None),
+        },
+        core,
+    });
+    let fut: Arc<TaskCell<T, dyn Job>> = cell.clone();
+    (cell, PoolFuture::from_cell(fut))
+}
+
+/// A future that has already ended (an argument that does not serialize): the pool never sees it.
+pub(crate) fn completed<T: Send + 'static>(outcome: Result<T, Error>) -> PoolFuture<T> {
+    let (promise, fut) = crate::future::Promise::new();
+    let _ = promise.complete(outcome);
+    fut
+}
+
+impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
+    fn id(&self) -> FutureId {
+        self.job.id
+    }
+
+    fn start(&self) -> bool {
+        self.core.start()
+    }
+
+    fn take_frame(&self) -> Option<Vec<u8>> {
+        lock(&self.job.frame).take()
+    }
+
+    fn bind(&self, proc: &Arc<Proc>) {
+        *lock(&self.job.on) = Some(proc.clone());
+    }
+
+    fn time_limit(&self) -> Option<Duration> {
+        self.job.limit
+    }
+
+    fn finish(&self, body: &[u8]) {
+        *lock(&self.job.on) = None;
+        // A `Deserialize` impl that panics (CPython D12) fails this future; the driver lives on.
+        let outcome = catch_unwind(AssertUnwindSafe(|| (self.job.decode)(body, self.job.items)))
+            .unwrap_or_else(|p| {
+                Err(Error::Panicked(format!(
+                    "deserializing the result panicked: {}",
+                    panic_message(&*p)
+                )))
+            });
+        let _ = self.core.complete(outcome);
+    }
+
+    fn fail(&self, error: Error) {
+        *lock(&self.job.on) = None;
+        self.job.discard();
+        let _ = self.core.complete(Err(error));
+    }
+
+    fn cancel(&self) -> bool {
+        let cancelled = self.core.cancel();
+        if cancelled {
+            self.job.discard();
+        }
+        cancelled
+    }
+}

@@ -1,0 +1,186 @@
+//! The frames that cross a worker's socket.
+//!
+//! Every message is `u32 little-endian body length | body`, and `body[0]` says what it is. Payloads are
+//! [postcard], a compact serde format. A size cap (default 1 GiB, see
+//! [`max_frame_bytes`](crate::process_pool::ProcessPoolBuilder::max_frame_bytes)) bounds both
+//! directions: a value that would exceed it fails its own task with [`Error::Serialization`], and a frame
+//! header announcing more means the stream is corrupt (the worker is killed).
+//!
+//! Parent → worker: `RUN | trampoline offset u64 | function offset u64 | argument bytes`.
+//! Worker → parent: `HELLO | postcard(Hello)` once, then one reply per `RUN`: a reply tag
+//! (`VALUE`, `PANICKED`, …) followed by its payload. A chunk's `VALUE` payload is a sequence of
+//! `u32 length | reply` items, one per element. The parent ends a worker by closing its write side: the
+//! worker sees end-of-file and exits.
+//!
+//! [`Error::Serialization`]: crate::Error::Serialization
+
+use std::io::{self, Read};
+
+/// Bytes before the body: its length.
+pub(crate) const HEADER: usize = 4;
+
+/// Worker → parent, first frame: who I am (see `handshake.rs`).
+pub(crate) const HELLO: u8 = 0x48;
+/// Parent → worker: run a trampoline.
+pub(crate) const RUN: u8 = 0x52;
+
+/// Reply tags.
+pub(crate) mod reply {
+    /// The value (or a chunk's items) follows.
+    pub(crate) const VALUE: u8 = 0;
+    /// The task panicked; a UTF-8 message follows.
+    pub(crate) const PANICKED: u8 = 1;
+    /// A fallible task (or an initializer) returned `Err`; its `Display` text follows.
+    pub(crate) const FAILED: u8 = 2;
+    /// The worker could not decode the argument; the decoder's message follows.
+    pub(crate) const ARG_DECODE: u8 = 3;
+    /// The worker could not encode the result; the encoder's message follows.
+    pub(crate) const RESULT_ENCODE: u8 = 4;
+}
+
+/// The default cap on one frame's body.
+pub(crate) const DEFAULT_MAX_FRAME: usize = 1 << 30;
+
+/// Starts a frame of kind `kind` in a fresh buffer (the length is patched by [`seal`]).
+pub(crate) fn begin(kind: u8, capacity: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER + 1 + capacity);
+    buf.extend_from_slice(&[0; HEADER]);
+    buf.push(kind);
+    buf
+}
+
+/// Writes the body length into the header. Fails with the body's size if it is over `cap`.
+pub(crate) fn seal(buf: &mut [u8], cap: usize) -> Result<(), usize> {
+    let len = buf.len() - HEADER;
+    if len > cap || len > u32::MAX as usize {
+        return Err(len);
+    }
+    buf[..HEADER].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Reads frames from a stream into one reusable buffer: a small reply usually arrives in a single
+/// `read`, and nothing is allocated per frame once the buffer has grown to the largest frame seen.
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    cap: usize,
+}
+
+const INITIAL: usize = 64 * 1024;
+
+impl FrameReader {
+    pub(crate) fn new(cap: usize) -> Self {
+        FrameReader {
+            buf: vec![0; INITIAL],
+            start: 0,
+            end: 0,
+            cap,
+        }
+    }
+
+    /// Forgets buffered bytes (a new worker process on the same driver).
+    pub(crate) fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        if self.buf.len() > 16 * INITIAL {
+            self.buf = vec![0; INITIAL];
+        }
+    }
+
+    /// The next frame's body. End-of-file (even between frames) is `UnexpectedEof`; a length over the
+    /// cap is `InvalidData`.
+    pub(crate) fn read_frame(&mut self, mut r: impl Read) -> io::Result<&[u8]> {
+        self.fill_to(&mut r, HEADER)?;
+        let mut len = [0; HEADER];
+        len.copy_from_slice(&self.buf[self.start..self.start + HEADER]);
+        let len = u32::from_le_bytes(len) as usize;
+        if len > self.cap || len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a frame of {len} bytes (the cap is {})", self.cap),
+            ));
+        }
+        self.fill_to(&mut r, HEADER + len)?;
+        let body = self.start + HEADER..self.start + HEADER + len;
+        self.start = body.end;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(&self.buf[body])
+    }
+
+    /// Makes at least `need` unread bytes available.
+    fn fill_to(&mut self, r: &mut impl Read, need: usize) -> io::Result<()> {
+        if self.end - self.start >= need {
+            return Ok(());
+        }
+        if self.start + need > self.buf.len() {
+            // Move the unread bytes to the front, and grow if the frame is bigger than the buffer.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if need > self.buf.len() {
+                self.buf.resize(need.next_power_of_two(), 0);
+            }
+        }
+        while self.end - self.start < need {
+            match r.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_and_joined() {
+        let mut bytes = Vec::new();
+        for i in 0..3u8 {
+            let mut f = begin(RUN, 0);
+            f.extend(std::iter::repeat(i).take(100_000 * usize::from(i) + 1));
+            seal(&mut f, DEFAULT_MAX_FRAME).unwrap();
+            bytes.extend(f);
+        }
+        // A reader that hands out at most 7 bytes at a time.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(7).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut src = Trickle(&bytes);
+        let mut r = FrameReader::new(DEFAULT_MAX_FRAME);
+        for i in 0..3u8 {
+            let body = r.read_frame(&mut src).unwrap();
+            assert_eq!(body[0], RUN);
+            assert_eq!(body.len(), 1 + 100_000 * usize::from(i) + 1);
+            assert!(body[1..].iter().all(|&b| b == i));
+        }
+        let e = r.read_frame(&mut src).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused() {
+        let mut f = begin(RUN, 0);
+        f.extend([0; 10]);
+        assert_eq!(seal(&mut f, 5), Err(11));
+        seal(&mut f, 100).unwrap();
+        let mut r = FrameReader::new(5);
+        let e = r.read_frame(&f[..]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+}
