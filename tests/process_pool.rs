@@ -1,0 +1,397 @@
+//! Process pool basics and CPython's group 11 (process pool specifics), through the `Executor` trait
+//! where the behaviour is shared with the thread pool. Every test ends with its futures resolved and
+//! its worker processes reaped (checked by pid).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{assert_all_gone, gated_pid, pid, Gate};
+use concurrent_futures::{
+    as_completed, wait, Error, Executor, MapOptions, ProcessPoolExecutor, Queued, ReturnWhen,
+    ThreadPoolExecutor,
+};
+use serde::{Deserialize, Serialize};
+
+fn pow((base, exp): (u64, u32)) -> u64 {
+    base.pow(exp)
+}
+
+/// Shared behaviour, run against both pools (item 82, 60, 63/65).
+fn basics(pool: &impl Executor) -> Result<(), Error> {
+    assert_eq!(pool.submit(pow, (2, 8))?.result(None)?, 256);
+    let squares: Vec<u64> = pool
+        .map(|n: u64| n * n, 0..10)?
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    assert_eq!(squares, (0..10).map(|n| n * n).collect::<Vec<_>>());
+    let r: Vec<Result<u32, Error>> = pool
+        .map_with(
+            |n: u32| if n == 4 { panic!("no 4") } else { n },
+            0..7,
+            MapOptions::new().chunksize(3),
+        )?
+        .into_iter()
+        .collect();
+    assert_eq!(r.len(), 7);
+    for (i, x) in r.iter().enumerate() {
+        match x {
+            Ok(v) => assert_eq!(*v as usize, i),
+            Err(Error::Panicked(m)) => assert!(i == 4 && m == "no 4", "{i} {m}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let f = pool.submit_fallible(|s: String| s.parse::<u8>(), "x".into())?;
+    assert!(matches!(f.exception(None)?, Some(Error::Failed(_))));
+    Ok(())
+}
+
+#[test]
+fn same_code_runs_on_threads_and_processes() -> Result<(), Error> {
+    let threads = ThreadPoolExecutor::new(2)?;
+    basics(&threads)?;
+    Executor::shutdown(&threads, Queued::Run);
+    let procs = ProcessPoolExecutor::new(2)?;
+    basics(&procs)?;
+    let pids = procs.worker_pids();
+    assert!(!pids.is_empty());
+    Executor::shutdown(&procs, Queued::Run);
+    assert_all_gone(&pids);
+    Ok(())
+}
+
+#[test]
+fn runs_in_another_process_and_panics_keep_the_worker() -> Result<(), Error> {
+    let pool = ProcessPoolExecutor::new(1)?;
+    let first = pool.submit(pid, ())?.result(None)?;
+    assert_ne!(first, std::process::id());
+    let p = pool
+        .submit(|(): ()| -> u8 { panic!("the value 5 is no good") }, ())?
+        .result(None);
+    assert!(matches!(&p, Err(Error::Panicked(m)) if m == "the value 5 is no good"), "{p:?}");
+    assert_eq!(pool.submit(pid, ())?.result(None)?, first, "item 20: the worker survived");
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&[first]);
+    Ok(())
+}
+
+#[test]
+fn fallible_error_text_crosses() -> Result<(), Error> {
+    let pool = ProcessPoolExecutor::new(1)?;
+    let f = pool.submit_fallible(|s: String| s.parse::<u32>(), "five".into())?;
+    let Some(Error::Failed(e)) = f.exception(None)? else {
+        panic!("expected Failed")
+    };
+    assert_eq!(e.to_string(), "invalid digit found in string");
+    pool.shutdown(Queued::Run);
+    Ok(())
+}
+
+#[test]
+fn map_chunksizes_and_validation() -> Result<(), Error> {
+    // Items 79, 80.
+    let pool = ProcessPoolExecutor::new(2)?;
+    let want: Vec<u64> = (0..40).map(|n| n * 3).collect();
+    for chunk in [1, 6, 40, 50] {
+        let got: Vec<u64> = pool
+            .map_with(|n: u64| n * 3, 0..40, MapOptions::new().chunksize(chunk))?
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        assert_eq!(got, want, "chunksize {chunk}");
+    }
+    let e = pool
+        .map_with(|n: u64| n, 0..3, MapOptions::new().chunksize(0))
+        .unwrap_err();
+    assert_eq!(e.to_string(), "chunksize must be >= 1.");
+    let pids = pool.worker_pids();
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&pids);
+    Ok(())
+}
+
+#[test]
+fn submit_after_shutdown_and_bad_max_workers() -> Result<(), Error> {
+    // Items 84, 87, 90.
+    let pool = ProcessPoolExecutor::new(1)?;
+    pool.shutdown(Queued::Run);
+    pool.shutdown(Queued::Run);
+    let e = pool.submit(pid, ()).unwrap_err();
+    assert!(matches!(e, Error::Shutdown) && e.is_rejected());
+    assert_eq!(e.to_string(), "cannot schedule new futures after shutdown");
+    let e = ProcessPoolExecutor::new(0).unwrap_err();
+    assert_eq!(e.to_string(), "max_workers must be greater than 0");
+    Ok(())
+}
+
+#[test]
+fn saturation_never_exceeds_max_workers() -> Result<(), Error> {
+    // Item 115: many tasks, never more than max_workers processes.
+    let pool = ProcessPoolExecutor::new(2)?;
+    let fs: Vec<_> = (0..30).map(|_| pool.submit(pid, ())).collect::<Result<_, _>>()?;
+    assert!(pool.worker_pids().len() <= 2);
+    let pids: HashSet<u32> = fs
+        .into_iter()
+        .map(|mut f| f.result(None))
+        .collect::<Result<_, _>>()?;
+    assert!(pids.len() <= 2 && pool.workers_started() <= 2, "{pids:?}");
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&pids.into_iter().collect::<Vec<_>>());
+    Ok(())
+}
+
+#[test]
+fn idle_worker_is_reused() -> Result<(), Error> {
+    // Item 116: three sequential calls use one process.
+    let pool = ProcessPoolExecutor::new(4)?;
+    let a = pool.submit(pid, ())?.result(None)?;
+    let b = pool.submit(pid, ())?.result(None)?;
+    let c = pool.submit(pid, ())?.result(None)?;
+    assert!(a == b && b == c);
+    assert_eq!(pool.workers_started(), 1);
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&[a]);
+    Ok(())
+}
+
+#[test]
+fn running_means_dispatched_and_cancel_wins_only_before() -> Result<(), Error> {
+    // Item 27 (documented divergence: no extra queued call) and items 22-26.
+    let pool = ProcessPoolExecutor::new(1)?;
+    let mut gate = Gate::new();
+    let mut busy = pool.submit(gated_pid, gate.path())?;
+    gate.wait_started();
+    let queued: Vec<_> = (0..4).map(|_| pool.submit(pid, ())).collect::<Result<_, _>>()?;
+    assert!(busy.running());
+    let cancels: Vec<bool> = std::iter::once(busy.cancel())
+        .chain(queued.iter().map(|f| f.cancel()))
+        .collect();
+    assert_eq!(cancels, [false, true, true, true, true]);
+    assert!(queued.iter().all(|f| f.cancelled() && f.done()));
+    gate.release();
+    let worker = busy.result(None)?;
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&[worker]);
+    Ok(())
+}
+
+#[test]
+fn callbacks_run_in_the_parent() -> Result<(), Error> {
+    // Program 15: results reach the parent's memory through callbacks.
+    let pool = ProcessPoolExecutor::new(2)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for n in 0..5u64 {
+        let tx = tx.clone();
+        pool.submit(|n: u64| n * 10, n)?
+            .add_done_callback(move |r| tx.send(*r.as_ref().unwrap()).unwrap());
+    }
+    drop(tx);
+    let mut got: Vec<u64> = rx.iter().collect();
+    got.sort();
+    assert_eq!(got, [0, 10, 20, 30, 40]);
+    pool.shutdown(Queued::Run);
+    Ok(())
+}
+
+#[test]
+fn wait_and_as_completed_mix_pools() -> Result<(), Error> {
+    // Item 49: futures from a thread pool and a process pool in one wait.
+    let procs = ProcessPoolExecutor::new(2)?;
+    let threads = ThreadPoolExecutor::new(1)?;
+    let fs = vec![
+        procs.submit(|n: u32| n + 1, 1)?,
+        threads.submit(|n: u32| n + 2, 1)?,
+        procs.submit(|n: u32| n + 3, 1)?,
+    ];
+    let done = wait(&fs).return_when(ReturnWhen::AllCompleted).blocking();
+    assert_eq!(done.done.len(), 3);
+    let mut total = 0;
+    for f in as_completed(fs) {
+        total += f?.result(None)?;
+    }
+    assert_eq!(total, 2 + 3 + 4);
+    let pids = procs.worker_pids();
+    procs.shutdown(Queued::Run);
+    threads.shutdown(Queued::Run);
+    assert_all_gone(&pids);
+    Ok(())
+}
+
+#[test]
+fn shutdown_cancel_futures_wakes_waiters() -> Result<(), Error> {
+    // Items 91 and 101 (divergence: cancelled futures are done and wake `wait`).
+    let pool = ProcessPoolExecutor::new(1)?;
+    let mut gate = Gate::new();
+    let running = pool.submit(gated_pid, gate.path())?;
+    gate.wait_started();
+    let queued: Vec<_> = (0..5).map(|_| pool.submit(pid, ())).collect::<Result<_, _>>()?;
+    pool.shutdown_nowait(Queued::Cancel);
+    assert!(queued.iter().all(|f| f.cancelled()));
+    // The running task is not cancelled; release it only now, so it ends normally.
+    gate.release();
+    let w = wait(queued.iter().chain([&running])).blocking();
+    assert_eq!(w.done.len(), 6);
+    assert!(running.exception(None)?.is_none());
+    let pids = pool.worker_pids();
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&pids);
+    Ok(())
+}
+
+#[test]
+fn shutdown_nowait_still_runs_queued_work() -> Result<(), Error> {
+    // Items 92, 93.
+    let pool = ProcessPoolExecutor::new(1)?;
+    let mut gate = Gate::new();
+    let first = pool.submit(gated_pid, gate.path())?;
+    gate.wait_started();
+    let rest: Vec<_> = (0..3u64).map(|n| pool.submit(|n: u64| n * 2, n)).collect::<Result<_, _>>()?;
+    pool.shutdown_nowait(Queued::Run);
+    gate.release();
+    let mut got = Vec::new();
+    for mut f in rest {
+        got.push(f.result(None)?);
+    }
+    assert_eq!(got, [0, 2, 4]);
+    let worker = { first }.result(None)?;
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&[worker]);
+    Ok(())
+}
+
+#[test]
+fn dropping_the_pool_does_not_block_and_work_completes() -> Result<(), Error> {
+    // Item 95.
+    let pool = ProcessPoolExecutor::new(2)?;
+    let fs: Vec<_> = (0..6u64).map(|n| pool.submit(|n: u64| n + 100, n)).collect::<Result<_, _>>()?;
+    let pids_probe = pool.submit(pid, ())?;
+    drop(pool);
+    let mut sum = 0;
+    for mut f in fs {
+        sum += f.result(None)?;
+    }
+    assert_eq!(sum, 615);
+    let worker = { pids_probe }.result(None)?;
+    assert!(common::wait_gone(worker, Duration::from_secs(10)));
+    Ok(())
+}
+
+#[test]
+fn awaitable_without_blocking_the_runtime() -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = ProcessPoolExecutor::new(2)?;
+        let a = pool.submit(pow, (3, 4))?;
+        let b = pool.submit(pow, (2, 10))?;
+        assert_eq!(a.await? + b.await?, 81 + 1024);
+        let pids = pool.worker_pids();
+        pool.shutdown_async(Queued::Run).await;
+        assert_all_gone(&pids);
+        Ok(())
+    })
+}
+
+// --- Serialization failures: only that future fails; the pool carries on (D1, D3, D9-D12). ---
+
+/// Fails to serialize (D1, D10).
+#[derive(Debug)]
+struct Unencodable;
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refusing to encode"))
+    }
+}
+impl<'de> Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|_| Unencodable)
+    }
+}
+
+/// Encodes fine, fails to deserialize (D3, D11).
+#[derive(Debug)]
+struct Undecodable;
+impl Serialize for Undecodable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(7)
+    }
+}
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refusing to decode"))
+    }
+}
+
+/// Panics while deserializing (D12 in the parent).
+#[derive(Debug)]
+struct PanicsOnDecode;
+impl Serialize for PanicsOnDecode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+impl<'de> Deserialize<'de> for PanicsOnDecode {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("decode panic")
+    }
+}
+
+/// Panics while serializing (D9 in the worker).
+#[derive(Debug)]
+struct PanicsOnEncode;
+impl Serialize for PanicsOnEncode {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("encode panic")
+    }
+}
+impl<'de> Deserialize<'de> for PanicsOnEncode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|_| PanicsOnEncode)
+    }
+}
+
+fn assert_serialization<T: std::fmt::Debug>(r: Result<T, Error>, needle: &str) {
+    match r {
+        Err(Error::Serialization(m)) => assert!(m.contains(needle), "{m}"),
+        other => panic!("expected a serialization error with {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_frame_bytes(1 << 20)
+        .build()?;
+    let worker = pool.submit(pid, ())?.result(None)?;
+    // D1: the argument does not encode (parent).
+    assert_serialization(pool.submit(|_: Unencodable| 1u8, Unencodable)?.result(None), "could not serialize the argument");
+    // D3 (diverges from CPython: the pool stays usable): the argument does not decode (worker).
+    assert_serialization(pool.submit(|_: Undecodable| 1u8, Undecodable)?.result(None), "could not deserialize the argument");
+    // D10: the result does not encode (worker).
+    assert_serialization(pool.submit(|(): ()| Unencodable, ())?.result(None), "could not serialize the result");
+    // D11 (diverges): the result does not decode (parent).
+    assert_serialization(pool.submit(|(): ()| Undecodable, ())?.result(None), "could not deserialize the result");
+    // D9: encoding the result panics in the worker.
+    let r = pool.submit(|(): ()| PanicsOnEncode, ())?.result(None);
+    assert!(matches!(&r, Err(Error::Panicked(m)) if m.contains("encode panic")), "{r:?}");
+    // D12: decoding the result panics in the parent's driver: the future fails, the driver lives.
+    let r = pool.submit(|(): ()| PanicsOnDecode, ())?.result(None);
+    assert!(matches!(&r, Err(Error::Panicked(m)) if m.contains("decode panic")), "{r:?}");
+    // The size cap, both ways.
+    assert_serialization(pool.submit(|v: Vec<u8>| v.len(), vec![1; 2 << 20])?.result(None), "cap");
+    assert_serialization(pool.submit(|n: usize| "x".repeat(n), 2 << 20)?.result(None), "cap");
+    // A chunk whose inputs fail: one error per element.
+    let r: Vec<_> = pool
+        .map_with(|_: Undecodable| 0u8, vec![Undecodable, Undecodable], MapOptions::new().chunksize(2))?
+        .into_iter()
+        .collect();
+    assert!(r.len() == 2 && r.iter().all(|x| matches!(x, Err(Error::Serialization(_)))));
+    // Same worker all along: nothing broke.
+    assert_eq!(pool.submit(pid, ())?.result(None)?, worker);
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&[worker]);
+    Ok(())
+}
