@@ -395,3 +395,66 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
     assert_all_gone(&[worker]);
     Ok(())
 }
+
+// --- max_tasks_per_child (items 118, 120-122) ---
+
+#[test]
+fn max_tasks_per_child_recycles_workers() -> Result<(), Error> {
+    // Item 118.
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(3)
+        .build()?;
+    let pids: Vec<u32> = (0..4)
+        .map(|_| pool.submit(pid, ())?.result(None))
+        .collect::<Result<_, _>>()?;
+    assert!(pids[0] == pids[1] && pids[1] == pids[2] && pids[3] != pids[0], "{pids:?}");
+    assert_eq!(pool.workers_started(), 2);
+    assert!(pool.worker_pids().len() <= 1);
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&pids);
+    Ok(())
+}
+
+#[test]
+fn max_tasks_per_child_with_a_backlog_never_hangs() -> Result<(), Error> {
+    // Item 121 (CPython gh-115634): 1 worker, 2 tasks per child, a backlog of 6; and 2/2/8.
+    for (workers, per_child, n) in [(1, 2, 6), (2, 2, 8)] {
+        let pool = ProcessPoolExecutor::builder()
+            .max_workers(workers)
+            .max_tasks_per_child(per_child)
+            .build()?;
+        let fs: Vec<_> = (0..n).map(|_| pool.submit(pid, ())).collect::<Result<_, _>>()?;
+        let pids: Vec<u32> = fs.into_iter().map(|mut f| f.result(None)).collect::<Result<_, _>>()?;
+        let distinct: HashSet<_> = pids.iter().collect();
+        assert!(distinct.len() >= n / per_child, "{pids:?}");
+        pool.shutdown(Queued::Run);
+        assert_all_gone(&pids);
+    }
+    Ok(())
+}
+
+#[test]
+fn recycling_during_shutdown_runs_the_queue() -> Result<(), Error> {
+    // Items 120, 122.
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(3)
+        .max_tasks_per_child(1)
+        .build()?;
+    let fs: Vec<_> = (0..6u64).map(|n| pool.submit(|n: u64| n * n, n)).collect::<Result<_, _>>()?;
+    pool.shutdown(Queued::Run);
+    let got: Vec<u64> = fs.into_iter().map(|mut f| f.result(None)).collect::<Result<_, _>>()?;
+    assert_eq!(got, [0, 1, 4, 9, 16, 25]);
+
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()?;
+    let fs: Vec<_> = (1..=2u8).map(|n| pool.submit(|n: u8| n, n)).collect::<Result<_, _>>()?;
+    pool.shutdown_nowait(Queued::Run);
+    let got: Vec<u8> = fs.into_iter().map(|mut f| f.result(None)).collect::<Result<_, _>>()?;
+    assert_eq!(got, [1, 2]);
+    pool.shutdown(Queued::Run);
+    assert!(pool.worker_pids().is_empty());
+    Ok(())
+}
