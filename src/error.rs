@@ -79,7 +79,10 @@ pub enum Error {
 impl Error {
     /// Whether this error means the pool can take no more work because it broke (Python's `BrokenExecutor`).
     pub fn is_broken(&self) -> bool {
-        matches!(self, Error::BrokenThreadPool(_) | Error::BrokenProcessPool(_))
+        matches!(
+            self,
+            Error::BrokenThreadPool(_) | Error::BrokenProcessPool(_)
+        )
     }
 
     /// Whether a submit failed because the executor will take no more work: shut down or broken (Python raises
@@ -226,7 +229,11 @@ impl WorkerExit {
 impl fmt::Display for WorkerExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.code() {
-            Some(code) => write!(f, "worker pid {} terminated abruptly with exit code {code}", self.pid),
+            Some(code) => write!(
+                f,
+                "worker pid {} terminated abruptly with exit code {code}",
+                self.pid
+            ),
             None => write!(f, "worker pid {} was killed: {}", self.pid, self.status),
         }
     }
@@ -322,7 +329,9 @@ impl fmt::Display for BrokenProcessPool {
             BrokenCause::StartFailed(msg) => {
                 write!(f, "{lead} (a worker process could not be started: {msg})")
             }
-            BrokenCause::Protocol(msg) => write!(f, "{lead} (the channel to a worker broke: {msg})"),
+            BrokenCause::Protocol(msg) => {
+                write!(f, "{lead} (the channel to a worker broke: {msg})")
+            }
             BrokenCause::ForcedShutdown => unreachable!("handled above"),
         }
     }

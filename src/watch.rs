@@ -153,7 +153,9 @@ impl<F: Watch> WatchSet<F> {
     }
 
     fn future(&self, i: usize) -> &F {
-        self.futures[i].as_ref().expect("futures are taken only after they end")
+        self.futures[i]
+            .as_ref()
+            .expect("futures are taken only after they end")
     }
 
     fn mark_ended(&mut self, i: usize, out: &mut Vec<usize>) {

@@ -22,7 +22,11 @@ fn exit_99(_: ()) -> u8 {
 }
 
 /// Asserts the per-future broken error of a worker death, with the given exit code or signal.
-fn assert_broken_by(r: Result<impl std::fmt::Debug, Error>, code: Option<i32>, signal: Option<i32>) {
+fn assert_broken_by(
+    r: Result<impl std::fmt::Debug, Error>,
+    code: Option<i32>,
+    signal: Option<i32>,
+) {
     let e = match r {
         Err(Error::BrokenProcessPool(b)) => b,
         other => panic!("expected BrokenProcessPool, got {other:?}"),
@@ -69,7 +73,11 @@ fn exit_code_is_reported() -> Result<(), Error> {
     let mut f = pool.submit(exit_99, ())?;
     let r = f.result(None);
     assert_broken_by(r, Some(99), None);
-    assert!(f.exception(None)?.unwrap().to_string().contains("exit code 99"));
+    assert!(f
+        .exception(None)?
+        .unwrap()
+        .to_string()
+        .contains("exit code 99"));
     pool.shutdown(Queued::Run);
     Ok(())
 }
@@ -109,12 +117,16 @@ impl<'de> Deserialize<'de> for DiesOnEncode {
 #[test]
 fn d2_d4_d8_deaths_while_decoding_or_encoding_break_the_pool() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(1)?;
-    let r = pool.submit(|_: DiesOnDecode| 0u8, DiesOnDecode(true))?.result(None);
+    let r = pool
+        .submit(|_: DiesOnDecode| 0u8, DiesOnDecode(true))?
+        .result(None);
     assert_broken_by(r, Some(1), None);
     pool.shutdown(Queued::Run);
 
     let pool = ProcessPoolExecutor::new(1)?;
-    let r = pool.submit(|_: DiesOnDecode| 0u8, DiesOnDecode(false))?.result(None);
+    let r = pool
+        .submit(|_: DiesOnDecode| 0u8, DiesOnDecode(false))?
+        .result(None);
     assert_broken_by(r, None, Some(libc::SIGABRT));
     pool.shutdown(Queued::Run);
 
@@ -199,13 +211,20 @@ fn d15_crash_with_big_payloads_in_flight() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(2)?;
     let big: Vec<String> = (0..10).map(|i| "x".repeat((1 << 20) + i)).collect();
     let results: Vec<_> = pool
-        .map_with(|_: String| -> u8 { std::process::abort() }, big, MapOptions::new())?
+        .map_with(
+            |_: String| -> u8 { std::process::abort() },
+            big,
+            MapOptions::new(),
+        )?
         .into_iter()
         .collect();
     // Each submitted chunk fails; a submit refused once the pool broke is reported once, then the map
     // ends (as Python's map raises BrokenProcessPool): no hang, no success.
     assert!((1..=10).contains(&results.len()));
-    assert!(results.iter().all(|r| matches!(r, Err(e) if e.is_broken())), "{results:?}");
+    assert!(
+        results.iter().all(|r| matches!(r, Err(e) if e.is_broken())),
+        "{results:?}"
+    );
     let pids = pool.worker_pids();
     pool.shutdown(Queued::Run);
     assert_all_gone(&pids);
@@ -281,7 +300,8 @@ fn interrupt_kills_the_running_task_and_the_pool_carries_on() -> Result<(), Erro
 fn time_limit_kills_the_task_with_a_distinct_error() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(1)?;
     let gate = Gate::new(); // never opened by the test: the task blocks until killed
-    let mut f = pool.submit_with_time_limit(Duration::from_millis(50), gated_forever, gate.path())?;
+    let mut f =
+        pool.submit_with_time_limit(Duration::from_millis(50), gated_forever, gate.path())?;
     match f.result(None) {
         Err(e @ Error::TimeLimit(_)) => assert!(e.to_string().contains("time limit")),
         other => panic!("expected TimeLimit, got {other:?}"),
@@ -296,8 +316,12 @@ fn time_limit_kills_the_task_with_a_distinct_error() -> Result<(), Error> {
 }
 
 /// Starts a grandchild (`sleep`), reports its pid through the gate, then blocks forever.
+#[allow(clippy::zombie_processes)] // the point: the worker's group kill must take it down
 fn spawn_grandchild(path: String) -> u8 {
-    let child = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+    let child = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
     common::task_send(&path, &child.id().to_string());
     loop {
         std::thread::park();
@@ -314,7 +338,10 @@ fn no_orphans_a_killed_workers_children_die_with_it() -> Result<(), Error> {
     assert!(!is_dead(grandchild));
     assert!(f.interrupt());
     assert!(matches!(f.result(None), Err(Error::Interrupted)));
-    assert!(wait_gone(grandchild, Duration::from_secs(10)), "the grandchild survived");
+    assert!(
+        wait_gone(grandchild, Duration::from_secs(10)),
+        "the grandchild survived"
+    );
     pool.shutdown(Queued::Run);
     assert_all_gone(&[worker, grandchild]);
     Ok(())
@@ -324,7 +351,10 @@ fn no_orphans_a_killed_workers_children_die_with_it() -> Result<(), Error> {
 fn no_orphans_after_shutdown_either() -> Result<(), Error> {
     // A task that leaves a child behind and returns: shutdown's reap kills the worker's group.
     fn leave_child(_: ()) -> u32 {
-        let child = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
         let id = child.id();
         std::mem::forget(child);
         id
@@ -391,7 +421,13 @@ fn helper_parent_holding_a_pool() {
 fn no_orphans_when_the_parent_dies() {
     let gate = Gate::new();
     let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_parent_holding_a_pool", "--ignored", "--nocapture", "-q"])
+        .args([
+            "--exact",
+            "helper_parent_holding_a_pool",
+            "--ignored",
+            "--nocapture",
+            "-q",
+        ])
         .env("CF_TEST_PARENT_GATE", gate.path())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -400,5 +436,8 @@ fn no_orphans_when_the_parent_dies() {
     assert!(!is_dead(worker));
     parent.kill().unwrap();
     parent.wait().unwrap();
-    assert!(wait_gone(worker, Duration::from_secs(10)), "the worker outlived its parent");
+    assert!(
+        wait_gone(worker, Duration::from_secs(10)),
+        "the worker outlived its parent"
+    );
 }

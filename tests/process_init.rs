@@ -39,7 +39,11 @@ fn initializer_runs_once_in_each_worker_before_its_tasks() -> Result<(), Error> 
         assert_eq!(*runs, 1);
         assert_eq!(tag, "initialized");
     }
-    assert_eq!(INIT_RUNS.load(Ordering::SeqCst), 0, "it ran in the workers, not here");
+    assert_eq!(
+        INIT_RUNS.load(Ordering::SeqCst),
+        0,
+        "it ran in the workers, not here"
+    );
     let pids: Vec<u32> = seen.iter().map(|s| s.0).collect();
     pool.shutdown(Queued::Run);
     assert_all_gone(&pids);

@@ -69,8 +69,15 @@ fn runs_in_another_process_and_panics_keep_the_worker() -> Result<(), Error> {
     let p = pool
         .submit(|(): ()| -> u8 { panic!("the value 5 is no good") }, ())?
         .result(None);
-    assert!(matches!(&p, Err(Error::Panicked(m)) if m == "the value 5 is no good"), "{p:?}");
-    assert_eq!(pool.submit(pid, ())?.result(None)?, first, "item 20: the worker survived");
+    assert!(
+        matches!(&p, Err(Error::Panicked(m)) if m == "the value 5 is no good"),
+        "{p:?}"
+    );
+    assert_eq!(
+        pool.submit(pid, ())?.result(None)?,
+        first,
+        "item 20: the worker survived"
+    );
     pool.shutdown(Queued::Run);
     assert_all_gone(&[first]);
     Ok(())
@@ -128,7 +135,9 @@ fn submit_after_shutdown_and_bad_max_workers() -> Result<(), Error> {
 fn saturation_never_exceeds_max_workers() -> Result<(), Error> {
     // Item 115: many tasks, never more than max_workers processes.
     let pool = ProcessPoolExecutor::new(2)?;
-    let fs: Vec<_> = (0..30).map(|_| pool.submit(pid, ())).collect::<Result<_, _>>()?;
+    let fs: Vec<_> = (0..30)
+        .map(|_| pool.submit(pid, ()))
+        .collect::<Result<_, _>>()?;
     assert!(pool.worker_pids().len() <= 2);
     let pids: HashSet<u32> = fs
         .into_iter()
@@ -161,7 +170,9 @@ fn running_means_dispatched_and_cancel_wins_only_before() -> Result<(), Error> {
     let mut gate = Gate::new();
     let mut busy = pool.submit(gated_pid, gate.path())?;
     gate.wait_started();
-    let queued: Vec<_> = (0..4).map(|_| pool.submit(pid, ())).collect::<Result<_, _>>()?;
+    let queued: Vec<_> = (0..4)
+        .map(|_| pool.submit(pid, ()))
+        .collect::<Result<_, _>>()?;
     assert!(busy.running());
     let cancels: Vec<bool> = std::iter::once(busy.cancel())
         .chain(queued.iter().map(|f| f.cancel()))
@@ -224,7 +235,9 @@ fn shutdown_cancel_futures_wakes_waiters() -> Result<(), Error> {
     let mut gate = Gate::new();
     let running = pool.submit(gated_pid, gate.path())?;
     gate.wait_started();
-    let queued: Vec<_> = (0..5).map(|_| pool.submit(pid, ())).collect::<Result<_, _>>()?;
+    let queued: Vec<_> = (0..5)
+        .map(|_| pool.submit(pid, ()))
+        .collect::<Result<_, _>>()?;
     pool.shutdown_nowait(Queued::Cancel);
     assert!(queued.iter().all(|f| f.cancelled()));
     // The running task is not cancelled; release it only now, so it ends normally.
@@ -245,7 +258,9 @@ fn shutdown_nowait_still_runs_queued_work() -> Result<(), Error> {
     let mut gate = Gate::new();
     let first = pool.submit(gated_pid, gate.path())?;
     gate.wait_started();
-    let rest: Vec<_> = (0..3u64).map(|n| pool.submit(|n: u64| n * 2, n)).collect::<Result<_, _>>()?;
+    let rest: Vec<_> = (0..3u64)
+        .map(|n| pool.submit(|n: u64| n * 2, n))
+        .collect::<Result<_, _>>()?;
     pool.shutdown_nowait(Queued::Run);
     gate.release();
     let mut got = Vec::new();
@@ -263,7 +278,9 @@ fn shutdown_nowait_still_runs_queued_work() -> Result<(), Error> {
 fn dropping_the_pool_does_not_block_and_work_completes() -> Result<(), Error> {
     // Item 95.
     let pool = ProcessPoolExecutor::new(2)?;
-    let fs: Vec<_> = (0..6u64).map(|n| pool.submit(|n: u64| n + 100, n)).collect::<Result<_, _>>()?;
+    let fs: Vec<_> = (0..6u64)
+        .map(|n| pool.submit(|n: u64| n + 100, n))
+        .collect::<Result<_, _>>()?;
     let pids_probe = pool.submit(pid, ())?;
     drop(pool);
     let mut sum = 0;
@@ -367,25 +384,54 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
         .build()?;
     let worker = pool.submit(pid, ())?.result(None)?;
     // D1: the argument does not encode (parent).
-    assert_serialization(pool.submit(|_: Unencodable| 1u8, Unencodable)?.result(None), "could not serialize the argument");
+    assert_serialization(
+        pool.submit(|_: Unencodable| 1u8, Unencodable)?.result(None),
+        "could not serialize the argument",
+    );
     // D3 (diverges from CPython: the pool stays usable): the argument does not decode (worker).
-    assert_serialization(pool.submit(|_: Undecodable| 1u8, Undecodable)?.result(None), "could not deserialize the argument");
+    assert_serialization(
+        pool.submit(|_: Undecodable| 1u8, Undecodable)?.result(None),
+        "could not deserialize the argument",
+    );
     // D10: the result does not encode (worker).
-    assert_serialization(pool.submit(|(): ()| Unencodable, ())?.result(None), "could not serialize the result");
+    assert_serialization(
+        pool.submit(|(): ()| Unencodable, ())?.result(None),
+        "could not serialize the result",
+    );
     // D11 (diverges): the result does not decode (parent).
-    assert_serialization(pool.submit(|(): ()| Undecodable, ())?.result(None), "could not deserialize the result");
+    assert_serialization(
+        pool.submit(|(): ()| Undecodable, ())?.result(None),
+        "could not deserialize the result",
+    );
     // D9: encoding the result panics in the worker.
     let r = pool.submit(|(): ()| PanicsOnEncode, ())?.result(None);
-    assert!(matches!(&r, Err(Error::Panicked(m)) if m.contains("encode panic")), "{r:?}");
+    assert!(
+        matches!(&r, Err(Error::Panicked(m)) if m.contains("encode panic")),
+        "{r:?}"
+    );
     // D12: decoding the result panics in the parent's driver: the future fails, the driver lives.
     let r = pool.submit(|(): ()| PanicsOnDecode, ())?.result(None);
-    assert!(matches!(&r, Err(Error::Panicked(m)) if m.contains("decode panic")), "{r:?}");
+    assert!(
+        matches!(&r, Err(Error::Panicked(m)) if m.contains("decode panic")),
+        "{r:?}"
+    );
     // The size cap, both ways.
-    assert_serialization(pool.submit(|v: Vec<u8>| v.len(), vec![1; 2 << 20])?.result(None), "cap");
-    assert_serialization(pool.submit(|n: usize| "x".repeat(n), 2 << 20)?.result(None), "cap");
+    assert_serialization(
+        pool.submit(|v: Vec<u8>| v.len(), vec![1; 2 << 20])?
+            .result(None),
+        "cap",
+    );
+    assert_serialization(
+        pool.submit(|n: usize| "x".repeat(n), 2 << 20)?.result(None),
+        "cap",
+    );
     // A chunk whose inputs fail: one error per element.
     let r: Vec<_> = pool
-        .map_with(|_: Undecodable| 0u8, vec![Undecodable, Undecodable], MapOptions::new().chunksize(2))?
+        .map_with(
+            |_: Undecodable| 0u8,
+            vec![Undecodable, Undecodable],
+            MapOptions::new().chunksize(2),
+        )?
         .into_iter()
         .collect();
     assert!(r.len() == 2 && r.iter().all(|x| matches!(x, Err(Error::Serialization(_)))));
@@ -408,7 +454,10 @@ fn max_tasks_per_child_recycles_workers() -> Result<(), Error> {
     let pids: Vec<u32> = (0..4)
         .map(|_| pool.submit(pid, ())?.result(None))
         .collect::<Result<_, _>>()?;
-    assert!(pids[0] == pids[1] && pids[1] == pids[2] && pids[3] != pids[0], "{pids:?}");
+    assert!(
+        pids[0] == pids[1] && pids[1] == pids[2] && pids[3] != pids[0],
+        "{pids:?}"
+    );
     assert_eq!(pool.workers_started(), 2);
     assert!(pool.worker_pids().len() <= 1);
     pool.shutdown(Queued::Run);
@@ -424,8 +473,13 @@ fn max_tasks_per_child_with_a_backlog_never_hangs() -> Result<(), Error> {
             .max_workers(workers)
             .max_tasks_per_child(per_child)
             .build()?;
-        let fs: Vec<_> = (0..n).map(|_| pool.submit(pid, ())).collect::<Result<_, _>>()?;
-        let pids: Vec<u32> = fs.into_iter().map(|mut f| f.result(None)).collect::<Result<_, _>>()?;
+        let fs: Vec<_> = (0..n)
+            .map(|_| pool.submit(pid, ()))
+            .collect::<Result<_, _>>()?;
+        let pids: Vec<u32> = fs
+            .into_iter()
+            .map(|mut f| f.result(None))
+            .collect::<Result<_, _>>()?;
         let distinct: HashSet<_> = pids.iter().collect();
         assert!(distinct.len() >= n / per_child, "{pids:?}");
         pool.shutdown(Queued::Run);
@@ -441,18 +495,28 @@ fn recycling_during_shutdown_runs_the_queue() -> Result<(), Error> {
         .max_workers(3)
         .max_tasks_per_child(1)
         .build()?;
-    let fs: Vec<_> = (0..6u64).map(|n| pool.submit(|n: u64| n * n, n)).collect::<Result<_, _>>()?;
+    let fs: Vec<_> = (0..6u64)
+        .map(|n| pool.submit(|n: u64| n * n, n))
+        .collect::<Result<_, _>>()?;
     pool.shutdown(Queued::Run);
-    let got: Vec<u64> = fs.into_iter().map(|mut f| f.result(None)).collect::<Result<_, _>>()?;
+    let got: Vec<u64> = fs
+        .into_iter()
+        .map(|mut f| f.result(None))
+        .collect::<Result<_, _>>()?;
     assert_eq!(got, [0, 1, 4, 9, 16, 25]);
 
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
         .max_tasks_per_child(1)
         .build()?;
-    let fs: Vec<_> = (1..=2u8).map(|n| pool.submit(|n: u8| n, n)).collect::<Result<_, _>>()?;
+    let fs: Vec<_> = (1..=2u8)
+        .map(|n| pool.submit(|n: u8| n, n))
+        .collect::<Result<_, _>>()?;
     pool.shutdown_nowait(Queued::Run);
-    let got: Vec<u8> = fs.into_iter().map(|mut f| f.result(None)).collect::<Result<_, _>>()?;
+    let got: Vec<u8> = fs
+        .into_iter()
+        .map(|mut f| f.result(None))
+        .collect::<Result<_, _>>()?;
     assert_eq!(got, [1, 2]);
     pool.shutdown(Queued::Run);
     assert!(pool.worker_pids().is_empty());

@@ -12,6 +12,9 @@ fn a_stray_worker_marker_refuses_to_build_a_pool() {
     }
     std::env::remove_var("CONCURRENT_FUTURES_PROCESS_WORKER");
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    assert_eq!(pool.submit(|n: u8| n + 1, 1).unwrap().result(None).unwrap(), 2);
+    assert_eq!(
+        pool.submit(|n: u8| n + 1, 1).unwrap().result(None).unwrap(),
+        2
+    );
     pool.shutdown(concurrent_futures::Queued::Run);
 }

@@ -193,7 +193,10 @@ impl<T> Core<T> {
     /// Runs the callbacks (outside the lock), then publishes the outcome and wakes everyone.
     fn settle<'a>(
         &'a self,
-        mut inner: MutexGuard<'a, Inner<T>>, ending: Ending, outcome: Result<T, Error>) {
+        mut inner: MutexGuard<'a, Inner<T>>,
+        ending: Ending,
+        outcome: Result<T, Error>,
+    ) {
         loop {
             let batch = match inner.extras.as_mut() {
                 Some(x) if !x.callbacks.is_empty() => mem::take(&mut x.callbacks),
@@ -355,7 +358,10 @@ fn run_callback<T>(id: FutureId, cb: Callback<T>, outcome: &Result<T, Error>) {
 
 fn variant_name(e: &Error) -> String {
     let s = format!("{e:?}");
-    s.split(['(', ' ', '{']).next().unwrap_or("Error").to_owned()
+    s.split(['(', ' ', '{'])
+        .next()
+        .unwrap_or("Error")
+        .to_owned()
 }
 
 fn short_type_name<T>() -> &'static str {

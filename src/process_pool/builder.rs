@@ -71,7 +71,11 @@ impl ProcessPoolBuilder {
     /// `f` returns `()` or a `Result<(), E: Display>`; an `Err` or a panic breaks the pool: queued
     /// futures fail with [`Error::BrokenProcessPool`] whose cause is
     /// [`InitializerFailed`](crate::BrokenCause::InitializerFailed), and so does every later submit.
-    pub fn initializer<A: Payload, R: InitResult + 'static>(mut self, f: fn(A) -> R, arg: A) -> Self {
+    pub fn initializer<A: Payload, R: InitResult + 'static>(
+        mut self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Self {
         self.init = Some(code::run_frame(
             code::run_init::<A, R> as code::Trampoline,
             f as usize,

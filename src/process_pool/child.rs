@@ -41,7 +41,9 @@ pub(crate) fn serve() -> i32 {
     // Tasks that start pools of their own must start real workers, not confuse them with us.
     std::env::remove_var(MARKER);
     let Some((parent, cap)) = value.to_str().and_then(handshake::parse_marker) else {
-        eprintln!("concurrent_futures: malformed {MARKER} value {value:?}; not a worker of this build");
+        eprintln!(
+            "concurrent_futures: malformed {MARKER} value {value:?}; not a worker of this build"
+        );
         return EXIT_SETUP;
     };
     if os::die_with_parent() != parent {

@@ -167,7 +167,11 @@ unsafe fn as_fn<A, R>(addr: usize) -> fn(A) -> R {
 
 /// Trampoline of `submit(f: fn(A) -> R, a)`.
 #[allow(unsafe_code)]
-pub(crate) fn run_one<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn run_one<A: DeserializeOwned, R: Serialize>(
+    func: usize,
+    arg: &[u8],
+    out: &mut Vec<u8>,
+) {
     // SAFETY: the parent took this trampoline's offset from `run_one::<A, R>` and `func`'s from a
     // `fn(A) -> R` in the same `submit` call; the handshake proved this worker is the same build, so
     // the offsets name the same items here, and `child.rs` checked both lie in the executable.
@@ -193,7 +197,11 @@ where
 /// Trampoline of a `map` chunk: decodes `Vec<A>`, and replies with one item per element so a panic in
 /// one element fails only that element.
 #[allow(unsafe_code)]
-pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
+    func: usize,
+    arg: &[u8],
+    out: &mut Vec<u8>,
+) {
     // SAFETY: as in `run_one`; `map` took the trampoline from `run_chunk::<A, R>`.
     let f = unsafe { as_fn::<A, R>(func) };
     let items: Vec<A> = match decode_arg(arg) {
@@ -212,7 +220,11 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[u
 
 /// Trampoline of the initializer `fn(A) -> R` with `R: InitResult`: `Err` or a panic is a failure.
 #[allow(unsafe_code)]
-pub(crate) fn run_init<A: DeserializeOwned, R: InitResult>(func: usize, arg: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn run_init<A: DeserializeOwned, R: InitResult>(
+    func: usize,
+    arg: &[u8],
+    out: &mut Vec<u8>,
+) {
     // SAFETY: as in `run_one`; the builder took the trampoline from `run_init::<A, R>`.
     let f = unsafe { as_fn::<A, R>(func) };
     respond(out, || match f(decode_arg(arg)?).into_failure() {
@@ -270,10 +282,9 @@ pub(crate) fn decode_one<R: DeserializeOwned>(body: &[u8], _items: usize) -> Res
         }),
         reply::PANICKED => Err(Error::Panicked(text())),
         reply::FAILED => Err(Error::Failed(TaskError::new(text()))),
-        reply::ARG_DECODE | reply::RESULT_ENCODE => Err(Error::Serialization(format!(
-            "in the worker: {}",
-            text()
-        ))),
+        reply::ARG_DECODE | reply::RESULT_ENCODE => {
+            Err(Error::Serialization(format!("in the worker: {}", text())))
+        }
         other => Err(Error::Serialization(format!(
             "a reply of unknown kind {other} from the worker"
         ))),

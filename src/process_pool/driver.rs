@@ -59,6 +59,9 @@ pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> io::Result<()> 
     Ok(())
 }
 
+/// Consecutive worker deaths during start-up tolerated under [`WorkerDeath::Respawn`].
+const MAX_START_RETRIES: u32 = 3;
+
 struct Driver {
     shared: Arc<Shared>,
     slot: usize,
@@ -131,10 +134,24 @@ impl Driver {
             slot: self.slot,
             armed: true,
         };
+        let mut failed_starts = 0;
         loop {
             let proc = match self.start() {
-                Ok(proc) => proc,
-                Err(cause) => {
+                Ok(proc) => {
+                    failed_starts = 0;
+                    proc
+                }
+                // Under the resilient policy a worker that *died* while starting (killed from outside,
+                // say) is retried a few times before the pool gives up; a refused handshake or a
+                // failing initializer is not.
+                Err((_, true))
+                    if self.shared.config.on_worker_death == WorkerDeath::Respawn
+                        && failed_starts < MAX_START_RETRIES =>
+                {
+                    failed_starts += 1;
+                    continue;
+                }
+                Err((cause, _)) => {
                     self.fail_start(cause);
                     break;
                 }
@@ -147,11 +164,13 @@ impl Driver {
         guard.armed = false;
     }
 
-    /// Spawns a worker process and shakes hands with it (and runs the initializer).
-    fn start(&mut self) -> Result<Arc<Proc>, BrokenCause> {
+    /// Spawns a worker process and shakes hands with it (and runs the initializer). On failure, also
+    /// says whether the worker died on its own (worth a retry under the resilient policy).
+    fn start(&mut self) -> Result<Arc<Proc>, (BrokenCause, bool)> {
         let config = &self.shared.config;
         let proc = Proc::spawn(&config.env, config.frame_cap).map_err(|e| {
-            BrokenCause::StartFailed(format!("could not start /proc/self/exe: {e}"))
+            let cause = BrokenCause::StartFailed(format!("could not start /proc/self/exe: {e}"));
+            (cause, false)
         })?;
         let broken = {
             let mut st = self.shared.lock();
@@ -173,13 +192,17 @@ impl Driver {
                     pid: proc.pid,
                     status,
                 };
+                let broken = matches!(self.shared.lock().lifecycle, Lifecycle::Broken(_));
                 Err(match failure {
-                    Failure::Start(msg, true) => BrokenCause::StartFailed(format!("{msg} ({exit})")),
-                    Failure::Start(msg, false) => BrokenCause::StartFailed(msg),
-                    Failure::Init(msg, true) => {
-                        BrokenCause::InitializerFailed(format!("{msg} ({exit})"))
+                    Failure::Start(msg, true) => {
+                        (BrokenCause::StartFailed(format!("{msg} ({exit})")), !broken)
                     }
-                    Failure::Init(msg, false) => BrokenCause::InitializerFailed(msg),
+                    Failure::Start(msg, false) => (BrokenCause::StartFailed(msg), false),
+                    Failure::Init(msg, true) => (
+                        BrokenCause::InitializerFailed(format!("{msg} ({exit})")),
+                        !broken,
+                    ),
+                    Failure::Init(msg, false) => (BrokenCause::InitializerFailed(msg), false),
                 })
             }
         }
@@ -191,7 +214,12 @@ impl Driver {
         let _ = proc.stream.set_read_timeout(Some(config.handshake_timeout));
         match self.reader.read_frame(&proc.stream) {
             Ok(body) => handshake::check_hello(body, pid).map_err(|m| Failure::Start(m, false))?,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(Failure::Start(
                     format!(
                         "worker pid {pid} did not complete the handshake within {:?}: is this \
@@ -213,7 +241,10 @@ impl Driver {
             return Ok(());
         };
         let died = |e: io::Error| {
-            Failure::Init(format!("the worker died while running the initializer ({e})"), true)
+            Failure::Init(
+                format!("the worker died while running the initializer ({e})"),
+                true,
+            )
         };
         proc.send(init).map_err(died)?;
         let body = self.reader.read_frame(&proc.stream).map_err(died)?;
@@ -312,17 +343,18 @@ impl Driver {
             _ => None,
         };
         let mut after = Aftermath::default();
-        let crash = |st: &mut PoolState, cause: BrokenCause, after: &mut Aftermath| {
-            match shared.config.on_worker_death {
-                WorkerDeath::BreakPool => {
-                    *after = shared.break_locked(st, cause);
-                    match &st.lifecycle {
-                        Lifecycle::Broken(b) => Error::BrokenProcessPool(b.clone()),
-                        _ => Error::WorkerDied(exit),
-                    }
+        let crash = |st: &mut PoolState, cause: BrokenCause, after: &mut Aftermath| match shared
+            .config
+            .on_worker_death
+        {
+            WorkerDeath::BreakPool => {
+                *after = shared.break_locked(st, cause);
+                match &st.lifecycle {
+                    Lifecycle::Broken(b) => Error::BrokenProcessPool(b.clone()),
+                    _ => Error::WorkerDied(exit),
                 }
-                WorkerDeath::Respawn => Error::WorkerDied(exit),
             }
+            WorkerDeath::Respawn => Error::WorkerDied(exit),
         };
         let victim_error = match kill {
             Some(KillReason::Interrupt) => Error::Interrupted,

@@ -131,6 +131,16 @@ pub enum WorkerDeath {
     Respawn,
 }
 
+/// How one task is run and read back: the trampoline and function to call, the number of inputs it
+/// carries, the decoder of its reply, and its time limit.
+struct Call<T> {
+    tramp: Trampoline,
+    func: usize,
+    items: usize,
+    decode: task::Decode<T>,
+    limit: Option<Duration>,
+}
+
 pub(crate) struct Config {
     pub(crate) max_workers: usize,
     /// The initializer's `RUN` frame, sent to each worker after the handshake.
@@ -205,24 +215,20 @@ impl ProcessPoolExecutor {
     /// Encodes and queues one task.
     fn push<T: Send + 'static>(
         &self,
-        tramp: Trampoline,
-        func: usize,
+        call: Call<T>,
         arg: &impl serde::Serialize,
-        items: usize,
-        decode: task::Decode<T>,
-        limit: Option<Duration>,
         on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
     ) -> Result<PoolFuture<T>, Error> {
         let shared = self.shared();
         if let Some(e) = Shared::refusal(&shared.lock().lifecycle) {
             return Err(e);
         }
-        let frame = match code::run_frame(tramp, func, arg, shared.config.frame_cap) {
+        let frame = match code::run_frame(call.tramp, call.func, arg, shared.config.frame_cap) {
             Ok(frame) => frame,
             Err(e @ Error::Serialization(_)) => return Ok(task::completed(on_encode_error(e))),
             Err(e) => return Err(e),
         };
-        let (task, fut) = task::new_task(frame, items, decode, limit);
+        let (task, fut) = task::new_task(frame, call.items, call.decode, call.limit);
         shared.enqueue(task)?;
         Ok(fut)
     }
@@ -231,14 +237,20 @@ impl ProcessPoolExecutor {
     /// arguments). Fails with [`Error::Shutdown`] after shutdown, or the pool's
     /// [`Error::BrokenProcessPool`] once it is broken. An argument that does not serialize gives a
     /// future failed with [`Error::Serialization`].
-    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Result<PoolFuture<R>, Error> {
+    pub fn submit<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error> {
         self.push(
-            code::run_one::<A, R>,
-            f as usize,
+            Call {
+                tramp: code::run_one::<A, R>,
+                func: f as usize,
+                items: 1,
+                decode: code::decode_one::<R>,
+                limit: None,
+            },
             &arg,
-            1,
-            code::decode_one::<R>,
-            None,
             Err,
         )
     }
@@ -268,12 +280,14 @@ impl ProcessPoolExecutor {
         E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         self.push(
-            code::run_fallible::<A, R, E>,
-            f as usize,
+            Call {
+                tramp: code::run_fallible::<A, R, E>,
+                func: f as usize,
+                items: 1,
+                decode: code::decode_one::<R>,
+                limit: None,
+            },
             &arg,
-            1,
-            code::decode_one::<R>,
-            None,
             Err,
         )
     }
@@ -301,12 +315,14 @@ impl ProcessPoolExecutor {
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
         self.push(
-            code::run_one::<A, R>,
-            f as usize,
+            Call {
+                tramp: code::run_one::<A, R>,
+                func: f as usize,
+                items: 1,
+                decode: code::decode_one::<R>,
+                limit: Some(limit),
+            },
             &arg,
-            1,
-            code::decode_one::<R>,
-            Some(limit),
             Err,
         )
     }
@@ -338,7 +354,12 @@ impl ProcessPoolExecutor {
     /// assert_eq!(doubled, (0..40).map(|n| n * 2).collect::<Vec<_>>());
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
-    pub fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
+    pub fn map_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        inputs: I,
+        opts: MapOptions,
+    ) -> Result<Map<R>, Error>
     where
         A: Payload,
         R: Payload,
@@ -353,12 +374,14 @@ impl ProcessPoolExecutor {
             if chunk == 1 {
                 let a = inputs.next()?;
                 return Some(pool.push(
-                    code::run_one::<A, R>,
-                    f as usize,
+                    Call {
+                        tramp: code::run_one::<A, R>,
+                        func: f as usize,
+                        items: 1,
+                        decode: code::decode_single::<R>,
+                        limit: None,
+                    },
                     &a,
-                    1,
-                    code::decode_single::<R>,
-                    None,
                     Err,
                 ));
             }
@@ -368,12 +391,14 @@ impl ProcessPoolExecutor {
             }
             let n = items.len();
             Some(pool.push(
-                code::run_chunk::<A, R>,
-                f as usize,
+                Call {
+                    tramp: code::run_chunk::<A, R>,
+                    func: f as usize,
+                    items: n,
+                    decode: code::decode_chunk::<R>,
+                    limit: None,
+                },
                 &items,
-                n,
-                code::decode_chunk::<R>,
-                None,
                 move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
             ))
         });
@@ -464,7 +489,9 @@ struct WeakPool(Weak<Handle>);
 
 impl WeakPool {
     fn upgrade(&self) -> Option<ProcessPoolExecutor> {
-        self.0.upgrade().map(|handle| ProcessPoolExecutor { handle })
+        self.0
+            .upgrade()
+            .map(|handle| ProcessPoolExecutor { handle })
     }
 }
 

@@ -57,7 +57,13 @@ pub(crate) fn kill_group(pgid: u32, signal: i32) {
 pub(crate) fn die_with_parent() -> u32 {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only; getppid has no preconditions.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         libc::getppid() as u32
     }
 }

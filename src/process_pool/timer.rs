@@ -35,9 +35,9 @@ pub(crate) struct Timer {
 
 impl Timer {
     pub(crate) fn arm(self: &Arc<Self>, id: FutureId, proc: &Arc<Proc>, limit: Duration) {
-        let at = Instant::now().checked_add(limit).unwrap_or_else(|| {
-            Instant::now() + Duration::from_secs(86400 * 365 * 30)
-        });
+        let at = Instant::now()
+            .checked_add(limit)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365 * 30));
         let mut st = lock(&self.state);
         st.entries.push(Entry {
             at,

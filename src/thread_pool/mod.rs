@@ -509,9 +509,7 @@ struct WeakPool(std::sync::Weak<Handle>);
 
 impl WeakPool {
     fn upgrade(&self) -> Option<ThreadPoolExecutor> {
-        self.0
-            .upgrade()
-            .map(|handle| ThreadPoolExecutor { handle })
+        self.0.upgrade().map(|handle| ThreadPoolExecutor { handle })
     }
 }
 

@@ -48,7 +48,10 @@ impl Gate {
     /// Reads what a task wrote into the gate (the task opens it for writing with [`task_send`]).
     pub fn receive(&self) -> String {
         let mut s = String::new();
-        File::open(&self.path).unwrap().read_to_string(&mut s).unwrap();
+        File::open(&self.path)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         s
     }
 }
