@@ -12,6 +12,7 @@
 //! | Python | Rust |
 //! |---|---|
 //! | `ThreadPoolExecutor(max_workers, thread_name_prefix, initializer, initargs)` | [`ThreadPoolExecutor::new`], [`ThreadPoolExecutor::builder`] |
+//! | `ProcessPoolExecutor(max_workers, initializer, initargs, max_tasks_per_child)` | [`ProcessPoolExecutor::new`], [`ProcessPoolExecutor::builder`] (Linux; see [`process_pool`]) |
 //! | `ex.submit(fn, arg)` | [`submit(f, arg)`](ThreadPoolExecutor::submit), [`spawn(closure)`](ThreadPoolExecutor::spawn), [`Executor::submit`] |
 //! | `ex.map(fn, it, timeout=, chunksize=)` | [`map`](ThreadPoolExecutor::map), [`map_with`](ThreadPoolExecutor::map_with) + [`MapOptions`] (adds a bound on in-flight tasks) |
 //! | `ex.shutdown(wait, cancel_futures)` | [`shutdown`](ThreadPoolExecutor::shutdown), [`shutdown_nowait`](ThreadPoolExecutor::shutdown_nowait), [`shutdown_async`](ThreadPoolExecutor::shutdown_async) with [`Queued`] |
@@ -20,7 +21,7 @@
 //! | `Future()` + `set_result` | [`Promise`] |
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs).return_when(…).timeout(…)` then `.await` or `.blocking()` |
 //! | `as_completed(fs, timeout)` | [`as_completed`]`(fs).timeout(…)`: a `Stream`, or `for f in …` |
-//! | `CancelledError`, `TimeoutError`, `BrokenThreadPool`, `InvalidStateError`, `RuntimeError` | [`Error`] variants |
+//! | `CancelledError`, `TimeoutError`, `BrokenThreadPool`, `BrokenProcessPool`, `InvalidStateError`, `RuntimeError` | [`Error`] variants |
 //!
 //! # Beyond Python
 //!

@@ -115,3 +115,54 @@ pub(crate) fn check_hello(body: &[u8], pid: u32) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello_body(pid: u32, identity: Identity) -> Vec<u8> {
+        let hello = Hello {
+            magic: MAGIC,
+            pid,
+            identity,
+        };
+        let mut body = vec![wire::HELLO];
+        body.extend(postcard::to_stdvec(&hello).unwrap());
+        body
+    }
+
+    #[test]
+    fn the_same_build_is_accepted() {
+        let frame = hello_frame();
+        let body = &frame[wire::HEADER..];
+        assert_eq!(check_hello(body, std::process::id()), Ok(()));
+    }
+
+    #[test]
+    fn a_different_build_or_a_stranger_is_refused() {
+        let me = std::process::id();
+        let mut other = identity().clone();
+        other.layout[0] ^= 0x40;
+        let e = check_hello(&hello_body(me, other), me).unwrap_err();
+        assert!(e.contains("not the same build"), "{e}");
+
+        let mut other = identity().clone();
+        other.exe = other.exe.map(|(d, i, s, m, n)| (d, i + 1, s, m, n));
+        assert!(check_hello(&hello_body(me, other), me).is_err());
+
+        let e = check_hello(&hello_body(me + 1, identity().clone()), me).unwrap_err();
+        assert!(e.contains("foreign"), "{e}");
+        assert!(check_hello(b"\x48garbage", me).is_err());
+        assert!(check_hello(b"", me).is_err());
+    }
+
+    #[test]
+    fn markers_round_trip() {
+        assert_eq!(
+            parse_marker(&marker(4096)),
+            Some((std::process::id(), 4096))
+        );
+        assert_eq!(parse_marker("2:1:1"), None);
+        assert_eq!(parse_marker("nonsense"), None);
+    }
+}
