@@ -56,6 +56,8 @@ pub(crate) struct PoolState {
     pub(crate) cancelled: u64,
     /// Threads blocked in a sync submit waiting for room.
     pub(crate) blocked_submitters: usize,
+    /// Workers blocked in a waiting `shutdown` called from their own task.
+    pub(crate) workers_in_shutdown: usize,
     /// Workers' handles, joined by a waiting shutdown.
     pub(crate) handles: Vec<std::thread::JoinHandle<()>>,
     /// Async shutdowns waiting for the last worker to exit.
@@ -97,6 +99,7 @@ impl Shared {
                 panicked: 0,
                 cancelled: 0,
                 blocked_submitters: 0,
+                workers_in_shutdown: 0,
                 handles: Vec::new(),
                 exit_wakers: Vec::new(),
             }),

@@ -30,20 +30,24 @@ struct Worker {
     shared: Arc<Shared>,
 }
 
-/// Decrements the thread count however the worker ends, and wakes shutdowns waiting for the last one.
+/// Decrements the thread count however the worker ends, and wakes shutdowns waiting for it: a blocking
+/// shutdown on every exit (one called from a task waits for all workers but its own, not for zero),
+/// async shutdowns for the last one.
 struct ExitGuard<'a>(&'a Shared);
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
         let mut st = self.0.lock();
         st.threads -= 1;
-        if st.threads == 0 {
-            let wakers = std::mem::take(&mut st.exit_wakers);
-            drop(st);
-            self.0.exited.notify_all();
-            for w in wakers {
-                w.wake();
-            }
+        let wakers = if st.threads == 0 {
+            std::mem::take(&mut st.exit_wakers)
+        } else {
+            Vec::new()
+        };
+        drop(st);
+        self.0.exited.notify_all();
+        for w in wakers {
+            w.wake();
         }
     }
 }
