@@ -64,7 +64,12 @@ pub trait Executor {
     }
 
     /// [`map`](Executor::map) with a timeout, chunk size and in-flight bound.
-    fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
+    fn map_with<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        inputs: I,
+        opts: MapOptions,
+    ) -> Result<Map<R>, Error>
     where
         A: Payload,
         R: Payload,

@@ -5,7 +5,9 @@
 use crate::future::FutureId;
 
 pub(crate) fn callback_panicked(id: FutureId, msg: &str) {
-    emit(&format!("exception calling callback for future {id}: {msg}"));
+    emit(&format!(
+        "exception calling callback for future {id}: {msg}"
+    ));
 }
 
 pub(crate) fn initializer_failed(msg: &str) {

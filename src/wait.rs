@@ -205,7 +205,10 @@ impl<F: Watch> Future for WaitFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done<F>> {
         let this = self.project();
-        let state = this.state.as_mut().expect("WaitFuture polled after completion");
+        let state = this
+            .state
+            .as_mut()
+            .expect("WaitFuture polled after completion");
         let ready = state.poll_progress(cx).is_ready()
             || this
                 .deadline
