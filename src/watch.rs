@@ -4,10 +4,11 @@
 //! wake-up.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::future::Watch;
+use crate::sync::{lock, Mutex};
 
 struct ReadyQueue {
     inner: Mutex<Ready>,
@@ -29,7 +30,7 @@ impl Wake for Node {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         let parent = {
-            let mut r = self.queue.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut r = lock(&self.queue.inner);
             r.indices.push_back(self.index);
             r.parent.take()
         };
@@ -108,7 +109,7 @@ impl<F: Watch> WatchSet<F> {
     /// had already ended (in input order), afterwards the ones that end, in completion order.
     pub(crate) fn poll_ended(&mut self, cx: &mut Context<'_>, out: &mut Vec<usize>) -> Poll<()> {
         {
-            let mut r = self.queue.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut r = lock(&self.queue.inner);
             match &r.parent {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => r.parent = Some(cx.waker().clone()),
@@ -136,7 +137,7 @@ impl<F: Watch> WatchSet<F> {
         } else {
             loop {
                 let next = {
-                    let mut r = self.queue.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut r = lock(&self.queue.inner);
                     r.indices.pop_front()
                 };
                 match next {

@@ -175,7 +175,15 @@ impl<T> PoolFuture<T> {
     /// timeout passed first (Python's `exception(timeout)`).
     pub fn exception(&self, timeout: impl Into<Option<Duration>>) -> Result<Option<Error>, Error> {
         let core = &self.cell.core;
-        match block_until(deadline_after(timeout.into()), |cx| core.poll_exception(cx)) {
+        let mut key = None;
+        let outcome = block_until(deadline_after(timeout.into()), |cx| {
+            core.poll_exception(cx, &mut key)
+        });
+        if let Some(k) = key {
+            // Timed out: leave no waker behind.
+            core.unwatch(k);
+        }
+        match outcome {
             None => Err(Error::Timeout),
             Some(Some(Error::Cancelled)) if self.cancelled() => Err(Error::Cancelled),
             Some(e) => Ok(e),
@@ -188,6 +196,11 @@ impl<T> PoolFuture<T> {
     /// that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and non-blocking. Callbacks run in
     /// the order they were added, each exactly once. A panicking callback is caught and reported (to the
     /// `log` crate, or stderr without a logger); the others still run and the worker lives on.
+    ///
+    /// Two edges of "already ended": a callback added while the future's earlier callbacks are still
+    /// running (so `done()` is already true) joins them and runs right after them, on that same thread;
+    /// and a callback added after `.await` or [`result`](PoolFuture::result) took the value out gets
+    /// `Err(Error::InvalidState(..))`, since the value is gone.
     ///
     /// ```
     /// use concurrent_futures::ThreadPoolExecutor;

@@ -4,7 +4,6 @@
 //! The waiting thread registers a waker that unparks it, then parks until woken or until the deadline.
 //! Spurious unparks are harmless because the poll function is always asked again.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
@@ -22,17 +21,26 @@ impl Wake for Unparker {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     // One waker per thread, made once: blocking calls in a loop allocate nothing.
-    static WAKER: RefCell<Option<Waker>> = const { RefCell::new(None) };
+    static WAKER: std::cell::RefCell<Option<Waker>> = const { std::cell::RefCell::new(None) };
 }
 
+#[cfg(not(loom))]
 fn current_waker() -> Waker {
     WAKER.with(|w| {
         w.borrow_mut()
             .get_or_insert_with(|| Waker::from(Arc::new(Unparker(thread::current()))))
             .clone()
     })
+}
+
+// loom runs all its threads, and every execution of a model, on one OS thread: a std thread-local
+// would hand one loom thread's waker to another. Make a fresh one per blocking call instead.
+#[cfg(loom)]
+fn current_waker() -> Waker {
+    Waker::from(Arc::new(Unparker(thread::current())))
 }
 
 /// Polls `poll` on this thread until it is ready or `deadline` passes. `None` means the deadline passed

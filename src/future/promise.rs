@@ -38,7 +38,8 @@ impl<T> Promise<T> {
     }
 
     /// PENDING → RUNNING. `false` if the future was cancelled: then do not run the work. (Python's
-    /// `set_running_or_notify_cancel`.)
+    /// `set_running_or_notify_cancel`.) Also `false`, and nothing changes, if the future is already
+    /// running or finished.
     pub fn set_running(&self) -> bool {
         self.cell.core.start()
     }

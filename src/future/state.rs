@@ -142,13 +142,9 @@ impl<T> Core<T> {
                 inner.state = State::Running;
                 true
             }
-            _ => {
-                debug_assert!(
-                    matches!(inner.phase(), Phase::Ended(Ending::Cancelled)),
-                    "Future in unexpected state"
-                );
-                false
-            }
+            // Cancelled: skip the task. Any other state is a second start (only possible through a
+            // misused `Promise`), refused rather than a panic.
+            _ => false,
         }
     }
 
@@ -269,17 +265,27 @@ impl<T> Core<T> {
         }
     }
 
-    /// The owner waiting for the outcome without taking it: `Some(error)` or `None` for a value.
-    pub(crate) fn poll_exception(&self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
+    /// Waiting for the outcome without taking it (`exception()`): `Some(error)` or `None` for a value.
+    /// Several threads may wait at once (it takes `&self`), so each registers under its own `key`, as
+    /// watchers do, rather than in the single owner slot; the caller unwatches `key` if it gives up.
+    pub(crate) fn poll_exception(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut Option<u64>,
+    ) -> Poll<Option<Error>> {
         let mut inner = self.lock();
-        match &inner.state {
-            State::Done(_, Err(e)) => Poll::Ready(Some(e.clone())),
-            State::Done(_, Ok(_)) | State::Taken => Poll::Ready(None),
+        let ready = match &inner.state {
+            State::Done(_, Err(e)) => Some(e.clone()),
+            State::Done(_, Ok(_)) | State::Taken => None,
             _ => {
-                register(&mut inner.owner, cx.waker());
-                Poll::Pending
+                register_keyed(&mut inner, cx, key);
+                return Poll::Pending;
             }
+        };
+        if let Some(k) = key.take() {
+            remove_waiter(&mut inner, k);
         }
+        Poll::Ready(ready)
     }
 
     /// A watcher's poll (`wait`, `as_completed`): ready once the future has ended. `key` is this watcher's
@@ -292,23 +298,7 @@ impl<T> Core<T> {
             }
             return Poll::Ready(());
         }
-        let x = inner.extras();
-        match key {
-            Some(k) => match x.waiters.iter_mut().find(|(wk, _)| wk == k) {
-                Some((_, w)) => {
-                    if !w.will_wake(cx.waker()) {
-                        *w = cx.waker().clone();
-                    }
-                }
-                None => x.waiters.push((*k, cx.waker().clone())),
-            },
-            None => {
-                let k = x.next_key;
-                x.next_key += 1;
-                x.waiters.push((k, cx.waker().clone()));
-                *key = Some(k);
-            }
-        }
+        register_keyed(&mut inner, cx, key);
         Poll::Pending
     }
 
@@ -338,6 +328,27 @@ fn register(slot: &mut Option<Waker>, waker: &Waker) {
     match slot {
         Some(w) if w.will_wake(waker) => {}
         _ => *slot = Some(waker.clone()),
+    }
+}
+
+/// Registers (or refreshes) the waiter `key` in the list woken once the outcome is published.
+fn register_keyed<T>(inner: &mut Inner<T>, cx: &mut Context<'_>, key: &mut Option<u64>) {
+    let x = inner.extras();
+    match key {
+        Some(k) => match x.waiters.iter_mut().find(|(wk, _)| wk == k) {
+            Some((_, w)) => {
+                if !w.will_wake(cx.waker()) {
+                    *w = cx.waker().clone();
+                }
+            }
+            None => x.waiters.push((*k, cx.waker().clone())),
+        },
+        None => {
+            let k = x.next_key;
+            x.next_key += 1;
+            x.waiters.push((k, cx.waker().clone()));
+            *key = Some(k);
+        }
     }
 }
 

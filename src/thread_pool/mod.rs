@@ -410,16 +410,25 @@ impl ThreadPoolExecutor {
         let shared = self.shared();
         let me = std::thread::current().id();
         let mut st = shared.lock();
+        // A worker waiting here cannot exit until it returns, so it waits only for the workers that
+        // are not themselves waiting here (two tasks shutting their own pool down must not deadlock).
         let own_worker = st.handles.iter().any(|h| h.thread().id() == me);
-        let target = usize::from(own_worker);
-        while st.threads > target {
+        if own_worker {
+            st.workers_in_shutdown += 1;
+        }
+        while st.threads > st.workers_in_shutdown {
             st = shared.exited.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        let handles: Vec<_> = st
-            .handles
-            .drain(..)
-            .filter(|h| h.thread().id() != me)
-            .collect();
+        if own_worker {
+            st.workers_in_shutdown -= 1;
+        }
+        // From outside, join every worker (all have left their loops or are about to). A worker joins
+        // nobody: it might be joining another worker that is joining it.
+        let handles = if own_worker {
+            Vec::new()
+        } else {
+            std::mem::take(&mut st.handles)
+        };
         drop(st);
         for h in handles {
             let _ = h.join();

@@ -5,6 +5,7 @@
 //! tokio's blocking pool does, so a spurious wake-up never steals a task's wake-up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -56,6 +57,8 @@ pub(crate) struct PoolState {
     pub(crate) cancelled: u64,
     /// Threads blocked in a sync submit waiting for room.
     pub(crate) blocked_submitters: usize,
+    /// Workers blocked in a waiting `shutdown` called from their own task.
+    pub(crate) workers_in_shutdown: usize,
     /// Workers' handles, joined by a waiting shutdown.
     pub(crate) handles: Vec<std::thread::JoinHandle<()>>,
     /// Async shutdowns waiting for the last worker to exit.
@@ -64,6 +67,10 @@ pub(crate) struct PoolState {
 
 pub(crate) struct Shared {
     pub(crate) state: Mutex<PoolState>,
+    /// A lock-free mirror of `PoolState::notified` (plus 1 when the pool closes), read by workers that
+    /// spin briefly before sleeping, so a task submitted right after another finishes is picked up
+    /// without a futex sleep and wake-up on the worker's side.
+    pub(crate) wake_hint: AtomicUsize,
     /// Idle workers sleep here.
     pub(crate) work: Condvar,
     /// Sync submitters wait here for room in a bounded queue.
@@ -97,9 +104,11 @@ impl Shared {
                 panicked: 0,
                 cancelled: 0,
                 blocked_submitters: 0,
+                workers_in_shutdown: 0,
                 handles: Vec::new(),
                 exit_wakers: Vec::new(),
             }),
+            wake_hint: AtomicUsize::new(0),
             work: Condvar::new(),
             room: Condvar::new(),
             room_async: Notify::new(),
@@ -147,6 +156,7 @@ impl Shared {
         if st.idle > 0 {
             st.idle -= 1;
             st.notified += 1;
+            self.wake_hint.fetch_add(1, Ordering::Release);
             drop(st);
             self.work.notify_one();
         } else if st.threads < self.config.max_workers {
@@ -181,6 +191,7 @@ impl Shared {
         let mut st = self.lock();
         if st.lifecycle == Lifecycle::Open {
             st.lifecycle = Lifecycle::ShutDown;
+            self.wake_hint.fetch_add(1, Ordering::Release);
         }
         let drained: Vec<_> = if cancel {
             st.queue.drain(..).collect()
@@ -199,6 +210,9 @@ impl Shared {
     /// Breaks the pool after an initializer failure and takes the queued tasks out to be failed.
     pub(crate) fn break_pool(&self, why: String) -> Vec<Arc<dyn Runnable>> {
         let mut st = self.lock();
+        if st.lifecycle == Lifecycle::Open {
+            self.wake_hint.fetch_add(1, Ordering::Release);
+        }
         if !matches!(st.lifecycle, Lifecycle::Broken(_)) {
             st.lifecycle = Lifecycle::Broken(why);
         }

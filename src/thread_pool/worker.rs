@@ -2,11 +2,32 @@
 //! pool is closed and the queue is empty.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::shared::{Lifecycle, PoolState, Shared};
 use super::task::Ran;
 use crate::error::{panic_message, Error};
+
+/// How long an idle worker spins for a wake-up credit before sleeping on the condvar.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Spins until `hint` shows a credit (or the pool closing), or `SPIN` passes.
+fn spin_for_credit(hint: &AtomicUsize) {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if hint.load(Ordering::Acquire) > 0 {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN {
+            return;
+        }
+    }
+}
 
 /// Starts one more worker. Called with the pool locked, so the thread count cannot overshoot.
 pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> std::io::Result<()> {
@@ -30,20 +51,24 @@ struct Worker {
     shared: Arc<Shared>,
 }
 
-/// Decrements the thread count however the worker ends, and wakes shutdowns waiting for the last one.
+/// Decrements the thread count however the worker ends, and wakes shutdowns waiting for it: a blocking
+/// shutdown on every exit (one called from a task waits for all workers but its own, not for zero),
+/// async shutdowns for the last one.
 struct ExitGuard<'a>(&'a Shared);
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
         let mut st = self.0.lock();
         st.threads -= 1;
-        if st.threads == 0 {
-            let wakers = std::mem::take(&mut st.exit_wakers);
-            drop(st);
-            self.0.exited.notify_all();
-            for w in wakers {
-                w.wake();
-            }
+        let wakers = if st.threads == 0 {
+            std::mem::take(&mut st.exit_wakers)
+        } else {
+            Vec::new()
+        };
+        drop(st);
+        self.0.exited.notify_all();
+        for w in wakers {
+            w.wake();
         }
     }
 }
@@ -116,18 +141,30 @@ impl Worker {
     /// Sleeps as an idle worker (already counted in `idle`) until handed a credit or the pool closes.
     /// Returns the lock to go BUSY, or `None` to exit.
     fn sleep<'a>(
-        &self,
+        &'a self,
         mut st: crate::sync::MutexGuard<'a, PoolState>,
     ) -> Option<crate::sync::MutexGuard<'a, PoolState>> {
+        let mut spun = false;
         loop {
             if st.notified > 0 {
                 st.notified -= 1;
+                self.shared.wake_hint.fetch_sub(1, Ordering::Release);
                 return Some(st);
             }
             if st.lifecycle != Lifecycle::Open {
                 st.idle -= 1;
                 // Drain whatever is left before exiting (shutdown without cancel runs queued work).
                 return if st.queue.is_empty() { None } else { Some(st) };
+            }
+            if !spun {
+                // Spin briefly before sleeping: a caller awaiting one task and submitting the next
+                // hands it over in about a microsecond, where a futex sleep and wake-up costs several.
+                // Bounded, so an idle pool burns no CPU beyond SPIN.
+                spun = true;
+                drop(st);
+                spin_for_credit(&self.shared.wake_hint);
+                st = self.shared.lock();
+                continue;
             }
             st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
         }

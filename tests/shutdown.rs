@@ -1,0 +1,504 @@
+//! Shutting a thread pool down: CPython's conformance group 9 (items 89–101). Python's
+//! `shutdown(wait, cancel_futures)` is `shutdown(Queued::…)` (waits), `shutdown_nowait(Queued::…)` and
+//! `shutdown_async(Queued::…)`; the `with` block is `scope`; dropping the last handle shuts down without
+//! blocking.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex};
+use std::time::Duration;
+
+use concurrent_futures::{
+    as_completed, wait, Error, PoolFuture, Queued, ReturnWhen, ThreadPoolExecutor,
+};
+
+/// Long enough never to expire on a loaded machine; only reached when a test is failing.
+const LONG: Duration = Duration::from_secs(30);
+
+/// A gate tasks block on until the test opens it; see `guard`.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.0 .0.lock().unwrap();
+        while !*open {
+            open = self.0 .1.wait(open).unwrap();
+        }
+    }
+
+    /// Opens the gate when dropped, so a failing test never leaves a worker blocked.
+    fn guard(&self) -> OpenOnDrop {
+        OpenOnDrop(self.clone())
+    }
+}
+
+struct OpenOnDrop(Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// Starts `n` tasks that each hold a worker until the gate opens, and returns once all of them run.
+fn occupy(pool: &ThreadPoolExecutor, n: usize) -> (Vec<PoolFuture<()>>, OpenOnDrop) {
+    let gate = Gate::default();
+    let guard = gate.guard();
+    let (started_tx, started) = mpsc::channel();
+    let busy = (0..n)
+        .map(|_| {
+            let (gate, started_tx) = (gate.clone(), started_tx.clone());
+            pool.spawn(move || {
+                started_tx.send(()).unwrap();
+                gate.wait();
+            })
+            .unwrap()
+        })
+        .collect();
+    for _ in 0..n {
+        started.recv_timeout(LONG).unwrap();
+    }
+    (busy, guard)
+}
+
+/// Sends the worker's name when the worker thread exits (its thread-locals are destroyed).
+struct ExitProbe(mpsc::Sender<String>, String);
+
+impl Drop for ExitProbe {
+    fn drop(&mut self) {
+        let _ = self.0.send(std::mem::take(&mut self.1));
+    }
+}
+
+thread_local! {
+    static EXIT_PROBE: RefCell<Option<ExitProbe>> = const { RefCell::new(None) };
+}
+
+/// Called inside a task: reports through `tx` when this worker thread exits.
+fn arm_exit_probe(tx: mpsc::Sender<String>) {
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    EXIT_PROBE.with(|p| *p.borrow_mut() = Some(ExitProbe(tx, name)));
+}
+
+fn queue_counters(
+    pool: &ThreadPoolExecutor,
+    n: usize,
+) -> (Vec<PoolFuture<usize>>, Arc<AtomicUsize>) {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let futures = (0..n)
+        .map(|i| {
+            let ran = ran.clone();
+            pool.spawn(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+                i
+            })
+            .unwrap()
+        })
+        .collect();
+    (futures, ran)
+}
+
+// CPython #89: shutdown waits for every queued and running task; all results are then available.
+#[test]
+fn shutdown_waits_for_queued_and_running_tasks() {
+    let pool = ThreadPoolExecutor::new(5).unwrap();
+    let futures: Vec<_> = (0..50u64)
+        .map(|i| {
+            pool.spawn(move || {
+                std::thread::sleep(Duration::from_millis(1));
+                i * 2
+            })
+            .unwrap()
+        })
+        .collect();
+    pool.shutdown(Queued::Run);
+    assert!(
+        futures.iter().all(PoolFuture::done),
+        "shutdown returned early"
+    );
+    for (i, mut f) in futures.into_iter().enumerate() {
+        assert_eq!(f.result(Duration::ZERO).unwrap(), i as u64 * 2);
+    }
+    assert_eq!(pool.metrics().workers, 0);
+    assert_eq!(pool.metrics().completed, 50);
+}
+
+// CPython #90: shutdown can be called again, in any form.
+#[tokio::test]
+async fn shutdown_is_idempotent() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    pool.spawn(|| 1).unwrap().await.unwrap();
+    pool.shutdown(Queued::Run);
+    pool.shutdown(Queued::Run);
+    pool.shutdown_nowait(Queued::Cancel);
+    pool.shutdown(Queued::Cancel);
+    pool.shutdown_async(Queued::Run).await;
+    assert!(matches!(pool.spawn(|| 1), Err(Error::Shutdown)));
+    assert_eq!(pool.metrics().workers, 0);
+
+    // On a pool that never started a thread, too.
+    let idle = ThreadPoolExecutor::new(2).unwrap();
+    idle.shutdown(Queued::Cancel);
+    idle.shutdown(Queued::Run);
+    idle.shutdown_async(Queued::Cancel).await;
+}
+
+// CPython #91 and #101 (DIVERGE): shutdown(Queued::Cancel) cancels what has not started, lets the
+// running tasks finish normally, and the cancelled futures wake their waiters at once.
+#[test]
+fn shutdown_cancel_cancels_queued_tasks_only() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (running, open) = occupy(&pool, 2);
+    let (queued, ran) = queue_counters(&pool, 10);
+
+    let shutdown = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.shutdown(Queued::Cancel))
+    };
+    // Waiting on the cancelled futures returns while the running tasks still run (CPython's
+    // gh-109934 would block here forever).
+    let done = wait(&queued).timeout(LONG).blocking();
+    assert_eq!(done.done.len(), 10);
+    assert!(done.not_done.is_empty());
+    assert!(queued.iter().all(PoolFuture::cancelled));
+    assert!(running.iter().all(PoolFuture::running));
+
+    drop(open);
+    shutdown.join().unwrap();
+    for f in &running {
+        assert!(f.done() && !f.cancelled());
+        assert!(matches!(f.exception(Duration::ZERO), Ok(None)));
+    }
+    for mut f in queued {
+        assert!(matches!(f.result(Duration::ZERO), Err(Error::Cancelled)));
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    let m = pool.metrics();
+    assert_eq!((m.cancelled, m.completed, m.workers), (10, 2, 0));
+}
+
+// CPython #92: shutdown_nowait returns at once; the queued work still runs and its results stay
+// readable; the workers exit afterwards.
+#[test]
+fn shutdown_nowait_returns_at_once_and_queued_work_still_runs() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (running, open) = occupy(&pool, 1);
+    let (queued, ran) = queue_counters(&pool, 5);
+    // The only worker is blocked: returning here proves the call does not wait.
+    pool.shutdown_nowait(Queued::Run);
+    assert!(matches!(pool.spawn(|| 0), Err(Error::Shutdown)));
+    assert_eq!(pool.metrics().queued, 5);
+    drop(open);
+    for (i, mut f) in queued.into_iter().enumerate() {
+        assert_eq!(f.result(LONG).unwrap(), i);
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 5);
+    drop(running);
+    pool.shutdown(Queued::Run);
+    assert_eq!(pool.metrics().workers, 0);
+}
+
+// CPython #92 with cancel_futures: shutdown_nowait(Queued::Cancel) cancels the queue without waiting.
+#[test]
+fn shutdown_nowait_cancel_cancels_the_queue_without_waiting() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (mut running, open) = occupy(&pool, 1);
+    let (queued, ran) = queue_counters(&pool, 5);
+    pool.shutdown_nowait(Queued::Cancel);
+    assert!(queued.iter().all(PoolFuture::cancelled));
+    assert_eq!(pool.metrics().queued, 0);
+    drop(open);
+    running[0].result(LONG).unwrap();
+    pool.shutdown(Queued::Run);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
+// CPython #93 and #107: after shutdown every worker thread has exited (joined, thread-locals destroyed).
+#[test]
+fn shutdown_joins_every_worker_thread() {
+    let workers = 3;
+    let pool = ThreadPoolExecutor::new(workers).unwrap();
+    let (exited_tx, exited) = mpsc::channel();
+    // A barrier of `workers` tasks forces `workers` distinct threads.
+    let barrier = Arc::new(Barrier::new(workers));
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (barrier, tx) = (barrier.clone(), exited_tx.clone());
+            pool.spawn(move || {
+                arm_exit_probe(tx);
+                barrier.wait();
+            })
+            .unwrap()
+        })
+        .collect();
+    drop(exited_tx);
+    pool.shutdown(Queued::Run);
+    assert!(tasks.iter().all(PoolFuture::done));
+    // No waiting: shutdown has joined them.
+    let mut names: Vec<String> = exited.try_iter().collect();
+    names.sort();
+    assert_eq!(names.len(), workers, "workers still alive: {names:?}");
+    assert_eq!(pool.metrics().workers, 0);
+}
+
+// CPython #94: scope (Python's with-block) returns the body's value after shutting down and waiting.
+#[test]
+fn scope_shuts_down_and_waits_after_the_body() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let outside = pool.clone();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let results = pool.scope(|pool| {
+        for _ in 0..4 {
+            let ran = ran.clone();
+            drop(pool.spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                ran.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        pool.map(|n: u32| n * n, 0..5)
+            .unwrap()
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    });
+    assert_eq!(results, [0, 1, 4, 9, 16]);
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        4,
+        "scope returned before its work"
+    );
+    assert_eq!(
+        outside.metrics().workers,
+        0,
+        "workers joined after the block"
+    );
+    assert!(matches!(outside.spawn(|| ()), Err(Error::Shutdown)));
+}
+
+// CPython #94: the body's panic propagates, after the pool has waited for its work.
+#[test]
+fn scope_waits_even_if_the_body_panics() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let outside = pool.clone();
+    let finished = Arc::new(AtomicBool::new(false));
+    let flag = finished.clone();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        pool.scope(|pool| {
+            drop(pool.spawn(move || {
+                // Short, so that a scope that did not wait would return first.
+                std::thread::sleep(Duration::from_millis(30));
+                flag.store(true, Ordering::SeqCst);
+            }));
+            panic!("the body failed");
+        })
+    }));
+    let payload = outcome.expect_err("the panic propagates");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the body failed"));
+    assert!(finished.load(Ordering::SeqCst), "scope did not wait");
+    assert_eq!(outside.metrics().workers, 0);
+}
+
+// CPython #89 and #91 for async code: shutdown_async resolves once every worker has exited.
+#[tokio::test]
+async fn shutdown_async_waits_without_blocking_the_runtime() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (running, open) = occupy(&pool, 2);
+    let (queued, ran) = queue_counters(&pool, 4);
+    let shutdown = pool.shutdown_async(Queued::Run);
+    tokio::pin!(shutdown);
+    assert!(futures::poll!(shutdown.as_mut()).is_pending());
+    // The runtime is free meanwhile: another task makes progress.
+    assert_eq!(tokio::spawn(async { 7 }).await.unwrap(), 7);
+    drop(open);
+    tokio::time::timeout(LONG, shutdown)
+        .await
+        .expect("shut down");
+    assert_eq!(pool.metrics().workers, 0);
+    assert_eq!(ran.load(Ordering::SeqCst), 4);
+    for (i, f) in queued.into_iter().enumerate() {
+        assert_eq!(f.await.unwrap(), i);
+    }
+    for f in running {
+        f.await.unwrap();
+    }
+}
+
+// CPython #91 and #101 for async code.
+#[tokio::test]
+async fn shutdown_async_cancel_wakes_waiters_of_cancelled_futures() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (running, open) = occupy(&pool, 1);
+    let (queued, ran) = queue_counters(&pool, 4);
+    let shutdown = pool.shutdown_async(Queued::Cancel);
+    tokio::pin!(shutdown);
+    assert!(futures::poll!(shutdown.as_mut()).is_pending());
+    let done = tokio::time::timeout(LONG, wait(&queued))
+        .await
+        .expect("woken");
+    assert_eq!(done.done.len(), 4);
+    drop(open);
+    tokio::time::timeout(LONG, shutdown)
+        .await
+        .expect("shut down");
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    drop(running);
+}
+
+// CPython #95 (and the Rust analogue of #99/#100): dropping the last handle never blocks, and the work
+// already submitted, queued included, still completes.
+#[test]
+fn dropping_the_pool_does_not_block_and_queued_work_completes() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (running, open) = occupy(&pool, 1);
+    let (queued, ran) = queue_counters(&pool, 5);
+    // The only worker is blocked: returning here proves the drop does not wait.
+    drop(pool);
+    drop(open);
+    for (i, mut f) in queued.into_iter().enumerate() {
+        assert_eq!(f.result(LONG).unwrap(), i);
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 5);
+    drop(running);
+}
+
+// CPython #95: the last handle may be dropped by one of the pool's own tasks.
+#[test]
+fn the_last_handle_dropped_inside_a_task_shuts_the_pool_down() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let gate = Gate::default();
+    let open = gate.guard();
+    let (exited_tx, exited) = mpsc::channel();
+    let own = pool.clone();
+    let mut f = pool
+        .spawn(move || {
+            arm_exit_probe(exited_tx);
+            gate.wait();
+            drop(own);
+            5
+        })
+        .unwrap();
+    drop(pool);
+    drop(open);
+    assert_eq!(f.result(LONG).unwrap(), 5);
+    // The worker exits once the pool is gone.
+    assert!(exited.recv_timeout(LONG).is_ok());
+}
+
+// CPython #96: a task cancelled right after submit does not make shutdown hang.
+#[test]
+fn shutdown_after_cancelling_a_queued_task_returns() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (running, open) = occupy(&pool, 1);
+    let mut f = pool.spawn(|| 1).unwrap();
+    assert!(f.cancel());
+    drop(open);
+    pool.shutdown(Queued::Run);
+    assert!(matches!(f.result(Duration::ZERO), Err(Error::Cancelled)));
+    assert_eq!(pool.metrics().cancelled, 1);
+    drop(running);
+
+    // As in CPython, with no control over whether the cancel wins.
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let f = pool.spawn(|| 1).unwrap();
+    let _ = f.cancel();
+    pool.shutdown(Queued::Run);
+    assert!(f.done());
+}
+
+// CPython #97: shutdown with more work queued than workers (a map of workers + 1 items) finishes it all.
+#[test]
+fn shutdown_with_a_full_queue_does_not_deadlock() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let map = pool.map(|n: u32| n * 2, 0..3).unwrap();
+    pool.shutdown(Queued::Run);
+    let results: Vec<u32> = map.into_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(results, [0, 2, 4]);
+}
+
+// CPython #98 is about the process pool's max_tasks_per_child: not applicable to threads.
+// CPython #99/#100 (interpreter exit): Rust has no atexit and returning from main ends all threads;
+// the analogue is that Drop never blocks (above) and that scope/shutdown give an explicit join.
+
+// CPython #101 (DIVERGE): after shutdown(Queued::Cancel), wait(ALL) and as_completed on the cancelled
+// futures return at once, with them done.
+#[test]
+fn wait_and_as_completed_return_after_shutdown_cancel() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (running, open) = occupy(&pool, 1);
+    let (queued, _ran) = queue_counters(&pool, 3);
+    pool.shutdown_nowait(Queued::Cancel);
+
+    let done = wait(&queued)
+        .return_when(ReturnWhen::AllCompleted)
+        .timeout(LONG)
+        .blocking();
+    assert_eq!(done.done.len(), 3);
+    assert!(done.not_done.is_empty());
+
+    let yielded: Vec<_> = as_completed(&queued)
+        .timeout(LONG)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(yielded.len(), 3);
+    assert!(yielded.iter().all(|f| f.cancelled()));
+
+    drop(open);
+    drop(running);
+    pool.shutdown(Queued::Run);
+}
+
+// A task may shut its own pool down: it waits for the other workers only.
+#[test]
+fn shutdown_from_inside_a_task_waits_for_the_other_workers() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (mut running, open) = occupy(&pool, 1);
+    let own = pool.clone();
+    let mut closer = pool
+        .spawn(move || {
+            own.shutdown(Queued::Run);
+            own.metrics().workers
+        })
+        .unwrap();
+    // The closer waits for the other worker, which is blocked.
+    assert!(matches!(closer.result(Duration::ZERO), Err(Error::Timeout)));
+    drop(open);
+    running[0].result(LONG).unwrap();
+    assert_eq!(
+        closer.result(LONG).unwrap(),
+        1,
+        "only the closer's own worker left"
+    );
+    pool.shutdown(Queued::Run);
+    assert_eq!(pool.metrics().workers, 0);
+}
+
+#[test]
+fn two_tasks_shutting_down_their_own_pool_do_not_deadlock() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let barrier = Arc::new(Barrier::new(2));
+    let closers: Vec<_> = (0..2)
+        .map(|_| {
+            let own = pool.clone();
+            let barrier = barrier.clone();
+            pool.spawn(move || {
+                // Both workers are inside a task before either shuts the pool down.
+                barrier.wait();
+                own.shutdown(Queued::Run);
+            })
+            .unwrap()
+        })
+        .collect();
+    for mut c in closers {
+        c.result(LONG).unwrap();
+    }
+    pool.shutdown(Queued::Run);
+    assert_eq!(pool.metrics().workers, 0);
+}

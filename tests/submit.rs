@@ -1,0 +1,424 @@
+//! `submit` and its variants: CPython's conformance group 8 (items 82–88), and this crate's bounded
+//! queue (`queue_capacity`, `try_submit`/`try_spawn` → `Error::Full`, `submit_async` waiting for room,
+//! a blocking `submit` blocking until there is room).
+
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use concurrent_futures::{Error, Executor, PoolFuture, Queued, ThreadPoolExecutor};
+
+/// Long enough never to expire on a loaded machine; only reached when a test is failing.
+const LONG: Duration = Duration::from_secs(30);
+
+/// A gate tasks block on until the test opens it; see `guard`.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.0 .0.lock().unwrap();
+        while !*open {
+            open = self.0 .1.wait(open).unwrap();
+        }
+    }
+
+    /// Opens the gate when dropped, so a failing test never leaves a worker blocked.
+    fn guard(&self) -> OpenOnDrop {
+        OpenOnDrop(self.clone())
+    }
+}
+
+struct OpenOnDrop(Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// Occupies one worker of `pool` until the returned guard is dropped; returns once the task runs.
+fn occupy(pool: &ThreadPoolExecutor) -> (PoolFuture<()>, OpenOnDrop) {
+    let gate = Gate::default();
+    let (started_tx, started) = mpsc::channel();
+    let waiter = gate.clone();
+    let busy = pool
+        .spawn(move || {
+            started_tx.send(()).unwrap();
+            waiter.wait();
+        })
+        .unwrap();
+    started.recv_timeout(LONG).unwrap();
+    (busy, gate.guard())
+}
+
+/// Sends a message when dropped: shows when the pool lets go of a closure or an argument.
+struct DropProbe(mpsc::Sender<&'static str>, &'static str);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
+fn pow((base, exp): (u64, u32)) -> u64 {
+    base.pow(exp)
+}
+
+// CPython #82
+#[test]
+fn submit_returns_a_future_of_the_functions_result() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let mut f = pool.submit(pow, (2, 8)).unwrap();
+    assert_eq!(f.result(LONG).unwrap(), 256);
+    // A closure, through spawn, and the generic Executor trait give the same.
+    assert_eq!(
+        pool.spawn(|| pow((2, 8))).unwrap().result(LONG).unwrap(),
+        256
+    );
+    let mut g = Executor::submit(&pool, pow, (2, 8)).unwrap();
+    assert_eq!(g.result(LONG).unwrap(), 256);
+}
+
+// CPython #82: the future is also a Rust Future.
+#[tokio::test]
+async fn a_submitted_future_can_be_awaited() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    assert_eq!(pool.submit(pow, (3, 4)).unwrap().await.unwrap(), 81);
+    assert_eq!(pool.spawn(|| "done").unwrap().await.unwrap(), "done");
+}
+
+// CPython #83: keyword arguments are Python-only; in Rust a tuple argument or a closure's captures carry
+// any number of named values, checked at compile time.
+
+// CPython #84
+#[test]
+fn submit_after_shutdown_fails_with_shutdown() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    pool.shutdown(Queued::Run);
+    let err = pool.submit(pow, (2, 8)).unwrap_err();
+    assert!(matches!(err, Error::Shutdown));
+    assert_eq!(
+        err.to_string(),
+        "cannot schedule new futures after shutdown"
+    );
+    assert!(matches!(pool.spawn(|| 1), Err(Error::Shutdown)));
+    assert!(matches!(pool.try_submit(pow, (2, 8)), Err(Error::Shutdown)));
+    assert!(matches!(pool.try_spawn(|| 1), Err(Error::Shutdown)));
+    assert!(matches!(
+        pool.spawn_fallible(|| Ok::<_, std::io::Error>(1)),
+        Err(Error::Shutdown)
+    ));
+    assert!(matches!(
+        pool.spawn_cancellable(|_| Ok(1)),
+        Err(Error::Shutdown)
+    ));
+    assert!(matches!(
+        Executor::submit(&pool, pow, (2, 8)),
+        Err(Error::Shutdown)
+    ));
+}
+
+// CPython #84
+#[tokio::test]
+async fn submit_async_after_shutdown_fails_with_shutdown() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    pool.shutdown_async(Queued::Run).await;
+    assert!(matches!(
+        pool.submit_async(pow, (2, 8)).await,
+        Err(Error::Shutdown)
+    ));
+    assert!(matches!(pool.spawn_async(|| 1).await, Err(Error::Shutdown)));
+}
+
+// CPython #84: a running task that submits to its own pool after shutdown gets the same error.
+#[test]
+fn submit_from_a_running_task_after_shutdown_fails() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let gate = Gate::default();
+    let open = gate.guard();
+    let (started_tx, started) = mpsc::channel();
+    let own = pool.clone();
+    let mut f = pool
+        .spawn(move || {
+            started_tx.send(()).unwrap();
+            gate.wait();
+            own.spawn(|| 1).map(drop)
+        })
+        .unwrap();
+    started.recv_timeout(LONG).unwrap();
+    pool.shutdown_nowait(Queued::Run);
+    drop(open);
+    assert!(matches!(f.result(LONG).unwrap(), Err(Error::Shutdown)));
+    pool.shutdown(Queued::Run);
+}
+
+// CPython #85 is in tests/thread_pool.rs; #86 (submit on a broken pool) in tests/initializer.rs.
+
+// CPython #87
+#[test]
+fn zero_max_workers_is_an_invalid_argument() {
+    for built in [
+        ThreadPoolExecutor::new(0),
+        ThreadPoolExecutor::builder().max_workers(0).build(),
+    ] {
+        match built {
+            Err(Error::InvalidArgument(msg)) => {
+                assert_eq!(msg, "max_workers must be greater than 0")
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+    match ThreadPoolExecutor::builder().queue_capacity(0).build() {
+        Err(Error::InvalidArgument(msg)) => {
+            assert_eq!(msg, "queue_capacity must be greater than 0")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+// CPython #88: once a task has run, the pool holds neither the closure nor its argument, even when the
+// caller discarded the future. The probe is dropped before the outcome is published.
+#[test]
+fn the_closure_and_argument_are_dropped_right_after_the_run() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (dropped_tx, dropped) = mpsc::channel();
+
+    let probe = DropProbe(dropped_tx.clone(), "closure");
+    let mut f = pool
+        .spawn(move || {
+            let _keep = &probe;
+            7
+        })
+        .unwrap();
+    assert_eq!(f.result(LONG).unwrap(), 7);
+    assert_eq!(
+        dropped.try_recv(),
+        Ok("closure"),
+        "dropped before the result"
+    );
+
+    let arg = DropProbe(dropped_tx.clone(), "argument");
+    let mut f = pool.submit(|p: DropProbe| p.1.len(), arg).unwrap();
+    assert_eq!(f.result(LONG).unwrap(), "argument".len());
+    assert_eq!(dropped.try_recv(), Ok("argument"));
+
+    // The future is discarded at once; the captures still go as soon as the task has run.
+    let probe = DropProbe(dropped_tx, "detached");
+    drop(
+        pool.spawn(move || {
+            let _keep = &probe;
+        })
+        .unwrap(),
+    );
+    assert_eq!(dropped.recv_timeout(LONG), Ok("detached"));
+}
+
+// CPython #88: a successful cancel() drops the closure at once.
+#[test]
+fn a_successful_cancel_drops_the_closure_at_once() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (busy, open) = occupy(&pool);
+    let (dropped_tx, dropped) = mpsc::channel();
+    let probe = DropProbe(dropped_tx, "queued");
+    let queued = pool
+        .spawn(move || {
+            let _keep = &probe;
+        })
+        .unwrap();
+    assert!(dropped.try_recv().is_err(), "still queued: kept");
+    assert!(queued.cancel());
+    assert_eq!(dropped.try_recv(), Ok("queued"));
+    drop(open);
+    drop(busy);
+    pool.shutdown(Queued::Run);
+}
+
+// Bounded queue: try_submit and try_spawn fail with Full once `queue_capacity` tasks wait.
+#[test]
+fn try_submit_on_a_full_queue_fails_with_full() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(2)
+        .build()
+        .unwrap();
+    let (mut busy, open) = occupy(&pool);
+    let mut a = pool.try_submit(pow, (2, 1)).unwrap();
+    let mut b = pool.try_spawn(|| 4).unwrap();
+    assert_eq!(pool.metrics().queued, 2);
+    let err = pool.try_submit(pow, (2, 3)).unwrap_err();
+    assert!(matches!(err, Error::Full));
+    assert_eq!(err.to_string(), "the work queue is full");
+    assert!(!err.is_rejected(), "Full is transient, not a closed pool");
+    assert!(matches!(pool.try_spawn(|| 8), Err(Error::Full)));
+    assert_eq!(pool.metrics().queued, 2);
+
+    drop(open);
+    busy.result(LONG).unwrap();
+    assert_eq!(a.result(LONG).unwrap(), 2);
+    assert_eq!(b.result(LONG).unwrap(), 4);
+    // With the queue drained there is room again.
+    assert_eq!(
+        pool.try_submit(pow, (2, 3)).unwrap().result(LONG).unwrap(),
+        8
+    );
+}
+
+// Bounded queue: a blocking submit waits until a worker takes a task off the queue.
+#[test]
+fn submit_on_a_full_queue_blocks_until_there_is_room() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let (busy, open) = occupy(&pool);
+    let queued = pool.try_spawn(|| 1).unwrap();
+
+    let (submitted_tx, submitted) = mpsc::channel();
+    let submitter = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let f = pool.spawn(|| 2);
+            submitted_tx.send(()).unwrap();
+            f
+        })
+    };
+    // The queue stays full while the worker is busy: the submitter cannot get in.
+    assert_eq!(
+        submitted.recv_timeout(Duration::from_millis(50)),
+        Err(mpsc::RecvTimeoutError::Timeout)
+    );
+    drop(open);
+    submitted.recv_timeout(LONG).unwrap();
+    let mut f = submitter.join().unwrap().unwrap();
+    assert_eq!(f.result(LONG).unwrap(), 2);
+    drop((busy, queued));
+}
+
+// Bounded queue: shutting down wakes a blocked submitter with Shutdown.
+#[test]
+fn shutdown_wakes_a_blocked_submitter() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let (busy, open) = occupy(&pool);
+    let mut queued = pool.try_spawn(|| 1).unwrap();
+    let (returned_tx, returned) = mpsc::channel();
+    let submitter = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let outcome = pool.spawn(|| 2).map(drop);
+            returned_tx.send(()).unwrap();
+            outcome
+        })
+    };
+    // Give the submitter time to block (a slow machine only makes this test weaker, never wrong).
+    assert_eq!(
+        returned.recv_timeout(Duration::from_millis(50)),
+        Err(mpsc::RecvTimeoutError::Timeout)
+    );
+    // Cancel the queued task and close: the queue is empty but closed, so the submitter must fail.
+    pool.shutdown_nowait(Queued::Cancel);
+    assert!(matches!(submitter.join().unwrap(), Err(Error::Shutdown)));
+    assert!(matches!(queued.result(LONG), Err(Error::Cancelled)));
+    drop(open);
+    drop(busy);
+    pool.shutdown(Queued::Run);
+}
+
+// Bounded queue: submit_async waits for room without blocking the runtime.
+#[tokio::test]
+async fn submit_async_waits_for_room() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let (busy, open) = occupy(&pool);
+    let queued = pool.try_spawn(|| 1).unwrap();
+
+    let submit = pool.submit_async(pow, (5, 2));
+    tokio::pin!(submit);
+    assert!(futures::poll!(submit.as_mut()).is_pending());
+    assert!(futures::poll!(submit.as_mut()).is_pending());
+    drop(open);
+    let f = tokio::time::timeout(LONG, submit)
+        .await
+        .expect("room was made")
+        .unwrap();
+    assert_eq!(f.await.unwrap(), 25);
+    busy.await.unwrap();
+    assert_eq!(queued.await.unwrap(), 1);
+}
+
+// Bounded queue: several async submitters all get in, one per free slot, and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_async_submitters_all_get_in() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let submitters: Vec<_> = (0..20u64)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.submit_async(|i: u64| i * 2, i).await?.await })
+        })
+        .collect();
+    let mut total = 0;
+    for s in submitters {
+        total += tokio::time::timeout(LONG, s)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(total, (0..20).map(|i| i * 2).sum::<u64>());
+}
+
+// Bounded queue: a pending submit_async is woken by shutdown and fails with Shutdown.
+#[tokio::test]
+async fn shutdown_wakes_a_waiting_submit_async() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let (busy, open) = occupy(&pool);
+    let queued = pool.try_spawn(|| 1).unwrap();
+    let submit = pool.submit_async(pow, (5, 2));
+    tokio::pin!(submit);
+    assert!(futures::poll!(submit.as_mut()).is_pending());
+    pool.shutdown_nowait(Queued::Cancel);
+    let outcome = tokio::time::timeout(LONG, submit).await.expect("woken");
+    assert!(matches!(outcome, Err(Error::Shutdown)));
+    assert!(matches!(queued.await, Err(Error::Cancelled)));
+    drop(open);
+    busy.await.unwrap();
+}
+
+// Bounded queue: map bounds itself (MapOptions::buffer) and is not held back by queue_capacity, and
+// a shutdown with more tasks queued than the capacity still completes them all (cf. CPython #97).
+#[test]
+fn map_is_not_limited_by_queue_capacity() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let (busy, open) = occupy(&pool);
+    let map = pool.map(|n: u32| n + 1, 0..5).unwrap();
+    assert_eq!(pool.metrics().queued, 5);
+    drop(open);
+    drop(busy);
+    let results: Vec<u32> = map.into_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(results, [1, 2, 3, 4, 5]);
+}
