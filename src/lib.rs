@@ -98,3 +98,8 @@ pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
 
 #[doc(hidden)]
 pub use future::Watched;
+
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
