@@ -272,6 +272,8 @@ pub struct BrokenProcessPool {
 }
 
 impl BrokenProcessPool {
+    // Made only by the process pool, which is Linux-only and left out of `--cfg loom` builds.
+    #[cfg_attr(not(all(target_os = "linux", not(loom))), allow(dead_code))]
     pub(crate) fn new(cause: BrokenCause, seen_by: BrokenSeenBy) -> Self {
         BrokenProcessPool {
             cause: Arc::new(cause),
@@ -279,6 +281,8 @@ impl BrokenProcessPool {
         }
     }
 
+    // Made only by the process pool, which is Linux-only and left out of `--cfg loom` builds.
+    #[cfg_attr(not(all(target_os = "linux", not(loom))), allow(dead_code))]
     pub(crate) fn seen_by(&self, seen_by: BrokenSeenBy) -> Self {
         BrokenProcessPool {
             cause: self.cause.clone(),

@@ -1,0 +1,1907 @@
+//! Benchmarks of the thread pool against its anchors (issue #4).
+//!
+//! Run everything, side by side, with one command:
+//!
+//! ```sh
+//! cargo bench --bench anchors            # full run (~2-3 minutes on 2 cores)
+//! BENCH_QUICK=1 cargo bench --bench anchors   # smoke run: counts / 10, 3 repetitions
+//! cargo bench --bench anchors -- 1 3     # only sections 1 and 3
+//! ```
+//!
+//! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
+//! and the minimum per operation, and each row's ratio to its anchor *measured in the same run*. The
+//! Python anchors come from `benches/python_anchors.py`, which this binary runs with `python3` (skipped
+//! if there is none). Peak RSS and idle CPU are measured in fresh child processes (this binary re-run
+//! with `--probe …`) so that earlier scenarios do not pollute them.
+//!
+//! Sections follow the issue's numbering: 1 round trip, 2 throughput and memory, 3 `as_completed` and
+//! `wait`, 4 CPU-bound scaling, 5 the process pool's round trip (not measured yet: a later part of the
+//! issue; see [`section5`]), 6 thread references for the physical limit.
+//!
+//! Nothing here runs under `cargo test` or gates CI.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::hint::black_box;
+use std::io::Write as _;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, RwLock};
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{as_completed, wait, Promise, Queued, ReturnWhen, ThreadPoolExecutor};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+// ---------------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------------
+
+struct Cfg {
+    quick: bool,
+    reps: usize,
+    warmup: usize,
+    sections: Vec<u32>,
+    /// §1, §6: sequential round trips per sample.
+    rt_n: u64,
+    /// §2: tasks submitted at once.
+    tp_n: u64,
+    /// §3: futures drained by as_completed.
+    ac_n: u64,
+    /// §3: pending futures in wait(FIRST_COMPLETED).
+    wait_n: usize,
+    /// §3: wait calls per sample (each on a fresh set of futures).
+    wait_inner: usize,
+    /// §4: tasks and terms per task.
+    pi_tasks: u64,
+    pi_terms: u64,
+    /// §4: terms per task for Python (pure Python is ~50x slower per term).
+    py_pi_terms: u64,
+    py_reps: usize,
+}
+
+impl Cfg {
+    fn from_env(args: &[String]) -> Cfg {
+        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let scale = if quick { 10 } else { 1 };
+        let reps = std::env::var("BENCH_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if quick { 3 } else { 7 });
+        let sections = args
+            .iter()
+            .filter_map(|a| a.parse::<u32>().ok())
+            .collect::<Vec<_>>();
+        Cfg {
+            quick,
+            reps,
+            warmup: 1,
+            sections: if sections.is_empty() {
+                vec![1, 2, 3, 4, 5, 6]
+            } else {
+                sections
+            },
+            rt_n: 20_000 / scale,
+            tp_n: 200_000 / scale,
+            ac_n: 100_000 / scale,
+            wait_n: 10_000,
+            wait_inner: if quick { 4 } else { 10 },
+            pi_tasks: 8,
+            pi_terms: 20_000_000 / scale,
+            py_pi_terms: 1_000_000 / scale,
+            py_reps: if quick { 2 } else { reps.min(5) },
+        }
+    }
+
+    fn runs(&self, section: u32) -> bool {
+        self.sections.contains(&section)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Measurement and results
+// ---------------------------------------------------------------------------------------------------
+
+/// Seconds per operation: the median and the minimum over the repetitions.
+#[derive(Clone, Copy, Debug)]
+struct Stat {
+    median: f64,
+    min: f64,
+}
+
+/// Warm up, then take `reps` samples. Each sample runs `ops` operations and returns the time it
+/// measured itself (so per-sample setup stays out of the timing).
+fn bench(cfg: &Cfg, ops: u64, mut sample: impl FnMut() -> Duration) -> Stat {
+    for _ in 0..cfg.warmup {
+        black_box(sample());
+    }
+    let mut xs: Vec<f64> = (0..cfg.reps)
+        .map(|_| sample().as_secs_f64() / ops as f64)
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    Stat {
+        median: median(&xs),
+        min: xs[0],
+    }
+}
+
+/// A single sample, no warm-up: for a row too slow to repeat.
+fn bench_once(ops: u64, sample: impl FnOnce() -> Duration) -> Stat {
+    let x = sample().as_secs_f64() / ops as f64;
+    Stat { median: x, min: x }
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+#[derive(Default)]
+struct Results {
+    /// Seconds per operation.
+    times: HashMap<String, Stat>,
+    /// Other measured values (bytes per task, CPU %, …).
+    values: HashMap<String, f64>,
+}
+
+impl Results {
+    fn time(&mut self, key: &str, stat: Stat) {
+        let line = format!(
+            "  {key:<28} median {:>10}/op  min {:>10}/op\n",
+            fmt_time(stat.median),
+            fmt_time(stat.min)
+        );
+        eprint!("{line}");
+        self.times.insert(key.to_owned(), stat);
+    }
+
+    fn value(&mut self, key: &str, v: f64) {
+        let line = format!("  {key:<28} {v:.3}\n");
+        eprint!("{line}");
+        self.values.insert(key.to_owned(), v);
+    }
+
+    fn t(&self, key: &str) -> Option<Stat> {
+        self.times.get(key).copied()
+    }
+
+    fn v(&self, key: &str) -> Option<f64> {
+        self.values.get(key).copied()
+    }
+}
+
+fn fmt_time(secs: f64) -> String {
+    if secs < 1e-6 {
+        format!("{:.1} ns", secs * 1e9)
+    } else if secs < 1e-3 {
+        format!("{:.2} µs", secs * 1e6)
+    } else if secs < 1.0 {
+        format!("{:.2} ms", secs * 1e3)
+    } else {
+        format!("{secs:.2} s")
+    }
+}
+
+fn fmt_rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2} M/s", per_sec / 1e6)
+    } else {
+        format!("{:.0} k/s", per_sec / 1e3)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------------
+
+/// The trivial task.
+fn inc(x: u64) -> u64 {
+    x.wrapping_add(1)
+}
+
+/// The CPU-bound task: Σ 1/i² for i in 1..=terms (→ π²/6). Never inlined, so every runner executes the
+/// same machine code (inlined into different callers, the same loop measured up to 2.5× apart here,
+/// from code placement alone).
+#[inline(never)]
+fn pi_series(terms: u64) -> f64 {
+    let mut s = 0.0f64;
+    for i in 1..=black_box(terms) {
+        let x = i as f64;
+        s += 1.0 / (x * x);
+    }
+    s
+}
+
+fn current_thread_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn multi_thread_rt(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn rayon_pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("rayon pool")
+}
+
+fn cf_pool(workers: usize) -> ThreadPoolExecutor {
+    ThreadPoolExecutor::new(workers).expect("pool")
+}
+
+/// Runs `body` as a task on a multi-thread runtime's worker (not on the `block_on` thread).
+fn on_worker<F>(rt: &tokio::runtime::Runtime, body: F) -> Duration
+where
+    F: std::future::Future<Output = Duration> + Send + 'static,
+{
+    rt.block_on(rt.spawn(body)).expect("task")
+}
+
+/// Fields from /proc/self/status, in bytes.
+fn proc_status_kb(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// CPU time of every thread of this process, in nanoseconds (from /proc/self/task/*/schedstat).
+fn process_cpu_ns() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Probes: run in a fresh child process (`anchors --probe …`) so earlier scenarios do not pollute them
+// ---------------------------------------------------------------------------------------------------
+
+/// Runs this binary as `--probe <args>` and returns the number it prints on its `PROBE` line.
+fn run_probe(args: &[&str]) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = Command::new(exe)
+        .arg("--probe")
+        .args(args)
+        .env("BLOCKING_MAX_THREADS", "2")
+        .output()
+        .ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("PROBE "))
+        .and_then(|v| v.trim().parse().ok());
+    if v.is_none() {
+        eprintln!(
+            "  probe {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    v
+}
+
+/// Median of a few probe runs.
+fn probe_median(args: &[&str], runs: usize) -> Option<f64> {
+    let mut xs: Vec<f64> = (0..runs).filter_map(|_| run_probe(args)).collect();
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    Some(median(&xs))
+}
+
+fn probe_main(args: &[String]) {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = match a.as_slice() {
+        ["rss", kind, n, mode] => rss_probe(kind, n.parse().expect("n"), *mode == "gated"),
+        ["idle", kind] => idle_probe(kind),
+        _ => panic!("unknown probe {a:?}"),
+    };
+    println!("PROBE {v}");
+}
+
+/// Peak RSS growth per task while `n` trivial tasks are submitted at once to 2 workers and then all
+/// awaited. With `gated`, both workers are held busy until every task is queued, so all `n` tasks sit
+/// in the queue together (the "per queued task" figure); otherwise the workers drain while we submit.
+/// The handles (futures, receivers) are kept in a Vec, as a caller would.
+fn rss_probe(kind: &str, n: u64, gated: bool) -> f64 {
+    let gate = Arc::new(RwLock::new(()));
+    let closed = gate.write().expect("gate");
+    let started = Arc::new(Barrier::new(3));
+    let blocker = {
+        let gate = gate.clone();
+        let started = started.clone();
+        move || {
+            started.wait();
+            drop(gate.read());
+        }
+    };
+    // Start the workers (and hold them, if gated), then reset the high-water mark.
+    let baseline = || {
+        if gated {
+            started.wait();
+        }
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        proc_status_kb("VmRSS:")
+    };
+    let base;
+    let mut sum = 0u64;
+    match kind {
+        "cf" => {
+            let pool = cf_pool(2);
+            let mut hold = Vec::new();
+            if gated {
+                hold.push(pool.spawn(blocker.clone()).expect("submit"));
+                hold.push(pool.spawn(blocker).expect("submit"));
+            } else {
+                warm_cf(&pool);
+            }
+            base = baseline();
+            let futs: Vec<_> = (0..n)
+                .map(|i| pool.submit(inc, i).expect("submit"))
+                .collect();
+            drop(closed);
+            for mut f in futs {
+                sum += f.result(None).expect("result");
+            }
+            drop(hold);
+        }
+        "blocking" => {
+            let mut hold = Vec::new();
+            if gated {
+                hold.push(blocking::unblock(blocker.clone()));
+                hold.push(blocking::unblock(blocker));
+            }
+            base = baseline();
+            let tasks: Vec<_> = (0..n).map(|i| blocking::unblock(move || inc(i))).collect();
+            drop(closed);
+            for t in tasks {
+                sum += futures::executor::block_on(t);
+            }
+            drop(hold);
+        }
+        "tokio" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .max_blocking_threads(2)
+                .enable_all()
+                .build()
+                .expect("rt");
+            let mut hold = Vec::new();
+            if gated {
+                hold.push(rt.spawn_blocking(blocker.clone()));
+                hold.push(rt.spawn_blocking(blocker));
+            }
+            base = baseline();
+            let handles: Vec<_> = (0..n).map(|i| rt.spawn_blocking(move || inc(i))).collect();
+            drop(closed);
+            rt.block_on(async {
+                for h in handles {
+                    sum += h.await.expect("join");
+                }
+            });
+            drop(hold);
+        }
+        "rayon" => {
+            let rp = rayon_pool(2);
+            if gated {
+                rp.spawn(blocker.clone());
+                rp.spawn(blocker);
+            }
+            base = baseline();
+            let rxs: Vec<_> = (0..n)
+                .map(|i| {
+                    let (tx, rx) = oneshot::channel();
+                    rp.spawn(move || {
+                        let _ = tx.send(inc(i));
+                    });
+                    rx
+                })
+                .collect();
+            drop(closed);
+            for rx in rxs {
+                sum += rx.recv().expect("recv");
+            }
+        }
+        _ => panic!("unknown kind {kind}"),
+    }
+    black_box(sum);
+    let peak = proc_status_kb("VmHWM:");
+    peak.saturating_sub(base) as f64 / n as f64
+}
+
+fn warm_cf(pool: &ThreadPoolExecutor) {
+    // Two overlapping tasks so that both workers exist.
+    let b = Arc::new(Barrier::new(2));
+    let fs: Vec<_> = (0..2)
+        .map(|_| {
+            let b = b.clone();
+            pool.spawn(move || {
+                b.wait();
+            })
+            .expect("submit")
+        })
+        .collect();
+    for mut f in fs {
+        f.result(None).expect("warm");
+    }
+}
+
+/// CPU used by the whole process (as % of one core) over 1 s while the pool's 2 workers are idle.
+fn idle_probe(kind: &str) -> f64 {
+    let measure = || {
+        std::thread::sleep(Duration::from_millis(200));
+        let c0 = process_cpu_ns();
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        let used = process_cpu_ns() - c0;
+        100.0 * used as f64 / t0.elapsed().as_nanos() as f64
+    };
+    match kind {
+        "cf" => {
+            let pool = cf_pool(2);
+            warm_cf(&pool);
+            for i in 0..1000 {
+                pool.submit(inc, i)
+                    .expect("submit")
+                    .result(None)
+                    .expect("r");
+            }
+            assert_eq!(pool.metrics().workers, 2);
+            measure()
+        }
+        "rayon" => {
+            let rp = rayon_pool(2);
+            for i in 0..1000 {
+                let (tx, rx) = oneshot::channel();
+                rp.spawn(move || {
+                    let _ = tx.send(inc(i));
+                });
+                rx.recv().expect("recv");
+            }
+            measure()
+        }
+        _ => panic!("unknown kind {kind}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// §1 Round trip of a trivial task, sequential
+// ---------------------------------------------------------------------------------------------------
+
+fn section1(cfg: &Cfg, r: &mut Results) {
+    let n = cfg.rt_n;
+    eprintln!("§1 round trip ×{n}");
+    let pool = cf_pool(2);
+    let rp = Arc::new(rayon_pool(2));
+    let ct = current_thread_rt();
+    let mt = multi_thread_rt(2);
+
+    r.time(
+        "s1.cf_ct",
+        bench(cfg, n, || {
+            ct.block_on(async {
+                let t = Instant::now();
+                let mut acc = 0;
+                for i in 0..n {
+                    acc += pool.submit(inc, i).unwrap().await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s1.cf_mt",
+        bench(cfg, n, || {
+            let pool = pool.clone();
+            on_worker(&mt, async move {
+                let t = Instant::now();
+                let mut acc = 0;
+                for i in 0..n {
+                    acc += pool.submit(inc, i).unwrap().await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s1.cf_block",
+        bench(cfg, n, || {
+            let t = Instant::now();
+            let mut acc = 0;
+            for i in 0..n {
+                acc += pool.submit(inc, i).unwrap().result(None).unwrap();
+            }
+            black_box(acc);
+            t.elapsed()
+        }),
+    );
+    r.time(
+        "s1.rayon_ct",
+        bench(cfg, n, || {
+            ct.block_on(async {
+                let t = Instant::now();
+                let mut acc = 0;
+                for i in 0..n {
+                    let (tx, rx) = oneshot::channel();
+                    rp.spawn(move || {
+                        let _ = tx.send(inc(i));
+                    });
+                    acc += rx.await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s1.rayon_mt",
+        bench(cfg, n, || {
+            let rp = rp.clone();
+            on_worker(&mt, async move {
+                let t = Instant::now();
+                let mut acc = 0;
+                for i in 0..n {
+                    let (tx, rx) = oneshot::channel();
+                    rp.spawn(move || {
+                        let _ = tx.send(inc(i));
+                    });
+                    acc += rx.await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s1.rayon_block",
+        bench(cfg, n, || {
+            let t = Instant::now();
+            let mut acc = 0;
+            for i in 0..n {
+                let (tx, rx) = oneshot::channel();
+                rp.spawn(move || {
+                    let _ = tx.send(inc(i));
+                });
+                acc += rx.recv().unwrap();
+            }
+            black_box(acc);
+            t.elapsed()
+        }),
+    );
+    r.time(
+        "s1.tokio_ct",
+        bench(cfg, n, || {
+            ct.block_on(async {
+                let t = Instant::now();
+                let mut acc = 0;
+                for i in 0..n {
+                    acc += tokio::task::spawn_blocking(move || inc(i)).await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s1.tokio_mt",
+        bench(cfg, n, || {
+            on_worker(&mt, async move {
+                let t = Instant::now();
+                let mut acc = 0;
+                for i in 0..n {
+                    acc += tokio::task::spawn_blocking(move || inc(i)).await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s1.unblock_ct",
+        bench(cfg, n, || {
+            ct.block_on(async {
+                let t = Instant::now();
+                let mut acc = 0;
+                for i in 0..n {
+                    acc += blocking::unblock(move || inc(i)).await;
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    pool.shutdown(Queued::Run);
+    drop((ct, mt, rp));
+
+    eprintln!("  idle probes (1 s each, in child processes)");
+    for kind in ["cf", "rayon"] {
+        if let Some(v) = run_probe(&["idle", kind]) {
+            r.value(&format!("s1.idle_{kind}"), v);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// §2 Throughput: N trivial tasks submitted at once, then all awaited, 2 workers; peak RSS
+// ---------------------------------------------------------------------------------------------------
+
+fn section2(cfg: &Cfg, r: &mut Results) {
+    let n = cfg.tp_n;
+    eprintln!("§2 throughput ×{n}, 2 workers");
+    let pool = cf_pool(2);
+    let rp = rayon_pool(2);
+    let ct = current_thread_rt();
+    let ct_tokio2 = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+
+    r.time(
+        "s2.cf_await",
+        bench(cfg, n, || {
+            ct.block_on(async {
+                let t = Instant::now();
+                let futs: Vec<_> = (0..n).map(|i| pool.submit(inc, i).unwrap()).collect();
+                let mut acc = 0;
+                for f in futs {
+                    acc += f.await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s2.cf_block",
+        bench(cfg, n, || {
+            let t = Instant::now();
+            let futs: Vec<_> = (0..n).map(|i| pool.submit(inc, i).unwrap()).collect();
+            let mut acc = 0;
+            for mut f in futs {
+                acc += f.result(None).unwrap();
+            }
+            black_box(acc);
+            t.elapsed()
+        }),
+    );
+    r.time(
+        "s2.unblock",
+        bench(cfg, n, || {
+            ct.block_on(async {
+                let t = Instant::now();
+                let tasks: Vec<_> = (0..n).map(|i| blocking::unblock(move || inc(i))).collect();
+                let mut acc = 0;
+                for task in tasks {
+                    acc += task.await;
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s2.tokio",
+        bench(cfg, n, || {
+            ct_tokio2.block_on(async {
+                let t = Instant::now();
+                let handles: Vec<_> = (0..n)
+                    .map(|i| tokio::task::spawn_blocking(move || inc(i)))
+                    .collect();
+                let mut acc = 0;
+                for h in handles {
+                    acc += h.await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s2.rayon",
+        bench(cfg, n, || {
+            ct.block_on(async {
+                let t = Instant::now();
+                let rxs: Vec<_> = (0..n)
+                    .map(|i| {
+                        let (tx, rx) = oneshot::channel();
+                        rp.spawn(move || {
+                            let _ = tx.send(inc(i));
+                        });
+                        rx
+                    })
+                    .collect();
+                let mut acc = 0;
+                for rx in rxs {
+                    acc += rx.await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    pool.shutdown(Queued::Run);
+    drop((ct, ct_tokio2, rp));
+
+    eprintln!("  peak-RSS probes (child processes, median of 3)");
+    let n_s = n.to_string();
+    for kind in ["cf", "blocking", "tokio", "rayon"] {
+        for mode in ["gated", "free"] {
+            if let Some(v) = probe_median(&["rss", kind, &n_s, mode], 3) {
+                r.value(&format!("s2.rss_{mode}_{kind}"), v);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// §3 as_completed and wait(FIRST_COMPLETED)
+// ---------------------------------------------------------------------------------------------------
+
+fn submit_all(pool: &ThreadPoolExecutor, n: u64) -> Vec<concurrent_futures::PoolFuture<u64>> {
+    (0..n).map(|i| pool.submit(inc, i).unwrap()).collect()
+}
+
+fn until_done(futs: &[concurrent_futures::PoolFuture<u64>]) {
+    for f in futs {
+        while !f.done() {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Spawns `n` trivial blocking tasks on `rt` and waits until every one has run.
+fn tokio_all_done(rt: &tokio::runtime::Runtime, n: u64) -> Vec<tokio::task::JoinHandle<u64>> {
+    let ran = Arc::new(AtomicU64::new(0));
+    let hs = (0..n)
+        .map(|i| {
+            let ran = ran.clone();
+            rt.spawn_blocking(move || {
+                ran.fetch_add(1, Ordering::Release);
+                inc(i)
+            })
+        })
+        .collect();
+    while ran.load(Ordering::Acquire) < n {
+        std::thread::yield_now();
+    }
+    // The closure returning is not yet the handle completing: give the last ones a moment.
+    std::thread::sleep(Duration::from_millis(2));
+    hs
+}
+
+/// Drains JoinHandles through a `FuturesUnordered` (collecting them included); returns the time taken.
+///
+/// With tokio's cooperative budget (`unconstrained == false`) this is quadratic at 100k handles: once a
+/// poll has used the budget (128 polls), every further JoinHandle answers `Pending` with a *deferred*
+/// wake-up, which FuturesUnordered does not see as a yield, so it polls its whole ready queue before
+/// giving up. Measured here: ~40 JoinHandle polls per item at 10k, ~120 at 30k, ~390 at 100k.
+fn fu_drain(
+    rt: &tokio::runtime::Runtime,
+    hs: Vec<tokio::task::JoinHandle<u64>>,
+    unconstrained: bool,
+) -> Duration {
+    let drain = async move {
+        let t = Instant::now();
+        let mut acc = 0;
+        {
+            let mut fu: FuturesUnordered<_> = hs.into_iter().collect();
+            while let Some(v) = fu.next().await {
+                acc += v.unwrap();
+            }
+        }
+        black_box(acc);
+        t.elapsed()
+    };
+    if unconstrained {
+        rt.block_on(tokio::task::unconstrained(drain))
+    } else {
+        rt.block_on(drain)
+    }
+}
+
+fn section3(cfg: &Cfg, r: &mut Results) {
+    let n = cfg.ac_n;
+    eprintln!(
+        "§3 as_completed ×{n}, wait(FIRST_COMPLETED) over {}",
+        cfg.wait_n
+    );
+    let pool = cf_pool(2);
+    let ct = current_thread_rt();
+    let rt2 = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+
+    // 3a: drain futures that are all done already (the set's own cost: build, yield, take the value).
+    let cf_done_stream = |n: u64| {
+        let futs = submit_all(&pool, n);
+        until_done(&futs);
+        ct.block_on(async {
+            let t = Instant::now();
+            let mut acc = 0;
+            {
+                let mut s = as_completed(futs);
+                while let Some(f) = s.next().await {
+                    acc += f.unwrap().await.unwrap();
+                }
+            }
+            black_box(acc);
+            t.elapsed()
+        })
+    };
+    r.time("s3.done_cf_stream", bench(cfg, n, || cf_done_stream(n)));
+    let n_small = n / 10;
+    r.time(
+        "s3.done_cf_stream_small",
+        bench(cfg, n_small, || cf_done_stream(n_small)),
+    );
+    r.time(
+        "s3.done_cf_iter",
+        bench(cfg, n, || {
+            let futs = submit_all(&pool, n);
+            until_done(&futs);
+            let t = Instant::now();
+            let mut acc = 0;
+            for f in as_completed(futs) {
+                acc += f.unwrap().result(None).unwrap();
+            }
+            black_box(acc);
+            t.elapsed()
+        }),
+    );
+    r.time(
+        "s3.done_joinset",
+        bench(cfg, n, || {
+            let ran = Arc::new(AtomicU64::new(0));
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..n {
+                let ran = ran.clone();
+                set.spawn_blocking_on(
+                    move || {
+                        ran.fetch_add(1, Ordering::Release);
+                        inc(i)
+                    },
+                    rt2.handle(),
+                );
+            }
+            while ran.load(Ordering::Acquire) < n {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            rt2.block_on(async {
+                let t = Instant::now();
+                let mut acc = 0;
+                while let Some(v) = set.join_next().await {
+                    acc += v.unwrap();
+                }
+                drop(set);
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    // FuturesUnordered over JoinHandles goes quadratic under tokio's cooperative budget (see
+    // `fu_drain`), so it is measured without the budget, plus one sample with it for the record.
+    r.time(
+        "s3.done_fu",
+        bench(cfg, n, || fu_drain(&rt2, tokio_all_done(&rt2, n), true)),
+    );
+    r.time(
+        "s3.done_fu_coop",
+        bench_once(n, || fu_drain(&rt2, tokio_all_done(&rt2, n), false)),
+    );
+
+    // 3b: submit N and drain them as they complete (the completion-order path, with wakers).
+    let cf_live_stream = |n: u64| {
+        ct.block_on(async {
+            let t = Instant::now();
+            let futs = submit_all(&pool, n);
+            let mut acc = 0;
+            {
+                let mut s = as_completed(futs);
+                while let Some(f) = s.next().await {
+                    acc += f.unwrap().await.unwrap();
+                }
+            }
+            black_box(acc);
+            t.elapsed()
+        })
+    };
+    r.time("s3.live_cf_stream", bench(cfg, n, || cf_live_stream(n)));
+    r.time(
+        "s3.live_cf_stream_small",
+        bench(cfg, n_small, || cf_live_stream(n_small)),
+    );
+    r.time(
+        "s3.live_cf_iter",
+        bench(cfg, n, || {
+            let t = Instant::now();
+            let futs = submit_all(&pool, n);
+            let mut acc = 0;
+            for f in as_completed(futs) {
+                acc += f.unwrap().result(None).unwrap();
+            }
+            black_box(acc);
+            t.elapsed()
+        }),
+    );
+    r.time(
+        "s3.live_joinset",
+        bench(cfg, n, || {
+            rt2.block_on(async {
+                let t = Instant::now();
+                let mut set = tokio::task::JoinSet::new();
+                for i in 0..n {
+                    set.spawn_blocking(move || inc(i));
+                }
+                let mut acc = 0;
+                while let Some(v) = set.join_next().await {
+                    acc += v.unwrap();
+                }
+                drop(set);
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s3.live_fu",
+        bench(cfg, n, || {
+            let _guard = rt2.enter();
+            let t = Instant::now();
+            let hs = (0..n)
+                .map(|i| tokio::task::spawn_blocking(move || inc(i)))
+                .collect();
+            fu_drain(&rt2, hs, true) + t.elapsed()
+        }),
+    );
+    pool.shutdown(Queued::Run);
+
+    // 3c: wait(FIRST_COMPLETED) over `wait_n` pending futures plus one done (last in the list). Each
+    // call gets a fresh set, made outside the timing.
+    let (m, k) = (cfg.wait_n, cfg.wait_inner);
+    type Set = (Vec<Promise<u64>>, Vec<concurrent_futures::PoolFuture<u64>>);
+    let fresh = |done_last: bool| -> Set {
+        let (mut ps, mut fs): Set = (0..m).map(|_| Promise::new()).unzip();
+        let (p, f) = Promise::new();
+        if done_last {
+            p.set_result(7).unwrap();
+        }
+        ps.push(p);
+        fs.push(f);
+        (ps, fs)
+    };
+    let per_call = |mut one: Box<dyn FnMut(Set) -> Duration + '_>| {
+        bench(cfg, k as u64, || {
+            (0..k)
+                .map(|_| fresh(true))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(&mut one)
+                .sum()
+        })
+    };
+    r.time(
+        "s3.wait_cf_block",
+        per_call(Box::new(|(_ps, fs)| {
+            let t = Instant::now();
+            let done = wait(&fs).return_when(ReturnWhen::FirstCompleted).blocking();
+            assert_eq!(done.done.len(), 1);
+            drop(done);
+            t.elapsed()
+        })),
+    );
+    r.time(
+        "s3.wait_cf_await",
+        per_call(Box::new(|(_ps, fs)| {
+            ct.block_on(async {
+                let t = Instant::now();
+                let done = wait(&fs).return_when(ReturnWhen::FirstCompleted).await;
+                assert_eq!(done.done.len(), 1);
+                drop(done);
+                t.elapsed()
+            })
+        })),
+    );
+    r.time(
+        "s3.wait_select_all",
+        per_call(Box::new(|(_ps, mut fs)| {
+            ct.block_on(async {
+                let t = Instant::now();
+                let (v, i, rest) = futures::future::select_all(fs.iter_mut()).await;
+                assert_eq!((v.unwrap(), i), (7, m));
+                drop(rest);
+                t.elapsed()
+            })
+        })),
+    );
+    // The same, but the one future finishes after the wait has started watching all of them: every
+    // pending future gets a waker, then loses it again.
+    let per_call_late = |mut one: Box<dyn FnMut(Set) -> Duration + '_>| {
+        bench(cfg, k as u64, || {
+            (0..k)
+                .map(|_| fresh(false))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(&mut one)
+                .sum()
+        })
+    };
+    r.time(
+        "s3.wait_late_cf_await",
+        per_call_late(Box::new(|(ps, fs)| {
+            ct.block_on(async {
+                let t = Instant::now();
+                let mut w = std::pin::pin!(wait(&fs)
+                    .return_when(ReturnWhen::FirstCompleted)
+                    .into_future());
+                assert!(futures::poll!(w.as_mut()).is_pending());
+                ps[m].set_result(7).unwrap();
+                let done = w.await;
+                assert_eq!(done.done.len(), 1);
+                drop(done);
+                t.elapsed()
+            })
+        })),
+    );
+    r.time(
+        "s3.wait_late_select_all",
+        per_call_late(Box::new(|(ps, mut fs)| {
+            ct.block_on(async {
+                let t = Instant::now();
+                let mut sel = futures::future::select_all(fs.iter_mut());
+                assert!(futures::poll!(&mut sel).is_pending());
+                ps[m].set_result(7).unwrap();
+                let (v, i, rest) = sel.await;
+                assert_eq!((v.unwrap(), i), (7, m));
+                drop(rest);
+                t.elapsed()
+            })
+        })),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// §4 CPU-bound scaling
+// ---------------------------------------------------------------------------------------------------
+
+/// One way to run `tasks` pi-series tasks on `workers` workers; returns the wall time. A process-pool
+/// row (item 5's pool) is one more entry in [`cpu_runners`].
+type CpuRunner = fn(workers: usize, tasks: u64, terms: u64) -> Duration;
+
+fn cpu_runners() -> Vec<(&'static str, CpuRunner)> {
+    vec![
+        ("cf_threads", cpu_cf_threads),
+        ("rayon", cpu_rayon),
+        // ("cf_processes", cpu_cf_processes), once ProcessPoolExecutor lands.
+    ]
+}
+
+fn cpu_cf_threads(workers: usize, tasks: u64, terms: u64) -> Duration {
+    let pool = cf_pool(workers);
+    let fs: Vec<_> = (0..workers)
+        .map(|_| pool.spawn(|| std::thread::sleep(Duration::from_millis(5))))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for mut f in fs {
+        f.result(None).unwrap();
+    }
+    let t = Instant::now();
+    let fs: Vec<_> = (0..tasks)
+        .map(|_| pool.submit(pi_series, terms).unwrap())
+        .collect();
+    let mut acc = 0.0;
+    for mut f in fs {
+        acc += f.result(None).unwrap();
+    }
+    let el = t.elapsed();
+    black_box(acc);
+    pool.shutdown(Queued::Run);
+    el
+}
+
+fn cpu_rayon(workers: usize, tasks: u64, terms: u64) -> Duration {
+    let rp = rayon_pool(workers);
+    let t = Instant::now();
+    let rxs: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (tx, rx) = oneshot::channel();
+            rp.spawn(move || {
+                let _ = tx.send(pi_series(terms));
+            });
+            rx
+        })
+        .collect();
+    let acc: f64 = rxs.into_iter().map(|rx| rx.recv().unwrap()).sum();
+    let el = t.elapsed();
+    black_box(acc);
+    el
+}
+
+fn section4(cfg: &Cfg, r: &mut Results) {
+    eprintln!(
+        "§4 CPU scaling: {} tasks × {} terms",
+        cfg.pi_tasks, cfg.pi_terms
+    );
+    for (name, run) in cpu_runners() {
+        for workers in [1usize, 2] {
+            r.time(
+                &format!("s4.{name}_{workers}"),
+                bench(cfg, 1, || run(workers, cfg.pi_tasks, cfg.pi_terms)),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// §5 Process-pool round trip: not measured yet
+// ---------------------------------------------------------------------------------------------------
+
+/// Item 5 of the issue: the process pool's round trip, a later part of the issue. Measure its sequential
+/// round trip here as in [`section1`] (keys `s5.*`), add its rows to [`print_section5`], and add a
+/// process row to [`cpu_runners`] (it is already listed, empty, in [`print_section4`]).
+fn section5(_cfg: &Cfg, _r: &mut Results) {
+    eprintln!("§5 process-pool round trip: not measured yet (a later part of issue #4)");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// §6 Thread references: the physical limit of a cross-thread round trip
+// ---------------------------------------------------------------------------------------------------
+
+fn section6(cfg: &Cfg, r: &mut Results) {
+    let n = cfg.rt_n;
+    eprintln!("§6 thread references ×{n}");
+    r.time(
+        "s6.mpsc",
+        bench(cfg, n, || {
+            let (to_b, from_a) = std::sync::mpsc::channel::<u64>();
+            let (to_a, from_b) = std::sync::mpsc::channel::<u64>();
+            let b = std::thread::spawn(move || {
+                for v in from_a {
+                    if to_a.send(inc(v)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let t = Instant::now();
+            let mut acc = 0;
+            for i in 0..n {
+                to_b.send(i).unwrap();
+                acc += from_b.recv().unwrap();
+            }
+            let el = t.elapsed();
+            drop(to_b);
+            b.join().unwrap();
+            black_box(acc);
+            el
+        }),
+    );
+    r.time(
+        "s6.park",
+        bench(cfg, n, || {
+            // `turn` odd: B's move; even: A's. A hands over by storing 2i+1 and unparking B; B answers
+            // by storing 2i+2 and unparking A. u64::MAX stops B.
+            let turn = Arc::new(AtomicU64::new(0));
+            let a = std::thread::current();
+            let tb = turn.clone();
+            let b = std::thread::spawn(move || loop {
+                let v = tb.load(Ordering::Acquire);
+                if v == u64::MAX {
+                    break;
+                }
+                if v % 2 == 1 {
+                    tb.store(v + 1, Ordering::Release);
+                    a.unpark();
+                } else {
+                    std::thread::park();
+                }
+            });
+            let t = Instant::now();
+            for i in 0..n {
+                turn.store(2 * i + 1, Ordering::Release);
+                b.thread().unpark();
+                while turn.load(Ordering::Acquire) != 2 * i + 2 {
+                    std::thread::park();
+                }
+            }
+            let el = t.elapsed();
+            turn.store(u64::MAX, Ordering::Release);
+            b.thread().unpark();
+            b.join().unwrap();
+            el
+        }),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Python anchors
+// ---------------------------------------------------------------------------------------------------
+
+fn python(cfg: &Cfg, r: &mut Results) -> Option<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_anchors.py");
+    let version = Command::new("python3").arg("--version").output();
+    let version = match version {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        _ => {
+            eprintln!("python3 not found: Python anchors skipped");
+            return None;
+        }
+    };
+    let sections: Vec<String> = cfg.sections.iter().map(u32::to_string).collect();
+    eprintln!("Python anchors ({version}), {} repetitions", cfg.py_reps);
+    let mut child = match Command::new("python3")
+        .arg(script)
+        .args(["--reps", &cfg.py_reps.to_string()])
+        .args(["--rt-n", &cfg.rt_n.to_string()])
+        .args(["--tp-n", &cfg.tp_n.to_string()])
+        .args(["--ac-n", &cfg.ac_n.to_string()])
+        .args(["--wait-n", &cfg.wait_n.to_string()])
+        .args(["--wait-inner", &cfg.wait_inner.to_string()])
+        .args(["--pi-tasks", &cfg.pi_tasks.to_string()])
+        .args(["--pi-terms", &cfg.py_pi_terms.to_string()])
+        .args(["--sections", &sections.join(",")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("could not run {script}: {e}");
+            return None;
+        }
+    };
+    let stdout = child.stdout.take().expect("piped");
+    use std::io::BufRead as _;
+    for line in std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+    {
+        let mut it = line.split_whitespace();
+        match (it.next(), it.next(), it.next(), it.next()) {
+            (Some("TIME"), Some(key), Some(med), Some(min)) => {
+                if let (Ok(median), Ok(min)) = (med.parse(), min.parse()) {
+                    r.time(key, Stat { median, min });
+                }
+            }
+            (Some("VALUE"), Some(key), Some(v), None) => {
+                if let Ok(v) = v.parse() {
+                    r.value(key, v);
+                }
+            }
+            _ => eprintln!("  python: {line}"),
+        }
+    }
+    let status = child.wait().ok();
+    if !status.is_some_and(|s| s.success()) {
+        eprintln!("python anchors exited with {status:?}");
+    }
+    Some(version)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------------
+
+/// One line of a table: the measurement's key, its label, and the key of the anchor it is compared with.
+type Line = (&'static str, &'static str, Option<&'static str>);
+
+fn ratio(r: &Results, key: &str, anchor: &str) -> Option<f64> {
+    Some(r.t(key)?.median / r.t(anchor)?.median)
+}
+
+fn label_of<'a>(lines: &'a [Line], key: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.0 == key)
+        .map_or("?", |l| l.1.split(" (").next().unwrap_or(l.1))
+}
+
+fn time_table(out: &mut String, r: &Results, lines: &[Line]) {
+    out.push_str("| | median/op | min/op | median vs anchor |\n|---|---:|---:|---|\n");
+    for &(key, label, anchor) in lines {
+        let Some(s) = r.t(key) else {
+            out.push_str(&format!("| {label} | — | — | not run |\n"));
+            continue;
+        };
+        let vs = match anchor.and_then(|a| ratio(r, key, a).map(|x| (a, x))) {
+            Some((a, x)) => format!("{x:.2}× {}", label_of(lines, a)),
+            None if anchor.is_none() => "anchor".to_owned(),
+            None => "anchor not measured".to_owned(),
+        };
+        out.push_str(&format!(
+            "| {label} | {} | {} | {vs} |\n",
+            fmt_time(s.median),
+            fmt_time(s.min)
+        ));
+    }
+    out.push('\n');
+}
+
+const S1: &[Line] = &[
+    (
+        "s1.cf_ct",
+        "cf `.await` (tokio current-thread)",
+        Some("s1.rayon_ct"),
+    ),
+    (
+        "s1.cf_mt",
+        "cf `.await` (tokio multi-thread, 2 workers)",
+        Some("s1.rayon_mt"),
+    ),
+    (
+        "s1.cf_block",
+        "cf `result()` (blocking)",
+        Some("s1.rayon_block"),
+    ),
+    (
+        "s1.rayon_ct",
+        "rayon + oneshot `.await` (current-thread)",
+        None,
+    ),
+    (
+        "s1.rayon_mt",
+        "rayon + oneshot `.await` (multi-thread)",
+        None,
+    ),
+    ("s1.rayon_block", "rayon + oneshot blocking `recv()`", None),
+    (
+        "s1.tokio_ct",
+        "tokio `spawn_blocking` `.await` (current-thread)",
+        Some("s1.rayon_ct"),
+    ),
+    (
+        "s1.tokio_mt",
+        "tokio `spawn_blocking` `.await` (multi-thread)",
+        Some("s1.rayon_mt"),
+    ),
+    (
+        "s1.unblock_ct",
+        "`blocking::unblock` `.await` (current-thread)",
+        Some("s1.rayon_ct"),
+    ),
+    (
+        "s1.py",
+        "Python `ThreadPoolExecutor(2)`: `submit().result()`",
+        Some("s1.rayon_block"),
+    ),
+    (
+        "s6.park",
+        "park/unpark round trip (§6, the floor)",
+        Some("s1.rayon_block"),
+    ),
+];
+
+fn print_section1(out: &mut String, cfg: &Cfg, r: &Results) {
+    out.push_str(&format!(
+        "### 1. Round trip of a trivial task, sequential ×{}\n\nPools of 2 threads; one task in flight at a time.\n\n",
+        cfg.rt_n
+    ));
+    time_table(out, r, S1);
+    let idle = |k: &str| r.v(k).map_or("—".into(), |v| format!("{v:.2} %"));
+    out.push_str(&format!(
+        "Idle CPU of the whole process over 1 s with 2 idle workers: cf {}, rayon {} (of one core).\n\n",
+        idle("s1.idle_cf"),
+        idle("s1.idle_rayon")
+    ));
+}
+
+fn print_section2(out: &mut String, cfg: &Cfg, r: &Results) {
+    out.push_str(&format!(
+        "### 2. Throughput: {} trivial tasks submitted at once, then all awaited, 2 workers\n\n",
+        cfg.tp_n
+    ));
+    out.push_str("| | median total | tasks/s (median) | best tasks/s | vs `blocking::unblock` (tasks/s) | peak RSS / queued task | peak RSS / task, workers draining |\n|---|---:|---:|---:|---|---:|---:|\n");
+    let lines: &[(&str, &str, &str)] = &[
+        ("s2.cf_await", "cf, submit all then `.await` each", "cf"),
+        ("s2.cf_block", "cf, submit all then `result()` each", "cf"),
+        (
+            "s2.unblock",
+            "`blocking::unblock` (`BLOCKING_MAX_THREADS=2`)",
+            "blocking",
+        ),
+        (
+            "s2.tokio",
+            "tokio `spawn_blocking` (`max_blocking_threads(2)`)",
+            "tokio",
+        ),
+        ("s2.rayon", "rayon(2) + oneshot `.await`", "rayon"),
+        ("s2.py", "Python `ThreadPoolExecutor(2)`", "py"),
+    ];
+    let bytes = |k: String| r.v(&k).map_or("—".into(), |v| format!("{v:.0} B"));
+    for &(key, label, kind) in lines {
+        let Some(s) = r.t(key) else {
+            out.push_str(&format!("| {label} | — | — | — | not run | — | — |\n"));
+            continue;
+        };
+        let vs = ratio(r, "s2.unblock", key).map_or("—".into(), |x| format!("{x:.2}×"));
+        out.push_str(&format!(
+            "| {label} | {} | {} | {} | {vs} | {} | {} |\n",
+            fmt_time(s.median * cfg.tp_n as f64),
+            fmt_rate(1.0 / s.median),
+            fmt_rate(1.0 / s.min),
+            bytes(format!("s2.rss_gated_{kind}")),
+            bytes(format!("s2.rss_free_{kind}")),
+        ));
+    }
+    out.push_str("\nPeak RSS: growth of VmHWM over VmRSS just before submitting, in a fresh child process, divided by the task count, handles (futures/receivers) kept in a `Vec` as a caller would; median of 3 runs. \"Queued\": both workers held busy until every task is queued.\n\n");
+}
+
+const S3_DONE: &[Line] = &[
+    (
+        "s3.done_cf_stream",
+        "cf `as_completed` stream + `.await` each (current-thread)",
+        Some("s3.done_joinset"),
+    ),
+    (
+        "s3.done_cf_iter",
+        "cf `as_completed` iterator + `result()` each",
+        Some("s3.done_joinset"),
+    ),
+    (
+        "s3.done_joinset",
+        "tokio `JoinSet::join_next` (spawn_blocking tasks)",
+        None,
+    ),
+    (
+        "s3.done_fu",
+        "`FuturesUnordered` over tokio `JoinHandle`s (incl. collect; `unconstrained`)",
+        Some("s3.done_joinset"),
+    ),
+    (
+        "s3.done_fu_coop",
+        "the same under tokio's coop budget (1 sample: quadratic, see `fu_drain`)",
+        Some("s3.done_joinset"),
+    ),
+    (
+        "s3.py_done",
+        "Python `as_completed` + `result()`",
+        Some("s3.done_joinset"),
+    ),
+];
+
+const S3_LIVE: &[Line] = &[
+    (
+        "s3.live_cf_stream",
+        "cf: submit + `as_completed` stream",
+        Some("s3.live_joinset"),
+    ),
+    (
+        "s3.live_cf_iter",
+        "cf: submit + `as_completed` iterator",
+        Some("s3.live_joinset"),
+    ),
+    (
+        "s3.live_joinset",
+        "tokio `JoinSet` (spawn_blocking, 2 threads)",
+        None,
+    ),
+    (
+        "s3.live_fu",
+        "`FuturesUnordered` over `spawn_blocking` handles (`unconstrained`)",
+        Some("s3.live_joinset"),
+    ),
+    (
+        "s3.py_live",
+        "Python: submit + `as_completed`",
+        Some("s3.live_joinset"),
+    ),
+];
+
+const S3_WAIT: &[Line] = &[
+    (
+        "s3.wait_cf_block",
+        "cf `wait(..).blocking()`",
+        Some("s3.wait_select_all"),
+    ),
+    (
+        "s3.wait_cf_await",
+        "cf `wait(..).await` (current-thread)",
+        Some("s3.wait_select_all"),
+    ),
+    (
+        "s3.wait_select_all",
+        "`futures::future::select_all` (same futures, `.await`)",
+        None,
+    ),
+    (
+        "s3.py_wait",
+        "Python `wait(FIRST_COMPLETED)`",
+        Some("s3.wait_select_all"),
+    ),
+];
+
+const S3_WAIT_LATE: &[Line] = &[
+    (
+        "s3.wait_late_cf_await",
+        "cf `wait(..).await`: poll, finish the one, poll",
+        Some("s3.wait_late_select_all"),
+    ),
+    (
+        "s3.wait_late_select_all",
+        "`select_all`: poll, finish the one, poll",
+        None,
+    ),
+];
+
+fn print_section3(out: &mut String, cfg: &Cfg, r: &Results) {
+    let n = cfg.ac_n;
+    out.push_str(&format!(
+        "### 3. `as_completed` and `wait`\n\n**3a. Drain {n} futures that are all done already** (per future; timing covers building the set, yielding every future and taking its value, and dropping the set)\n\n"
+    ));
+    time_table(out, r, S3_DONE);
+    out.push_str(&format!(
+        "**3b. Submit {n} trivial tasks to 2 workers and drain them in completion order** (per future, submission included)\n\n"
+    ));
+    time_table(out, r, S3_LIVE);
+    let growth = |big: &str, small: &str| match (r.t(big), r.t(small)) {
+        (Some(b), Some(s)) => format!(
+            "{} → {} per future ({:.2}×)",
+            fmt_time(s.median),
+            fmt_time(b.median),
+            b.median / s.median
+        ),
+        _ => "—".into(),
+    };
+    out.push_str(&format!(
+        "**O(1) per completion**: cf stream, {} → {} futures: already done {}; live {}.\n\n",
+        n / 10,
+        n,
+        growth("s3.done_cf_stream", "s3.done_cf_stream_small"),
+        growth("s3.live_cf_stream", "s3.live_cf_stream_small"),
+    ));
+    out.push_str(&format!(
+        "**3c. `wait(FIRST_COMPLETED)` over {} pending futures + 1 done (last in the list)** (per call, each on a fresh set)\n\n",
+        cfg.wait_n
+    ));
+    time_table(out, r, S3_WAIT);
+    out.push_str("The same where the one future finishes only after the first poll (every pending future is watched, then unwatched):\n\n");
+    time_table(out, r, S3_WAIT_LATE);
+}
+
+fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
+    out.push_str(&format!(
+        "### 4. CPU-bound scaling: {} tasks of Σ1/i² over {} terms (Python: {} terms)\n\n",
+        cfg.pi_tasks, cfg.pi_terms, cfg.py_pi_terms
+    ));
+    out.push_str("| | 1 worker (median) | 2 workers (median) | scaling 1→2 (medians) | scaling (best times) |\n|---|---:|---:|---:|---:|\n");
+    let mut rows: Vec<(String, String)> = cpu_runners()
+        .into_iter()
+        .map(|(name, _)| {
+            let label = match name {
+                "cf_threads" => "cf `ThreadPoolExecutor`".to_owned(),
+                "rayon" => "rayon (reference)".to_owned(),
+                other => other.to_owned(),
+            };
+            (format!("s4.{name}"), label)
+        })
+        .collect();
+    rows.push((
+        "s4.cf_processes".into(),
+        "cf `ProcessPoolExecutor` (not measured yet)".into(),
+    ));
+    rows.push((
+        "s4.py_threads".into(),
+        "Python `ThreadPoolExecutor` (GIL)".into(),
+    ));
+    rows.push((
+        "s4.py_processes".into(),
+        "Python `ProcessPoolExecutor`".into(),
+    ));
+    for (key, label) in rows {
+        let (one, two) = (r.t(&format!("{key}_1")), r.t(&format!("{key}_2")));
+        match (one, two) {
+            (Some(a), Some(b)) => out.push_str(&format!(
+                "| {label} | {} | {} | {:.2}× | {:.2}× |\n",
+                fmt_time(a.median),
+                fmt_time(b.median),
+                a.median / b.median,
+                a.min / b.min
+            )),
+            _ => out.push_str(&format!("| {label} | — | — | — | — |\n")),
+        }
+    }
+    out.push('\n');
+}
+
+fn print_section5(out: &mut String) {
+    out.push_str(
+        "### 5. Process-pool round trip\n\nNot measured yet (a later part of issue #4).\n\n",
+    );
+}
+
+fn print_section6(out: &mut String, cfg: &Cfg, r: &Results) {
+    out.push_str(&format!(
+        "### 6. Thread references for the physical limit ×{}\n\n",
+        cfg.rt_n
+    ));
+    time_table(
+        out,
+        r,
+        &[
+            (
+                "s6.mpsc",
+                "`std::sync::mpsc` ping-pong between two threads",
+                None,
+            ),
+            ("s6.park", "park/unpark round trip", None),
+            (
+                "s1.cf_block",
+                "cf `result()` round trip (§1)",
+                Some("s6.park"),
+            ),
+        ],
+    );
+}
+
+struct Check {
+    what: String,
+    measured: Option<f64>,
+    /// (threshold, true if the measured value must be at most the threshold)
+    bound: (f64, bool),
+    unit: &'static str,
+}
+
+fn checks(r: &Results) -> Vec<Check> {
+    let t = |what: &str, measured: Option<f64>, max: f64| Check {
+        what: what.into(),
+        measured,
+        bound: (max, true),
+        unit: "×",
+    };
+    let speedup = |a: &str, b: &str| Some(r.t(a)?.median / r.t(b)?.median);
+    let growth = |big: &str, small: &str| Some(r.t(big)?.median / r.t(small)?.median);
+    vec![
+        t(
+            "§1 awaited round trip (current-thread) ÷ rayon+oneshot awaited",
+            ratio(r, "s1.cf_ct", "s1.rayon_ct"),
+            1.0,
+        ),
+        t(
+            "§1 awaited round trip (multi-thread) ÷ rayon+oneshot awaited",
+            ratio(r, "s1.cf_mt", "s1.rayon_mt"),
+            1.0,
+        ),
+        t(
+            "§1 blocking `result()` round trip ÷ rayon+oneshot blocking recv",
+            ratio(r, "s1.cf_block", "s1.rayon_block"),
+            1.5,
+        ),
+        Check {
+            what: "§1 idle workers' CPU (whole process, 2 idle workers)".into(),
+            measured: r.v("s1.idle_cf"),
+            bound: (1.0, true),
+            unit: " % of a core",
+        },
+        Check {
+            what: "§2 throughput (`.await`) ÷ `blocking::unblock`".into(),
+            measured: speedup("s2.unblock", "s2.cf_await"),
+            bound: (1.0, false),
+            unit: "×",
+        },
+        Check {
+            what: "§2 throughput (`result()`) ÷ `blocking::unblock`".into(),
+            measured: speedup("s2.unblock", "s2.cf_block"),
+            bound: (1.0, false),
+            unit: "×",
+        },
+        Check {
+            what: "§2 peak RSS per queued trivial task".into(),
+            measured: r.v("s2.rss_gated_cf"),
+            bound: (128.0, true),
+            unit: " B",
+        },
+        t(
+            "§3 `as_completed` drain of 100k (stream) ÷ tokio `JoinSet`",
+            ratio(r, "s3.done_cf_stream", "s3.done_joinset"),
+            1.0,
+        ),
+        t(
+            "§3 `as_completed` drain of 100k (iterator) ÷ tokio `JoinSet`",
+            ratio(r, "s3.done_cf_iter", "s3.done_joinset"),
+            1.0,
+        ),
+        t(
+            "§3 `as_completed` submit + drain (stream) ÷ tokio `JoinSet`",
+            ratio(r, "s3.live_cf_stream", "s3.live_joinset"),
+            1.0,
+        ),
+        t(
+            "§3 O(1) per completion: per-future time at 100k ÷ at 10k, live (O(n) would be ~10×)",
+            growth("s3.live_cf_stream", "s3.live_cf_stream_small"),
+            3.0,
+        ),
+        t(
+            "§3 O(1) per completion: per-future time at 100k ÷ at 10k, already done",
+            growth("s3.done_cf_stream", "s3.done_cf_stream_small"),
+            3.0,
+        ),
+        t(
+            "§3 `wait(FIRST_COMPLETED)` 10k + 1 done (`.await`) ÷ `select_all`",
+            ratio(r, "s3.wait_cf_await", "s3.wait_select_all"),
+            1.0,
+        ),
+        t(
+            "§3 `wait(FIRST_COMPLETED)` 10k + 1 done (`blocking()`) ÷ `select_all`",
+            ratio(r, "s3.wait_cf_block", "s3.wait_select_all"),
+            1.0,
+        ),
+        t(
+            "§3 `wait(FIRST_COMPLETED)`, one finishing late ÷ `select_all`",
+            ratio(r, "s3.wait_late_cf_await", "s3.wait_late_select_all"),
+            1.0,
+        ),
+        Check {
+            what: "§4 CPU scaling 1→2 workers, threads".into(),
+            measured: speedup("s4.cf_threads_1", "s4.cf_threads_2"),
+            bound: (1.9, false),
+            unit: "×",
+        },
+    ]
+}
+
+fn print_checks(out: &mut String, r: &Results) {
+    out.push_str("### Targets\n\n| target | measured | bound | status |\n|---|---:|---:|---|\n");
+    for c in checks(r) {
+        let (bound, at_most) = c.bound;
+        let Some(m) = c.measured else {
+            out.push_str(&format!("| {} | — | — | not run |\n", c.what));
+            continue;
+        };
+        let met = if at_most { m <= bound } else { m >= bound };
+        let status = if met {
+            "met".to_owned()
+        } else if at_most {
+            format!("**missed** by {:.0} %", (m / bound - 1.0) * 100.0)
+        } else {
+            format!("**missed** by {:.0} %", (1.0 - m / bound) * 100.0)
+        };
+        let op = if at_most { "≤" } else { "≥" };
+        out.push_str(&format!(
+            "| {} | {m:.2}{} | {op} {bound}{} | {status} |\n",
+            c.what, c.unit, c.unit
+        ));
+    }
+    out.push('\n');
+}
+
+fn machine_facts(python: Option<&str>) -> String {
+    let cmd = |c: &str, a: &[&str]| {
+        Command::new(c)
+            .args(a)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!(
+        "- cores: {} ({cpu})\n- {}\n- {}\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cmd("rustc", &["--version"]),
+        python.unwrap_or("python3: not found"),
+    )
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// One section of the suite: measures and records into `Results`.
+type SectionFn = fn(&Cfg, &mut Results);
+
+fn main() {
+    // `cargo bench` passes `--bench`; everything else is ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("--probe") {
+        probe_main(&args[1..]);
+        return;
+    }
+    // blocking's pool reads this once, on first use: give it the same 2 threads as the other pools
+    // (§1 keeps one task in flight, so only §2 and the probes depend on it).
+    if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
+        std::env::set_var("BLOCKING_MAX_THREADS", "2");
+    }
+    let cfg = Cfg::from_env(&args);
+    let load_before = loadavg();
+    let start = Instant::now();
+    eprintln!(
+        "anchors: {} mode, {} repetitions after {} warm-up, sections {:?}",
+        if cfg.quick { "QUICK" } else { "full" },
+        cfg.reps,
+        cfg.warmup,
+        cfg.sections
+    );
+    let mut r = Results::default();
+    let sections: [(u32, SectionFn); 6] = [
+        (1, section1),
+        (2, section2),
+        (3, section3),
+        (4, section4),
+        (5, section5),
+        (6, section6),
+    ];
+    let mut spent = Vec::new();
+    for (id, run) in sections {
+        if cfg.runs(id) {
+            let t = Instant::now();
+            run(&cfg, &mut r);
+            spent.push(format!("§{id} {:.0} s", t.elapsed().as_secs_f64()));
+        }
+    }
+    let t = Instant::now();
+    let py = python(&cfg, &mut r);
+    spent.push(format!("Python {:.0} s", t.elapsed().as_secs_f64()));
+    let elapsed = start.elapsed();
+
+    let mut out = String::new();
+    out.push_str(&format!(
+        "## Results ({} mode: {} repetitions, median and min; Python {} repetitions)\n\n",
+        if cfg.quick { "QUICK" } else { "full" },
+        cfg.reps,
+        cfg.py_reps
+    ));
+    out.push_str(&machine_facts(py.as_deref()));
+    out.push_str(&format!(
+        "- load average before / after: {load_before} / {}\n- total time: {:.0} s ({})\n\ncf = this crate (`concurrent_futures`). Ratios are of medians from this run; below 1.0× means faster than the anchor.\n\n",
+        loadavg(),
+        elapsed.as_secs_f64(),
+        spent.join(", ")
+    ));
+    if cfg.runs(1) {
+        print_section1(&mut out, &cfg, &r);
+    }
+    if cfg.runs(2) {
+        print_section2(&mut out, &cfg, &r);
+    }
+    if cfg.runs(3) {
+        print_section3(&mut out, &cfg, &r);
+    }
+    if cfg.runs(4) {
+        print_section4(&mut out, &cfg, &r);
+    }
+    if cfg.runs(5) {
+        print_section5(&mut out);
+    }
+    if cfg.runs(6) {
+        print_section6(&mut out, &cfg, &r);
+    }
+    print_checks(&mut out, &r);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}

@@ -1,0 +1,444 @@
+//! loom models of the races the concurrency core must decide correctly: the future state machine
+//! (src/future/state.rs), blocking waits (src/future/park.rs) and `wait`/`as_completed` (src/watch.rs).
+//!
+//! Run with (a separate target dir keeps the normal build's artefacts intact):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom
+//! ```
+//!
+//! The two-thread models of one future are explored exhaustively; the three-thread `wait` and
+//! `as_completed` models are bounded to 3 preemptions. `LOOM_MAX_PREEMPTIONS` overrides both.
+#![cfg(loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use concurrent_futures::{as_completed, wait, Error, PoolFuture, Promise, ReturnWhen};
+use loom::future::block_on;
+use loom::thread;
+
+/// Runs `f` under loom, exploring every interleaving (unless `LOOM_MAX_PREEMPTIONS` sets a bound).
+/// For the two-thread models of one future, which are small enough to check exhaustively.
+fn model<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    check(loom::model::Builder::new(), f);
+}
+
+/// Runs `f` under loom with at most 3 preemptions (unless `LOOM_MAX_PREEMPTIONS` says otherwise): for
+/// the three-thread `wait`/`as_completed` models, whose full state space is too large to finish fast.
+fn model_bounded<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    check(builder, f);
+}
+
+/// Reports how many interleavings were explored (shown with `--nocapture`).
+fn check<F>(builder: loom::model::Builder, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    builder.check(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    let name = std::thread::current().name().unwrap_or("model").to_owned();
+    eprintln!("{name}: {} interleavings", runs.load(Ordering::Relaxed));
+}
+
+/// What a done callback saw, in the order callbacks ran. A std mutex is fine here: nothing inside the
+/// critical section is a loom operation, so loom never switches threads while it is held.
+type Log = Arc<StdMutex<Vec<(u8, Result<u32, String>)>>>;
+
+fn recorder(log: &Log, tag: u8) -> impl FnOnce(&Result<u32, Error>) + Send + 'static {
+    let log = log.clone();
+    move |outcome| {
+        let seen = match outcome {
+            Ok(v) => Ok(*v),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        log.lock().unwrap().push((tag, seen));
+    }
+}
+
+fn entries(log: &Log) -> Vec<(u8, Result<u32, String>)> {
+    log.lock().unwrap().clone()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 1. cancel() vs set_running(): exactly one wins.
+
+#[test]
+fn cancel_vs_set_running() {
+    model(|| {
+        let (promise, mut fut) = Promise::<u32>::new();
+        let worker = thread::spawn(move || {
+            let started = promise.set_running();
+            if started {
+                promise
+                    .set_result(7)
+                    .expect("a running future accepts its result");
+            } else {
+                // Cancelled: the work must not run, and a result is refused.
+                assert!(matches!(promise.set_result(7), Err(Error::InvalidState(_))));
+            }
+            started
+            // the promise drops here: Abandoned is refused either way, the first outcome stays
+        });
+        let cancelled = fut.cancel();
+        if cancelled {
+            // The winner's view is immediate and stable.
+            assert!(fut.cancelled() && fut.done());
+        }
+        let started = worker.join().unwrap();
+        assert_ne!(cancelled, started, "exactly one of cancel/set_running wins");
+        assert!(fut.done());
+        assert_eq!(fut.cancelled(), cancelled);
+        match fut.result(None) {
+            Ok(v) => assert!(started && v == 7),
+            Err(Error::Cancelled) => assert!(cancelled),
+            Err(e) => panic!("unexpected outcome {e:?}"),
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 2. set_result on one thread vs the owner waiting on another: no lost wake-up.
+
+#[test]
+fn set_result_vs_await() {
+    model(|| {
+        let (promise, fut) = Promise::<String>::new();
+        let producer = thread::spawn(move || {
+            assert!(promise.set_running());
+            promise.set_result("value".to_owned()).unwrap();
+        });
+        assert_eq!(block_on(fut).unwrap(), "value");
+        producer.join().unwrap();
+    });
+}
+
+#[test]
+fn set_result_vs_blocking_result() {
+    model(|| {
+        let (promise, mut fut) = Promise::<u32>::new();
+        let producer = thread::spawn(move || {
+            promise.set_result(42).unwrap();
+        });
+        assert_eq!(fut.result(None).unwrap(), 42);
+        // The value was moved out: asking again is InvalidState, not a hang.
+        assert!(matches!(fut.result(None), Err(Error::InvalidState(_))));
+        producer.join().unwrap();
+    });
+}
+
+#[test]
+fn abandoned_promise_vs_await() {
+    model(|| {
+        let (promise, fut) = Promise::<u32>::new();
+        let producer = thread::spawn(move || drop(promise));
+        assert!(matches!(block_on(fut), Err(Error::Abandoned)));
+        producer.join().unwrap();
+    });
+}
+
+#[test]
+fn set_error_vs_blocking_exception_then_result() {
+    model(|| {
+        let (promise, mut fut) = Promise::<u32>::new();
+        let producer = thread::spawn(move || {
+            promise.set_error(Error::Interrupted).unwrap();
+        });
+        // exception() waits without taking; the error then stays to be read again by result().
+        assert!(matches!(fut.exception(None), Ok(Some(Error::Interrupted))));
+        assert!(matches!(fut.result(None), Err(Error::Interrupted)));
+        producer.join().unwrap();
+    });
+}
+
+#[test]
+fn two_blocking_exception_waiters_vs_set_error() {
+    // exception() takes &self, so several threads can block in it at once: each must be woken (they
+    // once shared the owner's single waker slot and only the last registered was woken).
+    model(|| {
+        let (promise, fut) = Promise::<u32>::new();
+        let fut = Arc::new(fut);
+        let other = {
+            let fut = fut.clone();
+            thread::spawn(move || {
+                assert!(matches!(fut.exception(None), Ok(Some(Error::Interrupted))))
+            })
+        };
+        let producer = thread::spawn(move || promise.set_error(Error::Interrupted).unwrap());
+        assert!(matches!(fut.exception(None), Ok(Some(Error::Interrupted))));
+        other.join().unwrap();
+        producer.join().unwrap();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 3. add_done_callback racing completion: each callback runs exactly once, in order, with the outcome.
+
+#[test]
+fn callbacks_vs_set_result() {
+    model(|| {
+        let log: Log = Arc::default();
+        let (promise, mut fut) = Promise::<u32>::new();
+        let producer = thread::spawn(move || {
+            promise.set_result(5).unwrap();
+        });
+        fut.add_done_callback(recorder(&log, 1));
+        fut.add_done_callback(recorder(&log, 2));
+        // The owner taking the value concurrently with the callbacks: they still see it by reference.
+        assert_eq!(fut.result(None).unwrap(), 5);
+        // result() returned, so the future is Done and every callback has run.
+        assert_eq!(entries(&log), vec![(1, Ok(5)), (2, Ok(5))]);
+        producer.join().unwrap();
+        // Added after the value was taken: runs at once, told the result is gone.
+        fut.add_done_callback(recorder(&log, 3));
+        let all = entries(&log);
+        assert_eq!(all.len(), 3);
+        assert!(matches!(&all[2], (3, Err(e)) if e.starts_with("InvalidState")));
+    });
+}
+
+#[test]
+fn callbacks_from_two_threads_vs_abandon() {
+    model(|| {
+        let log: Log = Arc::default();
+        let (promise, fut) = Promise::<u32>::new();
+        let fut = Arc::new(fut);
+        let adder = {
+            let (fut, log) = (fut.clone(), log.clone());
+            thread::spawn(move || fut.add_done_callback(recorder(&log, 2)))
+        };
+        let producer = thread::spawn(move || drop(promise));
+        fut.add_done_callback(recorder(&log, 1));
+        adder.join().unwrap();
+        producer.join().unwrap();
+        // Both ran exactly once, whichever thread ran them, with the Abandoned outcome.
+        let mut all = entries(&log);
+        all.sort_by_key(|(tag, _)| *tag);
+        let abandoned = Err(format!("{:?}", Error::Abandoned));
+        assert_eq!(all, vec![(1, abandoned.clone()), (2, abandoned)]);
+        assert!(fut.done() && !fut.cancelled());
+    });
+}
+
+#[test]
+fn late_callback_vs_blocking_result() {
+    // A callback added after the future ended runs at once on the adding thread, re-entering the
+    // Notifying phase; the owner waiting meanwhile must still be woken when it is over.
+    model(|| {
+        let log: Log = Arc::default();
+        let (promise, fut) = Promise::<u32>::new();
+        promise.set_result(3).unwrap();
+        let fut = Arc::new(fut);
+        let adder = {
+            let (fut, log) = (fut.clone(), log.clone());
+            thread::spawn(move || fut.add_done_callback(recorder(&log, 1)))
+        };
+        // exception() only needs &self: it waits for Done without taking the value.
+        assert!(matches!(fut.exception(None), Ok(None)));
+        adder.join().unwrap();
+        assert_eq!(entries(&log), vec![(1, Ok(3))]);
+        drop(promise);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 4. cancel() vs set_result(): exactly one outcome sticks.
+
+#[test]
+fn cancel_vs_set_result() {
+    model(|| {
+        let log: Log = Arc::default();
+        let (promise, mut fut) = Promise::<u32>::new();
+        fut.add_done_callback(recorder(&log, 1));
+        let producer = thread::spawn(move || promise.set_result(9));
+        let cancelled = fut.cancel();
+        let set = producer.join().unwrap();
+        match (cancelled, set) {
+            (true, Err(Error::InvalidState(_))) => {
+                assert!(fut.cancelled());
+                assert!(matches!(fut.result(None), Err(Error::Cancelled)));
+                let cancelled_err = Err(format!("{:?}", Error::Cancelled));
+                assert_eq!(entries(&log), vec![(1, cancelled_err)]);
+            }
+            (false, Ok(())) => {
+                assert!(!fut.cancelled());
+                assert_eq!(fut.result(None).unwrap(), 9);
+                assert_eq!(entries(&log), vec![(1, Ok(9))]);
+            }
+            (c, s) => panic!("both or neither won: cancel={c}, set_result={s:?}"),
+        }
+        assert!(fut.done());
+    });
+}
+
+#[test]
+fn cancel_vs_blocking_exception() {
+    // A successful cancel wakes the owner blocked on the outcome.
+    model(|| {
+        let (promise, fut) = Promise::<u32>::new();
+        let fut = Arc::new(fut);
+        let canceller = {
+            let fut = fut.clone();
+            thread::spawn(move || fut.cancel())
+        };
+        assert!(matches!(fut.exception(None), Err(Error::Cancelled)));
+        assert!(canceller.join().unwrap());
+        assert!(!promise.set_running());
+    });
+}
+
+#[test]
+fn two_cancels() {
+    // Both callers see the future cancelled; the callbacks run once.
+    model(|| {
+        let log: Log = Arc::default();
+        let (promise, fut) = Promise::<u32>::new();
+        fut.add_done_callback(recorder(&log, 1));
+        let fut = Arc::new(fut);
+        let other = {
+            let fut = fut.clone();
+            thread::spawn(move || fut.cancel())
+        };
+        assert!(fut.cancel());
+        assert!(other.join().unwrap());
+        assert_eq!(
+            entries(&log),
+            vec![(1, Err(format!("{:?}", Error::Cancelled)))]
+        );
+        assert!(!promise.set_running());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 5. wait / as_completed over two promises completed from two threads.
+//
+// The producers are not joined: a watch set's wakers all unpark the one waiting thread, so a producer
+// can still be unparking it after `wait` has seen both futures done and returned. With std that is a
+// harmless stray unpark token (every park loop polls again), but loom 0.7 aborts when an unpark reaches
+// a thread blocked in `JoinHandle::join` ("assertion failed: state.notified", tokio-rs/loom#249). loom
+// runs every spawned thread to completion anyway, and the futures' own outcomes (read with the
+// stray-unpark-proof `result`) show the producers finished.
+
+fn two_producers() -> (PoolFuture<u32>, PoolFuture<u32>) {
+    let (pa, a) = Promise::<u32>::new();
+    let (pb, b) = Promise::<u32>::new();
+    thread::spawn(move || pa.set_result(1).unwrap());
+    thread::spawn(move || pb.set_result(2).unwrap());
+    (a, b)
+}
+
+#[test]
+fn wait_all_completed_two_producers() {
+    model_bounded(|| {
+        let (mut a, mut b) = two_producers();
+        let done = wait([&a, &b]).blocking();
+        assert_eq!(done.done.len(), 2);
+        assert!(done.not_done.is_empty());
+        assert!(a.done() && b.done());
+        drop(done);
+        assert_eq!(a.result(Duration::ZERO).unwrap(), 1);
+        assert_eq!(b.result(Duration::ZERO).unwrap(), 2);
+    });
+}
+
+#[test]
+fn wait_all_completed_awaited() {
+    model_bounded(|| {
+        let (mut a, mut b) = two_producers();
+        let done = block_on(async { wait([&a, &b]).await });
+        assert_eq!(done.done.len(), 2);
+        assert!(done.not_done.is_empty());
+        drop(done);
+        assert_eq!(a.result(Duration::ZERO).unwrap(), 1);
+        assert_eq!(b.result(Duration::ZERO).unwrap(), 2);
+    });
+}
+
+#[test]
+fn wait_first_completed_two_producers_then_drop() {
+    // wait returns after the first completion; dropping it unregisters its wakers while the other
+    // producer may be completing (and firing them) at the same moment.
+    model_bounded(|| {
+        let (mut a, mut b) = two_producers();
+        let done = wait([&a, &b])
+            .return_when(ReturnWhen::FirstCompleted)
+            .blocking();
+        assert!(!done.done.is_empty());
+        assert_eq!(done.done.len() + done.not_done.len(), 2);
+        for f in &done.done {
+            assert!(f.done());
+        }
+        drop(done);
+        assert_eq!(a.result(None).unwrap() + b.result(None).unwrap(), 3);
+    });
+}
+
+#[test]
+fn wait_first_completed_vs_cancel() {
+    model(|| {
+        let (pa, a) = Promise::<u32>::new();
+        let (_pb, b) = Promise::<u32>::new();
+        let a = Arc::new(a);
+        {
+            let a = a.clone();
+            thread::spawn(move || assert!(a.cancel()));
+        }
+        let done = wait([&*a, &b])
+            .return_when(ReturnWhen::FirstCompleted)
+            .blocking();
+        // A cancelled future is done, and wakes its waiters.
+        assert_eq!(done.done.len(), 1);
+        assert_eq!(done.done[0].id(), a.id());
+        assert_eq!(done.not_done.len(), 1);
+        drop(done);
+        assert!(a.cancelled() && !b.done());
+        assert!(!pa.set_running());
+    });
+}
+
+#[test]
+fn as_completed_two_producers() {
+    model_bounded(|| {
+        let (a, b) = two_producers();
+        let (ida, idb) = (a.id(), b.id());
+        let mut seen = Vec::new();
+        for f in as_completed([a, b]) {
+            let mut f = f.unwrap();
+            seen.push((f.id(), f.result(Duration::ZERO).unwrap()));
+        }
+        seen.sort();
+        assert_eq!(seen, vec![(ida, 1), (idb, 2)]);
+    });
+}
+
+#[test]
+fn as_completed_stream_two_producers() {
+    use futures::StreamExt;
+    model_bounded(|| {
+        let (a, b) = two_producers();
+        let sum = block_on(async {
+            let mut stream = as_completed([a, b]);
+            let mut sum = 0;
+            while let Some(f) = stream.next().await {
+                sum += f.unwrap().await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(sum, 3);
+    });
+}
