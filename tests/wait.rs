@@ -544,3 +544,42 @@ async fn wait_in_select_is_cancel_safe() {
     let d = wait([&a.future]).await;
     assert_split(&d, &[&a.future], &[]);
 }
+
+// CPython #59 at scale (the "no leak across 100k calls"): 100,000 waits and as_completed
+// streams, each registered on the same pending futures and dropped, leave nothing behind.
+#[test]
+fn a_hundred_thousand_dropped_waits_leave_no_waker_behind() {
+    use concurrent_futures::as_completed;
+    use futures::StreamExt;
+
+    let (pa, a) = Promise::<i32>::new();
+    let (_pb, b) = Promise::<i32>::new();
+    let probe = Arc::new(Probe);
+    let waker = Waker::from(probe.clone());
+    let mut cx = Context::from_waker(&waker);
+    for i in 0..100_000 {
+        if i % 2 == 0 {
+            let mut w = wait([&a, &b]).into_future();
+            assert!(w.poll_unpin(&mut cx).is_pending());
+        } else {
+            let mut s = as_completed([&a, &b]);
+            assert!(s.poll_next_unpin(&mut cx).is_pending());
+        }
+    }
+    drop(waker);
+    assert_eq!(
+        Arc::strong_count(&probe),
+        1,
+        "a dropped wait or as_completed left a registration on a future"
+    );
+    // The futures still work, and wake a fresh waiter.
+    pa.set_result(1).unwrap();
+    assert_eq!(
+        wait([&a, &b])
+            .return_when(ReturnWhen::FirstCompleted)
+            .blocking()
+            .done
+            .len(),
+        1
+    );
+}
