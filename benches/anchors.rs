@@ -3,9 +3,9 @@
 //! Run everything, side by side, with one command:
 //!
 //! ```sh
-//! cargo bench --bench anchors            # full run (~2-3 minutes on 2 cores)
-//! BENCH_QUICK=1 cargo bench --bench anchors   # smoke run: counts / 10, 3 repetitions
-//! cargo bench --bench anchors -- 1 3     # only sections 1 and 3
+//! cargo bench --bench anchors                 # full run (~100 s on 2 cores; report on stdout)
+//! BENCH_QUICK=1 cargo bench --bench anchors   # smoke run: counts / 10, 3 repetitions (~10 s)
+//! cargo bench --bench anchors -- 1 3          # only sections 1 and 3
 //! ```
 //!
 //! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
@@ -88,7 +88,7 @@ impl Cfg {
             pi_tasks: 8,
             pi_terms: 20_000_000 / scale,
             py_pi_terms: 1_000_000 / scale,
-            py_reps: if quick { 2 } else { reps.min(5) },
+            py_reps: if quick { 2 } else { reps.min(3) },
         }
     }
 
@@ -101,33 +101,60 @@ impl Cfg {
 // Measurement and results
 // ---------------------------------------------------------------------------------------------------
 
-/// Seconds per operation: the median and the minimum over the repetitions.
-#[derive(Clone, Copy, Debug)]
+/// Seconds per operation: the median and the minimum over the repetitions, and the CPU time the whole
+/// process used per operation (median; every thread: the caller's, the pool's, and any spinning).
+#[derive(Clone, Debug)]
 struct Stat {
     median: f64,
     min: f64,
+    cpu: Option<f64>,
+    /// Every sample, in order, seconds per operation (for the log).
+    samples: Vec<f64>,
+}
+
+impl Stat {
+    fn one(x: f64) -> Stat {
+        Stat {
+            median: x,
+            min: x,
+            cpu: None,
+            samples: vec![x],
+        }
+    }
 }
 
 /// Warm up, then take `reps` samples. Each sample runs `ops` operations and returns the time it
-/// measured itself (so per-sample setup stays out of the timing).
+/// measured itself (so per-sample setup stays out of the timing). The CPU time is measured around the
+/// whole sample, setup included.
 fn bench(cfg: &Cfg, ops: u64, mut sample: impl FnMut() -> Duration) -> Stat {
     for _ in 0..cfg.warmup {
         black_box(sample());
     }
-    let mut xs: Vec<f64> = (0..cfg.reps)
-        .map(|_| sample().as_secs_f64() / ops as f64)
-        .collect();
+    let (mut samples, mut cpu) = (Vec::new(), Vec::new());
+    // The kernel brings a thread's CPU time up to date only when it leaves the CPU (or at a tick), so
+    // let spinning threads go to sleep before each reading; their tail spin is counted, as it is spent.
+    let settle = || std::thread::sleep(Duration::from_millis(2));
+    for _ in 0..cfg.reps {
+        settle();
+        let c0 = process_cpu_ns();
+        samples.push(sample().as_secs_f64() / ops as f64);
+        settle();
+        cpu.push((process_cpu_ns() - c0) as f64 * 1e-9 / ops as f64);
+    }
+    let mut xs = samples.clone();
     xs.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
     Stat {
         median: median(&xs),
         min: xs[0],
+        cpu: Some(median(&cpu)),
+        samples,
     }
 }
 
 /// A single sample, no warm-up: for a row too slow to repeat.
 fn bench_once(ops: u64, sample: impl FnOnce() -> Duration) -> Stat {
-    let x = sample().as_secs_f64() / ops as f64;
-    Stat { median: x, min: x }
+    Stat::one(sample().as_secs_f64() / ops as f64)
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -149,10 +176,13 @@ struct Results {
 
 impl Results {
     fn time(&mut self, key: &str, stat: Stat) {
+        let samples: Vec<String> = stat.samples.iter().map(|&x| fmt_time(x)).collect();
         let line = format!(
-            "  {key:<28} median {:>10}/op  min {:>10}/op\n",
+            "  {key:<28} median {:>10}/op  min {:>10}/op  cpu {:>10}/op  samples [{}]\n",
             fmt_time(stat.median),
-            fmt_time(stat.min)
+            fmt_time(stat.min),
+            stat.cpu.map_or("—".into(), fmt_time),
+            samples.join(", ")
         );
         eprint!("{line}");
         self.times.insert(key.to_owned(), stat);
@@ -165,7 +195,7 @@ impl Results {
     }
 
     fn t(&self, key: &str) -> Option<Stat> {
-        self.times.get(key).copied()
+        self.times.get(key).cloned()
     }
 
     fn v(&self, key: &str) -> Option<f64> {
@@ -260,15 +290,19 @@ fn proc_status_kb(field: &str) -> u64 {
         * 1024
 }
 
-/// CPU time of every thread of this process, in nanoseconds (from /proc/self/task/*/schedstat).
+/// CPU time of every thread of this process so far, in nanoseconds (`CLOCK_PROCESS_CPUTIME_ID`: exact,
+/// where /proc's per-thread schedstat lags for threads that spin without leaving the CPU).
 fn process_cpu_ns() -> u64 {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1281,7 +1315,17 @@ fn python(cfg: &Cfg, r: &mut Results) -> Option<String> {
         match (it.next(), it.next(), it.next(), it.next()) {
             (Some("TIME"), Some(key), Some(med), Some(min)) => {
                 if let (Ok(median), Ok(min)) = (med.parse(), min.parse()) {
-                    r.time(key, Stat { median, min });
+                    let cpu = it.next().and_then(|c| c.parse().ok());
+                    let samples = vec![median];
+                    r.time(
+                        key,
+                        Stat {
+                            median,
+                            min,
+                            cpu,
+                            samples,
+                        },
+                    );
                 }
             }
             (Some("VALUE"), Some(key), Some(v), None) => {
@@ -1317,11 +1361,19 @@ fn label_of<'a>(lines: &'a [Line], key: &str) -> &'a str {
         .map_or("?", |l| l.1.split(" (").next().unwrap_or(l.1))
 }
 
-fn time_table(out: &mut String, r: &Results, lines: &[Line]) {
-    out.push_str("| | median/op | min/op | median vs anchor |\n|---|---:|---:|---|\n");
+/// A table of per-operation times; with `cpu`, also the CPU time the process used per operation.
+fn time_table(out: &mut String, r: &Results, lines: &[Line], cpu: bool) {
+    if cpu {
+        out.push_str(
+            "| | median/op | min/op | CPU/op | median vs anchor |\n|---|---:|---:|---:|---|\n",
+        );
+    } else {
+        out.push_str("| | median/op | min/op | median vs anchor |\n|---|---:|---:|---|\n");
+    }
     for &(key, label, anchor) in lines {
         let Some(s) = r.t(key) else {
-            out.push_str(&format!("| {label} | — | — | not run |\n"));
+            let dashes = if cpu { "— | — | —" } else { "— | —" };
+            out.push_str(&format!("| {label} | {dashes} | not run |\n"));
             continue;
         };
         let vs = match anchor.and_then(|a| ratio(r, key, a).map(|x| (a, x))) {
@@ -1329,8 +1381,13 @@ fn time_table(out: &mut String, r: &Results, lines: &[Line]) {
             None if anchor.is_none() => "anchor".to_owned(),
             None => "anchor not measured".to_owned(),
         };
+        let cpu_col = if cpu {
+            format!(" {} |", s.cpu.map_or("—".into(), fmt_time))
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "| {label} | {} | {} | {vs} |\n",
+            "| {label} | {} | {} |{cpu_col} {vs} |\n",
             fmt_time(s.median),
             fmt_time(s.min)
         ));
@@ -1397,7 +1454,7 @@ fn print_section1(out: &mut String, cfg: &Cfg, r: &Results) {
         "### 1. Round trip of a trivial task, sequential ×{}\n\nPools of 2 threads; one task in flight at a time.\n\n",
         cfg.rt_n
     ));
-    time_table(out, r, S1);
+    time_table(out, r, S1, true);
     let idle = |k: &str| r.v(k).map_or("—".into(), |v| format!("{v:.2} %"));
     out.push_str(&format!(
         "Idle CPU of the whole process over 1 s with 2 idle workers: cf {}, rayon {} (of one core).\n\n",
@@ -1411,7 +1468,7 @@ fn print_section2(out: &mut String, cfg: &Cfg, r: &Results) {
         "### 2. Throughput: {} trivial tasks submitted at once, then all awaited, 2 workers\n\n",
         cfg.tp_n
     ));
-    out.push_str("| | median total | tasks/s (median) | best tasks/s | vs `blocking::unblock` (tasks/s) | peak RSS / queued task | peak RSS / task, workers draining |\n|---|---:|---:|---:|---|---:|---:|\n");
+    out.push_str("| | median total | tasks/s (median) | best tasks/s | CPU/task | vs `blocking::unblock` (tasks/s) | peak RSS / queued task | peak RSS / task, workers draining |\n|---|---:|---:|---:|---:|---|---:|---:|\n");
     let lines: &[(&str, &str, &str)] = &[
         ("s2.cf_await", "cf, submit all then `.await` each", "cf"),
         ("s2.cf_block", "cf, submit all then `result()` each", "cf"),
@@ -1431,20 +1488,21 @@ fn print_section2(out: &mut String, cfg: &Cfg, r: &Results) {
     let bytes = |k: String| r.v(&k).map_or("—".into(), |v| format!("{v:.0} B"));
     for &(key, label, kind) in lines {
         let Some(s) = r.t(key) else {
-            out.push_str(&format!("| {label} | — | — | — | not run | — | — |\n"));
+            out.push_str(&format!("| {label} | — | — | — | — | not run | — | — |\n"));
             continue;
         };
         let vs = ratio(r, "s2.unblock", key).map_or("—".into(), |x| format!("{x:.2}×"));
         out.push_str(&format!(
-            "| {label} | {} | {} | {} | {vs} | {} | {} |\n",
+            "| {label} | {} | {} | {} | {} | {vs} | {} | {} |\n",
             fmt_time(s.median * cfg.tp_n as f64),
             fmt_rate(1.0 / s.median),
             fmt_rate(1.0 / s.min),
+            s.cpu.map_or("—".into(), fmt_time),
             bytes(format!("s2.rss_gated_{kind}")),
             bytes(format!("s2.rss_free_{kind}")),
         ));
     }
-    out.push_str("\nPeak RSS: growth of VmHWM over VmRSS just before submitting, in a fresh child process, divided by the task count, handles (futures/receivers) kept in a `Vec` as a caller would; median of 3 runs. \"Queued\": both workers held busy until every task is queued.\n\n");
+    out.push_str("\nPeak RSS: growth of VmHWM over VmRSS just before submitting, in a fresh child process, divided by the task count, handles (futures/receivers) kept in a `Vec` as a caller would; median of 3 runs (Python: 1 run). CPU/task: CPU time of the whole process (all threads) per task. \"Queued\": both workers held busy until every task is queued.\n\n");
 }
 
 const S3_DONE: &[Line] = &[
@@ -1549,11 +1607,11 @@ fn print_section3(out: &mut String, cfg: &Cfg, r: &Results) {
     out.push_str(&format!(
         "### 3. `as_completed` and `wait`\n\n**3a. Drain {n} futures that are all done already** (per future; timing covers building the set, yielding every future and taking its value, and dropping the set)\n\n"
     ));
-    time_table(out, r, S3_DONE);
+    time_table(out, r, S3_DONE, false);
     out.push_str(&format!(
         "**3b. Submit {n} trivial tasks to 2 workers and drain them in completion order** (per future, submission included)\n\n"
     ));
-    time_table(out, r, S3_LIVE);
+    time_table(out, r, S3_LIVE, false);
     let growth = |big: &str, small: &str| match (r.t(big), r.t(small)) {
         (Some(b), Some(s)) => format!(
             "{} → {} per future ({:.2}×)",
@@ -1574,9 +1632,9 @@ fn print_section3(out: &mut String, cfg: &Cfg, r: &Results) {
         "**3c. `wait(FIRST_COMPLETED)` over {} pending futures + 1 done (last in the list)** (per call, each on a fresh set)\n\n",
         cfg.wait_n
     ));
-    time_table(out, r, S3_WAIT);
+    time_table(out, r, S3_WAIT, false);
     out.push_str("The same where the one future finishes only after the first poll (every pending future is watched, then unwatched):\n\n");
-    time_table(out, r, S3_WAIT_LATE);
+    time_table(out, r, S3_WAIT_LATE, false);
 }
 
 fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
@@ -1651,6 +1709,7 @@ fn print_section6(out: &mut String, cfg: &Cfg, r: &Results) {
                 Some("s6.park"),
             ),
         ],
+        true,
     );
 }
 
@@ -1804,11 +1863,13 @@ fn machine_facts(python: Option<&str>) -> String {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown".into());
+    let dir = env!("CARGO_MANIFEST_DIR");
     format!(
-        "- cores: {} ({cpu})\n- {}\n- {}\n",
+        "- cores: {} ({cpu})\n- {}\n- {}\n- source: commit {}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cmd("rustc", &["--version"]),
         python.unwrap_or("python3: not found"),
+        cmd("git", &["-C", dir, "describe", "--always", "--dirty"]),
     )
 }
 

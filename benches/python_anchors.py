@@ -33,15 +33,22 @@ def pi_series(terms):
 
 
 def bench(reps, ops, sample, warmup=1):
-    """Warm up, then `reps` samples; each sample returns the seconds it measured itself."""
+    """Warm up, then `reps` samples; each sample returns the seconds it measured itself. Returns the
+    median and min seconds per op, and the median CPU seconds per op of the whole process (all threads,
+    measured around the whole sample)."""
     for _ in range(warmup):
         sample()
-    xs = sorted(sample() / ops for _ in range(reps))
-    return statistics.median(xs), xs[0]
+    xs, cpu = [], []
+    for _ in range(reps):
+        c0 = time.process_time()
+        xs.append(sample() / ops)
+        cpu.append((time.process_time() - c0) / ops)
+    xs.sort()
+    return statistics.median(xs), xs[0], statistics.median(cpu)
 
 
 def emit_time(key, stat):
-    print(f"TIME {key} {stat[0]:.6e} {stat[1]:.6e}", flush=True)
+    print(f"TIME {key} {stat[0]:.6e} {stat[1]:.6e} {stat[2]:.6e}", flush=True)
 
 
 def emit_value(key, value):
@@ -86,19 +93,15 @@ def throughput(args):
 
         emit_time("s2.py", bench(args.reps, n, sample))
     for mode in ("gated", "free"):
-        xs = []
-        for _ in range(3):
-            out = subprocess.run(
-                [sys.executable, __file__, "--rss-probe", str(n), mode],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout
-            for line in out.splitlines():
-                if line.startswith("PROBE "):
-                    xs.append(float(line.split()[1]))
-        if xs:
-            emit_value(f"s2.rss_{mode}_py", statistics.median(xs))
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-probe", str(n), mode],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        for line in out.splitlines():
+            if line.startswith("PROBE "):
+                emit_value(f"s2.rss_{mode}_py", float(line.split()[1]))
 
 
 def status_bytes(field):

@@ -40,6 +40,23 @@ impl Wake for Node {
     }
 }
 
+/// Keeps the first of any duplicates. Futures are usually given in submission order, whose ids
+/// increase, so the common case is one pass without hashing.
+fn dedupe<F: Watch>(futures: Vec<F>) -> Vec<Option<F>> {
+    let increasing = futures
+        .windows(2)
+        .all(|w| w[0].watched().identity() < w[1].watched().identity());
+    if increasing {
+        return futures.into_iter().map(Some).collect();
+    }
+    let mut seen = HashSet::with_capacity(futures.len());
+    futures
+        .into_iter()
+        .filter(|f| seen.insert(f.watched().identity()))
+        .map(Some)
+        .collect()
+}
+
 /// Where one watched future stands.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
@@ -73,17 +90,12 @@ enum Phase {
 impl<F: Watch> WatchSet<F> {
     /// Collects the futures, keeping the first of any duplicates.
     pub(crate) fn new(futures: impl IntoIterator<Item = F>) -> Self {
-        let mut seen = HashSet::new();
-        let futures: Vec<Option<F>> = futures
-            .into_iter()
-            .filter(|f| seen.insert(f.watched().identity()))
-            .map(Some)
-            .collect();
+        let futures = dedupe(futures.into_iter().collect());
         let n = futures.len();
         WatchSet {
             futures,
             slots: vec![Slot::Watching(None); n],
-            wakers: vec![None; n],
+            wakers: Vec::new(),
             queue: Arc::new(ReadyQueue {
                 inner: Mutex::new(Ready {
                     indices: VecDeque::new(),
@@ -131,6 +143,7 @@ impl<F: Watch> WatchSet<F> {
         }
         if self.phase == Phase::Checked {
             self.phase = Phase::Registered;
+            self.wakers.resize(self.futures.len(), None);
             for i in 0..self.futures.len() {
                 self.poll_one(i, out);
             }
@@ -208,7 +221,9 @@ impl<F: Watch> WatchSet<F> {
     /// Takes the future at `i` out of the set (it stops being watched).
     pub(crate) fn take(&mut self, i: usize) -> F {
         self.unwatch(i);
-        self.wakers[i] = None;
+        if let Some(w) = self.wakers.get_mut(i) {
+            *w = None;
+        }
         self.futures[i].take().expect("each future is taken once")
     }
 

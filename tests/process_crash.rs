@@ -375,7 +375,10 @@ fn terminate_and_kill_workers() -> Result<(), Error> {
         if terminate {
             pool.kill_workers(); // before any worker started: no signal, no error
         }
-        let pool = ProcessPoolExecutor::new(2)?;
+        // One worker, so `queued` stays queued: with two, the second worker could start and take it
+        // before `terminate_workers()` (a race under load). Terminating a worker that is still
+        // starting is covered in process_regressions.rs.
+        let pool = ProcessPoolExecutor::new(1)?;
         let mut gate = Gate::new();
         let mut running = pool.submit(gated_forever, gate.path())?;
         gate.wait_started();

@@ -142,7 +142,7 @@ impl<T> PoolFuture<T> {
 
     /// Whether the future has ended: finished with a value or an error, or cancelled.
     pub fn done(&self) -> bool {
-        matches!(self.cell.core.phase(), Phase::Ended(_))
+        self.cell.core.has_ended()
     }
 
     /// Waits for the outcome and takes it: the value, the task's error, or [`Error::Cancelled`].

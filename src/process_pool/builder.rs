@@ -117,24 +117,25 @@ impl ProcessPoolBuilder {
     }
 
     /// How long a new worker may take to answer the handshake before the pool gives up on it and
-    /// breaks (default 10 s). It never waits forever.
+    /// breaks (default 10 s). It never waits forever. Must not be zero.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
     }
 
-    /// The largest encoded argument or result, in bytes (default 1 GiB, at most 4 GiB). A value over it
-    /// fails its own task with [`Error::Serialization`].
+    /// The largest encoded argument or result, in bytes (default 1 GiB, at least 4 KiB, at most
+    /// 4 GiB). A value over it fails its own task with [`Error::Serialization`]; a panic or error
+    /// message over it is cut short.
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
-        self.frame_cap = bytes.min(u32::MAX as usize);
+        self.frame_cap = bytes.clamp(super::wire::MIN_MAX_FRAME, u32::MAX as usize);
         self
     }
 
     /// Builds the pool. No process starts until the first submit.
     ///
-    /// Fails with [`Error::InvalidArgument`] for a zero `max_workers` or `max_tasks_per_child`, and
-    /// with [`Error::ProcessSetup`] in a process that was started as a worker but is running `main`
-    /// (which would otherwise start workers of its own, recursively).
+    /// Fails with [`Error::InvalidArgument`] for a zero `max_workers`, `max_tasks_per_child` or
+    /// `handshake_timeout`, and with [`Error::ProcessSetup`] in a process that was started as a
+    /// worker but is running `main` (which would otherwise start workers of its own, recursively).
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         // Keep the worker entry (a constructor) linked into every program that builds a pool.
         std::hint::black_box(&super::entry::WORKER_ENTRY);
@@ -159,6 +160,13 @@ impl ProcessPoolBuilder {
         if self.max_tasks_per_child == Some(0) {
             return Err(Error::InvalidArgument(
                 "max_tasks_per_child must be >= 1".into(),
+            ));
+        }
+        // Review fix: std cannot set a zero read timeout (the error was ignored), which left the
+        // handshake read with no timeout at all: a worker that never answered hung its driver.
+        if self.handshake_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "handshake_timeout must be greater than 0".into(),
             ));
         }
         let init = self.init.transpose()?;

@@ -47,6 +47,12 @@ pub(crate) fn serve() -> i32 {
         return EXIT_SETUP;
     };
     if os::die_with_parent() != parent {
+        // Also what a program started with a stray marker in its environment sees: say why it exits
+        // before `main` (review fix: it exited silently).
+        eprintln!(
+            "concurrent_futures: started as a process-pool worker of pid {parent}, which is not \
+             this process's parent (it died, or {MARKER} was set by hand); exiting"
+        );
         return EXIT_ORPHAN;
     }
     os::ignore_sigpipe();
@@ -81,11 +87,18 @@ pub(crate) fn serve() -> i32 {
         out.extend_from_slice(&[0; wire::HEADER]);
         tramp(func, arg, &mut out);
         if let Err(len) = wire::seal(&mut out, cap) {
-            out.truncate(wire::HEADER);
-            out.push(reply::RESULT_ENCODE);
-            let msg = format!("the result is {len} bytes, over the frame size cap of {cap} bytes");
-            out.extend_from_slice(msg.as_bytes());
-            wire::seal(&mut out, cap).expect("a short message fits");
+            // A value over the cap becomes an encoding error; a message (a panic's or an error's
+            // text) keeps its kind and is cut to fit (review fix: it was reported as an oversized
+            // result). The cap is at least `MIN_MAX_FRAME`, so the cut leaves the tag and some text.
+            if out[wire::HEADER] == reply::VALUE {
+                out.truncate(wire::HEADER);
+                out.push(reply::RESULT_ENCODE);
+                let msg =
+                    format!("the result is {len} bytes, over the frame size cap of {cap} bytes");
+                out.extend_from_slice(msg.as_bytes());
+            }
+            out.truncate(wire::HEADER + cap);
+            wire::seal(&mut out, cap).expect("cut to the cap");
         }
         // The task's prints reach the parent's stdout before its result does.
         let _ = io::stdout().flush();

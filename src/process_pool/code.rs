@@ -6,7 +6,7 @@
 //! minus the address of [`anchor`]. ASLR moves the whole image by one amount, so in a worker running the
 //! *same build* the offsets name the same code. The handshake (`handshake.rs`) proves it is the same
 //! build before any offset is trusted; both sides also check that every address lies inside the
-//! executable's own mapping (a function from a shared library is refused at submit with
+//! executable's own code mappings (a function from a shared library is refused at submit with
 //! [`Error::ProcessSetup`]).
 //!
 //! The trampoline decodes the argument, calls the function under `catch_unwind`, and writes a reply
@@ -39,61 +39,85 @@ fn base() -> usize {
     anchor as fn() -> u64 as usize
 }
 
-/// The address range of the mapped executable file that holds [`anchor`], from `/proc/self/maps`.
-fn image() -> &'static Option<Range<usize>> {
-    static IMAGE: OnceLock<Option<Range<usize>>> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-        let at = base();
-        let parse = |line: &str| -> Option<(Range<usize>, String)> {
-            let mut cols = line.split_whitespace();
-            let (lo, hi) = cols.next()?.split_once('-')?;
-            let range = usize::from_str_radix(lo, 16).ok()?..usize::from_str_radix(hi, 16).ok()?;
-            let _perms = cols.next()?;
-            let _offset = cols.next()?;
-            let dev = cols.next()?;
-            let inode = cols.next()?;
-            Some((range, format!("{dev} {inode}")))
-        };
-        let (_, file) = maps
-            .lines()
-            .filter_map(parse)
-            .find(|(r, _)| r.contains(&at))?;
-        let mut whole: Option<Range<usize>> = None;
-        for (r, f) in maps.lines().filter_map(parse) {
-            if f == file {
-                whole = Some(match whole {
-                    None => r,
-                    Some(w) => w.start.min(r.start)..w.end.max(r.end),
-                });
-            }
-        }
-        whole
+/// The code of the object file that holds [`anchor`] (the program itself, unless this crate is
+/// linked into a shared library).
+pub(crate) struct Image {
+    /// `dev inode` of that file as `/proc/self/maps` shows them; part of the handshake's identity.
+    pub(crate) file: String,
+    /// Its mappings with execute permission: where its functions are.
+    text: Vec<Range<usize>>,
+}
+
+impl Image {
+    fn contains(&self, addr: usize) -> bool {
+        self.text.iter().any(|r| r.contains(&addr))
+    }
+}
+
+/// This process's [`Image`], from `/proc/self/maps` (read once).
+pub(crate) fn image() -> Option<&'static Image> {
+    static IMAGE: OnceLock<Option<Image>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| image_in(&std::fs::read_to_string("/proc/self/maps").ok()?, base()))
+        .as_ref()
+}
+
+/// The [`Image`] holding address `at`, given the text of `/proc/self/maps`.
+///
+/// Review fix: only *executable* mappings of that file count, and the file must be a real one
+/// (inode ≠ 0). This used to take the span from the lowest to the highest mapping of the inode, but
+/// the same file may also be mapped elsewhere: std's backtrace symbolizer maps the executable again,
+/// read-only, next to the shared libraries, after which the span covered the heap, thread stacks and
+/// libraries, and a function from a library (whose offset means nothing in a worker) passed.
+fn image_in(maps: &str, at: usize) -> Option<Image> {
+    struct Mapping<'a> {
+        range: Range<usize>,
+        exec: bool,
+        file: (&'a str, &'a str),
+    }
+    fn parse(line: &str) -> Option<Mapping<'_>> {
+        let mut cols = line.split_whitespace();
+        let (lo, hi) = cols.next()?.split_once('-')?;
+        let range = usize::from_str_radix(lo, 16).ok()?..usize::from_str_radix(hi, 16).ok()?;
+        let exec = cols.next()?.as_bytes().get(2) == Some(&b'x');
+        let _offset = cols.next()?;
+        let file = (cols.next()?, cols.next()?);
+        Some(Mapping { range, exec, file })
+    }
+    let maps: Vec<Mapping<'_>> = maps.lines().filter_map(parse).collect();
+    let home = maps.iter().find(|m| m.range.contains(&at))?;
+    if !home.exec || home.file.1 == "0" {
+        return None;
+    }
+    Some(Image {
+        file: format!("{} {}", home.file.0, home.file.1),
+        text: maps
+            .iter()
+            .filter(|m| m.exec && m.file == home.file)
+            .map(|m| m.range.clone())
+            .collect(),
     })
 }
 
-/// An address as an offset from the base, if it lies in the executable.
+/// An address as an offset from the base, if it lies in the executable's code.
 pub(crate) fn offset_of(addr: usize) -> Result<u64, Error> {
     match image() {
-        Some(r) if r.contains(&addr) => Ok(addr.wrapping_sub(base()) as u64),
+        Some(i) if i.contains(addr) => Ok(addr.wrapping_sub(base()) as u64),
         Some(_) => Err(Error::ProcessSetup(
             "the task function is not part of the executable (a shared library?); process-pool \
              tasks must be functions compiled into the program itself"
                 .into(),
         )),
         None => Err(Error::ProcessSetup(
-            "could not find the executable's mapping in /proc/self/maps".into(),
+            "could not find the executable's code mapping in /proc/self/maps".into(),
         )),
     }
 }
 
-/// The address an offset names in this process, if it lies in the executable.
+/// The address an offset names in this process, if it lies in the executable's code.
 pub(crate) fn address_of(offset: u64) -> Option<usize> {
     let addr = base().wrapping_add(offset as usize);
-    match image() {
-        Some(r) if r.contains(&addr) => Some(addr),
-        _ => None,
-    }
+    image().filter(|i| i.contains(addr)).map(|_| addr)
 }
 
 /// Offsets of a few items, compared in the handshake: a different build lays them out differently.
@@ -325,4 +349,60 @@ pub(crate) fn decode_single<R: DeserializeOwned>(
     items: usize,
 ) -> Result<ChunkOut<R>, Error> {
     decode_one(body, items).map(ChunkOut::One)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PIE program, its heap, a library loaded later, and a second read-only mapping of the
+    /// program's own file (what std's backtrace symbolizer adds), above that library.
+    const MAPS: &str = "\
+55b1db320000-55b1db338000 r--p 00000000 fe:00 10068089                   /x/prog
+55b1db338000-55b1db37f000 r-xp 00017000 fe:00 10068089                   /x/prog
+55b1db37f000-55b1db383000 r--p 0005d000 fe:00 10068089                   /x/prog
+55b1db383000-55b1db385000 rw-p 00060000 fe:00 10068089                   /x/prog
+55b1dc000000-55b1dc100000 rw-p 00000000 00:00 0                          [heap]
+7f994c000000-7f994c100000 r-xp 00001000 fe:00 555                        /x/libplugin.so
+7f994d000000-7f994d472000 r--p 00000000 fe:00 10068089                   /x/prog
+7f994d600000-7f994d700000 rwxp 00000000 00:00 0
+";
+
+    #[test]
+    fn only_the_executable_mappings_of_the_anchors_file_count() {
+        let image = image_in(MAPS, 0x55b1db340000).expect("found");
+        assert_eq!(image.file, "fe:00 10068089");
+        assert!(image.contains(0x55b1db338000) && image.contains(0x55b1db37efff));
+        for outside in [
+            0x55b1db320010, // the program's read-only data
+            0x55b1db384000, // its writable data
+            0x55b1dc000010, // the heap
+            0x7f994c000100, // a library
+            0x7f994d000100, // the symbolizer's copy of the program
+        ] {
+            assert!(!image.contains(outside), "{outside:#x}");
+        }
+        // Not executable, or not file-backed: no image at all (tasks are then refused).
+        assert!(image_in(MAPS, 0x55b1db320010).is_none());
+        assert!(image_in(MAPS, 0x7f994d600100).is_none());
+    }
+
+    #[test]
+    fn the_live_image_holds_our_code_and_nothing_else() {
+        // Map the executable a second time, as a panic's backtrace does, then read the maps afresh.
+        let bt = std::backtrace::Backtrace::force_capture();
+        let _ = bt.to_string();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let image = image_in(&maps, base()).expect("the anchor is in an executable mapping");
+        assert!(image.contains(base()));
+        assert!(image.contains(run_one::<u64, u64> as Trampoline as usize));
+        assert!(
+            !image.contains(libc::labs as *const () as usize),
+            "a libc function"
+        );
+        let heap = Box::new(0u8);
+        assert!(!image.contains(&*heap as *const u8 as usize), "the heap");
+        let stack = 0u8;
+        assert!(!image.contains(&stack as *const u8 as usize), "a stack");
+    }
 }

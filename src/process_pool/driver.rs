@@ -12,9 +12,12 @@
 //!
 //! Why a thread per worker: the driver is always blocked in one `read` on its worker's socket, so a
 //! death (even of an idle worker) is seen at once as end-of-file, with no polling; the kernel closes the
-//! socket when the process dies, whatever killed it. The thread also owns the process for its whole
+//! socket when the process dies, whatever killed it. That read also waits on the worker's pidfd
+//! (`Proc::channel`), because a process that inherited the worker's end (a task's fork without exec)
+//! keeps the socket open after the worker died. The thread also owns the process for its whole
 //! life, which `PR_SET_PDEATHSIG` needs (it fires when the *thread* that spawned the child exits).
 
+use std::cell::Cell;
 use std::io;
 use std::mem;
 use std::sync::Arc;
@@ -26,6 +29,17 @@ use super::shared::{Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Sl
 use super::wire::FrameReader;
 use super::WorkerDeath;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, WorkerExit};
+
+thread_local! {
+    /// The pool (address of its `Shared`) this thread is a counted driver of, 0 if none: a
+    /// `shutdown()` from a done callback running here must not wait for its own driver.
+    static DRIVING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether the current thread is one of `shared`'s live (counted) drivers.
+pub(crate) fn is_driving(shared: &Arc<Shared>) -> bool {
+    DRIVING.with(|d| d.get() == Arc::as_ptr(shared) as usize)
+}
 
 /// Starts a driver thread (with the pool locked, so the count cannot overshoot).
 pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> io::Result<()> {
@@ -109,7 +123,7 @@ fn take_next(shared: &Shared, slot: usize, st: &mut PoolState) -> Next {
     }
 }
 
-/// The driver leaves the pool: its slot is freed and, if it was the last, shutdowns are woken.
+/// The driver leaves the pool: its slot is freed and shutdowns are woken. Runs on the driver thread.
 fn leave(shared: &Shared, slot: usize, st: &mut PoolState) -> Vec<std::task::Waker> {
     st.slots[slot] = Slot {
         phase: Phase::Gone,
@@ -117,10 +131,13 @@ fn leave(shared: &Shared, slot: usize, st: &mut PoolState) -> Vec<std::task::Wak
     };
     st.idle.retain(|&i| i != slot);
     st.drivers -= 1;
+    DRIVING.with(|d| d.set(0));
+    // Every departure, not only the last: a `shutdown()` called from a done callback on another
+    // driver waits for all drivers but its own (review fix: it was never woken, and hung).
+    shared.exited.notify_all();
     if st.drivers > 0 {
         return Vec::new();
     }
-    shared.exited.notify_all();
     if !matches!(st.lifecycle, Lifecycle::Open) {
         shared.timer.close();
     }
@@ -129,6 +146,7 @@ fn leave(shared: &Shared, slot: usize, st: &mut PoolState) -> Vec<std::task::Wak
 
 impl Driver {
     fn run(mut self) {
+        DRIVING.with(|d| d.set(Arc::as_ptr(&self.shared) as usize));
         let mut guard = PanicGuard {
             shared: self.shared.clone(),
             slot: self.slot,
@@ -144,15 +162,19 @@ impl Driver {
                 // Under the resilient policy a worker that *died* while starting (killed from outside,
                 // say) is retried a few times before the pool gives up; a refused handshake or a
                 // failing initializer is not.
-                Err((_, true))
+                Err(StartError::Failed(_, true))
                     if self.shared.config.on_worker_death == WorkerDeath::Respawn
                         && failed_starts < MAX_START_RETRIES =>
                 {
                     failed_starts += 1;
                     continue;
                 }
-                Err((cause, _)) => {
+                Err(StartError::Failed(cause, _)) => {
                     self.fail_start(cause);
+                    break;
+                }
+                Err(StartError::Stopped) => {
+                    self.stopped_while_starting();
                     break;
                 }
             };
@@ -166,11 +188,11 @@ impl Driver {
 
     /// Spawns a worker process and shakes hands with it (and runs the initializer). On failure, also
     /// says whether the worker died on its own (worth a retry under the resilient policy).
-    fn start(&mut self) -> Result<Arc<Proc>, (BrokenCause, bool)> {
+    fn start(&mut self) -> Result<Arc<Proc>, StartError> {
         let config = &self.shared.config;
         let proc = Proc::spawn(&config.env, config.frame_cap).map_err(|e| {
             let cause = BrokenCause::StartFailed(format!("could not start /proc/self/exe: {e}"));
-            (cause, false)
+            StartError::Failed(cause, false)
         })?;
         let broken = {
             let mut st = self.shared.lock();
@@ -186,23 +208,34 @@ impl Driver {
             Ok(()) => Ok(proc),
             Err(failure) => {
                 proc.kill(KillReason::Protocol("handshake".into()), libc::SIGKILL);
-                let (status, _) = proc.reap();
+                let (status, kill) = proc.reap();
                 self.shared.lock().slots[self.slot].proc = None;
+                // The pool itself stopped this worker (`terminate_workers`/`kill_workers`, or another
+                // worker broke the pool): not a start-up failure. Review fix: a forced shutdown used
+                // to turn the pool Broken, or, under the resilient policy, start a new worker.
+                if matches!(kill, Some(KillReason::Forced | KillReason::PoolBroken)) {
+                    return Err(StartError::Stopped);
+                }
                 let exit = WorkerExit {
                     pid: proc.pid,
                     status,
                 };
                 let broken = matches!(self.shared.lock().lifecycle, Lifecycle::Broken(_));
                 Err(match failure {
-                    Failure::Start(msg, true) => {
-                        (BrokenCause::StartFailed(format!("{msg} ({exit})")), !broken)
+                    Failure::Start(msg, true) => StartError::Failed(
+                        BrokenCause::StartFailed(format!("{msg} ({exit})")),
+                        !broken,
+                    ),
+                    Failure::Start(msg, false) => {
+                        StartError::Failed(BrokenCause::StartFailed(msg), false)
                     }
-                    Failure::Start(msg, false) => (BrokenCause::StartFailed(msg), false),
-                    Failure::Init(msg, true) => (
+                    Failure::Init(msg, true) => StartError::Failed(
                         BrokenCause::InitializerFailed(format!("{msg} ({exit})")),
                         !broken,
                     ),
-                    Failure::Init(msg, false) => (BrokenCause::InitializerFailed(msg), false),
+                    Failure::Init(msg, false) => {
+                        StartError::Failed(BrokenCause::InitializerFailed(msg), false)
+                    }
                 })
             }
         }
@@ -247,7 +280,7 @@ impl Driver {
             )
         };
         proc.send(init).map_err(died)?;
-        let body = self.reader.read_frame(&proc.stream).map_err(died)?;
+        let body = self.reader.read_frame(proc.channel()).map_err(died)?;
         code::decode_one::<()>(body, 1).map_err(|e| {
             let msg = match e {
                 Error::Failed(e) => e.to_string(),
@@ -270,6 +303,28 @@ impl Driver {
         after.run();
     }
 
+    /// The pool stopped the worker this driver was starting (forced shutdown, or broken): leave. The
+    /// queue is empty then (both drain it and refuse submits); should a task be there anyway and no
+    /// other driver be left to take it, it fails rather than being stranded.
+    fn stopped_while_starting(&self) {
+        let mut st = self.shared.lock();
+        st.starting -= 1;
+        let mut after = Aftermath::default();
+        if st.drivers == 1 {
+            let err = match &st.lifecycle {
+                Lifecycle::Broken(b) => Error::BrokenProcessPool(b.clone()),
+                _ => Error::BrokenProcessPool(BrokenProcessPool::new(
+                    BrokenCause::ForcedShutdown,
+                    BrokenSeenBy::Future,
+                )),
+            };
+            after.fail = st.queue.drain(..).map(|t| (t, err.clone())).collect();
+        }
+        after.wake = leave(&self.shared, self.slot, &mut st);
+        drop(st);
+        after.run();
+    }
+
     /// Serves a ready worker until its channel ends; returns how it ended.
     fn serve(&mut self, proc: &Arc<Proc>) -> io::Error {
         let shared = &*self.shared;
@@ -283,7 +338,7 @@ impl Driver {
         first.perform(proc);
         let mut done = 0usize;
         loop {
-            let body = match self.reader.read_frame(&proc.stream) {
+            let body = match self.reader.read_frame(proc.channel()) {
                 Ok(body) => body,
                 Err(e) => return e,
             };
@@ -391,6 +446,15 @@ impl Driver {
     }
 }
 
+/// Why `start` gave up.
+enum StartError {
+    /// Breaks the pool with this cause; the flag says whether the worker died on its own (worth a
+    /// retry under the resilient policy).
+    Failed(BrokenCause, bool),
+    /// The pool killed the worker on purpose while it started.
+    Stopped,
+}
+
 /// Why starting a worker failed; the flag says whether the worker ended on its own (so its exit status
 /// is worth reporting).
 enum Failure {
@@ -408,7 +472,10 @@ struct PanicGuard {
 
 impl Drop for PanicGuard {
     fn drop(&mut self) {
-        if !self.armed {
+        // Review fix: a panic after this driver left the pool (a user's waker panicking while the
+        // aftermath of `leave` runs) must not leave a second time: that would corrupt the count of
+        // drivers, or a slot already reused by a new driver.
+        if !self.armed || !is_driving(&self.shared) {
             return;
         }
         let mut st = self.shared.lock();

@@ -8,9 +8,16 @@
 //! `Hello` arrives within the handshake timeout.
 //!
 //! Why this is enough for the address arithmetic in `code.rs`: the worker is `/proc/self/exe` of the
-//! parent, i.e. the very file (inode) the parent runs, and Linux refuses to open a running executable
-//! for writing (`ETXTBSY`), so the same inode with the same size and time is the same bytes. Matching
-//! layout offsets rule out a different loader placement of the code.
+//! parent, i.e. the very file (inode) the parent runs, even if its path was since replaced by a new
+//! build or deleted, and Linux refuses to open a running executable for writing (`ETXTBSY`), so the
+//! same inode with the same size and time is the same bytes. Matching layout offsets rule out a
+//! different loader placement of the code.
+//!
+//! Offsets are taken only within the object file holding the base symbol (`code::image`). That is
+//! the executable unless this crate is linked into a shared library (a Rust `dylib`), which the
+//! worker's loader opens *by path*, so a rebuilt library would be a different file: the identity
+//! therefore also carries that object's `dev inode` (review fix; it used to compare the executable
+//! only).
 //!
 //! [`BrokenCause::StartFailed`]: crate::BrokenCause::StartFailed
 
@@ -33,6 +40,8 @@ pub(crate) struct Identity {
     crate_version: String,
     /// `(dev, inode, size, mtime seconds, mtime nanoseconds)` of `/proc/self/exe`.
     exe: Option<(u64, u64, u64, i64, i64)>,
+    /// `dev inode` of the object file holding the base symbol (see `code::image`).
+    image: Option<String>,
     layout: [u64; 4],
 }
 
@@ -56,6 +65,7 @@ pub(crate) fn identity() -> &'static Identity {
             protocol: PROTOCOL,
             crate_version: env!("CARGO_PKG_VERSION").to_owned(),
             exe,
+            image: super::code::image().map(|i| i.file.clone()),
             layout: super::code::layout(),
         }
     })
@@ -110,8 +120,10 @@ pub(crate) fn check_hello(body: &[u8], pid: u32) -> Result<(), String> {
             hello.identity
         ));
     }
-    if mine.exe.is_none() {
-        return Err("cannot identify the executable through /proc/self/exe".into());
+    if mine.exe.is_none() || mine.image.is_none() {
+        return Err(
+            "cannot identify the executable through /proc/self/exe and /proc/self/maps".into(),
+        );
     }
     Ok(())
 }
@@ -148,6 +160,12 @@ mod tests {
 
         let mut other = identity().clone();
         other.exe = other.exe.map(|(d, i, s, m, n)| (d, i + 1, s, m, n));
+        assert!(check_hello(&hello_body(me, other), me).is_err());
+
+        // The code's object file was replaced (a rebuilt shared library, loaded by path).
+        let mut other = identity().clone();
+        assert!(other.image.is_some());
+        other.image = Some("fe:00 1".into());
         assert!(check_hello(&hello_body(me, other), me).is_err());
 
         let e = check_hello(&hello_body(me + 1, identity().clone()), me).unwrap_err();

@@ -63,7 +63,8 @@
 //! # When a worker dies
 //!
 //! A worker's death (SIGKILL, abort, `process::exit`, the OOM killer) is seen at once: its driver is
-//! blocked reading the channel and gets end-of-file; it then reaps the worker and reads its status.
+//! blocked waiting on the channel and on the process itself (a pidfd), so it sees the exit even if a
+//! process the task forked still holds the channel open; it then reaps the worker and reads its status.
 //!
 //! - [`WorkerDeath::BreakPool`] (default, Python's behaviour): the pool is broken. Every pending and
 //!   running future fails with [`Error::BrokenProcessPool`], carrying the dead worker's pid and exit
@@ -417,11 +418,25 @@ impl ProcessPoolExecutor {
         self.shutdown_nowait(queued);
         let shared = self.shared();
         let me = std::thread::current().id();
+        // Review fix: a driver in a done callback cannot exit while it waits here, so a driver waits
+        // only for the drivers that are *not* themselves waiting here. (It used to discount only its
+        // own thread, so two callbacks calling `shutdown()` on two drivers waited for each other
+        // forever.) Whether this thread is a counted driver is its own thread-local mark, cleared
+        // when its driver leaves the count. Other threads wait for every driver: none waits on them.
+        let own = driver::is_driving(shared);
         let mut st = shared.lock();
-        let own = st.handles.iter().any(|h| h.thread().id() == me);
-        let target = usize::from(own);
-        while st.drivers > target {
+        if own {
+            st.drivers_in_shutdown += 1;
+            shared.exited.notify_all();
+        }
+        while st.drivers > if own { st.drivers_in_shutdown } else { 0 } {
             st = shared.exited.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if own {
+            // Every other driver has reaped its worker and left, or is itself waiting here. Join
+            // nothing: one of those may be waiting for this very thread's driver to leave.
+            st.drivers_in_shutdown -= 1;
+            return;
         }
         let handles: Vec<_> = st
             .handles

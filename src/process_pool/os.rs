@@ -3,7 +3,7 @@
 //! `entry.rs`, that uses `unsafe`.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Writes all of `buf` to a socket. `MSG_NOSIGNAL` makes a write to a dead peer fail with `EPIPE`
 /// instead of raising `SIGPIPE`, which would kill a host program that has not ignored it (std only
@@ -31,6 +31,95 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
         buf = &buf[n as usize..];
     }
     Ok(())
+}
+
+/// A pidfd for the child `pid` (Linux 5.3+): it turns readable when the process exits, whoever else
+/// holds its descriptors. `None` if the kernel cannot make one (the caller then relies on end-of-file).
+#[allow(unsafe_code)]
+pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags, no pointers. The caller has not reaped `pid` (it
+    // was just spawned), so it names that child.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the call returned a new descriptor (close-on-exec) that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Blocks until the socket `sock` has something to read (data, end-of-file or an error: `true`), or
+/// the process behind `pidfd` has exited with nothing left to read (`false`). Pending data always
+/// comes first: a worker's last writes are in the socket before its exit is signalled.
+#[allow(unsafe_code)]
+pub(crate) fn wait_readable_or_exit(
+    sock: BorrowedFd<'_>,
+    pidfd: BorrowedFd<'_>,
+) -> io::Result<bool> {
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is an array of 2 valid, initialised `pollfd`s for the duration of the call,
+        // and both descriptors are open while borrowed.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if fds[0].revents != 0 {
+            return Ok(true);
+        }
+        if fds[1].revents != 0 {
+            return Ok(false);
+        }
+    }
+}
+
+/// Whether the child `pid` (not yet reaped) has exited, without blocking or reaping it: `waitid` with
+/// `WNOWAIT` leaves it waitable, so its driver still reaps it and reads its status.
+#[allow(unsafe_code)]
+pub(crate) fn has_exited(pid: u32) -> bool {
+    // SAFETY: `siginfo_t` is plain data, for which all-zero bytes are a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable `siginfo_t` for the duration of the call; `WNOHANG` never
+    // blocks and `WNOWAIT` changes no state. The caller holds the lock that the reap takes, so `pid`
+    // is still our unreaped child and cannot name another process.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: `si_pid` reads the field `waitid` filled in (0 when no child has changed state).
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// Whether the peer of a connected socket has closed its end (`POLLRDHUP`/`POLLHUP`), without blocking.
+#[allow(unsafe_code)]
+pub(crate) fn peer_closed(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid, initialised `pollfd` for the duration of the call (count 1), `fd` is
+    // open while borrowed, and a timeout of 0 never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// Sends `signal` to every process in the process group `pgid` (a worker and whatever it started).

@@ -7,7 +7,7 @@
 //! (each worker leads its own), so whatever the task started dies with it.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -47,7 +47,27 @@ struct Ctl {
 pub(crate) struct Proc {
     pub(crate) pid: u32,
     pub(crate) stream: UnixStream,
+    /// Readable once the worker has exited (see [`Proc::channel`]); `None` on kernels without pidfds.
+    pidfd: Option<OwnedFd>,
     ctl: Mutex<Ctl>,
+}
+
+/// The worker's side of the channel as the driver reads it: its death ends the stream even when
+/// another process holds a copy of the worker's end (a task that forked without exec), which would
+/// otherwise keep the socket open and hide the death for as long as that process lives (review fix:
+/// the future hung, and the forked process outlived the pool).
+pub(crate) struct Channel<'a>(&'a Proc);
+
+impl Read for Channel<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let proc = self.0;
+        if let Some(pidfd) = &proc.pidfd {
+            if !os::wait_readable_or_exit(proc.stream.as_fd(), pidfd.as_fd())? {
+                return Ok(0); // exited, nothing left to read: end-of-file
+            }
+        }
+        (&proc.stream).read(buf)
+    }
 }
 
 /// An environment change for the workers.
@@ -63,6 +83,13 @@ impl Proc {
     /// stderr inherited. No `pre_exec`, so std can use `posix_spawn` (no fork of a threaded parent).
     /// Must run on the thread that will outlive the worker (the driver): `PR_SET_PDEATHSIG` is tied to it.
     pub(crate) fn spawn(env: &[EnvOp], frame_cap: usize) -> io::Result<Arc<Proc>> {
+        // Review fix: one spawn at a time, from the socketpair until the parent's copy of the child's
+        // end is closed (when `cmd` drops, after `spawn` returned, i.e. after the child's exec). A
+        // child being spawned meanwhile by another driver inherits every descriptor until its own
+        // exec, so it could hold this worker's end: the worker's death then stays unseen (no
+        // end-of-file) until that other child has exec'd. This only orders the pool's own spawns.
+        static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
         let (parent_end, child_end) = UnixStream::pair()?;
         let mut cmd = Command::new("/proc/self/exe");
         for op in env {
@@ -76,15 +103,22 @@ impl Proc {
             .stdin(Stdio::from(OwnedFd::from(child_end)))
             .process_group(0);
         let child = cmd.spawn()?;
+        drop(cmd); // closes our copy of the child's end, before the lock is released
         Ok(Arc::new(Proc {
             pid: child.id(),
             stream: parent_end,
+            pidfd: os::pidfd_open(child.id()),
             ctl: Mutex::new(Ctl {
                 child: Some(child),
                 running: None,
                 kill: None,
             }),
         }))
+    }
+
+    /// The stream of the worker's replies, ending when the worker exits (see [`Channel`]).
+    pub(crate) fn channel(&self) -> Channel<'_> {
+        Channel(self)
     }
 
     /// Writes one frame (whole). Errors mean the worker is gone or the stream is unusable.
@@ -97,16 +131,32 @@ impl Proc {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
-    /// Kills the worker's group with `signal`, recording why, unless it is already reaped or being
-    /// killed. Returns whether this call sent the signal.
+    /// Kills the worker's group with `signal`, recording why, unless it is already reaped. The first
+    /// reason is the one its driver reports; a later SIGKILL is still sent, so `kill_workers()` after a
+    /// `terminate_workers()` whose SIGTERM the task ignored (or a pool breaking meanwhile) does stop
+    /// the worker. (Review fix: every kill after the first used to be dropped, leaving such a worker,
+    /// its future and `shutdown()` hanging.) Returns whether this call recorded the reason.
     pub(crate) fn kill(&self, reason: KillReason, signal: i32) -> bool {
         let mut ctl = lock(&self.ctl);
-        if ctl.child.is_none() || ctl.kill.is_some() {
+        if ctl.child.is_none() {
             return false;
         }
-        ctl.kill = Some(reason);
-        os::kill_group(self.pid, signal);
-        true
+        let first = ctl.kill.is_none();
+        if first {
+            ctl.kill = Some(reason);
+        }
+        if first || signal == libc::SIGKILL {
+            os::kill_group(self.pid, signal);
+        }
+        first
+    }
+
+    /// Whether the worker is known to be dead (or to have closed its channel), without blocking or
+    /// reaping it. The exit is asked of the kernel (not only inferred from the socket): a copy of the
+    /// worker's end held by another process (a program's own fork) would hide the hang-up.
+    pub(crate) fn is_gone(&self) -> bool {
+        let ctl = lock(&self.ctl);
+        ctl.child.is_none() || os::has_exited(self.pid) || os::peer_closed(self.stream.as_fd())
     }
 
     /// Kills the worker only if it is running task `id` now (interrupt, time limit).

@@ -60,6 +60,9 @@ pub(crate) struct PoolState {
     pub(crate) idle: Vec<usize>,
     /// Live driver threads (each serves at most one worker process at a time).
     pub(crate) drivers: usize,
+    /// Drivers whose thread is inside `shutdown()` (called from a done callback): they cannot exit
+    /// until it returns, so shutdowns wait only for the drivers not counted here.
+    pub(crate) drivers_in_shutdown: usize,
     /// Drivers in `Starting`: they will take queued work once their worker is up.
     pub(crate) starting: usize,
     pub(crate) handles: Vec<JoinHandle<()>>,
@@ -139,6 +142,7 @@ impl Shared {
                 slots: Vec::new(),
                 idle: Vec::new(),
                 drivers: 0,
+                drivers_in_shutdown: 0,
                 starting: 0,
                 handles: Vec::new(),
                 exit_wakers: Vec::new(),
@@ -170,7 +174,16 @@ impl Shared {
         if let Some(e) = Self::refusal(&st.lifecycle) {
             return Err(e);
         }
-        if let Some(slot) = st.idle.pop() {
+        while let Some(slot) = st.idle.pop() {
+            // An idle worker killed from outside has closed its end before its driver noticed the
+            // end-of-file: do not hand it a task that would then fail without having run (review fix;
+            // it made the resilient policy fail a fresh task for an idle worker's death). Its driver
+            // still handles the death: it breaks the pool (default policy; the task queued below then
+            // fails with it, as in CPython) or respawns for the queue. A death after this check is
+            // indistinguishable from one during the task and fails the task.
+            if st.slots[slot].proc.as_ref().is_some_and(|p| p.is_gone()) {
+                continue;
+            }
             let dispatch = self.assign(&mut st, slot, task);
             drop(st);
             if let Some(d) = dispatch {
@@ -203,27 +216,35 @@ impl Shared {
         slot: usize,
         task: Arc<dyn ProcTask>,
     ) -> Option<Dispatch> {
+        let proc = st.slots[slot]
+            .proc
+            .clone()
+            .expect("a ready worker has a process");
+        // Review fix: bind the worker *before* the future turns RUNNING. `interrupt` reads the
+        // binding without the pool lock as soon as it sees RUNNING; bound afterwards, it could find
+        // none and report `false` for a running task (a caller spinning on `running()` then calling
+        // `interrupt()` missed a third of the time). Nothing kills by this binding before `start`:
+        // `interrupt` cancels a PENDING task instead, and the time limit is armed below.
+        proc.set_running(Some(task.id()));
+        task.bind(Some(&proc));
         if !task.start() {
             // Cancelled before dispatch: a ready worker stays ready.
+            task.bind(None);
+            proc.set_running(None);
             if matches!(st.slots[slot].phase, Phase::Idle) {
                 st.idle.push(slot);
             }
             return None;
         }
-        let proc = st.slots[slot]
-            .proc
-            .clone()
-            .expect("a ready worker has a process");
         let Some(frame) = task.take_frame() else {
             // Unreachable: only a cancel discards the frame, and start() beat it. Fail, never strand.
             task.fail(Error::InvalidState("a dispatched task had no frame".into()));
+            proc.set_running(None);
             if matches!(st.slots[slot].phase, Phase::Idle) {
                 st.idle.push(slot);
             }
             return None;
         };
-        proc.set_running(Some(task.id()));
-        task.bind(&proc);
         if let Some(limit) = task.time_limit() {
             self.timer.arm(task.id(), &proc, limit);
         }
@@ -270,6 +291,12 @@ impl Shared {
         for i in idle {
             st.slots[i].phase = Phase::Retiring;
             after.close.extend(st.slots[i].proc.clone());
+        }
+        // The last driver to leave closes the timer, but only once the pool is closed: if every
+        // driver had already left (all workers recycled, or idle ones died under the resilient
+        // policy), no one else will, and its thread would wait forever (review fix).
+        if st.drivers == 0 {
+            self.timer.close();
         }
         after
     }

@@ -21,8 +21,8 @@ pub(crate) trait ProcTask: Send + Sync {
     fn start(&self) -> bool;
     /// The frame to write, once.
     fn take_frame(&self) -> Option<Vec<u8>>;
-    /// Records the worker that runs it, so `interrupt` can kill exactly that worker.
-    fn bind(&self, proc: &Arc<Proc>);
+    /// Records the worker that runs it (or forgets it), so `interrupt` can kill exactly that worker.
+    fn bind(&self, proc: Option<&Arc<Proc>>);
     fn time_limit(&self) -> Option<Duration>;
     /// Completes the future from the worker's reply.
     fn finish(&self, body: &[u8]);
@@ -97,8 +97,8 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
         lock(&self.job.frame).take()
     }
 
-    fn bind(&self, proc: &Arc<Proc>) {
-        *lock(&self.job.on) = Some(proc.clone());
+    fn bind(&self, proc: Option<&Arc<Proc>>) {
+        *lock(&self.job.on) = proc.cloned();
     }
 
     fn time_limit(&self) -> Option<Duration> {

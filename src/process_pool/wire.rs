@@ -40,6 +40,9 @@ pub(crate) mod reply {
 
 /// The default cap on one frame's body.
 pub(crate) const DEFAULT_MAX_FRAME: usize = 1 << 30;
+/// The smallest cap: the handshake and the pool's own error replies must fit (review fix: below about
+/// 80 bytes the worker's `Hello` was refused and the pool broke at its first worker).
+pub(crate) const MIN_MAX_FRAME: usize = 4096;
 
 /// Starts a frame of kind `kind` in a fresh buffer (the length is patched by [`seal`]).
 pub(crate) fn begin(kind: u8, capacity: usize) -> Vec<u8> {
@@ -92,6 +95,11 @@ impl FrameReader {
     /// The next frame's body. End-of-file (even between frames) is `UnexpectedEof`; a length over the
     /// cap is `InvalidData`.
     pub(crate) fn read_frame(&mut self, mut r: impl Read) -> io::Result<&[u8]> {
+        // Review fix: do not keep a buffer grown for one huge frame (up to the cap) for the rest of
+        // the worker's life; drop it once it has been consumed.
+        if self.start == self.end && self.buf.len() > 16 * INITIAL {
+            self.reset();
+        }
         self.fill_to(&mut r, HEADER)?;
         let mut len = [0; HEADER];
         len.copy_from_slice(&self.buf[self.start..self.start + HEADER]);
@@ -171,6 +179,39 @@ mod tests {
         }
         let e = r.read_frame(&mut src).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn end_of_file_inside_a_frame_is_unexpected_eof() {
+        // A worker that dies while writing a reply: the driver must see the end, not a frame.
+        let mut f = begin(RUN, 0);
+        f.extend([9; 1000]);
+        seal(&mut f, DEFAULT_MAX_FRAME).unwrap();
+        for cut in [2, HEADER, HEADER + 1, f.len() - 1] {
+            let e = FrameReader::new(DEFAULT_MAX_FRAME)
+                .read_frame(&f[..cut])
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_huge_frame_does_not_pin_its_buffer() {
+        let mut bytes = Vec::new();
+        for n in [64 * INITIAL, 10] {
+            let mut f = begin(RUN, 0);
+            f.extend(std::iter::repeat(1).take(n));
+            seal(&mut f, DEFAULT_MAX_FRAME).unwrap();
+            bytes.extend(f);
+        }
+        let mut src = &bytes[..];
+        let mut r = FrameReader::new(DEFAULT_MAX_FRAME);
+        assert_eq!(r.read_frame(&mut src).unwrap().len(), 1 + 64 * INITIAL);
+        assert_eq!(r.read_frame(&mut src).unwrap().len(), 11);
+        // Everything consumed: the next read starts from a small buffer again.
+        let e = r.read_frame(&mut src).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(r.buf.len() <= 16 * INITIAL, "{}", r.buf.len());
     }
 
     #[test]

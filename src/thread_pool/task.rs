@@ -1,7 +1,7 @@
-//! A thread-pool task: the closure and its future's state in one allocation, and the two-step run the
-//! worker loop needs (execute the closure, then publish the outcome once the worker has said what it will
-//! do next).
+//! A thread-pool task: the closure and its future's state in one allocation, and the run the worker loop
+//! needs: execute the closure, let the worker say what it does next, then publish the outcome.
 
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,31 +24,28 @@ pub(crate) enum Ran {
 
 /// The worker's view of a queued task.
 pub(crate) trait Runnable: Send + Sync {
-    /// Claims the task (PENDING → RUNNING) and runs its closure, keeping the outcome unpublished.
-    fn execute(&self) -> Ran;
-    /// Completes the future with the kept outcome: wakes its waiters and runs its callbacks.
-    fn publish(&self);
+    /// Claims the task (PENDING → RUNNING) and runs its closure, then calls `before_publish` with how it
+    /// went, then completes the future (waking its waiters, running its callbacks). The worker uses
+    /// `before_publish` to count itself idle *before* anyone can see the result, so a caller who sees it
+    /// and submits again finds this thread idle instead of starting another (Python's idle-thread
+    /// reuse). `before_publish` is called for a skipped (cancelled) task too.
+    fn execute(&self, before_publish: &mut dyn FnMut(Ran));
     /// Cancels the task if it has not started (`shutdown(cancel_futures)`, a dropped `map`).
     fn cancel(&self) -> bool;
     /// Ends a task that will never run with `error` (a broken pool), if it has not started.
     fn fail(&self, error: Error);
 }
 
-enum Slot<F, T> {
-    Ready(F),
-    Ran(Result<T, Error>),
-    Empty,
-}
-
-/// The closure, and later its outcome until the worker publishes it.
+/// The closure, until a worker takes it or a cancel drops it.
 pub(crate) struct FuncSlot<F, T> {
-    slot: Mutex<Slot<F, T>>,
+    slot: Mutex<Option<F>>,
     token: Option<Arc<TokenState>>,
+    _outcome: PhantomData<fn() -> T>,
 }
 
 impl<F: Send, T: Send> Job for FuncSlot<F, T> {
     fn discard(&self) {
-        *lock(&self.slot) = Slot::Empty;
+        drop(lock(&self.slot).take());
     }
 
     fn interrupt(&self) -> bool {
@@ -76,8 +73,9 @@ where
     let cell: Arc<Task<F, T>> = Arc::new(TaskCell {
         core: Core::new(),
         job: FuncSlot {
-            slot: Mutex::new(Slot::Ready(func)),
+            slot: Mutex::new(Some(func)),
             token,
+            _outcome: PhantomData,
         },
     });
     let fut: Arc<TaskCell<T, dyn Job>> = cell.clone();
@@ -89,15 +87,15 @@ where
     F: FnOnce() -> Result<T, Error> + Send + 'static,
     T: Send + 'static,
 {
-    fn execute(&self) -> Ran {
+    fn execute(&self, before_publish: &mut dyn FnMut(Ran)) {
         if !self.core.start() {
-            return Ran::Skipped;
+            before_publish(Ran::Skipped);
+            return;
         }
-        let func = match std::mem::replace(&mut *lock(&self.job.slot), Slot::Empty) {
-            Slot::Ready(f) => f,
-            // Only a successful cancel empties the slot, and then start() fails.
-            _ => unreachable!("a started task has its closure"),
-        };
+        // Only a successful cancel empties the slot, and then start() fails.
+        let func = lock(&self.job.slot)
+            .take()
+            .expect("a started task has its closure");
         if let Some(t) = &self.job.token {
             t.started(Instant::now());
         }
@@ -110,16 +108,9 @@ where
                 Err(Error::Panicked(panic_message(&*payload))),
             ),
         };
-        *lock(&self.job.slot) = Slot::Ran(outcome);
-        ran
-    }
-
-    fn publish(&self) {
-        let outcome = std::mem::replace(&mut *lock(&self.job.slot), Slot::Empty);
-        if let Slot::Ran(outcome) = outcome {
-            // Our own start() won the race, so nothing else can have completed the future.
-            let _ = self.core.complete(outcome);
-        }
+        before_publish(ran);
+        // Our own start() won the race, so nothing else can have completed the future.
+        let _ = self.core.complete(outcome);
     }
 
     fn cancel(&self) -> bool {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::shared::{Lifecycle, PoolState, Shared};
-use super::task::Ran;
+use super::task::{Ran, Runnable};
 use crate::error::{panic_message, Error};
+use crate::sync::MutexGuard;
 
 /// How long an idle worker spins for a wake-up credit before sleeping on the condvar.
 const SPIN: Duration = Duration::from_micros(50);
@@ -80,70 +81,80 @@ impl Worker {
         if !self.initialize() {
             return;
         }
-        let mut st = shared.lock();
-        'main: loop {
-            // BUSY: run queued tasks until there are none.
-            while let Some(task) = st.queue.pop_front() {
-                shared.made_room(&st);
-                st.running += 1;
-                drop(st);
-
-                let ran = task.execute();
-
-                st = shared.lock();
+        let Some(mut task) = self.next_task(shared.lock()) else {
+            return;
+        };
+        loop {
+            // BUSY: run the task. Before its result becomes visible, book it and take the next task
+            // in the same locked section; if there is none, count this thread idle already.
+            let mut next = None;
+            let mut declared_idle = false;
+            task.execute(&mut |ran| {
+                let mut st = shared.lock();
                 st.running -= 1;
                 match ran {
                     Ran::Skipped => st.cancelled += 1,
                     Ran::Returned => st.completed += 1,
                     Ran::Failed => {
                         st.completed += 1;
-                        st.failed += 1
+                        st.failed += 1;
                     }
                     Ran::Panicked => {
                         st.completed += 1;
-                        st.panicked += 1
+                        st.panicked += 1;
                     }
                 }
-                if ran == Ran::Skipped {
-                    continue;
-                }
-                // Say whether this thread is about to be idle *before* the result becomes visible: a
-                // caller who sees it and submits again then finds this thread idle instead of starting
-                // another one (Python's idle-thread reuse).
-                let declared_idle = st.queue.is_empty() && st.lifecycle == Lifecycle::Open;
-                if declared_idle {
+                if let Some(t) = st.queue.pop_front() {
+                    shared.made_room(&st);
+                    st.running += 1;
+                    next = Some(t);
+                } else if ran != Ran::Skipped && st.lifecycle == Lifecycle::Open {
                     st.idle += 1;
+                    declared_idle = true;
                 }
-                drop(st);
-                task.publish();
-                drop(task);
-                st = shared.lock();
-                if declared_idle {
-                    st = match self.sleep(st) {
-                        Some(st) => st,
-                        None => break 'main,
-                    };
+            });
+            // The closure, its captures and the task's share of the future go now, not at the next task.
+            drop(task);
+            task = match next {
+                Some(t) => t,
+                None => {
+                    let mut st = shared.lock();
+                    if declared_idle {
+                        st = match self.sleep(st) {
+                            Some(st) => st,
+                            None => return,
+                        };
+                    }
+                    match self.next_task(st) {
+                        Some(t) => t,
+                        None => return,
+                    }
                 }
-            }
+            };
+        }
+    }
 
+    /// Takes the next queued task, sleeping as an idle worker while there is none. `None` once the pool is
+    /// closed and the queue drained: the worker exits.
+    fn next_task<'a>(&'a self, mut st: MutexGuard<'a, PoolState>) -> Option<Arc<dyn Runnable>> {
+        loop {
+            if let Some(t) = st.queue.pop_front() {
+                self.shared.made_room(&st);
+                st.running += 1;
+                return Some(t);
+            }
             // IDLE: the queue is empty.
             if st.lifecycle != Lifecycle::Open {
-                break 'main;
+                return None;
             }
             st.idle += 1;
-            st = match self.sleep(st) {
-                Some(st) => st,
-                None => break 'main,
-            };
+            st = self.sleep(st)?;
         }
     }
 
     /// Sleeps as an idle worker (already counted in `idle`) until handed a credit or the pool closes.
     /// Returns the lock to go BUSY, or `None` to exit.
-    fn sleep<'a>(
-        &'a self,
-        mut st: crate::sync::MutexGuard<'a, PoolState>,
-    ) -> Option<crate::sync::MutexGuard<'a, PoolState>> {
+    fn sleep<'a>(&'a self, mut st: MutexGuard<'a, PoolState>) -> Option<MutexGuard<'a, PoolState>> {
         let mut spun = false;
         loop {
             if st.notified > 0 {
