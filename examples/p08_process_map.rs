@@ -1,10 +1,14 @@
 //! Program 8: a process pool `map`. Results come in input order; the same 2 worker processes serve
 //! all 5 tasks. (Python: `ProcessPoolExecutor(2).map(task, [5, 4, 3, 2, 1])`.)
+//!
+//! Each task takes a few tens of milliseconds, as in the Python demo: a trivial task would be done by
+//! the first worker before the second (started on demand) had finished starting.
 
 use concurrent_futures::{Error, ProcessPoolExecutor, Queued};
 
 fn task(n: u64) -> (u64, u32) {
     println!("{}: processing {n}", std::process::id());
+    std::thread::sleep(std::time::Duration::from_millis(20 * n));
     (n, std::process::id())
 }
 
