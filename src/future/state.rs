@@ -17,7 +17,7 @@
 
 use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{panic_message, Error};
@@ -98,31 +98,33 @@ impl<T> Inner<T> {
 
 /// The shared heart of one future.
 pub(crate) struct Core<T> {
-    id: FutureId,
+    /// The future's id, with [`ENDED`] set (under the lock) once the outcome is decided, so `done()`
+    /// and the first pass of `wait`/`as_completed` over many futures read one atomic instead of taking
+    /// each lock. One word for both keeps a queued task in a smaller allocation. A std atomic even
+    /// under loom: see `has_ended`.
+    id_and_ended: AtomicU64,
     inner: Mutex<Inner<T>>,
-    /// Set (under the lock) when the outcome is decided, so `done()` and the first pass of
-    /// `wait`/`as_completed` over many futures read one atomic instead of taking each lock. A std
-    /// atomic even under loom: see `has_ended`.
-    ended: AtomicBool,
 }
+
+/// The bit of `Core::id_and_ended` that says the outcome is decided; ids stay far below it.
+const ENDED: u64 = 1 << 63;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<T> Core<T> {
     pub(crate) fn new() -> Self {
         Core {
-            id: FutureId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            id_and_ended: AtomicU64::new(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             inner: Mutex::new(Inner {
                 state: State::Pending,
                 owner: None,
                 extras: None,
             }),
-            ended: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn id(&self) -> FutureId {
-        self.id
+        FutureId(self.id_and_ended.load(Ordering::Relaxed) & !ENDED)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
@@ -136,7 +138,7 @@ impl<T> Core<T> {
     /// Whether the outcome is decided (finished or cancelled), without taking the lock.
     #[cfg(not(loom))]
     pub(crate) fn has_ended(&self) -> bool {
-        self.ended.load(Ordering::Acquire)
+        self.id_and_ended.load(Ordering::Acquire) & ENDED != 0
     }
 
     /// Under loom, read the state under the lock instead. The flag is set under the lock before it is
@@ -201,7 +203,7 @@ impl<T> Core<T> {
                     Ending::Cancelled => "CANCELLED",
                     _ => "FINISHED",
                 },
-                self.id
+                self.id()
             ))),
         }
     }
@@ -213,7 +215,7 @@ impl<T> Core<T> {
         ending: Ending,
         outcome: Result<T, Error>,
     ) {
-        self.ended.store(true, Ordering::Release);
+        self.id_and_ended.fetch_or(ENDED, Ordering::Release);
         loop {
             let batch = match inner.extras.as_mut() {
                 Some(x) if !x.callbacks.is_empty() => mem::take(&mut x.callbacks),
@@ -222,7 +224,7 @@ impl<T> Core<T> {
             inner.state = State::Notifying(ending);
             drop(inner);
             for cb in batch {
-                run_callback(self.id, cb, &outcome);
+                run_callback(self.id(), cb, &outcome);
             }
             // Callbacks added while these ran were queued for us: loop until none are left.
             inner = self.lock();
@@ -257,7 +259,7 @@ impl<T> Core<T> {
                 let gone = Err(Error::InvalidState(
                     "the result was already taken from this future".into(),
                 ));
-                run_callback(self.id, cb, &gone);
+                run_callback(self.id(), cb, &gone);
             }
             live => {
                 inner.state = live;
