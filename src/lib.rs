@@ -1,7 +1,9 @@
 //! Python's [`concurrent.futures`](https://docs.python.org/3/library/concurrent.futures.html) for Rust,
 //! where every future is also a Rust [`Future`](std::future::Future).
 //!
-//! Blocking or CPU-bound work goes to a [`ThreadPoolExecutor`]; each submission returns a
+//! Blocking or CPU-bound work goes to a [`ThreadPoolExecutor`], or to a [`ProcessPoolExecutor`] (Linux)
+//! when it needs isolation from crashes, aborts, leaks or unsafe native code; the [`Executor`] trait lets
+//! the same code use either. Each submission returns a
 //! [`PoolFuture`] that an async service can `.await` (from tokio, smol or any executor), race in
 //! `select!`, or that sync code can block on with [`result`](PoolFuture::result). [`as_completed`] is a
 //! `Stream` and an iterator, [`wait`] is awaitable and blocking, and [`map`](ThreadPoolExecutor::map)
