@@ -15,21 +15,30 @@
 //! with `--probe …`) so that earlier scenarios do not pollute them.
 //!
 //! Sections follow the issue's numbering: 1 round trip, 2 throughput and memory, 3 `as_completed` and
-//! `wait`, 4 CPU-bound scaling, 5 the process pool's round trip (not measured yet: a later part of the
-//! issue; see [`section5`]), 6 thread references for the physical limit.
+//! `wait`, 4 CPU-bound scaling (threads and processes), 5 the process pool's round trip (a trivial task
+//! and a 1 MiB echo, against procspawn, Python and a raw socketpair ping-pong between two processes),
+//! 6 thread references for the physical limit.
+//!
+//! Three kinds of child process run this same binary: our own process-pool workers (a constructor in
+//! the library takes them before `main`), procspawn's pool workers (`procspawn::init()`, the first line
+//! of `main`, takes them), and the raw echo reference of §5 (`--echo`).
 //!
 //! Nothing here runs under `cargo test` or gates CI.
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::hint::black_box;
-use std::io::Write as _;
-use std::process::Command;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{as_completed, wait, Promise, Queued, ReturnWhen, ThreadPoolExecutor};
+use concurrent_futures::{
+    as_completed, wait, Bytes, ProcessPoolExecutor, Promise, Queued, ReturnWhen, ThreadPoolExecutor,
+};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 // ---------------------------------------------------------------------------------------------------
@@ -56,6 +65,12 @@ struct Cfg {
     pi_terms: u64,
     /// §4: terms per task for Python (pure Python is ~50x slower per term).
     py_pi_terms: u64,
+    /// §5: sequential round trips of a trivial task per sample.
+    proc_rt_n: u64,
+    /// §5: sequential 1 MiB echoes per sample (the plain `Vec<u8>` row does a tenth of them).
+    echo_n: u64,
+    /// §5: the echoed payload's size.
+    echo_bytes: usize,
     py_reps: usize,
 }
 
@@ -88,6 +103,9 @@ impl Cfg {
             pi_tasks: 8,
             pi_terms: 20_000_000 / scale,
             py_pi_terms: 1_000_000 / scale,
+            proc_rt_n: 5_000 / scale,
+            echo_n: 500 / scale,
+            echo_bytes: 1 << 20,
             py_reps: if quick { 2 } else { reps.min(3) },
         }
     }
@@ -1121,15 +1139,14 @@ fn section3(cfg: &Cfg, r: &mut Results) {
 // §4 CPU-bound scaling
 // ---------------------------------------------------------------------------------------------------
 
-/// One way to run `tasks` pi-series tasks on `workers` workers; returns the wall time. A process-pool
-/// row (item 5's pool) is one more entry in [`cpu_runners`].
+/// One way to run `tasks` pi-series tasks on `workers` workers; returns the wall time.
 type CpuRunner = fn(workers: usize, tasks: u64, terms: u64) -> Duration;
 
 fn cpu_runners() -> Vec<(&'static str, CpuRunner)> {
     vec![
         ("cf_threads", cpu_cf_threads),
         ("rayon", cpu_rayon),
-        // ("cf_processes", cpu_cf_processes), once ProcessPoolExecutor lands.
+        ("cf_processes", cpu_cf_processes),
     ]
 }
 
@@ -1154,6 +1171,36 @@ fn cpu_cf_threads(workers: usize, tasks: u64, terms: u64) -> Duration {
     black_box(acc);
     pool.shutdown(Queued::Run);
     el
+}
+
+/// The same tasks in worker processes. Every worker is started (and has run a task) before the timing,
+/// so process start-up is not counted, as in the other rows and in Python's.
+fn cpu_cf_processes(workers: usize, tasks: u64, terms: u64) -> Duration {
+    let pool = ProcessPoolExecutor::new(workers).expect("process pool");
+    let fs: Vec<_> = (0..workers)
+        .map(|_| pool.submit(sleep_ms, 20))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for mut f in fs {
+        f.result(None).unwrap();
+    }
+    assert_eq!(pool.worker_pids().len(), workers);
+    let t = Instant::now();
+    let fs: Vec<_> = (0..tasks)
+        .map(|_| pool.submit(pi_series, terms).unwrap())
+        .collect();
+    let mut acc = 0.0;
+    for mut f in fs {
+        acc += f.result(None).unwrap();
+    }
+    let el = t.elapsed();
+    black_box(acc);
+    pool.shutdown(Queued::Run);
+    el
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
 }
 
 fn cpu_rayon(workers: usize, tasks: u64, terms: u64) -> Duration {
@@ -1190,14 +1237,305 @@ fn section4(cfg: &Cfg, r: &mut Results) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// §5 Process-pool round trip: not measured yet
+// §5 Process-pool round trip: a trivial task and a 1 MiB echo, sequential
 // ---------------------------------------------------------------------------------------------------
 
-/// Item 5 of the issue: the process pool's round trip, a later part of the issue. Measure its sequential
-/// round trip here as in [`section1`] (keys `s5.*`), add its rows to [`print_section5`], and add a
-/// process row to [`cpu_runners`] (it is already listed, empty, in [`print_section4`]).
-fn section5(_cfg: &Cfg, _r: &mut Results) {
-    eprintln!("§5 process-pool round trip: not measured yet (a later part of issue #4)");
+/// The raw reference of §5: this binary re-run as `--echo`, with one end of a socketpair as its stdin,
+/// echoing length-prefixed frames (`u32` little-endian length, then the body). Both sides read as much
+/// as is there into one reusable buffer (so a small frame is one `read`) and write a whole frame with
+/// one `write`: the least two processes can do per round trip over a socket.
+struct EchoChild {
+    child: std::process::Child,
+    sock: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl EchoChild {
+    /// With `pinned`, the child runs on CPU 0 only (the caller pins its own thread there too).
+    fn spawn(pinned: bool) -> EchoChild {
+        let (mine, theirs) = UnixStream::pair().expect("socketpair");
+        let child = Command::new(std::env::current_exe().expect("current exe"))
+            .arg("--echo")
+            .args(pinned.then_some("pin"))
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .spawn()
+            .expect("start the echo child");
+        EchoChild {
+            child,
+            sock: mine,
+            buf: vec![0; 64 * 1024],
+        }
+    }
+
+    /// Sends `frame` (header included) and reads the echo back; returns the body's length.
+    fn round_trip(&mut self, frame: &[u8]) -> usize {
+        (&self.sock).write_all(frame).expect("send");
+        let len = read_frame(&self.sock, &mut self.buf).expect("the echo child ended");
+        debug_assert_eq!(len + 4, frame.len());
+        len
+    }
+}
+
+impl Drop for EchoChild {
+    fn drop(&mut self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads one frame into `buf` (grown as needed, never shrunk): header and body, as few `read`s as the
+/// kernel allows. Returns the body's length, or `None` at end-of-file.
+fn read_frame(mut sock: &UnixStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut have = 0;
+    let mut need = 4;
+    loop {
+        while have < need {
+            match sock.read(&mut buf[have..]) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => have += n,
+            }
+        }
+        if need == 4 {
+            need = 4 + u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            if buf.len() < need {
+                buf.resize(need, 0);
+            }
+            if have >= need {
+                return Some(need - 4);
+            }
+        } else {
+            return Some(need - 4);
+        }
+    }
+}
+
+/// Restricts the calling thread to CPU 0; returns its previous CPU set, for [`set_cpus`].
+fn pin_to_cpu0() -> libc::cpu_set_t {
+    // SAFETY: `cpu_set_t` is plain data; all-zero bytes are an empty set.
+    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `old` is a valid, writable cpu_set_t of `size` bytes; pid 0 is the calling thread.
+    unsafe { libc::sched_getaffinity(0, size, &mut old) };
+    // SAFETY: as above, for a set holding CPU 0.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU 0 is within the set's bounds; `one` is a valid, writable cpu_set_t.
+    unsafe { libc::CPU_SET(0, &mut one) };
+    set_cpus(&one);
+    old
+}
+
+fn set_cpus(set: &libc::cpu_set_t) {
+    // SAFETY: `set` is a valid cpu_set_t of the size given; pid 0 is the calling thread.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+}
+
+/// `--echo [pin]`: the child side of [`EchoChild`].
+fn echo_main(pinned: bool) {
+    if pinned {
+        pin_to_cpu0();
+    }
+    let fd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .expect("stdin");
+    let sock = UnixStream::from(fd);
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Some(len) = read_frame(&sock, &mut buf) {
+        if (&sock).write_all(&buf[..4 + len]).is_err() {
+            break;
+        }
+    }
+}
+
+fn frame_of(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_le_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// The 1 MiB payload: every byte depends on its position.
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i ^ (i >> 8)) as u8).collect()
+}
+
+/// `count` sequential echoes; returns the time spent in `echo` alone. Each argument is built (a copy of
+/// the payload, so it is as hot in the cache as the raw reference's reused frame) just before its
+/// round trip, outside the timing; dropping the echoed value is inside it.
+fn echo_loop<A>(
+    count: u64,
+    mut arg: impl FnMut() -> A,
+    mut echo: impl FnMut(A) -> usize,
+) -> Duration {
+    let mut spent = Duration::ZERO;
+    let mut acc = 0;
+    for _ in 0..count {
+        let a = arg();
+        let t = Instant::now();
+        acc += echo(a);
+        spent += t.elapsed();
+    }
+    black_box(acc);
+    spent
+}
+
+fn echo_bytes(b: Bytes) -> Bytes {
+    b
+}
+
+fn echo_vec(v: Vec<u8>) -> Vec<u8> {
+    v
+}
+
+fn section5(cfg: &Cfg, r: &mut Results) {
+    let (n, e) = (cfg.proc_rt_n, cfg.echo_n);
+    eprintln!(
+        "§5 process round trip ×{n}, {} B echo ×{e}, one worker",
+        cfg.echo_bytes
+    );
+    let data = payload(cfg.echo_bytes);
+
+    // The raw reference: two processes ping-ponging frames over a socketpair.
+    // Unpinned, the kernel places the two processes as it likes: on one CPU a round trip is two
+    // cheap switches; on two, each hand-off wakes an idle CPU (tens of µs on this VM). Pinned to one
+    // CPU, every hand-off is a switch: the least a socket ping-pong can cost here.
+    let small = frame_of(&0u64.to_le_bytes());
+    let big = frame_of(&data);
+    for pinned in [false, true] {
+        let old = pinned.then(pin_to_cpu0);
+        let mut raw = EchoChild::spawn(pinned);
+        let suffix = if pinned { "_pinned" } else { "" };
+        r.time(
+            &format!("s5.raw{suffix}"),
+            bench(cfg, n, || {
+                let t = Instant::now();
+                let mut acc = 0;
+                for _ in 0..n {
+                    acc += raw.round_trip(&small);
+                }
+                black_box(acc);
+                t.elapsed()
+            }),
+        );
+        r.time(
+            &format!("s5.raw_echo{suffix}"),
+            bench(cfg, e, || {
+                let t = Instant::now();
+                let mut acc = 0;
+                for _ in 0..e {
+                    acc += raw.round_trip(&big);
+                }
+                black_box(acc);
+                t.elapsed()
+            }),
+        );
+        assert!(raw.buf[4..4 + data.len()] == data[..], "raw echo corrupted");
+        drop(raw);
+        if let Some(old) = old {
+            set_cpus(&old);
+        }
+    }
+
+    // This crate: one worker process, started (and warmed) by the first sample.
+    let pool = ProcessPoolExecutor::new(1).expect("process pool");
+    let ct = current_thread_rt();
+    r.time(
+        "s5.cf",
+        bench(cfg, n, || {
+            let t = Instant::now();
+            let mut acc = 0;
+            for i in 0..n {
+                acc += pool.submit(inc, i).unwrap().result(None).unwrap();
+            }
+            black_box(acc);
+            t.elapsed()
+        }),
+    );
+    r.time(
+        "s5.cf_await",
+        bench(cfg, n, || {
+            ct.block_on(async {
+                let t = Instant::now();
+                let mut acc = 0;
+                for i in 0..n {
+                    acc += pool.submit(inc, i).unwrap().await.unwrap();
+                }
+                black_box(acc);
+                t.elapsed()
+            })
+        }),
+    );
+    r.time(
+        "s5.cf_echo",
+        bench(cfg, e, || {
+            echo_loop(
+                e,
+                || Bytes::from(data.clone()),
+                |b| {
+                    pool.submit(echo_bytes, b)
+                        .unwrap()
+                        .result(None)
+                        .unwrap()
+                        .len()
+                },
+            )
+        }),
+    );
+    let back = pool
+        .submit(echo_bytes, Bytes::from(data.clone()))
+        .unwrap()
+        .result(None)
+        .unwrap();
+    assert!(back[..] == data[..], "cf echo corrupted");
+    let e_vec = (e / 10).max(1);
+    r.time(
+        "s5.cf_echo_vec",
+        bench(cfg, e_vec, || {
+            echo_loop(
+                e_vec,
+                || data.clone(),
+                |v| {
+                    pool.submit(echo_vec, v)
+                        .unwrap()
+                        .result(None)
+                        .unwrap()
+                        .len()
+                },
+            )
+        }),
+    );
+    pool.shutdown(Queued::Run);
+    drop(ct);
+
+    // procspawn's pool (ipc-channel + bincode); `Bytes` serializes with `serialize_bytes`, as
+    // `serde_bytes` does, so the MiB crosses as one block there too.
+    match procspawn::Pool::new(1) {
+        Ok(pp) => {
+            r.time(
+                "s5.procspawn",
+                bench(cfg, n, || {
+                    let t = Instant::now();
+                    let mut acc = 0;
+                    for i in 0..n {
+                        acc += pp.spawn(i, inc).join().expect("procspawn");
+                    }
+                    black_box(acc);
+                    t.elapsed()
+                }),
+            );
+            r.time(
+                "s5.procspawn_echo",
+                bench(cfg, e, || {
+                    echo_loop(
+                        e,
+                        || Bytes::from(data.clone()),
+                        |b| pp.spawn(b, echo_bytes).join().expect("procspawn").len(),
+                    )
+                }),
+            );
+            pp.shutdown();
+        }
+        Err(err) => eprintln!("  procspawn pool could not start: {err}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1295,6 +1633,9 @@ fn python(cfg: &Cfg, r: &mut Results) -> Option<String> {
         .args(["--wait-inner", &cfg.wait_inner.to_string()])
         .args(["--pi-tasks", &cfg.pi_tasks.to_string()])
         .args(["--pi-terms", &cfg.py_pi_terms.to_string()])
+        .args(["--proc-rt-n", &cfg.proc_rt_n.to_string()])
+        .args(["--echo-n", &cfg.echo_n.to_string()])
+        .args(["--echo-bytes", &cfg.echo_bytes.to_string()])
         .args(["--sections", &sections.join(",")])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -1649,15 +1990,12 @@ fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
             let label = match name {
                 "cf_threads" => "cf `ThreadPoolExecutor`".to_owned(),
                 "rayon" => "rayon (reference)".to_owned(),
+                "cf_processes" => "cf `ProcessPoolExecutor`".to_owned(),
                 other => other.to_owned(),
             };
             (format!("s4.{name}"), label)
         })
         .collect();
-    rows.push((
-        "s4.cf_processes".into(),
-        "cf `ProcessPoolExecutor` (not measured yet)".into(),
-    ));
     rows.push((
         "s4.py_threads".into(),
         "Python `ThreadPoolExecutor` (GIL)".into(),
@@ -1682,10 +2020,95 @@ fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
     out.push('\n');
 }
 
-fn print_section5(out: &mut String) {
-    out.push_str(
-        "### 5. Process-pool round trip\n\nNot measured yet (a later part of issue #4).\n\n",
-    );
+const S5_TRIVIAL: &[Line] = &[
+    (
+        "s5.cf",
+        "cf `ProcessPoolExecutor(1)`: `submit().result()`",
+        Some("s5.raw_pinned"),
+    ),
+    (
+        "s5.cf_await",
+        "cf `ProcessPoolExecutor(1)`: `submit().await` (tokio current-thread)",
+        Some("s5.raw_pinned"),
+    ),
+    (
+        "s5.raw_pinned",
+        "raw, both processes on one CPU: a length-prefixed frame ping-ponged over a socketpair",
+        None,
+    ),
+    (
+        "s5.raw",
+        "raw, placed by the kernel (see below)",
+        Some("s5.raw_pinned"),
+    ),
+    (
+        "s5.procspawn",
+        "procspawn `Pool(1)`: `spawn().join()`",
+        Some("s5.raw_pinned"),
+    ),
+    (
+        "s5.py",
+        "Python `ProcessPoolExecutor(1)`: `submit().result()`",
+        Some("s5.raw_pinned"),
+    ),
+];
+
+const S5_ECHO: &[Line] = &[
+    (
+        "s5.cf_echo",
+        "cf `ProcessPoolExecutor(1)`, `Bytes` → `Bytes`",
+        Some("s5.raw_echo_pinned"),
+    ),
+    (
+        "s5.cf_echo_vec",
+        "cf `ProcessPoolExecutor(1)`, plain `Vec<u8>` → `Vec<u8>` (no fast path)",
+        Some("s5.raw_echo_pinned"),
+    ),
+    (
+        "s5.raw_echo_pinned",
+        "raw, both processes on one CPU: the same ping-pong with a 1 MiB body",
+        None,
+    ),
+    (
+        "s5.raw_echo",
+        "raw, placed by the kernel",
+        Some("s5.raw_echo_pinned"),
+    ),
+    (
+        "s5.procspawn_echo",
+        "procspawn `Pool(1)`, bytes serialized with `serialize_bytes` (as `serde_bytes`)",
+        Some("s5.raw_echo_pinned"),
+    ),
+    (
+        "s5.py_echo",
+        "Python `ProcessPoolExecutor(1)`, `bytes` → `bytes`",
+        Some("s5.raw_echo_pinned"),
+    ),
+];
+
+fn print_section5(out: &mut String, cfg: &Cfg, r: &Results) {
+    out.push_str(&format!(
+        "### 5. Process-pool round trip (one worker process, one task in flight)\n\n**Trivial task** (`u64` → `u64`), sequential ×{}\n\n",
+        cfg.proc_rt_n
+    ));
+    time_table(out, r, S5_TRIVIAL, false);
+    out.push_str("The raw reference is this binary re-run as `--echo`: each side reads a frame into a reused buffer and writes it back whole, blocking. Placed by the kernel, its two processes sometimes share a CPU (each hand-off a cheap switch) and sometimes not (each hand-off wakes an idle CPU, tens of µs on this VM), so its samples are bimodal; pinned to one CPU it is stable, and no faster placement was seen: that is the anchor.\n\n");
+    let speedup = |slow: &str| match ratio(r, slow, "s5.cf") {
+        Some(x) => format!("{x:.1}×"),
+        None => "—".into(),
+    };
+    out.push_str(&format!(
+        "cf `result()` is {} faster than procspawn and {} faster than Python (medians).\n\n",
+        speedup("s5.procspawn"),
+        speedup("s5.py")
+    ));
+    out.push_str(&format!(
+        "**{} B echoed back** (argument and result), sequential ×{} (plain `Vec<u8>`: ×{})\n\n",
+        cfg.echo_bytes,
+        cfg.echo_n,
+        (cfg.echo_n / 10).max(1)
+    ));
+    time_table(out, r, S5_ECHO, false);
 }
 
 fn print_section6(out: &mut String, cfg: &Cfg, r: &Results) {
@@ -1816,6 +2239,34 @@ fn checks(r: &Results) -> Vec<Check> {
             bound: (1.9, false),
             unit: "×",
         },
+        Check {
+            what: "§4 CPU scaling 1→2 workers, processes".into(),
+            measured: speedup("s4.cf_processes_1", "s4.cf_processes_2"),
+            bound: (1.9, false),
+            unit: "×",
+        },
+        t(
+            "§5 process round trip (`result()`) ÷ raw socketpair ping-pong (one CPU)",
+            ratio(r, "s5.cf", "s5.raw_pinned"),
+            1.5,
+        ),
+        Check {
+            what: "§5 process round trip: procspawn ÷ cf (how many times faster)".into(),
+            measured: speedup("s5.procspawn", "s5.cf"),
+            bound: (2.0, false),
+            unit: "×",
+        },
+        Check {
+            what: "§5 process round trip: Python ÷ cf (how many times faster)".into(),
+            measured: speedup("s5.py", "s5.cf"),
+            bound: (8.0, false),
+            unit: "×",
+        },
+        t(
+            "§5 1 MiB echo (`Bytes`) ÷ raw socketpair ping-pong (one CPU)",
+            ratio(r, "s5.cf_echo", "s5.raw_echo_pinned"),
+            1.5,
+        ),
     ]
 }
 
@@ -1883,6 +2334,10 @@ fn loadavg() -> String {
 type SectionFn = fn(&Cfg, &mut Results);
 
 fn main() {
+    // procspawn's pool workers are this binary re-run: they start serving here and never return. (Our
+    // own process-pool workers never get this far: a constructor in the library takes them before
+    // `main`, by a different environment marker.)
+    procspawn::init();
     // `cargo bench` passes `--bench`; everything else is ours.
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -1890,6 +2345,10 @@ fn main() {
         .collect();
     if args.first().map(String::as_str) == Some("--probe") {
         probe_main(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--echo") {
+        echo_main(args.get(1).map(String::as_str) == Some("pin"));
         return;
     }
     // blocking's pool reads this once, on first use: give it the same 2 threads as the other pools
@@ -1956,7 +2415,7 @@ fn main() {
         print_section4(&mut out, &cfg, &r);
     }
     if cfg.runs(5) {
-        print_section5(&mut out);
+        print_section5(&mut out, &cfg, &r);
     }
     if cfg.runs(6) {
         print_section6(&mut out, &cfg, &r);

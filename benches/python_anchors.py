@@ -25,6 +25,10 @@ def inc(x):
     return x + 1
 
 
+def echo(b):
+    return b
+
+
 def pi_series(terms):
     s = 0.0
     for i in range(1, terms + 1):
@@ -218,6 +222,34 @@ def cpu_scaling(args):
                 emit_time(f"s4.py_{name}_{workers}", bench(args.reps, 1, sample))
 
 
+# §5 -------------------------------------------------------------------------------------------------
+
+
+def process_round_trip(args):
+    n, e, size = args.proc_rt_n, args.echo_n, args.echo_bytes
+    log(f"  python §5 process round trip x{n}, {size} B echo x{e}")
+    payload = bytes((i ^ (i >> 8)) & 0xFF for i in range(size))
+    with cf.ProcessPoolExecutor(1) as ex:
+        ex.submit(inc, 0).result()  # start the worker
+
+        def trivial():
+            t = time.perf_counter()
+            for i in range(n):
+                ex.submit(inc, i).result()
+            return time.perf_counter() - t
+
+        emit_time("s5.py", bench(args.reps, n, trivial))
+
+        def echoes():
+            t = time.perf_counter()
+            for _ in range(e):
+                ex.submit(echo, payload).result()
+            return time.perf_counter() - t
+
+        emit_time("s5.py_echo", bench(args.reps, e, echoes))
+        assert ex.submit(echo, payload).result() == payload
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5)
@@ -228,7 +260,10 @@ def main():
     p.add_argument("--wait-inner", type=int, default=10)
     p.add_argument("--pi-tasks", type=int, default=8)
     p.add_argument("--pi-terms", type=int, default=1_000_000)
-    p.add_argument("--sections", default="1,2,3,4")
+    p.add_argument("--proc-rt-n", type=int, default=5_000)
+    p.add_argument("--echo-n", type=int, default=500)
+    p.add_argument("--echo-bytes", type=int, default=1 << 20)
+    p.add_argument("--sections", default="1,2,3,4,5")
     p.add_argument("--rss-probe", nargs=2, metavar=("N", "MODE"))
     args = p.parse_args()
     if args.rss_probe:
@@ -240,6 +275,7 @@ def main():
         ("2", throughput),
         ("3", as_completed_and_wait),
         ("4", cpu_scaling),
+        ("5", process_round_trip),
     ):
         if sec in sections:
             run(args)

@@ -73,6 +73,7 @@
 #![deny(unsafe_code)] // allowed only on the few process-pool items that need it, each with a SAFETY comment
 
 mod as_completed;
+mod bytes;
 mod deadline;
 mod error;
 mod executor;
@@ -87,6 +88,7 @@ mod wait;
 mod watch;
 
 pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
+pub use bytes::Bytes;
 pub use error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, TaskError, WorkerExit};
 pub use executor::{Executor, Payload};
 pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, Watch};

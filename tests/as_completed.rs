@@ -1,54 +1,29 @@
 //! CPython conformance, group 6: `as_completed()` (items 52–59 of `cpython-conformance.md`), as a
 //! `Stream` and as a blocking iterator.
 //!
-//! CPython's fixtures are built with [`Promise`]. Pool tasks block on channels whose senders are
-//! dropped when a test ends (also when it fails). "Yielded without blocking" is checked with
-//! `now_or_never` (a single poll); timeouts run on tokio's paused clock, or are short real ones where
-//! only "it timed out" is asserted.
+//! CPython's fixtures are built with [`Promise`] (in `common::fixtures`). Pool tasks block on channels
+//! whose senders are dropped when a test ends (also when it fails). "Yielded without blocking" is
+//! checked with `now_or_never` (a single poll); timeouts run on tokio's paused clock, or are short real
+//! ones where only "it timed out" is asserted.
 
-use std::io;
+mod common;
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use common::fixtures::{cancelled, cancelled_and_notified, exception, successful, Probe};
 use concurrent_futures::{
-    as_completed, Error, FutureId, PoolFuture, Promise, Queued, TaskError, ThreadPoolExecutor,
+    as_completed, Error, FutureId, PoolFuture, Promise, Queued, ThreadPoolExecutor,
 };
 use futures::{FutureExt, Stream, StreamExt};
 
 // ---------------------------------------------------------------------------------------------------
 // Fixtures and helpers
 // ---------------------------------------------------------------------------------------------------
-
-fn cancelled() -> PoolFuture<i32> {
-    let (p, f) = Promise::<i32>::new();
-    assert!(f.cancel());
-    drop(p);
-    f
-}
-
-fn cancelled_and_notified() -> PoolFuture<i32> {
-    let (p, f) = Promise::<i32>::new();
-    assert!(f.cancel());
-    assert!(!p.set_running());
-    f
-}
-
-fn exception() -> PoolFuture<i32> {
-    let (p, f) = Promise::new();
-    p.set_error(Error::Failed(TaskError::new(io::Error::other("OSError"))))
-        .unwrap();
-    f
-}
-
-fn successful() -> PoolFuture<i32> {
-    let (p, f) = Promise::new();
-    p.set_result(42).unwrap();
-    f
-}
 
 /// A pool task returning `value` once `release` sends (or 0 once it is dropped).
 fn gated(pool: &ThreadPoolExecutor, value: i32) -> (PoolFuture<i32>, mpsc::Sender<()>) {
@@ -66,13 +41,6 @@ fn gated(pool: &ThreadPoolExecutor, value: i32) -> (PoolFuture<i32>, mpsc::Sende
 #[track_caller]
 fn next_now<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
     s.next().now_or_never().expect("an item without blocking")
-}
-
-/// A waker whose `Arc` count shows whether anything still holds a clone of it.
-struct Probe;
-
-impl Wake for Probe {
-    fn wake(self: Arc<Self>) {}
 }
 
 // ---------------------------------------------------------------------------------------------------

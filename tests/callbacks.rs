@@ -4,6 +4,8 @@
 //! level, target `concurrent_futures`) and can be checked. The panic hook is wrapped to keep the
 //! intentional panics of these tests out of the output.
 
+mod common;
+
 use std::io;
 use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +14,9 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread;
 use std::time::Duration;
 
-use concurrent_futures::{Error, PoolFuture, Promise, Queued, TaskError, ThreadPoolExecutor};
+use common::fixtures::os_error;
+use common::logs;
+use concurrent_futures::{Error, PoolFuture, Promise, Queued, ThreadPoolExecutor};
 
 // ---------------------------------------------------------------------------------------------------
 // Log capture
@@ -21,29 +25,10 @@ use concurrent_futures::{Error, PoolFuture, Promise, Queued, TaskError, ThreadPo
 /// Marks the panics these tests cause on purpose.
 const BOOM: &str = "intentional callback panic";
 
-static RECORDS: Mutex<Vec<(log::Level, String, String)>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push((
-            record.level(),
-            record.target().to_string(),
-            record.args().to_string(),
-        ));
-    }
-    fn flush(&self) {}
-}
-
 fn setup() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        log::set_logger(&Capture).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Trace);
+        logs::capture();
         let default_hook = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             let payload = info.payload();
@@ -65,9 +50,7 @@ fn setup() {
 /// The error-level records about `future`'s callbacks.
 fn callback_reports<T>(future: &PoolFuture<T>) -> Vec<String> {
     let needle = format!("exception calling callback for future {}:", future.id());
-    RECORDS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    logs::records()
         .iter()
         .filter(|(level, target, msg)| {
             *level == log::Level::Error
@@ -84,10 +67,6 @@ struct NotAString;
 // ---------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------
-
-fn os_error() -> Error {
-    Error::Failed(TaskError::new(io::Error::other("OSError")))
-}
 
 /// Records what each callback saw, in call order.
 #[derive(Clone, Default)]

@@ -2,15 +2,15 @@
 //! hierarchy is one `Error` enum here, with `is_broken()`, `is_rejected()` and `is_timeout()` as the
 //! groupings Python gets from subclassing.
 
+mod common;
+
 use std::error::Error as _;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::LONG;
 use concurrent_futures::{as_completed, Error, MapOptions, Promise, Queued, ThreadPoolExecutor};
 use futures::StreamExt;
-
-/// Long enough never to expire on a loaded machine; only reached when a test is failing.
-const LONG: Duration = Duration::from_secs(30);
 
 fn assert_error_traits<E: std::error::Error + Clone + Send + Sync + 'static>() {}
 

@@ -2,9 +2,12 @@
 //! and `cancel()`. Item numbers refer to `cpython-conformance.md`.
 //!
 //! CPython's fixtures (`PENDING_FUTURE`, `RUNNING_FUTURE`, `CANCELLED_FUTURE`,
-//! `CANCELLED_AND_NOTIFIED_FUTURE`, `EXCEPTION_FUTURE`, `SUCCESSFUL_FUTURE`) are built with [`Promise`].
-//! Tests that need a real pool block its workers on channels whose senders are dropped at the end of
-//! the test (also when it fails), so no test can hang the suite.
+//! `CANCELLED_AND_NOTIFIED_FUTURE`, `EXCEPTION_FUTURE`, `SUCCESSFUL_FUTURE`) are built with [`Promise`]
+//! (the first two here, the others in `common::fixtures`). Tests that need a real pool block its
+//! workers on gates or channels that open when their guard or sender is dropped at the end of the test
+//! (also when it fails), so no test can hang the suite.
+
+mod common;
 
 use std::future::IntoFuture;
 use std::io;
@@ -16,6 +19,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::fixtures::{cancelled, cancelled_and_notified, exception, os_error, successful};
+use common::threads::occupy;
 use concurrent_futures::{
     as_completed, wait, Error, PoolFuture, Promise, Queued, ReturnWhen, TaskError,
     ThreadPoolExecutor,
@@ -23,7 +28,7 @@ use concurrent_futures::{
 use futures::{FutureExt, StreamExt};
 
 // ---------------------------------------------------------------------------------------------------
-// Fixtures
+// Fixtures (and see `common::fixtures`)
 // ---------------------------------------------------------------------------------------------------
 
 /// `PENDING_FUTURE`: keep the promise alive, or dropping it ends the future with `Abandoned`.
@@ -38,57 +43,9 @@ fn running() -> (Promise<i32>, PoolFuture<i32>) {
     (p, f)
 }
 
-/// `CANCELLED_FUTURE`: cancelled, no worker has looked at it.
-fn cancelled() -> PoolFuture<i32> {
-    let (p, f) = Promise::<i32>::new();
-    assert!(f.cancel());
-    drop(p);
-    f
-}
-
-/// `CANCELLED_AND_NOTIFIED_FUTURE`: cancelled, and the "executor" then saw the cancellation.
-fn cancelled_and_notified() -> PoolFuture<i32> {
-    let (p, f) = Promise::<i32>::new();
-    assert!(f.cancel());
-    assert!(!p.set_running());
-    f
-}
-
-fn os_error() -> Error {
-    Error::Failed(TaskError::new(io::Error::other("OSError")))
-}
-
-/// `EXCEPTION_FUTURE` (an `OSError`).
-fn exception() -> PoolFuture<i32> {
-    let (p, f) = Promise::new();
-    p.set_error(os_error()).unwrap();
-    f
-}
-
-/// `SUCCESSFUL_FUTURE` (42).
-fn successful() -> PoolFuture<i32> {
-    let (p, f) = Promise::new();
-    p.set_result(42).unwrap();
-    f
-}
-
 /// `(running, done, cancelled)`.
 fn predicates<T>(f: &PoolFuture<T>) -> (bool, bool, bool) {
     (f.running(), f.done(), f.cancelled())
-}
-
-/// Occupies one worker until the returned sender is dropped (or sent to). Returns once the task runs.
-fn occupy(pool: &ThreadPoolExecutor) -> (PoolFuture<()>, mpsc::Sender<()>) {
-    let (started_tx, started) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel::<()>();
-    let f = pool
-        .spawn(move || {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-        })
-        .unwrap();
-    started.recv().unwrap();
-    (f, release)
 }
 
 /// The `io::Error` inside a `Failed` error, to check identity across calls.

@@ -1,48 +1,17 @@
 //! The thread pool's initializer: CPython's conformance group 13 (items 137–143) and the broken pool it
 //! leaves behind when it fails (#86, #147).
 
+mod common;
+
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 
+use common::threads::Gate;
+use common::{logs, LONG};
 use concurrent_futures::{Error, MapOptions, Queued, ThreadPoolExecutor};
 
-/// Long enough never to expire on a loaded machine; only reached when a test is failing.
-const LONG: Duration = Duration::from_secs(30);
-
 const BROKEN: &str = "A thread initializer failed, the thread pool is not usable anymore";
-
-/// A gate the initializer blocks on until the test opens it; see `guard`.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.0 .0.lock().unwrap();
-        while !*open {
-            open = self.0 .1.wait(open).unwrap();
-        }
-    }
-
-    /// Opens the gate when dropped, so a failing test never leaves a worker blocked.
-    fn guard(&self) -> OpenOnDrop {
-        OpenOnDrop(self.clone())
-    }
-}
-
-struct OpenOnDrop(Gate);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
 
 thread_local! {
     static INITIALIZED: Cell<Option<&'static str>> = const { Cell::new(None) };
@@ -256,38 +225,11 @@ fn a_running_task_finishes_when_another_workers_initializer_fails() {
     assert_eq!(pool.metrics().workers, 0);
 }
 
-/// Captures the crate's log records (installed once for this test binary).
-struct Capture(Mutex<Vec<(log::Level, String, String)>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        self.0.lock().unwrap().push((
-            record.level(),
-            record.target().to_owned(),
-            record.args().to_string(),
-        ));
-    }
-    fn flush(&self) {}
-}
-
-fn captured_logs() -> &'static Capture {
-    static LOGGER: OnceLock<&'static Capture> = OnceLock::new();
-    LOGGER.get_or_init(|| {
-        let logger: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(logger).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Trace);
-        logger
-    })
-}
-
 // CPython #139: the failure is logged ('Exception in initializer:' at CRITICAL in Python; `log` has no
 // critical level, so at error level) with the initializer's message.
 #[test]
 fn initializer_failure_is_logged() {
-    let logs = captured_logs();
+    logs::capture();
     let why = "ValueError: error in initializer (logged)";
     let pool = ThreadPoolExecutor::builder()
         .max_workers(1)
@@ -298,7 +240,7 @@ fn initializer_failure_is_logged() {
         assert_broken(&f.result(LONG).unwrap_err(), why);
     }
     pool.shutdown(Queued::Run);
-    let records = logs.0.lock().unwrap();
+    let records = logs::records();
     let found = records
         .iter()
         .find(|(_, _, msg)| msg.contains(why))

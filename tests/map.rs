@@ -6,63 +6,17 @@
 //! not started whether or not it was polled (#70, DIVERGE); `buffer(b)` keeps exactly `b` tasks in
 //! flight (#77); `chunksize` is honoured with one result per element (#72, #80, #81).
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::threads::{occupy, Gate, OpenOnDrop};
+use common::LONG;
 use concurrent_futures::{Error, Executor, Map, MapOptions, Queued, ThreadPoolExecutor};
 use futures::StreamExt;
-
-/// Long enough never to expire on a loaded machine; only reached when a test is failing.
-const LONG: Duration = Duration::from_secs(30);
-
-/// A gate tasks block on until the test opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.0 .0.lock().unwrap();
-        while !*open {
-            open = self.0 .1.wait(open).unwrap();
-        }
-    }
-
-    /// Opens the gate when dropped, so a failing test never leaves a worker blocked.
-    fn guard(&self) -> OpenOnDrop {
-        OpenOnDrop(self.clone())
-    }
-}
-
-struct OpenOnDrop(Gate);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
-
-/// Occupies the only worker of `pool` until the returned guard is dropped (or opened).
-fn occupy(pool: &ThreadPoolExecutor) -> OpenOnDrop {
-    let gate = Gate::default();
-    let (started_tx, started) = mpsc::channel();
-    let waiter = gate.clone();
-    let busy = pool
-        .spawn(move || {
-            started_tx.send(()).unwrap();
-            waiter.wait();
-        })
-        .unwrap();
-    drop(busy);
-    started.recv_timeout(LONG).unwrap();
-    gate.guard()
-}
 
 fn square(n: u64) -> u64 {
     n * n
@@ -288,7 +242,7 @@ fn counting_map_behind_a_busy_worker(
     timeout: Duration,
 ) -> (ThreadPoolExecutor, OpenOnDrop, Arc<AtomicUsize>, Map<()>) {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let busy = occupy(&pool);
+    let (_, busy) = occupy(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
     let counter = ran.clone();
     let map = pool
@@ -398,7 +352,7 @@ fn a_task_that_reports_its_own_timeout_does_not_end_the_map() {
 #[test]
 fn dropping_an_unread_map_cancels_tasks_not_started() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let busy = occupy(&pool);
+    let (_, busy) = occupy(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
     let counter = ran.clone();
     let map = pool
@@ -454,7 +408,7 @@ fn dropping_the_iterator_after_a_result_cancels_the_rest() {
 #[tokio::test]
 async fn dropping_a_polled_stream_cancels_tasks_not_started() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let busy = occupy(&pool);
+    let (_, busy) = occupy(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
     let counter = ran.clone();
     let mut map = pool

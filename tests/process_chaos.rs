@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex};
 
-use common::{assert_all_gone, kill};
+use common::process::{assert_all_gone, kill};
 use concurrent_futures::{Error, ProcessPoolExecutor, Queued, WorkerDeath};
 
 const TASKS: u64 = 5_000;

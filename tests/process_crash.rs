@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_all_gone, gated_forever, gated_pid, is_dead, kill, pid, wait_gone, Gate};
+use common::process::{
+    assert_all_gone, gated_forever, gated_pid, is_dead, kill, pid, wait_gone, Gate, Unencodable,
+};
 use concurrent_futures::{
     BrokenCause, Error, MapOptions, ProcessPoolExecutor, Queued, WorkerDeath,
 };
@@ -161,7 +163,7 @@ fn killing_an_idle_worker_fails_the_running_and_pending_futures() -> Result<(), 
 }
 
 fn gated_abort(path: String) -> u8 {
-    common::task_wait(&path);
+    common::process::task_wait(&path);
     std::process::abort()
 }
 
@@ -179,19 +181,6 @@ fn d13_crash_during_shutdown_lets_shutdown_return() -> Result<(), Error> {
     assert_broken_by(f.result(None), None, Some(libc::SIGABRT));
     assert_all_gone(&pids);
     Ok(())
-}
-
-#[derive(Debug)]
-struct Unencodable;
-impl Serialize for Unencodable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("no"))
-    }
-}
-impl<'de> Deserialize<'de> for Unencodable {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <()>::deserialize(d).map(|_| Unencodable)
-    }
 }
 
 #[test]
@@ -322,7 +311,7 @@ fn spawn_grandchild(path: String) -> u8 {
         .arg("1000")
         .spawn()
         .unwrap();
-    common::task_send(&path, &child.id().to_string());
+    common::process::task_send(&path, &child.id().to_string());
     loop {
         std::thread::park();
     }
@@ -414,7 +403,7 @@ fn helper_parent_holding_a_pool() {
     };
     let pool = ProcessPoolExecutor::new(1).unwrap();
     let worker = pool.submit(pid, ()).unwrap().result(None).unwrap();
-    common::task_send(&path, &worker.to_string());
+    common::process::task_send(&path, &worker.to_string());
     loop {
         std::thread::park();
     }

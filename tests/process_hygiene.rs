@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{gated_forever, gated_pid, kill, pid, wait_gone, Gate};
+use common::process::{gated_forever, gated_pid, kill, pid, wait_gone, Gate};
 use concurrent_futures::{
     BrokenCause, Error, MapOptions, ProcessPoolExecutor, Queued, WorkerDeath,
 };

@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::assert_all_gone;
+use common::process::assert_all_gone;
 use concurrent_futures::{BrokenCause, Error, ProcessPoolExecutor, Queued};
 
 static INIT_RUNS: AtomicUsize = AtomicUsize::new(0);

@@ -7,10 +7,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{assert_all_gone, gated_pid, pid, Gate};
+use common::process::{assert_all_gone, gated_pid, pid, Gate, Unencodable};
 use concurrent_futures::{
-    as_completed, wait, Error, Executor, MapOptions, ProcessPoolExecutor, Queued, ReturnWhen,
-    ThreadPoolExecutor,
+    as_completed, wait, Bytes, Error, Executor, MapOptions, ProcessPoolExecutor, Queued,
+    ReturnWhen, ThreadPoolExecutor,
 };
 use serde::{Deserialize, Serialize};
 
@@ -289,7 +289,7 @@ fn dropping_the_pool_does_not_block_and_work_completes() -> Result<(), Error> {
     }
     assert_eq!(sum, 615);
     let worker = { pids_probe }.result(None)?;
-    assert!(common::wait_gone(worker, Duration::from_secs(10)));
+    assert!(common::process::wait_gone(worker, Duration::from_secs(10)));
     Ok(())
 }
 
@@ -312,20 +312,6 @@ fn awaitable_without_blocking_the_runtime() -> Result<(), Error> {
 }
 
 // --- Serialization failures: only that future fails; the pool carries on (D1, D3, D9-D12). ---
-
-/// Fails to serialize (D1, D10).
-#[derive(Debug)]
-struct Unencodable;
-impl Serialize for Unencodable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("refusing to encode"))
-    }
-}
-impl<'de> Deserialize<'de> for Unencodable {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <()>::deserialize(d).map(|_| Unencodable)
-    }
-}
 
 /// Encodes fine, fails to deserialize (D3, D11).
 #[derive(Debug)]
@@ -520,5 +506,48 @@ fn recycling_during_shutdown_runs_the_queue() -> Result<(), Error> {
     assert_eq!(got, [1, 2]);
     pool.shutdown(Queued::Run);
     assert!(pool.worker_pids().is_empty());
+    Ok(())
+}
+
+/// A 1 MiB buffer whose every byte depends on its position (a shifted or dropped byte shows).
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i ^ (i >> 8) ^ (i >> 16)) as u8).collect()
+}
+
+#[test]
+fn a_mib_of_bytes_round_trips_intact_and_a_plain_vec_still_works() -> Result<(), Error> {
+    let pool = ProcessPoolExecutor::new(1)?;
+    let data = pattern(1 << 20);
+    // `Bytes` crosses as one block both ways; the worker checks what it got and sends it back.
+    let echo = |b: Bytes| -> (u32, usize, u64, Bytes) {
+        let sum = b.iter().map(|&x| u64::from(x)).sum();
+        (std::process::id(), b.len(), sum, b)
+    };
+    let sum: u64 = data.iter().map(|&x| u64::from(x)).sum();
+    let (worker, len, their_sum, back) =
+        pool.submit(echo, Bytes::from(data.clone()))?.result(None)?;
+    assert_ne!(worker, std::process::id());
+    assert_eq!((len, their_sum), (data.len(), sum));
+    assert!(back[..] == data[..], "the echoed MiB differs");
+    // Twice more on the same worker (its read buffer is reused), then an empty one and an odd size.
+    for n in [1 << 20, 0, (1 << 20) + 3] {
+        let d = pattern(n);
+        let back: Vec<u8> = pool
+            .submit(|b: Bytes| b, Bytes::from(d.clone()))?
+            .result(None)?
+            .into();
+        assert!(back == d, "{n} bytes");
+    }
+    // A plain Vec<u8> still works (element by element, slower), and so does a mix of both.
+    let back = pool.submit(|v: Vec<u8>| v, data.clone())?.result(None)?;
+    assert!(back == data);
+    let mixed = pool
+        .submit(
+            |(v, b): (Vec<u8>, Bytes)| (Bytes::from(v), b.into_vec()),
+            (vec![1, 2], Bytes::from(vec![3])),
+        )?
+        .result(None)?;
+    assert_eq!(mixed, (Bytes::from(vec![1, 2]), vec![3]));
+    pool.shutdown(Queued::Run);
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{assert_all_gone, gated_forever, gated_pid, kill, pid, wait_gone, Gate};
+use common::process::{assert_all_gone, gated_forever, gated_pid, kill, pid, wait_gone, Gate};
 use concurrent_futures::{BrokenCause, Error, ProcessPoolExecutor, Queued, WorkerDeath};
 
 /// Runs `body` on its own thread and fails the test if it has not returned within `limit` (a hang).
@@ -101,7 +101,7 @@ fn concurrent_shutdowns_from_done_callbacks_do_not_deadlock() -> Result<(), Erro
 }
 
 fn init_at_gate(path: String) {
-    common::task_wait(&path);
+    common::process::task_wait(&path);
 }
 
 /// Bug: `terminate_workers()` while a worker was starting (here: inside its initializer) was taken
@@ -357,7 +357,7 @@ fn fork_then_abort(path: String) -> u8 {
             libc::_exit(0)
         }
     }
-    common::task_send(&path, &child.to_string());
+    common::process::task_send(&path, &child.to_string());
     std::process::abort()
 }
 

@@ -3,89 +3,18 @@
 //! `shutdown_async(Queued::…)`; the `with` block is `scope`; dropping the last handle shuts down without
 //! blocking.
 
-use std::cell::RefCell;
+mod common;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
+use common::threads::{arm_exit_probe, occupy_n, spawn_exit_probed, Gate};
+use common::LONG;
 use concurrent_futures::{
     as_completed, wait, Error, PoolFuture, Queued, ReturnWhen, ThreadPoolExecutor,
 };
-
-/// Long enough never to expire on a loaded machine; only reached when a test is failing.
-const LONG: Duration = Duration::from_secs(30);
-
-/// A gate tasks block on until the test opens it; see `guard`.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.0 .0.lock().unwrap();
-        while !*open {
-            open = self.0 .1.wait(open).unwrap();
-        }
-    }
-
-    /// Opens the gate when dropped, so a failing test never leaves a worker blocked.
-    fn guard(&self) -> OpenOnDrop {
-        OpenOnDrop(self.clone())
-    }
-}
-
-struct OpenOnDrop(Gate);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
-
-/// Starts `n` tasks that each hold a worker until the gate opens, and returns once all of them run.
-fn occupy(pool: &ThreadPoolExecutor, n: usize) -> (Vec<PoolFuture<()>>, OpenOnDrop) {
-    let gate = Gate::default();
-    let guard = gate.guard();
-    let (started_tx, started) = mpsc::channel();
-    let busy = (0..n)
-        .map(|_| {
-            let (gate, started_tx) = (gate.clone(), started_tx.clone());
-            pool.spawn(move || {
-                started_tx.send(()).unwrap();
-                gate.wait();
-            })
-            .unwrap()
-        })
-        .collect();
-    for _ in 0..n {
-        started.recv_timeout(LONG).unwrap();
-    }
-    (busy, guard)
-}
-
-/// Sends the worker's name when the worker thread exits (its thread-locals are destroyed).
-struct ExitProbe(mpsc::Sender<String>, String);
-
-impl Drop for ExitProbe {
-    fn drop(&mut self) {
-        let _ = self.0.send(std::mem::take(&mut self.1));
-    }
-}
-
-thread_local! {
-    static EXIT_PROBE: RefCell<Option<ExitProbe>> = const { RefCell::new(None) };
-}
-
-/// Called inside a task: reports through `tx` when this worker thread exits.
-fn arm_exit_probe(tx: mpsc::Sender<String>) {
-    let name = std::thread::current().name().unwrap_or("?").to_owned();
-    EXIT_PROBE.with(|p| *p.borrow_mut() = Some(ExitProbe(tx, name)));
-}
 
 fn queue_counters(
     pool: &ThreadPoolExecutor,
@@ -155,7 +84,7 @@ async fn shutdown_is_idempotent() {
 #[test]
 fn shutdown_cancel_cancels_queued_tasks_only() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
-    let (running, open) = occupy(&pool, 2);
+    let (running, open) = occupy_n(&pool, 2);
     let (queued, ran) = queue_counters(&pool, 10);
 
     let shutdown = {
@@ -189,7 +118,7 @@ fn shutdown_cancel_cancels_queued_tasks_only() {
 #[test]
 fn shutdown_nowait_returns_at_once_and_queued_work_still_runs() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let (running, open) = occupy(&pool, 1);
+    let (running, open) = occupy_n(&pool, 1);
     let (queued, ran) = queue_counters(&pool, 5);
     // The only worker is blocked: returning here proves the call does not wait.
     pool.shutdown_nowait(Queued::Run);
@@ -209,7 +138,7 @@ fn shutdown_nowait_returns_at_once_and_queued_work_still_runs() {
 #[test]
 fn shutdown_nowait_cancel_cancels_the_queue_without_waiting() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let (mut running, open) = occupy(&pool, 1);
+    let (mut running, open) = occupy_n(&pool, 1);
     let (queued, ran) = queue_counters(&pool, 5);
     pool.shutdown_nowait(Queued::Cancel);
     assert!(queued.iter().all(PoolFuture::cancelled));
@@ -225,20 +154,8 @@ fn shutdown_nowait_cancel_cancels_the_queue_without_waiting() {
 fn shutdown_joins_every_worker_thread() {
     let workers = 3;
     let pool = ThreadPoolExecutor::new(workers).unwrap();
-    let (exited_tx, exited) = mpsc::channel();
     // A barrier of `workers` tasks forces `workers` distinct threads.
-    let barrier = Arc::new(Barrier::new(workers));
-    let tasks: Vec<_> = (0..workers)
-        .map(|_| {
-            let (barrier, tx) = (barrier.clone(), exited_tx.clone());
-            pool.spawn(move || {
-                arm_exit_probe(tx);
-                barrier.wait();
-            })
-            .unwrap()
-        })
-        .collect();
-    drop(exited_tx);
+    let (tasks, exited) = spawn_exit_probed(&pool, workers);
     pool.shutdown(Queued::Run);
     assert!(tasks.iter().all(PoolFuture::done));
     // No waiting: shutdown has joined them.
@@ -309,7 +226,7 @@ fn scope_waits_even_if_the_body_panics() {
 #[tokio::test]
 async fn shutdown_async_waits_without_blocking_the_runtime() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
-    let (running, open) = occupy(&pool, 2);
+    let (running, open) = occupy_n(&pool, 2);
     let (queued, ran) = queue_counters(&pool, 4);
     let shutdown = pool.shutdown_async(Queued::Run);
     tokio::pin!(shutdown);
@@ -334,7 +251,7 @@ async fn shutdown_async_waits_without_blocking_the_runtime() {
 #[tokio::test]
 async fn shutdown_async_cancel_wakes_waiters_of_cancelled_futures() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let (running, open) = occupy(&pool, 1);
+    let (running, open) = occupy_n(&pool, 1);
     let (queued, ran) = queue_counters(&pool, 4);
     let shutdown = pool.shutdown_async(Queued::Cancel);
     tokio::pin!(shutdown);
@@ -356,7 +273,7 @@ async fn shutdown_async_cancel_wakes_waiters_of_cancelled_futures() {
 #[test]
 fn dropping_the_pool_does_not_block_and_queued_work_completes() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let (running, open) = occupy(&pool, 1);
+    let (running, open) = occupy_n(&pool, 1);
     let (queued, ran) = queue_counters(&pool, 5);
     // The only worker is blocked: returning here proves the drop does not wait.
     drop(pool);
@@ -395,7 +312,7 @@ fn the_last_handle_dropped_inside_a_task_shuts_the_pool_down() {
 #[test]
 fn shutdown_after_cancelling_a_queued_task_returns() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let (running, open) = occupy(&pool, 1);
+    let (running, open) = occupy_n(&pool, 1);
     let mut f = pool.spawn(|| 1).unwrap();
     assert!(f.cancel());
     drop(open);
@@ -431,7 +348,7 @@ fn shutdown_with_a_full_queue_does_not_deadlock() {
 #[test]
 fn wait_and_as_completed_return_after_shutdown_cancel() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let (running, open) = occupy(&pool, 1);
+    let (running, open) = occupy_n(&pool, 1);
     let (queued, _ran) = queue_counters(&pool, 3);
     pool.shutdown_nowait(Queued::Cancel);
 
@@ -459,7 +376,7 @@ fn wait_and_as_completed_return_after_shutdown_cancel() {
 #[test]
 fn shutdown_from_inside_a_task_waits_for_the_other_workers() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
-    let (mut running, open) = occupy(&pool, 1);
+    let (mut running, open) = occupy_n(&pool, 1);
     let own = pool.clone();
     let mut closer = pool
         .spawn(move || {

@@ -2,60 +2,14 @@
 //! queue (`queue_capacity`, `try_submit`/`try_spawn` → `Error::Full`, `submit_async` waiting for room,
 //! a blocking `submit` blocking until there is room).
 
+mod common;
+
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use concurrent_futures::{Error, Executor, PoolFuture, Queued, ThreadPoolExecutor};
-
-/// Long enough never to expire on a loaded machine; only reached when a test is failing.
-const LONG: Duration = Duration::from_secs(30);
-
-/// A gate tasks block on until the test opens it; see `guard`.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.0 .0.lock().unwrap();
-        while !*open {
-            open = self.0 .1.wait(open).unwrap();
-        }
-    }
-
-    /// Opens the gate when dropped, so a failing test never leaves a worker blocked.
-    fn guard(&self) -> OpenOnDrop {
-        OpenOnDrop(self.clone())
-    }
-}
-
-struct OpenOnDrop(Gate);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
-
-/// Occupies one worker of `pool` until the returned guard is dropped; returns once the task runs.
-fn occupy(pool: &ThreadPoolExecutor) -> (PoolFuture<()>, OpenOnDrop) {
-    let gate = Gate::default();
-    let (started_tx, started) = mpsc::channel();
-    let waiter = gate.clone();
-    let busy = pool
-        .spawn(move || {
-            started_tx.send(()).unwrap();
-            waiter.wait();
-        })
-        .unwrap();
-    started.recv_timeout(LONG).unwrap();
-    (busy, gate.guard())
-}
+use common::threads::{occupy, Gate};
+use common::LONG;
+use concurrent_futures::{Error, Executor, Queued, ThreadPoolExecutor};
 
 /// Sends a message when dropped: shows when the pool lets go of a closure or an argument.
 struct DropProbe(mpsc::Sender<&'static str>, &'static str);

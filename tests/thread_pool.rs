@@ -1,62 +1,16 @@
 //! Thread-pool specifics: CPython's conformance group 10 (items 102–109), a task submitting to its own
 //! pool (#85), stopping a running task cooperatively, and the `metrics()` counters.
 
-use std::cell::RefCell;
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use common::threads::{occupy, spawn_exit_probed, Gate};
+use common::LONG;
 use concurrent_futures::{Error, Metrics, PoolFuture, Queued, ThreadPoolExecutor};
-
-/// Long enough never to expire on a loaded machine; only reached when a test is failing.
-const LONG: Duration = Duration::from_secs(30);
-
-/// A gate tasks block on until the test opens it; see `guard`.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.0 .0.lock().unwrap();
-        while !*open {
-            open = self.0 .1.wait(open).unwrap();
-        }
-    }
-
-    /// Opens the gate when dropped, so a failing test never leaves a worker blocked.
-    fn guard(&self) -> OpenOnDrop {
-        OpenOnDrop(self.clone())
-    }
-}
-
-struct OpenOnDrop(Gate);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
-
-/// Occupies the only worker of `pool` until the returned guard is dropped; returns once the task runs.
-fn occupy(pool: &ThreadPoolExecutor) -> (PoolFuture<()>, OpenOnDrop) {
-    let gate = Gate::default();
-    let (started_tx, started) = mpsc::channel();
-    let waiter = gate.clone();
-    let busy = pool
-        .spawn(move || {
-            started_tx.send(()).unwrap();
-            waiter.wait();
-        })
-        .unwrap();
-    started.recv_timeout(LONG).unwrap();
-    (busy, gate.guard())
-}
 
 fn thread_name() -> String {
     std::thread::current()
@@ -223,35 +177,11 @@ fn default_thread_names_count_pools_and_workers() {
 }
 
 /// Sends when the worker thread exits (its thread-locals are destroyed).
-struct ExitProbe(mpsc::Sender<()>);
-
-impl Drop for ExitProbe {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
-
-thread_local! {
-    static EXIT_PROBE: RefCell<Option<ExitProbe>> = const { RefCell::new(None) };
-}
-
 // CPython #107: idle workers exit when the pool is dropped (the weakref-callback wake-up in Python).
 #[test]
 fn idle_workers_exit_when_the_pool_is_dropped() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
-    let (exited_tx, exited) = mpsc::channel();
-    let barrier = Arc::new(Barrier::new(2));
-    let futures: Vec<_> = (0..2)
-        .map(|_| {
-            let (barrier, tx) = (barrier.clone(), exited_tx.clone());
-            pool.spawn(move || {
-                EXIT_PROBE.with(|p| *p.borrow_mut() = Some(ExitProbe(tx)));
-                barrier.wait();
-            })
-            .unwrap()
-        })
-        .collect();
-    drop(exited_tx);
+    let (futures, exited) = spawn_exit_probed(&pool, 2);
     for mut f in futures {
         f.result(LONG).unwrap();
     }

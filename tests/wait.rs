@@ -1,53 +1,29 @@
 //! CPython conformance, group 5: `wait()` (items 39–51 of `cpython-conformance.md`), plus the `wait`
 //! half of item 59 (a finished or dropped `wait` leaves no waker behind).
 //!
-//! CPython's fixtures are built with [`Promise`]. Pool tasks block on channels whose senders are
-//! dropped when a test ends (also when it fails), so no test can hang the suite. "Returns at once" is
-//! checked with `now_or_never` (a single poll), never with a clock.
+//! CPython's fixtures are built with [`Promise`] (in `common::fixtures`). Pool tasks block on channels
+//! whose senders are dropped when a test ends (also when it fails), so no test can hang the suite.
+//! "Returns at once" is checked with `now_or_never` (a single poll), never with a clock.
+
+mod common;
 
 use std::borrow::Borrow;
 use std::future::IntoFuture;
 use std::io;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
+use common::fixtures::{cancelled, cancelled_and_notified, exception, successful, Probe};
 use concurrent_futures::{
-    wait, Done, Error, FutureId, PoolFuture, Promise, ReturnWhen, TaskError, ThreadPoolExecutor,
+    wait, Done, Error, FutureId, PoolFuture, Promise, ReturnWhen, ThreadPoolExecutor,
 };
 use futures::FutureExt;
 
 // ---------------------------------------------------------------------------------------------------
 // Fixtures and helpers
 // ---------------------------------------------------------------------------------------------------
-
-fn cancelled() -> PoolFuture<i32> {
-    let (p, f) = Promise::<i32>::new();
-    assert!(f.cancel());
-    drop(p);
-    f
-}
-
-fn cancelled_and_notified() -> PoolFuture<i32> {
-    let (p, f) = Promise::<i32>::new();
-    assert!(f.cancel());
-    assert!(!p.set_running());
-    f
-}
-
-fn exception() -> PoolFuture<i32> {
-    let (p, f) = Promise::new();
-    p.set_error(Error::Failed(TaskError::new(io::Error::other("OSError"))))
-        .unwrap();
-    f
-}
-
-fn successful() -> PoolFuture<i32> {
-    let (p, f) = Promise::new();
-    p.set_result(42).unwrap();
-    f
-}
 
 /// A pool task that runs until released: it returns its value after `finish(true)`, fails with
 /// `Error::Failed` after `finish(false)`, and also fails when `release` is dropped (the test ended).
@@ -92,13 +68,6 @@ fn assert_split<T, F: Borrow<PoolFuture<T>>>(
 ) {
     assert_eq!(ids(&d.done), id_list(done), "done");
     assert_eq!(ids(&d.not_done), id_list(not_done), "not_done");
-}
-
-/// A waker whose `Arc` count shows whether anything still holds a clone of it.
-struct Probe;
-
-impl Wake for Probe {
-    fn wake(self: Arc<Self>) {}
 }
 
 // ---------------------------------------------------------------------------------------------------

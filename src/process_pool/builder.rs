@@ -81,6 +81,7 @@ impl ProcessPoolBuilder {
             f as usize,
             &arg,
             usize::MAX,
+            Vec::new(),
         ));
         self
     }

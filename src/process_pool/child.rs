@@ -70,7 +70,7 @@ pub(crate) fn serve() -> i32 {
     let mut reader = FrameReader::new(cap);
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
-        let body = match reader.read_frame(&stream) {
+        let body = match reader.read_frame(Polled(&stream)) {
             Ok(body) => body,
             // The parent closed the channel: shutdown, recycling, or the parent is gone.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return 0,
@@ -105,7 +105,7 @@ pub(crate) fn serve() -> i32 {
         if os::send_all(stream.as_fd(), &out).is_err() {
             return 0; // the parent is gone
         }
-        if out.capacity() > 16 << 20 {
+        if out.capacity() > wire::KEEP_BUFFER {
             out = Vec::with_capacity(64 * 1024);
         }
     }
@@ -127,6 +127,21 @@ fn parse_run(body: &[u8]) -> Option<(Trampoline, usize, &[u8])> {
     // layout, so `tramp` is the address of that same trampoline function here.
     let tramp = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
     Some((tramp, func, &rest[16..]))
+}
+
+/// The worker's reads: wait in `poll` for the next frame, then read it.
+///
+/// Benchmark fix: a worker blocked in a plain `read` is woken every time its driver reads a reply
+/// (the kernel wakes a unix socket's waiters when the peer frees buffer space, and a blocked `read`
+/// does not filter that event out, where `poll(POLLIN)` does). That spurious wake-up, often of an
+/// idle CPU, sat on the round trip's critical path; one `poll` per frame is cheaper.
+struct Polled<'a>(&'a UnixStream);
+
+impl io::Read for Polled<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        os::wait_readable(self.0.as_fd())?;
+        io::Read::read(&mut &*self.0, buf)
+    }
 }
 
 /// The channel arrives as stdin (so no other child can inherit it): move it to a close-on-exec

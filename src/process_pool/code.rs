@@ -145,9 +145,7 @@ fn respond<R: Serialize>(out: &mut Vec<u8>, task: impl FnOnce() -> Result<R, Fai
         Ok(Ok(value)) => {
             out.push(reply::VALUE);
             // A `Serialize` impl may itself panic (CPython D9): that is the task's panic, not a crash.
-            let encoded = catch_unwind(AssertUnwindSafe(|| {
-                postcard::to_io(&value, &mut *out).map(|_| ())
-            }));
+            let encoded = catch_unwind(AssertUnwindSafe(|| wire::encode_into(&value, &mut *out)));
             match encoded {
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => (
@@ -257,19 +255,21 @@ pub(crate) fn run_init<A: DeserializeOwned, R: InitResult>(
     });
 }
 
-/// Builds a `RUN` frame: trampoline and function offsets, then the encoded argument.
+/// Builds a `RUN` frame in `buf` (a spare buffer, or an empty `Vec`): trampoline and function offsets,
+/// then the encoded argument.
 pub(crate) fn run_frame<A: Serialize>(
     tramp: Trampoline,
     func: usize,
     arg: &A,
     cap: usize,
+    buf: Vec<u8>,
 ) -> Result<Vec<u8>, Error> {
     let t = offset_of(tramp as usize)?;
     let f = offset_of(func)?;
-    let mut buf = wire::begin(wire::RUN, 16 + 32);
+    let mut buf = wire::begin_in(buf, wire::RUN);
     buf.extend_from_slice(&t.to_le_bytes());
     buf.extend_from_slice(&f.to_le_bytes());
-    let mut buf = catch_unwind(AssertUnwindSafe(|| postcard::to_extend(arg, buf)))
+    catch_unwind(AssertUnwindSafe(|| wire::encode_into(arg, &mut buf)))
         .map_err(|p| {
             Error::Serialization(format!(
                 "serializing the argument panicked: {}",

@@ -94,9 +94,9 @@ enum Next {
 }
 
 impl Next {
-    fn perform(self, proc: &Proc) {
+    fn perform(self, shared: &Shared, proc: &Proc) {
         match self {
-            Next::Run(d) => d.send(),
+            Next::Run(d) => shared.recycle_frame(d.send()),
             Next::Retire => proc.close_write(),
             Next::Idle | Next::Wait => {}
         }
@@ -335,7 +335,7 @@ impl Driver {
             st.starting -= 1;
             take_next(shared, slot, &mut st)
         };
-        first.perform(proc);
+        first.perform(shared, proc);
         let mut done = 0usize;
         loop {
             let body = match self.reader.read_frame(proc.channel()) {
@@ -371,7 +371,7 @@ impl Driver {
                 (task, next)
             };
             // Hand out the next task before decoding this reply, so the worker is never left waiting.
-            next.perform(proc);
+            next.perform(shared, proc);
             task.finish(body);
         }
     }

@@ -87,6 +87,78 @@ pub(crate) fn wait_readable_or_exit(
     }
 }
 
+/// Reads what `sock` has without blocking: `Ok(None)` if nothing has arrived yet.
+#[allow(unsafe_code)]
+pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes and `sock` is an open descriptor
+    // borrowed for the duration of the call; `recv` writes at most that many bytes.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(Some(n as usize))
+}
+
+/// Blocks until `sock` has something to read (data, end-of-file or an error).
+#[allow(unsafe_code)]
+pub(crate) fn wait_readable(sock: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        let mut p = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid, initialised `pollfd` for the duration of the call (count 1), and
+        // `sock` is open while borrowed.
+        let n = unsafe { libc::poll(&mut p, 1, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if p.revents != 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether the peer of `sock` has closed its end, or the process behind `pidfd` has exited, in one
+/// non-blocking `poll` (what [`has_exited`] and [`peer_closed`] check in two calls).
+#[allow(unsafe_code)]
+pub(crate) fn closed_or_exited(sock: BorrowedFd<'_>, pidfd: BorrowedFd<'_>) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is an array of 2 valid, initialised `pollfd`s for the duration of the call, both
+    // descriptors are open while borrowed, and a timeout of 0 never blocks.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) };
+    n > 0
+        && (fds[0].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+            || fds[1].revents != 0)
+}
+
 /// Whether the child `pid` (not yet reaped) has exited, without blocking or reaping it: `waitid` with
 /// `WNOWAIT` leaves it waitable, so its driver still reaps it and reads its status.
 #[allow(unsafe_code)]

@@ -1,136 +1,14 @@
-//! Helpers shared by the process-pool tests: gates that synchronise with a task running in a worker
-//! (named pipes, no sleeps), and checks that processes are gone.
+//! Helpers shared by the integration tests. Each test file is its own crate and includes this module
+//! with `mod common;`.
+// Each test crate uses only part of these helpers; the rest would warn as dead code there.
 #![allow(dead_code)]
 
-use std::ffi::CString;
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// A named pipe between the test and a task. The task opens it for reading (`task_wait`), which blocks
-/// until the test opens it for writing ([`Gate::wait_started`]); so when `wait_started` returns the task
-/// is executing. Dropping the writer ([`Gate::release`]) lets the task read end-of-file and go on.
-pub struct Gate {
-    path: PathBuf,
-    writer: Option<File>,
-}
+pub mod fixtures;
+pub mod logs;
+pub mod process;
+pub mod threads;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-impl Gate {
-    pub fn new() -> Gate {
-        let path = std::env::temp_dir().join(format!(
-            "cf-gate-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_file(&path);
-        let c = CString::new(path.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        Gate { path, writer: None }
-    }
-
-    pub fn path(&self) -> String {
-        self.path.to_str().unwrap().to_owned()
-    }
-
-    /// Blocks until the task has opened the gate.
-    pub fn wait_started(&mut self) {
-        self.writer = Some(OpenOptions::new().write(true).open(&self.path).unwrap());
-    }
-
-    pub fn release(&mut self) {
-        self.writer = None;
-    }
-
-    /// Reads what a task wrote into the gate (the task opens it for writing with [`task_send`]).
-    pub fn receive(&self) -> String {
-        let mut s = String::new();
-        File::open(&self.path)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// In a task: blocks until the test opened the gate, then until it released it.
-pub fn task_wait(path: &str) {
-    let mut s = String::new();
-    File::open(path).unwrap().read_to_string(&mut s).unwrap();
-}
-
-/// In a task: sends a line to the test through the gate.
-pub fn task_send(path: &str, text: &str) {
-    std::fs::write(path, text).unwrap();
-}
-
-/// A task that waits at the gate, then returns its worker's pid.
-pub fn gated_pid(path: String) -> u32 {
-    task_wait(&path);
-    std::process::id()
-}
-
-/// A task that waits at the gate forever (it only ends by its worker dying).
-pub fn gated_forever(path: String) -> u32 {
-    task_wait(&path);
-    loop {
-        std::thread::park();
-    }
-}
-
-pub fn pid(_: ()) -> u32 {
-    std::process::id()
-}
-
-/// Waits (up to `limit`) for process `pid` to exit, without polling: a pidfd turns readable when the
-/// process ends. A process already reaped (or never ours) counts as gone. Returns whether it is gone.
-pub fn wait_gone(pid: u32, limit: Duration) -> bool {
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return true; // ESRCH: no such process
-    }
-    let fd = fd as i32;
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let n = unsafe { libc::poll(&mut p, 1, limit.as_millis() as i32) };
-    unsafe { libc::close(fd) };
-    n == 1
-}
-
-/// Whether a pid names no live process (missing, or a zombie awaiting its reaper).
-pub fn is_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
-/// Asserts that none of `pids` is alive (call after a waiting shutdown: the pool reaped them).
-pub fn assert_all_gone(pids: &[u32]) {
-    for &p in pids {
-        assert!(
-            wait_gone(p, Duration::from_secs(10)) && is_dead(p),
-            "worker {p} is still alive"
-        );
-    }
-}
-
-pub fn kill(pid: u32, signal: i32) {
-    unsafe {
-        libc::kill(pid as i32, signal);
-    }
-}
+/// Long enough never to expire on a loaded machine; only reached when a test is failing.
+pub const LONG: Duration = Duration::from_secs(30);

@@ -1,0 +1,107 @@
+//! For the thread-pool tests: a gate tasks block on, workers held busy until the test lets them go,
+//! and a probe that reports when a worker thread exits.
+
+use std::cell::RefCell;
+use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex};
+
+use concurrent_futures::{PoolFuture, ThreadPoolExecutor};
+
+use super::LONG;
+
+/// A gate tasks block on until the test opens it; see `guard`.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    pub fn wait(&self) {
+        let mut open = self.0 .0.lock().unwrap();
+        while !*open {
+            open = self.0 .1.wait(open).unwrap();
+        }
+    }
+
+    /// Opens the gate when dropped, so a failing test never leaves a worker blocked.
+    pub fn guard(&self) -> OpenOnDrop {
+        OpenOnDrop(self.clone())
+    }
+}
+
+pub struct OpenOnDrop(Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// Occupies one worker of `pool` until the returned guard is dropped; returns once the task runs.
+pub fn occupy(pool: &ThreadPoolExecutor) -> (PoolFuture<()>, OpenOnDrop) {
+    let (mut busy, guard) = occupy_n(pool, 1);
+    (busy.pop().unwrap(), guard)
+}
+
+/// Starts `n` tasks that each hold a worker until the gate opens, and returns once all of them run.
+pub fn occupy_n(pool: &ThreadPoolExecutor, n: usize) -> (Vec<PoolFuture<()>>, OpenOnDrop) {
+    let gate = Gate::default();
+    let guard = gate.guard();
+    let (started_tx, started) = mpsc::channel();
+    let busy = (0..n)
+        .map(|_| {
+            let (gate, started_tx) = (gate.clone(), started_tx.clone());
+            pool.spawn(move || {
+                started_tx.send(()).unwrap();
+                gate.wait();
+            })
+            .unwrap()
+        })
+        .collect();
+    for _ in 0..n {
+        started.recv_timeout(LONG).unwrap();
+    }
+    (busy, guard)
+}
+
+/// Sends the worker's name when the worker thread exits (its thread-locals are destroyed).
+struct ExitProbe(mpsc::Sender<String>, String);
+
+impl Drop for ExitProbe {
+    fn drop(&mut self) {
+        let _ = self.0.send(std::mem::take(&mut self.1));
+    }
+}
+
+thread_local! {
+    static EXIT_PROBE: RefCell<Option<ExitProbe>> = const { RefCell::new(None) };
+}
+
+/// Called inside a task: reports through `tx` when this worker thread exits.
+pub fn arm_exit_probe(tx: mpsc::Sender<String>) {
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    EXIT_PROBE.with(|p| *p.borrow_mut() = Some(ExitProbe(tx, name)));
+}
+
+/// Starts `n` tasks that meet at a barrier, so that they run on `n` distinct workers, and that each arm
+/// an exit probe; returns their futures and the receiver of the probes' reports.
+pub fn spawn_exit_probed(
+    pool: &ThreadPoolExecutor,
+    n: usize,
+) -> (Vec<PoolFuture<()>>, mpsc::Receiver<String>) {
+    let (exited_tx, exited) = mpsc::channel();
+    let barrier = Arc::new(Barrier::new(n));
+    let futures = (0..n)
+        .map(|_| {
+            let (barrier, tx) = (barrier.clone(), exited_tx.clone());
+            pool.spawn(move || {
+                arm_exit_probe(tx);
+                barrier.wait();
+            })
+            .unwrap()
+        })
+        .collect();
+    (futures, exited)
+}
