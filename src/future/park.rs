@@ -113,6 +113,9 @@ fn spin_until_woken(woken: &AtomicBool, left: Option<Duration>) -> bool {
         if start.elapsed() >= budget {
             return false;
         }
+        // Let a thread woken on this CPU (a worker, a process pool's driver) run rather than wait
+        // behind the spin: on two cores the task being waited for may need this very CPU.
+        thread::yield_now();
     }
 }
 
