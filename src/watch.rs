@@ -69,7 +69,11 @@ enum Slot {
 /// A deduplicated set of futures being watched.
 pub(crate) struct WatchSet<F: Watch> {
     futures: Vec<Option<F>>,
+    /// Per-future state, made only when the set must register (empty before): a `wait` that returns
+    /// on its first look allocates nothing per future.
     slots: Vec<Slot>,
+    /// Futures seen ended on the first look, before `slots` exists.
+    seen_early: Vec<usize>,
     wakers: Vec<Option<Waker>>,
     queue: Arc<ReadyQueue>,
     phase: Phase,
@@ -94,7 +98,8 @@ impl<F: Watch> WatchSet<F> {
         let n = futures.len();
         WatchSet {
             futures,
-            slots: vec![Slot::Watching(None); n],
+            slots: Vec::new(),
+            seen_early: Vec::new(),
             wakers: Vec::new(),
             queue: Arc::new(ReadyQueue {
                 inner: Mutex::new(Ready {
@@ -134,7 +139,9 @@ impl<F: Watch> WatchSet<F> {
             // FIRST_COMPLETED over many pending futures with one done returns at once.
             for i in 0..self.futures.len() {
                 if self.future(i).watched().is_done() {
-                    self.mark_ended(i, out);
+                    self.seen_early.push(i);
+                    self.pending -= 1;
+                    out.push(i);
                 }
             }
             if out.len() > before {
@@ -144,6 +151,10 @@ impl<F: Watch> WatchSet<F> {
         if self.phase == Phase::Checked {
             self.phase = Phase::Registered;
             self.wakers.resize(self.futures.len(), None);
+            self.slots = vec![Slot::Watching(None); self.futures.len()];
+            for &i in &self.seen_early {
+                self.slots[i] = Slot::Ended;
+            }
             for i in 0..self.futures.len() {
                 self.poll_one(i, out);
             }
@@ -170,17 +181,6 @@ impl<F: Watch> WatchSet<F> {
         self.futures[i]
             .as_ref()
             .expect("futures are taken only after they end")
-    }
-
-    fn mark_ended(&mut self, i: usize, out: &mut Vec<usize>) {
-        if let Slot::Watching(key) = self.slots[i] {
-            if let Some(k) = key {
-                self.future(i).watched().unwatch(k);
-            }
-            self.slots[i] = Slot::Ended;
-            self.pending -= 1;
-            out.push(i);
-        }
     }
 
     fn poll_one(&mut self, i: usize, out: &mut Vec<usize>) {
@@ -236,7 +236,9 @@ impl<F: Watch> WatchSet<F> {
     }
 
     fn unwatch(&mut self, i: usize) {
-        if let (Slot::Watching(Some(k)), Some(f)) = (self.slots[i], self.futures[i].as_ref()) {
+        if let (Some(Slot::Watching(Some(k))), Some(f)) =
+            (self.slots.get(i).copied(), self.futures[i].as_ref())
+        {
             f.watched().unwatch(k);
             self.slots[i] = Slot::Watching(None);
         }
