@@ -41,20 +41,31 @@ impl Wake for Node {
 }
 
 /// Keeps the first of any duplicates. Futures are usually given in submission order, whose ids
-/// increase, so the common case is one pass without hashing.
-fn dedupe<F: Watch>(futures: Vec<F>) -> Vec<Option<F>> {
-    let increasing = futures
-        .windows(2)
-        .all(|w| w[0].watched().identity() < w[1].watched().identity());
+/// increase, so the common case is one pass without hashing; that pass also notes which futures have
+/// already ended (the same atomic word), returned as `Some(indices)`.
+fn dedupe<F: Watch>(futures: Vec<F>) -> (Vec<Option<F>>, Option<Vec<usize>>) {
+    let mut ended = Vec::new();
+    let mut last = None;
+    let increasing = futures.iter().enumerate().all(|(i, f)| {
+        let (id, done) = f.watched().snapshot();
+        if done {
+            ended.push(i);
+        }
+        match last.replace(id) {
+            None => true,
+            Some(prev) => prev < id,
+        }
+    });
     if increasing {
-        return futures.into_iter().map(Some).collect();
+        return (futures.into_iter().map(Some).collect(), Some(ended));
     }
     let mut seen = HashSet::with_capacity(futures.len());
-    futures
+    let unique = futures
         .into_iter()
         .filter(|f| seen.insert(f.watched().identity()))
         .map(Some)
-        .collect()
+        .collect();
+    (unique, None)
 }
 
 /// Where one watched future stands.
@@ -74,6 +85,9 @@ pub(crate) struct WatchSet<F: Watch> {
     slots: Vec<Slot>,
     /// Futures seen ended on the first look, before `slots` exists.
     seen_early: Vec<usize>,
+    /// Futures already ended when the set was made, noted while checking for duplicates; the first
+    /// look reports these instead of scanning again.
+    ended_at_start: Option<Vec<usize>>,
     wakers: Vec<Option<Waker>>,
     queue: Arc<ReadyQueue>,
     phase: Phase,
@@ -94,12 +108,13 @@ enum Phase {
 impl<F: Watch> WatchSet<F> {
     /// Collects the futures, keeping the first of any duplicates.
     pub(crate) fn new(futures: impl IntoIterator<Item = F>) -> Self {
-        let futures = dedupe(futures.into_iter().collect());
+        let (futures, ended_at_start) = dedupe(futures.into_iter().collect());
         let n = futures.len();
         WatchSet {
             futures,
             slots: Vec::new(),
             seen_early: Vec::new(),
+            ended_at_start,
             wakers: Vec::new(),
             queue: Arc::new(ReadyQueue {
                 inner: Mutex::new(Ready {
@@ -137,13 +152,15 @@ impl<F: Watch> WatchSet<F> {
             self.phase = Phase::Checked;
             // First pass without registering anything: already-ended futures cost no allocation, and
             // FIRST_COMPLETED over many pending futures with one done returns at once.
-            for i in 0..self.futures.len() {
-                if self.future(i).watched().is_done() {
-                    self.seen_early.push(i);
-                    self.pending -= 1;
-                    out.push(i);
-                }
-            }
+            let ended = match self.ended_at_start.take() {
+                Some(ended) => ended,
+                None => (0..self.futures.len())
+                    .filter(|&i| self.future(i).watched().is_done())
+                    .collect(),
+            };
+            self.pending -= ended.len();
+            out.extend_from_slice(&ended);
+            self.seen_early = ended;
             if out.len() > before {
                 return Poll::Ready(());
             }
@@ -229,10 +246,13 @@ impl<F: Watch> WatchSet<F> {
 
     /// Takes every future still in the set, in input order.
     pub(crate) fn take_rest(&mut self) -> Vec<F> {
-        let present: Vec<usize> = (0..self.futures.len())
-            .filter(|&i| self.futures[i].is_some())
-            .collect();
-        present.into_iter().map(|i| self.take(i)).collect()
+        let mut rest = Vec::with_capacity(self.futures.len());
+        for i in 0..self.futures.len() {
+            if self.futures[i].is_some() {
+                rest.push(self.take(i));
+            }
+        }
+        rest
     }
 
     fn unwatch(&mut self, i: usize) {

@@ -316,6 +316,9 @@ pub trait Watched: private::Sealed {
     fn unwatch(&self, key: u64);
     #[doc(hidden)]
     fn is_done(&self) -> bool;
+    /// The id and whether the future has ended, read together (one atomic load).
+    #[doc(hidden)]
+    fn snapshot(&self) -> (FutureId, bool);
     #[doc(hidden)]
     fn raised(&self) -> bool;
 }
@@ -338,6 +341,9 @@ impl<T> Watched for PoolFuture<T> {
     }
     fn is_done(&self) -> bool {
         self.done()
+    }
+    fn snapshot(&self) -> (FutureId, bool) {
+        self.cell.core.snapshot()
     }
     fn raised(&self) -> bool {
         self.cell.core.raised()

@@ -135,6 +135,18 @@ impl<T> Core<T> {
         self.lock().phase()
     }
 
+    /// The id and whether the outcome is decided, in one load.
+    #[cfg(not(loom))]
+    pub(crate) fn snapshot(&self) -> (FutureId, bool) {
+        let word = self.id_and_ended.load(Ordering::Acquire);
+        (FutureId(word & !ENDED), word & ENDED != 0)
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn snapshot(&self) -> (FutureId, bool) {
+        (self.id(), self.has_ended())
+    }
+
     /// Whether the outcome is decided (finished or cancelled), without taking the lock.
     #[cfg(not(loom))]
     pub(crate) fn has_ended(&self) -> bool {
