@@ -463,7 +463,10 @@ impl ThreadPoolExecutor {
                 st.handles.clear();
                 Poll::Ready(())
             } else {
-                st.exit_wakers.push(cx.waker().clone());
+                // Re-polls (a `select!`, a spurious wake) must not pile up copies of the same waker.
+                if !st.exit_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    st.exit_wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
