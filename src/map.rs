@@ -111,6 +111,12 @@ enum InFlight<R> {
 /// A failed element yields its error in place and iteration goes on (CPython's newest behaviour). A
 /// timeout yields one [`Error::Timeout`], cancels what has not started, and ends the stream. Dropping the
 /// `Map`, read or not, cancels every task that has not started.
+///
+/// With a [`buffer`](MapOptions::buffer), inputs are read as results are taken. If the pool is shut down
+/// (or breaks) meanwhile, the input read for the next task cannot be submitted: its place yields the
+/// pool's error ([`Error::Shutdown`] or the broken pool's) and the map ends after the tasks already in
+/// flight. If the pool's last handle is dropped instead, the map stops reading inputs and ends quietly
+/// after the tasks in flight, as Python 3.14's map does with its weak reference to the executor.
 #[must_use = "dropping a Map cancels its tasks that have not started"]
 pub struct Map<R> {
     feed: Option<Feed<R>>,

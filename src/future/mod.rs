@@ -202,6 +202,9 @@ impl<T> PoolFuture<T> {
     /// and a callback added after `.await` or [`result`](PoolFuture::result) took the value out gets
     /// `Err(Error::InvalidState(..))`, since the value is gone.
     ///
+    /// A callback must not block on its own future (through a handle it captured): the outcome is
+    /// published only after the callbacks return, so it would wait for itself.
+    ///
     /// ```
     /// use concurrent_futures::ThreadPoolExecutor;
     /// use std::sync::mpsc;
