@@ -148,6 +148,19 @@ struct Call<T> {
     limit: Option<Duration>,
 }
 
+impl<R: Payload> Call<R> {
+    /// A single `f(arg)` call, with an optional time limit.
+    fn one<A: Payload>(f: fn(A) -> R, limit: Option<Duration>) -> Self {
+        Call {
+            tramp: code::run_one::<A, R>,
+            func: f as usize,
+            items: 1,
+            decode: code::decode_one::<R>,
+            limit,
+        }
+    }
+}
+
 pub(crate) struct Config {
     pub(crate) max_workers: usize,
     /// The initializer's `RUN` frame, sent to each worker after the handshake.
@@ -251,17 +264,7 @@ impl ProcessPoolExecutor {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        self.push(
-            Call {
-                tramp: code::run_one::<A, R>,
-                func: f as usize,
-                items: 1,
-                decode: code::decode_one::<R>,
-                limit: None,
-            },
-            &arg,
-            Err,
-        )
+        self.push(Call::one(f, None), &arg, Err)
     }
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`], carrying the error's
@@ -323,17 +326,7 @@ impl ProcessPoolExecutor {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        self.push(
-            Call {
-                tramp: code::run_one::<A, R>,
-                func: f as usize,
-                items: 1,
-                decode: code::decode_one::<R>,
-                limit: Some(limit),
-            },
-            &arg,
-            Err,
-        )
+        self.push(Call::one(f, Some(limit)), &arg, Err)
     }
 
     /// Applies `f` to every input in worker processes: Python's `executor.map`. Results come in input
