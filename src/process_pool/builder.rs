@@ -140,14 +140,22 @@ impl ProcessPoolBuilder {
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         // Keep the worker entry (a constructor) linked into every program that builds a pool.
         std::hint::black_box(&super::entry::WORKER_ENTRY);
-        if std::env::var_os(super::handshake::MARKER).is_some() {
+        let marker = super::handshake::marker_name();
+        if std::env::var_os(marker).is_some() {
             return Err(Error::ProcessSetup(format!(
-                "this process was started as a process-pool worker ({} is set) but is running the \
-                 program's main code; refusing to start workers from it (no fork bomb). The worker \
-                 entry point did not run: is the program a shared library, or was the variable set \
-                 by hand?",
-                super::handshake::MARKER
+                "this process was started as a process-pool worker ({marker} is set) but is running \
+                 the program's main code; refusing to start workers from it (no fork bomb). The \
+                 worker entry point did not run: is the program a shared library, or was the \
+                 variable set by hand?"
             )));
+        }
+        if super::os::secure_exec() {
+            return Err(Error::ProcessSetup(
+                "this program runs as secure-exec (setuid, setgid or file capabilities); its \
+                 process-pool workers would refuse to serve it (a worker must not run code for \
+                 whoever starts a privileged program), so no pool is started"
+                    .into(),
+            ));
         }
         let max_workers = match self.max_workers {
             Some(0) => {

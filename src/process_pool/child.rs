@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
 use super::code::{self, Trampoline};
-use super::handshake::{self, MARKER};
+use super::handshake;
 use super::os;
 use super::wire::{self, reply, FrameReader};
 
@@ -20,41 +20,36 @@ use super::wire::{self, reply, FrameReader};
 pub(crate) const EXIT_SETUP: i32 = 70;
 /// Exit code of a worker that received a frame it cannot trust.
 pub(crate) const EXIT_PROTOCOL: i32 = 71;
-/// Exit code of a worker whose parent died before it started.
-pub(crate) const EXIT_ORPHAN: i32 = 72;
+/// Exit code of a worker that refused its parent (see `handshake::verify_parent`).
+pub(crate) const EXIT_REFUSED: i32 = 73;
 
-/// Runs the worker if this process was started as one; otherwise returns at once.
+/// Runs the worker if this process was started as one of this copy's workers; otherwise returns at
+/// once (also when another copy of the crate in this program was asked: its constructor serves).
 pub(crate) fn run_if_worker() {
-    if std::env::var_os(MARKER).is_none() {
+    let Some(value) = handshake::own_marker() else {
         return;
-    }
-    let code = std::panic::catch_unwind(serve).unwrap_or(EXIT_PROTOCOL);
+    };
+    let code = std::panic::catch_unwind(|| serve(value)).unwrap_or(EXIT_PROTOCOL);
     let _ = io::stdout().flush();
     std::process::exit(code)
 }
 
 /// The worker loop; returns the exit code.
-pub(crate) fn serve() -> i32 {
-    let Some(value) = std::env::var_os(MARKER) else {
-        return EXIT_SETUP;
-    };
+#[allow(unsafe_code)] // The call of a received code address: see the SAFETY comment there.
+pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
+    // std's runtime does this before `main`, which a worker never reaches.
+    os::fill_closed_std_fds();
+    let marker = handshake::marker_name();
     // Tasks that start pools of their own must start real workers, not confuse them with us.
-    std::env::remove_var(MARKER);
+    std::env::remove_var(marker);
     let Some((parent, cap)) = value.to_str().and_then(handshake::parse_marker) else {
         eprintln!(
-            "concurrent_futures: malformed {MARKER} value {value:?}; not a worker of this build"
+            "concurrent_futures: malformed {marker} value {value:?}; not a worker of this build"
         );
         return EXIT_SETUP;
     };
-    if os::die_with_parent() != parent {
-        // Also what a program started with a stray marker in its environment sees: say why it exits
-        // before `main` (review fix: it exited silently).
-        eprintln!(
-            "concurrent_futures: started as a process-pool worker of pid {parent}, which is not \
-             this process's parent (it died, or {MARKER} was set by hand); exiting"
-        );
-        return EXIT_ORPHAN;
-    }
+    // Armed before the parent checks, so a parent that dies after them still takes us along.
+    os::die_with_parent();
     os::ignore_sigpipe();
     let stream = match take_channel() {
         Ok(s) => s,
@@ -63,6 +58,15 @@ pub(crate) fn serve() -> i32 {
             return EXIT_SETUP;
         }
     };
+    // Nothing the channel says is trusted, and no code offset is revealed, before this passes.
+    if let Err(reason) = handshake::verify_parent(parent, stream.as_fd()) {
+        eprintln!(
+            "concurrent_futures: refusing to run as a process-pool worker (pid {}): {reason}",
+            std::process::id()
+        );
+        let _ = os::send_all(stream.as_fd(), &handshake::refused_frame(&reason));
+        return EXIT_REFUSED;
+    }
     if os::send_all(stream.as_fd(), &handshake::hello_frame()).is_err() {
         return EXIT_SETUP;
     }
@@ -85,7 +89,20 @@ pub(crate) fn serve() -> i32 {
         };
         out.clear();
         out.extend_from_slice(&[0; wire::HEADER]);
-        tramp(func, arg, &mut out);
+        // SAFETY: the one place a received code address is called. `verify_parent` proved, through
+        // the kernel (not the channel), that the peer is our parent, that it runs this very
+        // executable file, and that it made the channel; no one else can write to the channel (it
+        // reached us as stdin, and `take_channel` moved it to a close-on-exec descriptor). That
+        // parent's driver sends only frames built by `code::run_frame`, whose trampoline offset it
+        // took from a `Trampoline` (`run_one::<A, R>` and its siblings) and whose function offset
+        // from a `fn` of the type that trampoline names, in the same generic call; it sent them only
+        // after our `Hello` showed the same build with the same layout. So, here, `tramp` is that
+        // same trampoline and `func` that same function, which is the trampoline's contract.
+        // `parse_run` also checked both lie in this executable's code.
+        unsafe {
+            let tramp = std::mem::transmute::<usize, Trampoline>(tramp);
+            tramp(func, arg, &mut out);
+        }
         if let Err(len) = wire::seal(&mut out, cap) {
             // A value over the cap becomes an encoding error; a message (a panic's or an error's
             // text) keeps its kind and is cut to fit (review fix: it was reported as an oversized
@@ -113,8 +130,7 @@ pub(crate) fn serve() -> i32 {
 
 /// Splits a `RUN` frame into the trampoline, the function address and the argument bytes, checking that
 /// both addresses lie in the executable.
-#[allow(unsafe_code)]
-fn parse_run(body: &[u8]) -> Option<(Trampoline, usize, &[u8])> {
+fn parse_run(body: &[u8]) -> Option<(usize, usize, &[u8])> {
     let (&wire::RUN, rest) = body.split_first()? else {
         return None;
     };
@@ -122,10 +138,6 @@ fn parse_run(body: &[u8]) -> Option<(Trampoline, usize, &[u8])> {
     let func = u64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
     let tramp = code::address_of(tramp)?;
     let func = code::address_of(func)?;
-    // SAFETY: the parent only sends offsets it took from a `Trampoline` (`code::run_frame`), and it sends
-    // frames only after the handshake proved this process runs the same executable file with the same
-    // layout, so `tramp` is the address of that same trampoline function here.
-    let tramp = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
     Some((tramp, func, &rest[16..]))
 }
 

@@ -27,7 +27,11 @@ use crate::map::ChunkOut;
 use crate::thread_pool::InitResult;
 
 /// What a worker calls: `(function address, argument bytes, reply buffer)`.
-pub(crate) type Trampoline = fn(usize, &[u8], &mut Vec<u8>);
+///
+/// An `unsafe fn`: a trampoline reads its first argument as a function of one exact type, which only
+/// the caller can vouch for. The worker's one call of a received address (`child.rs`) states why it
+/// may.
+pub(crate) type Trampoline = unsafe fn(usize, &[u8], &mut Vec<u8>);
 
 /// The base every offset is taken from. Not generic and never inlined, so it has exactly one address.
 #[inline(never)]
@@ -46,6 +50,10 @@ pub(crate) struct Image {
     pub(crate) file: String,
     /// Its mappings with execute permission: where its functions are.
     text: Vec<Range<usize>>,
+    /// Where [`anchor`] lies in that file (its address minus the file's load address): different
+    /// for each copy of this crate linked into one program, and the same in every process running
+    /// that file.
+    pub(crate) anchor_in_file: u64,
 }
 
 impl Image {
@@ -73,6 +81,7 @@ fn image_in(maps: &str, at: usize) -> Option<Image> {
     struct Mapping<'a> {
         range: Range<usize>,
         exec: bool,
+        offset: usize,
         file: (&'a str, &'a str),
     }
     fn parse(line: &str) -> Option<Mapping<'_>> {
@@ -80,9 +89,14 @@ fn image_in(maps: &str, at: usize) -> Option<Image> {
         let (lo, hi) = cols.next()?.split_once('-')?;
         let range = usize::from_str_radix(lo, 16).ok()?..usize::from_str_radix(hi, 16).ok()?;
         let exec = cols.next()?.as_bytes().get(2) == Some(&b'x');
-        let _offset = cols.next()?;
+        let offset = usize::from_str_radix(cols.next()?, 16).ok()?;
         let file = (cols.next()?, cols.next()?);
-        Some(Mapping { range, exec, file })
+        Some(Mapping {
+            range,
+            exec,
+            offset,
+            file,
+        })
     }
     let maps: Vec<Mapping<'_>> = maps.lines().filter_map(parse).collect();
     let home = maps.iter().find(|m| m.range.contains(&at))?;
@@ -96,6 +110,7 @@ fn image_in(maps: &str, at: usize) -> Option<Image> {
             .filter(|m| m.exec && m.file == home.file)
             .map(|m| m.range.clone())
             .collect(),
+        anchor_in_file: (at - home.range.start + home.offset) as u64,
     })
 }
 
@@ -127,7 +142,7 @@ pub(crate) fn layout() -> [u64; 4] {
         off(run_one::<u64, u64> as Trampoline as usize),
         off(run_chunk::<String, (u8, i64)> as Trampoline as usize),
         off(decode_one::<Vec<u32>> as fn(&[u8], usize) -> Result<Vec<u32>, Error> as usize),
-        off(super::child::serve as fn() -> i32 as usize),
+        off(super::child::serve as fn(std::ffi::OsString) -> i32 as usize),
     ]
 }
 
@@ -188,28 +203,33 @@ unsafe fn as_fn<A, R>(addr: usize) -> fn(A) -> R {
 }
 
 /// Trampoline of `submit(f: fn(A) -> R, a)`.
+///
+/// # Safety
+/// `func` must be the address of a `fn(A) -> R` with exactly these `A` and `R` in this process (so
+/// must the other trampolines' `func`, for the function type each names).
 #[allow(unsafe_code)]
-pub(crate) fn run_one<A: DeserializeOwned, R: Serialize>(
+pub(crate) unsafe fn run_one<A: DeserializeOwned, R: Serialize>(
     func: usize,
     arg: &[u8],
     out: &mut Vec<u8>,
 ) {
-    // SAFETY: the parent took this trampoline's offset from `run_one::<A, R>` and `func`'s from a
-    // `fn(A) -> R` in the same `submit` call; the handshake proved this worker is the same build, so
-    // the offsets name the same items here, and `child.rs` checked both lie in the executable.
+    // SAFETY: this function's contract.
     let f = unsafe { as_fn::<A, R>(func) };
     respond(out, || Ok(f(decode_arg(arg)?)));
 }
 
 /// Trampoline of `submit_fallible(f: fn(A) -> Result<R, E>, a)`: an `Err` travels as its `Display` text.
+///
+/// # Safety
+/// As [`run_one`], for a `fn(A) -> Result<R, E>`.
 #[allow(unsafe_code)]
-pub(crate) fn run_fallible<A, R, E>(func: usize, arg: &[u8], out: &mut Vec<u8>)
+pub(crate) unsafe fn run_fallible<A, R, E>(func: usize, arg: &[u8], out: &mut Vec<u8>)
 where
     A: DeserializeOwned,
     R: Serialize,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    // SAFETY: as in `run_one`, for `fn(A) -> Result<R, E>`.
+    // SAFETY: this function's contract.
     let f = unsafe { as_fn::<A, Result<R, E>>(func) };
     respond(out, || {
         f(decode_arg(arg)?).map_err(|e| Fail::Failed(e.into().to_string()))
@@ -218,13 +238,16 @@ where
 
 /// Trampoline of a `map` chunk: decodes `Vec<A>`, and replies with one item per element so a panic in
 /// one element fails only that element.
+///
+/// # Safety
+/// As [`run_one`].
 #[allow(unsafe_code)]
-pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
+pub(crate) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     func: usize,
     arg: &[u8],
     out: &mut Vec<u8>,
 ) {
-    // SAFETY: as in `run_one`; `map` took the trampoline from `run_chunk::<A, R>`.
+    // SAFETY: this function's contract.
     let f = unsafe { as_fn::<A, R>(func) };
     let items: Vec<A> = match decode_arg(arg) {
         Ok(items) => items,
@@ -241,13 +264,16 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
 }
 
 /// Trampoline of the initializer `fn(A) -> R` with `R: InitResult`: `Err` or a panic is a failure.
+///
+/// # Safety
+/// As [`run_one`].
 #[allow(unsafe_code)]
-pub(crate) fn run_init<A: DeserializeOwned, R: InitResult>(
+pub(crate) unsafe fn run_init<A: DeserializeOwned, R: InitResult>(
     func: usize,
     arg: &[u8],
     out: &mut Vec<u8>,
 ) {
-    // SAFETY: as in `run_one`; the builder took the trampoline from `run_init::<A, R>`.
+    // SAFETY: this function's contract.
     let f = unsafe { as_fn::<A, R>(func) };
     respond(out, || match f(decode_arg(arg)?).into_failure() {
         None => Ok(()),

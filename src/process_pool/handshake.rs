@@ -1,11 +1,16 @@
-//! Proving that a worker is the same build as its parent before any code offset is trusted.
+//! The two-way handshake: before a worker trusts a single code offset, it proves that its parent is
+//! this same program and started it on purpose; before the parent sends one, it proves that the worker
+//! is the same build.
 //!
-//! The parent starts a worker with [`MARKER`] in its environment. The worker's first frame is a
-//! [`Hello`] with its pid and its [`Identity`]: the protocol and crate versions, the identity of the
-//! executable file it runs (device, inode, size, modification time of `/proc/self/exe`) and the offsets
-//! of a few functions from the base symbol. The parent compares it with its own and refuses the worker
-//! (kills it and breaks the pool with a clear [`BrokenCause::StartFailed`]) on any difference, or if no
-//! `Hello` arrives within the handshake timeout.
+//! # Worker → parent: "I am your worker, of your build"
+//!
+//! The parent starts a worker with its [`marker_name`] variable set to `2:<parent pid>:<frame cap>`.
+//! The worker's first frame is a [`Hello`] with its pid and its [`Identity`]: the protocol and crate
+//! versions, the identity of the executable file it runs (device, inode, size, modification time of
+//! `/proc/self/exe`) and the offsets of a few functions from the base symbol. The parent compares it
+//! with its own and refuses the worker (kills it and breaks the pool with a clear
+//! [`BrokenCause::StartFailed`]) on any difference, or if no `Hello` arrives within the handshake
+//! timeout.
 //!
 //! Why this is enough for the address arithmetic in `code.rs`: the worker is `/proc/self/exe` of the
 //! parent, i.e. the very file (inode) the parent runs, even if its path was since replaced by a new
@@ -16,21 +21,57 @@
 //! Offsets are taken only within the object file holding the base symbol (`code::image`). That is
 //! the executable unless this crate is linked into a shared library (a Rust `dylib`), which the
 //! worker's loader opens *by path*, so a rebuilt library would be a different file: the identity
-//! therefore also carries that object's `dev inode` (review fix; it used to compare the executable
-//! only).
+//! therefore also carries that object's `dev inode`.
+//!
+//! # Parent → worker: "I am the program that started you, on purpose" ([`verify_parent`])
+//!
+//! Whoever starts a program chooses its environment and stdin, so the marker proves nothing by
+//! itself: without this direction, any program linking the pool would call any of its own functions
+//! for whoever can start it with the marker and a socket, before `main`, with the program's
+//! privileges (a setuid binary, or one a service starts with a passed-through environment). So the
+//! worker, before it sends its `Hello` (which reveals code offsets) and before it reads a frame, asks
+//! the kernel, not the channel:
+//!
+//! 1. the process is not *secure-exec* (`AT_SECURE`: setuid, setgid, file capabilities). Such a
+//!    program was started by someone with less privilege than it runs with, whom it must not serve;
+//!    the parent side refuses to build a pool in such a process at all;
+//! 2. its parent is still the pid the marker names (`getppid`, after `PR_SET_PDEATHSIG` is armed);
+//! 3. the channel's peer credentials (`SO_PEERCRED`, set by the kernel when the socketpair was made)
+//!    name that same pid, and the worker's own user id, which is also its effective one;
+//! 4. that parent runs the same executable file (device and inode of `/proc/<parent>/exe` equal those
+//!    of `/proc/self/exe`), checked while it is still the parent (the pid cannot be reused under us).
+//!
+//! Any failure ends the worker before it trusts anything, with the reason on stderr and in a
+//! [`REFUSED`] frame, which the parent turns into its start error.
+//!
+//! A program the attacker starts can still be this same executable; but then the attacker already runs
+//! that code with its own privileges, which the pool does not raise (check 1).
+//!
+//! # One marker per copy of the crate
+//!
+//! Two major versions of this crate can be linked into one program, each with its own constructor and
+//! its own pools. The marker's name carries the crate version and where this copy's base symbol lies
+//! in the executable file, so each constructor recognises only its own copy's workers and leaves the
+//! others alone.
 //!
 //! [`BrokenCause::StartFailed`]: crate::BrokenCause::StartFailed
 
+use std::ffi::OsString;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::wire;
+use super::{os, wire};
 
-/// The environment variable that makes a re-executed program a worker: `1:<parent pid>:<frame cap>`.
-pub(crate) const MARKER: &str = "CONCURRENT_FUTURES_PROCESS_WORKER";
+/// What every copy's marker name starts with; a constructor only looks further when a variable does.
+const MARKER_PREFIX: &str = "CONCURRENT_FUTURES_PROCESS_WORKER_";
 
-const PROTOCOL: u32 = 1;
+/// The frame kind of a worker's refusal: the rest of the frame is the reason, as text.
+pub(crate) const REFUSED: u8 = b'!';
+
+const PROTOCOL: u32 = 2;
 const MAGIC: u64 = u64::from_le_bytes(*b"cfworker");
 
 /// What a build looks like from inside.
@@ -71,6 +112,39 @@ pub(crate) fn identity() -> &'static Identity {
     })
 }
 
+/// The name of the environment variable that makes a re-executed program a worker of *this copy* of
+/// the crate: [`MARKER_PREFIX`], then a hash of the crate's name and version and of where this copy's
+/// base symbol lies in the executable file (see the module docs).
+pub(crate) fn marker_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        // FNV-1a: stable across processes and builds of the same file, unlike std's `RandomState`.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let in_file = super::code::image().map_or(0, |i| i.anchor_in_file);
+        for part in [
+            env!("CARGO_PKG_NAME").as_bytes(),
+            env!("CARGO_PKG_VERSION").as_bytes(),
+            module_path!().as_bytes(),
+            &in_file.to_le_bytes(),
+        ] {
+            for &b in part.iter().chain(&[0xff]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        format!("{MARKER_PREFIX}{h:016x}")
+    })
+}
+
+/// This copy's marker value, if this process was started as one of its workers. Cheap when no copy's
+/// marker is set (every start of every program linking the crate asks).
+pub(crate) fn own_marker() -> Option<OsString> {
+    let prefix = MARKER_PREFIX.as_bytes();
+    if !std::env::vars_os().any(|(k, _)| k.as_bytes().starts_with(prefix)) {
+        return None;
+    }
+    std::env::var_os(marker_name())
+}
+
 /// The marker value for a worker of this process.
 pub(crate) fn marker(frame_cap: usize) -> String {
     format!("{PROTOCOL}:{}:{frame_cap}", std::process::id())
@@ -100,8 +174,71 @@ pub(crate) fn hello_frame() -> Vec<u8> {
     buf
 }
 
+/// Why this process may not serve as a worker of the parent `parent` on channel `channel`, if it may
+/// not (see the module docs for the checks and why they are enough).
+pub(crate) fn verify_parent(parent: u32, channel: BorrowedFd<'_>) -> Result<(), String> {
+    if os::secure_exec() {
+        return Err(
+            "the kernel marks this process as secure-exec (a setuid, setgid or file-capability \
+             program): it must not run code for whoever started it, so it will not be a \
+             process-pool worker"
+                .into(),
+        );
+    }
+    let ppid = os::parent_pid();
+    if ppid != parent {
+        return Err(format!(
+            "the marker names pid {parent} as the parent, but the parent is pid {ppid} (the \
+             parent died, or the marker was set by someone else)"
+        ));
+    }
+    let (peer_pid, peer_uid, _) = os::peer_credentials(channel).map_err(|e| {
+        format!("stdin is not the unix socket a process pool passes to its workers ({e})")
+    })?;
+    let (uid, euid) = os::user_ids();
+    if peer_pid != parent || peer_uid != uid || uid != euid {
+        return Err(format!(
+            "the channel was made by pid {peer_pid} with uid {peer_uid}, not by the parent pid \
+             {parent} with this process's uid {uid} (effective uid {euid})"
+        ));
+    }
+    let exe = |pid: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{pid}/exe")).map(|m| (m.dev(), m.ino()))
+    };
+    let (mine, theirs) = (exe("self"), exe(&parent.to_string()));
+    // Still our parent after the look: the pid was not reused meanwhile, so `theirs` is its file.
+    let still = os::parent_pid() == parent;
+    match (mine, theirs) {
+        (Ok(mine), Ok(theirs)) if mine == theirs && still => Ok(()),
+        (Ok(_), Ok(_)) if still => Err(format!(
+            "the parent pid {parent} runs a different executable file than this process"
+        )),
+        (Err(e), _) | (_, Err(e)) => Err(format!(
+            "cannot compare this process's executable with its parent's (pid {parent}): {e}"
+        )),
+        _ => Err(format!(
+            "the parent pid {parent} exited during the handshake"
+        )),
+    }
+}
+
+/// A worker's `REFUSED` frame carrying `reason`.
+pub(crate) fn refused_frame(reason: &str) -> Vec<u8> {
+    let mut buf = wire::begin(REFUSED, reason.len());
+    buf.extend_from_slice(reason.as_bytes());
+    let _ = wire::seal(&mut buf, usize::MAX);
+    buf
+}
+
 /// The parent's check of a worker's first frame body.
 pub(crate) fn check_hello(body: &[u8], pid: u32) -> Result<(), String> {
+    if let Some((&REFUSED, reason)) = body.split_first() {
+        return Err(format!(
+            "worker pid {pid} refused to serve this process: {}",
+            String::from_utf8_lossy(reason)
+        ));
+    }
     let Some((&wire::HELLO, payload)) = body.split_first() else {
         return Err(format!(
             "worker pid {pid} did not start with a handshake (is it this program?)"
@@ -180,7 +317,33 @@ mod tests {
             parse_marker(&marker(4096)),
             Some((std::process::id(), 4096))
         );
-        assert_eq!(parse_marker("2:1:1"), None);
+        assert_eq!(parse_marker("1:1:1"), None);
         assert_eq!(parse_marker("nonsense"), None);
+    }
+
+    #[test]
+    fn a_refusal_reaches_the_parent_with_its_reason() {
+        let frame = refused_frame("secure-exec");
+        let e = check_hello(&frame[wire::HEADER..], 7).unwrap_err();
+        assert!(e.contains("refused") && e.contains("secure-exec"), "{e}");
+    }
+
+    #[test]
+    fn the_marker_name_is_stable_and_ours() {
+        assert!(marker_name().starts_with(MARKER_PREFIX));
+        assert_eq!(marker_name().len(), MARKER_PREFIX.len() + 16);
+        assert!(std::env::var_os(marker_name()).is_none());
+    }
+
+    #[test]
+    fn a_stranger_is_not_our_parent() {
+        // No process has this pid.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        use std::os::fd::AsFd;
+        let e = verify_parent(u32::MAX - 1, a.as_fd()).unwrap_err();
+        assert!(e.contains("parent"), "{e}");
+        // With the right parent pid, the socketpair's maker (this process) is not the parent.
+        let e = verify_parent(os::parent_pid(), a.as_fd()).unwrap_err();
+        assert!(e.contains("channel was made by pid"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 //! `entry.rs`, that uses `unsafe`.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Writes all of `buf` to a socket. `MSG_NOSIGNAL` makes a write to a dead peer fail with `EPIPE`
 /// instead of raising `SIGPIPE`, which would kill a host program that has not ignored it (std only
@@ -212,11 +212,11 @@ pub(crate) fn kill_group(pgid: u32, signal: i32) {
 }
 
 /// In a worker: ask the kernel to SIGKILL us when the thread that spawned us (the parent's driver
-/// thread) exits, so a dead parent leaves no workers behind. Returns the parent pid as seen now, to
-/// detect a parent that died before the request took effect.
+/// thread) exits, so a dead parent leaves no workers behind. A parent that died before this took
+/// effect is caught by the handshake's parent check, which runs after it.
 #[allow(unsafe_code)]
-pub(crate) fn die_with_parent() -> u32 {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only; getppid has no preconditions.
+pub(crate) fn die_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
     unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
@@ -225,7 +225,6 @@ pub(crate) fn die_with_parent() -> u32 {
             0,
             0,
         );
-        libc::getppid() as u32
     }
 }
 
@@ -247,4 +246,121 @@ pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether the kernel started this process as *secure-exec* (`AT_SECURE`): its credentials changed at
+/// `exec` (a setuid or setgid file, file capabilities) or a security module asked for it. Such a
+/// process must not act on what its environment and inherited descriptors tell it.
+#[allow(unsafe_code)]
+pub(crate) fn secure_exec() -> bool {
+    // SAFETY: getauxval reads the auxiliary vector the kernel passed at exec; no pointers involved.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// This process's real and effective user ids.
+#[allow(unsafe_code)]
+pub(crate) fn user_ids() -> (u32, u32) {
+    // SAFETY: getuid and geteuid have no preconditions and cannot fail.
+    unsafe { (libc::getuid(), libc::geteuid()) }
+}
+
+/// The parent's pid as the kernel sees it now (1, or a subreaper, once the parent died).
+#[allow(unsafe_code)]
+pub(crate) fn parent_pid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// The kernel's record of who made the other end of the unix socket `sock` (`SO_PEERCRED`): for a
+/// socketpair, the process that called `socketpair`, as `(pid, uid, gid)`. Nothing the peer writes
+/// can change it.
+#[allow(unsafe_code)]
+pub(crate) fn peer_credentials(sock: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a valid, writable `ucred` and `len` holds its size, for the duration of the
+    // call; the kernel writes at most `len` bytes. `sock` is open while borrowed.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid as u32, cred.uid, cred.gid))
+}
+
+/// Sends `signal` to the process behind `pidfd`. Unlike `kill(pid)`, this can only reach that very
+/// process: once it has been reaped the call fails with `ESRCH`, even if its pid was reused.
+#[allow(unsafe_code)]
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal(2) with a null `siginfo` and no flags reads no memory of ours;
+    // `pidfd` is open while borrowed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether the process behind `pidfd` is a child of ours that nobody has reaped yet (alive or a
+/// zombie). A pidfd opened by pid just after the child was reaped elsewhere (a host that ignores
+/// SIGCHLD reaps automatically) could name a stranger that reused the pid; that stranger is not our
+/// child, so this says `false`.
+#[allow(unsafe_code)]
+pub(crate) fn is_unreaped_child(pidfd: BorrowedFd<'_>) -> bool {
+    // SAFETY: `siginfo_t` is plain data, for which all-zero bytes are a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable `siginfo_t` for the duration of the call; `WNOHANG` never
+    // blocks and `WNOWAIT` leaves the child waitable. `pidfd` is open while borrowed.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    r == 0
+}
+
+/// Points each closed standard descriptor (0, 1, 2) at `/dev/null`, as std's runtime does before
+/// `main`: a worker starts before that, and a later `open` must not land on fd 1 or 2, where a
+/// task's `println!` would write into it.
+#[allow(unsafe_code)]
+pub(crate) fn fill_closed_std_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD on any integer only inspects the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        // Not close-on-exec, like the descriptor it stands in for. `open` returns the lowest free
+        // descriptor, which is `fd` itself when the ones below it are open.
+        // SAFETY: the path is a valid NUL-terminated string; `open` takes no other pointer.
+        let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if null < 0 || null == fd {
+            continue;
+        }
+        // SAFETY: `null` is the descriptor `open` just returned, owned by nobody else; it is
+        // closed when this `OwnedFd` drops, after its copy is made.
+        let null = unsafe { OwnedFd::from_raw_fd(null) };
+        let _ = dup_onto(null.as_fd(), fd);
+    }
 }

@@ -15,7 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::handshake::{self, MARKER};
+use super::handshake;
 use super::os;
 use crate::future::FutureId;
 use crate::sync::{lock, Mutex};
@@ -120,7 +120,7 @@ impl Proc {
                 EnvOp::Clear => cmd.env_clear(),
             };
         }
-        cmd.env(MARKER, handshake::marker(frame_cap))
+        cmd.env(handshake::marker_name(), handshake::marker(frame_cap))
             .stdin(Stdio::from(OwnedFd::from(child_end)))
             .process_group(0);
         let child = cmd.spawn()?;
