@@ -113,8 +113,9 @@ pub(crate) fn identity() -> &'static Identity {
 }
 
 /// The name of the environment variable that makes a re-executed program a worker of *this copy* of
-/// the crate: [`MARKER_PREFIX`], then a hash of the crate's name and version and of where this copy's
-/// base symbol lies in the executable file (see the module docs).
+/// the crate: [`MARKER_PREFIX`], then a hash of the crate's version and of where this copy's base
+/// symbol lies in the executable file (see the module docs). The latter tells apart even two copies
+/// of one version (a package renamed, or vendored twice).
 pub(crate) fn marker_name() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
@@ -122,7 +123,6 @@ pub(crate) fn marker_name() -> &'static str {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let in_file = super::code::image().map_or(0, |i| i.anchor_in_file);
         for part in [
-            env!("CARGO_PKG_NAME").as_bytes(),
             env!("CARGO_PKG_VERSION").as_bytes(),
             module_path!().as_bytes(),
             &in_file.to_le_bytes(),
