@@ -205,7 +205,8 @@ pub(crate) fn kill_group(pgid: u32, signal: i32) {
         return; // never signal "every process" (-1) or our own group (0)
     }
     // SAFETY: kill(2) has no memory-safety preconditions. The caller only passes the pid of a child it
-    // has not reaped yet (see `Proc`), so the group id cannot have been recycled by another process.
+    // has not reaped yet, which it checked through its pidfd where it has one (see `proc.rs`), so the
+    // group id cannot have been recycled by another process.
     unsafe {
         libc::kill(-pgid, signal);
     }
@@ -323,9 +324,9 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Resul
 /// Whether the process behind `pidfd` is a child of ours that nobody has reaped yet (alive or a
 /// zombie). A pidfd opened by pid just after the child was reaped elsewhere (a host that ignores
 /// SIGCHLD reaps automatically) could name a stranger that reused the pid; that stranger is not our
-/// child, so this says `false`.
+/// child, so this says `false`. `Err` if the kernel cannot wait on a pidfd (before Linux 5.4).
 #[allow(unsafe_code)]
-pub(crate) fn is_unreaped_child(pidfd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_unreaped_child(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: `siginfo_t` is plain data, for which all-zero bytes are a valid value.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid, writable `siginfo_t` for the duration of the call; `WNOHANG` never
@@ -338,7 +339,14 @@ pub(crate) fn is_unreaped_child(pidfd: BorrowedFd<'_>) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
-    r == 0
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ECHILD) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 /// Points each closed standard descriptor (0, 1, 2) at `/dev/null`, as std's runtime does before

@@ -5,10 +5,17 @@
 //! reused by an unrelated process: procspawn#7). Every kill and the reap take [`Ctl`]'s lock, and the
 //! reap clears `child`, so a kill after the reap is a no-op. Kills go to the worker's *process group*
 //! (each worker leads its own), so whatever the task started dies with it.
+//!
+//! That lock is not enough when the host program ignores SIGCHLD: the kernel then reaps exited
+//! children itself, at once, and their pids can be reused while `child` is still set. So signals
+//! go through the worker's pidfd ([`Proc::signal`]): it names the process itself, not a number, and a
+//! signal through it fails once the process is reaped. The group is signalled only after the pidfd
+//! showed the leader still there (alive or a zombie), which keeps its number, and so its group id,
+//! from being reused.
 
 use std::ffi::OsString;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -128,7 +135,7 @@ impl Proc {
         Ok(Arc::new(Proc {
             pid: child.id(),
             stream: parent_end,
-            pidfd: os::pidfd_open(child.id()),
+            pidfd: verified_pidfd(child.id()),
             ctl: Mutex::new(Ctl {
                 child: Some(child),
                 running: None,
@@ -167,7 +174,7 @@ impl Proc {
             ctl.kill = Some(reason);
         }
         if first || signal == libc::SIGKILL {
-            os::kill_group(self.pid, signal);
+            self.signal(signal);
         }
         first
     }
@@ -187,6 +194,12 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` to the worker's process group. The caller holds the lock (or `&mut self`) and
+    /// has checked that `child` is set: we have not reaped the worker ourselves.
+    fn signal(&self, signal: i32) {
+        signal_group(self.pidfd.as_ref().map(|p| p.as_fd()), self.pid, signal);
+    }
+
     /// Kills the worker only if it is running task `id` now (interrupt, time limit).
     pub(crate) fn kill_running(&self, id: FutureId, reason: KillReason) -> bool {
         let mut ctl = lock(&self.ctl);
@@ -194,7 +207,7 @@ impl Proc {
             return false;
         }
         ctl.kill = Some(reason);
-        os::kill_group(self.pid, libc::SIGKILL);
+        self.signal(libc::SIGKILL);
         true
     }
 
@@ -214,7 +227,7 @@ impl Proc {
         let status = match ctl.child.take() {
             Some(mut child) => {
                 // Before waitpid the group id is still ours (the leader is at worst a zombie).
-                os::kill_group(self.pid, libc::SIGKILL);
+                self.signal(libc::SIGKILL);
                 wait(&mut child)
             }
             None => std::os::unix::process::ExitStatusExt::from_raw(0),
@@ -237,10 +250,66 @@ fn wait(child: &mut Child) -> ExitStatus {
 impl Drop for Proc {
     fn drop(&mut self) {
         // Only reached unreaped if a driver thread died abnormally: leave no worker behind.
-        let ctl = self.ctl.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut child) = ctl.child.take() {
-            os::kill_group(self.pid, libc::SIGKILL);
+        let child = self
+            .ctl
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .child
+            .take();
+        if let Some(mut child) = child {
+            self.signal(libc::SIGKILL);
             wait(&mut child);
         }
+    }
+}
+
+/// A pidfd for the child just spawned as `pid`, if the kernel makes one and it names that child.
+/// A host that ignores SIGCHLD may have reaped a child that exited at once, and a new process may
+/// have taken its pid before `pidfd_open`: such a pidfd is not kept (the worker is dead anyway).
+fn verified_pidfd(pid: u32) -> Option<OwnedFd> {
+    let pidfd = os::pidfd_open(pid)?;
+    match os::is_unreaped_child(pidfd.as_fd()) {
+        Ok(false) => None,
+        // `Err`: a kernel too old to wait on a pidfd (before 5.4) cannot tell; trust it as before.
+        Ok(true) | Err(_) => Some(pidfd),
+    }
+}
+
+/// Sends `signal` to the process group led by `pid`, whose pidfd is `pidfd`; returns whether it was
+/// sent. With a pidfd, only while the leader is unreaped (see the module docs); without one (an old
+/// kernel), the caller's lock is the only guard, which a host ignoring SIGCHLD defeats.
+fn signal_group(pidfd: Option<BorrowedFd<'_>>, pid: u32, signal: i32) -> bool {
+    if let Some(pidfd) = pidfd {
+        // Signal 0: nothing is delivered, only whether the very process is still there.
+        if os::pidfd_send_signal(pidfd, 0).is_err() {
+            return false;
+        }
+    }
+    os::kill_group(pid, signal);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reaped_worker_s_group_is_never_signalled() {
+        let mut child = Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pidfd = verified_pidfd(child.id()).expect("a pidfd for our own child");
+        assert!(signal_group(Some(pidfd.as_fd()), child.id(), 0));
+        assert!(signal_group(Some(pidfd.as_fd()), child.id(), libc::SIGKILL));
+        child.wait().unwrap();
+        // Reaped: its pid may now belong to anyone.
+        assert!(!signal_group(
+            Some(pidfd.as_fd()),
+            child.id(),
+            libc::SIGKILL
+        ));
+        assert_eq!(os::is_unreaped_child(pidfd.as_fd()).ok(), Some(false));
     }
 }
