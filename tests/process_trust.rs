@@ -407,3 +407,55 @@ fn unprivileged_user() -> Result<(u32, u32), String> {
         .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
         .ok_or_else(|| "no `nobody` user in /etc/passwd".into())
 }
+
+// ---- 4. What a worker gets although `main` never runs ---------------------------------------------
+
+/// A task's view of its standard descriptors: whether 1 and 2 are open, and the descriptor a newly
+/// opened file gets.
+fn std_fds((): ()) -> (bool, bool, i32) {
+    use std::os::fd::AsRawFd;
+    #[allow(unsafe_code)]
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    let open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+    let file = std::fs::File::open("/proc/self/status").unwrap();
+    (open(1), open(2), file.as_raw_fd())
+}
+
+/// A pool started while the program's stdout is closed: its workers get `/dev/null` there (as std
+/// gives a `main`), so a file a task opens does not become its stdout.
+#[test]
+fn workers_of_a_program_with_stdout_closed_get_dev_null() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--exact", "closed_stdout_entry", "--nocapture", "--test-threads=1"])
+        .env("CF_TRUST_CLOSED_STDOUT", "1")
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CF_TRUST_FDS=(true, true, "),
+        "the worker's fds: {stderr}"
+    );
+    assert!(!stderr.contains("CF_TRUST_FDS=(true, true, 1)"), "{stderr}");
+}
+
+/// The other side of the test above: closes stdout, then runs a task.
+#[test]
+fn closed_stdout_entry() {
+    if std::env::var_os("CF_TRUST_CLOSED_STDOUT").is_none() {
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: closing fd 1 leaves std's stdout writing to a closed descriptor, which it tolerates.
+    unsafe {
+        libc::close(1);
+    }
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    let fds = pool
+        .submit(std_fds, ())
+        .unwrap()
+        .result(Some(Duration::from_secs(60)));
+    pool.shutdown(Queued::Run);
+    eprintln!("CF_TRUST_FDS={:?}", fds.unwrap());
+}

@@ -71,6 +71,9 @@ impl ProcessPoolBuilder {
     /// `f` returns `()` or a `Result<(), E: Display>`; an `Err` or a panic breaks the pool: queued
     /// futures fail with [`Error::BrokenProcessPool`] whose cause is
     /// [`InitializerFailed`](crate::BrokenCause::InitializerFailed), and so does every later submit.
+    ///
+    /// Workers never run the program's `main`: this is where to repeat what `main` sets up that the
+    /// tasks rely on (a logger, a panic hook, an FFI library's global init).
     pub fn initializer<A: Payload, R: InitResult + 'static>(
         mut self,
         f: fn(A) -> R,

@@ -3,7 +3,9 @@
 //! [`WORKER_ENTRY`] is a function pointer in the ELF `.init_array` section, which the C runtime calls
 //! before `main` (what the `ctor` crate does, written out by hand). It checks the worker marker in the
 //! environment and, if present, runs the worker loop and exits, so the user's `main` never runs in a
-//! worker. Without the marker it returns at once. This works the same in binaries, examples,
+//! worker. Without the marker it returns at once, as it does when the marker belongs to another copy
+//! of this crate linked into the same program (whose own constructor then serves). The worker loop
+//! serves only after the parent checks of `handshake::verify_parent`. This works the same in binaries, examples,
 //! `cargo test` harnesses and doctests, which have no `main` of their own to put a setup line in.
 //!
 //! The linker only keeps this constructor if the object file holding it is linked, so

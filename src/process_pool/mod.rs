@@ -29,11 +29,41 @@
 //! - A worker never runs your `main`, nor anything else of your program except the tasks and the
 //!   initializer. Constructors of other crates that the linker orders after this crate's may not run in
 //!   workers.
+//! - So whatever `main` sets up is missing in a worker: a logger, a tracing subscriber, a panic hook,
+//!   FFI libraries' global init, `std::env::set_var`s. Do that in the pool's
+//!   [`initializer`](ProcessPoolBuilder::initializer), which runs in each worker before its first
+//!   task (and breaks the pool, with its message, if it fails).
+//! - std's pre-`main` setup that the worker needs is done by the worker itself: SIGPIPE is ignored, and
+//!   a closed stdin, stdout or stderr is pointed at `/dev/null` (so a file a task opens cannot land on
+//!   descriptor 1 and receive its prints).
+//! - With `panic = "abort"`, a panicking task cannot be caught: it aborts its worker. The future then
+//!   fails as a worker death ([`Error::BrokenProcessPool`] by default, [`Error::WorkerDied`] under
+//!   [`WorkerDeath::Respawn`]) instead of [`Error::Panicked`].
 //! - If a worker somehow runs `main` anyway (the constructor was not linked, e.g. the pool lives in a
 //!   shared library loaded into another program), building a pool there fails with
 //!   [`Error::ProcessSetup`]: no recursion, no fork bomb; the parent's handshake times out and the pool
 //!   breaks with a clear [`BrokenCause::StartFailed`](crate::BrokenCause::StartFailed).
-//! - Linux only (it relies on `/proc/self/exe`, `.init_array` and `PR_SET_PDEATHSIG`).
+//! - Linux only (it relies on `/proc/self/exe`, `.init_array`, `PR_SET_PDEATHSIG`, `SO_PEERCRED` and
+//!   pidfds).
+//! - Two copies of this crate linked into one program (two major versions pulled in by different
+//!   dependencies) each have their own marker, so each finds its own workers.
+//!
+//! # Trust: who may drive a worker
+//!
+//! A worker calls code addresses it receives, so it must know who sends them: otherwise any program
+//! that links a pool would run functions of its caller's choosing for whoever can start it with the
+//! marker in its environment and a socket as its stdin. Before it reveals or trusts a single code
+//! offset, a worker asks the kernel (not the channel) and serves only if:
+//!
+//! - the process is not *secure-exec* (setuid, setgid, file capabilities: `AT_SECURE`). Process pools
+//!   therefore do not work in such programs; building one there fails with [`Error::ProcessSetup`];
+//! - its parent is the pid named in the marker, and the channel's peer credentials (`SO_PEERCRED`)
+//!   name that parent and the worker's own user id, which is also its effective one;
+//! - the parent runs the same executable file (device and inode of `/proc/<pid>/exe`).
+//!
+//! Otherwise it exits at once, saying why on stderr; its parent (if it was a pool) breaks with a
+//! [`BrokenCause::StartFailed`](crate::BrokenCause::StartFailed) carrying that reason. The parent in
+//! turn accepts a worker only after its handshake shows the same build (next section).
 //!
 //! # How a task runs
 //!
@@ -48,8 +78,9 @@
 //!   the pool is idle.
 //! - A task crosses as two code offsets from one base symbol (the user's function and a monomorphized
 //!   trampoline that decodes `A`, calls, encodes `R`), plus the argument bytes. Before any offset is
-//!   trusted, a handshake proves the worker runs the same executable file with the same layout; a
-//!   mismatch breaks the pool with a clear error, never undefined behaviour.
+//!   trusted, a two-way handshake proves the worker runs the same executable file with the same
+//!   layout, and the parent is the program that started it (see *Trust* above); a mismatch breaks
+//!   the pool with a clear error, never undefined behaviour.
 //! - The argument is encoded on the submitting thread; if it does not encode, that future fails with
 //!   [`Error::Serialization`] (it is not an error of `submit`) and the pool carries on. A result that
 //!   does not encode in the worker, or decode in the parent, likewise fails only its future.
@@ -90,6 +121,10 @@
 //! - No orphans: each worker leads its own process group, and every kill or reap of a worker kills the
 //!   whole group, so processes a task started die with its worker. A worker dies with its parent
 //!   (`PR_SET_PDEATHSIG`).
+//! - Signals reach only the pool's own processes: a worker is signalled through its pidfd, and its
+//!   group only while the pidfd shows the worker unreaped, so a reused pid is never hit, even in a
+//!   host that ignores SIGCHLD (where the kernel reaps workers itself). On kernels without pidfds
+//!   (before 5.3) such a host loses that guarantee.
 //! - [`terminate_workers`](ProcessPoolExecutor::terminate_workers) and
 //!   [`kill_workers`](ProcessPoolExecutor::kill_workers) as in Python 3.14.
 //! - `max_tasks_per_child` recycling is done by the driver that served the worker, which replaces it
