@@ -427,7 +427,12 @@ fn std_fds((): ()) -> (bool, bool, i32) {
 fn workers_of_a_program_with_stdout_closed_get_dev_null() {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--exact", "closed_stdout_entry", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "closed_stdout_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("CF_TRUST_CLOSED_STDOUT", "1")
         .stdout(Stdio::null())
         .output()
