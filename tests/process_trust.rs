@@ -464,3 +464,61 @@ fn closed_stdout_entry() {
     pool.shutdown(Queued::Run);
     eprintln!("CF_TRUST_FDS={:?}", fds.unwrap());
 }
+
+/// A parent that made itself non-dumpable hides `/proc/<pid>/exe` from its unprivileged workers, so
+/// they cannot verify it: the pool breaks with a start error that says so, instead of serving an
+/// unverified parent or hanging.
+#[test]
+fn a_non_dumpable_parent_gets_a_clear_start_error() {
+    let dir = scratch("nondumpable");
+    let copy = dir.join("program");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    let mut cmd = Command::new(&copy);
+    cmd.args([
+        "--exact",
+        "non_dumpable_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("CF_TRUST_NON_DUMPABLE", "1");
+    // Root may trace anything, so it is verified even so: run as `nobody` then.
+    if let Ok((uid, gid)) = unprivileged_user() {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = stderr
+        .lines()
+        .find_map(|l| Some(l.split_once("CF_TRUST_ND=")?.1))
+        .unwrap_or_else(|| panic!("no report: {stderr}"));
+    if report.starts_with("served") {
+        println!("skipped: this user may trace a non-dumpable process (CAP_SYS_PTRACE)");
+    } else {
+        assert!(report.contains("refused to serve this process"), "{report}");
+        assert!(report.contains("non-dumpable"), "{report}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The other side of the test above: a non-dumpable program that uses a pool.
+#[test]
+fn non_dumpable_entry() {
+    if std::env::var_os("CF_TRUST_NON_DUMPABLE").is_none() {
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    let r = pool
+        .submit(std_fds, ())
+        .unwrap()
+        .result(Some(Duration::from_secs(60)));
+    pool.shutdown(Queued::Run);
+    match r {
+        Ok(_) => eprintln!("CF_TRUST_ND=served"),
+        Err(e) => eprintln!("CF_TRUST_ND={e}"),
+    }
+}

@@ -214,9 +214,17 @@ pub(crate) fn verify_parent(parent: u32, channel: BorrowedFd<'_>) -> Result<(), 
         (Ok(_), Ok(_)) if still => Err(format!(
             "the parent pid {parent} runs a different executable file than this process"
         )),
-        (Err(e), _) | (_, Err(e)) => Err(format!(
-            "cannot compare this process's executable with its parent's (pid {parent}): {e}"
-        )),
+        (Err(e), _) | (_, Err(e)) => {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (a parent that made itself non-dumpable, with prctl(PR_SET_DUMPABLE, 0), cannot be \
+                 verified by workers without CAP_SYS_PTRACE, so it cannot use a process pool)"
+            } else {
+                ""
+            };
+            Err(format!(
+                "cannot compare this process's executable with its parent's (pid {parent}): {e}{hint}"
+            ))
+        }
         _ => Err(format!(
             "the parent pid {parent} exited during the handshake"
         )),

@@ -59,7 +59,10 @@
 //!   therefore do not work in such programs; building one there fails with [`Error::ProcessSetup`];
 //! - its parent is the pid named in the marker, and the channel's peer credentials (`SO_PEERCRED`)
 //!   name that parent and the worker's own user id, which is also its effective one;
-//! - the parent runs the same executable file (device and inode of `/proc/<pid>/exe`).
+//! - the parent runs the same executable file (device and inode of `/proc/<pid>/exe`). The kernel
+//!   shows that only to a process allowed to trace the parent: a program that made itself
+//!   non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`) cannot use a process pool unless it runs with
+//!   `CAP_SYS_PTRACE` (as root does).
 //!
 //! Otherwise it exits at once, saying why on stderr; its parent (if it was a pool) breaks with a
 //! [`BrokenCause::StartFailed`](crate::BrokenCause::StartFailed) carrying that reason. The parent in
