@@ -205,6 +205,22 @@ fn drive(mut sock: UnixStream, child: Child, func_offset: u64) -> Outcome {
     }
 }
 
+/// Runs `start` (which executes a copy of the program this process just wrote), again while it fails
+/// with `ETXTBSY`: a child that another test's thread forks meanwhile briefly holds the copy's write
+/// descriptor, until its own `exec` closes it (rust-lang/rust#114554).
+fn unless_busy<T>(mut start: impl FnMut() -> std::io::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match start() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                assert!(Instant::now() < deadline, "the copy stays busy: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 /// A fresh directory for one test's files, readable and enterable by everyone.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cf-trust-{name}-{}", std::process::id()));
@@ -270,19 +286,18 @@ fn a_parent_running_another_executable_gets_nothing_called() {
     let exe = std::env::current_exe().unwrap();
     let launcher = dir.join("launcher");
     std::fs::copy(&exe, &launcher).unwrap();
-    let out = Command::new(&launcher)
-        .args([
-            "--exact",
-            "launcher_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CF_TRUST_LAUNCH", "1")
-        .env("CF_TRUST_TARGET", &exe)
-        .env("CF_TRUST_MARKER", format!("{name}={value}"))
-        .env("CF_TRUST_PWNED", &pwned)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(&launcher);
+    cmd.args([
+        "--exact",
+        "launcher_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("CF_TRUST_LAUNCH", "1")
+    .env("CF_TRUST_TARGET", &exe)
+    .env("CF_TRUST_MARKER", format!("{name}={value}"))
+    .env("CF_TRUST_PWNED", &pwned);
+    let out = unless_busy(|| cmd.output());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = stdout
         .lines()
@@ -349,13 +364,12 @@ fn a_setuid_program_refuses_to_be_a_worker() {
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
 
     // Does the kernel honour the setuid bit here (not a `nosuid` mount, no `no_new_privs`)?
-    let probe = Command::new(&copy)
-        .args(["--exact", "euid_probe", "--nocapture", "--test-threads=1"])
+    let mut cmd = Command::new(&copy);
+    cmd.args(["--exact", "euid_probe", "--nocapture", "--test-threads=1"])
         .env("CF_TRUST_PROBE", "1")
         .uid(uid)
-        .gid(gid)
-        .output()
-        .unwrap();
+        .gid(gid);
+    let probe = unless_busy(|| cmd.output());
     if !String::from_utf8_lossy(&probe.stdout).contains("CF_TRUST_EUID=0") {
         println!(
             "skipped: the setuid bit has no effect in {} (nosuid mount?): {}",
@@ -367,15 +381,14 @@ fn a_setuid_program_refuses_to_be_a_worker() {
     }
 
     let (sock, theirs) = UnixStream::pair().unwrap();
-    let child = Command::new(&copy)
-        .env(&name, forge(&value, &std::process::id().to_string()))
+    let mut cmd = Command::new(&copy);
+    cmd.env(&name, forge(&value, &std::process::id().to_string()))
         .env("CF_TRUST_PWNED", &pwned)
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stderr(Stdio::piped())
         .uid(uid)
-        .gid(gid)
-        .spawn()
-        .unwrap();
+        .gid(gid);
+    let child = unless_busy(|| cmd.spawn());
     let outcome = drive(sock, child, pwned_offset(&copy));
     assert_refused(outcome, &pwned, "secure-exec");
     let _ = std::fs::remove_dir_all(&dir);
@@ -485,7 +498,7 @@ fn a_non_dumpable_parent_gets_a_clear_start_error() {
     if let Ok((uid, gid)) = unprivileged_user() {
         cmd.uid(uid).gid(gid);
     }
-    let out = cmd.output().unwrap();
+    let out = unless_busy(|| cmd.output());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report = stderr
         .lines()
