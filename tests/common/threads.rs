@@ -105,3 +105,10 @@ pub fn spawn_exit_probed(
         .collect();
     (futures, exited)
 }
+
+/// How many threads this process has now (Linux: the entries of `/proc/self/task`).
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
