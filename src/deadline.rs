@@ -192,7 +192,11 @@ mod shared {
 
     /// Makes sure `waker` is woken at `at`: registers it under a new key, or refreshes the waker of the
     /// registration `key` names. A registration that already fired is made again.
-    pub(super) fn register(key: &mut Option<Key>, at: Instant, waker: &Waker) -> Result<(), NoThread> {
+    pub(super) fn register(
+        key: &mut Option<Key>,
+        at: Instant,
+        waker: &Waker,
+    ) -> Result<(), NoThread> {
         let mut timers = lock();
         match timers.thread {
             Thread::Running => {}

@@ -88,7 +88,10 @@ async fn zero_timeout_on_a_paused_clock_does_not_advance_it() {
     let done = wait([&pending]).timeout(Duration::ZERO).await;
     assert_eq!(done.not_done.len(), 1);
     let mut s = as_completed([&pending]).timeout(Duration::ZERO);
-    assert!(matches!(s.next().await, Some(Err(Error::Unfinished { .. }))));
+    assert!(matches!(
+        s.next().await,
+        Some(Err(Error::Unfinished { .. }))
+    ));
     assert_eq!(tokio::time::Instant::now(), start, "the paused clock moved");
 }
 
