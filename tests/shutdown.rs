@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
-use common::threads::{arm_exit_probe, occupy_n, spawn_exit_probed, Gate};
+use common::threads::{
+    arm_exit_probe, current_tid, occupy_n, spawn_exit_probed, wait_until_asleep, Gate,
+};
 use common::LONG;
 use concurrent_futures::{
     as_completed, wait, Error, PoolFuture, Queued, ReturnWhen, ThreadPoolExecutor,
@@ -199,18 +201,30 @@ fn scope_shuts_down_and_waits_after_the_body() {
     assert!(matches!(outside.spawn(|| ()), Err(Error::Shutdown)));
 }
 
-// CPython #94: the body's panic propagates, after the pool has waited for its work.
+// CPython #94: the body's panic propagates, after the pool has waited for its work. The task is still
+// running when the body unwinds (it waits for that), and ends only once the scope's thread is blocked
+// (in the shutdown, waiting for it): a scope that did not wait would reach the assertion first.
 #[test]
 fn scope_waits_even_if_the_body_panics() {
+    struct SendOnDrop(mpsc::Sender<()>);
+    impl Drop for SendOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
     let pool = ThreadPoolExecutor::new(2).unwrap();
     let outside = pool.clone();
     let finished = Arc::new(AtomicBool::new(false));
     let flag = finished.clone();
+    let scope_thread = current_tid();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         pool.scope(|pool| {
+            let (unwound_tx, unwound) = mpsc::channel();
+            let _unwinding = SendOnDrop(unwound_tx);
             drop(pool.spawn(move || {
-                // Short, so that a scope that did not wait would return first.
-                std::thread::sleep(Duration::from_millis(30));
+                unwound.recv_timeout(LONG).unwrap();
+                assert!(wait_until_asleep(scope_thread));
                 flag.store(true, Ordering::SeqCst);
             }));
             panic!("the body failed");
