@@ -79,7 +79,7 @@ fn exit_code_is_reported() -> Result<(), Error> {
     let r = f.result(LONG);
     assert_broken_by(r, Some(99), None);
     assert!(f
-        .exception(None)?
+        .exception(LONG)?
         .unwrap()
         .to_string()
         .contains("exit code 99"));

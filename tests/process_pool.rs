@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::process::{assert_all_gone, gated_pid, pid, Gate, Unencodable};
+use common::LONG;
 use concurrent_futures::{
     as_completed, wait, Bytes, Error, Executor, MapOptions, ProcessPoolExecutor, Queued,
     ReturnWhen, ThreadPoolExecutor,
@@ -20,7 +21,7 @@ fn pow((base, exp): (u64, u32)) -> u64 {
 
 /// Shared behaviour, run against both pools (item 82, 60, 63/65).
 fn basics(pool: &impl Executor) -> Result<(), Error> {
-    assert_eq!(pool.submit(pow, (2, 8))?.result(None)?, 256);
+    assert_eq!(pool.submit(pow, (2, 8))?.result(LONG)?, 256);
     let squares: Vec<u64> = pool
         .map(|n: u64| n * n, 0..10)?
         .into_iter()
@@ -43,7 +44,7 @@ fn basics(pool: &impl Executor) -> Result<(), Error> {
         }
     }
     let f = pool.submit_fallible(|s: String| s.parse::<u8>(), "x".into())?;
-    assert!(matches!(f.exception(None)?, Some(Error::Failed(_))));
+    assert!(matches!(f.exception(LONG)?, Some(Error::Failed(_))));
     Ok(())
 }
 
@@ -64,17 +65,17 @@ fn same_code_runs_on_threads_and_processes() -> Result<(), Error> {
 #[test]
 fn runs_in_another_process_and_panics_keep_the_worker() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(1)?;
-    let first = pool.submit(pid, ())?.result(None)?;
+    let first = pool.submit(pid, ())?.result(LONG)?;
     assert_ne!(first, std::process::id());
     let p = pool
         .submit(|(): ()| -> u8 { panic!("the value 5 is no good") }, ())?
-        .result(None);
+        .result(LONG);
     assert!(
         matches!(&p, Err(Error::Panicked(m)) if m == "the value 5 is no good"),
         "{p:?}"
     );
     assert_eq!(
-        pool.submit(pid, ())?.result(None)?,
+        pool.submit(pid, ())?.result(LONG)?,
         first,
         "item 20: the worker survived"
     );
@@ -87,7 +88,7 @@ fn runs_in_another_process_and_panics_keep_the_worker() -> Result<(), Error> {
 fn fallible_error_text_crosses() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(1)?;
     let f = pool.submit_fallible(|s: String| s.parse::<u32>(), "five".into())?;
-    let Some(Error::Failed(e)) = f.exception(None)? else {
+    let Some(Error::Failed(e)) = f.exception(LONG)? else {
         panic!("expected Failed")
     };
     assert_eq!(e.to_string(), "invalid digit found in string");
@@ -141,7 +142,7 @@ fn saturation_never_exceeds_max_workers() -> Result<(), Error> {
     assert!(pool.worker_pids().len() <= 2);
     let pids: HashSet<u32> = fs
         .into_iter()
-        .map(|mut f| f.result(None))
+        .map(|mut f| f.result(LONG))
         .collect::<Result<_, _>>()?;
     assert!(pids.len() <= 2 && pool.workers_started() <= 2, "{pids:?}");
     pool.shutdown(Queued::Run);
@@ -153,9 +154,9 @@ fn saturation_never_exceeds_max_workers() -> Result<(), Error> {
 fn idle_worker_is_reused() -> Result<(), Error> {
     // Item 116: three sequential calls use one process.
     let pool = ProcessPoolExecutor::new(4)?;
-    let a = pool.submit(pid, ())?.result(None)?;
-    let b = pool.submit(pid, ())?.result(None)?;
-    let c = pool.submit(pid, ())?.result(None)?;
+    let a = pool.submit(pid, ())?.result(LONG)?;
+    let b = pool.submit(pid, ())?.result(LONG)?;
+    let c = pool.submit(pid, ())?.result(LONG)?;
     assert!(a == b && b == c);
     assert_eq!(pool.workers_started(), 1);
     pool.shutdown(Queued::Run);
@@ -180,7 +181,7 @@ fn running_means_dispatched_and_cancel_wins_only_before() -> Result<(), Error> {
     assert_eq!(cancels, [false, true, true, true, true]);
     assert!(queued.iter().all(|f| f.cancelled() && f.done()));
     gate.release();
-    let worker = busy.result(None)?;
+    let worker = busy.result(LONG)?;
     pool.shutdown(Queued::Run);
     assert_all_gone(&[worker]);
     Ok(())
@@ -218,7 +219,7 @@ fn wait_and_as_completed_mix_pools() -> Result<(), Error> {
     assert_eq!(done.done.len(), 3);
     let mut total = 0;
     for f in as_completed(fs) {
-        total += f?.result(None)?;
+        total += f?.result(LONG)?;
     }
     assert_eq!(total, 2 + 3 + 4);
     let pids = procs.worker_pids();
@@ -244,7 +245,7 @@ fn shutdown_cancel_futures_wakes_waiters() -> Result<(), Error> {
     gate.release();
     let w = wait(queued.iter().chain([&running])).blocking();
     assert_eq!(w.done.len(), 6);
-    assert!(running.exception(None)?.is_none());
+    assert!(running.exception(LONG)?.is_none());
     let pids = pool.worker_pids();
     pool.shutdown(Queued::Run);
     assert_all_gone(&pids);
@@ -265,10 +266,10 @@ fn shutdown_nowait_still_runs_queued_work() -> Result<(), Error> {
     gate.release();
     let mut got = Vec::new();
     for mut f in rest {
-        got.push(f.result(None)?);
+        got.push(f.result(LONG)?);
     }
     assert_eq!(got, [0, 2, 4]);
-    let worker = { first }.result(None)?;
+    let worker = { first }.result(LONG)?;
     pool.shutdown(Queued::Run);
     assert_all_gone(&[worker]);
     Ok(())
@@ -285,10 +286,10 @@ fn dropping_the_pool_does_not_block_and_work_completes() -> Result<(), Error> {
     drop(pool);
     let mut sum = 0;
     for mut f in fs {
-        sum += f.result(None)?;
+        sum += f.result(LONG)?;
     }
     assert_eq!(sum, 615);
-    let worker = { pids_probe }.result(None)?;
+    let worker = { pids_probe }.result(LONG)?;
     assert!(common::process::wait_gone(worker, Duration::from_secs(10)));
     Ok(())
 }
@@ -368,35 +369,35 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
         .max_workers(1)
         .max_frame_bytes(1 << 20)
         .build()?;
-    let worker = pool.submit(pid, ())?.result(None)?;
+    let worker = pool.submit(pid, ())?.result(LONG)?;
     // D1: the argument does not encode (parent).
     assert_serialization(
-        pool.submit(|_: Unencodable| 1u8, Unencodable)?.result(None),
+        pool.submit(|_: Unencodable| 1u8, Unencodable)?.result(LONG),
         "could not serialize the argument",
     );
     // D3 (diverges from CPython: the pool stays usable): the argument does not decode (worker).
     assert_serialization(
-        pool.submit(|_: Undecodable| 1u8, Undecodable)?.result(None),
+        pool.submit(|_: Undecodable| 1u8, Undecodable)?.result(LONG),
         "could not deserialize the argument",
     );
     // D10: the result does not encode (worker).
     assert_serialization(
-        pool.submit(|(): ()| Unencodable, ())?.result(None),
+        pool.submit(|(): ()| Unencodable, ())?.result(LONG),
         "could not serialize the result",
     );
     // D11 (diverges): the result does not decode (parent).
     assert_serialization(
-        pool.submit(|(): ()| Undecodable, ())?.result(None),
+        pool.submit(|(): ()| Undecodable, ())?.result(LONG),
         "could not deserialize the result",
     );
     // D9: encoding the result panics in the worker.
-    let r = pool.submit(|(): ()| PanicsOnEncode, ())?.result(None);
+    let r = pool.submit(|(): ()| PanicsOnEncode, ())?.result(LONG);
     assert!(
         matches!(&r, Err(Error::Panicked(m)) if m.contains("encode panic")),
         "{r:?}"
     );
     // D12: decoding the result panics in the parent's driver: the future fails, the driver lives.
-    let r = pool.submit(|(): ()| PanicsOnDecode, ())?.result(None);
+    let r = pool.submit(|(): ()| PanicsOnDecode, ())?.result(LONG);
     assert!(
         matches!(&r, Err(Error::Panicked(m)) if m.contains("decode panic")),
         "{r:?}"
@@ -404,11 +405,11 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
     // The size cap, both ways.
     assert_serialization(
         pool.submit(|v: Vec<u8>| v.len(), vec![1; 2 << 20])?
-            .result(None),
+            .result(LONG),
         "cap",
     );
     assert_serialization(
-        pool.submit(|n: usize| "x".repeat(n), 2 << 20)?.result(None),
+        pool.submit(|n: usize| "x".repeat(n), 2 << 20)?.result(LONG),
         "cap",
     );
     // A chunk whose inputs fail: one error per element.
@@ -422,7 +423,7 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
         .collect();
     assert!(r.len() == 2 && r.iter().all(|x| matches!(x, Err(Error::Serialization(_)))));
     // Same worker all along: nothing broke.
-    assert_eq!(pool.submit(pid, ())?.result(None)?, worker);
+    assert_eq!(pool.submit(pid, ())?.result(LONG)?, worker);
     pool.shutdown(Queued::Run);
     assert_all_gone(&[worker]);
     Ok(())
@@ -438,7 +439,7 @@ fn max_tasks_per_child_recycles_workers() -> Result<(), Error> {
         .max_tasks_per_child(3)
         .build()?;
     let pids: Vec<u32> = (0..4)
-        .map(|_| pool.submit(pid, ())?.result(None))
+        .map(|_| pool.submit(pid, ())?.result(LONG))
         .collect::<Result<_, _>>()?;
     assert!(
         pids[0] == pids[1] && pids[1] == pids[2] && pids[3] != pids[0],
@@ -464,7 +465,7 @@ fn max_tasks_per_child_with_a_backlog_never_hangs() -> Result<(), Error> {
             .collect::<Result<_, _>>()?;
         let pids: Vec<u32> = fs
             .into_iter()
-            .map(|mut f| f.result(None))
+            .map(|mut f| f.result(LONG))
             .collect::<Result<_, _>>()?;
         let distinct: HashSet<_> = pids.iter().collect();
         assert!(distinct.len() >= n / per_child, "{pids:?}");
@@ -487,7 +488,7 @@ fn recycling_during_shutdown_runs_the_queue() -> Result<(), Error> {
     pool.shutdown(Queued::Run);
     let got: Vec<u64> = fs
         .into_iter()
-        .map(|mut f| f.result(None))
+        .map(|mut f| f.result(LONG))
         .collect::<Result<_, _>>()?;
     assert_eq!(got, [0, 1, 4, 9, 16, 25]);
 
@@ -501,7 +502,7 @@ fn recycling_during_shutdown_runs_the_queue() -> Result<(), Error> {
     pool.shutdown_nowait(Queued::Run);
     let got: Vec<u8> = fs
         .into_iter()
-        .map(|mut f| f.result(None))
+        .map(|mut f| f.result(LONG))
         .collect::<Result<_, _>>()?;
     assert_eq!(got, [1, 2]);
     pool.shutdown(Queued::Run);
@@ -525,7 +526,7 @@ fn a_mib_of_bytes_round_trips_intact_and_a_plain_vec_still_works() -> Result<(),
     };
     let sum: u64 = data.iter().map(|&x| u64::from(x)).sum();
     let (worker, len, their_sum, back) =
-        pool.submit(echo, Bytes::from(data.clone()))?.result(None)?;
+        pool.submit(echo, Bytes::from(data.clone()))?.result(LONG)?;
     assert_ne!(worker, std::process::id());
     assert_eq!((len, their_sum), (data.len(), sum));
     assert!(back[..] == data[..], "the echoed MiB differs");
@@ -534,19 +535,19 @@ fn a_mib_of_bytes_round_trips_intact_and_a_plain_vec_still_works() -> Result<(),
         let d = pattern(n);
         let back: Vec<u8> = pool
             .submit(|b: Bytes| b, Bytes::from(d.clone()))?
-            .result(None)?
+            .result(LONG)?
             .into();
         assert!(back == d, "{n} bytes");
     }
     // A plain Vec<u8> still works (element by element, slower), and so does a mix of both.
-    let back = pool.submit(|v: Vec<u8>| v, data.clone())?.result(None)?;
+    let back = pool.submit(|v: Vec<u8>| v, data.clone())?.result(LONG)?;
     assert!(back == data);
     let mixed = pool
         .submit(
             |(v, b): (Vec<u8>, Bytes)| (Bytes::from(v), b.into_vec()),
             (vec![1, 2], Bytes::from(vec![3])),
         )?
-        .result(None)?;
+        .result(LONG)?;
     assert_eq!(mixed, (Bytes::from(vec![1, 2]), vec![3]));
     pool.shutdown(Queued::Run);
     Ok(())
