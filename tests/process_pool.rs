@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::process::{assert_all_gone, gated_pid, pid, Gate, Unencodable};
+use common::process::{assert_all_gone, gated_pid, pid, shutdown_bounded, Gate, Unencodable};
 use common::LONG;
 use concurrent_futures::{
     as_completed, wait, Bytes, Error, Executor, MapOptions, ProcessPoolExecutor, Queued,
@@ -133,18 +133,34 @@ fn submit_after_shutdown_and_bad_max_workers() -> Result<(), Error> {
 }
 
 #[test]
-fn saturation_never_exceeds_max_workers() -> Result<(), Error> {
-    // Item 115: many tasks, never more than max_workers processes.
-    let pool = ProcessPoolExecutor::new(2)?;
-    let fs: Vec<_> = (0..30)
+fn saturation_starts_exactly_max_workers() -> Result<(), Error> {
+    // Item 115: with 15 x max_workers tasks, the pool runs exactly max_workers processes. The first
+    // three hold their workers until released, so every other task waits in the queue meanwhile.
+    let pool = ProcessPoolExecutor::new(3)?;
+    let mut gates = [Gate::new(), Gate::new(), Gate::new()];
+    let mut held: Vec<_> = gates
+        .iter()
+        .map(|g| pool.submit(gated_pid, g.path()))
+        .collect::<Result<_, _>>()?;
+    let queued: Vec<_> = (0..42)
         .map(|_| pool.submit(pid, ()))
         .collect::<Result<_, _>>()?;
-    assert!(pool.worker_pids().len() <= 2);
-    let pids: HashSet<u32> = fs
-        .into_iter()
-        .map(|mut f| f.result(LONG))
+    for g in &mut gates {
+        g.wait_started();
+    }
+    assert_eq!(pool.worker_pids().len(), 3);
+    assert_eq!(pool.workers_started(), 3, "a worker beyond max_workers");
+    assert!(queued.iter().all(|f| !f.done()));
+    for g in &mut gates {
+        g.release();
+    }
+    let pids: HashSet<u32> = held
+        .iter_mut()
+        .map(|f| f.result(LONG))
+        .chain(queued.into_iter().map(|mut f| f.result(LONG)))
         .collect::<Result<_, _>>()?;
-    assert!(pids.len() <= 2 && pool.workers_started() <= 2, "{pids:?}");
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert_eq!(pool.workers_started(), 3);
     pool.shutdown(Queued::Run);
     assert_all_gone(&pids.into_iter().collect::<Vec<_>>());
     Ok(())
@@ -161,6 +177,53 @@ fn idle_worker_is_reused() -> Result<(), Error> {
     assert_eq!(pool.workers_started(), 1);
     pool.shutdown(Queued::Run);
     assert_all_gone(&[a]);
+    Ok(())
+}
+
+#[test]
+fn interleaved_waits_reuse_idle_workers() -> Result<(), Error> {
+    // Item 116 (CPython's test_idle_process_reuse_multiple): a waited call, an unwaited one, and so on.
+    // At each submit at most one earlier task can still be running, so at most 3 workers start.
+    let pool = ProcessPoolExecutor::new(4)?;
+    let mul = |(a, b): (u32, u32)| a * b;
+    assert_eq!(pool.submit(mul, (12, 7))?.result(LONG)?, 84);
+    let mut b = pool.submit(mul, (33, 25))?;
+    assert_eq!(pool.submit(mul, (25, 26))?.result(LONG)?, 650);
+    let mut d = pool.submit(mul, (18, 29))?;
+    assert_eq!(pool.submit(mul, (1, 2))?.result(LONG)?, 2);
+    let mut f = pool.submit(mul, (0, 9))?;
+    assert!(pool.workers_started() <= 3, "{}", pool.workers_started());
+    assert_eq!(
+        (b.result(LONG)?, d.result(LONG)?, f.result(LONG)?),
+        (825, 522, 0)
+    );
+    let pids = pool.worker_pids();
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&pids);
+    Ok(())
+}
+
+#[test]
+fn max_tasks_per_child_must_be_at_least_one() -> Result<(), Error> {
+    // Item 119: only the numeric check applies (a usize cannot be negative or of another type).
+    match ProcessPoolExecutor::builder()
+        .max_tasks_per_child(0)
+        .build()
+    {
+        Err(e @ Error::InvalidArgument(_)) => {
+            assert_eq!(e.to_string(), "max_tasks_per_child must be >= 1")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()?;
+    let a = pool.submit(pid, ())?.result(LONG)?;
+    let b = pool.submit(pid, ())?.result(LONG)?;
+    assert_ne!(a, b, "one task per child");
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&[a, b]);
     Ok(())
 }
 
@@ -507,6 +570,146 @@ fn recycling_during_shutdown_runs_the_queue() -> Result<(), Error> {
     assert_eq!(got, [1, 2]);
     pool.shutdown(Queued::Run);
     assert!(pool.worker_pids().is_empty());
+    Ok(())
+}
+
+#[test]
+fn max_tasks_per_child_shutdown_nowait_after_a_failure() -> Result<(), Error> {
+    // Item 98 (CPython gh-132969): one task per child, a task fails, then shutdown(wait=False): no
+    // internal error, no hang, the results from before the failure intact, the queued work still run.
+    // Both a panic (the worker survives it, then retires at its limit) and a crash (the pool breaks).
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()?;
+    let mut before = pool.submit(|n: u8| n + 1, 1)?;
+    let mut failing = pool.submit(|_: ()| -> u8 { panic!("failed on purpose") }, ())?;
+    let mut after = pool.submit(|n: u8| n + 1, 2)?;
+    assert!(matches!(failing.result(LONG), Err(Error::Panicked(m)) if m == "failed on purpose"));
+    pool.shutdown_nowait(Queued::Run);
+    assert_eq!(before.result(LONG)?, 2);
+    assert_eq!(after.result(LONG)?, 3);
+    shutdown_bounded(&pool);
+    assert!(pool.worker_pids().is_empty());
+    assert!(format!("{pool:?}").contains("drivers: 0"), "{pool:?}");
+
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .max_tasks_per_child(1)
+        .build()?;
+    let before = pool.submit(|n: u8| n + 1, 1)?;
+    assert!(matches!(before.exception(LONG), Ok(None)));
+    let mut crashing = pool.submit(|_: ()| -> u8 { std::process::exit(3) }, ())?;
+    assert!(crashing.result(LONG).unwrap_err().is_broken());
+    pool.shutdown_nowait(Queued::Run);
+    let mut before = before;
+    assert_eq!(before.result(LONG)?, 2, "the earlier result is intact");
+    shutdown_bounded(&pool);
+    assert!(pool.worker_pids().is_empty());
+    assert!(format!("{pool:?}").contains("drivers: 0"), "{pool:?}");
+    Ok(())
+}
+
+#[test]
+fn a_worker_retiring_at_its_limit_during_terminate_is_not_replaced() -> Result<(), Error> {
+    // Item 124: one task per child; the first task's completion (its done callback, which runs as the
+    // worker retires) terminates the pool. No replacement starts for the queued task, which ends
+    // (cancelled by the forced shutdown) instead of waiting forever.
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()?;
+    let mut gate = Gate::new();
+    let first = pool.submit(gated_pid, gate.path())?;
+    gate.wait_started();
+    let mut queued = pool.submit(pid, ())?;
+    let weak = pool.clone();
+    let (terminated_tx, terminated) = std::sync::mpsc::channel();
+    first.add_done_callback(move |_| {
+        weak.terminate_workers();
+        let _ = terminated_tx.send(());
+    });
+    gate.release();
+    terminated.recv_timeout(LONG).expect("the callback ran");
+    match queued.result(LONG) {
+        Err(Error::Cancelled) => {}
+        Err(Error::BrokenProcessPool(b)) => {
+            assert!(b.to_string().contains("forcefully shut down"), "{b}")
+        }
+        other => panic!("expected the queued task to end with the forced shutdown, got {other:?}"),
+    }
+    assert!(matches!(pool.submit(pid, ()), Err(Error::Shutdown)));
+    shutdown_bounded(&pool);
+    assert_eq!(pool.workers_started(), 1, "the retired worker was replaced");
+    assert!(pool.worker_pids().is_empty());
+    Ok(())
+}
+
+/// Reports through its gate when it is dropped, if it is the copy decoded in the worker: the parent's
+/// original is not armed (and must not block on the gate).
+#[derive(Serialize, Deserialize)]
+struct DropProbe {
+    path: String,
+    #[serde(skip, default = "armed")]
+    armed: bool,
+}
+
+fn armed() -> bool {
+    true
+}
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        if self.armed {
+            common::process::task_send(&self.path, "dropped");
+        }
+    }
+}
+
+/// Reads the gate on a helper thread (the probe's write blocks until a reader opens it), so that a
+/// probe that never reports fails the test instead of hanging it.
+fn receive_in_background(gate: &Gate) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = gate.path();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::fs::File::open(path).unwrap(), &mut s);
+        let _ = tx.send(s);
+    });
+    rx
+}
+
+#[test]
+fn a_worker_drops_the_arguments_when_the_task_ends() -> Result<(), Error> {
+    // Item 128: the decoded argument is dropped in the worker when the task returns (or panics), while
+    // the worker lives on, not kept until the next task or the worker's exit.
+    let pool = ProcessPoolExecutor::new(1)?;
+    for panics in [false, true] {
+        let gate = Gate::new();
+        let report = receive_in_background(&gate);
+        let mut f = pool.submit(
+            |(_probe, panics): (DropProbe, bool)| -> u32 {
+                assert!(!panics, "the task panics");
+                std::process::id()
+            },
+            (
+                DropProbe {
+                    path: gate.path(),
+                    armed: false,
+                },
+                panics,
+            ),
+        )?;
+        let outcome = f.result(LONG);
+        assert_eq!(outcome.is_err(), panics, "{outcome:?}");
+        assert_eq!(report.recv_timeout(LONG).as_deref(), Ok("dropped"));
+        let worker = pool.worker_pids();
+        assert_eq!(worker.len(), 1, "the worker is still alive");
+        assert!(!common::process::is_dead(worker[0]));
+    }
+    let pids = pool.worker_pids();
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&pids);
     Ok(())
 }
 
