@@ -355,7 +355,134 @@ fn shutdown_with_a_full_queue_does_not_deadlock() {
 
 // CPython #98 is about the process pool's max_tasks_per_child: not applicable to threads.
 // CPython #99/#100 (interpreter exit): Rust has no atexit and returning from main ends all threads;
-// the analogue is that Drop never blocks (above) and that scope/shutdown give an explicit join.
+// the analogue is that Drop never blocks (above), that scope/shutdown give an explicit join, and that
+// a program ending right after shutdown_nowait ends promptly and quietly (below).
+
+/// Names the case [`helper_exit_right_after_shutdown_nowait`] runs.
+const EXIT_CASE: &str = "CF_TEST_EXIT_CASE";
+
+/// Run in a fresh copy of this test binary: a pool with a task that never ends and tasks queued,
+/// `shutdown_nowait`, then the end of the program (this test returns and the harness exits).
+#[test]
+#[ignore = "helper for the_program_ends_promptly_after_shutdown_nowait"]
+fn helper_exit_right_after_shutdown_nowait() {
+    let Ok(case) = std::env::var(EXIT_CASE) else {
+        return;
+    };
+    let queued = if case.ends_with("cancel") {
+        Queued::Cancel
+    } else {
+        Queued::Run
+    };
+    if case.starts_with("thread") {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let (never_tx, never) = mpsc::channel::<()>();
+        std::mem::forget(never_tx);
+        let (started_tx, started) = mpsc::channel();
+        drop(pool.spawn(move || {
+            started_tx.send(()).unwrap();
+            let _ = never.recv();
+        }));
+        started.recv_timeout(LONG).unwrap();
+        for i in 0..5u32 {
+            drop(pool.spawn(move || i));
+        }
+        pool.shutdown_nowait(queued);
+    } else {
+        let pool = concurrent_futures::ProcessPoolExecutor::new(2).unwrap();
+        let mut gate = common::process::Gate::new();
+        drop(
+            pool.submit(common::process::gated_forever, gate.path())
+                .unwrap(),
+        );
+        gate.wait_started();
+        std::mem::forget(gate); // its writer stays open: the task never ends
+        for _ in 0..5 {
+            drop(pool.submit(common::process::pid, ()).unwrap());
+        }
+        let pids: Vec<String> = pool.worker_pids().iter().map(u32::to_string).collect();
+        println!("workers: {}", pids.join(" "));
+        pool.shutdown_nowait(queued);
+    }
+}
+
+// CPython #100: after shutdown_nowait (with or without cancelling the queue), with a task that never
+// ends, the program still ends at once, without any panic or error output.
+#[test]
+fn the_program_ends_promptly_after_shutdown_nowait() {
+    exit_right_after_shutdown_nowait(&["thread-run", "thread-cancel"]);
+}
+
+// CPython #100 for the process pool (which CPython skips because it hangs, gh-83386): the program ends
+// at once and quietly, and its workers end with it.
+#[test]
+#[ignore = "workers print to stderr when their parent exits: 'worker channel failed: Connection \
+            reset by peer' (a reply left unread) or '... not this process's parent' (one still \
+            starting); src/process_pool/child.rs, issue 7"]
+fn the_program_ends_promptly_and_quietly_after_a_process_pool_shutdown_nowait() {
+    exit_right_after_shutdown_nowait(&["process-run", "process-cancel"]);
+}
+
+/// Runs each case of [`helper_exit_right_after_shutdown_nowait`] in its own process and checks that
+/// it ends in time, successfully, with nothing on stderr from a panic or from the crate, and that its
+/// workers (if any) are gone.
+fn exit_right_after_shutdown_nowait(cases: &[&str]) {
+    for &case in cases {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_exit_right_after_shutdown_nowait",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(EXIT_CASE, case)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let id = child.id();
+        let (out_tx, out) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = out_tx.send(child.wait_with_output());
+        });
+        let Ok(output) = out.recv_timeout(LONG) else {
+            common::process::kill(id, libc::SIGKILL);
+            panic!("{case}: the program did not end");
+        };
+        let output = output.unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert!(
+            output.status.success(),
+            "{case}: {}\n{stdout}\n{stderr}",
+            output.status
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "{case}: the helper did not run:\n{stdout}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("concurrent_futures:"),
+            "{case}: output at exit:\n{stderr}"
+        );
+        if let Some(line) = stdout.lines().find(|l| l.starts_with("workers: ")) {
+            for pid in line["workers: ".len()..].split_whitespace() {
+                let pid: u32 = pid.parse().unwrap();
+                assert!(
+                    common::process::wait_gone(pid, LONG),
+                    "{case}: worker {pid} outlived the program"
+                );
+            }
+        } else {
+            assert!(
+                case.starts_with("thread"),
+                "{case}: no worker pids:\n{stdout}"
+            );
+        }
+    }
+}
 
 // CPython #101 (DIVERGE): after shutdown(Queued::Cancel), wait(ALL) and as_completed on the cancelled
 // futures return at once, with them done.
