@@ -759,7 +759,8 @@ fn panicking_task_fails_its_future_and_worker_survives() {
     assert_eq!(m.panicked, 2);
 }
 
-// CPython #21: process-pool tracebacks; this crate has only the thread pool here, where a panic's
+// CPython #21: process-pool tracebacks are checked in process_pool.rs
+// (a_workers_panic_keeps_its_message_and_reports_where_it_happened); on the thread pool a panic's
 // message is kept in Error::Panicked (checked in #20).
 
 // ---------------------------------------------------------------------------------------------------

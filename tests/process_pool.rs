@@ -84,6 +84,77 @@ fn runs_in_another_process_and_panics_keep_the_worker() -> Result<(), Error> {
     Ok(())
 }
 
+/// Panics with its own line number in the message, so the test can find the report of that line.
+fn panics_in_the_worker(_: ()) -> u8 {
+    panic!("remote failure at line {}", line!())
+}
+
+/// Run in a fresh copy of this test binary, whose stderr the test reads: one panicking task.
+#[test]
+#[ignore = "helper for a_workers_panic_keeps_its_message_and_reports_where_it_happened"]
+fn helper_one_remote_panic() {
+    if std::env::var_os("CF_TEST_REMOTE_PANIC").is_none() {
+        return;
+    }
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    match pool.submit(panics_in_the_worker, ()).unwrap().result(LONG) {
+        Err(Error::Panicked(m)) => println!("message: {m}"),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    pool.shutdown(Queued::Run);
+}
+
+#[test]
+fn a_workers_panic_keeps_its_message_and_reports_where_it_happened() {
+    // Item 21: the error keeps the worker's panic message exactly, and the worker's report of the panic
+    // (the source line, and the backtrace of the worker's thread when RUST_BACKTRACE asks for one)
+    // reaches the parent's stderr, as printing a child's exception shows its remote traceback in
+    // Python. (Error::Panicked carries the message only.)
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_one_remote_panic",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("CF_TEST_REMOTE_PANIC", "1")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (out_tx, out) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = out_tx.send(child.wait_with_output());
+    });
+    let Ok(output) = out.recv_timeout(LONG) else {
+        common::process::kill(id, libc::SIGKILL);
+        panic!("the helper did not end");
+    };
+    let output = output.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let message = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("message: "))
+        .unwrap_or_else(|| panic!("no message:\n{stdout}"));
+    let line: u32 = message
+        .strip_prefix("remote failure at line ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the message was not kept exactly: {message:?}"));
+    let report = stderr
+        .find(&format!("panicked at tests/process_pool.rs:{line}:"))
+        .map(|at| &stderr[at..])
+        .unwrap_or_else(|| panic!("no report of line {line} on stderr:\n{stderr}"));
+    assert!(report.contains(message), "{report}");
+    assert!(report.contains("stack backtrace"), "{report}");
+    assert!(report.contains("panics_in_the_worker"), "{report}");
+}
+
 #[test]
 fn fallible_error_text_crosses() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(1)?;
