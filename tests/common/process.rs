@@ -154,6 +154,7 @@ impl<'de> Deserialize<'de> for Unencodable {
 
 /// `pool.shutdown(Queued::Run)`, failing the test instead of hanging it if the shutdown does not
 /// return within [`LONG`](super::LONG).
+#[cfg(not(loom))] // no process pool in loom builds
 pub fn shutdown_bounded(pool: &concurrent_futures::ProcessPoolExecutor) {
     let (done_tx, done) = std::sync::mpsc::channel();
     let pool = pool.clone();
