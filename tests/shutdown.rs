@@ -168,29 +168,46 @@ fn shutdown_joins_every_worker_thread() {
 }
 
 // CPython #94: scope (Python's with-block) returns the body's value after shutting down and waiting.
+// The body's tasks hold their workers until the body has returned and the scope's thread is blocked
+// (in the shutdown, waiting for them): a scope that did not wait would reach the assertions first.
 #[test]
 fn scope_shuts_down_and_waits_after_the_body() {
+    struct SendOnDrop(mpsc::Sender<()>);
+    impl Drop for SendOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
     let pool = ThreadPoolExecutor::new(2).unwrap();
     let outside = pool.clone();
     let ran = Arc::new(AtomicUsize::new(0));
+    let scope_thread = current_tid();
     let results = pool.scope(|pool| {
-        for _ in 0..4 {
-            let ran = ran.clone();
-            drop(pool.spawn(move || {
-                std::thread::sleep(Duration::from_millis(2));
-                ran.fetch_add(1, Ordering::SeqCst);
-            }));
-        }
-        pool.map(|n: u32| n * n, 0..5)
+        let results = pool
+            .map(|n: u32| n * n, 0..5)
             .unwrap()
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
-            .unwrap()
+            .unwrap();
+        let (returned_tx, returned) = mpsc::channel();
+        let returned = Arc::new(std::sync::Mutex::new(returned));
+        for _ in 0..2 {
+            let (ran, returned) = (ran.clone(), returned.clone());
+            drop(pool.spawn(move || {
+                // Either task may take the one message; the other sees the sender dropped.
+                let _ = returned.lock().unwrap().recv_timeout(LONG);
+                assert!(wait_until_asleep(scope_thread));
+                ran.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        let _returning = SendOnDrop(returned_tx);
+        results
     });
     assert_eq!(results, [0, 1, 4, 9, 16]);
     assert_eq!(
         ran.load(Ordering::SeqCst),
-        4,
+        2,
         "scope returned before its work"
     );
     assert_eq!(
