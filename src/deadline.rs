@@ -1,40 +1,50 @@
-//! One deadline, usable from async code (tokio's clock, so paused-time tests work) and from blocking code
-//! (the std clock), for `map`, `wait` and `as_completed`.
+//! One deadline, usable from async code and from blocking code (the std clock), for `map`, `wait` and
+//! `as_completed`.
 //!
-//! Async polling uses a tokio `Sleep` when a tokio runtime is running. Under another executor (smol,
-//! `futures::executor`), a small timer thread wakes the task instead, so a timeout works everywhere.
+//! A deadline that has already passed is ready at once, on every path, without arming any timer.
+//! Otherwise the first async poll picks the timer that will wake the task, once for the deadline's life:
+//!
+//! - inside a tokio runtime whose time driver is enabled, tokio's own timer, so the deadline follows
+//!   tokio's clock (`tokio::time::pause` and paused-clock tests);
+//! - anywhere else (smol, `futures::executor::block_on`, a tokio runtime built without `enable_time`),
+//!   one process-wide timer thread shared by every deadline (see [`shared`]).
+//!
+//! Tokio offers no way to ask a runtime whether its timers are enabled (tokio-rs/tokio#8361): creating a
+//! `Sleep` on a runtime without them panics. So the first poll inside a tokio runtime creates the `Sleep`
+//! under `catch_unwind`, with the panic hook silenced for that call on that thread only (see [`quiet`]).
+//! Where panics abort, that probe is impossible, and the shared timer thread is used under tokio too: the
+//! deadline then runs on real time even if the tokio clock is paused.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Deadline {
     at_std: Instant,
     at_tokio: tokio::time::Instant,
-    timer: Option<Timer>,
+    timer: Timer,
 }
 
 enum Timer {
+    /// Not polled yet: no timer chosen.
+    Unarmed,
+    /// A tokio runtime with timers was current at the first poll; its clock decides.
     Tokio(Pin<Box<tokio::time::Sleep>>),
-    Thread(Arc<Mutex<ThreadTimer>>),
-}
-
-struct ThreadTimer {
-    waker: Option<Waker>,
-    fired: bool,
+    /// The shared timer thread; `None` until registered (and again once it has fired).
+    Shared(Option<shared::Key>),
 }
 
 impl Deadline {
     /// A deadline `timeout` from now, on both clocks.
     pub(crate) fn after(timeout: Duration) -> Deadline {
+        // Far enough to mean "never", near enough not to overflow either clock.
         let far = Duration::from_secs(86400 * 365 * 30);
         let timeout = timeout.min(far);
         Deadline {
             at_std: Instant::now() + timeout,
             at_tokio: tokio::time::Instant::now() + timeout,
-            timer: None,
+            timer: Timer::Unarmed,
         }
     }
 
@@ -45,59 +55,216 @@ impl Deadline {
 
     /// Ready once the deadline has passed; otherwise arranges for `cx` to be woken when it does.
     pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.timer.is_none() {
-            self.timer = Some(match tokio::runtime::Handle::try_current() {
-                Ok(_) => Timer::Tokio(Box::pin(tokio::time::sleep_until(self.at_tokio))),
-                Err(_) => {
-                    if Instant::now() >= self.at_std {
-                        return Poll::Ready(());
-                    }
-                    Timer::Thread(spawn_thread_timer(self.at_std))
-                }
-            });
+        if let Timer::Unarmed = self.timer {
+            self.timer = match tokio::runtime::Handle::try_current() {
+                Ok(_) if tokio::time::Instant::now() >= self.at_tokio => return Poll::Ready(()),
+                Ok(_) => match tokio_sleep(self.at_tokio) {
+                    Some(sleep) => Timer::Tokio(sleep),
+                    None => Timer::Shared(None),
+                },
+                Err(_) => Timer::Shared(None),
+            };
         }
-        match self.timer.as_mut().expect("set above") {
-            Timer::Tokio(sleep) => sleep.as_mut().poll(cx),
-            Timer::Thread(t) => {
-                let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
-                if t.fired || Instant::now() >= self.at_std {
-                    Poll::Ready(())
-                } else {
-                    t.waker = Some(cx.waker().clone());
-                    Poll::Pending
+        match &mut self.timer {
+            Timer::Unarmed => unreachable!("armed above"),
+            Timer::Tokio(sleep) => {
+                // tokio's timer only fires on its next tick (up to a millisecond away) even for a
+                // deadline already behind its clock; the clock itself answers at once.
+                if tokio::time::Instant::now() >= self.at_tokio {
+                    return Poll::Ready(());
+                }
+                sleep.as_mut().poll(cx)
+            }
+            Timer::Shared(key) => {
+                if Instant::now() >= self.at_std {
+                    if let Some(key) = key.take() {
+                        shared::cancel(key);
+                    }
+                    return Poll::Ready(());
+                }
+                match shared::register(key, self.at_std, cx.waker()) {
+                    Ok(()) => Poll::Pending,
+                    // No timer thread could be started: report the deadline as passed rather than
+                    // risk waiting forever.
+                    Err(shared::NoThread) => Poll::Ready(()),
                 }
             }
         }
     }
 }
 
-fn spawn_thread_timer(at: Instant) -> Arc<Mutex<ThreadTimer>> {
-    let timer = Arc::new(Mutex::new(ThreadTimer {
-        waker: None,
-        fired: false,
-    }));
-    let weak = Arc::downgrade(&timer);
-    let spawned = std::thread::Builder::new()
-        .name("cf-timer".into())
-        .spawn(move || {
-            let now = Instant::now();
-            if at > now {
-                std::thread::sleep(at - now);
-            }
-            if let Some(t) = weak.upgrade() {
-                let waker = {
-                    let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
-                    t.fired = true;
-                    t.waker.take()
-                };
-                if let Some(w) = waker {
-                    w.wake();
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        // Nothing stays registered with the shared timer once its deadline is gone.
+        if let Timer::Shared(Some(key)) = &mut self.timer {
+            shared::cancel(*key);
+        }
+    }
+}
+
+/// A tokio `Sleep` until `at`, or `None` when the current runtime has no timers.
+fn tokio_sleep(at: tokio::time::Instant) -> Option<Pin<Box<tokio::time::Sleep>>> {
+    #[cfg(panic = "unwind")]
+    {
+        quiet::catch(|| Box::pin(tokio::time::sleep_until(at)))
+    }
+    #[cfg(not(panic = "unwind"))]
+    {
+        let _ = at;
+        None
+    }
+}
+
+/// Runs a call that may panic, without the panic being printed or reported.
+#[cfg(panic = "unwind")]
+mod quiet {
+    use std::cell::Cell;
+    use std::panic::{self, AssertUnwindSafe};
+    use std::sync::Once;
+
+    thread_local! {
+        static CATCHING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// `f()`, or `None` if it panicked. The first call installs a panic hook that passes every panic on
+    /// to the hook that was there before, except one raised on this thread inside `catch`.
+    pub(super) fn catch<T>(f: impl FnOnce() -> T) -> Option<T> {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = panic::take_hook();
+            panic::set_hook(Box::new(move |info| {
+                if !CATCHING.with(Cell::get) {
+                    previous(info);
+                }
+            }));
+        });
+        let outer = CATCHING.with(|c| c.replace(true));
+        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        CATCHING.with(|c| c.set(outer));
+        result.ok()
+    }
+}
+
+/// The process-wide timer for deadlines no tokio timer serves.
+///
+/// One thread, started at the first registration, sleeps on a condition variable until the earliest
+/// registered instant, wakes the wakers that are due, and parks without a timeout when nothing is
+/// registered. Registrations live in a map ordered by instant; a deadline removes its own when it is
+/// dropped or sees itself elapsed, so abandoned deadlines do not accumulate.
+mod shared {
+    use std::collections::BTreeMap;
+    use std::sync::{Condvar, Mutex, MutexGuard};
+    use std::task::Waker;
+    use std::time::Instant;
+
+    /// A registration: its instant, and a sequence number telling apart equal instants.
+    pub(super) type Key = (Instant, u64);
+
+    /// The timer thread could not be started.
+    pub(super) struct NoThread;
+
+    enum Thread {
+        NotStarted,
+        Running,
+        Failed,
+    }
+
+    struct Timers {
+        due: BTreeMap<Key, Waker>,
+        next_seq: u64,
+        thread: Thread,
+    }
+
+    static TIMERS: Mutex<Timers> = Mutex::new(Timers {
+        due: BTreeMap::new(),
+        next_seq: 0,
+        thread: Thread::NotStarted,
+    });
+
+    /// Signalled when a registration becomes the earliest one, so the thread sleeps less.
+    static EARLIER: Condvar = Condvar::new();
+
+    fn lock() -> MutexGuard<'static, Timers> {
+        // The lock is never held across user code (wakers are called after releasing it), so a
+        // poisoned lock still holds a consistent map.
+        TIMERS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes sure `waker` is woken at `at`: registers it under a new key, or refreshes the waker of the
+    /// registration `key` names. A registration that already fired is made again.
+    pub(super) fn register(
+        key: &mut Option<Key>,
+        at: Instant,
+        waker: &Waker,
+    ) -> Result<(), NoThread> {
+        let mut timers = lock();
+        match timers.thread {
+            Thread::Running => {}
+            Thread::Failed => return Err(NoThread),
+            Thread::NotStarted => {
+                let spawned = std::thread::Builder::new()
+                    .name("cf-timer".into())
+                    .spawn(run);
+                match spawned {
+                    Ok(_) => timers.thread = Thread::Running,
+                    Err(_) => {
+                        timers.thread = Thread::Failed;
+                        return Err(NoThread);
+                    }
                 }
             }
-        });
-    if spawned.is_err() {
-        // No thread for the timer: report the deadline as passed rather than risk waiting forever.
-        timer.lock().unwrap_or_else(|e| e.into_inner()).fired = true;
+        }
+        if let Some(k) = *key {
+            if let Some(registered) = timers.due.get_mut(&k) {
+                if !registered.will_wake(waker) {
+                    registered.clone_from(waker);
+                }
+                return Ok(());
+            }
+        }
+        let k = (at, timers.next_seq);
+        timers.next_seq += 1;
+        timers.due.insert(k, waker.clone());
+        *key = Some(k);
+        if timers.due.keys().next() == Some(&k) {
+            EARLIER.notify_one();
+        }
+        Ok(())
     }
-    timer
+
+    /// Removes a registration (a no-op if it already fired).
+    pub(super) fn cancel(key: Key) {
+        lock().due.remove(&key);
+    }
+
+    /// The timer thread's loop.
+    fn run() {
+        let mut timers = lock();
+        loop {
+            let now = Instant::now();
+            let mut wake = Vec::new();
+            while let Some(entry) = timers.due.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                wake.push(entry.remove());
+            }
+            if !wake.is_empty() {
+                drop(timers);
+                wake.into_iter().for_each(Waker::wake);
+                timers = lock();
+                continue;
+            }
+            timers = match timers.due.keys().next() {
+                Some(&(at, _)) => {
+                    EARLIER
+                        .wait_timeout(timers, at - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                // IDLE: nothing registered; park until a registration arrives.
+                None => EARLIER.wait(timers).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
 }

@@ -58,7 +58,22 @@ impl MapOptions {
     }
 
     /// Inputs sent per task (default 1). Each element still gets its own result, in order; a panic in
-    /// one element fails only that element. Must be at least 1.
+    /// one element fails only that element.
+    ///
+    /// Both pools honour it and both refuse 0: `map` then fails at the call with
+    /// [`Error::InvalidArgument`]`("chunksize must be >= 1.")`, before reading any input. (Python's
+    /// process pool raises the same; its thread pool ignores `chunksize`, whatever its value. Here one
+    /// rule for both, so that code generic over [`Executor`](crate::Executor) behaves the same on either.
+    /// A negative value, which Python's thread pool also ignores, cannot be written with `usize`.)
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, MapOptions, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let refused = pool.map_with(|n: u32| n, 0..4, MapOptions::new().chunksize(0));
+    /// assert!(matches!(refused, Err(Error::InvalidArgument(_))));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn chunksize(mut self, chunksize: usize) -> Self {
         self.chunksize = chunksize;
         self

@@ -52,7 +52,10 @@ pub struct Done<F> {
 /// # Ok::<(), concurrent_futures::Error>(())
 /// ```
 ///
-/// In async code, the timeout runs on tokio's clock (so it follows `tokio::time::pause`):
+/// In async code, the timeout runs on tokio's clock inside a tokio runtime with timers (so it follows
+/// `tokio::time::pause`); under any other executor, or a tokio runtime built without `enable_time`, one
+/// timer thread shared by every timeout of the process wakes it. A zero or already passed timeout
+/// returns without waiting for either:
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), concurrent_futures::Error> {

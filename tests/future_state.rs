@@ -20,7 +20,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::fixtures::{cancelled, cancelled_and_notified, exception, os_error, successful};
-use common::threads::occupy;
+use common::threads::{current_tid, occupy, wait_until_asleep};
+use common::LONG;
 use concurrent_futures::{
     as_completed, wait, Error, PoolFuture, Promise, Queued, ReturnWhen, TaskError,
     ThreadPoolExecutor,
@@ -593,25 +594,28 @@ fn blocked_exception_wakes_on_failure() {
 }
 
 // CPython #16 (+ Python's Condition.notify_all): several threads blocked in exception() on the same
-// future all wake when it ends, none of them only at its timeout. (A long timeout bounds the test if
-// a wake-up is lost; the assertion on the elapsed time is loose on purpose.)
+// future all wake when it ends, none of them only at its timeout. The future ends only once every
+// waiter is asleep (parked, the case that loses wake-ups); the timeout bounds the test if one is lost.
 #[test]
 fn several_threads_blocked_in_exception_all_wake() {
     let (p, f) = running();
-    let ready = Barrier::new(4);
+    let (tid_tx, tids) = mpsc::channel();
     thread::scope(|s| {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
-                s.spawn(|| {
-                    ready.wait();
+                let tid_tx = tid_tx.clone();
+                let f = &f;
+                s.spawn(move || {
+                    tid_tx.send(current_tid()).unwrap();
                     f.exception(Duration::from_secs(60))
                 })
             })
             .collect();
-        ready.wait();
-        // A short pause so that the waiters are likely parked (the case that loses wake-ups); the
-        // assertions hold whether or not they are.
-        thread::sleep(Duration::from_millis(20));
+        for _ in 0..3 {
+            let tid = tids.recv_timeout(LONG).unwrap();
+            assert!(wait_until_asleep(tid), "a waiter did not block");
+        }
+        assert!(!f.done());
         p.set_error(os_error()).unwrap();
         let ended = Instant::now();
         for w in waiters {
@@ -755,7 +759,8 @@ fn panicking_task_fails_its_future_and_worker_survives() {
     assert_eq!(m.panicked, 2);
 }
 
-// CPython #21: process-pool tracebacks; this crate has only the thread pool here, where a panic's
+// CPython #21: process-pool tracebacks are checked in process_pool.rs
+// (a_workers_panic_keeps_its_message_and_reports_where_it_happened); on the thread pool a panic's
 // message is kept in Error::Panicked (checked in #20).
 
 // ---------------------------------------------------------------------------------------------------

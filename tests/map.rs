@@ -468,6 +468,7 @@ fn chunksize_is_honoured_and_does_not_change_the_results() {
 
 // CPython #73: a buffer size of the wrong type is a compile error in Rust.
 // CPython #74, #79: buffer 0 and chunksize 0 are rejected by the call itself, before any input is read.
+// #72: Python's thread pool ignores chunksize; here both pools refuse 0 (MapOptions::chunksize).
 #[test]
 fn zero_buffer_or_chunksize_is_rejected_at_the_call() {
     let pool = ThreadPoolExecutor::new(1).unwrap();

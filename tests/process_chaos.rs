@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex};
 
 use common::process::{assert_all_gone, kill};
+use common::LONG;
 use concurrent_futures::{Error, ProcessPoolExecutor, Queued, WorkerDeath};
 
 const TASKS: u64 = 5_000;
@@ -92,7 +93,7 @@ fn run(policy: WorkerDeath, seed: u64) -> (usize, usize, HashSet<u32>) {
     let (mut ok, mut failed) = (0, 0);
     for (n, f) in futures {
         let outcome = match f {
-            Ok(mut f) => f.result(None),
+            Ok(mut f) => f.result(LONG),
             Err(e) => Err(e),
         };
         match outcome {

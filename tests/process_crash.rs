@@ -8,8 +8,11 @@ mod common;
 use std::time::Duration;
 
 use common::process::{
-    assert_all_gone, gated_forever, gated_pid, is_dead, kill, pid, wait_gone, Gate, Unencodable,
+    assert_all_gone, gated_forever, gated_pid, is_dead, kill, pid, shutdown_bounded, wait_gone,
+    Gate, Unencodable,
 };
+use common::threads::{current_tid, wait_until_asleep};
+use common::LONG;
 use concurrent_futures::{
     BrokenCause, Error, MapOptions, ProcessPoolExecutor, Queued, WorkerDeath,
 };
@@ -59,11 +62,11 @@ fn assert_submit_refused_broken(pool: &ProcessPoolExecutor) {
 #[test]
 fn d5_abort_in_task_breaks_the_pool() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(2)?;
-    let worker = pool.submit(pid, ())?.result(None)?;
+    let worker = pool.submit(pid, ())?.result(LONG)?;
     let mut f = pool.submit(abort_task, ())?;
-    assert_broken_by(f.result(None), None, Some(libc::SIGABRT));
+    assert_broken_by(f.result(LONG), None, Some(libc::SIGABRT));
     assert_submit_refused_broken(&pool);
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&[worker]);
     Ok(())
 }
@@ -73,14 +76,14 @@ fn exit_code_is_reported() -> Result<(), Error> {
     // Item 112: `process::exit(99)` in a task (D6's Rust analogue is a panic; a real exit is a crash).
     let pool = ProcessPoolExecutor::new(1)?;
     let mut f = pool.submit(exit_99, ())?;
-    let r = f.result(None);
+    let r = f.result(LONG);
     assert_broken_by(r, Some(99), None);
     assert!(f
-        .exception(None)?
+        .exception(LONG)?
         .unwrap()
         .to_string()
         .contains("exit code 99"));
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     Ok(())
 }
 
@@ -121,21 +124,21 @@ fn d2_d4_d8_deaths_while_decoding_or_encoding_break_the_pool() -> Result<(), Err
     let pool = ProcessPoolExecutor::new(1)?;
     let r = pool
         .submit(|_: DiesOnDecode| 0u8, DiesOnDecode(true))?
-        .result(None);
+        .result(LONG);
     assert_broken_by(r, Some(1), None);
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
 
     let pool = ProcessPoolExecutor::new(1)?;
     let r = pool
         .submit(|_: DiesOnDecode| 0u8, DiesOnDecode(false))?
-        .result(None);
+        .result(LONG);
     assert_broken_by(r, None, Some(libc::SIGABRT));
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
 
     let pool = ProcessPoolExecutor::new(1)?;
-    let r = pool.submit(|(): ()| DiesOnEncode, ())?.result(None);
+    let r = pool.submit(|(): ()| DiesOnEncode, ())?.result(LONG);
     assert_broken_by(r, None, Some(libc::SIGABRT));
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     Ok(())
 }
 
@@ -146,18 +149,18 @@ fn killing_an_idle_worker_fails_the_running_and_pending_futures() -> Result<(), 
     let mut gate = Gate::new();
     let mut running = pool.submit(gated_forever, gate.path())?;
     gate.wait_started();
-    let idle = pool.submit(pid, ())?.result(None)?;
+    let idle = pool.submit(pid, ())?.result(LONG)?;
     let pids = pool.worker_pids();
     assert_eq!(pids.len(), 2);
     kill(idle, libc::SIGKILL);
-    let r = running.result(None);
+    let r = running.result(LONG);
     assert_broken_by(r, None, Some(libc::SIGKILL));
     // Depending on whether the death was seen before this submit, it is refused or fails.
     match pool.submit(pid, ()) {
         Err(e) => assert!(e.is_broken()),
-        Ok(mut f) => assert!(f.result(None).unwrap_err().is_broken()),
+        Ok(mut f) => assert!(f.result(LONG).unwrap_err().is_broken()),
     }
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&pids);
     Ok(())
 }
@@ -167,6 +170,9 @@ fn gated_abort(path: String) -> u8 {
     std::process::abort()
 }
 
+// D13: a worker dies while a waiting `shutdown` is in progress; the shutdown still returns and the
+// running task's future fails. The pool is closed (`shutdown_nowait`) before the crash, and the crash
+// is released only once the waiting `shutdown` is blocked, so the death always lands during it.
 #[test]
 fn d13_crash_during_shutdown_lets_shutdown_return() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(2)?;
@@ -174,11 +180,27 @@ fn d13_crash_during_shutdown_lets_shutdown_return() -> Result<(), Error> {
     let mut f = pool.submit(gated_abort, gate.path())?;
     gate.wait_started();
     let pids = pool.worker_pids();
+    pool.shutdown_nowait(Queued::Run);
+    assert!(matches!(pool.submit(pid, ()), Err(Error::Shutdown)));
+    let (tid_tx, tid) = std::sync::mpsc::channel();
+    let (returned_tx, returned) = std::sync::mpsc::channel();
     let p2 = pool.clone();
-    let shutdown = std::thread::spawn(move || p2.shutdown(Queued::Run));
-    gate.release(); // the task aborts now, while (or before) shutdown waits
-    shutdown.join().unwrap();
-    assert_broken_by(f.result(None), None, Some(libc::SIGABRT));
+    std::thread::spawn(move || {
+        tid_tx.send(current_tid()).unwrap();
+        p2.shutdown(Queued::Run);
+        returned_tx.send(()).unwrap();
+    });
+    let waiter = tid.recv_timeout(LONG).unwrap();
+    assert!(wait_until_asleep(waiter), "shutdown did not block");
+    assert!(
+        returned.try_recv().is_err(),
+        "shutdown returned with a task running"
+    );
+    gate.release(); // the task aborts now, while shutdown waits
+    returned
+        .recv_timeout(LONG)
+        .expect("shutdown returns after the crash");
+    assert_broken_by(f.result(LONG), None, Some(libc::SIGABRT));
     assert_all_gone(&pids);
     Ok(())
 }
@@ -186,11 +208,11 @@ fn d13_crash_during_shutdown_lets_shutdown_return() -> Result<(), Error> {
 #[test]
 fn d14_encode_error_then_shutdown_nowait() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(2)?;
-    let warm = pool.submit(pid, ())?.result(None)?;
+    let warm = pool.submit(pid, ())?.result(LONG)?;
     let mut f = pool.submit(|_: Unencodable| 0u8, Unencodable)?;
     pool.shutdown_nowait(Queued::Run);
-    assert!(matches!(f.result(None), Err(Error::Serialization(_))));
-    pool.shutdown(Queued::Run);
+    assert!(matches!(f.result(LONG), Err(Error::Serialization(_))));
+    shutdown_bounded(&pool);
     assert_all_gone(&[warm]);
     Ok(())
 }
@@ -215,21 +237,54 @@ fn d15_crash_with_big_payloads_in_flight() -> Result<(), Error> {
         "{results:?}"
     );
     let pids = pool.worker_pids();
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&pids);
     Ok(())
 }
 
+// D16: submitting never waits for the pool's own threads to drain anything. CPython's case is a
+// wake-up pipe that fills while its manager thread is not reading; here every worker is held busy, so
+// nothing is taken off the queue while a burst of submits (and a map of 100) goes in. All of it must
+// be accepted at once, then complete once the workers are let go.
 #[test]
 fn d16_many_submits_at_once() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(2)?;
-    let got: Vec<String> = pool
-        .map(|n: u32| n.to_string(), 0..100)?
-        .into_iter()
+    let mut gates = [Gate::new(), Gate::new()];
+    let mut held: Vec<_> = gates
+        .iter()
+        .map(|g| pool.submit(gated_pid, g.path()))
         .collect::<Result<_, _>>()?;
+    for g in &mut gates {
+        g.wait_started();
+    }
+    let (submitted_tx, submitted) = std::sync::mpsc::channel();
+    let p2 = pool.clone();
+    std::thread::spawn(move || {
+        let burst: Result<Vec<_>, Error> =
+            (0..1000u32).map(|n| p2.submit(|n: u32| n * 2, n)).collect();
+        let map = p2.map(|n: u32| n.to_string(), 0..100);
+        let _ = submitted_tx.send((burst, map));
+    });
+    let (burst, map) = submitted
+        .recv_timeout(LONG)
+        .expect("submitting blocked while the workers were busy");
+    let (burst, map) = (burst?, map?);
+    assert_eq!(held.iter().filter(|f| f.done()).count(), 0, "still held");
+    for g in &mut gates {
+        g.release();
+    }
+    for f in &mut held {
+        f.result(LONG)?;
+    }
+    let sum: u64 = burst
+        .into_iter()
+        .map(|mut f| f.result(LONG).map(u64::from))
+        .sum::<Result<_, _>>()?;
+    assert_eq!(sum, (0..1000u64).map(|n| n * 2).sum::<u64>());
+    let got: Vec<String> = map.into_iter().collect::<Result<_, _>>()?;
     assert_eq!(got, (0..100).map(|n| n.to_string()).collect::<Vec<_>>());
     let pids = pool.worker_pids();
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&pids);
     Ok(())
 }
@@ -244,22 +299,22 @@ fn respawn_policy_fails_only_the_dead_workers_task() -> Result<(), Error> {
     let mut running = pool.submit(gated_pid, gate.path())?;
     gate.wait_started();
     // An idle worker's death fails nothing.
-    let idle = pool.submit(pid, ())?.result(None)?;
+    let idle = pool.submit(pid, ())?.result(LONG)?;
     kill(idle, libc::SIGKILL);
     assert!(wait_gone(idle, Duration::from_secs(10)));
     // A task's death fails only that task, with its worker's status.
-    match pool.submit(abort_task, ())?.result(None) {
+    match pool.submit(abort_task, ())?.result(LONG) {
         Err(Error::WorkerDied(exit)) => assert_eq!(exit.signal(), Some(libc::SIGABRT)),
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     let after: Vec<u32> = (0..4)
-        .map(|_| pool.submit(pid, ())?.result(None))
+        .map(|_| pool.submit(pid, ())?.result(LONG))
         .collect::<Result<_, _>>()?;
     assert!(!after.contains(&idle));
     gate.release();
-    let busy = running.result(None)?;
+    let busy = running.result(LONG)?;
     let pids = pool.worker_pids();
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&pids);
     assert_all_gone(&[idle, busy]);
     Ok(())
@@ -275,12 +330,12 @@ fn interrupt_kills_the_running_task_and_the_pool_carries_on() -> Result<(), Erro
     let victim = pool.worker_pids()[0];
     let queued = pool.submit(pid, ())?;
     assert!(f.interrupt());
-    assert!(matches!(f.result(None), Err(Error::Interrupted)));
-    let next = { queued }.result(None)?;
+    assert!(matches!(f.result(LONG), Err(Error::Interrupted)));
+    let next = { queued }.result(LONG)?;
     assert_ne!(next, victim, "a new worker took over");
     assert!(wait_gone(victim, Duration::from_secs(10)));
     assert!(!f.interrupt(), "already ended");
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&[victim, next]);
     Ok(())
 }
@@ -291,15 +346,15 @@ fn time_limit_kills_the_task_with_a_distinct_error() -> Result<(), Error> {
     let gate = Gate::new(); // never opened by the test: the task blocks until killed
     let mut f =
         pool.submit_with_time_limit(Duration::from_millis(50), gated_forever, gate.path())?;
-    match f.result(None) {
+    match f.result(LONG) {
         Err(e @ Error::TimeLimit(_)) => assert!(e.to_string().contains("time limit")),
         other => panic!("expected TimeLimit, got {other:?}"),
     }
     // A limit that is not reached changes nothing.
     let ok = pool.submit_with_time_limit(Duration::from_secs(60), |n: u8| n * 2, 21)?;
-    assert_eq!({ ok }.result(None)?, 42);
+    assert_eq!({ ok }.result(LONG)?, 42);
     let pids = pool.worker_pids();
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&pids);
     Ok(())
 }
@@ -326,12 +381,12 @@ fn no_orphans_a_killed_workers_children_die_with_it() -> Result<(), Error> {
     let worker = pool.worker_pids()[0];
     assert!(!is_dead(grandchild));
     assert!(f.interrupt());
-    assert!(matches!(f.result(None), Err(Error::Interrupted)));
+    assert!(matches!(f.result(LONG), Err(Error::Interrupted)));
     assert!(
         wait_gone(grandchild, Duration::from_secs(10)),
         "the grandchild survived"
     );
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&[worker, grandchild]);
     Ok(())
 }
@@ -349,21 +404,42 @@ fn no_orphans_after_shutdown_either() -> Result<(), Error> {
         id
     }
     let pool = ProcessPoolExecutor::new(1)?;
-    let grandchild = pool.submit(leave_child, ())?.result(None)?;
+    let grandchild = pool.submit(leave_child, ())?.result(LONG)?;
     let worker = pool.worker_pids()[0];
-    pool.shutdown(Queued::Run);
+    shutdown_bounded(&pool);
     assert_all_gone(&[worker, grandchild]);
     Ok(())
 }
 
+// CPython #126/#127: before any worker has started, terminate and kill signal nothing and start
+// nothing; the pool is then shut down like after a forced shutdown.
+#[test]
+fn terminate_or_kill_before_any_worker_started() {
+    for terminate in [true, false] {
+        let pool = ProcessPoolExecutor::new(2).unwrap();
+        if terminate {
+            pool.terminate_workers();
+        } else {
+            pool.kill_workers();
+        }
+        assert!(pool.worker_pids().is_empty());
+        assert_eq!(
+            pool.workers_started(),
+            0,
+            "no worker was started to be signalled"
+        );
+        assert!(matches!(pool.submit(pid, ()), Err(Error::Shutdown)));
+        shutdown_bounded(&pool);
+        assert_eq!(pool.workers_started(), 0);
+    }
+}
+
+// CPython #126/#127: terminate or kill with a task running and one queued: the running one fails with
+// the forced-shutdown error, the queued one is cancelled, submit is refused, and a second call is
+// harmless.
 #[test]
 fn terminate_and_kill_workers() -> Result<(), Error> {
-    // Items 126, 127.
     for terminate in [true, false] {
-        let pool = ProcessPoolExecutor::new(2)?;
-        if terminate {
-            pool.kill_workers(); // before any worker started: no signal, no error
-        }
         // One worker, so `queued` stays queued: with two, the second worker could start and take it
         // before `terminate_workers()` (a race under load). Terminating a worker that is still
         // starting is covered in process_regressions.rs.
@@ -378,7 +454,7 @@ fn terminate_and_kill_workers() -> Result<(), Error> {
         } else {
             pool.kill_workers();
         }
-        match running.result(None) {
+        match running.result(LONG) {
             Err(Error::BrokenProcessPool(b)) => {
                 assert_eq!(b.cause(), &BrokenCause::ForcedShutdown);
                 assert!(b.to_string().contains("forcefully shut down"));
@@ -388,8 +464,31 @@ fn terminate_and_kill_workers() -> Result<(), Error> {
         assert!(queued.cancelled());
         assert!(matches!(pool.submit(pid, ()), Err(Error::Shutdown)));
         pool.terminate_workers(); // again: harmless
-        pool.shutdown(Queued::Run);
+        pool.kill_workers();
+        shutdown_bounded(&pool);
         assert_all_gone(&pids);
+    }
+    Ok(())
+}
+
+// CPython #127: on a pool already broken by a worker's death, terminate and kill neither panic nor
+// change the futures' outcome: they keep the death that broke the pool.
+#[test]
+fn terminate_and_kill_on_a_broken_pool_change_nothing() -> Result<(), Error> {
+    for terminate in [true, false] {
+        let pool = ProcessPoolExecutor::new(1)?;
+        let worker = pool.submit(pid, ())?.result(LONG)?;
+        let mut f = pool.submit(abort_task, ())?;
+        assert_broken_by(f.result(LONG), None, Some(libc::SIGABRT));
+        if terminate {
+            pool.terminate_workers();
+        } else {
+            pool.kill_workers();
+        }
+        assert_broken_by(f.result(LONG), None, Some(libc::SIGABRT));
+        assert_submit_refused_broken(&pool);
+        shutdown_bounded(&pool);
+        assert_all_gone(&[worker]);
     }
     Ok(())
 }
@@ -402,7 +501,7 @@ fn helper_parent_holding_a_pool() {
         return;
     };
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    let worker = pool.submit(pid, ()).unwrap().result(None).unwrap();
+    let worker = pool.submit(pid, ()).unwrap().result(LONG).unwrap();
     common::process::task_send(&path, &worker.to_string());
     loop {
         std::thread::park();

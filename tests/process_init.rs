@@ -5,6 +5,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::process::assert_all_gone;
+use common::LONG;
 use concurrent_futures::{BrokenCause, Error, ProcessPoolExecutor, Queued};
 
 static INIT_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -33,7 +34,7 @@ fn initializer_runs_once_in_each_worker_before_its_tasks() -> Result<(), Error> 
         .map(|_| pool.submit(report, ()))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
-        .map(|mut f| f.result(None))
+        .map(|mut f| f.result(LONG))
         .collect::<Result<_, _>>()?;
     for (_, runs, tag) in &seen {
         assert_eq!(*runs, 1);
@@ -63,7 +64,7 @@ fn check_broken_by_initializer(pool: ProcessPoolExecutor, needle: &str) {
     let futures: Vec<_> = (0..3).map(|_| pool.submit(|n: u8| n, 1)).collect();
     for f in futures {
         let r = match f {
-            Ok(mut f) => f.result(None),
+            Ok(mut f) => f.result(LONG),
             Err(e) => Err(e),
         };
         match r {

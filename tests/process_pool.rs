@@ -7,7 +7,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::process::{assert_all_gone, gated_pid, pid, Gate, Unencodable};
+use common::process::{assert_all_gone, gated_pid, pid, shutdown_bounded, Gate, Unencodable};
+use common::LONG;
 use concurrent_futures::{
     as_completed, wait, Bytes, Error, Executor, MapOptions, ProcessPoolExecutor, Queued,
     ReturnWhen, ThreadPoolExecutor,
@@ -20,7 +21,7 @@ fn pow((base, exp): (u64, u32)) -> u64 {
 
 /// Shared behaviour, run against both pools (item 82, 60, 63/65).
 fn basics(pool: &impl Executor) -> Result<(), Error> {
-    assert_eq!(pool.submit(pow, (2, 8))?.result(None)?, 256);
+    assert_eq!(pool.submit(pow, (2, 8))?.result(LONG)?, 256);
     let squares: Vec<u64> = pool
         .map(|n: u64| n * n, 0..10)?
         .into_iter()
@@ -43,7 +44,7 @@ fn basics(pool: &impl Executor) -> Result<(), Error> {
         }
     }
     let f = pool.submit_fallible(|s: String| s.parse::<u8>(), "x".into())?;
-    assert!(matches!(f.exception(None)?, Some(Error::Failed(_))));
+    assert!(matches!(f.exception(LONG)?, Some(Error::Failed(_))));
     Ok(())
 }
 
@@ -64,17 +65,17 @@ fn same_code_runs_on_threads_and_processes() -> Result<(), Error> {
 #[test]
 fn runs_in_another_process_and_panics_keep_the_worker() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(1)?;
-    let first = pool.submit(pid, ())?.result(None)?;
+    let first = pool.submit(pid, ())?.result(LONG)?;
     assert_ne!(first, std::process::id());
     let p = pool
         .submit(|(): ()| -> u8 { panic!("the value 5 is no good") }, ())?
-        .result(None);
+        .result(LONG);
     assert!(
         matches!(&p, Err(Error::Panicked(m)) if m == "the value 5 is no good"),
         "{p:?}"
     );
     assert_eq!(
-        pool.submit(pid, ())?.result(None)?,
+        pool.submit(pid, ())?.result(LONG)?,
         first,
         "item 20: the worker survived"
     );
@@ -83,11 +84,82 @@ fn runs_in_another_process_and_panics_keep_the_worker() -> Result<(), Error> {
     Ok(())
 }
 
+/// Panics with its own line number in the message, so the test can find the report of that line.
+fn panics_in_the_worker(_: ()) -> u8 {
+    panic!("remote failure at line {}", line!())
+}
+
+/// Run in a fresh copy of this test binary, whose stderr the test reads: one panicking task.
+#[test]
+#[ignore = "helper for a_workers_panic_keeps_its_message_and_reports_where_it_happened"]
+fn helper_one_remote_panic() {
+    if std::env::var_os("CF_TEST_REMOTE_PANIC").is_none() {
+        return;
+    }
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    match pool.submit(panics_in_the_worker, ()).unwrap().result(LONG) {
+        Err(Error::Panicked(m)) => println!("message: {m}"),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    pool.shutdown(Queued::Run);
+}
+
+#[test]
+fn a_workers_panic_keeps_its_message_and_reports_where_it_happened() {
+    // Item 21: the error keeps the worker's panic message exactly, and the worker's report of the panic
+    // (the source line, and the backtrace of the worker's thread when RUST_BACKTRACE asks for one)
+    // reaches the parent's stderr, as printing a child's exception shows its remote traceback in
+    // Python. (Error::Panicked carries the message only.)
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_one_remote_panic",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("CF_TEST_REMOTE_PANIC", "1")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (out_tx, out) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = out_tx.send(child.wait_with_output());
+    });
+    let Ok(output) = out.recv_timeout(LONG) else {
+        common::process::kill(id, libc::SIGKILL);
+        panic!("the helper did not end");
+    };
+    let output = output.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let message = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("message: "))
+        .unwrap_or_else(|| panic!("no message:\n{stdout}"));
+    let line: u32 = message
+        .strip_prefix("remote failure at line ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the message was not kept exactly: {message:?}"));
+    let report = stderr
+        .find(&format!("panicked at tests/process_pool.rs:{line}:"))
+        .map(|at| &stderr[at..])
+        .unwrap_or_else(|| panic!("no report of line {line} on stderr:\n{stderr}"));
+    assert!(report.contains(message), "{report}");
+    assert!(report.contains("stack backtrace"), "{report}");
+    assert!(report.contains("panics_in_the_worker"), "{report}");
+}
+
 #[test]
 fn fallible_error_text_crosses() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(1)?;
     let f = pool.submit_fallible(|s: String| s.parse::<u32>(), "five".into())?;
-    let Some(Error::Failed(e)) = f.exception(None)? else {
+    let Some(Error::Failed(e)) = f.exception(LONG)? else {
         panic!("expected Failed")
     };
     assert_eq!(e.to_string(), "invalid digit found in string");
@@ -132,18 +204,34 @@ fn submit_after_shutdown_and_bad_max_workers() -> Result<(), Error> {
 }
 
 #[test]
-fn saturation_never_exceeds_max_workers() -> Result<(), Error> {
-    // Item 115: many tasks, never more than max_workers processes.
-    let pool = ProcessPoolExecutor::new(2)?;
-    let fs: Vec<_> = (0..30)
+fn saturation_starts_exactly_max_workers() -> Result<(), Error> {
+    // Item 115: with 15 x max_workers tasks, the pool runs exactly max_workers processes. The first
+    // three hold their workers until released, so every other task waits in the queue meanwhile.
+    let pool = ProcessPoolExecutor::new(3)?;
+    let mut gates = [Gate::new(), Gate::new(), Gate::new()];
+    let mut held: Vec<_> = gates
+        .iter()
+        .map(|g| pool.submit(gated_pid, g.path()))
+        .collect::<Result<_, _>>()?;
+    let queued: Vec<_> = (0..42)
         .map(|_| pool.submit(pid, ()))
         .collect::<Result<_, _>>()?;
-    assert!(pool.worker_pids().len() <= 2);
-    let pids: HashSet<u32> = fs
-        .into_iter()
-        .map(|mut f| f.result(None))
+    for g in &mut gates {
+        g.wait_started();
+    }
+    assert_eq!(pool.worker_pids().len(), 3);
+    assert_eq!(pool.workers_started(), 3, "a worker beyond max_workers");
+    assert!(queued.iter().all(|f| !f.done()));
+    for g in &mut gates {
+        g.release();
+    }
+    let pids: HashSet<u32> = held
+        .iter_mut()
+        .map(|f| f.result(LONG))
+        .chain(queued.into_iter().map(|mut f| f.result(LONG)))
         .collect::<Result<_, _>>()?;
-    assert!(pids.len() <= 2 && pool.workers_started() <= 2, "{pids:?}");
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert_eq!(pool.workers_started(), 3);
     pool.shutdown(Queued::Run);
     assert_all_gone(&pids.into_iter().collect::<Vec<_>>());
     Ok(())
@@ -153,13 +241,60 @@ fn saturation_never_exceeds_max_workers() -> Result<(), Error> {
 fn idle_worker_is_reused() -> Result<(), Error> {
     // Item 116: three sequential calls use one process.
     let pool = ProcessPoolExecutor::new(4)?;
-    let a = pool.submit(pid, ())?.result(None)?;
-    let b = pool.submit(pid, ())?.result(None)?;
-    let c = pool.submit(pid, ())?.result(None)?;
+    let a = pool.submit(pid, ())?.result(LONG)?;
+    let b = pool.submit(pid, ())?.result(LONG)?;
+    let c = pool.submit(pid, ())?.result(LONG)?;
     assert!(a == b && b == c);
     assert_eq!(pool.workers_started(), 1);
     pool.shutdown(Queued::Run);
     assert_all_gone(&[a]);
+    Ok(())
+}
+
+#[test]
+fn interleaved_waits_reuse_idle_workers() -> Result<(), Error> {
+    // Item 116 (CPython's test_idle_process_reuse_multiple): a waited call, an unwaited one, and so on.
+    // At each submit at most one earlier task can still be running, so at most 3 workers start.
+    let pool = ProcessPoolExecutor::new(4)?;
+    let mul = |(a, b): (u32, u32)| a * b;
+    assert_eq!(pool.submit(mul, (12, 7))?.result(LONG)?, 84);
+    let mut b = pool.submit(mul, (33, 25))?;
+    assert_eq!(pool.submit(mul, (25, 26))?.result(LONG)?, 650);
+    let mut d = pool.submit(mul, (18, 29))?;
+    assert_eq!(pool.submit(mul, (1, 2))?.result(LONG)?, 2);
+    let mut f = pool.submit(mul, (0, 9))?;
+    assert!(pool.workers_started() <= 3, "{}", pool.workers_started());
+    assert_eq!(
+        (b.result(LONG)?, d.result(LONG)?, f.result(LONG)?),
+        (825, 522, 0)
+    );
+    let pids = pool.worker_pids();
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&pids);
+    Ok(())
+}
+
+#[test]
+fn max_tasks_per_child_must_be_at_least_one() -> Result<(), Error> {
+    // Item 119: only the numeric check applies (a usize cannot be negative or of another type).
+    match ProcessPoolExecutor::builder()
+        .max_tasks_per_child(0)
+        .build()
+    {
+        Err(e @ Error::InvalidArgument(_)) => {
+            assert_eq!(e.to_string(), "max_tasks_per_child must be >= 1")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()?;
+    let a = pool.submit(pid, ())?.result(LONG)?;
+    let b = pool.submit(pid, ())?.result(LONG)?;
+    assert_ne!(a, b, "one task per child");
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&[a, b]);
     Ok(())
 }
 
@@ -180,7 +315,7 @@ fn running_means_dispatched_and_cancel_wins_only_before() -> Result<(), Error> {
     assert_eq!(cancels, [false, true, true, true, true]);
     assert!(queued.iter().all(|f| f.cancelled() && f.done()));
     gate.release();
-    let worker = busy.result(None)?;
+    let worker = busy.result(LONG)?;
     pool.shutdown(Queued::Run);
     assert_all_gone(&[worker]);
     Ok(())
@@ -218,7 +353,7 @@ fn wait_and_as_completed_mix_pools() -> Result<(), Error> {
     assert_eq!(done.done.len(), 3);
     let mut total = 0;
     for f in as_completed(fs) {
-        total += f?.result(None)?;
+        total += f?.result(LONG)?;
     }
     assert_eq!(total, 2 + 3 + 4);
     let pids = procs.worker_pids();
@@ -244,7 +379,7 @@ fn shutdown_cancel_futures_wakes_waiters() -> Result<(), Error> {
     gate.release();
     let w = wait(queued.iter().chain([&running])).blocking();
     assert_eq!(w.done.len(), 6);
-    assert!(running.exception(None)?.is_none());
+    assert!(running.exception(LONG)?.is_none());
     let pids = pool.worker_pids();
     pool.shutdown(Queued::Run);
     assert_all_gone(&pids);
@@ -265,10 +400,10 @@ fn shutdown_nowait_still_runs_queued_work() -> Result<(), Error> {
     gate.release();
     let mut got = Vec::new();
     for mut f in rest {
-        got.push(f.result(None)?);
+        got.push(f.result(LONG)?);
     }
     assert_eq!(got, [0, 2, 4]);
-    let worker = { first }.result(None)?;
+    let worker = { first }.result(LONG)?;
     pool.shutdown(Queued::Run);
     assert_all_gone(&[worker]);
     Ok(())
@@ -285,10 +420,10 @@ fn dropping_the_pool_does_not_block_and_work_completes() -> Result<(), Error> {
     drop(pool);
     let mut sum = 0;
     for mut f in fs {
-        sum += f.result(None)?;
+        sum += f.result(LONG)?;
     }
     assert_eq!(sum, 615);
-    let worker = { pids_probe }.result(None)?;
+    let worker = { pids_probe }.result(LONG)?;
     assert!(common::process::wait_gone(worker, Duration::from_secs(10)));
     Ok(())
 }
@@ -368,35 +503,35 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
         .max_workers(1)
         .max_frame_bytes(1 << 20)
         .build()?;
-    let worker = pool.submit(pid, ())?.result(None)?;
+    let worker = pool.submit(pid, ())?.result(LONG)?;
     // D1: the argument does not encode (parent).
     assert_serialization(
-        pool.submit(|_: Unencodable| 1u8, Unencodable)?.result(None),
+        pool.submit(|_: Unencodable| 1u8, Unencodable)?.result(LONG),
         "could not serialize the argument",
     );
     // D3 (diverges from CPython: the pool stays usable): the argument does not decode (worker).
     assert_serialization(
-        pool.submit(|_: Undecodable| 1u8, Undecodable)?.result(None),
+        pool.submit(|_: Undecodable| 1u8, Undecodable)?.result(LONG),
         "could not deserialize the argument",
     );
     // D10: the result does not encode (worker).
     assert_serialization(
-        pool.submit(|(): ()| Unencodable, ())?.result(None),
+        pool.submit(|(): ()| Unencodable, ())?.result(LONG),
         "could not serialize the result",
     );
     // D11 (diverges): the result does not decode (parent).
     assert_serialization(
-        pool.submit(|(): ()| Undecodable, ())?.result(None),
+        pool.submit(|(): ()| Undecodable, ())?.result(LONG),
         "could not deserialize the result",
     );
     // D9: encoding the result panics in the worker.
-    let r = pool.submit(|(): ()| PanicsOnEncode, ())?.result(None);
+    let r = pool.submit(|(): ()| PanicsOnEncode, ())?.result(LONG);
     assert!(
         matches!(&r, Err(Error::Panicked(m)) if m.contains("encode panic")),
         "{r:?}"
     );
     // D12: decoding the result panics in the parent's driver: the future fails, the driver lives.
-    let r = pool.submit(|(): ()| PanicsOnDecode, ())?.result(None);
+    let r = pool.submit(|(): ()| PanicsOnDecode, ())?.result(LONG);
     assert!(
         matches!(&r, Err(Error::Panicked(m)) if m.contains("decode panic")),
         "{r:?}"
@@ -404,11 +539,11 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
     // The size cap, both ways.
     assert_serialization(
         pool.submit(|v: Vec<u8>| v.len(), vec![1; 2 << 20])?
-            .result(None),
+            .result(LONG),
         "cap",
     );
     assert_serialization(
-        pool.submit(|n: usize| "x".repeat(n), 2 << 20)?.result(None),
+        pool.submit(|n: usize| "x".repeat(n), 2 << 20)?.result(LONG),
         "cap",
     );
     // A chunk whose inputs fail: one error per element.
@@ -422,7 +557,7 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
         .collect();
     assert!(r.len() == 2 && r.iter().all(|x| matches!(x, Err(Error::Serialization(_)))));
     // Same worker all along: nothing broke.
-    assert_eq!(pool.submit(pid, ())?.result(None)?, worker);
+    assert_eq!(pool.submit(pid, ())?.result(LONG)?, worker);
     pool.shutdown(Queued::Run);
     assert_all_gone(&[worker]);
     Ok(())
@@ -438,7 +573,7 @@ fn max_tasks_per_child_recycles_workers() -> Result<(), Error> {
         .max_tasks_per_child(3)
         .build()?;
     let pids: Vec<u32> = (0..4)
-        .map(|_| pool.submit(pid, ())?.result(None))
+        .map(|_| pool.submit(pid, ())?.result(LONG))
         .collect::<Result<_, _>>()?;
     assert!(
         pids[0] == pids[1] && pids[1] == pids[2] && pids[3] != pids[0],
@@ -464,7 +599,7 @@ fn max_tasks_per_child_with_a_backlog_never_hangs() -> Result<(), Error> {
             .collect::<Result<_, _>>()?;
         let pids: Vec<u32> = fs
             .into_iter()
-            .map(|mut f| f.result(None))
+            .map(|mut f| f.result(LONG))
             .collect::<Result<_, _>>()?;
         let distinct: HashSet<_> = pids.iter().collect();
         assert!(distinct.len() >= n / per_child, "{pids:?}");
@@ -487,7 +622,7 @@ fn recycling_during_shutdown_runs_the_queue() -> Result<(), Error> {
     pool.shutdown(Queued::Run);
     let got: Vec<u64> = fs
         .into_iter()
-        .map(|mut f| f.result(None))
+        .map(|mut f| f.result(LONG))
         .collect::<Result<_, _>>()?;
     assert_eq!(got, [0, 1, 4, 9, 16, 25]);
 
@@ -501,11 +636,151 @@ fn recycling_during_shutdown_runs_the_queue() -> Result<(), Error> {
     pool.shutdown_nowait(Queued::Run);
     let got: Vec<u8> = fs
         .into_iter()
-        .map(|mut f| f.result(None))
+        .map(|mut f| f.result(LONG))
         .collect::<Result<_, _>>()?;
     assert_eq!(got, [1, 2]);
     pool.shutdown(Queued::Run);
     assert!(pool.worker_pids().is_empty());
+    Ok(())
+}
+
+#[test]
+fn max_tasks_per_child_shutdown_nowait_after_a_failure() -> Result<(), Error> {
+    // Item 98 (CPython gh-132969): one task per child, a task fails, then shutdown(wait=False): no
+    // internal error, no hang, the results from before the failure intact, the queued work still run.
+    // Both a panic (the worker survives it, then retires at its limit) and a crash (the pool breaks).
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()?;
+    let mut before = pool.submit(|n: u8| n + 1, 1)?;
+    let mut failing = pool.submit(|_: ()| -> u8 { panic!("failed on purpose") }, ())?;
+    let mut after = pool.submit(|n: u8| n + 1, 2)?;
+    assert!(matches!(failing.result(LONG), Err(Error::Panicked(m)) if m == "failed on purpose"));
+    pool.shutdown_nowait(Queued::Run);
+    assert_eq!(before.result(LONG)?, 2);
+    assert_eq!(after.result(LONG)?, 3);
+    shutdown_bounded(&pool);
+    assert!(pool.worker_pids().is_empty());
+    assert!(format!("{pool:?}").contains("drivers: 0"), "{pool:?}");
+
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .max_tasks_per_child(1)
+        .build()?;
+    let before = pool.submit(|n: u8| n + 1, 1)?;
+    assert!(matches!(before.exception(LONG), Ok(None)));
+    let mut crashing = pool.submit(|_: ()| -> u8 { std::process::exit(3) }, ())?;
+    assert!(crashing.result(LONG).unwrap_err().is_broken());
+    pool.shutdown_nowait(Queued::Run);
+    let mut before = before;
+    assert_eq!(before.result(LONG)?, 2, "the earlier result is intact");
+    shutdown_bounded(&pool);
+    assert!(pool.worker_pids().is_empty());
+    assert!(format!("{pool:?}").contains("drivers: 0"), "{pool:?}");
+    Ok(())
+}
+
+#[test]
+fn a_worker_retiring_at_its_limit_during_terminate_is_not_replaced() -> Result<(), Error> {
+    // Item 124: one task per child; the first task's completion (its done callback, which runs as the
+    // worker retires) terminates the pool. No replacement starts for the queued task, which ends
+    // (cancelled by the forced shutdown) instead of waiting forever.
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()?;
+    let mut gate = Gate::new();
+    let first = pool.submit(gated_pid, gate.path())?;
+    gate.wait_started();
+    let mut queued = pool.submit(pid, ())?;
+    let weak = pool.clone();
+    let (terminated_tx, terminated) = std::sync::mpsc::channel();
+    first.add_done_callback(move |_| {
+        weak.terminate_workers();
+        let _ = terminated_tx.send(());
+    });
+    gate.release();
+    terminated.recv_timeout(LONG).expect("the callback ran");
+    match queued.result(LONG) {
+        Err(Error::Cancelled) => {}
+        Err(Error::BrokenProcessPool(b)) => {
+            assert!(b.to_string().contains("forcefully shut down"), "{b}")
+        }
+        other => panic!("expected the queued task to end with the forced shutdown, got {other:?}"),
+    }
+    assert!(matches!(pool.submit(pid, ()), Err(Error::Shutdown)));
+    shutdown_bounded(&pool);
+    assert_eq!(pool.workers_started(), 1, "the retired worker was replaced");
+    assert!(pool.worker_pids().is_empty());
+    Ok(())
+}
+
+/// Reports through its gate when it is dropped, if it is the copy decoded in the worker: the parent's
+/// original is not armed (and must not block on the gate).
+#[derive(Serialize, Deserialize)]
+struct DropProbe {
+    path: String,
+    #[serde(skip, default = "armed")]
+    armed: bool,
+}
+
+fn armed() -> bool {
+    true
+}
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        if self.armed {
+            common::process::task_send(&self.path, "dropped");
+        }
+    }
+}
+
+/// Reads the gate on a helper thread (the probe's write blocks until a reader opens it), so that a
+/// probe that never reports fails the test instead of hanging it.
+fn receive_in_background(gate: &Gate) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = gate.path();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::fs::File::open(path).unwrap(), &mut s);
+        let _ = tx.send(s);
+    });
+    rx
+}
+
+#[test]
+fn a_worker_drops_the_arguments_when_the_task_ends() -> Result<(), Error> {
+    // Item 128: the decoded argument is dropped in the worker when the task returns (or panics), while
+    // the worker lives on, not kept until the next task or the worker's exit.
+    let pool = ProcessPoolExecutor::new(1)?;
+    for panics in [false, true] {
+        let gate = Gate::new();
+        let report = receive_in_background(&gate);
+        let mut f = pool.submit(
+            |(_probe, panics): (DropProbe, bool)| -> u32 {
+                assert!(!panics, "the task panics");
+                std::process::id()
+            },
+            (
+                DropProbe {
+                    path: gate.path(),
+                    armed: false,
+                },
+                panics,
+            ),
+        )?;
+        let outcome = f.result(LONG);
+        assert_eq!(outcome.is_err(), panics, "{outcome:?}");
+        assert_eq!(report.recv_timeout(LONG).as_deref(), Ok("dropped"));
+        let worker = pool.worker_pids();
+        assert_eq!(worker.len(), 1, "the worker is still alive");
+        assert!(!common::process::is_dead(worker[0]));
+    }
+    let pids = pool.worker_pids();
+    pool.shutdown(Queued::Run);
+    assert_all_gone(&pids);
     Ok(())
 }
 
@@ -525,7 +800,7 @@ fn a_mib_of_bytes_round_trips_intact_and_a_plain_vec_still_works() -> Result<(),
     };
     let sum: u64 = data.iter().map(|&x| u64::from(x)).sum();
     let (worker, len, their_sum, back) =
-        pool.submit(echo, Bytes::from(data.clone()))?.result(None)?;
+        pool.submit(echo, Bytes::from(data.clone()))?.result(LONG)?;
     assert_ne!(worker, std::process::id());
     assert_eq!((len, their_sum), (data.len(), sum));
     assert!(back[..] == data[..], "the echoed MiB differs");
@@ -534,19 +809,19 @@ fn a_mib_of_bytes_round_trips_intact_and_a_plain_vec_still_works() -> Result<(),
         let d = pattern(n);
         let back: Vec<u8> = pool
             .submit(|b: Bytes| b, Bytes::from(d.clone()))?
-            .result(None)?
+            .result(LONG)?
             .into();
         assert!(back == d, "{n} bytes");
     }
     // A plain Vec<u8> still works (element by element, slower), and so does a mix of both.
-    let back = pool.submit(|v: Vec<u8>| v, data.clone())?.result(None)?;
+    let back = pool.submit(|v: Vec<u8>| v, data.clone())?.result(LONG)?;
     assert!(back == data);
     let mixed = pool
         .submit(
             |(v, b): (Vec<u8>, Bytes)| (Bytes::from(v), b.into_vec()),
             (vec![1, 2], Bytes::from(vec![3])),
         )?
-        .result(None)?;
+        .result(LONG)?;
     assert_eq!(mixed, (Bytes::from(vec![1, 2]), vec![3]));
     pool.shutdown(Queued::Run);
     Ok(())

@@ -9,6 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::process::{assert_all_gone, gated_forever, gated_pid, kill, pid, wait_gone, Gate};
+use common::LONG;
 use concurrent_futures::{BrokenCause, Error, ProcessPoolExecutor, Queued, WorkerDeath};
 
 /// Runs `body` on its own thread and fails the test if it has not returned within `limit` (a hang).
@@ -51,7 +52,7 @@ fn shutdown_from_a_done_callback_returns_once_the_other_workers_exit() -> Result
     });
     entered.recv_timeout(HANG).expect("the callback ran");
     gate.release();
-    let other = busy.result(None)?;
+    let other = busy.result(LONG)?;
     let (own, left) = done
         .recv_timeout(HANG)
         .expect("hang: shutdown() in a done callback never returned");
@@ -163,7 +164,7 @@ fn kill_workers_escalates_after_an_ignored_terminate() -> Result<(), Error> {
     pool.kill_workers();
     let r = within(HANG, "a task after kill_workers", move || {
         let mut running = running;
-        running.result(None)
+        running.result(LONG)
     });
     match r {
         Err(Error::BrokenProcessPool(b)) => assert_eq!(b.cause(), &BrokenCause::ForcedShutdown),
@@ -191,7 +192,7 @@ fn resilient_policy_never_hands_a_task_to_an_idle_worker_known_dead() -> Result<
                 .build()?;
             let mut seen = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                seen.push(p.submit(pid, ())?.result(None)?);
+                seen.push(p.submit(pid, ())?.result(LONG)?);
             }
             p.shutdown(Queued::Run);
             Ok(seen)
@@ -203,11 +204,11 @@ fn resilient_policy_never_hands_a_task_to_an_idle_worker_known_dead() -> Result<
         .build()?;
     let mut seen = Vec::new();
     for i in 0..200 {
-        let idle = pool.submit(pid, ())?.result(None)?;
+        let idle = pool.submit(pid, ())?.result(LONG)?;
         seen.push(idle);
         kill(idle, libc::SIGKILL);
         assert!(wait_gone(idle, HANG)); // it has exited, maybe not yet been reaped
-        let next = pool.submit(pid, ())?.result(None);
+        let next = pool.submit(pid, ())?.result(LONG);
         assert!(matches!(next, Ok(p) if p != idle), "try {i}: {next:?}");
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -243,7 +244,7 @@ fn a_shared_library_function_is_refused_even_after_a_backtrace() -> Result<(), E
         Err(Error::ProcessSetup(m)) => assert!(m.contains("not part of the executable"), "{m}"),
         other => panic!("expected ProcessSetup, got {other:?}"),
     }
-    assert_eq!(pool.submit(|n: i64| n.abs(), -3)?.result(None)?, 3);
+    assert_eq!(pool.submit(|n: i64| n.abs(), -3)?.result(LONG)?, 3);
     pool.shutdown(Queued::Run);
     Ok(())
 }
@@ -257,21 +258,21 @@ fn tiny_frame_caps_and_long_panic_messages() -> Result<(), Error> {
         .max_workers(1)
         .max_frame_bytes(40)
         .build()?;
-    let worker = pool.submit(pid, ())?.result(None)?;
+    let worker = pool.submit(pid, ())?.result(LONG)?;
     let r = pool
         .submit(|n: usize| -> u8 { panic!("{}", "p".repeat(n)) }, 10_000)?
-        .result(None);
+        .result(LONG);
     match r {
         Err(Error::Panicked(m)) => assert!(m.len() < 10_000 && m.starts_with("ppp"), "{}", m.len()),
         other => panic!("expected a (shortened) panic, got {other:?}"),
     }
-    let r = pool.submit(|n: usize| "x".repeat(n), 10_000)?.result(None);
+    let r = pool.submit(|n: usize| "x".repeat(n), 10_000)?.result(LONG);
     assert!(
         matches!(&r, Err(Error::Serialization(m)) if m.contains("cap")),
         "{r:?}"
     );
     assert_eq!(
-        pool.submit(pid, ())?.result(None)?,
+        pool.submit(pid, ())?.result(LONG)?,
         worker,
         "the worker lived on"
     );
@@ -295,7 +296,7 @@ fn interrupt_right_after_running_is_seen_always_succeeds() -> Result<(), Error> 
         }
         assert!(f.interrupt(), "try {i}: interrupt() missed a running task");
         // The driver reaps the killed worker before it fails the future.
-        assert!(matches!(f.result(None), Err(Error::Interrupted)));
+        assert!(matches!(f.result(LONG), Err(Error::Interrupted)));
     }
     pool.shutdown(Queued::Run);
     assert!(pool.worker_pids().is_empty());
@@ -322,7 +323,7 @@ fn a_worker_killed_during_its_initializer() -> Result<(), Error> {
         assert!(wait_gone(first[0], HANG));
         match policy {
             WorkerDeath::BreakPool => {
-                match queued.result(None) {
+                match queued.result(LONG) {
                     Err(Error::BrokenProcessPool(b)) => match b.cause() {
                         BrokenCause::InitializerFailed(m) => {
                             assert!(m.contains("died while running the initializer"), "{m}")
@@ -336,7 +337,7 @@ fn a_worker_killed_during_its_initializer() -> Result<(), Error> {
             _ => {
                 gate.wait_started(); // returns once the *new* worker's initializer opened the gate
                 gate.release();
-                let ran_on = queued.result(None)?;
+                let ran_on = queued.result(LONG)?;
                 assert_ne!(ran_on, first[0]);
                 assert_eq!(pool.workers_started(), 2);
             }
@@ -373,7 +374,7 @@ fn a_worker_death_is_seen_even_if_a_forked_child_holds_its_channel() -> Result<(
     let grandchild: u32 = gate.receive().trim().parse().unwrap();
     let r = within(HANG, "the future of a worker that died", move || {
         let mut f = f;
-        f.result(None)
+        f.result(LONG)
     });
     match r {
         Err(Error::BrokenProcessPool(b)) => {

@@ -1,6 +1,8 @@
 //! A process that carries the worker marker but runs `main` (the worker entry did not run) must refuse
 //! to start workers: no recursion, no fork bomb. Its own test binary, as it changes the environment.
 
+use std::time::Duration;
+
 use concurrent_futures::{Error, ProcessPoolExecutor};
 
 /// The marker's name (specific to this copy of the crate), from a real worker's environment.
@@ -9,7 +11,7 @@ fn marker_name() -> String {
     let environ = pool
         .submit(|(): ()| std::fs::read("/proc/self/environ").unwrap(), ())
         .unwrap()
-        .result(None)
+        .result(LONG)
         .unwrap();
     pool.shutdown(concurrent_futures::Queued::Run);
     let environ = String::from_utf8(environ).unwrap();
@@ -19,6 +21,8 @@ fn marker_name() -> String {
         .unwrap();
     var.split_once('=').unwrap().0.to_owned()
 }
+/// Long enough never to expire; a hang fails the test instead of the suite.
+const LONG: Duration = Duration::from_secs(30);
 
 #[test]
 fn a_stray_worker_marker_refuses_to_build_a_pool() {
@@ -31,7 +35,7 @@ fn a_stray_worker_marker_refuses_to_build_a_pool() {
     std::env::remove_var(&marker);
     let pool = ProcessPoolExecutor::new(1).unwrap();
     assert_eq!(
-        pool.submit(|n: u8| n + 1, 1).unwrap().result(None).unwrap(),
+        pool.submit(|n: u8| n + 1, 1).unwrap().result(LONG).unwrap(),
         2
     );
     pool.shutdown(concurrent_futures::Queued::Run);

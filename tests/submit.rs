@@ -5,9 +5,8 @@
 mod common;
 
 use std::sync::mpsc;
-use std::time::Duration;
 
-use common::threads::{occupy, Gate};
+use common::threads::{current_tid, occupy, wait_until_asleep, Gate};
 use common::LONG;
 use concurrent_futures::{Error, Executor, Queued, ThreadPoolExecutor};
 
@@ -223,7 +222,9 @@ fn try_submit_on_a_full_queue_fails_with_full() {
     );
 }
 
-// Bounded queue: a blocking submit waits until a worker takes a task off the queue.
+// Bounded queue: a blocking submit waits until a worker takes a task off the queue. The submitter is
+// seen blocked (asleep, its submit not returned, the queue still holding only the queued task) before
+// the worker is let go.
 #[test]
 fn submit_on_a_full_queue_blocks_until_there_is_room() {
     let pool = ThreadPoolExecutor::builder()
@@ -234,20 +235,20 @@ fn submit_on_a_full_queue_blocks_until_there_is_room() {
     let (busy, open) = occupy(&pool);
     let queued = pool.try_spawn(|| 1).unwrap();
 
+    let (tid_tx, tid) = mpsc::channel();
     let (submitted_tx, submitted) = mpsc::channel();
     let submitter = {
         let pool = pool.clone();
         std::thread::spawn(move || {
+            tid_tx.send(current_tid()).unwrap();
             let f = pool.spawn(|| 2);
             submitted_tx.send(()).unwrap();
             f
         })
     };
-    // The queue stays full while the worker is busy: the submitter cannot get in.
-    assert_eq!(
-        submitted.recv_timeout(Duration::from_millis(50)),
-        Err(mpsc::RecvTimeoutError::Timeout)
-    );
+    assert!(wait_until_asleep(tid.recv_timeout(LONG).unwrap()));
+    assert_eq!(submitted.try_recv(), Err(mpsc::TryRecvError::Empty));
+    assert_eq!(pool.metrics().queued, 1, "the submit did not get in");
     drop(open);
     submitted.recv_timeout(LONG).unwrap();
     let mut f = submitter.join().unwrap().unwrap();
@@ -265,22 +266,24 @@ fn shutdown_wakes_a_blocked_submitter() {
         .unwrap();
     let (busy, open) = occupy(&pool);
     let mut queued = pool.try_spawn(|| 1).unwrap();
+    let (tid_tx, tid) = mpsc::channel();
     let (returned_tx, returned) = mpsc::channel();
     let submitter = {
         let pool = pool.clone();
         std::thread::spawn(move || {
+            tid_tx.send(current_tid()).unwrap();
             let outcome = pool.spawn(|| 2).map(drop);
             returned_tx.send(()).unwrap();
             outcome
         })
     };
-    // Give the submitter time to block (a slow machine only makes this test weaker, never wrong).
-    assert_eq!(
-        returned.recv_timeout(Duration::from_millis(50)),
-        Err(mpsc::RecvTimeoutError::Timeout)
-    );
+    assert!(wait_until_asleep(tid.recv_timeout(LONG).unwrap()));
+    assert_eq!(returned.try_recv(), Err(mpsc::TryRecvError::Empty));
     // Cancel the queued task and close: the queue is empty but closed, so the submitter must fail.
     pool.shutdown_nowait(Queued::Cancel);
+    returned
+        .recv_timeout(LONG)
+        .expect("the submitter was woken");
     assert!(matches!(submitter.join().unwrap(), Err(Error::Shutdown)));
     assert!(matches!(queued.result(LONG), Err(Error::Cancelled)));
     drop(open);

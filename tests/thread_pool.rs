@@ -312,25 +312,30 @@ fn interrupt_cancels_a_queued_task_and_cannot_stop_a_plain_one() {
 }
 
 // Beyond Python: a cancellable task sees its token through is_cancelled() as well, and may finish with
-// its own outcome after noticing.
+// its own outcome after noticing: the future gets the task's value, not Interrupted.
 #[test]
 fn a_cancellable_task_may_end_its_own_way_when_asked_to_stop() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let (started_tx, started) = mpsc::channel();
+    let (asked_tx, asked) = mpsc::channel::<()>();
     let mut f = pool
         .spawn_cancellable(move |token| {
+            let before = token.is_cancelled();
             started_tx.send(()).unwrap();
-            let mut rounds = 0u64;
-            while !token.is_cancelled() {
-                rounds += 1;
-                std::thread::yield_now();
-            }
-            Ok(rounds.min(1))
+            // The test interrupts, then says so.
+            asked.recv_timeout(LONG).unwrap();
+            let after = token.is_cancelled();
+            Ok(format!("stopped on my own terms ({before} then {after})"))
         })
         .unwrap();
     started.recv_timeout(LONG).unwrap();
     assert!(f.interrupt());
-    assert!(f.result(LONG).unwrap() <= 1);
+    assert!(f.running(), "asking does not end the task");
+    asked_tx.send(()).unwrap();
+    assert_eq!(
+        f.result(LONG).unwrap(),
+        "stopped on my own terms (false then true)"
+    );
 }
 
 // Beyond Python: spawn_with_time_limit counts its limit from the start of the run, not from submit.

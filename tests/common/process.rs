@@ -151,3 +151,17 @@ impl<'de> Deserialize<'de> for Unencodable {
         <()>::deserialize(d).map(|_| Unencodable)
     }
 }
+
+/// `pool.shutdown(Queued::Run)`, failing the test instead of hanging it if the shutdown does not
+/// return within [`LONG`](super::LONG).
+#[cfg(not(loom))] // no process pool in loom builds
+pub fn shutdown_bounded(pool: &concurrent_futures::ProcessPoolExecutor) {
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let pool = pool.clone();
+    std::thread::spawn(move || {
+        pool.shutdown(concurrent_futures::Queued::Run);
+        let _ = done_tx.send(());
+    });
+    done.recv_timeout(super::LONG)
+        .expect("shutdown did not return");
+}

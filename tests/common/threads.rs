@@ -105,3 +105,39 @@ pub fn spawn_exit_probed(
         .collect();
     (futures, exited)
 }
+
+/// How many threads this process has now (Linux: the entries of `/proc/self/task`).
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+/// This thread's kernel id, to hand to [`wait_until_asleep`] from another thread.
+pub fn current_tid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Waits (up to [`LONG`]) until thread `tid` of this process sleeps in the kernel (state `S` or `D`:
+/// blocked on a lock, a condition variable, a channel); false if it exits or never blocks. A thread
+/// that is running or preempted is `R`, so when this returns true the thread was, at that instant, blocked
+/// where it was headed, not merely slow to get there.
+pub fn wait_until_asleep(tid: i32) -> bool {
+    let path = format!("/proc/self/task/{tid}/stat");
+    let end = std::time::Instant::now() + LONG;
+    while std::time::Instant::now() < end {
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            return false; // the thread has exited
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        match state {
+            Some('S' | 'D') => return true,
+            Some('Z' | 'X') | None => return false,
+            _ => std::thread::sleep(std::time::Duration::from_micros(200)),
+        }
+    }
+    false
+}

@@ -1,0 +1,178 @@
+//! Deadlines of `wait`, `as_completed` and `map` under the runtimes a caller may have: a tokio runtime
+//! with timers (real or paused clock), one built without `enable_time`, and no tokio at all.
+
+mod common;
+
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{as_completed, wait, Error, MapOptions, Promise, ThreadPoolExecutor};
+use futures::StreamExt;
+
+use common::LONG;
+
+/// The median of `n` runs of `f`, each returning the time it measured: one slow run on a loaded
+/// machine does not decide it.
+async fn median_of<F, Fut>(n: usize, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        times.push(f().await);
+    }
+    times.sort();
+    times[n / 2]
+}
+
+// An already elapsed or zero timeout is answered by the clock, not by tokio's timer, whose next tick
+// can be a millisecond away.
+#[tokio::test(flavor = "current_thread")]
+async fn zero_timeout_under_tokio_returns_at_once() {
+    let (_p, pending) = Promise::<u32>::new();
+    let median = median_of(9, || async {
+        let start = Instant::now();
+        let done = wait([&pending]).timeout(Duration::ZERO).await;
+        let took = start.elapsed();
+        assert_eq!((done.done.len(), done.not_done.len()), (0, 1));
+        took
+    })
+    .await;
+    assert!(
+        median < Duration::from_micros(100),
+        "wait with a zero timeout took {median:?}"
+    );
+
+    let median = median_of(9, || async {
+        let start = Instant::now();
+        let mut s = as_completed([&pending]).timeout(Duration::ZERO);
+        let item = s.next().await;
+        let took = start.elapsed();
+        assert!(matches!(item, Some(Err(Error::Unfinished { .. }))));
+        took
+    })
+    .await;
+    assert!(
+        median < Duration::from_micros(100),
+        "as_completed with a zero timeout took {median:?}"
+    );
+}
+
+// A deadline that passed before the first poll (the caller was busy elsewhere) is seen elapsed at
+// once. Only the await is timed.
+#[tokio::test(flavor = "current_thread")]
+async fn elapsed_timeout_under_tokio_returns_at_once() {
+    let (_p, pending) = Promise::<u32>::new();
+    let median = median_of(5, || async {
+        let mut s = as_completed([&pending]).timeout(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(2));
+        let start = Instant::now();
+        let item = s.next().await;
+        let took = start.elapsed();
+        assert!(matches!(item, Some(Err(Error::Unfinished { .. }))));
+        took
+    })
+    .await;
+    assert!(
+        median < Duration::from_micros(100),
+        "as_completed with an elapsed timeout took {median:?}"
+    );
+}
+
+// On a paused clock a zero timeout returns without the runtime advancing its clock to a timer tick.
+#[tokio::test(start_paused = true)]
+async fn zero_timeout_on_a_paused_clock_does_not_advance_it() {
+    let (_p, pending) = Promise::<u32>::new();
+    let start = tokio::time::Instant::now();
+    let done = wait([&pending]).timeout(Duration::ZERO).await;
+    assert_eq!(done.not_done.len(), 1);
+    let mut s = as_completed([&pending]).timeout(Duration::ZERO);
+    assert!(matches!(
+        s.next().await,
+        Some(Err(Error::Unfinished { .. }))
+    ));
+    assert_eq!(tokio::time::Instant::now(), start, "the paused clock moved");
+}
+
+// A long timeout on a paused clock still follows tokio's clock (auto-advance), not real time.
+#[tokio::test(start_paused = true)]
+async fn long_timeout_on_a_paused_clock_follows_the_paused_clock() {
+    let (_p, pending) = Promise::<u32>::new();
+    let real = Instant::now();
+    let start = tokio::time::Instant::now();
+    let done = wait([&pending]).timeout(Duration::from_secs(3600)).await;
+    assert_eq!(done.not_done.len(), 1);
+    assert!(tokio::time::Instant::now() - start >= Duration::from_secs(3600));
+    assert!(real.elapsed() < LONG, "waited in real time");
+}
+
+fn runtime_without_timers(multi_thread: bool) -> tokio::runtime::Runtime {
+    let mut b = if multi_thread {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(1);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_io().build().unwrap()
+}
+
+// A runtime built without `enable_time` has no tokio timer; the deadline falls back to the shared
+// timer thread instead of panicking.
+#[test]
+fn a_runtime_without_timers_gets_working_timeouts() {
+    for multi_thread in [false, true] {
+        let rt = runtime_without_timers(multi_thread);
+        let (_p, pending) = Promise::<u32>::new();
+        let timeout = Duration::from_millis(20);
+        let start = Instant::now();
+        let done = rt.block_on(async { wait([&pending]).timeout(timeout).await });
+        assert_eq!(done.not_done.len(), 1);
+        assert!(start.elapsed() >= timeout, "returned before its deadline");
+
+        let items = rt.block_on(async {
+            let s = as_completed([&pending]).timeout(timeout);
+            s.collect::<Vec<_>>().await
+        });
+        assert!(matches!(items[..], [Err(Error::Unfinished { .. })]));
+
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = std::sync::Mutex::new(gate);
+        let items: Vec<_> = rt.block_on(async {
+            let opts = MapOptions::new().timeout(timeout);
+            let m = pool
+                .map_with(
+                    move |i: u32| {
+                        let _ = gate.lock().unwrap().recv_timeout(LONG);
+                        i
+                    },
+                    [1, 2],
+                    opts,
+                )
+                .unwrap();
+            m.collect::<Vec<_>>().await
+        });
+        assert!(matches!(items[..], [Err(Error::Timeout)]), "{items:?}");
+        drop(release);
+    }
+}
+
+// Under a non-tokio executor, a timeout fires (on the shared timer thread) and a completion before it
+// wins.
+#[test]
+fn timeouts_under_block_on_fire_and_are_beaten_by_completion() {
+    let (_p, pending) = Promise::<u32>::new();
+    let timeout = Duration::from_millis(20);
+    let start = Instant::now();
+    let done = futures::executor::block_on(wait([&pending]).timeout(timeout).into_future());
+    assert_eq!(done.not_done.len(), 1);
+    assert!(start.elapsed() >= timeout);
+
+    let (p, f) = Promise::<u32>::new();
+    let setter = std::thread::spawn(move || p.set_result(3).unwrap());
+    let done = futures::executor::block_on(wait([&f]).timeout(LONG).into_future());
+    assert_eq!(done.done.len(), 1);
+    setter.join().unwrap();
+}
