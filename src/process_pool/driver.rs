@@ -360,19 +360,37 @@ impl Driver {
                 }
                 done += 1;
                 let next = if kill_pending {
-                    Next::Wait
+                    Some(Next::Wait)
                 } else if max_tasks.is_some_and(|m| done >= m) {
                     // Recycled: this driver replaces the process itself, so the count of live
                     // workers stays exact (CPython's gh-115634 cannot happen).
-                    Next::Retire
+                    Some(Next::Retire)
                 } else {
-                    take_next(shared, slot, &mut st)
+                    // No next task before this one's future is complete: its done callbacks run on
+                    // this thread, and one may wait on the task queued behind it (another worker must
+                    // be able to take it) or cancel the queued work. Meanwhile the worker counts as
+                    // starting: it will take queued work next, so a submit need not start another.
+                    st.slots[slot].phase = Phase::Starting;
+                    st.starting += 1;
+                    None
                 };
                 (task, next)
             };
-            // Hand out the next task before decoding this reply, so the worker is never left waiting.
-            next.perform(shared, proc);
-            task.finish(body);
+            match next {
+                Some(next) => {
+                    next.perform(shared, proc);
+                    task.finish(body);
+                }
+                None => {
+                    task.finish(body);
+                    let next = {
+                        let mut st = shared.lock();
+                        st.starting -= 1;
+                        take_next(shared, slot, &mut st)
+                    };
+                    next.perform(shared, proc);
+                }
+            }
         }
     }
 

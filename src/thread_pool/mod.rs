@@ -408,7 +408,7 @@ impl ThreadPoolExecutor {
     pub fn shutdown(&self, queued: Queued) {
         self.shutdown_nowait(queued);
         let shared = self.shared();
-        let me = std::thread::current().id();
+        let me = crate::sync::thread::current().id();
         let mut st = shared.lock();
         // A worker waiting here cannot exit until it returns, so it waits only for the workers that
         // are not themselves waiting here (two tasks shutting their own pool down must not deadlock).

@@ -1,5 +1,6 @@
 //! A thread-pool task: the closure and its future's state in one allocation, and the run the worker loop
-//! needs: execute the closure, let the worker say what it does next, then publish the outcome.
+//! needs: execute the closure, run the future's callbacks, let the worker book the task, then publish
+//! the outcome.
 
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,11 +25,13 @@ pub(crate) enum Ran {
 
 /// The worker's view of a queued task.
 pub(crate) trait Runnable: Send + Sync {
-    /// Claims the task (PENDING → RUNNING) and runs its closure, then calls `before_publish` with how it
-    /// went, then completes the future (waking its waiters, running its callbacks). The worker uses
-    /// `before_publish` to count itself idle *before* anyone can see the result, so a caller who sees it
-    /// and submits again finds this thread idle instead of starting another (Python's idle-thread
-    /// reuse). `before_publish` is called for a skipped (cancelled) task too.
+    /// Claims the task (PENDING → RUNNING) and runs its closure, then completes the future: runs its
+    /// done callbacks, calls `before_publish` with how the task went, publishes the outcome and wakes
+    /// the waiters. The worker uses `before_publish` to book the task and count itself idle *after* the
+    /// callbacks (one may submit and wait: it must not count on this thread) but *before* anyone can see
+    /// the result, so a caller who sees it and submits again finds this thread idle instead of starting
+    /// another (Python's idle-thread reuse). `before_publish` is called for a skipped (cancelled) task
+    /// too, at once.
     fn execute(&self, before_publish: &mut dyn FnMut(Ran));
     /// Cancels the task if it has not started (`shutdown(cancel_futures)`, a dropped `map`).
     fn cancel(&self) -> bool;
@@ -108,9 +111,10 @@ where
                 Err(Error::Panicked(panic_message(&*payload))),
             ),
         };
-        before_publish(ran);
         // Our own start() won the race, so nothing else can have completed the future.
-        let _ = self.core.complete(outcome);
+        let _ = self
+            .core
+            .complete_then(outcome, Some(&mut || before_publish(ran)));
     }
 
     fn cancel(&self) -> bool {
