@@ -1,5 +1,7 @@
 //! loom models of the races the concurrency core must decide correctly: the future state machine
-//! (src/future/state.rs), blocking waits (src/future/park.rs) and `wait`/`as_completed` (src/watch.rs).
+//! (src/future/state.rs), blocking waits (src/future/park.rs), `wait`/`as_completed` (src/watch.rs),
+//! and the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
+//! threads are loom threads under `--cfg loom`).
 //!
 //! Run with (a separate target dir keeps the normal build's artefacts intact):
 //!
@@ -8,14 +10,17 @@
 //! ```
 //!
 //! The two-thread models of one future are explored exhaustively; the three-thread `wait` and
-//! `as_completed` models are bounded to 3 preemptions. `LOOM_MAX_PREEMPTIONS` overrides both.
+//! `as_completed` models and the thread-pool models are bounded to 3 preemptions.
+//! `LOOM_MAX_PREEMPTIONS` overrides both.
 #![cfg(loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use concurrent_futures::{as_completed, wait, Error, PoolFuture, Promise, ReturnWhen};
+use concurrent_futures::{
+    as_completed, wait, Error, PoolFuture, Promise, Queued, ReturnWhen, ThreadPoolExecutor,
+};
 use loom::future::block_on;
 use loom::thread;
 
@@ -440,5 +445,78 @@ fn as_completed_stream_two_producers() {
             sum
         });
         assert_eq!(sum, 3);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 6. The thread pool: a worker hands itself over (callbacks, booking, idle credit, publication) while
+// the caller submits and cancels. The pool's worker is a loom thread here; the pool is dropped at the
+// end of each model (a shutdown that does not wait), and loom runs the worker until it exits. No model
+// joins a thread, for the reason given in section 5.
+
+#[test]
+fn pool_submit_after_a_result_reuses_the_worker() {
+    // The worker counts itself idle after the callbacks and before publishing: a submit right after
+    // the result hands it a wake-up credit (never lost, whichever side moves first) instead of
+    // starting a second thread.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let log: Log = Arc::default();
+        let mut a = pool.submit(|n: u32| n + 1, 1).unwrap();
+        a.add_done_callback(recorder(&log, 1));
+        assert_eq!(a.result(None).unwrap(), 2);
+        assert_eq!(entries(&log), vec![(1, Ok(2))]);
+        let mut b = pool.submit(|n: u32| n * 2, 2).unwrap();
+        assert_eq!(pool.metrics().workers, 1);
+        assert_eq!(b.result(None).unwrap(), 4);
+        let m = pool.metrics();
+        assert_eq!((m.workers, m.running, m.completed), (1, 0, 2));
+    });
+}
+
+#[test]
+fn pool_cancelling_shutdown_vs_the_worker_taking_the_next_task() {
+    // A task leaves the queue only to start, in one locked section: a cancelling shutdown finds each
+    // task queued (and cancels it) or started, never taken and waiting to start.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let mut a = pool.submit(|n: u32| n, 1).unwrap();
+        let mut b = pool.submit(|n: u32| n, 2).unwrap();
+        pool.shutdown_nowait(Queued::Cancel);
+        for (f, value) in [(&mut a, 1), (&mut b, 2)] {
+            assert!(f.cancelled() || f.running() || f.done());
+            let cancelled = f.cancelled();
+            match f.result(None) {
+                Ok(v) => assert!(!cancelled && v == value),
+                Err(Error::Cancelled) => assert!(cancelled),
+                Err(e) => panic!("unexpected outcome {e:?}"),
+            }
+        }
+        let m = pool.metrics();
+        assert_eq!(m.running, 0);
+        assert_eq!(m.completed + m.cancelled, 2);
+    });
+}
+
+#[test]
+fn pool_callback_cancelling_the_queue() {
+    // A done callback that shuts the pool down with Queued::Cancel runs before its worker takes
+    // another task: whatever was queued behind by then is cancelled, never left unstarted.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let handle = pool.clone();
+        let (promise, gate) = Promise::<()>::new();
+        let mut a = pool
+            .spawn(move || {
+                let mut gate = gate;
+                gate.result(None).unwrap();
+                1u32
+            })
+            .unwrap();
+        a.add_done_callback(move |_| handle.shutdown_nowait(Queued::Cancel));
+        let mut b = pool.submit(|n: u32| n, 2).unwrap();
+        promise.set_result(()).unwrap();
+        assert_eq!(a.result(None).unwrap(), 1);
+        assert!(matches!(b.result(None), Err(Error::Cancelled)));
     });
 }

@@ -106,11 +106,10 @@ impl Worker {
             // queued right behind its own (another worker must be able to take it), and a shutdown
             // that cancels queued work from a callback must find it still queued.
             let mut then = Then::TakeNext;
-            task.execute(&mut |ran| {
+            task.run(&mut |ran| {
                 let mut st = shared.lock();
                 st.running -= 1;
                 match ran {
-                    Ran::Skipped => st.cancelled += 1,
                     Ran::Returned => st.completed += 1,
                     Ran::Failed => {
                         st.completed += 1;
@@ -125,7 +124,7 @@ impl Worker {
                 // count this thread idle now, so that a caller who sees the result and submits again
                 // hands this thread a credit instead of starting another. Idle means "will take the
                 // next task", which holds: all that is left of this one is publishing it.
-                if st.queue.is_empty() && ran != Ran::Skipped && st.lifecycle == Lifecycle::Open {
+                if st.queue.is_empty() && st.lifecycle == Lifecycle::Open {
                     st.idle += 1;
                     then = Then::Sleep;
                 }
@@ -146,15 +145,21 @@ impl Worker {
         }
     }
 
-    /// Takes the next queued task, to run it now, sleeping as an idle worker while there is none. `None`
-    /// once the pool is closed and the queue drained: the worker exits. This is the only place a task
-    /// leaves the queue for a worker, so `running` counts only tasks about to start.
+    /// Takes the next queued task and claims it (PENDING → RUNNING) to run it now, sleeping as an idle
+    /// worker while there is none. `None` once the pool is closed and the queue drained: the worker
+    /// exits. This is the only place a task leaves the queue for a worker, and it starts in the same
+    /// locked section: a cancelling shutdown finds every task either queued or started, and `running`
+    /// counts only started tasks.
     fn next_task<'a>(&'a self, mut st: MutexGuard<'a, PoolState>) -> Option<Arc<dyn Runnable>> {
         loop {
-            if let Some(t) = st.queue.pop_front() {
+            while let Some(t) = st.queue.pop_front() {
                 self.shared.made_room(&st);
-                st.running += 1;
-                return Some(t);
+                if t.claim() {
+                    st.running += 1;
+                    return Some(t);
+                }
+                // Cancelled while queued: its closure is already gone; only the metric is left.
+                st.cancelled += 1;
             }
             // IDLE: the queue is empty.
             if st.lifecycle != Lifecycle::Open {
