@@ -9,8 +9,8 @@
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom
 //! ```
 //!
-//! The two-thread models of one future are explored exhaustively; the three-thread `wait` and
-//! `as_completed` models and the thread-pool models are bounded to 3 preemptions.
+//! The two-thread models (one future; a one-worker pool and its caller) are explored exhaustively; the
+//! three-thread `wait`, `as_completed` and two-worker pool models are bounded to 3 preemptions.
 //! `LOOM_MAX_PREEMPTIONS` overrides both.
 #![cfg(loom)]
 
@@ -242,8 +242,8 @@ fn callbacks_from_two_threads_vs_abandon() {
 
 #[test]
 fn late_callback_vs_blocking_result() {
-    // A callback added after the future ended runs at once on the adding thread, re-entering the
-    // Notifying phase; the owner waiting meanwhile must still be woken when it is over.
+    // A callback added after the future ended runs at once on the adding thread, which borrows the
+    // value meanwhile; the future stays done and readable on the other thread throughout.
     model(|| {
         let log: Log = Arc::default();
         let (promise, fut) = Promise::<u32>::new();
@@ -253,11 +253,34 @@ fn late_callback_vs_blocking_result() {
             let (fut, log) = (fut.clone(), log.clone());
             thread::spawn(move || fut.add_done_callback(recorder(&log, 1)))
         };
-        // exception() only needs &self: it waits for Done without taking the value.
+        // exception() only needs &self, and never waits on a published future.
+        assert!(fut.done());
+        assert!(matches!(fut.exception(Duration::ZERO), Ok(None)));
         assert!(matches!(fut.exception(None), Ok(None)));
         adder.join().unwrap();
         assert_eq!(entries(&log), vec![(1, Ok(3))]);
+        let mut fut = Arc::try_unwrap(fut).expect("the adder is gone");
+        assert_eq!(fut.result(Duration::ZERO).unwrap(), 3);
         drop(promise);
+    });
+}
+
+#[test]
+fn done_implies_readable_vs_set_result_with_callbacks() {
+    // The outcome is published after the callbacks: whenever done() is true, they have all run and
+    // the value can be taken without waiting.
+    model(|| {
+        let log: Log = Arc::default();
+        let (promise, mut fut) = Promise::<u32>::new();
+        fut.add_done_callback(recorder(&log, 1));
+        let producer = thread::spawn(move || promise.set_result(8).unwrap());
+        if fut.done() {
+            assert_eq!(entries(&log), vec![(1, Ok(8))]);
+            assert_eq!(fut.result(Duration::ZERO).unwrap(), 8);
+        } else {
+            assert_eq!(fut.result(None).unwrap(), 8);
+        }
+        producer.join().unwrap();
     });
 }
 
@@ -459,7 +482,7 @@ fn pool_submit_after_a_result_reuses_the_worker() {
     // The worker counts itself idle after the callbacks and before publishing: a submit right after
     // the result hands it a wake-up credit (never lost, whichever side moves first) instead of
     // starting a second thread.
-    model_bounded(|| {
+    model(|| {
         let pool = ThreadPoolExecutor::new(2).unwrap();
         let log: Log = Arc::default();
         let mut a = pool.submit(|n: u32| n + 1, 1).unwrap();
@@ -478,7 +501,7 @@ fn pool_submit_after_a_result_reuses_the_worker() {
 fn pool_cancelling_shutdown_vs_the_worker_taking_the_next_task() {
     // A task leaves the queue only to start, in one locked section: a cancelling shutdown finds each
     // task queued (and cancels it) or started, never taken and waiting to start.
-    model_bounded(|| {
+    model(|| {
         let pool = ThreadPoolExecutor::new(1).unwrap();
         let mut a = pool.submit(|n: u32| n, 1).unwrap();
         let mut b = pool.submit(|n: u32| n, 2).unwrap();
@@ -502,7 +525,7 @@ fn pool_cancelling_shutdown_vs_the_worker_taking_the_next_task() {
 fn pool_callback_cancelling_the_queue() {
     // A done callback that shuts the pool down with Queued::Cancel runs before its worker takes
     // another task: whatever was queued behind by then is cancelled, never left unstarted.
-    model_bounded(|| {
+    model(|| {
         let pool = ThreadPoolExecutor::new(1).unwrap();
         let handle = pool.clone();
         let (promise, gate) = Promise::<()>::new();
@@ -518,5 +541,22 @@ fn pool_callback_cancelling_the_queue() {
         promise.set_result(()).unwrap();
         assert_eq!(a.result(None).unwrap(), 1);
         assert!(matches!(b.result(None), Err(Error::Cancelled)));
+    });
+}
+
+#[test]
+fn pool_two_workers_two_tasks_then_a_third() {
+    // Two workers handing credits back and forth while tasks are submitted: every task runs, no
+    // credit is lost (loom reports a deadlock if a worker sleeps on queued work), and the counters add up.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let mut a = pool.submit(|n: u32| n, 1).unwrap();
+        let mut b = pool.submit(|n: u32| n, 2).unwrap();
+        assert_eq!(a.result(None).unwrap(), 1);
+        let mut c = pool.submit(|n: u32| n, 3).unwrap();
+        assert_eq!(b.result(None).unwrap() + c.result(None).unwrap(), 5);
+        let m = pool.metrics();
+        assert!(m.workers <= 2);
+        assert_eq!((m.running, m.queued, m.completed), (0, 0, 3));
     });
 }
