@@ -103,15 +103,25 @@ impl Next {
     }
 }
 
+/// Whether a ready worker may be handed a queued task.
+enum Offer {
+    /// Yes: the next queued task, if any.
+    Queue,
+    /// No: the worker is known to be dead; its driver's next read settles it.
+    Nothing,
+}
+
 /// The next thing for a ready worker: a queued task, or idleness, or retirement once the pool is closed.
-fn take_next(shared: &Shared, slot: usize, st: &mut PoolState) -> Next {
+fn take_next(shared: &Shared, slot: usize, st: &mut PoolState, offer: Offer) -> Next {
     st.slots[slot].phase = Phase::Retiring;
     if matches!(st.lifecycle, Lifecycle::Broken(_)) {
         return Next::Wait; // every worker is being killed
     }
-    while let Some(task) = st.queue.pop_front() {
-        if let Some(d) = shared.assign(st, slot, task) {
-            return Next::Run(d);
+    if let Offer::Queue = offer {
+        while let Some(task) = st.queue.pop_front() {
+            if let Some(d) = shared.assign(st, slot, task) {
+                return Next::Run(d);
+            }
         }
     }
     if matches!(st.lifecycle, Lifecycle::Open) {
@@ -333,7 +343,7 @@ impl Driver {
         let first = {
             let mut st = shared.lock();
             st.starting -= 1;
-            take_next(shared, slot, &mut st)
+            take_next(shared, slot, &mut st, Offer::Queue)
         };
         first.perform(shared, proc);
         let mut done = 0usize;
@@ -383,10 +393,18 @@ impl Driver {
                 }
                 None => {
                     task.finish(body);
+                    // A worker killed while the callbacks ran (its owner may have seen the result and
+                    // killed it as an idle worker) is not handed a task that would fail with its death,
+                    // as a submit would not hand one to a dead idle worker.
+                    let offer = if proc.is_gone() {
+                        Offer::Nothing
+                    } else {
+                        Offer::Queue
+                    };
                     let next = {
                         let mut st = shared.lock();
                         st.starting -= 1;
-                        take_next(shared, slot, &mut st)
+                        take_next(shared, slot, &mut st, offer)
                     };
                     next.perform(shared, proc);
                 }
