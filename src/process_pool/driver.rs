@@ -393,17 +393,18 @@ impl Driver {
                 }
                 None => {
                     task.finish(body);
-                    // A worker killed while the callbacks ran (its owner may have seen the result and
-                    // killed it as an idle worker) is not handed a task that would fail with its death,
-                    // as a submit would not hand one to a dead idle worker.
-                    let offer = if proc.is_gone() {
-                        Offer::Nothing
-                    } else {
-                        Offer::Queue
-                    };
                     let next = {
                         let mut st = shared.lock();
                         st.starting -= 1;
+                        // A worker killed while the callbacks ran (its owner may have seen the result
+                        // and killed it as an idle worker) is handed no task: it would fail with the
+                        // death. Asked under the pool lock, as a submit asks of an idle worker, so a
+                        // task queued after the death was seen never goes to it.
+                        let offer = if !st.queue.is_empty() && proc.is_gone() {
+                            Offer::Nothing
+                        } else {
+                            Offer::Queue
+                        };
                         take_next(shared, slot, &mut st, offer)
                     };
                     next.perform(shared, proc);
