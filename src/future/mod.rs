@@ -136,7 +136,8 @@ impl<T> PoolFuture<T> {
         self.cell.core.phase() == Phase::Ended(Ending::Cancelled)
     }
 
-    /// Whether the task is running now (started, not yet finished).
+    /// Whether the task is running now: started and not yet finished (a finished task whose done
+    /// callbacks are still running counts as running; it is done once they return).
     pub fn running(&self) -> bool {
         self.cell.core.phase() == Phase::Running
     }

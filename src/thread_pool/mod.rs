@@ -52,7 +52,8 @@ pub struct Metrics {
     pub idle: usize,
     /// Tasks waiting in the queue.
     pub queued: usize,
-    /// Tasks running now.
+    /// Tasks running now: started (never one still waiting to start) and not yet finished, their done
+    /// callbacks included.
     pub running: usize,
     /// Tasks that ran to an end (returned, failed or panicked).
     pub completed: u64,
