@@ -103,6 +103,14 @@ impl Next {
     }
 }
 
+/// When a worker that just replied is told what to do next.
+enum Then {
+    /// At once: it is to exit or is being killed, and takes no task.
+    Now(Next),
+    /// Once the replied task's future is complete (its done callbacks have run).
+    AfterCompletion,
+}
+
 /// Whether a ready worker may be handed a queued task.
 enum Offer {
     /// Yes: the next queued task, if any.
@@ -352,7 +360,7 @@ impl Driver {
                 Ok(body) => body,
                 Err(e) => return e,
             };
-            let (task, next) = {
+            let (task, then) = {
                 let mut st = shared.lock();
                 let task = match mem::replace(&mut st.slots[slot].phase, Phase::Retiring) {
                     Phase::Busy(task) => task,
@@ -369,12 +377,12 @@ impl Driver {
                     shared.timer.disarm(task.id());
                 }
                 done += 1;
-                let next = if kill_pending {
-                    Some(Next::Wait)
+                let then = if kill_pending {
+                    Then::Now(Next::Wait)
                 } else if max_tasks.is_some_and(|m| done >= m) {
                     // Recycled: this driver replaces the process itself, so the count of live
                     // workers stays exact (CPython's gh-115634 cannot happen).
-                    Some(Next::Retire)
+                    Then::Now(Next::Retire)
                 } else {
                     // No next task before this one's future is complete: its done callbacks run on
                     // this thread, and one may wait on the task queued behind it (another worker must
@@ -382,16 +390,16 @@ impl Driver {
                     // starting: it will take queued work next, so a submit need not start another.
                     st.slots[slot].phase = Phase::Starting;
                     st.starting += 1;
-                    None
+                    Then::AfterCompletion
                 };
-                (task, next)
+                (task, then)
             };
-            match next {
-                Some(next) => {
+            match then {
+                Then::Now(next) => {
                     next.perform(shared, proc);
                     task.finish(body);
                 }
-                None => {
+                Then::AfterCompletion => {
                     task.finish(body);
                     let next = {
                         let mut st = shared.lock();
