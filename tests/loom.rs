@@ -191,6 +191,33 @@ fn two_blocking_exception_waiters_vs_set_error() {
     });
 }
 
+/// A waker whose clones are counted by the `Arc`'s strong count.
+struct Counted;
+
+impl std::task::Wake for Counted {
+    fn wake(self: Arc<Self>) {}
+}
+
+#[test]
+fn dropped_future_vs_set_result() {
+    // The owner polls, then drops its handle while the producer completes: the drop's release of the
+    // registered waker and publication's taking of it never both get it, and neither leaves it behind.
+    // (That a drop releases it at once, long before the task ends, is checked in
+    // tests/core_regressions.rs: here publication would release it soon after anyway.)
+    model(|| {
+        use std::future::Future;
+        let (promise, mut fut) = Promise::<u32>::new();
+        let counted = Arc::new(Counted);
+        let waker = std::task::Waker::from(counted.clone());
+        let producer = thread::spawn(move || promise.set_result(1).unwrap());
+        let polled = std::pin::Pin::new(&mut fut).poll(&mut std::task::Context::from_waker(&waker));
+        drop(fut);
+        drop(waker);
+        producer.join().unwrap();
+        assert_eq!(Arc::strong_count(&counted), 1, "polled: {polled:?}");
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------
 // 3. add_done_callback racing completion: each callback runs exactly once, in order, with the outcome.
 
