@@ -43,8 +43,23 @@
 //! - [`cancel`](PoolFuture::cancel) succeeds only for a task that has not started.
 //! - Dropping a [`PoolFuture`] detaches it (the task still runs); dropping a [`Map`] cancels its tasks
 //!   that have not started; dropping the pool shuts it down without blocking, and queued work still runs.
-//! - Callbacks run on the thread that ends the future (a worker, or the canceller), in the order added;
-//!   a panicking callback is reported and the others still run.
+//! - A future that ends calls back, then publishes, then wakes. The callbacks added before the end run
+//!   first, with the outcome by reference; only when they have returned does the future become done
+//!   ([`done`](PoolFuture::done), [`wait`], [`as_completed`], [`exception`](PoolFuture::exception))
+//!   and its waiters wake. Meanwhile it still reads as running (or, for a cancel, pending). So `done()`
+//!   means the outcome is readable at once, on every thread: `result(Duration::ZERO)` does not time
+//!   out. CPython publishes and wakes first; here the owner *moves* the value out as soon as it sees the
+//!   future done, while callbacks borrow it (`T` need not be `Clone`), so they must come first.
+//! - Which thread runs a callback: one added before the end runs on the thread that ends the future:
+//!   the thread-pool worker that ran the task, the process pool's driver thread for the worker that ran
+//!   it, or the thread that calls [`cancel`](PoolFuture::cancel) (also a cancelling shutdown, or a
+//!   [`Promise`]'s producer). One added after the end runs at once on the adding thread, and the
+//!   future stays done and readable meanwhile. Callbacks run in the order added; a panicking callback
+//!   is reported and the others still run.
+//! - A worker takes its next task only after the callbacks of its last one have returned, and a task
+//!   leaves the queue only to start at once. So a callback may wait on another task of the same pool
+//!   when another worker is free to run it (never on its own future: that is published only after the
+//!   callback returns), and `shutdown(Queued::Cancel)` from a callback cancels every task not started.
 //! - A task's panic is [`Error::Panicked`] on its future, with the message; the worker survives.
 //! - Threads suit blocking I/O and, in Rust, CPU work too (no GIL).
 //!

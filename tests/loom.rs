@@ -1,5 +1,7 @@
 //! loom models of the races the concurrency core must decide correctly: the future state machine
-//! (src/future/state.rs), blocking waits (src/future/park.rs) and `wait`/`as_completed` (src/watch.rs).
+//! (src/future/state.rs), blocking waits (src/future/park.rs), `wait`/`as_completed` (src/watch.rs),
+//! and the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
+//! threads are loom threads under `--cfg loom`).
 //!
 //! Run with (a separate target dir keeps the normal build's artefacts intact):
 //!
@@ -7,15 +9,18 @@
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom
 //! ```
 //!
-//! The two-thread models of one future are explored exhaustively; the three-thread `wait` and
-//! `as_completed` models are bounded to 3 preemptions. `LOOM_MAX_PREEMPTIONS` overrides both.
+//! The two-thread models (one future; a one-worker pool and its caller) are explored exhaustively; the
+//! three-thread `wait`, `as_completed` and two-worker pool models are bounded to 3 preemptions.
+//! `LOOM_MAX_PREEMPTIONS` overrides both.
 #![cfg(loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use concurrent_futures::{as_completed, wait, Error, PoolFuture, Promise, ReturnWhen};
+use concurrent_futures::{
+    as_completed, wait, Error, PoolFuture, Promise, Queued, ReturnWhen, ThreadPoolExecutor,
+};
 use loom::future::block_on;
 use loom::thread;
 
@@ -186,6 +191,33 @@ fn two_blocking_exception_waiters_vs_set_error() {
     });
 }
 
+/// A waker whose clones are counted by the `Arc`'s strong count.
+struct Counted;
+
+impl std::task::Wake for Counted {
+    fn wake(self: Arc<Self>) {}
+}
+
+#[test]
+fn dropped_future_vs_set_result() {
+    // The owner polls, then drops its handle while the producer completes: the drop's release of the
+    // registered waker and publication's taking of it never both get it, and neither leaves it behind.
+    // (That a drop releases it at once, long before the task ends, is checked in
+    // tests/core_regressions.rs: here publication would release it soon after anyway.)
+    model(|| {
+        use std::future::Future;
+        let (promise, mut fut) = Promise::<u32>::new();
+        let counted = Arc::new(Counted);
+        let waker = std::task::Waker::from(counted.clone());
+        let producer = thread::spawn(move || promise.set_result(1).unwrap());
+        let polled = std::pin::Pin::new(&mut fut).poll(&mut std::task::Context::from_waker(&waker));
+        drop(fut);
+        drop(waker);
+        producer.join().unwrap();
+        assert_eq!(Arc::strong_count(&counted), 1, "polled: {polled:?}");
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------
 // 3. add_done_callback racing completion: each callback runs exactly once, in order, with the outcome.
 
@@ -237,8 +269,8 @@ fn callbacks_from_two_threads_vs_abandon() {
 
 #[test]
 fn late_callback_vs_blocking_result() {
-    // A callback added after the future ended runs at once on the adding thread, re-entering the
-    // Notifying phase; the owner waiting meanwhile must still be woken when it is over.
+    // A callback added after the future ended runs at once on the adding thread, which borrows the
+    // value meanwhile; the future stays done and readable on the other thread throughout.
     model(|| {
         let log: Log = Arc::default();
         let (promise, fut) = Promise::<u32>::new();
@@ -248,11 +280,34 @@ fn late_callback_vs_blocking_result() {
             let (fut, log) = (fut.clone(), log.clone());
             thread::spawn(move || fut.add_done_callback(recorder(&log, 1)))
         };
-        // exception() only needs &self: it waits for Done without taking the value.
+        // exception() only needs &self, and never waits on a published future.
+        assert!(fut.done());
+        assert!(matches!(fut.exception(Duration::ZERO), Ok(None)));
         assert!(matches!(fut.exception(None), Ok(None)));
         adder.join().unwrap();
         assert_eq!(entries(&log), vec![(1, Ok(3))]);
+        let mut fut = Arc::try_unwrap(fut).expect("the adder is gone");
+        assert_eq!(fut.result(Duration::ZERO).unwrap(), 3);
         drop(promise);
+    });
+}
+
+#[test]
+fn done_implies_readable_vs_set_result_with_callbacks() {
+    // The outcome is published after the callbacks: whenever done() is true, they have all run and
+    // the value can be taken without waiting.
+    model(|| {
+        let log: Log = Arc::default();
+        let (promise, mut fut) = Promise::<u32>::new();
+        fut.add_done_callback(recorder(&log, 1));
+        let producer = thread::spawn(move || promise.set_result(8).unwrap());
+        if fut.done() {
+            assert_eq!(entries(&log), vec![(1, Ok(8))]);
+            assert_eq!(fut.result(Duration::ZERO).unwrap(), 8);
+        } else {
+            assert_eq!(fut.result(None).unwrap(), 8);
+        }
+        producer.join().unwrap();
     });
 }
 
@@ -440,5 +495,95 @@ fn as_completed_stream_two_producers() {
             sum
         });
         assert_eq!(sum, 3);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 6. The thread pool: a worker hands itself over (callbacks, booking, idle credit, publication) while
+// the caller submits and cancels. The pool's worker is a loom thread here; the pool is dropped at the
+// end of each model (a shutdown that does not wait), and loom runs the worker until it exits. No model
+// joins a thread, for the reason given in section 5.
+
+#[test]
+fn pool_submit_after_a_result_reuses_the_worker() {
+    // The worker counts itself idle after the callbacks and before publishing: a submit right after
+    // the result hands it a wake-up credit (never lost, whichever side moves first) instead of
+    // starting a second thread.
+    model(|| {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let log: Log = Arc::default();
+        let mut a = pool.submit(|n: u32| n + 1, 1).unwrap();
+        a.add_done_callback(recorder(&log, 1));
+        assert_eq!(a.result(None).unwrap(), 2);
+        assert_eq!(entries(&log), vec![(1, Ok(2))]);
+        let mut b = pool.submit(|n: u32| n * 2, 2).unwrap();
+        assert_eq!(pool.metrics().workers, 1);
+        assert_eq!(b.result(None).unwrap(), 4);
+        let m = pool.metrics();
+        assert_eq!((m.workers, m.running, m.completed), (1, 0, 2));
+    });
+}
+
+#[test]
+fn pool_cancelling_shutdown_vs_the_worker_taking_the_next_task() {
+    // A task leaves the queue only to start, in one locked section: a cancelling shutdown finds each
+    // task queued (and cancels it) or started, never taken and waiting to start.
+    model(|| {
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let mut a = pool.submit(|n: u32| n, 1).unwrap();
+        let mut b = pool.submit(|n: u32| n, 2).unwrap();
+        pool.shutdown_nowait(Queued::Cancel);
+        for (f, value) in [(&mut a, 1), (&mut b, 2)] {
+            assert!(f.cancelled() || f.running() || f.done());
+            let cancelled = f.cancelled();
+            match f.result(None) {
+                Ok(v) => assert!(!cancelled && v == value),
+                Err(Error::Cancelled) => assert!(cancelled),
+                Err(e) => panic!("unexpected outcome {e:?}"),
+            }
+        }
+        let m = pool.metrics();
+        assert_eq!(m.running, 0);
+        assert_eq!(m.completed + m.cancelled, 2);
+    });
+}
+
+#[test]
+fn pool_callback_cancelling_the_queue() {
+    // A done callback that shuts the pool down with Queued::Cancel runs before its worker takes
+    // another task: whatever was queued behind by then is cancelled, never left unstarted.
+    model(|| {
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let handle = pool.clone();
+        let (promise, gate) = Promise::<()>::new();
+        let mut a = pool
+            .spawn(move || {
+                let mut gate = gate;
+                gate.result(None).unwrap();
+                1u32
+            })
+            .unwrap();
+        a.add_done_callback(move |_| handle.shutdown_nowait(Queued::Cancel));
+        let mut b = pool.submit(|n: u32| n, 2).unwrap();
+        promise.set_result(()).unwrap();
+        assert_eq!(a.result(None).unwrap(), 1);
+        assert!(matches!(b.result(None), Err(Error::Cancelled)));
+    });
+}
+
+#[test]
+fn pool_two_workers_two_tasks_then_a_third() {
+    // Two workers handing credits back and forth while tasks are submitted: every task runs, no
+    // credit is lost (loom reports a deadlock if a worker sleeps on queued work), and the counters add up.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let mut a = pool.submit(|n: u32| n, 1).unwrap();
+        let mut b = pool.submit(|n: u32| n, 2).unwrap();
+        assert_eq!(a.result(None).unwrap(), 1);
+        let mut c = pool.submit(|n: u32| n, 3).unwrap();
+        assert_eq!(b.result(None).unwrap() + c.result(None).unwrap(), 5);
+        let m = pool.metrics();
+        assert!(m.workers <= 2);
+        assert_eq!((m.running, m.queued, m.completed), (0, 0, 3));
     });
 }

@@ -96,7 +96,8 @@ impl<T> PoolFuture<T> {
 
     /// Cancels the task if it has not started. Returns `true` if the future is cancelled (now or
     /// before), `false` if the task is running or finished. A successful cancel runs the done callbacks
-    /// on this thread and wakes every waiter.
+    /// on this thread, then marks the future cancelled and done and wakes every waiter. (A second
+    /// `cancel()` racing those callbacks also returns `true`: the task will never run.)
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
@@ -135,12 +136,15 @@ impl<T> PoolFuture<T> {
         self.cell.core.phase() == Phase::Ended(Ending::Cancelled)
     }
 
-    /// Whether the task is running now (started, not yet finished).
+    /// Whether the task is running now: started and not yet finished (a finished task whose done
+    /// callbacks are still running counts as running; it is done once they return).
     pub fn running(&self) -> bool {
         self.cell.core.phase() == Phase::Running
     }
 
-    /// Whether the future has ended: finished with a value or an error, or cancelled.
+    /// Whether the future has ended: finished with a value or an error, or cancelled. Once it is true,
+    /// the outcome is readable at once on every thread: `result(Duration::ZERO)` and
+    /// `exception(Duration::ZERO)` do not time out.
     pub fn done(&self) -> bool {
         self.cell.core.has_ended()
     }
@@ -192,18 +196,25 @@ impl<T> PoolFuture<T> {
 
     /// Runs `callback` with the outcome once the future ends; at once, on this thread, if it already has.
     ///
-    /// Otherwise the callback runs on the thread that ends the future: a pool's worker, or the thread
-    /// that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and non-blocking. Callbacks run in
-    /// the order they were added, each exactly once. A panicking callback is caught and reported (to the
-    /// `log` crate, or stderr without a logger); the others still run and the worker lives on.
+    /// Otherwise the callback runs on the thread that ends the future: a pool's worker (the thread pool's
+    /// worker that ran the task, the process pool's driver thread of the worker that ran it), or the
+    /// thread that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and non-blocking. Callbacks
+    /// run in the order they were added, each exactly once. A panicking callback is caught and reported
+    /// (to the `log` crate, or stderr without a logger); the others still run and the worker lives on.
     ///
-    /// Two edges of "already ended": a callback added while the future's earlier callbacks are still
-    /// running (so `done()` is already true) joins them and runs right after them, on that same thread;
-    /// and a callback added after `.await` or [`result`](PoolFuture::result) took the value out gets
-    /// `Err(Error::InvalidState(..))`, since the value is gone.
+    /// Callbacks registered before the end run *before* the outcome is published: while they run the
+    /// future still looks unfinished ([`done`](PoolFuture::done) is false, a completing task reads as
+    /// [`running`](PoolFuture::running), waiters keep waiting). Once it is done, its outcome is readable
+    /// at once. A callback added while they run (from one of them, say) joins them and runs right after
+    /// them, on that same thread. A callback added after the end runs at once on this thread, and other
+    /// threads keep reading the outcome meanwhile; one added after `.await` or
+    /// [`result`](PoolFuture::result) took the value out gets `Err(Error::InvalidState(..))`, since the
+    /// value is gone.
     ///
     /// A callback must not block on its own future (through a handle it captured): the outcome is
-    /// published only after the callbacks return, so it would wait for itself.
+    /// published only after the callbacks return, so it would wait for itself. Waiting on *another*
+    /// future of the same pool is fine as long as a worker is free to run it: a worker takes its next
+    /// task only after the callbacks of its last one have returned.
     ///
     /// ```
     /// use concurrent_futures::ThreadPoolExecutor;
@@ -228,6 +239,13 @@ impl<T> PoolFuture<T> {
     /// `AbortOnDropHandle`).
     pub fn cancel_on_drop(self) -> CancelOnDrop<T> {
         CancelOnDrop(Some(self))
+    }
+}
+
+impl<T> Drop for PoolFuture<T> {
+    fn drop(&mut self) {
+        // Detaching: the task runs on, but the waker of our last poll must not live until it ends.
+        self.cell.core.release_owner();
     }
 }
 

@@ -1,19 +1,46 @@
 //! The state machine every future runs through, and the one lock that decides its races.
 //!
 //! ```text
-//!            start()              complete(outcome)
-//! Pending ───────────▶ Running ─────────────────────▶ Notifying ──▶ Done ──take──▶ Taken
-//!    │                                                    ▲
-//!    └────────────────────── cancel() ────────────────────┘
+//!            start()              complete(outcome)             publish
+//! Pending ───────────▶ Running ─────────────────────▶ Settling ─────────▶ Done ──take──▶ Taken
+//!    │                                                    ▲                │  ▲
+//!    └────────────────────── cancel() ────────────────────┘   late callback │  │ it returned
+//!                                                                          ▼  │
+//!                                                                          Lent
 //! ```
 //!
 //! `cancel()` and a worker's `start()` race for the same lock: whichever takes `Pending` first wins, so
 //! `cancel()` returns `true` exactly when the task will never run.
 //!
-//! `Notifying` is the phase in which the done callbacks run. The outcome is decided (so `done()` is true
-//! and `cancel()` can no longer succeed) but it is held by the thread running the callbacks, outside the
-//! lock, so callbacks see it by reference without the lock held. Whoever wants to *take* the outcome
-//! (the owner's `.await` or `result()`) waits until `Done`, which is also when every waiter is woken.
+//! # The order of a completion: callbacks, publish, wake
+//!
+//! `Settling` is the phase in which the done callbacks registered so far run, on the thread that decided
+//! the outcome, which holds the outcome outside the lock and lends it to each callback by reference.
+//! Only when they have returned is the outcome *published*: stored in the state (`Done`), the
+//! [`ENDED`] bit set, and then every waiter woken. Until publication the future looks unfinished from
+//! outside: `done()` is false, `wait`/`as_completed`/`exception()` keep waiting, a completing task still
+//! reads as running and `cancel()` of it fails. So `done()` implies the outcome can be read (and, for the
+//! owner, taken) at once, on every thread, at every moment. A successful `cancel()` settles the same
+//! way on the cancelling thread: until its callbacks return the future still reads as pending (neither
+//! running nor cancelled), `start()` already refuses it, and a second `cancel()` returns `true`.
+//!
+//! This diverges from CPython (conformance #36), which publishes, wakes the waiters and only then calls
+//! back, so a Python waiter can see a future done while its callbacks still run. Python can, because its
+//! callbacks and its owner share the value by reference counting. Here a callback borrows
+//! `&Result<T, Error>` for a `T` that need not be `Clone`, while the owner *moves* the value out the
+//! moment it sees the future done: both cannot hold at once for the same value. Calling back before
+//! publication keeps the borrow strictly before the move.
+//!
+//! A callback added to a future that is already `Done` runs at once on the adding thread, and the
+//! future must stay done and readable meanwhile. An error is cloned (`Error: Clone`) and the state keeps
+//! its own. A value (`T` is only `Send`, so it cannot be shared between threads) is *lent*: moved to the
+//! adding thread for the callback and put back when it returns, while the state (`Lent`) still answers
+//! everything other threads ask: done, not cancelled, no exception. Only the owner's take needs the
+//! value itself, and it cannot happen meanwhile: a late callback runs inside
+//! `PoolFuture::add_done_callback(&self)`, and taking needs `&mut PoolFuture` (or `Pin<&mut _>`), which
+//! the borrow checker keeps apart from any `&PoolFuture`. (Should it happen anyway, the take waits for
+//! the value's return like any other wait.) Callbacks added while a value is lent join the lending
+//! thread's and run right after, on it, as they do while settling.
 
 use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,7 +64,7 @@ pub(crate) enum Ending {
 }
 
 /// The phase of a future as seen from outside, read in one lock so that `done`, `cancelled` and the
-/// outcome always agree.
+/// outcome always agree. A settling future shows the phase it is leaving (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
     Pending,
@@ -52,10 +79,14 @@ enum State<T> {
     Pending,
     /// A worker took it; it will finish with an outcome.
     Running,
-    /// The outcome is decided and its callbacks are running on some thread, which holds the outcome.
-    Notifying(Ending),
-    /// The outcome is stored and can be read or taken.
+    /// The outcome is decided and held by the deciding thread, which is running the callbacks; it is
+    /// published (`Done`) when they return.
+    Settling(Ending),
+    /// The outcome is published and can be read or taken.
     Done(Ending, Result<T, Error>),
+    /// Published with a value, which a callback added afterwards is reading on the thread that added it;
+    /// that thread puts it back (`Done`) when its callbacks return.
+    Lent,
     /// The owner took the value out (only successful values are taken; errors stay to be read again).
     Taken,
 }
@@ -88,17 +119,25 @@ impl<T> Inner<T> {
 
     fn phase(&self) -> Phase {
         match &self.state {
-            State::Pending => Phase::Pending,
-            State::Running => Phase::Running,
-            State::Notifying(e) | State::Done(e, _) => Phase::Ended(*e),
-            State::Taken => Phase::Ended(Ending::Returned),
+            State::Pending | State::Settling(Ending::Cancelled) => Phase::Pending,
+            State::Running | State::Settling(_) => Phase::Running,
+            State::Done(e, _) => Phase::Ended(*e),
+            State::Lent | State::Taken => Phase::Ended(Ending::Returned),
+        }
+    }
+
+    /// Takes the next batch of callbacks to run, if any were added.
+    fn take_callbacks(&mut self) -> Option<Vec<Callback<T>>> {
+        match self.extras.as_mut() {
+            Some(x) if !x.callbacks.is_empty() => Some(mem::take(&mut x.callbacks)),
+            _ => None,
         }
     }
 }
 
 /// The shared heart of one future.
 pub(crate) struct Core<T> {
-    /// The future's id, with [`ENDED`] set (under the lock) once the outcome is decided, so `done()`
+    /// The future's id, with [`ENDED`] set (under the lock) once the outcome is published, so `done()`
     /// and the first pass of `wait`/`as_completed` over many futures read one atomic instead of taking
     /// each lock. One word for both keeps a queued task in a smaller allocation. A std atomic even
     /// under loom: see `has_ended`.
@@ -106,7 +145,7 @@ pub(crate) struct Core<T> {
     inner: Mutex<Inner<T>>,
 }
 
-/// The bit of `Core::id_and_ended` that says the outcome is decided; ids stay far below it.
+/// The bit of `Core::id_and_ended` that says the outcome is published; ids stay far below it.
 const ENDED: u64 = 1 << 63;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -135,7 +174,7 @@ impl<T> Core<T> {
         self.lock().phase()
     }
 
-    /// The id and whether the outcome is decided, in one load.
+    /// The id and whether the outcome is published, in one load.
     #[cfg(not(loom))]
     pub(crate) fn snapshot(&self) -> (FutureId, bool) {
         let word = self.id_and_ended.load(Ordering::Acquire);
@@ -147,7 +186,9 @@ impl<T> Core<T> {
         (self.id(), self.has_ended())
     }
 
-    /// Whether the outcome is decided (finished or cancelled), without taking the lock.
+    /// Whether the outcome is published (finished or cancelled), without taking the lock. The bit is set
+    /// after the outcome is stored, in the same locked section, so a reader that sees it and then takes
+    /// the lock finds the outcome there.
     #[cfg(not(loom))]
     pub(crate) fn has_ended(&self) -> bool {
         self.id_and_ended.load(Ordering::Acquire) & ENDED != 0
@@ -176,72 +217,94 @@ impl<T> Core<T> {
                 inner.state = State::Running;
                 true
             }
-            // Cancelled: skip the task. Any other state is a second start (only possible through a
-            // misused `Promise`), refused rather than a panic.
+            // Cancelled (or being cancelled): skip the task. Any other state is a second start (only
+            // possible through a misused `Promise`), refused rather than a panic.
             _ => false,
         }
     }
 
-    /// PENDING → cancelled. `true` if the future is now cancelled (also when it already was).
+    /// PENDING → cancelled. `true` if the future is cancelled: now, before, or by a cancel on another
+    /// thread whose callbacks are still running (the task will never run in any of these cases).
     pub(crate) fn cancel(&self) -> bool {
         let inner = self.lock();
-        match inner.phase() {
-            Phase::Pending => {
-                self.settle(inner, Ending::Cancelled, Err(Error::Cancelled));
+        match inner.state {
+            State::Pending => {
+                self.settle(inner, Ending::Cancelled, Err(Error::Cancelled), None);
                 true
             }
-            Phase::Ended(Ending::Cancelled) => true,
+            State::Settling(Ending::Cancelled) | State::Done(Ending::Cancelled, _) => true,
             _ => false,
         }
     }
 
-    /// Stores the outcome (from PENDING or RUNNING), runs the callbacks and wakes every waiter. A future
-    /// that already ended keeps its first outcome and the new one is given back as `InvalidState`.
+    /// Decides the outcome (from PENDING or RUNNING), runs the callbacks, publishes it and wakes every
+    /// waiter. A future that already ended keeps its first outcome and the new one is given back as
+    /// `InvalidState`.
     pub(crate) fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
-        let inner = self.lock();
-        match inner.phase() {
-            Phase::Pending | Phase::Running => {
-                let ending = if outcome.is_ok() {
-                    Ending::Returned
-                } else {
-                    Ending::Raised
-                };
-                self.settle(inner, ending, outcome);
-                Ok(())
-            }
-            Phase::Ended(e) => Err(Error::InvalidState(format!(
-                "{}: the future already ended ({})",
-                match e {
-                    Ending::Cancelled => "CANCELLED",
-                    _ => "FINISHED",
-                },
-                self.id()
-            ))),
-        }
+        self.complete_then(outcome, None)
     }
 
-    /// Runs the callbacks (outside the lock), then publishes the outcome and wakes everyone.
+    /// [`complete`](Self::complete), calling `before_publish` after the callbacks have returned and
+    /// before the outcome is published (with no lock of this future held). A pool's worker uses it to
+    /// book the task and count itself idle before anyone can see the result.
+    pub(crate) fn complete_then(
+        &self,
+        outcome: Result<T, Error>,
+        before_publish: Option<&mut dyn FnMut()>,
+    ) -> Result<(), Error> {
+        let inner = self.lock();
+        let ending = match &inner.state {
+            State::Pending | State::Running => match outcome {
+                Ok(_) => Ending::Returned,
+                Err(_) => Ending::Raised,
+            },
+            State::Settling(e) | State::Done(e, _) => return Err(self.already_ended(*e)),
+            State::Lent | State::Taken => return Err(self.already_ended(Ending::Returned)),
+        };
+        self.settle(inner, ending, outcome, before_publish);
+        Ok(())
+    }
+
+    fn already_ended(&self, ending: Ending) -> Error {
+        Error::InvalidState(format!(
+            "{}: the future already ended ({})",
+            match ending {
+                Ending::Cancelled => "CANCELLED",
+                _ => "FINISHED",
+            },
+            self.id()
+        ))
+    }
+
+    /// SETTLING: runs the callbacks (outside the lock, lending them `outcome`), then `before_publish`,
+    /// then publishes the outcome and wakes everyone.
     fn settle<'a>(
         &'a self,
         mut inner: MutexGuard<'a, Inner<T>>,
         ending: Ending,
         outcome: Result<T, Error>,
+        mut before_publish: Option<&mut dyn FnMut()>,
     ) {
-        self.id_and_ended.fetch_or(ENDED, Ordering::Release);
+        inner.state = State::Settling(ending);
         loop {
-            let batch = match inner.extras.as_mut() {
-                Some(x) if !x.callbacks.is_empty() => mem::take(&mut x.callbacks),
-                _ => break,
-            };
-            inner.state = State::Notifying(ending);
-            drop(inner);
-            for cb in batch {
-                run_callback(self.id(), cb, &outcome);
+            if let Some(batch) = inner.take_callbacks() {
+                drop(inner);
+                for cb in batch {
+                    run_callback(self.id(), cb, &outcome);
+                }
+            } else if let Some(hook) = before_publish.take() {
+                drop(inner);
+                hook();
+            } else {
+                break;
             }
-            // Callbacks added while these ran were queued for us: loop until none are left.
+            // Callbacks added meanwhile (from a callback, or another thread) were queued for us: go
+            // round until none are left, so each runs before the outcome is published.
             inner = self.lock();
         }
+        // PUBLISH: the outcome first, then the bit, in one locked section (see `has_ended`).
         inner.state = State::Done(ending, outcome);
+        self.id_and_ended.fetch_or(ENDED, Ordering::Release);
         let owner = inner.owner.take();
         let waiters = inner
             .extras
@@ -249,6 +312,7 @@ impl<T> Core<T> {
             .map(|x| mem::take(&mut x.waiters))
             .unwrap_or_default();
         drop(inner);
+        // WAKE
         if let Some(w) = owner {
             w.wake();
         }
@@ -257,26 +321,57 @@ impl<T> Core<T> {
         }
     }
 
-    /// Runs `cb` once with the outcome: later, on the completing thread, or now on this one if the future
-    /// has already ended.
+    /// Runs `cb` once with the outcome: later, on the thread that settles the future, or now on this one
+    /// if the outcome is already published. Called only through `PoolFuture::add_done_callback(&self)`,
+    /// which is what keeps a lent value from being taken while `cb` reads it (see the module docs).
     pub(crate) fn add_callback(&self, cb: Callback<T>) {
         let mut inner = self.lock();
-        match mem::replace(&mut inner.state, State::Taken) {
-            State::Done(ending, outcome) => {
-                inner.extras().callbacks.push(cb);
-                self.settle(inner, ending, outcome);
+        let value = match mem::replace(&mut inner.state, State::Lent) {
+            State::Done(_, Ok(v)) => v,
+            State::Done(ending, Err(e)) => {
+                // Errors are cheap to clone: the state keeps its own, untouched.
+                let copy = Err(e.clone());
+                inner.state = State::Done(ending, Err(e));
+                drop(inner);
+                run_callback(self.id(), cb, &copy);
+                return;
             }
             State::Taken => {
+                inner.state = State::Taken;
                 drop(inner);
                 let gone = Err(Error::InvalidState(
                     "the result was already taken from this future".into(),
                 ));
                 run_callback(self.id(), cb, &gone);
+                return;
             }
             live => {
+                // Not yet published, or lent to another late callback: the thread settling the
+                // future, or the one holding its value, runs it after the callbacks before it.
                 inner.state = live;
                 inner.extras().callbacks.push(cb);
+                return;
             }
+        };
+        // LENT: run it (and any added meanwhile) with the value outside the lock, then put it back.
+        let outcome = Ok(value);
+        let mut batch = vec![cb];
+        loop {
+            drop(inner);
+            for cb in batch {
+                run_callback(self.id(), cb, &outcome);
+            }
+            inner = self.lock();
+            match inner.take_callbacks() {
+                Some(more) => batch = more,
+                None => break,
+            }
+        }
+        inner.state = State::Done(Ending::Returned, outcome);
+        let owner = inner.owner.take();
+        drop(inner);
+        if let Some(w) = owner {
+            w.wake();
         }
     }
 
@@ -292,12 +387,25 @@ impl<T> Core<T> {
             State::Taken => Poll::Ready(Err(Error::InvalidState(
                 "the result was already taken from this future".into(),
             ))),
+            // Not yet published; or lent to a late callback, which the borrow rules exclude here (see
+            // the module docs), but would mean "wait for it to come back" all the same.
             live => {
                 inner.state = live;
                 register(&mut inner.owner, cx.waker());
                 Poll::Pending
             }
         }
+    }
+
+    /// The owner handle is gone: drops the waker its last poll left, rather than keeping it (and
+    /// whatever task it would wake) alive until the future ends.
+    pub(crate) fn release_owner(&self) {
+        if self.has_ended() {
+            // Publication already took it, and only the owner registers here.
+            return;
+        }
+        let waker = self.lock().owner.take();
+        drop(waker);
     }
 
     /// Waiting for the outcome without taking it (`exception()`): `Some(error)` or `None` for a value.
@@ -311,7 +419,7 @@ impl<T> Core<T> {
         let mut inner = self.lock();
         let ready = match &inner.state {
             State::Done(_, Err(e)) => Some(e.clone()),
-            State::Done(_, Ok(_)) | State::Taken => None,
+            State::Done(_, Ok(_)) | State::Lent | State::Taken => None,
             _ => {
                 register_keyed(&mut inner, cx, key);
                 return Poll::Pending;
@@ -347,14 +455,13 @@ impl<T> Core<T> {
     pub(crate) fn describe(&self) -> String {
         let inner = self.lock();
         match &inner.state {
-            State::Pending => "pending".into(),
-            State::Running => "running".into(),
-            State::Notifying(Ending::Cancelled) | State::Done(Ending::Cancelled, _) => {
-                "cancelled".into()
-            }
+            State::Pending | State::Settling(Ending::Cancelled) => "pending".into(),
+            State::Running | State::Settling(_) => "running".into(),
+            State::Done(Ending::Cancelled, _) => "cancelled".into(),
             State::Done(_, Err(e)) => format!("finished raised {}", variant_name(e)),
-            State::Notifying(Ending::Raised) => "finished raised".into(),
-            _ => format!("finished returned {}", short_type_name::<T>()),
+            State::Done(_, Ok(_)) | State::Lent | State::Taken => {
+                format!("finished returned {}", short_type_name::<T>())
+            }
         }
     }
 }

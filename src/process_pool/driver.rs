@@ -103,15 +103,33 @@ impl Next {
     }
 }
 
+/// When a worker that just replied is told what to do next.
+enum Then {
+    /// At once: it is to exit or is being killed, and takes no task.
+    Now(Next),
+    /// Once the replied task's future is complete (its done callbacks have run).
+    AfterCompletion,
+}
+
+/// Whether a ready worker may be handed a queued task.
+enum Offer {
+    /// Yes: the next queued task, if any.
+    Queue,
+    /// No: the worker is known to be dead; its driver's next read settles it.
+    Nothing,
+}
+
 /// The next thing for a ready worker: a queued task, or idleness, or retirement once the pool is closed.
-fn take_next(shared: &Shared, slot: usize, st: &mut PoolState) -> Next {
+fn take_next(shared: &Shared, slot: usize, st: &mut PoolState, offer: Offer) -> Next {
     st.slots[slot].phase = Phase::Retiring;
     if matches!(st.lifecycle, Lifecycle::Broken(_)) {
         return Next::Wait; // every worker is being killed
     }
-    while let Some(task) = st.queue.pop_front() {
-        if let Some(d) = shared.assign(st, slot, task) {
-            return Next::Run(d);
+    if let Offer::Queue = offer {
+        while let Some(task) = st.queue.pop_front() {
+            if let Some(d) = shared.assign(st, slot, task) {
+                return Next::Run(d);
+            }
         }
     }
     if matches!(st.lifecycle, Lifecycle::Open) {
@@ -333,7 +351,7 @@ impl Driver {
         let first = {
             let mut st = shared.lock();
             st.starting -= 1;
-            take_next(shared, slot, &mut st)
+            take_next(shared, slot, &mut st, Offer::Queue)
         };
         first.perform(shared, proc);
         let mut done = 0usize;
@@ -342,7 +360,7 @@ impl Driver {
                 Ok(body) => body,
                 Err(e) => return e,
             };
-            let (task, next) = {
+            let (task, then) = {
                 let mut st = shared.lock();
                 let task = match mem::replace(&mut st.slots[slot].phase, Phase::Retiring) {
                     Phase::Busy(task) => task,
@@ -359,20 +377,47 @@ impl Driver {
                     shared.timer.disarm(task.id());
                 }
                 done += 1;
-                let next = if kill_pending {
-                    Next::Wait
+                let then = if kill_pending {
+                    Then::Now(Next::Wait)
                 } else if max_tasks.is_some_and(|m| done >= m) {
                     // Recycled: this driver replaces the process itself, so the count of live
                     // workers stays exact (CPython's gh-115634 cannot happen).
-                    Next::Retire
+                    Then::Now(Next::Retire)
                 } else {
-                    take_next(shared, slot, &mut st)
+                    // No next task before this one's future is complete: its done callbacks run on
+                    // this thread, and one may wait on the task queued behind it (another worker must
+                    // be able to take it) or cancel the queued work. Meanwhile the worker counts as
+                    // starting: it will take queued work next, so a submit need not start another.
+                    st.slots[slot].phase = Phase::Starting;
+                    st.starting += 1;
+                    Then::AfterCompletion
                 };
-                (task, next)
+                (task, then)
             };
-            // Hand out the next task before decoding this reply, so the worker is never left waiting.
-            next.perform(shared, proc);
-            task.finish(body);
+            match then {
+                Then::Now(next) => {
+                    next.perform(shared, proc);
+                    task.finish(body);
+                }
+                Then::AfterCompletion => {
+                    task.finish(body);
+                    let next = {
+                        let mut st = shared.lock();
+                        st.starting -= 1;
+                        // A worker killed while the callbacks ran (its owner may have seen the result
+                        // and killed it as an idle worker) is handed no task: it would fail with the
+                        // death. Asked under the pool lock, as a submit asks of an idle worker, so a
+                        // task queued after the death was seen never goes to it.
+                        let offer = if !st.queue.is_empty() && proc.is_gone() {
+                            Offer::Nothing
+                        } else {
+                            Offer::Queue
+                        };
+                        take_next(shared, slot, &mut st, offer)
+                    };
+                    next.perform(shared, proc);
+                }
+            }
         }
     }
 

@@ -52,7 +52,8 @@ pub struct Metrics {
     pub idle: usize,
     /// Tasks waiting in the queue.
     pub queued: usize,
-    /// Tasks running now.
+    /// Tasks running now: started (never one still waiting to start) and not yet finished, their done
+    /// callbacks included.
     pub running: usize,
     /// Tasks that ran to an end (returned, failed or panicked).
     pub completed: u64,
@@ -408,7 +409,7 @@ impl ThreadPoolExecutor {
     pub fn shutdown(&self, queued: Queued) {
         self.shutdown_nowait(queued);
         let shared = self.shared();
-        let me = std::thread::current().id();
+        let me = crate::sync::thread::current().id();
         let mut st = shared.lock();
         // A worker waiting here cannot exit until it returns, so it waits only for the workers that
         // are not themselves waiting here (two tasks shutting their own pool down must not deadlock).

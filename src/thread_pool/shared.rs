@@ -60,7 +60,7 @@ pub(crate) struct PoolState {
     /// Workers blocked in a waiting `shutdown` called from their own task.
     pub(crate) workers_in_shutdown: usize,
     /// Workers' handles, joined by a waiting shutdown.
-    pub(crate) handles: Vec<std::thread::JoinHandle<()>>,
+    pub(crate) handles: Vec<crate::sync::thread::JoinHandle<()>>,
     /// Async shutdowns waiting for the last worker to exit.
     pub(crate) exit_wakers: Vec<Waker>,
 }

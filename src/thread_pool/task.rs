@@ -1,5 +1,6 @@
-//! A thread-pool task: the closure and its future's state in one allocation, and the run the worker loop
-//! needs: execute the closure, let the worker say what it does next, then publish the outcome.
+//! A thread-pool task: the closure and its future's state in one allocation, and what the worker loop
+//! needs: claim the task as it leaves the queue, then run the closure, run the future's callbacks, let
+//! the worker book the task, and publish the outcome.
 
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -12,11 +13,9 @@ use crate::future::state::Core;
 use crate::future::{Job, PoolFuture, TaskCell};
 use crate::sync::{lock, Mutex};
 
-/// What running a queued task amounted to, for the pool's metrics.
+/// What running a claimed task amounted to, for the pool's metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ran {
-    /// The future had been cancelled; the closure never ran.
-    Skipped,
     Returned,
     Failed,
     Panicked,
@@ -24,12 +23,17 @@ pub(crate) enum Ran {
 
 /// The worker's view of a queued task.
 pub(crate) trait Runnable: Send + Sync {
-    /// Claims the task (PENDING → RUNNING) and runs its closure, then calls `before_publish` with how it
-    /// went, then completes the future (waking its waiters, running its callbacks). The worker uses
-    /// `before_publish` to count itself idle *before* anyone can see the result, so a caller who sees it
-    /// and submits again finds this thread idle instead of starting another (Python's idle-thread
-    /// reuse). `before_publish` is called for a skipped (cancelled) task too.
-    fn execute(&self, before_publish: &mut dyn FnMut(Ran));
+    /// PENDING → RUNNING, by the worker taking the task off the queue, with the pool locked: a task is
+    /// then either queued (where a cancelling shutdown finds it) or started, never in between. `false`
+    /// if it was cancelled meanwhile: skip it.
+    fn claim(&self) -> bool;
+    /// Runs a claimed task's closure, then completes its future: runs its done callbacks, calls
+    /// `before_publish` with how the task went, publishes the outcome and wakes the waiters. The worker
+    /// uses `before_publish` to book the task and count itself idle *after* the callbacks (one may submit
+    /// and wait: it must not count on this thread) but *before* anyone can see the result, so a caller
+    /// who sees it and submits again finds this thread idle instead of starting another (Python's
+    /// idle-thread reuse).
+    fn run(&self, before_publish: &mut dyn FnMut(Ran));
     /// Cancels the task if it has not started (`shutdown(cancel_futures)`, a dropped `map`).
     fn cancel(&self) -> bool;
     /// Ends a task that will never run with `error` (a broken pool), if it has not started.
@@ -87,15 +91,15 @@ where
     F: FnOnce() -> Result<T, Error> + Send + 'static,
     T: Send + 'static,
 {
-    fn execute(&self, before_publish: &mut dyn FnMut(Ran)) {
-        if !self.core.start() {
-            before_publish(Ran::Skipped);
-            return;
-        }
-        // Only a successful cancel empties the slot, and then start() fails.
+    fn claim(&self) -> bool {
+        self.core.start()
+    }
+
+    fn run(&self, before_publish: &mut dyn FnMut(Ran)) {
+        // Only a successful cancel empties the slot, and then the claim failed.
         let func = lock(&self.job.slot)
             .take()
-            .expect("a started task has its closure");
+            .expect("a claimed task has its closure");
         if let Some(t) = &self.job.token {
             t.started(Instant::now());
         }
@@ -108,9 +112,10 @@ where
                 Err(Error::Panicked(panic_message(&*payload))),
             ),
         };
-        before_publish(ran);
-        // Our own start() won the race, so nothing else can have completed the future.
-        let _ = self.core.complete(outcome);
+        // Our claim won the race, so nothing else can have completed the future.
+        let _ = self
+            .core
+            .complete_then(outcome, Some(&mut || before_publish(ran)));
     }
 
     fn cancel(&self) -> bool {

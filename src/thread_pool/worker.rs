@@ -4,17 +4,20 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+#[cfg(not(loom))]
 use std::time::{Duration, Instant};
 
 use super::shared::{Lifecycle, PoolState, Shared};
 use super::task::{Ran, Runnable};
 use crate::error::{panic_message, Error};
-use crate::sync::MutexGuard;
+use crate::sync::{thread, MutexGuard};
 
 /// How long an idle worker spins for a wake-up credit before sleeping on the condvar.
+#[cfg(not(loom))]
 const SPIN: Duration = Duration::from_micros(50);
 
 /// Spins until `hint` shows a credit (or the pool closing), or `SPIN` passes.
+#[cfg(not(loom))]
 fn spin_for_credit(hint: &AtomicUsize) {
     let start = Instant::now();
     loop {
@@ -30,11 +33,15 @@ fn spin_for_credit(hint: &AtomicUsize) {
     }
 }
 
+/// Under loom the hint is not modelled and time does not pass: parking on the condvar covers it.
+#[cfg(loom)]
+fn spin_for_credit(_hint: &AtomicUsize) {}
+
 /// Starts one more worker. Called with the pool locked, so the thread count cannot overshoot.
 pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> std::io::Result<()> {
     let index = st.started;
     let mut builder =
-        std::thread::Builder::new().name(format!("{}_{}", shared.config.name_prefix, index));
+        thread::Builder::new().name(format!("{}_{}", shared.config.name_prefix, index));
     if let Some(size) = shared.config.stack_size {
         builder = builder.stack_size(size);
     }
@@ -74,6 +81,15 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
+/// What a worker does once its task's outcome is published, decided while booking the task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Look at the queue (work was queued when the task was booked, or the pool is closing).
+    TakeNext,
+    /// Already counted idle: wait for a wake-up credit.
+    Sleep,
+}
+
 impl Worker {
     fn run(self) {
         let shared = &*self.shared;
@@ -85,15 +101,15 @@ impl Worker {
             return;
         };
         loop {
-            // BUSY: run the task. Before its result becomes visible, book it and take the next task
-            // in the same locked section; if there is none, count this thread idle already.
-            let mut next = None;
-            let mut declared_idle = false;
-            task.execute(&mut |ran| {
+            // BUSY: run the task; its future's callbacks run here too, then the hook below, then the
+            // outcome is published. No task is taken before that: a callback may wait on the task
+            // queued right behind its own (another worker must be able to take it), and a shutdown
+            // that cancels queued work from a callback must find it still queued.
+            let mut then = Then::TakeNext;
+            task.run(&mut |ran| {
                 let mut st = shared.lock();
                 st.running -= 1;
                 match ran {
-                    Ran::Skipped => st.cancelled += 1,
                     Ran::Returned => st.completed += 1,
                     Ran::Failed => {
                         st.completed += 1;
@@ -104,44 +120,46 @@ impl Worker {
                         st.panicked += 1;
                     }
                 }
-                if let Some(t) = st.queue.pop_front() {
-                    shared.made_room(&st);
-                    st.running += 1;
-                    next = Some(t);
-                } else if ran != Ran::Skipped && st.lifecycle == Lifecycle::Open {
+                // The callbacks have returned and the result is not yet visible. With nothing queued,
+                // count this thread idle now, so that a caller who sees the result and submits again
+                // hands this thread a credit instead of starting another. Idle means "will take the
+                // next task", which holds: all that is left of this one is publishing it.
+                if st.queue.is_empty() && st.lifecycle == Lifecycle::Open {
                     st.idle += 1;
-                    declared_idle = true;
+                    then = Then::Sleep;
                 }
             });
             // The closure, its captures and the task's share of the future go now, not at the next task.
             drop(task);
-            task = match next {
+            let mut st = shared.lock();
+            if then == Then::Sleep {
+                st = match self.sleep(st) {
+                    Some(st) => st,
+                    None => return,
+                };
+            }
+            task = match self.next_task(st) {
                 Some(t) => t,
-                None => {
-                    let mut st = shared.lock();
-                    if declared_idle {
-                        st = match self.sleep(st) {
-                            Some(st) => st,
-                            None => return,
-                        };
-                    }
-                    match self.next_task(st) {
-                        Some(t) => t,
-                        None => return,
-                    }
-                }
+                None => return,
             };
         }
     }
 
-    /// Takes the next queued task, sleeping as an idle worker while there is none. `None` once the pool is
-    /// closed and the queue drained: the worker exits.
+    /// Takes the next queued task and claims it (PENDING → RUNNING) to run it now, sleeping as an idle
+    /// worker while there is none. `None` once the pool is closed and the queue drained: the worker
+    /// exits. This is the only place a task leaves the queue for a worker, and it starts in the same
+    /// locked section: a cancelling shutdown finds every task either queued or started, and `running`
+    /// counts only started tasks.
     fn next_task<'a>(&'a self, mut st: MutexGuard<'a, PoolState>) -> Option<Arc<dyn Runnable>> {
         loop {
-            if let Some(t) = st.queue.pop_front() {
+            while let Some(t) = st.queue.pop_front() {
                 self.shared.made_room(&st);
-                st.running += 1;
-                return Some(t);
+                if t.claim() {
+                    st.running += 1;
+                    return Some(t);
+                }
+                // Cancelled while queued: its closure is already gone; only the metric is left.
+                st.cancelled += 1;
             }
             // IDLE: the queue is empty.
             if st.lifecycle != Lifecycle::Open {
