@@ -21,6 +21,7 @@ fn marker_name() -> String {
         .unwrap();
     var.split_once('=').unwrap().0.to_owned()
 }
+
 /// Long enough never to expire; a hang fails the test instead of the suite.
 const LONG: Duration = Duration::from_secs(30);
 
