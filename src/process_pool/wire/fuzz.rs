@@ -239,54 +239,46 @@ fn valid_stream(rng: &mut Rng) -> Vec<u8> {
     out
 }
 
-/// Reads frames from `input` until it ends; checks each outcome. Returns the frames read.
-fn read_all(input: &[u8], cap: usize, rng: Rng, max_step: usize) -> usize {
+/// Reads frames from `input` until it ends, checking each outcome and the reader's memory.
+fn read_all(input: &[u8], cap: usize, rng: Rng, max_step: usize) {
     let mut r = FrameReader::new(cap);
     let mut src = Pieces {
         data: input,
         rng,
         max_step,
     };
-    let mut frames = 0;
-    let mut consumed = 0;
-    loop {
-        match r.read_frame(&mut src) {
-            Ok(body) => {
-                assert!(
-                    !body.is_empty() && body.len() <= cap,
-                    "a body of {}",
-                    body.len()
-                );
-                consumed += HEADER + body.len();
-                assert!(consumed <= input.len(), "more frames than bytes");
-                frames += 1;
-            }
-            Err(e) => {
-                assert!(
-                    matches!(
-                        e.kind(),
-                        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
-                    ),
-                    "{e:?}"
-                );
-                break;
-            }
-        }
-        // Memory follows the bytes that arrived, never a header's claim.
+    // Memory follows the bytes that arrived, never a header's claim.
+    let bounded = |r: &FrameReader| {
         assert!(
             r.buf.len() <= INITIAL.max(2 * input.len()),
             "a {}-byte buffer for {} bytes of input",
             r.buf.len(),
             input.len()
-        );
+        )
+    };
+    let mut consumed = 0;
+    loop {
+        let outcome = r.read_frame(&mut src).map(|body| body.len());
+        bounded(&r);
+        match outcome {
+            Ok(len) => {
+                assert!(len > 0 && len <= cap, "a body of {len}");
+                consumed += HEADER + len;
+                assert!(consumed <= input.len(), "more frames than bytes");
+            }
+            Err(e) => {
+                let kind = e.kind();
+                assert!(
+                    matches!(
+                        kind,
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                    ),
+                    "{e:?}"
+                );
+                return;
+            }
+        }
     }
-    assert!(
-        r.buf.len() <= INITIAL.max(2 * input.len()),
-        "a {}-byte buffer for {} bytes of input",
-        r.buf.len(),
-        input.len()
-    );
-    frames
 }
 
 #[test]
