@@ -913,3 +913,39 @@ fn a_worker_refuses_an_offset_outside_the_code() {
         assert!(err.contains("malformed frame"), "{err}");
     }
 }
+
+#[test]
+fn a_marker_naming_another_parent_or_malformed_is_refused_before_any_frame() {
+    use crate::process_pool::child::{EXIT_ORPHAN, EXIT_SETUP};
+    let other_parent = format!("1:{}:{MIN_MAX_FRAME}", std::process::id().wrapping_add(1));
+    for (marker, expected, says) in [
+        (
+            other_parent.as_str(),
+            EXIT_ORPHAN,
+            "which is not this process's parent",
+        ),
+        ("1:not-a-pid:4096", EXIT_SETUP, "malformed"),
+        ("", EXIT_SETUP, "malformed"),
+    ] {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let out = Command::new("/proc/self/exe")
+            .env(handshake::MARKER, marker)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let worker = Worker {
+            child: out,
+            chan: ours,
+        };
+        // It exits without a handshake, and without running the test harness's `main`.
+        let mut sent = Vec::new();
+        worker.chan.set_read_timeout(Some(LIMIT)).unwrap();
+        let _ = (&worker.chan).read_to_end(&mut sent);
+        assert!(sent.is_empty(), "{marker}: it sent {sent:02x?}");
+        let (code, err) = worker.exit_code();
+        assert_eq!(code, expected, "{marker}: {err}");
+        assert!(err.contains(says), "{marker}: {err}");
+    }
+}
