@@ -343,29 +343,43 @@ pub(crate) fn decode_one<R: DeserializeOwned>(body: &[u8], _items: usize) -> Res
 
 /// Decodes a chunk's reply: one outcome per element. A failure of the whole chunk (its inputs could
 /// not be decoded) is repeated for each of its `items` elements, so `map` still yields one per input.
+/// So is a malformed reply (a cut item, stray bytes, more or fewer items than inputs): its items
+/// cannot be matched to the inputs, and taking them as they come would shift later results onto
+/// other inputs (found by the wire fuzz test).
 pub(crate) fn decode_chunk<R: DeserializeOwned>(
     body: &[u8],
     items: usize,
 ) -> Result<ChunkOut<R>, Error> {
+    let each = |e: Error| Ok(ChunkOut::Many((0..items).map(|_| Err(e.clone())).collect()));
     match body.split_first() {
         Some((&reply::VALUE, mut rest)) => {
             let mut out = Vec::with_capacity(items);
-            while rest.len() >= 4 {
-                let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-                let item = rest.get(4..4 + len).ok_or_else(|| {
-                    Error::Serialization("a truncated chunk reply from the worker".into())
-                })?;
+            while !rest.is_empty() {
+                let item = rest.get(..4).and_then(|len| {
+                    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+                    rest.get(4..4 + len)
+                });
+                let Some(item) = item else {
+                    return each(Error::Serialization(
+                        "a truncated chunk reply from the worker".into(),
+                    ));
+                };
                 out.push(decode_one::<R>(item, 1));
-                rest = &rest[4 + len..];
+                rest = &rest[4 + item.len()..];
+            }
+            if out.len() != items {
+                return each(Error::Serialization(format!(
+                    "a chunk reply of {} items for {items} inputs from the worker",
+                    out.len()
+                )));
             }
             Ok(ChunkOut::Many(out))
         }
-        _ => {
-            let e = decode_one::<()>(body, 1)
+        _ => each(
+            decode_one::<()>(body, 1)
                 .err()
-                .unwrap_or_else(|| Error::Serialization("a malformed chunk reply".into()));
-            Ok(ChunkOut::Many((0..items).map(|_| Err(e.clone())).collect()))
-        }
+                .unwrap_or_else(|| Error::Serialization("a malformed chunk reply".into())),
+        ),
     }
 }
 

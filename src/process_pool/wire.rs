@@ -173,15 +173,21 @@ impl FrameReader {
             return Ok(());
         }
         if self.start + need > self.buf.len() {
-            // Move the unread bytes to the front, and grow if the frame is bigger than the buffer.
+            // Move the unread bytes to the front.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            if need > self.buf.len() {
-                self.buf.resize(need.next_power_of_two(), 0);
-            }
         }
         while self.end - self.start < need {
+            if self.end == self.buf.len() {
+                // Grow with the bytes that arrive, not with the length the header announces: a
+                // header is only a claim, and a peer that announces a frame up to the cap and then
+                // sends nothing (or dies) must not make this side allocate and zero-fill the cap.
+                // Doubling reaches the same final size, so a stream of large frames still settles
+                // on one buffer.
+                let grown = (self.buf.len() * 2).max(INITIAL);
+                self.buf.resize(grown.min(need.next_power_of_two()), 0);
+            }
             match r.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => self.end += n,
@@ -192,6 +198,9 @@ impl FrameReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
