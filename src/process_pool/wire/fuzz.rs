@@ -28,6 +28,8 @@ use crate::map::ChunkOut;
 use crate::process_pool::child::EXIT_PROTOCOL;
 use crate::process_pool::code::{self, Trampoline};
 use crate::process_pool::handshake::{self, Hello};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 // ---- the generator ----
 
@@ -403,10 +405,21 @@ fn rich(n: u64) -> Rich {
     )
 }
 
-/// What the worker's trampoline writes for `tramp(func, arg)`: a genuine reply body.
-fn reply_of(tramp: Trampoline, func: usize, arg: &[u8]) -> Vec<u8> {
+/// What the worker's `run_one` trampoline writes for `f(arg)`: a genuine reply body.
+#[allow(unsafe_code)]
+fn reply_one<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, arg: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    tramp(func, arg, &mut out);
+    // SAFETY: `f` is a `fn(A) -> R`, the exact type `run_one::<A, R>` reads its first argument as.
+    unsafe { code::run_one::<A, R>(f as usize, arg, &mut out) };
+    out
+}
+
+/// What the worker's `run_chunk` trampoline writes for `f` over the inputs in `arg`.
+#[allow(unsafe_code)]
+fn reply_chunk<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, arg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // SAFETY: `f` is a `fn(A) -> R`, the exact type `run_chunk::<A, R>` reads its first argument as.
+    unsafe { code::run_chunk::<A, R>(f as usize, arg, &mut out) };
     out
 }
 
@@ -415,34 +428,14 @@ fn reply_seeds(rng: &mut Rng) -> Vec<u8> {
     let n = rng.next() % 1000;
     let arg = postcard::to_stdvec(&n).unwrap();
     match rng.below(6) {
-        0 => reply_of(
-            code::run_one::<u64, u64>,
-            square as fn(u64) -> u64 as usize,
-            &arg,
-        ),
-        1 => reply_of(
-            code::run_one::<u64, u64>,
-            halve as fn(u64) -> u64 as usize,
-            &arg,
-        ),
-        2 => reply_of(
-            code::run_one::<u64, Rich>,
-            rich as fn(u64) -> Rich as usize,
-            &arg,
-        ),
+        0 => reply_one::<u64, u64>(square, &arg),
+        1 => reply_one::<u64, u64>(halve, &arg),
+        2 => reply_one::<u64, Rich>(rich, &arg),
         3 => {
             let s = postcard::to_stdvec(&"chunk ß".repeat(n as usize % 4)).unwrap();
-            reply_of(
-                code::run_one::<String, String>,
-                shout as fn(String) -> String as usize,
-                &s,
-            )
+            reply_one::<String, String>(shout, &s)
         }
-        4 => reply_of(
-            code::run_one::<u64, u64>,
-            square as fn(u64) -> u64 as usize,
-            &[0xff; 11],
-        ),
+        4 => reply_one::<u64, u64>(square, &[0xff; 11]),
         _ => {
             let mut v = vec![*rng.pick(&[reply::FAILED, reply::RESULT_ENCODE])];
             v.extend(b"an error message");
@@ -491,21 +484,9 @@ fn chunk_seed(rng: &mut Rng) -> (Vec<u8>, usize) {
     let items: Vec<u64> = (0..rng.below(6)).map(|_| rng.next() % 50).collect();
     let arg = postcard::to_stdvec(&items).unwrap();
     let body = match rng.below(3) {
-        0 => reply_of(
-            code::run_chunk::<u64, u64>,
-            halve as fn(u64) -> u64 as usize,
-            &arg,
-        ),
-        1 => reply_of(
-            code::run_chunk::<u64, Rich>,
-            rich as fn(u64) -> Rich as usize,
-            &arg,
-        ),
-        _ => reply_of(
-            code::run_chunk::<u64, u64>,
-            square as fn(u64) -> u64 as usize,
-            &arg[..arg.len() / 2],
-        ),
+        0 => reply_chunk::<u64, u64>(halve, &arg),
+        1 => reply_chunk::<u64, Rich>(rich, &arg),
+        _ => reply_chunk::<u64, u64>(square, &arg[..arg.len() / 2]),
     };
     (body, items.len())
 }
@@ -680,17 +661,12 @@ fn any_argument_bytes_give_a_reply_not_a_crash() {
             }
         },
         |arg| {
-            type RichTo = fn(Rich) -> Rich;
-            let id: RichTo = |r| r;
-            for (tramp, func) in [
-                (code::run_one::<Rich, Rich> as Trampoline, id as usize),
-                (code::run_one::<u64, u64>, square as fn(u64) -> u64 as usize),
-                (
-                    code::run_one::<String, String>,
-                    shout as fn(String) -> String as usize,
-                ),
+            let id: fn(Rich) -> Rich = |r| r;
+            for body in [
+                reply_one(id, arg),
+                reply_one(square, arg),
+                reply_one(shout, arg),
             ] {
-                let body = reply_of(tramp, func, arg);
                 assert!(
                     matches!(body[0], reply::VALUE | reply::ARG_DECODE),
                     "reply kind {}",
@@ -698,11 +674,7 @@ fn any_argument_bytes_give_a_reply_not_a_crash() {
                 );
                 decodes_cleanly::<Rich>(&body);
             }
-            let body = reply_of(
-                code::run_chunk::<u64, u64>,
-                halve as fn(u64) -> u64 as usize,
-                arg,
-            );
+            let body = reply_chunk::<u64, u64>(halve, arg);
             let items = match postcard::from_bytes::<Vec<u64>>(arg) {
                 Ok(v) => v.len(),
                 Err(_) => 3,
@@ -727,7 +699,7 @@ impl Worker {
     fn start() -> Worker {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let child = Command::new("/proc/self/exe")
-            .env(handshake::MARKER, handshake::marker(MIN_MAX_FRAME))
+            .env(handshake::marker_name(), handshake::marker(MIN_MAX_FRAME))
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -916,20 +888,17 @@ fn a_worker_refuses_an_offset_outside_the_code() {
 
 #[test]
 fn a_marker_naming_another_parent_or_malformed_is_refused_before_any_frame() {
-    use crate::process_pool::child::{EXIT_ORPHAN, EXIT_SETUP};
-    let other_parent = format!("1:{}:{MIN_MAX_FRAME}", std::process::id().wrapping_add(1));
+    use crate::process_pool::child::{EXIT_REFUSED, EXIT_SETUP};
+    let other_parent = format!("2:{}:{MIN_MAX_FRAME}", std::process::id().wrapping_add(1));
     for (marker, expected, says) in [
-        (
-            other_parent.as_str(),
-            EXIT_ORPHAN,
-            "which is not this process's parent",
-        ),
-        ("1:not-a-pid:4096", EXIT_SETUP, "malformed"),
+        (other_parent.as_str(), EXIT_REFUSED, "the marker names pid"),
+        ("2:not-a-pid:4096", EXIT_SETUP, "malformed"),
+        ("1:1:4096", EXIT_SETUP, "malformed"),
         ("", EXIT_SETUP, "malformed"),
     ] {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let out = Command::new("/proc/self/exe")
-            .env(handshake::MARKER, marker)
+            .env(handshake::marker_name(), marker)
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -939,11 +908,19 @@ fn a_marker_naming_another_parent_or_malformed_is_refused_before_any_frame() {
             child: out,
             chan: ours,
         };
-        // It exits without a handshake, and without running the test harness's `main`.
+        // It exits without a handshake (no code offset revealed), and without running the test
+        // harness's `main`; a refusal of its parent is at most a REFUSED frame with the reason.
         let mut sent = Vec::new();
         worker.chan.set_read_timeout(Some(LIMIT)).unwrap();
         let _ = (&worker.chan).read_to_end(&mut sent);
-        assert!(sent.is_empty(), "{marker}: it sent {sent:02x?}");
+        if !sent.is_empty() {
+            assert!(sent.len() > HEADER, "{marker}: it sent {sent:02x?}");
+            assert_eq!(
+                sent[HEADER],
+                handshake::REFUSED,
+                "{marker}: it sent {sent:02x?}"
+            );
+        }
         let (code, err) = worker.exit_code();
         assert_eq!(code, expected, "{marker}: {err}");
         assert!(err.contains(says), "{marker}: {err}");
