@@ -164,6 +164,11 @@ impl std::error::Error for Error {
 #[derive(Clone)]
 pub struct TaskError(Arc<dyn std::error::Error + Send + Sync + 'static>);
 
+// The task's error is only ever read through `&`, and the crate never mutates it: as `anyhow::Error`
+// does, vouch for it so that `Error` (and the futures that hold one) work inside `catch_unwind`.
+impl std::panic::UnwindSafe for TaskError {}
+impl std::panic::RefUnwindSafe for TaskError {}
+
 impl TaskError {
     /// Wraps any error.
     pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {

@@ -6,10 +6,13 @@ pub(crate) mod state;
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures_core::FusedFuture;
 
 use crate::error::Error;
 pub(crate) use park::{block_until, deadline_after};
@@ -82,11 +85,23 @@ impl Job for NoJob {
 #[must_use = "a PoolFuture does nothing unless you await it or ask for its result (dropping it detaches the task)"]
 pub struct PoolFuture<T> {
     cell: Arc<TaskCell<T, dyn Job>>,
+    /// The outcome was handed out (by `poll` or `result`): `FusedFuture::is_terminated`.
+    terminated: bool,
 }
+
+// A `PoolFuture` shares its state with the worker only through the crate's own locks, which never run
+// user code while held and ignore poisoning; the value is moved out, never shared. So a panic while one
+// is borrowed cannot leave it in a state that a later use would misread (tokio's `JoinHandle` says the
+// same). Without these the compiler derives neither, because of the type-erased job behind the `Arc`.
+impl<T> UnwindSafe for PoolFuture<T> {}
+impl<T> RefUnwindSafe for PoolFuture<T> {}
 
 impl<T> PoolFuture<T> {
     pub(crate) fn from_cell(cell: Arc<TaskCell<T, dyn Job>>) -> Self {
-        PoolFuture { cell }
+        PoolFuture {
+            cell,
+            terminated: false,
+        }
     }
 
     /// This future's stable identity.
@@ -170,8 +185,13 @@ impl<T> PoolFuture<T> {
     /// ```
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = &self.cell.core;
-        block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx))
-            .unwrap_or(Err(Error::Timeout))
+        match block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx)) {
+            Some(outcome) => {
+                self.terminated = true;
+                outcome
+            }
+            None => Err(Error::Timeout),
+        }
     }
 
     /// Waits for the outcome and reports the failure without taking anything: `Ok(None)` for a value,
@@ -252,8 +272,42 @@ impl<T> Drop for PoolFuture<T> {
 impl<T> Future for PoolFuture<T> {
     type Output = Result<T, Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.cell.core.poll_take(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = self.cell.core.poll_take(cx);
+        if outcome.is_ready() {
+            self.terminated = true;
+        }
+        outcome
+    }
+}
+
+/// Terminated once the outcome has been handed out, by `.await` (or a poll) or by
+/// [`result`](PoolFuture::result): so `futures::select!` takes a `PoolFuture` as it is, without
+/// `.fuse()`, and never polls it again after its branch ran. A future that is merely
+/// [`done`](PoolFuture::done) is not terminated: its outcome is still to be taken.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use concurrent_futures::ThreadPoolExecutor;
+/// use futures::future::FusedFuture;
+///
+/// let pool = ThreadPoolExecutor::new(1)?;
+/// let (mut a, mut b) = (pool.submit(|n: u32| n, 1)?, pool.submit(|n: u32| n, 2)?);
+/// let mut sum = 0;
+/// loop {
+///     futures::select! {
+///         x = a => sum += x?,
+///         y = b => sum += y?,
+///         complete => break,
+///     }
+/// }
+/// assert_eq!(sum, 3);
+/// assert!(a.is_terminated() && b.is_terminated());
+/// # Ok::<(), concurrent_futures::Error>(()) }).unwrap();
+/// ```
+impl<T> FusedFuture for PoolFuture<T> {
+    fn is_terminated(&self) -> bool {
+        self.terminated
     }
 }
 
@@ -305,6 +359,12 @@ impl<T> Future for CancelOnDrop<T> {
     type Output = Result<T, Error>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut **self).poll(cx)
+    }
+}
+
+impl<T> FusedFuture for CancelOnDrop<T> {
+    fn is_terminated(&self) -> bool {
+        self.0.as_ref().map_or(true, |f| f.is_terminated())
     }
 }
 
