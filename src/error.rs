@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// let pool = ThreadPoolExecutor::new(1)?;
 /// let mut f = pool.spawn(|| -> u32 { panic!("the value 5 is no good") })?;
 /// match f.result(None) {
-///     Err(Error::Panicked(msg)) => assert_eq!(msg, "the value 5 is no good"),
+///     Err(Error::Panicked(p)) => assert_eq!(p.message(), "the value 5 is no good"),
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// # Ok::<(), Error>(())
@@ -40,8 +40,9 @@ pub enum Error {
         /// Distinct futures given to `as_completed`.
         total: usize,
     },
-    /// The task panicked; the payload's message (`&str` or `String` payloads) is kept. The worker survives.
-    Panicked(String),
+    /// The task panicked. The [`Panic`] keeps its message, location, backtrace (if asked for) and
+    /// payload (to re-raise). The worker survives.
+    Panicked(Panic),
     /// A task submitted as fallible returned `Err`; the error is kept and can be downcast.
     Failed(TaskError),
     /// A running task was interrupted on request (see [`PoolFuture::interrupt`](crate::PoolFuture::interrupt))
@@ -105,7 +106,16 @@ impl fmt::Display for Error {
             Error::Unfinished { pending, total } => {
                 write!(f, "{pending} (of {total}) futures unfinished")
             }
-            Error::Panicked(msg) => write!(f, "the task panicked: {msg}"),
+            Error::Panicked(p) => {
+                match p.location() {
+                    Some(at) => write!(f, "the task panicked at {at}: {}", p.message())?,
+                    None => write!(f, "the task panicked: {}", p.message())?,
+                }
+                match p.backtrace() {
+                    Some(bt) if f.alternate() => write!(f, "\nstack backtrace:\n{bt}"),
+                    _ => Ok(()),
+                }
+            }
             Error::Failed(e) => write!(f, "the task failed: {e}"),
             Error::Interrupted => f.write_str("the running task was interrupted"),
             Error::BrokenThreadPool(why) => write!(
@@ -195,6 +205,185 @@ impl fmt::Debug for TaskError {
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+/// A task's panic, as [`Error::Panicked`] keeps it: the message, where it happened, a backtrace when
+/// `RUST_BACKTRACE` asked for one, and the original payload for the first taker to re-raise.
+///
+/// The location and backtrace come from a panic hook the crate installs, chained in front of the hook
+/// already there (which still prints its report), the first time a pool runs a task. They are there
+/// for panics in thread-pool tasks and in process-pool workers alike (the worker sends them back with
+/// the message); they are `None` if the program replaced the panic hook afterwards, or for a `Panic`
+/// made by hand.
+///
+/// Cloning is cheap (one `Arc`). The payload is kept once: [`into_panic`](Panic::into_panic) and
+/// [`resume_unwind`](Panic::resume_unwind) give the first caller among all clones the original payload
+/// (`downcast` it to your own panic type); later callers, and panics from a process-pool worker
+/// (whose payload stayed in the worker), get a `String` payload holding the message.
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Oops(u32);
+///
+/// let pool = ThreadPoolExecutor::new(1)?;
+/// let mut f = pool.spawn(|| -> u8 { panic!("the value {} is no good", 5) })?;
+/// let Err(Error::Panicked(p)) = f.result(None) else { panic!() };
+/// assert_eq!(p, "the value 5 is no good");
+/// assert!(p.location().unwrap().contains(".rs:")); // file:line:column of the panic
+///
+/// // The original payload, to re-raise with std::panic::resume_unwind:
+/// let mut g = pool.spawn(|| -> u8 { std::panic::panic_any(Oops(7)) })?;
+/// let Err(Error::Panicked(p)) = g.result(None) else { panic!() };
+/// assert_eq!(p.message(), "Box<dyn Any>");
+/// assert_eq!(p.into_panic().downcast::<Oops>().ok().map(|b| *b), Some(Oops(7)));
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Panic(Arc<PanicInner>);
+
+struct PanicInner {
+    message: String,
+    location: Option<String>,
+    backtrace: Option<String>,
+    /// The original payload until someone takes it. A std mutex even under loom: no model looks at it.
+    payload: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+impl Panic {
+    /// A panic with only a message (no location, backtrace or original payload), as a
+    /// [`Promise`](crate::Promise) producer may report one.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self::with_details(message.into(), None, None, None)
+    }
+
+    /// A panic from the payload `std::panic::catch_unwind` gave back; its message is the payload's
+    /// text (`&str` or `String` payloads), and the payload is kept for [`into_panic`](Panic::into_panic).
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Panic, Promise};
+    ///
+    /// let (promise, mut fut) = Promise::<u8>::new();
+    /// let payload = std::panic::catch_unwind(|| -> u8 { panic!("no") }).unwrap_err();
+    /// promise.set_error(Error::Panicked(Panic::from_payload(payload)))?;
+    /// let Err(Error::Panicked(p)) = fut.result(None) else { panic!() };
+    /// assert_eq!(p, "no");
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_payload(payload: Box<dyn std::any::Any + Send>) -> Self {
+        Self::with_details(panic_message(&*payload), None, None, Some(payload))
+    }
+
+    pub(crate) fn with_details(
+        message: String,
+        location: Option<String>,
+        backtrace: Option<String>,
+        payload: Option<Box<dyn std::any::Any + Send>>,
+    ) -> Self {
+        Panic(Arc::new(PanicInner {
+            message,
+            location,
+            backtrace,
+            payload: std::sync::Mutex::new(payload),
+        }))
+    }
+
+    /// The panic's message: the payload's text for `&str` and `String` payloads (what `panic!` makes),
+    /// `"Box<dyn Any>"` for any other payload.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Where the task panicked, as `file:line:column`, if known.
+    pub fn location(&self) -> Option<&str> {
+        self.0.location.as_deref()
+    }
+
+    /// The backtrace of the panicking thread (a worker thread, or the worker process's), if
+    /// `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) asked for one where the task ran.
+    pub fn backtrace(&self) -> Option<&str> {
+        self.0.backtrace.as_deref()
+    }
+
+    /// The payload to re-raise with [`std::panic::resume_unwind`] (tokio's `JoinError::into_panic`): the
+    /// original one for the first caller among this panic's clones, else a `String` with the message.
+    pub fn into_panic(self) -> Box<dyn std::any::Any + Send> {
+        let original = self
+            .0
+            .payload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        original.unwrap_or_else(|| Box::new(self.0.message.clone()))
+    }
+
+    /// Re-raises the panic on this thread, with the payload [`into_panic`](Panic::into_panic) gives.
+    /// (No panic hook runs for it, as with [`std::panic::resume_unwind`].)
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut f = pool.spawn(|| -> u8 { panic!("boom") })?;
+    /// let caught = std::panic::catch_unwind(move || match f.result(None) {
+    ///     Err(Error::Panicked(p)) => p.resume_unwind(),
+    ///     other => other,
+    /// });
+    /// assert_eq!(*caught.unwrap_err().downcast::<&str>().unwrap(), "boom");
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn resume_unwind(self) -> ! {
+        std::panic::resume_unwind(self.into_panic())
+    }
+}
+
+/// The message only: `{}` of a `Panic` reads as the `panic!` text. [`Error`]'s `Display` adds the location,
+/// and with `{:#}` the backtrace.
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl fmt::Debug for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Panic")
+            .field("message", &self.0.message)
+            .field("location", &self.0.location)
+            .field("backtrace", &self.0.backtrace.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl PartialEq<str> for Panic {
+    fn eq(&self, other: &str) -> bool {
+        self.0.message == other
+    }
+}
+
+impl PartialEq<&str> for Panic {
+    fn eq(&self, other: &&str) -> bool {
+        self.0.message == *other
+    }
+}
+
+impl PartialEq<String> for Panic {
+    fn eq(&self, other: &String) -> bool {
+        self.0.message == *other
+    }
+}
+
+impl From<String> for Panic {
+    fn from(message: String) -> Self {
+        Panic::new(message)
+    }
+}
+
+impl From<&str> for Panic {
+    fn from(message: &str) -> Self {
+        Panic::new(message)
     }
 }
 

@@ -60,7 +60,9 @@
 //!   leaves the queue only to start at once. So a callback may wait on another task of the same pool
 //!   when another worker is free to run it (never on its own future: that is published only after the
 //!   callback returns), and `shutdown(Queued::Cancel)` from a callback cancels every task not started.
-//! - A task's panic is [`Error::Panicked`] on its future, with the message; the worker survives.
+//! - A task's panic is [`Error::Panicked`] on its future, with its message, location (and backtrace
+//!   when `RUST_BACKTRACE` asks), and the payload to re-raise with [`Panic::resume_unwind`]; the worker
+//!   survives.
 //! - Threads suit blocking I/O and, in Rust, CPU work too (no GIL).
 //!
 //! ```
@@ -94,6 +96,7 @@ mod error;
 mod executor;
 mod future;
 mod map;
+mod panic;
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod process_pool;
 mod report;
@@ -104,7 +107,9 @@ mod watch;
 
 pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
 pub use bytes::Bytes;
-pub use error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, TaskError, WorkerExit};
+pub use error::{
+    BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, TaskError, WorkerExit,
+};
 pub use executor::{Executor, Payload};
 pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, Watch};
 pub use map::{Map, MapIter, MapOptions};

@@ -229,11 +229,12 @@ fn messages_match_pythons() {
         .to_string(),
         "1 (of 3) futures unfinished"
     );
+    let line = line!() + 2;
     let mut f = pool
         .spawn(|| -> u8 { panic!("the value 5 is no good") })
         .unwrap();
     assert_eq!(
         f.result(LONG).unwrap_err().to_string(),
-        "the task panicked: the value 5 is no good"
+        format!("the task panicked at tests/errors.rs:{line}:27: the value 5 is no good")
     );
 }

@@ -131,3 +131,88 @@ fn an_expired_as_completed_is_terminated_only_after_it_returned_none() {
         assert!(completed.is_terminated());
     });
 }
+
+#[derive(Debug, PartialEq)]
+struct Oops(u32);
+
+fn panic_of<T: std::fmt::Debug>(outcome: Result<T, Error>) -> concurrent_futures::Panic {
+    match outcome {
+        Err(Error::Panicked(p)) => p,
+        other => panic!("expected a panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_panic_keeps_message_location_and_backtrace_as_asked() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let line = line!() + 1;
+    let mut f = pool.spawn(|| -> u8 { panic!("no {}", 5) }).unwrap();
+    let p = panic_of(f.result(LONG));
+    assert_eq!(p, "no 5");
+    assert_eq!(p.to_string(), "no 5");
+    assert_eq!(p.location(), Some(&*format!("tests/handles.rs:{line}:39")));
+    let asked =
+        std::backtrace::Backtrace::capture().status() == std::backtrace::BacktraceStatus::Captured;
+    assert_eq!(p.backtrace().is_some(), asked);
+    if let Some(bt) = p.backtrace() {
+        assert!(bt.contains("handles"), "{bt}");
+    }
+    let e = Error::Panicked(p);
+    assert_eq!(
+        e.to_string(),
+        format!("the task panicked at tests/handles.rs:{line}:39: no 5")
+    );
+    assert_eq!(format!("{e:#}").contains("stack backtrace:"), asked);
+}
+
+#[test]
+fn the_first_taker_gets_the_original_payload_and_later_ones_the_message() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let mut f = pool
+        .spawn(|| -> u8 { std::panic::panic_any(Oops(7)) })
+        .unwrap();
+    let p = panic_of(f.result(LONG));
+    assert_eq!(p.message(), "Box<dyn Any>");
+    let copy = p.clone();
+    assert_eq!(*p.into_panic().downcast::<Oops>().unwrap(), Oops(7));
+    // The payload went to the first taker; a clone gets the message as a String.
+    let again = copy.into_panic().downcast::<String>().unwrap();
+    assert_eq!(*again, "Box<dyn Any>");
+    // The future keeps its error; asking again gives the same (shared) panic, payload gone.
+    let later = panic_of(f.result(LONG));
+    assert!(later.into_panic().downcast::<Oops>().is_err());
+}
+
+#[test]
+fn resume_unwind_re_raises_the_original_payload() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let mut f = pool
+        .spawn(|| -> u8 { std::panic::panic_any(Oops(9)) })
+        .unwrap();
+    let caught = std::panic::catch_unwind(move || match f.result(LONG) {
+        Err(Error::Panicked(p)) => p.resume_unwind(),
+        other => other,
+    });
+    assert_eq!(*caught.unwrap_err().downcast::<Oops>().unwrap(), Oops(9));
+}
+
+#[test]
+fn a_map_elements_panic_has_its_own_location() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let opts = concurrent_futures::MapOptions::new().chunksize(4);
+    let line = line!() + 2;
+    let results: Vec<_> = pool
+        .map_with(|n: u32| if n == 2 { panic!("two") } else { n }, 0..4, opts)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let p = panic_of(results[2].clone());
+    assert_eq!(p, "two");
+    assert!(
+        p.location()
+            .unwrap()
+            .starts_with(&format!("tests/handles.rs:{line}:")),
+        "{p:?}"
+    );
+    assert_eq!(results[3].as_ref().unwrap(), &3);
+}

@@ -343,7 +343,7 @@ fn a_task_that_reports_its_own_timeout_does_not_end_the_map() {
         .unwrap();
     let results: Vec<_> = map.into_iter().collect();
     assert_eq!(results.len(), 3);
-    assert!(matches!(&results[1], Err(Error::Panicked(m)) if m.contains("timed out")));
+    assert!(matches!(&results[1], Err(Error::Panicked(m)) if m.message().contains("timed out")));
     assert_eq!(*results[2].as_ref().unwrap(), 2);
 }
 

@@ -7,7 +7,6 @@ mod worker;
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
 use task::{new_task, TokenState};
 
-use crate::error::{panic_message, Error, TaskError};
+use crate::error::{Error, TaskError};
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Feed, Map, MapOptions};
 
@@ -382,10 +381,7 @@ impl ThreadPoolExecutor {
                     Ok(ChunkOut::Many(
                         items
                             .into_iter()
-                            .map(|a| {
-                                catch_unwind(AssertUnwindSafe(|| f(a)))
-                                    .map_err(|p| Error::Panicked(panic_message(&*p)))
-                            })
+                            .map(|a| crate::panic::catch(|| f(a)).map_err(Error::Panicked))
                             .collect(),
                     ))
                 },

@@ -3,12 +3,11 @@
 //! the worker book the task, and publish the outcome.
 
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{panic_message, Error};
+use crate::error::Error;
 use crate::future::state::Core;
 use crate::future::{Job, PoolFuture, TaskCell};
 use crate::sync::{lock, Mutex};
@@ -104,13 +103,10 @@ where
             t.started(Instant::now());
         }
         // The closure (and everything it captured) is consumed here, before the outcome is published.
-        let (ran, outcome) = match catch_unwind(AssertUnwindSafe(func)) {
+        let (ran, outcome) = match crate::panic::catch(func) {
             Ok(Ok(v)) => (Ran::Returned, Ok(v)),
             Ok(Err(e)) => (Ran::Failed, Err(e)),
-            Err(payload) => (
-                Ran::Panicked,
-                Err(Error::Panicked(panic_message(&*payload))),
-            ),
+            Err(panic) => (Ran::Panicked, Err(Error::Panicked(panic))),
         };
         // Our claim won the race, so nothing else can have completed the future.
         let _ = self
