@@ -387,6 +387,92 @@ impl From<&str> for Panic {
     }
 }
 
+/// A submit that did not queue its work: the [`Error`] saying why ([`Error::Full`], [`Error::Shutdown`],
+/// a broken pool), and the work itself, handed back unchanged (as `std::sync::mpsc::TrySendError`
+/// does), so the caller can retry it later, run it inline, or drop it.
+///
+/// Returned by [`try_submit`](crate::ThreadPoolExecutor::try_submit) (the work is `(f, arg)`) and
+/// [`try_spawn`](crate::ThreadPoolExecutor::try_spawn) (the closure). It is not a second error enum:
+/// [`error`](Rejected::error) is the crate's one [`Error`], and `From<Rejected<W>> for Error` lets `?`
+/// turn it into that error (dropping the work) in a function returning `Result<_, Error>`.
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+/// use std::sync::mpsc;
+///
+/// let pool = ThreadPoolExecutor::builder().max_workers(1).queue_capacity(1).build()?;
+/// let (started_tx, started) = mpsc::channel();
+/// let (release, release_rx) = mpsc::channel::<()>();
+/// let busy = pool.spawn(move || { started_tx.send(()).unwrap(); release_rx.recv().ok(); })?;
+/// started.recv().unwrap();
+/// let queued = pool.try_submit(|n: u32| n + 1, 1)?; // fills the queue; `?` works as for any Error
+///
+/// let rejected = pool.try_submit(|n: u32| n * 10, 7).unwrap_err();
+/// assert!(matches!(rejected.error(), Error::Full));
+/// let (f, arg) = rejected.into_inner(); // the work comes back: run it here instead
+/// assert_eq!(f(arg), 70);
+/// release.send(()).unwrap();
+/// # drop((busy, queued));
+/// # Ok::<(), Error>(())
+/// ```
+pub struct Rejected<W> {
+    error: Error,
+    work: W,
+}
+
+impl<W> Rejected<W> {
+    pub(crate) fn new(error: Error, work: W) -> Self {
+        Rejected { error, work }
+    }
+
+    /// Why the work was not queued.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The work, as it was given to the submit.
+    pub fn into_inner(self) -> W {
+        self.work
+    }
+
+    /// The error and the work.
+    pub fn into_parts(self) -> (Error, W) {
+        (self.error, self.work)
+    }
+
+    /// Whether the queue was full (rather than the pool shut down or broken): trying again later may work.
+    pub fn is_full(&self) -> bool {
+        matches!(self.error, Error::Full)
+    }
+}
+
+impl<W> From<Rejected<W>> for Error {
+    fn from(rejected: Rejected<W>) -> Error {
+        rejected.error
+    }
+}
+
+/// Shows the error only: the work (often a closure) need not be `Debug`.
+impl<W> fmt::Debug for Rejected<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W> fmt::Display for Rejected<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<W> std::error::Error for Rejected<W> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
 /// Turns a panic payload into the message kept in [`Error::Panicked`].
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {

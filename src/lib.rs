@@ -108,7 +108,7 @@ mod watch;
 pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
 pub use bytes::Bytes;
 pub use error::{
-    BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, TaskError, WorkerExit,
+    BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, Rejected, TaskError, WorkerExit,
 };
 pub use executor::{Executor, Payload};
 pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, Watch};

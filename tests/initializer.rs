@@ -116,7 +116,7 @@ async fn a_failing_initializer_breaks_the_pool() {
 
     assert_broken(&pool.spawn(|| 1).unwrap_err(), why);
     assert_broken(&pool.submit(|n: u32| n, 1).unwrap_err(), why);
-    assert_broken(&pool.try_spawn(|| 1).unwrap_err(), why);
+    assert_broken(pool.try_spawn(|| 1).unwrap_err().error(), why);
     assert_broken(&pool.spawn_cancellable(|_| Ok(1)).unwrap_err(), why);
     assert_broken(&pool.submit_async(|n: u32| n, 1).await.unwrap_err(), why);
     assert_broken(&pool.map(|n: u32| n, 0..3).unwrap_err(), why);

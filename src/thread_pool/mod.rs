@@ -14,7 +14,7 @@ use std::time::Duration;
 pub use builder::{InitResult, ThreadPoolBuilder};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
-use task::{new_task, TokenState};
+use task::{new_task, new_typed_task, Call, Spawn, TokenState, Work};
 
 use crate::error::{Error, TaskError};
 use crate::future::PoolFuture;
@@ -150,6 +150,24 @@ impl ThreadPoolExecutor {
         }
     }
 
+    /// Queues `work` if there is room now; otherwise hands it back with the reason.
+    fn try_push<T, W>(&self, work: W) -> Result<PoolFuture<T>, crate::Rejected<W>>
+    where
+        W: Work<T>,
+        T: Send + 'static,
+    {
+        let (task, fut) = new_typed_task(work, None);
+        let error = match self.shared().enqueue(task.clone(), WhenFull::Reject) {
+            Ok(()) => return Ok(fut),
+            Err(Rejected::Full(_)) => Error::Full,
+            Err(Rejected::Closed(e)) => e,
+        };
+        let work = task
+            .take_work()
+            .expect("a task the queue refused still has its work");
+        Err(crate::Rejected::new(error, work))
+    }
+
     async fn push_async<T, F>(&self, func: F) -> Result<PoolFuture<T>, Error>
     where
         F: FnOnce() -> Result<T, Error> + Send + 'static,
@@ -269,7 +287,8 @@ impl ThreadPoolExecutor {
     }
 
     /// [`submit`](Self::submit) that never blocks: with a bounded queue that is full, fails with
-    /// [`Error::Full`].
+    /// [`Error::Full`]. A failure (full, shut down or broken) hands `(f, arg)` back in the
+    /// [`Rejected`](crate::Rejected), which converts into [`Error`] with `?`.
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
@@ -281,27 +300,52 @@ impl ThreadPoolExecutor {
     /// let busy = pool.spawn(move || { started_tx.send(()).unwrap(); rx.recv().ok(); })?;
     /// started.recv().unwrap();
     /// let queued = pool.try_submit(|x: u8| x, 1)?; // fills the queue
-    /// assert!(matches!(pool.try_submit(|x: u8| x, 2), Err(Error::Full)));
+    /// let rejected = pool.try_submit(|x: u8| x, 2).unwrap_err();
+    /// assert!(rejected.is_full());
+    /// let (f, arg) = rejected.into_inner();
+    /// assert_eq!(f(arg), 2);
     /// tx.send(()).unwrap();
     /// # drop((busy, queued));
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn try_submit<A, R, F>(&self, f: F, arg: A) -> Result<PoolFuture<R>, Error>
+    pub fn try_submit<A, R, F>(
+        &self,
+        f: F,
+        arg: A,
+    ) -> Result<PoolFuture<R>, crate::Rejected<(F, A)>>
     where
         F: FnOnce(A) -> R + Send + 'static,
         A: Send + 'static,
         R: Send + 'static,
     {
-        self.push(move || Ok(f(arg)), None, WhenFull::Reject)
+        self.try_push(Call(f, arg)).map_err(|r| {
+            let (error, Call(f, arg)) = r.into_parts();
+            crate::Rejected::new(error, (f, arg))
+        })
     }
 
-    /// [`spawn`](Self::spawn) that never blocks: fails with [`Error::Full`] when a bounded queue is full.
-    pub fn try_spawn<R, F>(&self, f: F) -> Result<PoolFuture<R>, Error>
+    /// [`spawn`](Self::spawn) that never blocks: fails with [`Error::Full`] when a bounded queue is full,
+    /// handing the closure back in the [`Rejected`](crate::Rejected).
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// pool.shutdown(concurrent_futures::Queued::Run);
+    /// let rejected = pool.try_spawn(|| 6 * 7).unwrap_err();
+    /// assert!(matches!(rejected.error(), Error::Shutdown));
+    /// assert_eq!(rejected.into_inner()(), 42);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn try_spawn<R, F>(&self, f: F) -> Result<PoolFuture<R>, crate::Rejected<F>>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.push(move || Ok(f()), None, WhenFull::Reject)
+        self.try_push(Spawn(f)).map_err(|r| {
+            let (error, Spawn(f)) = r.into_parts();
+            crate::Rejected::new(error, f)
+        })
     }
 
     /// [`submit`](Self::submit) for async code: with a bounded queue that is full, waits (without

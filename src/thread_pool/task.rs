@@ -39,6 +39,46 @@ pub(crate) trait Runnable: Send + Sync {
     fn fail(&self, error: Error);
 }
 
+/// What a task runs. A closure for most submits; `try_submit` and `try_spawn` keep the user's function
+/// (and argument) as they were given, so that a rejected submit can hand them back unchanged.
+pub(crate) trait Work<T>: Send + 'static {
+    fn run(self) -> Result<T, Error>;
+}
+
+impl<T, F> Work<T> for F
+where
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    fn run(self) -> Result<T, Error> {
+        self()
+    }
+}
+
+/// `f(arg)`, as `try_submit` got them.
+pub(crate) struct Call<F, A>(pub(crate) F, pub(crate) A);
+
+impl<F, A, R> Work<R> for Call<F, A>
+where
+    F: FnOnce(A) -> R + Send + 'static,
+    A: Send + 'static,
+{
+    fn run(self) -> Result<R, Error> {
+        Ok((self.0)(self.1))
+    }
+}
+
+/// `f()`, as `try_spawn` got it.
+pub(crate) struct Spawn<F>(pub(crate) F);
+
+impl<F, R> Work<R> for Spawn<F>
+where
+    F: FnOnce() -> R + Send + 'static,
+{
+    fn run(self) -> Result<R, Error> {
+        Ok((self.0)())
+    }
+}
+
 /// The closure, until a worker takes it or a cancel drops it.
 pub(crate) struct FuncSlot<F, T> {
     slot: Mutex<Option<F>>,
@@ -70,7 +110,21 @@ pub(crate) fn new_task<F, T>(
     token: Option<Arc<TokenState>>,
 ) -> (Arc<dyn Runnable>, PoolFuture<T>)
 where
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    F: Work<T>,
+    T: Send + 'static,
+{
+    let (cell, fut) = new_typed_task(func, token);
+    (cell, fut)
+}
+
+/// [`new_task`], keeping the task's type: whoever queues it can take the work back out if the queue
+/// refuses it ([`Task::take_work`]).
+pub(crate) fn new_typed_task<F, T>(
+    func: F,
+    token: Option<Arc<TokenState>>,
+) -> (Arc<Task<F, T>>, PoolFuture<T>)
+where
+    F: Work<T>,
     T: Send + 'static,
 {
     let cell: Arc<Task<F, T>> = Arc::new(TaskCell {
@@ -85,9 +139,17 @@ where
     (cell, PoolFuture::from_cell(fut))
 }
 
+impl<F: Work<T>, T> Task<F, T> {
+    /// The work of a task that never reached the queue, handed back to the submitter. (Its future, never
+    /// seen by anyone, is dropped with it.)
+    pub(crate) fn take_work(&self) -> Option<F> {
+        lock(&self.job.slot).take()
+    }
+}
+
 impl<F, T> Runnable for Task<F, T>
 where
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    F: Work<T>,
     T: Send + 'static,
 {
     fn claim(&self) -> bool {
@@ -103,7 +165,7 @@ where
             t.started(Instant::now());
         }
         // The closure (and everything it captured) is consumed here, before the outcome is published.
-        let (ran, outcome) = match crate::panic::catch(func) {
+        let (ran, outcome) = match crate::panic::catch(|| func.run()) {
             Ok(Ok(v)) => (Ran::Returned, Ok(v)),
             Ok(Err(e)) => (Ran::Failed, Err(e)),
             Err(panic) => (Ran::Panicked, Err(Error::Panicked(panic))),
