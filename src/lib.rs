@@ -91,6 +91,7 @@
 
 mod as_completed;
 mod bytes;
+mod completion_set;
 mod deadline;
 mod error;
 mod executor;
@@ -107,11 +108,12 @@ mod watch;
 
 pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
 pub use bytes::Bytes;
+pub use completion_set::CompletionSet;
 pub use error::{
     BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, Rejected, TaskError, WorkerExit,
 };
 pub use executor::{Executor, Payload};
-pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, Watch};
+pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, TaskHandle, Watch};
 pub use map::{Map, MapIter, MapOptions};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};

@@ -216,3 +216,254 @@ fn a_map_elements_panic_has_its_own_location() {
     );
     assert_eq!(results[3].as_ref().unwrap(), &3);
 }
+
+// ---- CompletionSet ----
+
+use concurrent_futures::{CompletionSet, Promise};
+
+#[test]
+fn a_completion_set_yields_in_completion_order_as_promises_end() {
+    let mut set = CompletionSet::new();
+    let mut promises = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..1000 {
+        let (p, f) = Promise::<usize>::new();
+        ids.push(set.push(f));
+        promises.push(p);
+    }
+    assert_eq!(set.len(), 1000);
+    // Complete them in a scrambled order; each completion happens before the next look.
+    let order: Vec<usize> = (0..1000).map(|i| (i * 7919) % 1000).collect();
+    for &i in &order {
+        promises[i].set_result(i).unwrap();
+        let (id, outcome) = set.next_blocking(LONG).unwrap().unwrap();
+        assert_eq!((id, outcome.unwrap()), (ids[i], i));
+    }
+    assert!(set.is_empty());
+    assert!(set.next_blocking(LONG).unwrap().is_none());
+}
+
+#[test]
+fn work_pushed_while_draining_is_yielded_and_the_set_ends_when_empty() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let mut set = CompletionSet::new();
+    set.push(pool.submit(|n: u32| n, 1).unwrap());
+    let mut seen = Vec::new();
+    futures::executor::block_on(async {
+        while let Some(outcome) = set.join_next().await {
+            let n = outcome.unwrap();
+            seen.push(n);
+            if n < 5 {
+                set.push(pool.submit(|n: u32| n + 1, n).unwrap());
+                set.push(pool.submit(|n: u32| n + 100, n).unwrap());
+            }
+        }
+    });
+    seen.sort();
+    assert_eq!(seen, [1, 2, 3, 4, 5, 101, 102, 103, 104]);
+    assert!(set.is_terminated());
+    // Empty is not the end for good: pushing again makes it yield again.
+    set.push(pool.submit(|n: u32| n, 7).unwrap());
+    assert!(!set.is_terminated());
+    let (_, outcome) = set.next_blocking(LONG).unwrap().unwrap();
+    assert_eq!(outcome.unwrap(), 7);
+}
+
+#[test]
+fn next_blocking_times_out_without_losing_anything() {
+    let (p, f) = Promise::<u8>::new();
+    let mut set = CompletionSet::new();
+    set.push(f);
+    assert!(matches!(
+        set.next_blocking(std::time::Duration::ZERO),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        set.next_blocking(std::time::Duration::from_millis(5)),
+        Err(Error::Timeout)
+    ));
+    p.set_result(4).unwrap();
+    assert_eq!(set.next_blocking(LONG).unwrap().unwrap().1.unwrap(), 4);
+}
+
+#[test]
+fn cancel_all_cancels_queued_tasks_which_are_still_yielded() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (mut busy, open) = common::threads::occupy(&pool);
+    let mut set: CompletionSet<u32> = (0..3)
+        .map(|n| pool.submit(|n: u32| n, n).unwrap())
+        .collect();
+    assert_eq!(set.cancel_all(), 3);
+    drop(open);
+    busy.result(LONG).unwrap();
+    let mut cancelled = 0;
+    while let Some((_, outcome)) = set.next_blocking(LONG).unwrap() {
+        assert!(matches!(outcome, Err(Error::Cancelled)));
+        cancelled += 1;
+    }
+    assert_eq!(cancelled, 3);
+}
+
+#[test]
+fn interrupt_all_stops_running_tasks_and_cancels_queued_ones() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (started_tx, started) = mpsc::channel();
+    let mut set = CompletionSet::new();
+    set.push(
+        pool.spawn_cancellable(move |token| {
+            started_tx.send(()).unwrap();
+            while !token.is_cancelled() {
+                std::thread::yield_now();
+            }
+            Err(Error::Interrupted)
+        })
+        .unwrap(),
+    );
+    set.push(pool.spawn(|| ()).unwrap());
+    started.recv_timeout(LONG).unwrap();
+    assert_eq!(set.interrupt_all(), 2);
+    let mut outcomes = Vec::new();
+    while let Some((_, outcome)) = set.next_blocking(LONG).unwrap() {
+        outcomes.push(outcome.unwrap_err().to_string());
+    }
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "the future was cancelled",
+            "the running task was interrupted"
+        ]
+    );
+}
+
+#[test]
+fn dropping_a_set_detaches_unless_asked_to_cancel() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (mut busy, open) = common::threads::occupy(&pool);
+    let (ran_tx, ran) = mpsc::channel();
+    let detached = {
+        let ran_tx = ran_tx.clone();
+        pool.spawn(move || ran_tx.send("detached").unwrap())
+            .unwrap()
+    };
+    let cancelled = pool
+        .spawn(move || ran_tx.send("cancelled").unwrap())
+        .unwrap();
+    let (h_detached, h_cancelled) = (detached.handle(), cancelled.handle());
+    let mut plain = CompletionSet::new();
+    plain.push(detached);
+    let mut cancelling = CompletionSet::new().cancel_on_drop();
+    cancelling.push(cancelled);
+    drop(plain);
+    drop(cancelling);
+    assert!(h_cancelled.cancelled());
+    assert!(!h_detached.done());
+    drop(open);
+    busy.result(LONG).unwrap();
+    assert_eq!(ran.recv_timeout(LONG).unwrap(), "detached");
+    pool.shutdown(concurrent_futures::Queued::Run);
+    assert!(ran.try_recv().is_err(), "the cancelled task never ran");
+    assert!(h_detached.done());
+}
+
+#[test]
+fn a_completion_set_in_select_beside_a_ticker() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut set = CompletionSet::new();
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(1));
+        let mut got = 0;
+        let mut next = 0u32;
+        loop {
+            tokio::select! {
+                Some((_, outcome)) = set.next() => got += outcome.unwrap(),
+                _ = ticker.tick() => {
+                    if next < 5 {
+                        set.push(pool.submit(|n: u32| n, next).unwrap());
+                        next += 1;
+                    } else if set.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(got, 10);
+    });
+}
+
+// ---- TaskHandle ----
+
+#[test]
+fn task_handles_cancel_and_interrupt_from_another_thread() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (started_tx, started) = mpsc::channel();
+    let mut running = pool
+        .spawn_cancellable(move |token| {
+            started_tx.send(()).unwrap();
+            while !token.is_cancelled() {
+                std::thread::yield_now();
+            }
+            Err::<(), _>(Error::Interrupted)
+        })
+        .unwrap();
+    let mut queued = pool.spawn(|| 1).unwrap();
+    let handles = [running.handle(), queued.handle()];
+    assert_eq!(handles[0].id(), running.id());
+    assert_eq!(handles[1].id(), queued.id());
+    started.recv_timeout(LONG).unwrap();
+    assert!(handles[0].running() && !handles[0].done());
+    let remote = handles.clone();
+    std::thread::spawn(move || {
+        assert!(!remote[0].cancel(), "running: cancel is too late");
+        assert!(remote[1].cancel());
+        assert!(remote[0].interrupt());
+    })
+    .join()
+    .unwrap();
+    assert!(matches!(queued.result(LONG), Err(Error::Cancelled)));
+    assert!(matches!(running.result(LONG), Err(Error::Interrupted)));
+    assert!(handles.iter().all(|h| h.done()));
+    assert!(handles[1].cancelled() && !handles[0].cancelled());
+    assert!(!handles[0].interrupt(), "already ended");
+    assert!(
+        handles[1].cancel(),
+        "as Python's cancel(): true for a cancelled future"
+    );
+}
+
+#[test]
+fn a_task_handle_does_not_keep_the_result_alive() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let value = std::sync::Arc::new(());
+    let v = value.clone();
+    let mut f = pool.spawn(move || v).unwrap();
+    let handle = f.handle();
+    f.result(LONG).map(drop).unwrap();
+    drop(f);
+    assert_eq!(std::sync::Arc::strong_count(&value), 1);
+    assert!(handle.done() && !handle.cancel() && !handle.interrupt());
+    assert!(format!("{handle:?}").contains("finished"));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_task_handle_interrupts_a_process_pool_task_by_killing_its_worker() {
+    use common::process::{gated_forever, pid, shutdown_bounded, wait_gone, Gate as ProcGate};
+    let pool = concurrent_futures::ProcessPoolExecutor::new(1).unwrap();
+    let mut gate = ProcGate::new();
+    let mut f = pool.submit(gated_forever, gate.path()).unwrap();
+    gate.wait_started();
+    let victim = pool.worker_pids()[0];
+    let handle = f.handle();
+    std::thread::spawn(move || assert!(handle.interrupt()))
+        .join()
+        .unwrap();
+    assert!(matches!(f.result(LONG), Err(Error::Interrupted)));
+    assert!(wait_gone(victim, std::time::Duration::from_secs(10)));
+    assert_ne!(pool.submit(pid, ()).unwrap().result(LONG).unwrap(), victim);
+    shutdown_bounded(&pool);
+}

@@ -1,5 +1,6 @@
 //! [`PoolFuture`]: the handle to one submitted task, awaitable and blockable.
 
+mod handle;
 mod park;
 mod promise;
 pub(crate) mod state;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use futures_core::FusedFuture;
 
 use crate::error::Error;
+pub use handle::TaskHandle;
 pub(crate) use park::{block_until, deadline_after};
 pub use promise::Promise;
 use state::{Callback, Core, Ending, Phase};
@@ -46,6 +48,21 @@ pub(crate) trait Job: Send + Sync {
 pub(crate) struct TaskCell<T, J: ?Sized> {
     pub(crate) core: Core<T>,
     pub(crate) job: J,
+}
+
+impl<T> TaskCell<T, dyn Job> {
+    /// PENDING → cancelled, dropping the work at once.
+    fn cancel(&self) -> bool {
+        let cancelled = self.core.cancel();
+        if cancelled {
+            self.job.discard();
+        }
+        cancelled
+    }
+
+    fn interrupt(&self) -> bool {
+        self.cancel() || (self.core.phase() == Phase::Running && self.job.interrupt())
+    }
 }
 
 /// The job of a future completed by hand (a [`Promise`]) or by a process-pool driver: nothing to drop.
@@ -132,18 +149,33 @@ impl<T> PoolFuture<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn cancel(&self) -> bool {
-        let cancelled = self.cell.core.cancel();
-        if cancelled {
-            self.cell.job.discard();
-        }
-        cancelled
+        self.cell.cancel()
     }
 
     /// Asks the task to stop, even if it is running: cancels it if it has not started (`true`), signals
     /// its [`CancelToken`](crate::CancelToken) if it is running and has one (`true`; the task ends when
     /// it next checks the token), and otherwise does nothing (`false`).
     pub fn interrupt(&self) -> bool {
-        self.cancel() || (self.running() && self.cell.job.interrupt())
+        self.cell.interrupt()
+    }
+
+    /// A cloneable handle that cancels or interrupts this task from elsewhere (another thread, a
+    /// shutdown path, a request's cancellation), without owning the future: see [`TaskHandle`].
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// # let pool = ThreadPoolExecutor::new(1)?;
+    /// let f = pool.submit(|n: u32| n, 1)?;
+    /// let handle = f.handle();
+    /// assert_eq!(handle.id(), f.id());
+    /// drop(f); // detached: the handle still reaches the task until it ends
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn handle(&self) -> TaskHandle
+    where
+        T: Send + 'static,
+    {
+        TaskHandle::new(self.id(), &self.cell)
     }
 
     /// Whether the future was cancelled.
