@@ -467,3 +467,122 @@ fn a_task_handle_interrupts_a_process_pool_task_by_killing_its_worker() {
     assert_ne!(pool.submit(pid, ()).unwrap().result(LONG).unwrap(), victim);
     shutdown_bounded(&pool);
 }
+
+// ---- tokio-util's CancellationToken ----
+
+use tokio_util::sync::CancellationToken;
+
+/// A task that reports it started, then runs until its token fires.
+fn until_cancelled(
+    started: mpsc::Sender<()>,
+) -> impl FnOnce(&concurrent_futures::CancelToken) -> Result<(), Error> + Send + 'static {
+    move |token| {
+        started.send(()).unwrap();
+        futures::executor::block_on(token.cancelled());
+        assert!(token.is_cancelled());
+        Err(Error::Interrupted)
+    }
+}
+
+#[test]
+fn a_request_token_interrupts_the_running_task_and_cancels_the_queued_one() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let service = CancellationToken::new();
+    let request = service.child_token();
+    let other_request = service.child_token();
+    let (started_tx, started) = mpsc::channel();
+    let mut running = pool
+        .spawn_cancellable_with(request.clone(), until_cancelled(started_tx.clone()))
+        .unwrap();
+    let mut queued = pool
+        .spawn_cancellable_with(request.clone(), until_cancelled(started_tx))
+        .unwrap();
+    let mut unrelated = pool
+        .spawn_cancellable_with(other_request.clone(), |_| Ok(5))
+        .unwrap();
+    started.recv_timeout(LONG).unwrap();
+    request.cancel();
+    assert!(matches!(running.result(LONG), Err(Error::Interrupted)));
+    assert!(matches!(queued.result(LONG), Err(Error::Cancelled)));
+    assert_eq!(
+        unrelated.result(LONG).unwrap(),
+        5,
+        "a sibling request is untouched"
+    );
+    assert!(!service.is_cancelled() && !other_request.is_cancelled());
+}
+
+#[test]
+fn interrupting_a_task_does_not_cancel_the_callers_token() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let request = CancellationToken::new();
+    let (started_tx, started) = mpsc::channel();
+    let mut f = pool
+        .spawn_cancellable_with(request.clone(), until_cancelled(started_tx))
+        .unwrap();
+    started.recv_timeout(LONG).unwrap();
+    assert!(f.interrupt());
+    assert!(matches!(f.result(LONG), Err(Error::Interrupted)));
+    assert!(!request.is_cancelled());
+}
+
+#[test]
+fn an_already_cancelled_token_cancels_at_once() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (mut busy, open) = common::threads::occupy(&pool);
+    let request = CancellationToken::new();
+    request.cancel();
+    let f = pool.submit(|n: u8| n, 1).unwrap();
+    f.interrupt_on_cancel(&request);
+    assert!(f.cancelled());
+    drop(open);
+    busy.result(LONG).unwrap();
+}
+
+#[test]
+fn the_task_token_is_a_cancellation_token_for_async_code_inside_the_task() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (started_tx, started) = mpsc::channel();
+    let mut f = pool
+        .spawn_cancellable(move |token| {
+            let child = token.cancellation_token().child_token();
+            started_tx.send(()).unwrap();
+            futures::executor::block_on(child.cancelled());
+            Ok("the child saw it")
+        })
+        .unwrap();
+    started.recv_timeout(LONG).unwrap();
+    f.handle().interrupt();
+    assert_eq!(f.result(LONG).unwrap(), "the child saw it");
+}
+
+#[test]
+fn a_time_limit_fires_the_awaitable_token() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let mut f = pool
+        .spawn_with_time_limit(std::time::Duration::from_millis(5), |token| {
+            let deadline = token.deadline().expect("set when the task started");
+            futures::executor::block_on(token.cancellation_token().cancelled());
+            assert!(std::time::Instant::now() >= deadline);
+            Ok(())
+        })
+        .unwrap();
+    f.result(LONG).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_token_interrupts_a_process_pool_task() {
+    use common::process::{gated_forever, shutdown_bounded, wait_gone, Gate as ProcGate};
+    let pool = concurrent_futures::ProcessPoolExecutor::new(1).unwrap();
+    let request = CancellationToken::new();
+    let mut gate = ProcGate::new();
+    let mut f = pool.submit(gated_forever, gate.path()).unwrap();
+    f.interrupt_on_cancel(&request);
+    gate.wait_started();
+    let victim = pool.worker_pids()[0];
+    request.cancel();
+    assert!(matches!(f.result(LONG), Err(Error::Interrupted)));
+    assert!(wait_gone(victim, std::time::Duration::from_secs(10)));
+    shutdown_bounded(&pool);
+}

@@ -10,10 +10,11 @@ use std::future::Future;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures_core::FusedFuture;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 pub use handle::TaskHandle;
@@ -176,6 +177,60 @@ impl<T> PoolFuture<T> {
         T: Send + 'static,
     {
         TaskHandle::new(self.id(), &self.cell)
+    }
+
+    /// Ties the task to a tokio-util [`CancellationToken`] (a request's, a service's shutdown): once
+    /// `token` is cancelled, the task is [interrupted](PoolFuture::interrupt): cancelled if it has not
+    /// started, told to stop if it runs (a thread-pool task's [`CancelToken`](crate::CancelToken)
+    /// fires; a process-pool task's worker is killed). At once if `token` is already cancelled.
+    ///
+    /// The link holds one registration on `token`, dropped when the task ends, so a long-lived token
+    /// gathers nothing from finished tasks. Any number of futures may be tied to one token.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let (started_tx, started) = std::sync::mpsc::channel();
+    /// let request = CancellationToken::new();
+    /// let running = pool.spawn_cancellable(move |token| {
+    ///     started_tx.send(()).unwrap();
+    ///     while !token.is_cancelled() { std::thread::yield_now(); }
+    ///     Err::<(), _>(Error::Interrupted)
+    /// })?;
+    /// let queued = pool.submit(|n: u32| n, 1)?;
+    /// running.interrupt_on_cancel(&request);
+    /// queued.interrupt_on_cancel(&request);
+    /// started.recv().unwrap();
+    ///
+    /// request.cancel();
+    /// assert!(matches!(futures::executor::block_on(running), Err(Error::Interrupted)));
+    /// assert!(queued.cancelled());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn interrupt_on_cancel(&self, token: &CancellationToken)
+    where
+        T: Send + 'static,
+    {
+        if self.done() {
+            return;
+        }
+        let mut registration = Box::pin(token.clone().cancelled_owned());
+        let waker = Waker::from(Arc::new(InterruptOnWake {
+            token: token.clone(),
+            task: self.handle(),
+        }));
+        if registration
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+        {
+            self.interrupt();
+            return;
+        }
+        // The callback owns the registration: it goes when the task ends (at once if it just did).
+        self.add_done_callback(move |_| drop(registration));
     }
 
     /// Whether the future was cancelled.
@@ -351,6 +406,21 @@ impl<T> fmt::Debug for PoolFuture<T> {
             self.id(),
             self.cell.core.describe()
         )
+    }
+}
+
+/// What a token tied by [`PoolFuture::interrupt_on_cancel`] wakes: interrupts the task, once the token
+/// is really cancelled (a wake-up alone proves nothing).
+struct InterruptOnWake {
+    token: CancellationToken,
+    task: TaskHandle,
+}
+
+impl Wake for InterruptOnWake {
+    fn wake(self: Arc<Self>) {
+        if self.token.is_cancelled() {
+            self.task.interrupt();
+        }
     }
 }
 

@@ -255,9 +255,47 @@ impl ThreadPoolExecutor {
         F: FnOnce(&CancelToken) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        let state = TokenState::new(None);
+        let state = TokenState::new(None, None);
         let token = CancelToken(state.clone());
         self.push(move || f(&token), Some(state), WhenFull::Block)
+    }
+
+    /// [`spawn_cancellable`](Self::spawn_cancellable) tied to a caller's tokio-util
+    /// [`CancellationToken`](tokio_util::sync::CancellationToken), such as a request's: cancelling it
+    /// cancels the task if it is still queued ([`Error::Cancelled`]) and fires the task's token if it
+    /// is running. The task's token is a [child](tokio_util::sync::CancellationToken::child_token) of
+    /// `token`, so interrupting the task does not cancel the caller's token.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), concurrent_futures::Error> {
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let shutdown = CancellationToken::new(); // the service's
+    /// let request = shutdown.child_token();    // one request's
+    /// let work = pool.spawn_cancellable_with(request, |token| {
+    ///     while !token.is_cancelled() { std::thread::yield_now(); } // long work, checking the token
+    ///     Err::<(), _>(Error::Interrupted)
+    /// })?;
+    /// shutdown.cancel(); // reaches the running task through the request's token
+    /// assert!(matches!(work.await, Err(Error::Interrupted) | Err(Error::Cancelled)));
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn_cancellable_with<R, F>(
+        &self,
+        token: tokio_util::sync::CancellationToken,
+        f: F,
+    ) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce(&CancelToken) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let state = TokenState::new(Some(token.child_token()), None);
+        let task_token = CancelToken(state.clone());
+        let fut = self.push(move || f(&task_token), Some(state), WhenFull::Block)?;
+        fut.interrupt_on_cancel(&token);
+        Ok(fut)
     }
 
     /// [`spawn_cancellable`](Self::spawn_cancellable) with a time limit: the token also fires `limit`
@@ -281,7 +319,7 @@ impl ThreadPoolExecutor {
         F: FnOnce(&CancelToken) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        let state = TokenState::new(Some(limit));
+        let state = TokenState::new(None, Some(limit));
         let token = CancelToken(state.clone());
         self.push(move || f(&token), Some(state), WhenFull::Block)
     }
