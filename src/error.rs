@@ -13,6 +13,17 @@ use std::sync::Arc;
 /// `Error` is `Clone` so that a failed future can hand out its error again on every call to
 /// [`PoolFuture::result`](crate::PoolFuture::result), as Python re-raises the same exception.
 ///
+/// # Messages
+///
+/// `Display` texts follow Rust's convention (the API guidelines' C-GOOD-ERR), not Python's sentences:
+/// lower case, no trailing punctuation, so they compose into larger messages (`"loading the model:
+/// {e}"`) and error-chain reports. The wording is Python's wherever that helps someone porting code
+/// find the counterpart: `"cannot schedule new futures after shutdown"`, `"2 (of 4) futures
+/// unfinished"`, `"a child process terminated abruptly, the process pool is not usable anymore"`,
+/// and Python's state names in capitals (`"CANCELLED: the future already ended (#3)"`). Texts that
+/// carry someone else's message (a panic's, a task's error, a serde error) keep it as it was.
+/// A panic's text says where it happened; `{:#}` adds its backtrace when one was captured.
+///
 /// ```
 /// use concurrent_futures::{Error, ThreadPoolExecutor};
 ///
@@ -120,7 +131,7 @@ impl fmt::Display for Error {
             Error::Interrupted => f.write_str("the running task was interrupted"),
             Error::BrokenThreadPool(why) => write!(
                 f,
-                "A thread initializer failed, the thread pool is not usable anymore: {why}"
+                "a thread initializer failed, the thread pool is not usable anymore: {why}"
             ),
             Error::Shutdown => f.write_str("cannot schedule new futures after shutdown"),
             Error::Full => f.write_str("the work queue is full"),
@@ -594,15 +605,15 @@ impl fmt::Display for BrokenProcessPool {
         let lead = match (&*self.cause, self.seen_by) {
             (BrokenCause::ForcedShutdown, _) => {
                 return f.write_str(
-                    "A worker process exited while the pool was being forcefully shut down; \
-                     work that was still enqueued will not be run.",
+                    "a worker process exited while the pool was being forcefully shut down; \
+                     work that was still enqueued will not be run",
                 )
             }
             (_, BrokenSeenBy::Submit) => {
-                "A child process terminated abruptly, the process pool is not usable anymore"
+                "a child process terminated abruptly, the process pool is not usable anymore"
             }
             (_, BrokenSeenBy::Future) => {
-                "A process in the process pool was terminated abruptly while the future was running or pending."
+                "a process in the process pool was terminated abruptly while the future was running or pending"
             }
         };
         match &*self.cause {

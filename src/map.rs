@@ -62,7 +62,7 @@ impl MapOptions {
     /// one element fails only that element.
     ///
     /// Both pools honour it and both refuse 0: `map` then fails at the call with
-    /// [`Error::InvalidArgument`]`("chunksize must be >= 1.")`, before reading any input. (Python's
+    /// [`Error::InvalidArgument`]`("chunksize must be >= 1")`, before reading any input. (Python's
     /// process pool raises the same; its thread pool ignores `chunksize`, whatever its value. Here one
     /// rule for both, so that code generic over [`Executor`](crate::Executor) behaves the same on either.
     /// A negative value, which Python's thread pool also ignores, cannot be written with `usize`.)
@@ -90,7 +90,7 @@ impl MapOptions {
 
     pub(crate) fn chunk_len(&self) -> Result<NonZeroUsize, Error> {
         NonZeroUsize::new(self.chunksize)
-            .ok_or_else(|| Error::InvalidArgument("chunksize must be >= 1.".into()))
+            .ok_or_else(|| Error::InvalidArgument("chunksize must be >= 1".into()))
     }
 
     fn in_flight_limit(&self) -> Result<usize, Error> {

@@ -11,7 +11,7 @@ use common::threads::Gate;
 use common::{logs, LONG};
 use concurrent_futures::{Error, MapOptions, Queued, ThreadPoolExecutor};
 
-const BROKEN: &str = "A thread initializer failed, the thread pool is not usable anymore";
+const BROKEN: &str = "a thread initializer failed, the thread pool is not usable anymore";
 
 thread_local! {
     static INITIALIZED: Cell<Option<&'static str>> = const { Cell::new(None) };

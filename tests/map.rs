@@ -484,7 +484,7 @@ fn zero_buffer_or_chunksize_is_rejected_at_the_call() {
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     match pool.map_with(square, counting(&pulled), MapOptions::new().chunksize(0)) {
-        Err(Error::InvalidArgument(msg)) => assert_eq!(msg, "chunksize must be >= 1."),
+        Err(Error::InvalidArgument(msg)) => assert_eq!(msg, "chunksize must be >= 1"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     assert_eq!(pulled.load(Ordering::SeqCst), 0);

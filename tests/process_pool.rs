@@ -199,7 +199,7 @@ fn map_chunksizes_and_validation() -> Result<(), Error> {
     let e = pool
         .map_with(|n: u64| n, 0..3, MapOptions::new().chunksize(0))
         .unwrap_err();
-    assert_eq!(e.to_string(), "chunksize must be >= 1.");
+    assert_eq!(e.to_string(), "chunksize must be >= 1");
     let pids = pool.worker_pids();
     pool.shutdown(Queued::Run);
     assert_all_gone(&pids);
