@@ -139,7 +139,14 @@ impl<T> CompletionSet<T> {
     /// Cancels every task that has not started and asks every running one to stop
     /// ([`PoolFuture::interrupt`]); returns how many it reached. All stay in the set until they end.
     pub fn interrupt_all(&self) -> usize {
-        self.futures().filter(|f| f.interrupt()).count()
+        // Queued ones first: a running task stopped first could free its worker to start one of them.
+        let cancelled: Vec<bool> = self.futures().map(PoolFuture::cancel).collect();
+        let interrupted = self
+            .futures()
+            .zip(&cancelled)
+            .filter(|(f, &was_cancelled)| !was_cancelled && f.interrupt())
+            .count();
+        cancelled.iter().filter(|&&c| c).count() + interrupted
     }
 
     /// A [`TaskHandle`] for every task in the set, to stop them from elsewhere.

@@ -23,8 +23,12 @@ const _: () = {
         unwind_safe::<PoolFuture<std::rc::Rc<u8>>>();
         unwind_safe::<CancelOnDrop<std::cell::Cell<u8>>>();
         unwind_safe::<Error>();
+        unwind_safe::<concurrent_futures::TaskHandle>();
+        unwind_safe::<concurrent_futures::CompletionSet<std::cell::Cell<u8>>>();
         send_sync::<PoolFuture<std::cell::Cell<u8>>>();
         send_sync::<Error>();
+        send_sync::<concurrent_futures::TaskHandle>();
+        send_sync::<concurrent_futures::Rejected<Box<dyn FnOnce() + Send + Sync>>>();
     }
     let _ = check;
 };
@@ -491,17 +495,33 @@ fn a_request_token_interrupts_the_running_task_and_cancels_the_queued_one() {
     let request = service.child_token();
     let other_request = service.child_token();
     let (started_tx, started) = mpsc::channel();
+    let (saw_tx, saw) = mpsc::channel();
+    // The running task holds its worker until the test has seen `cancel()` return: the token's waiters
+    // are woken one by one, so a worker freed at once could take the queued task before its waiter
+    // ran (it would then start with its token fired; see `spawn_cancellable_with`).
+    let gate = Gate::default();
+    let _open = gate.guard();
+    let g = gate.clone();
     let mut running = pool
-        .spawn_cancellable_with(request.clone(), until_cancelled(started_tx.clone()))
+        .spawn_cancellable_with(request.clone(), move |token| {
+            started_tx.send(()).unwrap();
+            futures::executor::block_on(token.cancelled());
+            saw_tx.send(()).unwrap();
+            g.wait();
+            Err::<(), _>(Error::Interrupted)
+        })
         .unwrap();
     let mut queued = pool
-        .spawn_cancellable_with(request.clone(), until_cancelled(started_tx))
+        .spawn_cancellable_with(request.clone(), |_| Ok(()))
         .unwrap();
     let mut unrelated = pool
         .spawn_cancellable_with(other_request.clone(), |_| Ok(5))
         .unwrap();
     started.recv_timeout(LONG).unwrap();
     request.cancel();
+    assert!(queued.cancelled(), "cancelled by the time cancel() returns");
+    saw.recv_timeout(LONG).unwrap();
+    gate.open();
     assert!(matches!(running.result(LONG), Err(Error::Interrupted)));
     assert!(matches!(queued.result(LONG), Err(Error::Cancelled)));
     assert_eq!(

@@ -45,6 +45,11 @@ pub struct TaskHandle {
     task: Arc<dyn Control>,
 }
 
+// As for `PoolFuture`: the controls act only through the task's own locks, which run no user code
+// while held (tokio's `AbortHandle` says the same).
+impl std::panic::UnwindSafe for TaskHandle {}
+impl std::panic::RefUnwindSafe for TaskHandle {}
+
 /// The type-erased controls of one task.
 trait Control: Send + Sync {
     /// `None` once the task's state is gone: it had ended and its future was dropped.

@@ -185,7 +185,9 @@ impl<T> PoolFuture<T> {
     /// fires; a process-pool task's worker is killed). At once if `token` is already cancelled.
     ///
     /// The link holds one registration on `token`, dropped when the task ends, so a long-lived token
-    /// gathers nothing from finished tasks. Any number of futures may be tied to one token.
+    /// gathers nothing from finished tasks. Any number of futures may be tied to one token. The task is
+    /// interrupted on the thread that cancels `token`, before `cancel()` returns (which also runs the
+    /// done callbacks of a task it cancels there).
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};

@@ -266,6 +266,11 @@ impl ThreadPoolExecutor {
     /// is running. The task's token is a [child](tokio_util::sync::CancellationToken::child_token) of
     /// `token`, so interrupting the task does not cancel the caller's token.
     ///
+    /// A token wakes its waiters one by one, so a task that a worker takes while `token.cancel()` is
+    /// still running may start rather than be cancelled; it starts with its own token already fired,
+    /// and ends at its first check. By the time `cancel()` returns, every task of `token` still queued
+    /// is cancelled.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), concurrent_futures::Error> {
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
