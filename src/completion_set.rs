@@ -103,6 +103,21 @@ impl<T> CompletionSet<T> {
 
     /// Adds a future; its outcome will be yielded once it ends (at the next poll if it already has).
     /// Returns its id. O(1).
+    ///
+    /// ```
+    /// use concurrent_futures::{CompletionSet, Promise};
+    ///
+    /// let mut set = CompletionSet::new();
+    /// assert!(set.is_empty());
+    /// let (promise, future) = Promise::new();
+    /// let id = set.push(future);
+    /// assert_eq!(set.len(), 1);
+    /// promise.set_result("done")?;
+    /// let (got, outcome) = set.next_blocking(None)?.unwrap();
+    /// assert_eq!((got, outcome?), (id, "done"));
+    /// assert!(set.is_empty());
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
     pub fn push(&mut self, future: PoolFuture<T>) -> FutureId {
         let id = future.id();
         let index = match self.free.pop() {
@@ -132,12 +147,48 @@ impl<T> CompletionSet<T> {
 
     /// Cancels every task in the set that has not started; returns how many it cancelled. They stay in
     /// the set and are yielded with [`Error::Cancelled`].
+    ///
+    /// ```
+    /// use concurrent_futures::{CompletionSet, Error, Promise};
+    ///
+    /// let (running, a) = Promise::<u8>::new();
+    /// let (_queued, b) = Promise::<u8>::new();
+    /// assert!(running.set_running());
+    /// let mut set: CompletionSet<u8> = [a, b].into_iter().collect();
+    /// assert_eq!(set.cancel_all(), 1); // the running one is not cancelled
+    /// let (_, outcome) = set.next_blocking(None)?.unwrap();
+    /// assert!(matches!(outcome, Err(Error::Cancelled)));
+    /// running.set_result(1)?;
+    /// assert_eq!(set.next_blocking(None)?.unwrap().1?, 1);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn cancel_all(&self) -> usize {
         self.futures().filter(|f| f.cancel()).count()
     }
 
     /// Cancels every task that has not started and asks every running one to stop
     /// ([`PoolFuture::interrupt`]); returns how many it reached. All stay in the set until they end.
+    ///
+    /// ```
+    /// use concurrent_futures::{CompletionSet, Error, ThreadPoolExecutor};
+    /// use std::sync::mpsc;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let (started_tx, started) = mpsc::channel();
+    /// let mut set = CompletionSet::new();
+    /// set.push(pool.spawn_cancellable(move |token| {
+    ///     started_tx.send(()).unwrap();
+    ///     while !token.is_cancelled() { std::thread::yield_now(); }
+    ///     Err::<u8, _>(Error::Interrupted)
+    /// })?);
+    /// set.push(pool.spawn(|| 2)?);
+    /// started.recv().unwrap();
+    /// assert_eq!(set.interrupt_all(), 2); // one interrupted, one cancelled
+    /// while let Some((_, outcome)) = set.next_blocking(None)? {
+    ///     assert!(matches!(outcome, Err(Error::Interrupted | Error::Cancelled)));
+    /// }
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn interrupt_all(&self) -> usize {
         // Queued ones first: a running task stopped first could free its worker to start one of them.
         let cancelled: Vec<bool> = self.futures().map(PoolFuture::cancel).collect();
@@ -150,6 +201,16 @@ impl<T> CompletionSet<T> {
     }
 
     /// A [`TaskHandle`] for every task in the set, to stop them from elsewhere.
+    ///
+    /// ```
+    /// use concurrent_futures::{CompletionSet, Promise};
+    ///
+    /// let (_p, f) = Promise::<u8>::new();
+    /// let set: CompletionSet<u8> = [f].into_iter().collect();
+    /// let handles = set.handles();
+    /// std::thread::spawn(move || assert!(handles[0].cancel())).join().unwrap();
+    /// # drop(set);
+    /// ```
     pub fn handles(&self) -> Vec<TaskHandle>
     where
         T: Send + 'static,
@@ -162,6 +223,21 @@ impl<T> CompletionSet<T> {
     }
 
     /// The next outcome, with the id of the future it came from: `Ready(None)` once the set is empty.
+    /// For hand-written futures and `poll_fn`; registers `cx`'s waker when it returns `Pending`.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use concurrent_futures::{CompletionSet, Promise};
+    /// use std::future::poll_fn;
+    ///
+    /// let mut set = CompletionSet::new();
+    /// let (promise, f) = Promise::new();
+    /// set.push(f);
+    /// promise.set_result(5u8)?;
+    /// let (_, outcome) = poll_fn(|cx| set.poll_join_next_with_id(cx)).await.unwrap();
+    /// assert_eq!(outcome?, 5);
+    /// # Ok::<(), concurrent_futures::Error>(()) }).unwrap();
+    /// ```
     pub fn poll_join_next_with_id(
         &mut self,
         cx: &mut Context<'_>,
@@ -190,7 +266,21 @@ impl<T> CompletionSet<T> {
 
     /// Waits for the next task to end and gives its outcome; `None` once the set is empty (which a set
     /// that is still being pushed to may only be for now). Cancel-safe: dropping the returned future
-    /// loses nothing.
+    /// loses nothing, so it can be a `select!` branch.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), concurrent_futures::Error> {
+    /// use concurrent_futures::{CompletionSet, ThreadPoolExecutor};
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut set = CompletionSet::new();
+    /// set.push(pool.submit(|n: u32| n + 1, 1)?);
+    /// let first = tokio::time::timeout(Duration::from_secs(30), set.join_next()).await;
+    /// assert_eq!(first.unwrap().unwrap()?, 2);
+    /// assert!(set.join_next().await.is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn join_next(&mut self) -> impl Future<Output = Option<Result<T, Error>>> + '_ {
         poll_fn(|cx| {
             self.poll_join_next_with_id(cx)

@@ -266,6 +266,14 @@ struct PanicInner {
 impl Panic {
     /// A panic with only a message (no location, backtrace or original payload), as a
     /// [`Promise`](crate::Promise) producer may report one.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Panic};
+    ///
+    /// let p = Panic::new("worker gave up");
+    /// assert_eq!((p.message(), p.location(), p.backtrace()), ("worker gave up", None, None));
+    /// assert_eq!(Error::Panicked(p).to_string(), "the task panicked: worker gave up");
+    /// ```
     pub fn new(message: impl Into<String>) -> Self {
         Self::with_details(message.into(), None, None, None)
     }
@@ -320,6 +328,18 @@ impl Panic {
 
     /// The payload to re-raise with [`std::panic::resume_unwind`] (tokio's `JoinError::into_panic`): the
     /// original one for the first caller among this panic's clones, else a `String` with the message.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut f = pool.spawn(|| -> u8 { panic!("boom") })?;
+    /// let Err(Error::Panicked(p)) = f.result(None) else { panic!() };
+    /// let copy = p.clone();
+    /// assert_eq!(*p.into_panic().downcast::<&str>().unwrap(), "boom"); // `panic!("boom")`'s payload
+    /// assert_eq!(*copy.into_panic().downcast::<String>().unwrap(), "boom"); // the message, later
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn into_panic(self) -> Box<dyn std::any::Any + Send> {
         let original = self
             .0
@@ -447,6 +467,17 @@ impl<W> Rejected<W> {
     }
 
     /// The error and the work.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Queued, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// pool.shutdown(Queued::Run);
+    /// let (error, (f, arg)) = pool.try_submit(|n: u8| n + 1, 1).unwrap_err().into_parts();
+    /// assert!(matches!(error, Error::Shutdown));
+    /// assert_eq!(f(arg), 2);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn into_parts(self) -> (Error, W) {
         (self.error, self.work)
     }

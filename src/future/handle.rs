@@ -82,7 +82,15 @@ impl TaskHandle {
         }
     }
 
-    /// The task's future's id.
+    /// The task's future's id: the same as [`PoolFuture::id`](crate::PoolFuture::id), to tell handles
+    /// apart or find the input a task came from.
+    ///
+    /// ```
+    /// use concurrent_futures::Promise;
+    ///
+    /// let (_p, f) = Promise::<u8>::new();
+    /// assert_eq!(f.handle().id(), f.id());
+    /// ```
     pub fn id(&self) -> FutureId {
         self.id
     }
@@ -99,6 +107,21 @@ impl TaskHandle {
     }
 
     /// Whether the task has ended (finished or cancelled): [`PoolFuture::done`](crate::PoolFuture::done).
+    ///
+    /// ```
+    /// use concurrent_futures::Promise;
+    ///
+    /// let (promise, f) = Promise::<u8>::new();
+    /// let handle = f.handle();
+    /// assert!(!handle.done() && !handle.running());
+    /// promise.set_running();
+    /// assert!(handle.running());
+    /// promise.set_result(1)?;
+    /// assert!(handle.done() && !handle.cancelled());
+    /// drop(f);
+    /// assert!(handle.done()); // still known once the future is gone
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
     pub fn done(&self) -> bool {
         !matches!(self.task.phase(), Some(Phase::Pending | Phase::Running))
     }

@@ -325,6 +325,19 @@ impl CancelToken {
 
     /// The tokio-util token itself: pass it (or [`child_token`](CancellationToken::child_token)) to
     /// async code the task runs, or cancel it to stop the task from inside.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut f = pool.spawn_cancellable(|token| {
+    ///     let for_async_code = token.cancellation_token().child_token();
+    ///     token.cancellation_token().cancel(); // giving up from inside
+    ///     Ok(for_async_code.is_cancelled() && token.is_cancelled())
+    /// })?;
+    /// assert!(f.result(None)?);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
     pub fn cancellation_token(&self) -> &CancellationToken {
         &self.0.token
     }
