@@ -2,11 +2,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::iter::FusedIterator;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
+use futures_core::{FusedStream, Stream};
 
 use crate::deadline::Deadline;
 use crate::error::Error;
@@ -79,7 +80,9 @@ where
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum StreamState {
     Yielding,
-    /// The timeout error has been yielded (or everything was): nothing more comes.
+    /// The timeout error has been yielded: the next poll ends the stream.
+    Expired,
+    /// The stream has returned `None`: nothing more comes.
     Ended,
 }
 
@@ -107,7 +110,8 @@ impl<F: Watch> AsCompleted<F> {
     }
 
     fn poll_core(&mut self, cx: &mut Context<'_>) -> Poll<Option<F>> {
-        if self.state == StreamState::Ended {
+        if self.state != StreamState::Yielding {
+            self.state = StreamState::Ended;
             return Poll::Ready(None);
         }
         if self.ready.is_empty() && self.set.pending() > 0 {
@@ -127,7 +131,7 @@ impl<F: Watch> AsCompleted<F> {
     }
 
     fn expire(&mut self) -> Error {
-        self.state = StreamState::Ended;
+        self.state = StreamState::Expired;
         let err = Error::Unfinished {
             pending: self.set.pending() + self.ready.len(),
             total: self.set.len(),
@@ -158,11 +162,37 @@ impl<F: Watch + Unpin> Stream for AsCompleted<F> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.state == StreamState::Ended {
+        if self.state != StreamState::Yielding {
             (0, Some(0))
         } else {
             (0, Some(self.remaining() + 1))
         }
+    }
+}
+
+/// Terminated once the stream has returned `None`, so `futures::select!` takes
+/// `as_completed(…).next()` without `.fuse()`.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+/// use futures::StreamExt;
+///
+/// let pool = ThreadPoolExecutor::new(2)?;
+/// let mut done = as_completed(vec![pool.submit(|n: u32| n, 1)?, pool.submit(|n: u32| n, 2)?]);
+/// let mut sum = 0;
+/// loop {
+///     futures::select! {
+///         f = done.next() => if let Some(f) = f { sum += f?.await? },
+///         complete => break,
+///     }
+/// }
+/// assert_eq!(sum, 3);
+/// # Ok::<(), concurrent_futures::Error>(()) }).unwrap();
+/// ```
+impl<F: Watch + Unpin> FusedStream for AsCompleted<F> {
+    fn is_terminated(&self) -> bool {
+        self.state == StreamState::Ended
     }
 }
 
@@ -191,6 +221,8 @@ impl<F: Watch> Iterator for AsCompletedIter<F> {
         }
     }
 }
+
+impl<F: Watch> FusedIterator for AsCompletedIter<F> {}
 
 impl<F: Watch> fmt::Debug for AsCompleted<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -145,6 +145,27 @@ mod quiet {
     }
 }
 
+/// Wakes a waker at an instant (std clock) from the shared timer thread, until dropped: a time-limited
+/// task's token is cancelled this way when its limit runs out.
+pub(crate) struct Alarm(Option<shared::Key>);
+
+impl Alarm {
+    /// `None` if no timer thread could be started.
+    pub(crate) fn set(at: Instant, waker: &std::task::Waker) -> Option<Alarm> {
+        let mut key = None;
+        shared::register(&mut key, at, waker).ok()?;
+        Some(Alarm(key))
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        if let Some(key) = self.0.take() {
+            shared::cancel(key);
+        }
+    }
+}
+
 /// The process-wide timer for deadlines no tokio timer serves.
 ///
 /// One thread, started at the first registration, sleeps on a condition variable until the earliest

@@ -13,13 +13,24 @@ use std::sync::Arc;
 /// `Error` is `Clone` so that a failed future can hand out its error again on every call to
 /// [`PoolFuture::result`](crate::PoolFuture::result), as Python re-raises the same exception.
 ///
+/// # Messages
+///
+/// `Display` texts follow Rust's convention (the API guidelines' C-GOOD-ERR), not Python's sentences:
+/// lower case, no trailing punctuation, so they compose into larger messages (`"loading the model:
+/// {e}"`) and error-chain reports. The wording is Python's wherever that helps someone porting code
+/// find the counterpart: `"cannot schedule new futures after shutdown"`, `"2 (of 4) futures
+/// unfinished"`, `"a child process terminated abruptly, the process pool is not usable anymore"`,
+/// and Python's state names in capitals (`"CANCELLED: the future already ended (#3)"`). Texts that
+/// carry someone else's message (a panic's, a task's error, a serde error) keep it as it was.
+/// A panic's text says where it happened; `{:#}` adds its backtrace when one was captured.
+///
 /// ```
 /// use concurrent_futures::{Error, ThreadPoolExecutor};
 ///
 /// let pool = ThreadPoolExecutor::new(1)?;
 /// let mut f = pool.spawn(|| -> u32 { panic!("the value 5 is no good") })?;
 /// match f.result(None) {
-///     Err(Error::Panicked(msg)) => assert_eq!(msg, "the value 5 is no good"),
+///     Err(Error::Panicked(p)) => assert_eq!(p.message(), "the value 5 is no good"),
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// # Ok::<(), Error>(())
@@ -40,8 +51,9 @@ pub enum Error {
         /// Distinct futures given to `as_completed`.
         total: usize,
     },
-    /// The task panicked; the payload's message (`&str` or `String` payloads) is kept. The worker survives.
-    Panicked(String),
+    /// The task panicked. The [`Panic`] keeps its message, location, backtrace (if asked for) and
+    /// payload (to re-raise). The worker survives.
+    Panicked(Panic),
     /// A task submitted as fallible returned `Err`; the error is kept and can be downcast.
     Failed(TaskError),
     /// A running task was interrupted on request (see [`PoolFuture::interrupt`](crate::PoolFuture::interrupt))
@@ -105,12 +117,21 @@ impl fmt::Display for Error {
             Error::Unfinished { pending, total } => {
                 write!(f, "{pending} (of {total}) futures unfinished")
             }
-            Error::Panicked(msg) => write!(f, "the task panicked: {msg}"),
+            Error::Panicked(p) => {
+                match p.location() {
+                    Some(at) => write!(f, "the task panicked at {at}: {}", p.message())?,
+                    None => write!(f, "the task panicked: {}", p.message())?,
+                }
+                match p.backtrace() {
+                    Some(bt) if f.alternate() => write!(f, "\nstack backtrace:\n{bt}"),
+                    _ => Ok(()),
+                }
+            }
             Error::Failed(e) => write!(f, "the task failed: {e}"),
             Error::Interrupted => f.write_str("the running task was interrupted"),
             Error::BrokenThreadPool(why) => write!(
                 f,
-                "A thread initializer failed, the thread pool is not usable anymore: {why}"
+                "a thread initializer failed, the thread pool is not usable anymore: {why}"
             ),
             Error::Shutdown => f.write_str("cannot schedule new futures after shutdown"),
             Error::Full => f.write_str("the work queue is full"),
@@ -164,6 +185,11 @@ impl std::error::Error for Error {
 #[derive(Clone)]
 pub struct TaskError(Arc<dyn std::error::Error + Send + Sync + 'static>);
 
+// The task's error is only ever read through `&`, and the crate never mutates it: as `anyhow::Error`
+// does, vouch for it so that `Error` (and the futures that hold one) work inside `catch_unwind`.
+impl std::panic::UnwindSafe for TaskError {}
+impl std::panic::RefUnwindSafe for TaskError {}
+
 impl TaskError {
     /// Wraps any error.
     pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
@@ -190,6 +216,302 @@ impl fmt::Debug for TaskError {
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+/// A task's panic, as [`Error::Panicked`] keeps it: the message, where it happened, a backtrace when
+/// `RUST_BACKTRACE` asked for one, and the original payload for the first taker to re-raise.
+///
+/// The location and backtrace come from a panic hook the crate installs, chained in front of the hook
+/// already there (which still prints its report), the first time a pool runs a task. They are there
+/// for panics in thread-pool tasks and in process-pool workers alike (the worker sends them back with
+/// the message); they are `None` if the program replaced the panic hook afterwards, or for a `Panic`
+/// made by hand.
+///
+/// Cloning is cheap (one `Arc`). The payload is kept once: [`into_panic`](Panic::into_panic) and
+/// [`resume_unwind`](Panic::resume_unwind) give the first caller among all clones the original payload
+/// (`downcast` it to your own panic type); later callers, and panics from a process-pool worker
+/// (whose payload stayed in the worker), get a `String` payload holding the message.
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Oops(u32);
+///
+/// let pool = ThreadPoolExecutor::new(1)?;
+/// let mut f = pool.spawn(|| -> u8 { panic!("the value {} is no good", 5) })?;
+/// let Err(Error::Panicked(p)) = f.result(None) else { panic!() };
+/// assert_eq!(p, "the value 5 is no good");
+/// assert!(p.location().unwrap().contains(".rs:")); // file:line:column of the panic
+///
+/// // The original payload, to re-raise with std::panic::resume_unwind:
+/// let mut g = pool.spawn(|| -> u8 { std::panic::panic_any(Oops(7)) })?;
+/// let Err(Error::Panicked(p)) = g.result(None) else { panic!() };
+/// assert_eq!(p.message(), "Box<dyn Any>");
+/// assert_eq!(p.into_panic().downcast::<Oops>().ok().map(|b| *b), Some(Oops(7)));
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Panic(Arc<PanicInner>);
+
+struct PanicInner {
+    message: String,
+    location: Option<String>,
+    backtrace: Option<String>,
+    /// The original payload until someone takes it. A std mutex even under loom: no model looks at it.
+    payload: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+impl Panic {
+    /// A panic with only a message (no location, backtrace or original payload), as a
+    /// [`Promise`](crate::Promise) producer may report one.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Panic};
+    ///
+    /// let p = Panic::new("worker gave up");
+    /// assert_eq!((p.message(), p.location(), p.backtrace()), ("worker gave up", None, None));
+    /// assert_eq!(Error::Panicked(p).to_string(), "the task panicked: worker gave up");
+    /// ```
+    pub fn new(message: impl Into<String>) -> Self {
+        Self::with_details(message.into(), None, None, None)
+    }
+
+    /// A panic from the payload `std::panic::catch_unwind` gave back; its message is the payload's
+    /// text (`&str` or `String` payloads), and the payload is kept for [`into_panic`](Panic::into_panic).
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Panic, Promise};
+    ///
+    /// let (promise, mut fut) = Promise::<u8>::new();
+    /// let payload = std::panic::catch_unwind(|| -> u8 { panic!("no") }).unwrap_err();
+    /// promise.set_error(Error::Panicked(Panic::from_payload(payload)))?;
+    /// let Err(Error::Panicked(p)) = fut.result(None) else { panic!() };
+    /// assert_eq!(p, "no");
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_payload(payload: Box<dyn std::any::Any + Send>) -> Self {
+        Self::with_details(panic_message(&*payload), None, None, Some(payload))
+    }
+
+    pub(crate) fn with_details(
+        message: String,
+        location: Option<String>,
+        backtrace: Option<String>,
+        payload: Option<Box<dyn std::any::Any + Send>>,
+    ) -> Self {
+        Panic(Arc::new(PanicInner {
+            message,
+            location,
+            backtrace,
+            payload: std::sync::Mutex::new(payload),
+        }))
+    }
+
+    /// The panic's message: the payload's text for `&str` and `String` payloads (what `panic!` makes),
+    /// `"Box<dyn Any>"` for any other payload.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Where the task panicked, as `file:line:column`, if known.
+    pub fn location(&self) -> Option<&str> {
+        self.0.location.as_deref()
+    }
+
+    /// The backtrace of the panicking thread (a worker thread, or the worker process's), if
+    /// `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) asked for one where the task ran.
+    pub fn backtrace(&self) -> Option<&str> {
+        self.0.backtrace.as_deref()
+    }
+
+    /// The payload to re-raise with [`std::panic::resume_unwind`] (tokio's `JoinError::into_panic`): the
+    /// original one for the first caller among this panic's clones, else a `String` with the message.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut f = pool.spawn(|| -> u8 { panic!("boom") })?;
+    /// let Err(Error::Panicked(p)) = f.result(None) else { panic!() };
+    /// let copy = p.clone();
+    /// assert_eq!(*p.into_panic().downcast::<&str>().unwrap(), "boom"); // `panic!("boom")`'s payload
+    /// assert_eq!(*copy.into_panic().downcast::<String>().unwrap(), "boom"); // the message, later
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn into_panic(self) -> Box<dyn std::any::Any + Send> {
+        let original = self
+            .0
+            .payload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        original.unwrap_or_else(|| Box::new(self.0.message.clone()))
+    }
+
+    /// Re-raises the panic on this thread, with the payload [`into_panic`](Panic::into_panic) gives.
+    /// (No panic hook runs for it, as with [`std::panic::resume_unwind`].)
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut f = pool.spawn(|| -> u8 { panic!("boom") })?;
+    /// let caught = std::panic::catch_unwind(move || match f.result(None) {
+    ///     Err(Error::Panicked(p)) => p.resume_unwind(),
+    ///     other => other,
+    /// });
+    /// assert_eq!(*caught.unwrap_err().downcast::<&str>().unwrap(), "boom");
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn resume_unwind(self) -> ! {
+        std::panic::resume_unwind(self.into_panic())
+    }
+}
+
+/// The message only: `{}` of a `Panic` reads as the `panic!` text. [`Error`]'s `Display` adds the location,
+/// and with `{:#}` the backtrace.
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl fmt::Debug for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Panic")
+            .field("message", &self.0.message)
+            .field("location", &self.0.location)
+            .field("backtrace", &self.0.backtrace.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl PartialEq<str> for Panic {
+    fn eq(&self, other: &str) -> bool {
+        self.0.message == other
+    }
+}
+
+impl PartialEq<&str> for Panic {
+    fn eq(&self, other: &&str) -> bool {
+        self.0.message == *other
+    }
+}
+
+impl PartialEq<String> for Panic {
+    fn eq(&self, other: &String) -> bool {
+        self.0.message == *other
+    }
+}
+
+impl From<String> for Panic {
+    fn from(message: String) -> Self {
+        Panic::new(message)
+    }
+}
+
+impl From<&str> for Panic {
+    fn from(message: &str) -> Self {
+        Panic::new(message)
+    }
+}
+
+/// A submit that did not queue its work: the [`Error`] saying why ([`Error::Full`], [`Error::Shutdown`],
+/// a broken pool), and the work itself, handed back unchanged (as `std::sync::mpsc::TrySendError`
+/// does), so the caller can retry it later, run it inline, or drop it.
+///
+/// Returned by [`try_submit`](crate::ThreadPoolExecutor::try_submit) (the work is `(f, arg)`) and
+/// [`try_spawn`](crate::ThreadPoolExecutor::try_spawn) (the closure). It is not a second error enum:
+/// [`error`](Rejected::error) is the crate's one [`Error`], and `From<Rejected<W>> for Error` lets `?`
+/// turn it into that error (dropping the work) in a function returning `Result<_, Error>`.
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+/// use std::sync::mpsc;
+///
+/// let pool = ThreadPoolExecutor::builder().max_workers(1).queue_capacity(1).build()?;
+/// let (started_tx, started) = mpsc::channel();
+/// let (release, release_rx) = mpsc::channel::<()>();
+/// let busy = pool.spawn(move || { started_tx.send(()).unwrap(); release_rx.recv().ok(); })?;
+/// started.recv().unwrap();
+/// let queued = pool.try_submit(|n: u32| n + 1, 1)?; // fills the queue; `?` works as for any Error
+///
+/// let rejected = pool.try_submit(|n: u32| n * 10, 7).unwrap_err();
+/// assert!(matches!(rejected.error(), Error::Full));
+/// let (f, arg) = rejected.into_inner(); // the work comes back: run it here instead
+/// assert_eq!(f(arg), 70);
+/// release.send(()).unwrap();
+/// # drop((busy, queued));
+/// # Ok::<(), Error>(())
+/// ```
+pub struct Rejected<W> {
+    error: Error,
+    work: W,
+}
+
+impl<W> Rejected<W> {
+    pub(crate) fn new(error: Error, work: W) -> Self {
+        Rejected { error, work }
+    }
+
+    /// Why the work was not queued.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The work, as it was given to the submit.
+    pub fn into_inner(self) -> W {
+        self.work
+    }
+
+    /// The error and the work.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Queued, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// pool.shutdown(Queued::Run);
+    /// let (error, (f, arg)) = pool.try_submit(|n: u8| n + 1, 1).unwrap_err().into_parts();
+    /// assert!(matches!(error, Error::Shutdown));
+    /// assert_eq!(f(arg), 2);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn into_parts(self) -> (Error, W) {
+        (self.error, self.work)
+    }
+
+    /// Whether the queue was full (rather than the pool shut down or broken): trying again later may work.
+    pub fn is_full(&self) -> bool {
+        matches!(self.error, Error::Full)
+    }
+}
+
+impl<W> From<Rejected<W>> for Error {
+    fn from(rejected: Rejected<W>) -> Error {
+        rejected.error
+    }
+}
+
+/// Shows the error only: the work (often a closure) need not be `Debug`.
+impl<W> fmt::Debug for Rejected<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W> fmt::Display for Rejected<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<W> std::error::Error for Rejected<W> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
     }
 }
 
@@ -314,15 +636,15 @@ impl fmt::Display for BrokenProcessPool {
         let lead = match (&*self.cause, self.seen_by) {
             (BrokenCause::ForcedShutdown, _) => {
                 return f.write_str(
-                    "A worker process exited while the pool was being forcefully shut down; \
-                     work that was still enqueued will not be run.",
+                    "a worker process exited while the pool was being forcefully shut down; \
+                     work that was still enqueued will not be run",
                 )
             }
             (_, BrokenSeenBy::Submit) => {
-                "A child process terminated abruptly, the process pool is not usable anymore"
+                "a child process terminated abruptly, the process pool is not usable anymore"
             }
             (_, BrokenSeenBy::Future) => {
-                "A process in the process pool was terminated abruptly while the future was running or pending."
+                "a process in the process pool was terminated abruptly while the future was running or pending"
             }
         };
         match &*self.cause {

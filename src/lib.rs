@@ -22,17 +22,24 @@
 //! | `Future` | [`PoolFuture`]: `.await`, [`cancel`](PoolFuture::cancel), [`cancelled`](PoolFuture::cancelled), [`running`](PoolFuture::running), [`done`](PoolFuture::done), [`result`](PoolFuture::result), [`exception`](PoolFuture::exception), [`add_done_callback`](PoolFuture::add_done_callback) |
 //! | `Future()` + `set_result` | [`Promise`] |
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs).return_when(…).timeout(…)` then `.await` or `.blocking()` |
-//! | `as_completed(fs, timeout)` | [`as_completed`]`(fs).timeout(…)`: a `Stream`, or `for f in …` |
+//! | `as_completed(fs, timeout)` | [`as_completed`]`(fs).timeout(…)`: a `Stream`, or `for f in …`; a [`CompletionSet`] to add work while draining |
 //! | `CancelledError`, `TimeoutError`, `BrokenThreadPool`, `BrokenProcessPool`, `InvalidStateError`, `RuntimeError` | [`Error`] variants |
 //!
 //! # Beyond Python
 //!
 //! - A bounded queue: [`queue_capacity`](ThreadPoolBuilder::queue_capacity) with
-//!   [`try_submit`](ThreadPoolExecutor::try_submit) (fails [`Error::Full`]) and
+//!   [`try_submit`](ThreadPoolExecutor::try_submit) (fails with a [`Rejected`] holding [`Error::Full`]
+//!   and the work, handed back) and
 //!   [`submit_async`](ThreadPoolExecutor::submit_async) (waits for room); `map` with a
 //!   [`buffer`](MapOptions::buffer) works on endless inputs.
 //! - Stopping a *running* task cooperatively: [`spawn_cancellable`](ThreadPoolExecutor::spawn_cancellable),
-//!   [`spawn_with_time_limit`](ThreadPoolExecutor::spawn_with_time_limit), [`PoolFuture::interrupt`].
+//!   [`spawn_with_time_limit`](ThreadPoolExecutor::spawn_with_time_limit), [`PoolFuture::interrupt`]; the
+//!   task's [`CancelToken`] is tokio-util's `CancellationToken` inside, and a task follows a caller's token
+//!   with [`spawn_cancellable_with`](ThreadPoolExecutor::spawn_cancellable_with) or
+//!   [`PoolFuture::interrupt_on_cancel`] (either pool).
+//! - Handles as tokio users expect: a cloneable [`TaskHandle`] (tokio's `AbortHandle`), a growing
+//!   [`CompletionSet`] (tokio's `JoinSet`), fused futures and streams for `futures::select!`, and a
+//!   [`Panic`] that re-raises its original payload ([`Panic::resume_unwind`]).
 //! - [`Metrics`] as stable API; a stable [`FutureId`] per future.
 //! - CPython's bug where cancelled futures never count as done in `wait`/`as_completed` (gh-92001,
 //!   gh-109934) is not copied: a cancelled future is done, and wakes its waiters.
@@ -60,7 +67,9 @@
 //!   leaves the queue only to start at once. So a callback may wait on another task of the same pool
 //!   when another worker is free to run it (never on its own future: that is published only after the
 //!   callback returns), and `shutdown(Queued::Cancel)` from a callback cancels every task not started.
-//! - A task's panic is [`Error::Panicked`] on its future, with the message; the worker survives.
+//! - A task's panic is [`Error::Panicked`] on its future, with its message, location (and backtrace
+//!   when `RUST_BACKTRACE` asks), and the payload to re-raise with [`Panic::resume_unwind`]; the worker
+//!   survives.
 //! - Threads suit blocking I/O and, in Rust, CPU work too (no GIL).
 //!
 //! ```
@@ -89,11 +98,13 @@
 
 mod as_completed;
 mod bytes;
+mod completion_set;
 mod deadline;
 mod error;
 mod executor;
 mod future;
 mod map;
+mod panic;
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod process_pool;
 mod report;
@@ -104,9 +115,12 @@ mod watch;
 
 pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
 pub use bytes::Bytes;
-pub use error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, TaskError, WorkerExit};
+pub use completion_set::CompletionSet;
+pub use error::{
+    BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, Rejected, TaskError, WorkerExit,
+};
 pub use executor::{Executor, Payload};
-pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, Watch};
+pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, TaskHandle, Watch};
 pub use map::{Map, MapIter, MapOptions};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};

@@ -3,12 +3,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::iter::FusedIterator;
 use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
+use futures_core::{FusedStream, Stream};
 
 use crate::deadline::Deadline;
 use crate::error::Error;
@@ -61,7 +62,7 @@ impl MapOptions {
     /// one element fails only that element.
     ///
     /// Both pools honour it and both refuse 0: `map` then fails at the call with
-    /// [`Error::InvalidArgument`]`("chunksize must be >= 1.")`, before reading any input. (Python's
+    /// [`Error::InvalidArgument`]`("chunksize must be >= 1")`, before reading any input. (Python's
     /// process pool raises the same; its thread pool ignores `chunksize`, whatever its value. Here one
     /// rule for both, so that code generic over [`Executor`](crate::Executor) behaves the same on either.
     /// A negative value, which Python's thread pool also ignores, cannot be written with `usize`.)
@@ -89,7 +90,7 @@ impl MapOptions {
 
     pub(crate) fn chunk_len(&self) -> Result<NonZeroUsize, Error> {
         NonZeroUsize::new(self.chunksize)
-            .ok_or_else(|| Error::InvalidArgument("chunksize must be >= 1.".into()))
+            .ok_or_else(|| Error::InvalidArgument("chunksize must be >= 1".into()))
     }
 
     fn in_flight_limit(&self) -> Result<usize, Error> {
@@ -139,6 +140,8 @@ pub struct Map<R> {
     ready: VecDeque<Result<R, Error>>,
     limit: usize,
     deadline: Option<Deadline>,
+    /// The stream has returned `None`.
+    ended: bool,
 }
 
 impl<R> Map<R> {
@@ -159,6 +162,7 @@ impl<R> Map<R> {
             ready: VecDeque::new(),
             limit,
             deadline,
+            ended: false,
         };
         map.refill();
         Ok(map)
@@ -187,6 +191,7 @@ impl<R> Map<R> {
             }
             self.refill();
             let Some(front) = self.in_flight.front_mut() else {
+                self.ended = true;
                 return Poll::Ready(None);
             };
             let out = match front {
@@ -255,6 +260,32 @@ impl<R> Stream for Map<R> {
     }
 }
 
+/// Terminated once the stream has returned `None`, so `futures::select!` takes `map(…).next()`
+/// without `.fuse()`.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use concurrent_futures::ThreadPoolExecutor;
+/// use futures::StreamExt;
+///
+/// let pool = ThreadPoolExecutor::new(2)?;
+/// let mut squares = pool.map(|n: u32| n * n, 1..=3)?;
+/// let mut got = Vec::new();
+/// loop {
+///     futures::select! {
+///         r = squares.next() => if let Some(r) = r { got.push(r?) },
+///         complete => break,
+///     }
+/// }
+/// assert_eq!(got, [1, 4, 9]);
+/// # Ok::<(), concurrent_futures::Error>(()) }).unwrap();
+/// ```
+impl<R> FusedStream for Map<R> {
+    fn is_terminated(&self) -> bool {
+        self.ended
+    }
+}
+
 impl<R> IntoIterator for Map<R> {
     type Item = Result<R, Error>;
     type IntoIter = MapIter<R>;
@@ -280,6 +311,8 @@ impl<R> Iterator for MapIter<R> {
         }
     }
 }
+
+impl<R> FusedIterator for MapIter<R> {}
 
 impl<R> fmt::Debug for Map<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

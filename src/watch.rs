@@ -10,8 +10,49 @@ use std::task::{Context, Poll, Wake, Waker};
 use crate::future::Watch;
 use crate::sync::{lock, Mutex};
 
-struct ReadyQueue {
+/// The indices of watched futures whose wakers fired, and the one task to wake when one does. Shared by
+/// every per-future waker of a set; a [`WatchSet`] (fixed) or a `CompletionSet` (growing) drains it.
+pub(crate) struct ReadyQueue {
     inner: Mutex<Ready>,
+}
+
+impl ReadyQueue {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(ReadyQueue {
+            inner: Mutex::new(Ready {
+                indices: VecDeque::new(),
+                parent: None,
+            }),
+        })
+    }
+
+    /// A waker that queues `index` and wakes the parent.
+    pub(crate) fn waker(self: &Arc<Self>, index: usize) -> Waker {
+        Waker::from(Arc::new(Node {
+            index,
+            queue: self.clone(),
+        }))
+    }
+
+    /// Makes `waker` the one woken by the next ready index. Call before draining, so an index queued
+    /// after the drain still wakes the caller.
+    pub(crate) fn set_parent(&self, waker: &Waker) {
+        let mut r = lock(&self.inner);
+        match &r.parent {
+            Some(w) if w.will_wake(waker) => {}
+            _ => r.parent = Some(waker.clone()),
+        }
+    }
+
+    /// Queues `index` without waking anyone (a new entry the caller polls on its next turn).
+    pub(crate) fn push(&self, index: usize) {
+        lock(&self.inner).indices.push_back(index);
+    }
+
+    /// The next ready index.
+    pub(crate) fn pop(&self) -> Option<usize> {
+        lock(&self.inner).indices.pop_front()
+    }
 }
 
 struct Ready {
@@ -116,12 +157,7 @@ impl<F: Watch> WatchSet<F> {
             seen_early: Vec::new(),
             ended_at_start,
             wakers: Vec::new(),
-            queue: Arc::new(ReadyQueue {
-                inner: Mutex::new(Ready {
-                    indices: VecDeque::new(),
-                    parent: None,
-                }),
-            }),
+            queue: ReadyQueue::new(),
             phase: Phase::Fresh,
             pending: n,
         }
@@ -140,13 +176,7 @@ impl<F: Watch> WatchSet<F> {
     /// Reports, in order, the indices of futures newly seen ended: on the first call every future that
     /// had already ended (in input order), afterwards the ones that end, in completion order.
     pub(crate) fn poll_ended(&mut self, cx: &mut Context<'_>, out: &mut Vec<usize>) -> Poll<()> {
-        {
-            let mut r = lock(&self.queue.inner);
-            match &r.parent {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => r.parent = Some(cx.waker().clone()),
-            }
-        }
+        self.queue.set_parent(cx.waker());
         let before = out.len();
         if self.phase == Phase::Fresh {
             self.phase = Phase::Checked;
@@ -176,15 +206,8 @@ impl<F: Watch> WatchSet<F> {
                 self.poll_one(i, out);
             }
         } else {
-            loop {
-                let next = {
-                    let mut r = lock(&self.queue.inner);
-                    r.indices.pop_front()
-                };
-                match next {
-                    Some(i) => self.poll_one(i, out),
-                    None => break,
-                }
+            while let Some(i) = self.queue.pop() {
+                self.poll_one(i, out);
             }
         }
         if out.len() > before {
@@ -208,12 +231,7 @@ impl<F: Watch> WatchSet<F> {
             return; // taken out of the set; a late wake-up for it means nothing
         }
         let waker = self.wakers[i]
-            .get_or_insert_with(|| {
-                Waker::from(Arc::new(Node {
-                    index: i,
-                    queue: self.queue.clone(),
-                }))
-            })
+            .get_or_insert_with(|| self.queue.waker(i))
             .clone();
         let mut cx = Context::from_waker(&waker);
         let ended = self

@@ -185,7 +185,7 @@ fn messages_match_pythons() {
     let from_submit = broken_pool.spawn(|| ()).unwrap_err().to_string();
     assert_eq!(
         from_submit,
-        "A thread initializer failed, the thread pool is not usable anymore: error in initializer"
+        "a thread initializer failed, the thread pool is not usable anymore: error in initializer"
     );
 
     // On a queued future: the worker is started by the first submit, so the queued one is that one.
@@ -213,7 +213,7 @@ fn messages_match_pythons() {
         pool.map_with(|n: u8| n, 0..1, MapOptions::new().chunksize(0))
             .unwrap_err()
             .to_string(),
-        "chunksize must be >= 1."
+        "chunksize must be >= 1"
     );
     assert_eq!(
         pool.map_with(|n: u8| n, 0..1, MapOptions::new().buffer(0))
@@ -229,11 +229,12 @@ fn messages_match_pythons() {
         .to_string(),
         "1 (of 3) futures unfinished"
     );
+    let line = line!() + 2;
     let mut f = pool
         .spawn(|| -> u8 { panic!("the value 5 is no good") })
         .unwrap();
     assert_eq!(
         f.result(LONG).unwrap_err().to_string(),
-        "the task panicked: the value 5 is no good"
+        format!("the task panicked at tests/errors.rs:{line}:27: the value 5 is no good")
     );
 }

@@ -1,5 +1,6 @@
 //! loom models of the races the concurrency core must decide correctly: the future state machine
-//! (src/future/state.rs), blocking waits (src/future/park.rs), `wait`/`as_completed` (src/watch.rs),
+//! (src/future/state.rs), blocking waits (src/future/park.rs), `wait`/`as_completed`/`CompletionSet`
+//! (src/watch.rs, src/completion_set.rs),
 //! and the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
 //! threads are loom threads under `--cfg loom`).
 //!
@@ -19,7 +20,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use concurrent_futures::{
-    as_completed, wait, Error, PoolFuture, Promise, Queued, ReturnWhen, ThreadPoolExecutor,
+    as_completed, wait, CompletionSet, Error, PoolFuture, Promise, Queued, ReturnWhen,
+    ThreadPoolExecutor,
 };
 use loom::future::block_on;
 use loom::thread;
@@ -495,6 +497,42 @@ fn as_completed_stream_two_producers() {
             sum
         });
         assert_eq!(sum, 3);
+    });
+}
+
+#[test]
+fn completion_set_two_producers_blocking() {
+    // The same ready queue as `as_completed`, filled as the set grows: no completion is lost whichever
+    // side moves first.
+    model_bounded(|| {
+        let (a, b) = two_producers();
+        let mut set: CompletionSet<u32> = [a, b].into_iter().collect();
+        let mut sum = 0;
+        while let Some((_, outcome)) = set.next_blocking(None).unwrap() {
+            sum += outcome.unwrap();
+        }
+        assert_eq!(sum, 3);
+        assert!(set.is_empty());
+    });
+}
+
+#[test]
+fn completion_set_push_while_draining() {
+    // A future pushed after the set has registered with the first one, and completed on another thread
+    // meanwhile, is still yielded.
+    model_bounded(|| {
+        let (pa, a) = Promise::<u32>::new();
+        let (pb, b) = Promise::<u32>::new();
+        thread::spawn(move || pa.set_result(1).unwrap());
+        let mut set = CompletionSet::new();
+        set.push(a);
+        let first = block_on(async { set.join_next().await });
+        assert_eq!(first.unwrap().unwrap(), 1);
+        thread::spawn(move || pb.set_result(2).unwrap());
+        set.push(b);
+        let second = block_on(async { set.join_next().await });
+        assert_eq!(second.unwrap().unwrap(), 2);
+        assert!(block_on(async { set.join_next().await }).is_none());
     });
 }
 

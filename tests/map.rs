@@ -343,7 +343,7 @@ fn a_task_that_reports_its_own_timeout_does_not_end_the_map() {
         .unwrap();
     let results: Vec<_> = map.into_iter().collect();
     assert_eq!(results.len(), 3);
-    assert!(matches!(&results[1], Err(Error::Panicked(m)) if m.contains("timed out")));
+    assert!(matches!(&results[1], Err(Error::Panicked(m)) if m.message().contains("timed out")));
     assert_eq!(*results[2].as_ref().unwrap(), 2);
 }
 
@@ -484,7 +484,7 @@ fn zero_buffer_or_chunksize_is_rejected_at_the_call() {
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     match pool.map_with(square, counting(&pulled), MapOptions::new().chunksize(0)) {
-        Err(Error::InvalidArgument(msg)) => assert_eq!(msg, "chunksize must be >= 1."),
+        Err(Error::InvalidArgument(msg)) => assert_eq!(msg, "chunksize must be >= 1"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     assert_eq!(pulled.load(Ordering::SeqCst), 0);

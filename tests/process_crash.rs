@@ -41,7 +41,7 @@ fn assert_broken_by(
     assert_eq!(exit.signal(), signal, "{e}");
     assert!(
         e.to_string().starts_with(
-            "A process in the process pool was terminated abruptly while the future was running or pending."
+            "a process in the process pool was terminated abruptly while the future was running or pending"
         ),
         "{e}"
     );
@@ -52,7 +52,7 @@ fn assert_submit_refused_broken(pool: &ProcessPoolExecutor) {
         Err(e @ Error::BrokenProcessPool(_)) => {
             assert!(e.is_broken() && e.is_rejected());
             assert!(e.to_string().starts_with(
-                "A child process terminated abruptly, the process pool is not usable anymore"
+                "a child process terminated abruptly, the process pool is not usable anymore"
             ));
         }
         other => panic!("expected a refused submit, got {other:?}"),

@@ -71,7 +71,8 @@ fn runs_in_another_process_and_panics_keep_the_worker() -> Result<(), Error> {
         .submit(|(): ()| -> u8 { panic!("the value 5 is no good") }, ())?
         .result(LONG);
     assert!(
-        matches!(&p, Err(Error::Panicked(m)) if m == "the value 5 is no good"),
+        matches!(&p, Err(Error::Panicked(m)) if m == "the value 5 is no good"
+            && m.location().is_some_and(|at| at.starts_with("tests/process_pool.rs:"))),
         "{p:?}"
     );
     assert_eq!(
@@ -98,7 +99,15 @@ fn helper_one_remote_panic() {
     }
     let pool = ProcessPoolExecutor::new(1).unwrap();
     match pool.submit(panics_in_the_worker, ()).unwrap().result(LONG) {
-        Err(Error::Panicked(m)) => println!("message: {m}"),
+        Err(Error::Panicked(p)) => {
+            println!("message: {p}");
+            println!("location: {}", p.location().unwrap_or("none"));
+            let bt = p.backtrace().unwrap_or("");
+            println!(
+                "backtrace names the function: {}",
+                bt.contains("panics_in_the_worker")
+            );
+        }
         other => panic!("expected Panicked, got {other:?}"),
     }
     pool.shutdown(Queued::Run);
@@ -109,7 +118,7 @@ fn a_workers_panic_keeps_its_message_and_reports_where_it_happened() {
     // Item 21: the error keeps the worker's panic message exactly, and the worker's report of the panic
     // (the source line, and the backtrace of the worker's thread when RUST_BACKTRACE asks for one)
     // reaches the parent's stderr, as printing a child's exception shows its remote traceback in
-    // Python. (Error::Panicked carries the message only.)
+    // Python. The error itself carries the message, the location and the worker's backtrace too.
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -146,6 +155,14 @@ fn a_workers_panic_keeps_its_message_and_reports_where_it_happened() {
         .strip_prefix("remote failure at line ")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the message was not kept exactly: {message:?}"));
+    assert!(
+        stdout.contains(&format!("location: tests/process_pool.rs:{line}:")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("backtrace names the function: true"),
+        "{stdout}"
+    );
     let report = stderr
         .find(&format!("panicked at tests/process_pool.rs:{line}:"))
         .map(|at| &stderr[at..])
@@ -182,7 +199,7 @@ fn map_chunksizes_and_validation() -> Result<(), Error> {
     let e = pool
         .map_with(|n: u64| n, 0..3, MapOptions::new().chunksize(0))
         .unwrap_err();
-    assert_eq!(e.to_string(), "chunksize must be >= 1.");
+    assert_eq!(e.to_string(), "chunksize must be >= 1");
     let pids = pool.worker_pids();
     pool.shutdown(Queued::Run);
     assert_all_gone(&pids);
@@ -527,13 +544,13 @@ fn serialization_failures_fail_only_their_future() -> Result<(), Error> {
     // D9: encoding the result panics in the worker.
     let r = pool.submit(|(): ()| PanicsOnEncode, ())?.result(LONG);
     assert!(
-        matches!(&r, Err(Error::Panicked(m)) if m.contains("encode panic")),
+        matches!(&r, Err(Error::Panicked(m)) if m.message().contains("encode panic")),
         "{r:?}"
     );
     // D12: decoding the result panics in the parent's driver: the future fails, the driver lives.
     let r = pool.submit(|(): ()| PanicsOnDecode, ())?.result(LONG);
     assert!(
-        matches!(&r, Err(Error::Panicked(m)) if m.contains("decode panic")),
+        matches!(&r, Err(Error::Panicked(m)) if m.message().contains("decode panic")),
         "{r:?}"
     );
     // The size cap, both ways.

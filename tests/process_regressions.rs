@@ -263,7 +263,10 @@ fn tiny_frame_caps_and_long_panic_messages() -> Result<(), Error> {
         .submit(|n: usize| -> u8 { panic!("{}", "p".repeat(n)) }, 10_000)?
         .result(LONG);
     match r {
-        Err(Error::Panicked(m)) => assert!(m.len() < 10_000 && m.starts_with("ppp"), "{}", m.len()),
+        Err(Error::Panicked(p)) => {
+            let m = p.message();
+            assert!(m.len() < 10_000 && m.starts_with("ppp"), "{}", m.len())
+        }
         other => panic!("expected a (shortened) panic, got {other:?}"),
     }
     let r = pool.submit(|n: usize| "x".repeat(n), 10_000)?.result(LONG);

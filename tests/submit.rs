@@ -61,8 +61,13 @@ fn submit_after_shutdown_fails_with_shutdown() {
         "cannot schedule new futures after shutdown"
     );
     assert!(matches!(pool.spawn(|| 1), Err(Error::Shutdown)));
-    assert!(matches!(pool.try_submit(pow, (2, 8)), Err(Error::Shutdown)));
-    assert!(matches!(pool.try_spawn(|| 1), Err(Error::Shutdown)));
+    let rejected = pool.try_submit(pow, (2, 8)).unwrap_err();
+    assert!(matches!(rejected.error(), Error::Shutdown));
+    assert_eq!(rejected.into_inner().1, (2, 8), "the work comes back");
+    assert!(matches!(
+        pool.try_spawn(|| 1).map_err(Error::from),
+        Err(Error::Shutdown)
+    ));
     assert!(matches!(
         pool.spawn_fallible(|| Ok::<_, std::io::Error>(1)),
         Err(Error::Shutdown)
@@ -204,11 +209,17 @@ fn try_submit_on_a_full_queue_fails_with_full() {
     let mut a = pool.try_submit(pow, (2, 1)).unwrap();
     let mut b = pool.try_spawn(|| 4).unwrap();
     assert_eq!(pool.metrics().queued, 2);
-    let err = pool.try_submit(pow, (2, 3)).unwrap_err();
+    let rejected = pool.try_submit(pow, (2, 3)).unwrap_err();
+    assert!(rejected.is_full());
+    let (f, arg) = rejected.into_inner();
+    assert_eq!(f(arg), 8, "the work comes back, runnable");
+    let err = Error::from(pool.try_submit(pow, (2, 3)).unwrap_err());
     assert!(matches!(err, Error::Full));
     assert_eq!(err.to_string(), "the work queue is full");
     assert!(!err.is_rejected(), "Full is transient, not a closed pool");
-    assert!(matches!(pool.try_spawn(|| 8), Err(Error::Full)));
+    let rejected = pool.try_spawn(|| 8).unwrap_err();
+    assert!(matches!(rejected.error(), Error::Full));
+    assert_eq!(rejected.into_inner()(), 8);
     assert_eq!(pool.metrics().queued, 2);
 
     drop(open);

@@ -1,17 +1,23 @@
 //! [`PoolFuture`]: the handle to one submitted task, awaitable and blockable.
 
+mod handle;
 mod park;
 mod promise;
 pub(crate) mod state;
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use futures_core::FusedFuture;
+use tokio_util::sync::CancellationToken;
+
 use crate::error::Error;
+pub use handle::TaskHandle;
 pub(crate) use park::{block_until, deadline_after};
 pub use promise::Promise;
 use state::{Callback, Core, Ending, Phase};
@@ -43,6 +49,21 @@ pub(crate) trait Job: Send + Sync {
 pub(crate) struct TaskCell<T, J: ?Sized> {
     pub(crate) core: Core<T>,
     pub(crate) job: J,
+}
+
+impl<T> TaskCell<T, dyn Job> {
+    /// PENDING → cancelled, dropping the work at once.
+    fn cancel(&self) -> bool {
+        let cancelled = self.core.cancel();
+        if cancelled {
+            self.job.discard();
+        }
+        cancelled
+    }
+
+    fn interrupt(&self) -> bool {
+        self.cancel() || (self.core.phase() == Phase::Running && self.job.interrupt())
+    }
 }
 
 /// The job of a future completed by hand (a [`Promise`]) or by a process-pool driver: nothing to drop.
@@ -82,11 +103,23 @@ impl Job for NoJob {
 #[must_use = "a PoolFuture does nothing unless you await it or ask for its result (dropping it detaches the task)"]
 pub struct PoolFuture<T> {
     cell: Arc<TaskCell<T, dyn Job>>,
+    /// The outcome was handed out (by `poll` or `result`): `FusedFuture::is_terminated`.
+    terminated: bool,
 }
+
+// A `PoolFuture` shares its state with the worker only through the crate's own locks, which never run
+// user code while held and ignore poisoning; the value is moved out, never shared. So a panic while one
+// is borrowed cannot leave it in a state that a later use would misread (tokio's `JoinHandle` says the
+// same). Without these the compiler derives neither, because of the type-erased job behind the `Arc`.
+impl<T> UnwindSafe for PoolFuture<T> {}
+impl<T> RefUnwindSafe for PoolFuture<T> {}
 
 impl<T> PoolFuture<T> {
     pub(crate) fn from_cell(cell: Arc<TaskCell<T, dyn Job>>) -> Self {
-        PoolFuture { cell }
+        PoolFuture {
+            cell,
+            terminated: false,
+        }
     }
 
     /// This future's stable identity.
@@ -117,18 +150,89 @@ impl<T> PoolFuture<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn cancel(&self) -> bool {
-        let cancelled = self.cell.core.cancel();
-        if cancelled {
-            self.cell.job.discard();
-        }
-        cancelled
+        self.cell.cancel()
     }
 
     /// Asks the task to stop, even if it is running: cancels it if it has not started (`true`), signals
     /// its [`CancelToken`](crate::CancelToken) if it is running and has one (`true`; the task ends when
     /// it next checks the token), and otherwise does nothing (`false`).
     pub fn interrupt(&self) -> bool {
-        self.cancel() || (self.running() && self.cell.job.interrupt())
+        self.cell.interrupt()
+    }
+
+    /// A cloneable handle that cancels or interrupts this task from elsewhere (another thread, a
+    /// shutdown path, a request's cancellation), without owning the future: see [`TaskHandle`].
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// # let pool = ThreadPoolExecutor::new(1)?;
+    /// let f = pool.submit(|n: u32| n, 1)?;
+    /// let handle = f.handle();
+    /// assert_eq!(handle.id(), f.id());
+    /// drop(f); // detached: the handle still reaches the task until it ends
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn handle(&self) -> TaskHandle
+    where
+        T: Send + 'static,
+    {
+        TaskHandle::new(self.id(), &self.cell)
+    }
+
+    /// Ties the task to a tokio-util [`CancellationToken`] (a request's, a service's shutdown): once
+    /// `token` is cancelled, the task is [interrupted](PoolFuture::interrupt): cancelled if it has not
+    /// started, told to stop if it runs (a thread-pool task's [`CancelToken`](crate::CancelToken)
+    /// fires; a process-pool task's worker is killed). At once if `token` is already cancelled.
+    ///
+    /// The link holds one registration on `token`, dropped when the task ends, so a long-lived token
+    /// gathers nothing from finished tasks. Any number of futures may be tied to one token. The task is
+    /// interrupted on the thread that cancels `token`, before `cancel()` returns (which also runs the
+    /// done callbacks of a task it cancels there).
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let (started_tx, started) = std::sync::mpsc::channel();
+    /// let request = CancellationToken::new();
+    /// let running = pool.spawn_cancellable(move |token| {
+    ///     started_tx.send(()).unwrap();
+    ///     while !token.is_cancelled() { std::thread::yield_now(); }
+    ///     Err::<(), _>(Error::Interrupted)
+    /// })?;
+    /// let queued = pool.submit(|n: u32| n, 1)?;
+    /// running.interrupt_on_cancel(&request);
+    /// queued.interrupt_on_cancel(&request);
+    /// started.recv().unwrap();
+    ///
+    /// request.cancel();
+    /// assert!(matches!(futures::executor::block_on(running), Err(Error::Interrupted)));
+    /// assert!(queued.cancelled());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn interrupt_on_cancel(&self, token: &CancellationToken)
+    where
+        T: Send + 'static,
+    {
+        if self.done() {
+            return;
+        }
+        let mut registration = Box::pin(token.clone().cancelled_owned());
+        let waker = Waker::from(Arc::new(InterruptOnWake {
+            token: token.clone(),
+            task: self.handle(),
+        }));
+        if registration
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+        {
+            self.interrupt();
+            return;
+        }
+        // The callback owns the registration: it goes when the task ends (at once if it just did).
+        self.add_done_callback(move |_| drop(registration));
     }
 
     /// Whether the future was cancelled.
@@ -170,8 +274,13 @@ impl<T> PoolFuture<T> {
     /// ```
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = &self.cell.core;
-        block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx))
-            .unwrap_or(Err(Error::Timeout))
+        match block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx)) {
+            Some(outcome) => {
+                self.terminated = true;
+                outcome
+            }
+            None => Err(Error::Timeout),
+        }
     }
 
     /// Waits for the outcome and reports the failure without taking anything: `Ok(None)` for a value,
@@ -252,8 +361,42 @@ impl<T> Drop for PoolFuture<T> {
 impl<T> Future for PoolFuture<T> {
     type Output = Result<T, Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.cell.core.poll_take(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = self.cell.core.poll_take(cx);
+        if outcome.is_ready() {
+            self.terminated = true;
+        }
+        outcome
+    }
+}
+
+/// Terminated once the outcome has been handed out, by `.await` (or a poll) or by
+/// [`result`](PoolFuture::result): so `futures::select!` takes a `PoolFuture` as it is, without
+/// `.fuse()`, and never polls it again after its branch ran. A future that is merely
+/// [`done`](PoolFuture::done) is not terminated: its outcome is still to be taken.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use concurrent_futures::ThreadPoolExecutor;
+/// use futures::future::FusedFuture;
+///
+/// let pool = ThreadPoolExecutor::new(1)?;
+/// let (mut a, mut b) = (pool.submit(|n: u32| n, 1)?, pool.submit(|n: u32| n, 2)?);
+/// let mut sum = 0;
+/// loop {
+///     futures::select! {
+///         x = a => sum += x?,
+///         y = b => sum += y?,
+///         complete => break,
+///     }
+/// }
+/// assert_eq!(sum, 3);
+/// assert!(a.is_terminated() && b.is_terminated());
+/// # Ok::<(), concurrent_futures::Error>(()) }).unwrap();
+/// ```
+impl<T> FusedFuture for PoolFuture<T> {
+    fn is_terminated(&self) -> bool {
+        self.terminated
     }
 }
 
@@ -265,6 +408,21 @@ impl<T> fmt::Debug for PoolFuture<T> {
             self.id(),
             self.cell.core.describe()
         )
+    }
+}
+
+/// What a token tied by [`PoolFuture::interrupt_on_cancel`] wakes: interrupts the task, once the token
+/// is really cancelled (a wake-up alone proves nothing).
+struct InterruptOnWake {
+    token: CancellationToken,
+    task: TaskHandle,
+}
+
+impl Wake for InterruptOnWake {
+    fn wake(self: Arc<Self>) {
+        if self.token.is_cancelled() {
+            self.task.interrupt();
+        }
     }
 }
 
@@ -305,6 +463,12 @@ impl<T> Future for CancelOnDrop<T> {
     type Output = Result<T, Error>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut **self).poll(cx)
+    }
+}
+
+impl<T> FusedFuture for CancelOnDrop<T> {
+    fn is_terminated(&self) -> bool {
+        self.0.as_ref().map_or(true, |f| f.is_terminated())
     }
 }
 

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::wire::{self, reply};
-use crate::error::{panic_message, Error, TaskError};
+use crate::error::{panic_message, Error, Panic, TaskError};
 use crate::map::ChunkOut;
 use crate::thread_pool::InitResult;
 
@@ -155,32 +155,62 @@ enum Fail {
 /// Runs `task` and appends one reply (tag + payload) to `out`.
 fn respond<R: Serialize>(out: &mut Vec<u8>, task: impl FnOnce() -> Result<R, Fail>) {
     let mark = out.len();
-    let outcome = catch_unwind(AssertUnwindSafe(task));
-    let (tag, msg) = match outcome {
+    let (tag, msg) = match crate::panic::catch(task) {
         Ok(Ok(value)) => {
             out.push(reply::VALUE);
             // A `Serialize` impl may itself panic (CPython D9): that is the task's panic, not a crash.
-            let encoded = catch_unwind(AssertUnwindSafe(|| wire::encode_into(&value, &mut *out)));
-            match encoded {
+            match crate::panic::catch(|| wire::encode_into(&value, &mut *out)) {
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => (
                     reply::RESULT_ENCODE,
                     format!("could not serialize the result ({}): {e}", type_name::<R>()),
                 ),
-                Err(p) => (
-                    reply::PANICKED,
-                    format!("serializing the result panicked: {}", panic_message(&*p)),
-                ),
+                Err(p) => {
+                    let msg = format!("serializing the result panicked: {}", p.message());
+                    out.truncate(mark);
+                    return panicked(out, &msg, p.location(), p.backtrace());
+                }
             }
         }
         Ok(Err(Fail::ArgDecode(msg))) => (reply::ARG_DECODE, msg),
         Ok(Err(Fail::Failed(msg))) => (reply::FAILED, msg),
-        Err(p) => (reply::PANICKED, panic_message(&*p)),
+        Err(p) => {
+            out.truncate(mark);
+            return panicked(out, p.message(), p.location(), p.backtrace());
+        }
     };
     // Drop whatever a failed encoding left behind.
     out.truncate(mark);
     out.push(tag);
     out.extend_from_slice(msg.as_bytes());
+}
+
+/// Appends a `PANICKED` reply: `u32 message length | message | u32 location length | location |
+/// backtrace` (lengths little-endian; an empty location or backtrace means none). Most important
+/// first: a reply over the frame cap is cut from the end, which shortens the backtrace, then the
+/// location, then the message, and [`decode_panic`] reads whatever is left.
+fn panicked(out: &mut Vec<u8>, message: &str, location: Option<&str>, backtrace: Option<&str>) {
+    out.push(reply::PANICKED);
+    for field in [message, location.unwrap_or("")] {
+        out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        out.extend_from_slice(field.as_bytes());
+    }
+    out.extend_from_slice(backtrace.unwrap_or("").as_bytes());
+}
+
+/// Reads a `PANICKED` reply's payload (see [`panicked`]), however short the frame cap made it.
+fn decode_panic(mut payload: &[u8]) -> Panic {
+    let mut field = || {
+        let (len, rest) = payload.split_at_checked(4)?;
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        let (text, rest) = rest.split_at(len.min(rest.len()));
+        payload = rest;
+        Some(String::from_utf8_lossy(text).into_owned())
+    };
+    let message = field().unwrap_or_default();
+    let location = field().filter(|l| !l.is_empty());
+    let backtrace = (!payload.is_empty()).then(|| String::from_utf8_lossy(payload).into_owned());
+    Panic::with_details(message, location, backtrace, None)
 }
 
 fn decode_arg<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, Fail> {
@@ -330,7 +360,7 @@ pub(crate) fn decode_one<R: DeserializeOwned>(body: &[u8], _items: usize) -> Res
                 type_name::<R>()
             ))
         }),
-        reply::PANICKED => Err(Error::Panicked(text())),
+        reply::PANICKED => Err(Error::Panicked(decode_panic(payload))),
         reply::FAILED => Err(Error::Failed(TaskError::new(text()))),
         reply::ARG_DECODE | reply::RESULT_ENCODE => {
             Err(Error::Serialization(format!("in the worker: {}", text())))

@@ -110,10 +110,9 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
         // A `Deserialize` impl that panics (CPython D12) fails this future; the driver lives on.
         let outcome = catch_unwind(AssertUnwindSafe(|| (self.job.decode)(body, self.job.items)))
             .unwrap_or_else(|p| {
-                Err(Error::Panicked(format!(
-                    "deserializing the result panicked: {}",
-                    panic_message(&*p)
-                )))
+                Err(Error::Panicked(
+                    format!("deserializing the result panicked: {}", panic_message(&*p)).into(),
+                ))
             });
         let _ = self.core.complete(outcome);
     }

@@ -28,7 +28,7 @@ pub(crate) const RUN: u8 = 0x52;
 pub(crate) mod reply {
     /// The value (or a chunk's items) follows.
     pub(crate) const VALUE: u8 = 0;
-    /// The task panicked; a UTF-8 message follows.
+    /// The task panicked; its message, location and backtrace follow (see `code::panicked`).
     pub(crate) const PANICKED: u8 = 1;
     /// A fallible task (or an initializer) returned `Err`; its `Display` text follows.
     pub(crate) const FAILED: u8 = 2;

@@ -7,7 +7,6 @@ mod worker;
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -15,9 +14,9 @@ use std::time::Duration;
 pub use builder::{InitResult, ThreadPoolBuilder};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
-use task::{new_task, TokenState};
+use task::{new_task, new_typed_task, Call, Spawn, TokenState, Work};
 
-use crate::error::{panic_message, Error, TaskError};
+use crate::error::{Error, TaskError};
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Feed, Map, MapOptions};
 
@@ -151,6 +150,24 @@ impl ThreadPoolExecutor {
         }
     }
 
+    /// Queues `work` if there is room now; otherwise hands it back with the reason.
+    fn try_push<T, W>(&self, work: W) -> Result<PoolFuture<T>, crate::Rejected<W>>
+    where
+        W: Work<T>,
+        T: Send + 'static,
+    {
+        let (task, fut) = new_typed_task(work, None);
+        let error = match self.shared().enqueue(task.clone(), WhenFull::Reject) {
+            Ok(()) => return Ok(fut),
+            Err(Rejected::Full(_)) => Error::Full,
+            Err(Rejected::Closed(e)) => e,
+        };
+        let work = task
+            .take_work()
+            .expect("a task the queue refused still has its work");
+        Err(crate::Rejected::new(error, work))
+    }
+
     async fn push_async<T, F>(&self, func: F) -> Result<PoolFuture<T>, Error>
     where
         F: FnOnce() -> Result<T, Error> + Send + 'static,
@@ -238,9 +255,52 @@ impl ThreadPoolExecutor {
         F: FnOnce(&CancelToken) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        let state = TokenState::new(None);
+        let state = TokenState::new(None, None);
         let token = CancelToken(state.clone());
         self.push(move || f(&token), Some(state), WhenFull::Block)
+    }
+
+    /// [`spawn_cancellable`](Self::spawn_cancellable) tied to a caller's tokio-util
+    /// [`CancellationToken`](tokio_util::sync::CancellationToken), such as a request's: cancelling it
+    /// cancels the task if it is still queued ([`Error::Cancelled`]) and fires the task's token if it
+    /// is running. The task's token is a [child](tokio_util::sync::CancellationToken::child_token) of
+    /// `token`, so interrupting the task does not cancel the caller's token.
+    ///
+    /// A token wakes its waiters one by one, so a task that a worker takes while `token.cancel()` is
+    /// still running may start rather than be cancelled; it starts with its own token already fired,
+    /// and ends at its first check. By the time `cancel()` returns, every task of `token` still queued
+    /// is cancelled.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), concurrent_futures::Error> {
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let shutdown = CancellationToken::new(); // the service's
+    /// let request = shutdown.child_token();    // one request's
+    /// let work = pool.spawn_cancellable_with(request, |token| {
+    ///     while !token.is_cancelled() { std::thread::yield_now(); } // long work, checking the token
+    ///     Err::<(), _>(Error::Interrupted)
+    /// })?;
+    /// shutdown.cancel(); // reaches the running task through the request's token
+    /// assert!(matches!(work.await, Err(Error::Interrupted) | Err(Error::Cancelled)));
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn_cancellable_with<R, F>(
+        &self,
+        token: tokio_util::sync::CancellationToken,
+        f: F,
+    ) -> Result<PoolFuture<R>, Error>
+    where
+        F: FnOnce(&CancelToken) -> Result<R, Error> + Send + 'static,
+        R: Send + 'static,
+    {
+        let state = TokenState::new(Some(token.child_token()), None);
+        let task_token = CancelToken(state.clone());
+        let fut = self.push(move || f(&task_token), Some(state), WhenFull::Block)?;
+        fut.interrupt_on_cancel(&token);
+        Ok(fut)
     }
 
     /// [`spawn_cancellable`](Self::spawn_cancellable) with a time limit: the token also fires `limit`
@@ -264,13 +324,14 @@ impl ThreadPoolExecutor {
         F: FnOnce(&CancelToken) -> Result<R, Error> + Send + 'static,
         R: Send + 'static,
     {
-        let state = TokenState::new(Some(limit));
+        let state = TokenState::new(None, Some(limit));
         let token = CancelToken(state.clone());
         self.push(move || f(&token), Some(state), WhenFull::Block)
     }
 
     /// [`submit`](Self::submit) that never blocks: with a bounded queue that is full, fails with
-    /// [`Error::Full`].
+    /// [`Error::Full`]. A failure (full, shut down or broken) hands `(f, arg)` back in the
+    /// [`Rejected`](crate::Rejected), which converts into [`Error`] with `?`.
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
@@ -282,27 +343,52 @@ impl ThreadPoolExecutor {
     /// let busy = pool.spawn(move || { started_tx.send(()).unwrap(); rx.recv().ok(); })?;
     /// started.recv().unwrap();
     /// let queued = pool.try_submit(|x: u8| x, 1)?; // fills the queue
-    /// assert!(matches!(pool.try_submit(|x: u8| x, 2), Err(Error::Full)));
+    /// let rejected = pool.try_submit(|x: u8| x, 2).unwrap_err();
+    /// assert!(rejected.is_full());
+    /// let (f, arg) = rejected.into_inner();
+    /// assert_eq!(f(arg), 2);
     /// tx.send(()).unwrap();
     /// # drop((busy, queued));
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn try_submit<A, R, F>(&self, f: F, arg: A) -> Result<PoolFuture<R>, Error>
+    pub fn try_submit<A, R, F>(
+        &self,
+        f: F,
+        arg: A,
+    ) -> Result<PoolFuture<R>, crate::Rejected<(F, A)>>
     where
         F: FnOnce(A) -> R + Send + 'static,
         A: Send + 'static,
         R: Send + 'static,
     {
-        self.push(move || Ok(f(arg)), None, WhenFull::Reject)
+        self.try_push(Call(f, arg)).map_err(|r| {
+            let (error, Call(f, arg)) = r.into_parts();
+            crate::Rejected::new(error, (f, arg))
+        })
     }
 
-    /// [`spawn`](Self::spawn) that never blocks: fails with [`Error::Full`] when a bounded queue is full.
-    pub fn try_spawn<R, F>(&self, f: F) -> Result<PoolFuture<R>, Error>
+    /// [`spawn`](Self::spawn) that never blocks: fails with [`Error::Full`] when a bounded queue is full,
+    /// handing the closure back in the [`Rejected`](crate::Rejected).
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// pool.shutdown(concurrent_futures::Queued::Run);
+    /// let rejected = pool.try_spawn(|| 6 * 7).unwrap_err();
+    /// assert!(matches!(rejected.error(), Error::Shutdown));
+    /// assert_eq!(rejected.into_inner()(), 42);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn try_spawn<R, F>(&self, f: F) -> Result<PoolFuture<R>, crate::Rejected<F>>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.push(move || Ok(f()), None, WhenFull::Reject)
+        self.try_push(Spawn(f)).map_err(|r| {
+            let (error, Spawn(f)) = r.into_parts();
+            crate::Rejected::new(error, f)
+        })
     }
 
     /// [`submit`](Self::submit) for async code: with a bounded queue that is full, waits (without
@@ -382,10 +468,7 @@ impl ThreadPoolExecutor {
                     Ok(ChunkOut::Many(
                         items
                             .into_iter()
-                            .map(|a| {
-                                catch_unwind(AssertUnwindSafe(|| f(a)))
-                                    .map_err(|p| Error::Panicked(panic_message(&*p)))
-                            })
+                            .map(|a| crate::panic::catch(|| f(a)).map_err(Error::Panicked))
                             .collect(),
                     ))
                 },

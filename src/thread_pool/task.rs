@@ -2,13 +2,16 @@
 //! needs: claim the task as it leaves the queue, then run the closure, run the future's callbacks, let
 //! the worker book the task, and publish the outcome.
 
+use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
-use crate::error::{panic_message, Error};
+use tokio_util::sync::CancellationToken;
+
+use crate::deadline::Alarm;
+use crate::error::Error;
 use crate::future::state::Core;
 use crate::future::{Job, PoolFuture, TaskCell};
 use crate::sync::{lock, Mutex};
@@ -40,6 +43,46 @@ pub(crate) trait Runnable: Send + Sync {
     fn fail(&self, error: Error);
 }
 
+/// What a task runs. A closure for most submits; `try_submit` and `try_spawn` keep the user's function
+/// (and argument) as they were given, so that a rejected submit can hand them back unchanged.
+pub(crate) trait Work<T>: Send + 'static {
+    fn run(self) -> Result<T, Error>;
+}
+
+impl<T, F> Work<T> for F
+where
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    fn run(self) -> Result<T, Error> {
+        self()
+    }
+}
+
+/// `f(arg)`, as `try_submit` got them.
+pub(crate) struct Call<F, A>(pub(crate) F, pub(crate) A);
+
+impl<F, A, R> Work<R> for Call<F, A>
+where
+    F: FnOnce(A) -> R + Send + 'static,
+    A: Send + 'static,
+{
+    fn run(self) -> Result<R, Error> {
+        Ok((self.0)(self.1))
+    }
+}
+
+/// `f()`, as `try_spawn` got it.
+pub(crate) struct Spawn<F>(pub(crate) F);
+
+impl<F, R> Work<R> for Spawn<F>
+where
+    F: FnOnce() -> R + Send + 'static,
+{
+    fn run(self) -> Result<R, Error> {
+        Ok((self.0)())
+    }
+}
+
 /// The closure, until a worker takes it or a cancel drops it.
 pub(crate) struct FuncSlot<F, T> {
     slot: Mutex<Option<F>>,
@@ -55,7 +98,7 @@ impl<F: Send, T: Send> Job for FuncSlot<F, T> {
     fn interrupt(&self) -> bool {
         match &self.token {
             Some(t) => {
-                t.flag.store(true, Ordering::Release);
+                t.token.cancel();
                 true
             }
             None => false,
@@ -71,7 +114,21 @@ pub(crate) fn new_task<F, T>(
     token: Option<Arc<TokenState>>,
 ) -> (Arc<dyn Runnable>, PoolFuture<T>)
 where
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    F: Work<T>,
+    T: Send + 'static,
+{
+    let (cell, fut) = new_typed_task(func, token);
+    (cell, fut)
+}
+
+/// [`new_task`], keeping the task's type: whoever queues it can take the work back out if the queue
+/// refuses it ([`Task::take_work`]).
+pub(crate) fn new_typed_task<F, T>(
+    func: F,
+    token: Option<Arc<TokenState>>,
+) -> (Arc<Task<F, T>>, PoolFuture<T>)
+where
+    F: Work<T>,
     T: Send + 'static,
 {
     let cell: Arc<Task<F, T>> = Arc::new(TaskCell {
@@ -86,9 +143,17 @@ where
     (cell, PoolFuture::from_cell(fut))
 }
 
+impl<F: Work<T>, T> Task<F, T> {
+    /// The work of a task that never reached the queue, handed back to the submitter. (Its future, never
+    /// seen by anyone, is dropped with it.)
+    pub(crate) fn take_work(&self) -> Option<F> {
+        lock(&self.job.slot).take()
+    }
+}
+
 impl<F, T> Runnable for Task<F, T>
 where
-    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    F: Work<T>,
     T: Send + 'static,
 {
     fn claim(&self) -> bool {
@@ -104,14 +169,14 @@ where
             t.started(Instant::now());
         }
         // The closure (and everything it captured) is consumed here, before the outcome is published.
-        let (ran, outcome) = match catch_unwind(AssertUnwindSafe(func)) {
+        let (ran, outcome) = match crate::panic::catch(|| func.run()) {
             Ok(Ok(v)) => (Ran::Returned, Ok(v)),
             Ok(Err(e)) => (Ran::Failed, Err(e)),
-            Err(payload) => (
-                Ran::Panicked,
-                Err(Error::Panicked(panic_message(&*payload))),
-            ),
+            Err(panic) => (Ran::Panicked, Err(Error::Panicked(panic))),
         };
+        if let Some(t) = &self.job.token {
+            t.finished();
+        }
         // Our claim won the race, so nothing else can have completed the future.
         let _ = self
             .core
@@ -134,35 +199,65 @@ where
     }
 }
 
-/// The shared half of a [`CancelToken`].
+/// The shared half of a [`CancelToken`]: the token, and the time limit that cancels it.
 pub(crate) struct TokenState {
-    flag: AtomicBool,
+    token: CancellationToken,
     limit: Option<Duration>,
     deadline: std::sync::OnceLock<Instant>,
+    /// Cancels `token` when the time limit runs out, registered while the task runs. A std mutex even
+    /// under loom: no model looks at time limits.
+    alarm: std::sync::Mutex<Option<Alarm>>,
 }
 
 impl TokenState {
-    pub(crate) fn new(limit: Option<Duration>) -> Arc<Self> {
+    /// A fresh token, or `token` (a caller's child token) for a task tied to a caller's cancellation.
+    pub(crate) fn new(token: Option<CancellationToken>, limit: Option<Duration>) -> Arc<Self> {
         Arc::new(TokenState {
-            flag: AtomicBool::new(false),
+            token: token.unwrap_or_default(),
             limit,
             deadline: std::sync::OnceLock::new(),
+            alarm: std::sync::Mutex::new(None),
         })
     }
 
     fn started(&self, now: Instant) {
         if let Some(limit) = self.limit {
-            let _ = self.deadline.set(now.checked_add(limit).unwrap_or(now));
+            let deadline = now.checked_add(limit).unwrap_or(now);
+            let _ = self.deadline.set(deadline);
+            // `is_cancelled` also compares the clock, so a late (or missing) timer thread delays only
+            // the awaiters of `cancelled()`.
+            let waker = Waker::from(Arc::new(CancelOnWake(self.token.clone())));
+            *self.alarm.lock().unwrap_or_else(|e| e.into_inner()) = Alarm::set(deadline, &waker);
         }
+    }
+
+    fn finished(&self) {
+        let alarm = self.alarm.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(alarm);
     }
 }
 
-/// Handed to a task started with [`spawn_cancellable`](crate::ThreadPoolExecutor::spawn_cancellable):
-/// tells a *running* task that it should stop. A thread cannot be stopped from outside, so the task polls
-/// the token at points where stopping is safe.
+/// A waker that cancels a token: what the timer thread calls when a task's time limit runs out.
+struct CancelOnWake(CancellationToken);
+
+impl Wake for CancelOnWake {
+    fn wake(self: Arc<Self>) {
+        self.0.cancel();
+    }
+}
+
+/// Handed to a task started with [`spawn_cancellable`](crate::ThreadPoolExecutor::spawn_cancellable)
+/// (and its siblings): tells a *running* task that it should stop. A thread cannot be stopped from
+/// outside, so the task checks the token at points where stopping is safe, or awaits
+/// [`cancelled`](CancelToken::cancelled) from async code it drives.
 ///
-/// The token fires when [`PoolFuture::interrupt`](crate::PoolFuture::interrupt) is called, or when the
-/// task's time limit (counted from the moment it started) runs out.
+/// It is a thin wrapper over tokio-util's [`CancellationToken`], which
+/// [`cancellation_token`](CancelToken::cancellation_token) gives out, so the task can hand it (or a
+/// child of it) to async code, or `select!` on it. It fires when
+/// [`PoolFuture::interrupt`](crate::PoolFuture::interrupt) (or a [`TaskHandle`](crate::TaskHandle)'s)
+/// is called, when the task's time limit (counted from the moment it started) runs out, or, for
+/// [`spawn_cancellable_with`](crate::ThreadPoolExecutor::spawn_cancellable_with), when the caller's
+/// token is cancelled.
 ///
 /// ```
 /// use concurrent_futures::{Error, ThreadPoolExecutor};
@@ -183,9 +278,10 @@ impl TokenState {
 pub struct CancelToken(pub(crate) Arc<TokenState>);
 
 impl CancelToken {
-    /// Whether the task has been asked to stop (interrupted, or past its time limit).
+    /// Whether the task has been asked to stop (interrupted, past its time limit, or its caller's
+    /// token cancelled).
     pub fn is_cancelled(&self) -> bool {
-        if self.0.flag.load(Ordering::Acquire) {
+        if self.0.token.is_cancelled() {
             return true;
         }
         match self.0.deadline.get() {
@@ -207,12 +303,57 @@ impl CancelToken {
     pub fn deadline(&self) -> Option<Instant> {
         self.0.deadline.get().copied()
     }
+
+    /// Resolves once the task should stop (from any executor; the time limit is served by a timer
+    /// thread). For a task that drives async work itself, e.g. with `block_on`.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use std::time::Duration;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut f = pool.spawn_with_time_limit(Duration::from_millis(10), |token| {
+    ///     futures::executor::block_on(token.cancelled()); // an async wait, ended by the limit
+    ///     Err::<(), _>(Error::Interrupted)
+    /// })?;
+    /// assert!(matches!(f.result(None), Err(Error::Interrupted)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn cancelled(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.0.token.cancelled()
+    }
+
+    /// The tokio-util token itself: pass it (or [`child_token`](CancellationToken::child_token)) to
+    /// async code the task runs, or cancel it to stop the task from inside.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(1)?;
+    /// let mut f = pool.spawn_cancellable(|token| {
+    ///     let for_async_code = token.cancellation_token().child_token();
+    ///     token.cancellation_token().cancel(); // giving up from inside
+    ///     Ok(for_async_code.is_cancelled() && token.is_cancelled())
+    /// })?;
+    /// assert!(f.result(None)?);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.0.token
+    }
+}
+
+impl From<CancelToken> for CancellationToken {
+    fn from(token: CancelToken) -> CancellationToken {
+        token.0.token.clone()
+    }
 }
 
 impl std::fmt::Debug for CancelToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CancelToken")
             .field("cancelled", &self.is_cancelled())
+            .field("deadline", &self.deadline())
             .finish()
     }
 }
