@@ -73,7 +73,7 @@
 #![deny(unsafe_code)] // allowed only on the few process-pool items that need it, each with a SAFETY comment
 
 mod as_completed;
-mod bytes;
+mod byte_block;
 mod deadline;
 mod error;
 mod executor;
@@ -88,7 +88,9 @@ mod wait;
 mod watch;
 
 pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
-pub use bytes::Bytes;
+pub use byte_block::ByteBlock;
+#[allow(deprecated)]
+pub use byte_block::Bytes;
 pub use error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, TaskError, WorkerExit};
 pub use executor::{Executor, Payload};
 pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, Watch};

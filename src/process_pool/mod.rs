@@ -74,7 +74,8 @@
 //!   it) and one driver thread in the parent. Frames are length-prefixed with a size cap
 //!   ([`max_frame_bytes`](ProcessPoolBuilder::max_frame_bytes)); payloads are postcard.
 //! - Binary data: serde has no special case for `Vec<u8>`, so one crosses element by element; wrap it
-//!   in [`Bytes`](crate::Bytes) to send it as one block (one copy in, one copy out on each side).
+//!   in [`ByteBlock`](crate::ByteBlock) (or another type that serializes with
+//!   `serialize_bytes`, such as `serde_bytes::ByteBuf`) to send it as one block (one copy in, one copy out on each side).
 //! - Before it sleeps on its worker's channel, a driver keeps asking it for up to 50 µs, yielding the
 //!   CPU in between: a short task's reply then arrives without a wake-up of the driver, which
 //!   dominated a trivial task's round trip. The cost is at most that much CPU per wait, and none while
@@ -199,6 +200,9 @@ impl<R: Payload> Call<R> {
     }
 }
 
+/// A task ready to queue, and its future.
+type Encoded<T> = (Arc<dyn task::ProcTask>, PoolFuture<T>);
+
 pub(crate) struct Config {
     pub(crate) max_workers: usize,
     /// The initializer's `RUN` frame, sent to each worker after the handshake.
@@ -279,7 +283,7 @@ impl ProcessPoolExecutor {
         call: Call<T>,
         arg: &impl serde::Serialize,
         on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
-    ) -> Result<(Arc<dyn task::ProcTask>, PoolFuture<T>), Result<PoolFuture<T>, Error>> {
+    ) -> Result<Encoded<T>, Result<PoolFuture<T>, Error>> {
         let shared = self.shared();
         if let Some(e) = Shared::refusal(&shared.lock().lifecycle) {
             return Err(Err(e));

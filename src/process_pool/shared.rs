@@ -346,21 +346,21 @@ impl Shared {
     pub(crate) fn metrics(&self) -> Metrics {
         let st = self.lock();
         let c = &self.counters;
-        let mut m = Metrics::default();
-        m.workers = st.drivers;
-        m.idle = st.idle.len();
-        m.queued = st.queue.len();
-        m.running = st
-            .slots
-            .iter()
-            .filter(|s| matches!(s.phase, Phase::Busy(_)))
-            .count();
-        m.completed = c.completed.load(Ordering::Relaxed);
-        m.failed = c.failed.load(Ordering::Relaxed);
-        m.panicked = c.panicked.load(Ordering::Relaxed);
-        m.cancelled = c.cancelled.load(Ordering::Relaxed);
-        m.workers_respawned = st.respawned;
-        m
+        Metrics {
+            workers: st.drivers,
+            idle: st.idle.len(),
+            queued: st.queue.len(),
+            running: st
+                .slots
+                .iter()
+                .filter(|s| matches!(s.phase, Phase::Busy(_)))
+                .count(),
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            workers_respawned: st.respawned,
+        }
     }
 
     /// Gives `task` to the worker of `slot` (which must be ready: idle or just up). `None` if the task
