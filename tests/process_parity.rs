@@ -307,7 +307,9 @@ fn a_done_callback_that_submits_to_a_full_queue_does_not_deadlock() {
     gate.release();
     drop(running);
     assert_eq!(queued.result(Some(LONG)).unwrap(), 2);
-    let q = q_rx.recv_timeout(LONG).expect("the blocked submit returned");
+    let q = q_rx
+        .recv_timeout(LONG)
+        .expect("the blocked submit returned");
     assert_eq!(q.unwrap().unwrap(), 4);
     let from_callback = rx
         .recv_timeout(LONG)
@@ -342,4 +344,71 @@ fn waiting_submitters_see_a_broken_pool() {
 fn wait_deadline_bounds_are_long() {
     // Guards the constant the tests above rely on to fail instead of hanging.
     assert!(LONG >= Duration::from_secs(10));
+}
+
+/// Serializes only when it is not 0, and deserializes only a 7: both refusals say why.
+#[derive(Debug)]
+struct Picky(u8);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 0 {
+            return Err(serde::ser::Error::custom("my reason: zero"));
+        }
+        s.serialize_u8(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match <u8 as serde::Deserialize>::deserialize(d)? {
+            7 => Ok(Picky(7)),
+            n => Err(serde::de::Error::custom(format!("my reason: {n} is not 7"))),
+        }
+    }
+}
+
+fn picky_len(p: Vec<Picky>) -> usize {
+    p.len()
+}
+
+fn make_picky(n: u8) -> (u32, Option<Picky>) {
+    (1, Some(Picky(n)))
+}
+
+#[test]
+fn a_custom_serde_error_keeps_its_message_both_ways() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    fn text<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
+        match r {
+            Err(e @ Error::Serialization(_)) => e.to_string(),
+            other => panic!("not a serialization error: {other:?}"),
+        }
+    }
+    // The argument, encoded in the parent: refused.
+    let e = text(
+        pool.submit(picky_len, vec![Picky(7), Picky(0)])
+            .unwrap()
+            .result(Some(LONG)),
+    );
+    assert!(e.contains("my reason: zero"), "{e}");
+    // The argument, decoded in the worker: refused.
+    let e = text(
+        pool.submit(picky_len, vec![Picky(7), Picky(3)])
+            .unwrap()
+            .result(Some(LONG)),
+    );
+    assert!(e.contains("my reason: 3 is not 7"), "{e}");
+    // The result, encoded in the worker, then decoded in the parent.
+    let e = text(pool.submit(make_picky, 0).unwrap().result(Some(LONG)));
+    assert!(e.contains("my reason: zero"), "{e}");
+    let e = text(pool.submit(make_picky, 5).unwrap().result(Some(LONG)));
+    assert!(e.contains("my reason: 5 is not 7"), "{e}");
+    let (one, picky) = pool
+        .submit(make_picky, 7)
+        .unwrap()
+        .result(Some(LONG))
+        .unwrap();
+    assert_eq!((one, picky.map(|p| p.0)), (1, Some(7)));
+    common::process::shutdown_bounded(&pool);
 }

@@ -142,6 +142,7 @@ mod entry;
 mod handshake;
 mod os;
 mod proc;
+mod serde_msg;
 mod shared;
 mod task;
 mod timer;

@@ -75,12 +75,20 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 }
 
-/// Appends the postcard encoding of `value` to `out`.
+/// Appends the postcard encoding of `value` to `out`. An error keeps the text of a custom serde error
+/// (see `serde_msg.rs`).
 pub(crate) fn encode_into<T: serde::Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
-) -> postcard::Result<()> {
-    postcard::serialize_with_flavor(value, Append(out))
+) -> Result<(), super::serde_msg::Msg> {
+    super::serde_msg::serialize(value, Append(out))
+}
+
+/// Decodes a postcard payload. An error keeps the text of a custom serde error.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, super::serde_msg::Msg> {
+    super::serde_msg::from_bytes(bytes)
 }
 
 /// Starts a frame of kind `kind` in a fresh buffer (the length is patched by [`seal`]).
