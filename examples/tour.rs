@@ -8,8 +8,7 @@
 //! 2. `map` (results in input order);       7. stopping a *running* task (beyond Python);
 //! 3. `as_completed` (completion order);    8. `shutdown`;
 //! 4. `wait` and its `(done, not_done)`;    9. blocking and async, side by side;
-//! 5. done callbacks;                      10. the same with processes: submit, map, a worker's
-//!                                             death, shutdown.
+//! 5. done callbacks;                      10. processes: submit, map, a worker's death, shutdown.
 //!
 //! Where an ordering matters to the point being made, the tasks wait on channels that the tour
 //! releases, so the output does not depend on the machine's speed.
