@@ -87,19 +87,31 @@
 //!   the pool with a clear error, never undefined behaviour.
 //! - The argument is encoded on the submitting thread; if it does not encode, that future fails with
 //!   [`Error::Serialization`] (it is not an error of `submit`) and the pool carries on. A result that
-//!   does not encode in the worker, or decode in the parent, likewise fails only its future.
+//!   does not encode in the worker, or decode in the parent, likewise fails only its future. The
+//!   error keeps the message of a custom serde error (`S::Error::custom("…")`), which postcard's own
+//!   error type drops.
 //! - A worker runs one task at a time. **RUNNING means dispatched**: a future turns RUNNING when its
 //!   frame is written to a worker, which is then busy with exactly that task, so
 //!   [`cancel`](crate::PoolFuture::cancel) fails from then on (as in CPython, where a task in the call
 //!   queue can no longer be cancelled; here there is no extra queued call). A submit that finds an idle
-//!   worker writes the frame to it on the submitting thread (one write; a huge argument takes as long
-//!   as the kernel needs to pass it on).
+//!   worker claims it and hands the frame to that worker's driver thread, which writes it: the
+//!   submitting thread never blocks on a worker's socket, however large the argument. (The driver
+//!   spins briefly after each reply, so a task handed over right then costs no wake-up.)
+//! - A bounded queue ([`queue_capacity`](ProcessPoolBuilder::queue_capacity)) holds the tasks no
+//!   worker has claimed: [`submit`](ProcessPoolExecutor::submit) blocks while it is full,
+//!   [`try_submit`](ProcessPoolExecutor::try_submit) fails with [`Error::Full`],
+//!   [`submit_async`](ProcessPoolExecutor::submit_async) waits by waker. A submit made on a driver
+//!   thread (from a done callback) does not wait: only drivers make room, so it overfills instead.
 //! - A panic in a task is [`Error::Panicked`] with the worker's message; the worker lives on. A
 //!   fallible task's `Err` travels as its `Display` text ([`Error::Failed`]). The task's stdout and
 //!   stderr are the parent's (stdout is flushed after each task).
 //! - The parent needs no async runtime: futures complete from the driver threads. From async code,
-//!   `.await` the futures and use [`shutdown_async`](ProcessPoolExecutor::shutdown_async); nothing
-//!   blocks the runtime's threads except the write of a submit described above.
+//!   `.await` the futures, submit with [`submit_async`](ProcessPoolExecutor::submit_async) (or
+//!   `submit` on an unbounded pool) and use
+//!   [`shutdown_async`](ProcessPoolExecutor::shutdown_async): nothing blocks the runtime's threads
+//!   (serializing the argument is the only work done on the caller's thread).
+//! - [`metrics`](ProcessPoolExecutor::metrics) returns the same [`Metrics`] as the thread pool, with
+//!   [`workers_respawned`](Metrics::workers_respawned).
 //!
 //! # When a worker dies
 //!
