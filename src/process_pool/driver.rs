@@ -353,8 +353,8 @@ impl Driver {
                 Ok(body) => body,
                 // A submit claimed this idle worker and left the frame for us to write.
                 Err(e) if proc::is_posted(&e) => {
-                    if let Some(frame) = proc.take_post() {
-                        shared.recycle_frame(send_frame(proc, frame));
+                    if let Some((frame, from)) = proc.take_post() {
+                        shared.recycle_frame(send_frame(proc, frame, from));
                     }
                     continue;
                 }

@@ -94,9 +94,9 @@
 //!   frame is written to a worker, which is then busy with exactly that task, so
 //!   [`cancel`](crate::PoolFuture::cancel) fails from then on (as in CPython, where a task in the call
 //!   queue can no longer be cancelled; here there is no extra queued call). A submit that finds an idle
-//!   worker claims it and hands the frame to that worker's driver thread, which writes it: the
-//!   submitting thread never blocks on a worker's socket, however large the argument. (The driver
-//!   spins briefly after each reply, so a task handed over right then costs no wake-up.)
+//!   worker claims it and writes what the socket takes without blocking (a small task's frame,
+//!   whole); the rest of a large one is handed to that worker's driver thread, which writes it. The
+//!   submitting thread never blocks on a worker's socket, however large the argument.
 //! - A bounded queue ([`queue_capacity`](ProcessPoolBuilder::queue_capacity)) holds the tasks no
 //!   worker has claimed: [`submit`](ProcessPoolExecutor::submit) blocks while it is full,
 //!   [`try_submit`](ProcessPoolExecutor::try_submit) fails with [`Error::Full`],

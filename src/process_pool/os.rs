@@ -33,6 +33,36 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes as much of `buf` to a socket as it takes without blocking; returns how much that was
+/// (`Ok(0)` if its buffer is full). `MSG_NOSIGNAL` as in [`send_all`].
+#[allow(unsafe_code)]
+pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        let rest = &buf[sent..];
+        // SAFETY: `rest` is a live, initialised slice of `rest.len()` bytes and `fd` is an open
+        // descriptor borrowed for the duration of the call; `send` reads at most that many bytes.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => break,
+                _ => return Err(e),
+            }
+        }
+        sent += n as usize;
+    }
+    Ok(sent)
+}
+
 /// A pidfd for the child `pid` (Linux 5.3+): it turns readable when the process exits, whoever else
 /// holds its descriptors. `None` if the kernel cannot make one (the caller then relies on end-of-file).
 #[allow(unsafe_code)]

@@ -58,8 +58,9 @@ pub(crate) struct Proc {
     /// Readable once the worker has exited (see [`Proc::channel`]); `None` on kernels without pidfds.
     pidfd: Option<OwnedFd>,
     ctl: Mutex<Ctl>,
-    /// A frame a submitting thread handed to the driver to write (see [`Proc::post`]).
-    outbox: Mutex<Option<Vec<u8>>>,
+    /// A frame a submitting thread handed to the driver to write, and how much of it was written
+    /// already (see [`Proc::post`]).
+    outbox: Mutex<Option<(Vec<u8>, usize)>>,
     /// `outbox` holds a frame: read without the lock by the driver's spin.
     posted: AtomicBool,
     /// The driver is (about to be) asleep in `poll`: a post must signal `wake`.
@@ -194,20 +195,48 @@ impl Proc {
         }))
     }
 
-    /// Hands a frame to this worker's driver, which writes it from its own thread (a submit must not
-    /// block its caller, an async runtime's thread perhaps, for as long as a large write takes). The
-    /// worker must be claimed for it (`Busy`), so its driver is waiting on the channel with nothing
-    /// else to write; its next read of [`channel`](Self::channel) returns [`is_posted`].
-    pub(crate) fn post(&self, frame: Vec<u8>) {
-        *lock(&self.outbox) = Some(frame);
+    /// Writes a frame to this (claimed, `Busy`) worker without blocking the calling thread: what the
+    /// socket takes at once is written here (a small task's frame, whole: no hand-off on the round
+    /// trip), the rest is handed to the worker's driver, which writes it from its own thread (a
+    /// submit must not block its caller, an async runtime's thread perhaps, for as long as a large
+    /// write takes). Returns the buffer when it was written whole, for reuse.
+    pub(crate) fn send_or_post(&self, frame: Vec<u8>) -> Option<Vec<u8>> {
+        match os::send_nowait(self.stream.as_fd(), &frame) {
+            Ok(n) if n == frame.len() => Some(frame),
+            Ok(n) => {
+                self.post(frame, n);
+                None
+            }
+            // The worker died: its driver sees end-of-file and fails the task.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Some(frame)
+            }
+            Err(e) => {
+                let why = KillReason::Protocol(format!("writing a task failed: {e}"));
+                self.kill(why, libc::SIGKILL);
+                Some(frame)
+            }
+        }
+    }
+
+    /// Hands the rest of a frame (from `offset`) to this worker's driver; its next read of
+    /// [`channel`](Self::channel) returns [`is_posted`]. The worker must be claimed for it (`Busy`),
+    /// so its driver is waiting on the channel with nothing else to write.
+    fn post(&self, frame: Vec<u8>, offset: usize) {
+        *lock(&self.outbox) = Some((frame, offset));
         self.posted.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             os::eventfd_signal(self.wake.as_fd());
         }
     }
 
-    /// The frame [`post`](Self::post)ed for the driver to write, once.
-    pub(crate) fn take_post(&self) -> Option<Vec<u8>> {
+    /// The frame [`post`](Self::post)ed for the driver, with the offset to write it from, once.
+    pub(crate) fn take_post(&self) -> Option<(Vec<u8>, usize)> {
         if !self.posted.swap(false, Ordering::SeqCst) {
             return None;
         }

@@ -5,11 +5,12 @@
 //! Each driver owns one slot, whose [`Phase`] says what its worker is doing. A worker runs one task at a
 //! time, so "which worker holds which task" is exact: the task lives in its worker's `Busy` phase.
 //!
-//! Dispatch: a submit that finds an idle worker claims it (`Idle → Busy`) under the lock and posts the
-//! frame to that worker's driver, which writes it from its own thread (so a large argument never
-//! blocks the submitting thread, which may be an async runtime's); otherwise the task waits in the
-//! queue and a driver takes it when its worker replies. A worker's frames are written only by its
-//! driver, one per claim, so they never interleave.
+//! Dispatch: a submit that finds an idle worker claims it (`Idle → Busy`) under the lock, writes what
+//! the socket takes without blocking (a small frame, whole) and hands the rest to that worker's
+//! driver, which writes it from its own thread (so a large argument never blocks the submitting
+//! thread, which may be an async runtime's); otherwise the task waits in the queue and a driver takes
+//! it when its worker replies. Whoever claims a worker is the only writer of that frame, and the
+//! driver writes a handed-over rest only after the claimer is done, so frames never interleave.
 //!
 //! With a `queue_capacity`, the queue (tasks no worker has claimed) holds at most that many tasks: a
 //! sync submit waits on `room`, an async one on `room_async`, `try_submit` is refused.
@@ -145,15 +146,15 @@ impl Dispatch {
     /// Writes the frame (on the worker's driver thread); returns its buffer (see
     /// [`Shared::recycle_frame`]).
     pub(crate) fn send(self) -> Vec<u8> {
-        send_frame(&self.proc, self.frame)
+        send_frame(&self.proc, self.frame, 0)
     }
 }
 
-/// Writes `frame` to `proc`; returns its buffer. A worker that died meanwhile is its driver's to
-/// handle (it sees end-of-file and fails the task); any other failure leaves the stream in an unknown
-/// state, so the worker is killed.
-pub(crate) fn send_frame(proc: &Proc, frame: Vec<u8>) -> Vec<u8> {
-    if let Err(e) = proc.send(&frame) {
+/// Writes `frame[from..]` to `proc`, blocking; returns the buffer. A worker that died meanwhile is its
+/// driver's to handle (it sees end-of-file and fails the task); any other failure leaves the stream
+/// in an unknown state, so the worker is killed.
+pub(crate) fn send_frame(proc: &Proc, frame: Vec<u8>, from: usize) -> Vec<u8> {
+    if let Err(e) = proc.send(&frame[from..]) {
         match e.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {}
             _ => {
@@ -289,7 +290,9 @@ impl Shared {
                 let dispatch = self.assign(&mut st, slot, task);
                 drop(st);
                 if let Some(d) = dispatch {
-                    d.proc.post(d.frame);
+                    if let Some(buf) = d.proc.send_or_post(d.frame) {
+                        self.recycle_frame(buf);
+                    }
                 }
                 return Ok(());
             }
