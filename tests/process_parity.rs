@@ -421,3 +421,32 @@ fn a_custom_serde_error_keeps_its_message_both_ways() {
     assert_eq!((one, picky.map(|p| p.0)), (1, Some(7)));
     common::process::shutdown_bounded(&pool);
 }
+
+/// Code generic over the pool uses the bounded-queue calls and the metrics the same way.
+fn through_the_trait(pool: &impl concurrent_futures::Executor) -> (u32, u32, u64) {
+    let mut a = pool.try_submit(double, 1).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let b = rt.block_on(async { pool.submit_async(double, 2).await.unwrap().await.unwrap() });
+    let a = a.result(Some(LONG)).unwrap();
+    (a, b, pool.metrics().completed)
+}
+
+#[test]
+fn the_executor_trait_has_the_bounded_queue_and_metrics() {
+    let threads = concurrent_futures::ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(4)
+        .build()
+        .unwrap();
+    let processes = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(4)
+        .build()
+        .unwrap();
+    assert_eq!(through_the_trait(&threads), (2, 4, 2));
+    assert_eq!(through_the_trait(&processes), (2, 4, 2));
+    threads.shutdown(Queued::Run);
+    common::process::shutdown_bounded(&processes);
+}
