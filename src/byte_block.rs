@@ -52,7 +52,7 @@ use serde::ser::{Serialize, Serializer};
 pub struct ByteBlock(Vec<u8>);
 
 /// The old name of [`ByteBlock`], which collided with `bytes::Bytes`, the ecosystem's byte type.
-#[deprecated(since = "0.1.1", note = "renamed `ByteBlock`")]
+#[deprecated(note = "renamed `ByteBlock`; this alias goes away in the next release")]
 pub type Bytes = ByteBlock;
 
 #[cfg(feature = "bytes")]
