@@ -37,7 +37,8 @@ use std::sync::{Arc, Barrier, RwLock};
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{
-    as_completed, wait, Bytes, ProcessPoolExecutor, Promise, Queued, ReturnWhen, ThreadPoolExecutor,
+    as_completed, wait, ByteBlock, ProcessPoolExecutor, Promise, Queued, ReturnWhen,
+    ThreadPoolExecutor,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -1378,7 +1379,7 @@ fn echo_loop<A>(
     spent
 }
 
-fn echo_bytes(b: Bytes) -> Bytes {
+fn echo_bytes(b: ByteBlock) -> ByteBlock {
     b
 }
 
@@ -1469,7 +1470,7 @@ fn section5(cfg: &Cfg, r: &mut Results) {
         bench(cfg, e, || {
             echo_loop(
                 e,
-                || Bytes::from(data.clone()),
+                || ByteBlock::from(data.clone()),
                 |b| {
                     pool.submit(echo_bytes, b)
                         .unwrap()
@@ -1481,7 +1482,7 @@ fn section5(cfg: &Cfg, r: &mut Results) {
         }),
     );
     let back = pool
-        .submit(echo_bytes, Bytes::from(data.clone()))
+        .submit(echo_bytes, ByteBlock::from(data.clone()))
         .unwrap()
         .result(None)
         .unwrap();
@@ -1506,7 +1507,7 @@ fn section5(cfg: &Cfg, r: &mut Results) {
     pool.shutdown(Queued::Run);
     drop(ct);
 
-    // procspawn's pool (ipc-channel + bincode); `Bytes` serializes with `serialize_bytes`, as
+    // procspawn's pool (ipc-channel + bincode); `ByteBlock` serializes with `serialize_bytes`, as
     // `serde_bytes` does, so the MiB crosses as one block there too.
     match procspawn::Pool::new(1) {
         Ok(pp) => {
@@ -1527,7 +1528,7 @@ fn section5(cfg: &Cfg, r: &mut Results) {
                 bench(cfg, e, || {
                     echo_loop(
                         e,
-                        || Bytes::from(data.clone()),
+                        || ByteBlock::from(data.clone()),
                         |b| pp.spawn(b, echo_bytes).join().expect("procspawn").len(),
                     )
                 }),
@@ -2056,7 +2057,7 @@ const S5_TRIVIAL: &[Line] = &[
 const S5_ECHO: &[Line] = &[
     (
         "s5.cf_echo",
-        "cf `ProcessPoolExecutor(1)`, `Bytes` → `Bytes`",
+        "cf `ProcessPoolExecutor(1)`, `ByteBlock` → `ByteBlock`",
         Some("s5.raw_echo_pinned"),
     ),
     (
@@ -2263,7 +2264,7 @@ fn checks(r: &Results) -> Vec<Check> {
             unit: "×",
         },
         t(
-            "§5 1 MiB echo (`Bytes`) ÷ raw socketpair ping-pong (one CPU)",
+            "§5 1 MiB echo (`ByteBlock`) ÷ raw socketpair ping-pong (one CPU)",
             ratio(r, "s5.cf_echo", "s5.raw_echo_pinned"),
             1.5,
         ),

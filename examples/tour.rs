@@ -7,8 +7,8 @@
 //! 1. `submit` and a future's states;       6. `cancel` (only before a task starts);
 //! 2. `map` (results in input order);       7. stopping a *running* task (beyond Python);
 //! 3. `as_completed` (completion order);    8. `shutdown`;
-//! 4. `wait` and its `(done, not_done)`;    9. blocking and async, side by side.
-//! 5. done callbacks;
+//! 4. `wait` and its `(done, not_done)`;    9. blocking and async, side by side;
+//! 5. done callbacks;                      10. processes: submit, map, a worker's death, shutdown.
 //!
 //! Where an ordering matters to the point being made, the tasks wait on channels that the tour
 //! releases, so the output does not depend on the machine's speed.
@@ -18,7 +18,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{
-    as_completed, wait, Error, PoolFuture, Queued, ReturnWhen, ThreadPoolExecutor,
+    as_completed, wait, Error, Executor, MapOptions, PoolFuture, ProcessPoolExecutor, Queued,
+    ReturnWhen, ThreadPoolExecutor, WorkerDeath,
 };
 use futures::StreamExt;
 
@@ -41,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_time()
         .build()?;
     runtime.block_on(side_by_side(&pool))?;
+    processes()?;
 
     heading("the end");
     // Waits for every task, including the job left running by `select!` above.
@@ -50,7 +52,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "   pool.shutdown(Queued::Run): {} tasks completed, {} of them failed (the interrupted ones)",
         m.completed, m.failed
     );
-    println!("   see examples/p01_map.rs ... p14_callback_args.rs for Python's classic programs");
+    println!(
+        "   see examples/p01_map.rs ... p15_process_callbacks.rs for Python's classic programs"
+    );
     Ok(())
 }
 
@@ -334,5 +338,70 @@ async fn side_by_side(pool: &ThreadPoolExecutor) -> Result<(), Error> {
             println!("   select!   the 50 ms timer beat a 200 ms job; the job runs on, detached");
         }
     }
+    Ok(())
+}
+
+/// Runs in a worker process: its pid and the square, so the output shows where it ran.
+fn pid_and_square(n: u64) -> (u32, u64) {
+    (std::process::id(), n * n)
+}
+
+/// Runs in a worker process and ends it at once, as a crash or `abort` in native code would.
+fn crash(code: i32) -> u64 {
+    std::process::exit(code)
+}
+
+/// Sums the inputs with `map` on any pool: the same code for threads and processes.
+fn sum_of_squares(pool: &impl Executor, n: u64) -> Result<u64, Error> {
+    pool.map(fib_square, 1..=n)?.into_iter().sum()
+}
+
+fn fib_square(n: u64) -> u64 {
+    n * n
+}
+
+fn processes() -> Result<(), Error> {
+    heading("10. processes: the same API, one type changed");
+    // Workers are this program re-executed: no setup line, no fork of a threaded process.
+    // One worker, so the respawn below is easy to see.
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .on_worker_death(WorkerDeath::Respawn)
+        .build()?;
+    let (pid, square) = pool.submit(pid_and_square, 12)?.result(None)?;
+    println!(
+        "   pool.submit(pid_and_square, 12) -> ({pid}, {square})  (this program is pid {})",
+        std::process::id()
+    );
+    let squares: Vec<u64> = pool
+        .map_with(pid_and_square, 1..=6, MapOptions::new().chunksize(3))?
+        .into_iter()
+        .map(|r| r.map(|(_, sq)| sq))
+        .collect::<Result<_, _>>()?;
+    println!("   pool.map_with(pid_and_square, 1..=6, chunksize 3) -> {squares:?}");
+    let threads = ThreadPoolExecutor::new(2)?;
+    println!(
+        "   sum_of_squares(&threads, 10) = {}, sum_of_squares(&processes, 10) = {}",
+        sum_of_squares(&threads, 10)?,
+        sum_of_squares(&pool, 10)?
+    );
+    threads.shutdown(Queued::Run);
+
+    let mut died = pool.submit(crash, 3)?;
+    match died.result(None) {
+        Err(e) => println!("   a worker that exits mid-task -> Err: \"{e}\""),
+        Ok(v) => println!("   unexpected: {v}"),
+    }
+    let (pid, _) = pool.submit(pid_and_square, 2)?.result(None)?;
+    println!(
+        "   WorkerDeath::Respawn: only that task failed; the next ran in a new worker, pid {pid} \
+         (metrics: {} respawned)",
+        pool.metrics().workers_respawned
+    );
+    println!("   (the default, WorkerDeath::BreakPool, fails every pending future with BrokenProcessPool, as Python)");
+
+    let pids = pool.worker_pids();
+    pool.shutdown(Queued::Run);
+    println!("   pool.shutdown(Queued::Run): workers {pids:?} have exited and been reaped");
     Ok(())
 }

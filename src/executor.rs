@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::future::PoolFuture;
 use crate::map::{Map, MapOptions};
-use crate::thread_pool::{Queued, ThreadPoolExecutor};
+use crate::thread_pool::{Metrics, Queued, ThreadPoolExecutor};
 
 /// A value that can be a task's argument or result in either pool: it can cross a thread boundary
 /// (`Send + 'static`) and a process boundary (serde). Implemented for every such type.
@@ -40,6 +40,50 @@ pub trait Executor {
     /// Runs `f(arg)` on the pool.
     fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A)
         -> Result<PoolFuture<R>, Error>;
+
+    /// [`submit`](Executor::submit) that never blocks: with a bounded queue that is full (or a pool
+    /// that is shut down or broken), fails with a [`Rejected`](crate::Rejected) that holds the
+    /// [`Error`] and hands the work back.
+    #[allow(clippy::type_complexity)]
+    fn try_submit<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>>;
+
+    /// [`submit`](Executor::submit) for async code: with a bounded queue that is full, waits for room
+    /// without blocking the thread.
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, ThreadPoolExecutor};
+    ///
+    /// fn triple(n: u32) -> u32 { n * 3 }
+    ///
+    /// async fn triples(pool: &impl Executor) -> Result<Vec<u32>, concurrent_futures::Error> {
+    ///     let mut futures = Vec::new();
+    ///     for n in 1..=3 {
+    ///         futures.push(pool.submit_async(triple, n).await?);
+    ///     }
+    ///     let mut out = Vec::new();
+    ///     for f in futures {
+    ///         out.push(f.await?);
+    ///     }
+    ///     Ok(out)
+    /// }
+    ///
+    /// let pool = ThreadPoolExecutor::builder().max_workers(1).queue_capacity(1).build()?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(rt.block_on(triples(&pool))?, [3, 6, 9]);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    fn submit_async<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> impl Future<Output = Result<PoolFuture<R>, Error>> + Send + '_;
+
+    /// A snapshot of the pool's counters.
+    fn metrics(&self) -> Metrics;
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`].
     fn submit_fallible<A, R, E>(
@@ -95,6 +139,26 @@ impl Executor for ThreadPoolExecutor {
         ThreadPoolExecutor::submit(self, f, arg)
     }
 
+    fn try_submit<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>> {
+        ThreadPoolExecutor::try_submit(self, f, arg)
+    }
+
+    fn submit_async<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> impl Future<Output = Result<PoolFuture<R>, Error>> + Send + '_ {
+        ThreadPoolExecutor::submit_async(self, f, arg)
+    }
+
+    fn metrics(&self) -> Metrics {
+        ThreadPoolExecutor::metrics(self)
+    }
+
     fn submit_fallible<A, R, E>(
         &self,
         f: fn(A) -> Result<R, E>,
@@ -139,6 +203,26 @@ impl Executor for crate::process_pool::ProcessPoolExecutor {
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
         crate::process_pool::ProcessPoolExecutor::submit(self, f, arg)
+    }
+
+    fn try_submit<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>> {
+        crate::process_pool::ProcessPoolExecutor::try_submit(self, f, arg)
+    }
+
+    fn submit_async<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> impl Future<Output = Result<PoolFuture<R>, Error>> + Send + '_ {
+        crate::process_pool::ProcessPoolExecutor::submit_async(self, f, arg)
+    }
+
+    fn metrics(&self) -> Metrics {
+        crate::process_pool::ProcessPoolExecutor::metrics(self)
     }
 
     fn submit_fallible<A, R, E>(

@@ -97,7 +97,7 @@
 #![deny(unsafe_code)] // allowed only on the few process-pool items that need it, each with a SAFETY comment
 
 mod as_completed;
-mod bytes;
+mod byte_block;
 mod completion_set;
 mod deadline;
 mod error;
@@ -114,7 +114,9 @@ mod wait;
 mod watch;
 
 pub use as_completed::{as_completed, AsCompleted, AsCompletedIter};
-pub use bytes::Bytes;
+pub use byte_block::ByteBlock;
+#[allow(deprecated)]
+pub use byte_block::Bytes;
 pub use completion_set::CompletionSet;
 pub use error::{
     BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, Rejected, TaskError, WorkerExit,

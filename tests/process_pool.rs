@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::process::{assert_all_gone, gated_pid, pid, shutdown_bounded, Gate, Unencodable};
 use common::LONG;
 use concurrent_futures::{
-    as_completed, wait, Bytes, Error, Executor, MapOptions, ProcessPoolExecutor, Queued,
+    as_completed, wait, ByteBlock, Error, Executor, MapOptions, ProcessPoolExecutor, Queued,
     ReturnWhen, ThreadPoolExecutor,
 };
 use serde::{Deserialize, Serialize};
@@ -810,14 +810,15 @@ fn pattern(len: usize) -> Vec<u8> {
 fn a_mib_of_bytes_round_trips_intact_and_a_plain_vec_still_works() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::new(1)?;
     let data = pattern(1 << 20);
-    // `Bytes` crosses as one block both ways; the worker checks what it got and sends it back.
-    let echo = |b: Bytes| -> (u32, usize, u64, Bytes) {
+    // `ByteBlock` crosses as one block both ways; the worker checks what it got and sends it back.
+    let echo = |b: ByteBlock| -> (u32, usize, u64, ByteBlock) {
         let sum = b.iter().map(|&x| u64::from(x)).sum();
         (std::process::id(), b.len(), sum, b)
     };
     let sum: u64 = data.iter().map(|&x| u64::from(x)).sum();
-    let (worker, len, their_sum, back) =
-        pool.submit(echo, Bytes::from(data.clone()))?.result(LONG)?;
+    let (worker, len, their_sum, back) = pool
+        .submit(echo, ByteBlock::from(data.clone()))?
+        .result(LONG)?;
     assert_ne!(worker, std::process::id());
     assert_eq!((len, their_sum), (data.len(), sum));
     assert!(back[..] == data[..], "the echoed MiB differs");
@@ -825,7 +826,7 @@ fn a_mib_of_bytes_round_trips_intact_and_a_plain_vec_still_works() -> Result<(),
     for n in [1 << 20, 0, (1 << 20) + 3] {
         let d = pattern(n);
         let back: Vec<u8> = pool
-            .submit(|b: Bytes| b, Bytes::from(d.clone()))?
+            .submit(|b: ByteBlock| b, ByteBlock::from(d.clone()))?
             .result(LONG)?
             .into();
         assert!(back == d, "{n} bytes");
@@ -835,11 +836,11 @@ fn a_mib_of_bytes_round_trips_intact_and_a_plain_vec_still_works() -> Result<(),
     assert!(back == data);
     let mixed = pool
         .submit(
-            |(v, b): (Vec<u8>, Bytes)| (Bytes::from(v), b.into_vec()),
-            (vec![1, 2], Bytes::from(vec![3])),
+            |(v, b): (Vec<u8>, ByteBlock)| (ByteBlock::from(v), b.into_vec()),
+            (vec![1, 2], ByteBlock::from(vec![3])),
         )?
         .result(LONG)?;
-    assert_eq!(mixed, (Bytes::from(vec![1, 2]), vec![3]));
+    assert_eq!(mixed, (ByteBlock::from(vec![1, 2]), vec![3]));
     pool.shutdown(Queued::Run);
     Ok(())
 }

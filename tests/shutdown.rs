@@ -433,9 +433,6 @@ fn the_program_ends_promptly_after_shutdown_nowait() {
 // CPython #100 for the process pool (which CPython skips because it hangs, gh-83386): the program ends
 // at once and quietly, and its workers end with it.
 #[test]
-#[ignore = "workers print to stderr when their parent exits: 'worker channel failed: Connection \
-            reset by peer' (a reply left unread) or '... not this process's parent' (one still \
-            starting); src/process_pool/child.rs, issue 7"]
 fn the_program_ends_promptly_and_quietly_after_a_process_pool_shutdown_nowait() {
     exit_right_after_shutdown_nowait(&["process-run", "process-cancel"]);
 }

@@ -38,6 +38,7 @@ pub struct ProcessPoolBuilder {
     on_worker_death: WorkerDeath,
     handshake_timeout: Duration,
     frame_cap: usize,
+    capacity: Option<usize>,
 }
 
 impl Default for ProcessPoolBuilder {
@@ -50,6 +51,7 @@ impl Default for ProcessPoolBuilder {
             on_worker_death: WorkerDeath::BreakPool,
             handshake_timeout: Duration::from_secs(10),
             frame_cap: super::wire::DEFAULT_MAX_FRAME,
+            capacity: None,
         }
     }
 }
@@ -135,10 +137,21 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Bounds the queue of tasks waiting for a worker (default: unbounded, as Python's). When it is
+    /// full, [`submit`](ProcessPoolExecutor::submit) blocks until a worker takes a task,
+    /// [`try_submit`](ProcessPoolExecutor::try_submit) fails with [`Error::Full`], and
+    /// [`submit_async`](ProcessPoolExecutor::submit_async) waits without blocking its thread. A task
+    /// handed straight to an idle worker does not count. `map` is bounded by
+    /// [`MapOptions::buffer`](crate::MapOptions::buffer) instead. Must be at least 1.
+    pub fn queue_capacity(mut self, tasks: usize) -> Self {
+        self.capacity = Some(tasks);
+        self
+    }
+
     /// Builds the pool. No process starts until the first submit.
     ///
-    /// Fails with [`Error::InvalidArgument`] for a zero `max_workers`, `max_tasks_per_child` or
-    /// `handshake_timeout`, and with [`Error::ProcessSetup`] in a process that was started as a
+    /// Fails with [`Error::InvalidArgument`] for a zero `max_workers`, `max_tasks_per_child`,
+    /// `handshake_timeout` or `queue_capacity`, and with [`Error::ProcessSetup`] in a process that was started as a
     /// worker but is running `main` (which would otherwise start workers of its own, recursively).
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         // Keep the worker entry (a constructor) linked into every program that builds a pool.
@@ -169,6 +182,11 @@ impl ProcessPoolBuilder {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        if self.capacity == Some(0) {
+            return Err(Error::InvalidArgument(
+                "queue_capacity must be greater than 0".into(),
+            ));
+        }
         if self.max_tasks_per_child == Some(0) {
             return Err(Error::InvalidArgument(
                 "max_tasks_per_child must be >= 1".into(),
@@ -197,6 +215,7 @@ impl ProcessPoolBuilder {
             on_worker_death: self.on_worker_death,
             handshake_timeout: self.handshake_timeout,
             frame_cap: self.frame_cap,
+            capacity: self.capacity,
         }))
     }
 }
@@ -211,6 +230,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("on_worker_death", &self.on_worker_death)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_frame_bytes", &self.frame_cap)
+            .field("queue_capacity", &self.capacity)
             .finish()
     }
 }

@@ -60,6 +60,16 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
     };
     // Nothing the channel says is trusted, and no code offset is revealed, before this passes.
     if let Err(reason) = handshake::verify_parent(parent, stream.as_fd()) {
+        // A parent that exited while this worker started (a program ending right after
+        // `shutdown_nowait`) is an ordinary end, not a refusal worth a message: no one is left to
+        // serve, and no one to read the reason. Only when the kernel says that very parent made the
+        // channel: a marker naming some pid that is gone, on a channel someone else made, is a
+        // refusal like any other and says so.
+        let made_by_parent =
+            os::peer_credentials(stream.as_fd()).is_ok_and(|(pid, _, _)| pid == parent);
+        if made_by_parent && parent_gone(parent) {
+            return EXIT_REFUSED;
+        }
         eprintln!(
             "concurrent_futures: refusing to run as a process-pool worker (pid {}): {reason}",
             std::process::id()
@@ -78,6 +88,10 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
             Ok(body) => body,
             // The parent closed the channel: shutdown, recycling, or the parent is gone.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return 0,
+            // The parent exited with a reply of ours still unread: the kernel resets the channel
+            // instead of ending it. The same ordinary end (a program exits right after
+            // `shutdown_nowait`), so no message.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return 0,
             Err(e) => {
                 eprintln!("concurrent_futures: worker channel failed: {e}");
                 return EXIT_PROTOCOL;
@@ -126,6 +140,27 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
             out = Vec::with_capacity(64 * 1024);
         }
     }
+}
+
+/// Whether the process named as the parent in the marker has exited or is exiting: its pid is gone,
+/// or a zombie, or has already lost its executable (the kernel drops `/proc/<pid>/exe` early in an
+/// exit, before the zombie state and before this worker is re-parented). A marker that names some
+/// other live process is not this case: that refusal is reported.
+fn parent_gone(parent: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{parent}/stat")) else {
+        return true;
+    };
+    // `pid (comm) state …`; `comm` may hold spaces and parentheses, so look after the last `)`.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, Some('Z' | 'X')) {
+        return true;
+    }
+    matches!(
+        std::fs::read_link(format!("/proc/{parent}/exe")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound
+    )
 }
 
 /// Splits a `RUN` frame into the trampoline, the function address and the argument bytes, checking that

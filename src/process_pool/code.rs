@@ -214,7 +214,7 @@ fn decode_panic(mut payload: &[u8]) -> Panic {
 }
 
 fn decode_arg<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, Fail> {
-    postcard::from_bytes(bytes).map_err(|e| {
+    wire::decode(bytes).map_err(|e| {
         Fail::ArgDecode(format!(
             "could not deserialize the argument ({}): {e}",
             type_name::<A>()
@@ -354,7 +354,7 @@ pub(crate) fn decode_one<R: DeserializeOwned>(body: &[u8], _items: usize) -> Res
         .ok_or_else(|| Error::Serialization("an empty reply from the worker".into()))?;
     let text = || String::from_utf8_lossy(payload).into_owned();
     match tag {
-        reply::VALUE => postcard::from_bytes(payload).map_err(|e| {
+        reply::VALUE => wire::decode(payload).map_err(|e| {
             Error::Serialization(format!(
                 "could not deserialize the result ({}): {e}",
                 type_name::<R>()

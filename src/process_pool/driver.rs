@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use super::code;
 use super::handshake;
-use super::proc::{KillReason, Proc};
-use super::shared::{Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
+use super::proc::{self, KillReason, Proc};
+use super::shared::{send_frame, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
 use super::wire::FrameReader;
 use super::WorkerDeath;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, WorkerExit};
@@ -127,6 +127,7 @@ fn take_next(shared: &Shared, slot: usize, st: &mut PoolState, offer: Offer) -> 
     }
     if let Offer::Queue = offer {
         while let Some(task) = st.queue.pop_front() {
+            shared.made_room(st);
             if let Some(d) = shared.assign(st, slot, task) {
                 return Next::Run(d);
             }
@@ -215,6 +216,10 @@ impl Driver {
         let broken = {
             let mut st = self.shared.lock();
             st.spawned += 1;
+            // A start while a worker that ended has not been replaced yet replaces it.
+            if st.ended > st.respawned {
+                st.respawned += 1;
+            }
             st.slots[self.slot].proc = Some(proc.clone());
             matches!(st.lifecycle, Lifecycle::Broken(_))
         };
@@ -227,7 +232,13 @@ impl Driver {
             Err(failure) => {
                 proc.kill(KillReason::Protocol("handshake".into()), libc::SIGKILL);
                 let (status, kill) = proc.reap();
-                self.shared.lock().slots[self.slot].proc = None;
+                {
+                    let mut st = self.shared.lock();
+                    st.slots[self.slot].proc = None;
+                    if matches!(st.lifecycle, Lifecycle::Open) {
+                        st.ended += 1;
+                    }
+                }
                 // The pool itself stopped this worker (`terminate_workers`/`kill_workers`, or another
                 // worker broke the pool): not a start-up failure. Review fix: a forced shutdown used
                 // to turn the pool Broken, or, under the resilient policy, start a new worker.
@@ -358,6 +369,13 @@ impl Driver {
         loop {
             let body = match self.reader.read_frame(proc.channel()) {
                 Ok(body) => body,
+                // A submit claimed this idle worker and left the frame for us to write.
+                Err(e) if proc::is_posted(&e) => {
+                    if let Some((frame, from)) = proc.take_post() {
+                        shared.recycle_frame(send_frame(proc, frame, from));
+                    }
+                    continue;
+                }
                 Err(e) => return e,
             };
             let (task, then) = {
@@ -397,10 +415,10 @@ impl Driver {
             match then {
                 Then::Now(next) => {
                     next.perform(shared, proc);
-                    task.finish(body);
+                    task.finish(body, &shared.counters);
                 }
                 Then::AfterCompletion => {
-                    task.finish(body);
+                    task.finish(body, &shared.counters);
                     let next = {
                         let mut st = shared.lock();
                         st.starting -= 1;
@@ -434,6 +452,9 @@ impl Driver {
             status,
         };
         let mut st = shared.lock();
+        if matches!(st.lifecycle, Lifecycle::Open) {
+            st.ended += 1;
+        }
         let phase = mem::replace(&mut st.slots[self.slot].phase, Phase::Starting);
         st.slots[self.slot].proc = None;
         st.idle.retain(|&i| i != self.slot);

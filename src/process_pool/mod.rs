@@ -74,7 +74,8 @@
 //!   it) and one driver thread in the parent. Frames are length-prefixed with a size cap
 //!   ([`max_frame_bytes`](ProcessPoolBuilder::max_frame_bytes)); payloads are postcard.
 //! - Binary data: serde has no special case for `Vec<u8>`, so one crosses element by element; wrap it
-//!   in [`Bytes`](crate::Bytes) to send it as one block (one copy in, one copy out on each side).
+//!   in [`ByteBlock`](crate::ByteBlock) (or another type that serializes with
+//!   `serialize_bytes`, such as `serde_bytes::ByteBuf`) to send it as one block (one copy in, one copy out on each side).
 //! - Before it sleeps on its worker's channel, a driver keeps asking it for up to 50 µs, yielding the
 //!   CPU in between: a short task's reply then arrives without a wake-up of the driver, which
 //!   dominated a trivial task's round trip. The cost is at most that much CPU per wait, and none while
@@ -86,19 +87,31 @@
 //!   the pool with a clear error, never undefined behaviour.
 //! - The argument is encoded on the submitting thread; if it does not encode, that future fails with
 //!   [`Error::Serialization`] (it is not an error of `submit`) and the pool carries on. A result that
-//!   does not encode in the worker, or decode in the parent, likewise fails only its future.
+//!   does not encode in the worker, or decode in the parent, likewise fails only its future. The
+//!   error keeps the message of a custom serde error (`S::Error::custom("…")`), which postcard's own
+//!   error type drops.
 //! - A worker runs one task at a time. **RUNNING means dispatched**: a future turns RUNNING when its
 //!   frame is written to a worker, which is then busy with exactly that task, so
 //!   [`cancel`](crate::PoolFuture::cancel) fails from then on (as in CPython, where a task in the call
 //!   queue can no longer be cancelled; here there is no extra queued call). A submit that finds an idle
-//!   worker writes the frame to it on the submitting thread (one write; a huge argument takes as long
-//!   as the kernel needs to pass it on).
+//!   worker claims it and writes what the socket takes without blocking (a small task's frame,
+//!   whole); the rest of a large one is handed to that worker's driver thread, which writes it. The
+//!   submitting thread never blocks on a worker's socket, however large the argument.
+//! - A bounded queue ([`queue_capacity`](ProcessPoolBuilder::queue_capacity)) holds the tasks no
+//!   worker has claimed: [`submit`](ProcessPoolExecutor::submit) blocks while it is full,
+//!   [`try_submit`](ProcessPoolExecutor::try_submit) fails with [`Error::Full`],
+//!   [`submit_async`](ProcessPoolExecutor::submit_async) waits by waker. A submit made on a driver
+//!   thread (from a done callback) does not wait: only drivers make room, so it overfills instead.
 //! - A panic in a task is [`Error::Panicked`] with the worker's message; the worker lives on. A
 //!   fallible task's `Err` travels as its `Display` text ([`Error::Failed`]). The task's stdout and
 //!   stderr are the parent's (stdout is flushed after each task).
 //! - The parent needs no async runtime: futures complete from the driver threads. From async code,
-//!   `.await` the futures and use [`shutdown_async`](ProcessPoolExecutor::shutdown_async); nothing
-//!   blocks the runtime's threads except the write of a submit described above.
+//!   `.await` the futures, submit with [`submit_async`](ProcessPoolExecutor::submit_async) (or
+//!   `submit` on an unbounded pool) and use
+//!   [`shutdown_async`](ProcessPoolExecutor::shutdown_async): nothing blocks the runtime's threads
+//!   (serializing the argument is the only work done on the caller's thread).
+//! - [`metrics`](ProcessPoolExecutor::metrics) returns the same [`Metrics`] as the thread pool, with
+//!   [`workers_respawned`](Metrics::workers_respawned).
 //!
 //! # When a worker dies
 //!
@@ -141,6 +154,7 @@ mod entry;
 mod handshake;
 mod os;
 mod proc;
+mod serde_msg;
 mod shared;
 mod task;
 mod timer;
@@ -155,13 +169,13 @@ use std::time::Duration;
 pub use builder::ProcessPoolBuilder;
 use code::Trampoline;
 use proc::EnvOp;
-use shared::Shared;
+use shared::{Counters, Rejected, Shared, WhenFull};
 
 use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Feed, Map, MapOptions};
-use crate::thread_pool::Queued;
+use crate::thread_pool::{Metrics, Queued};
 
 /// What the abrupt death of a worker process does to the pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -199,6 +213,9 @@ impl<R: Payload> Call<R> {
     }
 }
 
+/// A task ready to queue, and its future.
+type Encoded<T> = (Arc<dyn task::ProcTask>, PoolFuture<T>);
+
 pub(crate) struct Config {
     pub(crate) max_workers: usize,
     /// The initializer's `RUN` frame, sent to each worker after the handshake.
@@ -208,6 +225,8 @@ pub(crate) struct Config {
     pub(crate) on_worker_death: WorkerDeath,
     pub(crate) handshake_timeout: Duration,
     pub(crate) frame_cap: usize,
+    /// The most tasks waiting for a worker (`None`: unbounded).
+    pub(crate) capacity: Option<usize>,
 }
 
 /// A pool of worker processes running `fn(A) -> R` tasks; every submission returns a [`PoolFuture`].
@@ -270,39 +289,166 @@ impl ProcessPoolExecutor {
         self.shared().lock().spawned
     }
 
+    /// Encodes one task on the calling thread (so an argument that does not serialize fails at once,
+    /// and the cost stays with the caller who asked for it): `Err` is that future, already failed.
+    fn encode<T: Send + 'static>(
+        &self,
+        call: Call<T>,
+        arg: &impl serde::Serialize,
+        on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
+    ) -> Result<Encoded<T>, Result<PoolFuture<T>, Error>> {
+        let shared = self.shared();
+        if let Some(e) = Shared::refusal(&shared.lock().lifecycle) {
+            return Err(Err(e));
+        }
+        let spare = shared.take_spare_frame();
+        let frame =
+            match code::run_frame(call.tramp, call.func, arg, shared.config.frame_cap, spare) {
+                Ok(frame) => frame,
+                Err(e @ Error::Serialization(_)) => {
+                    return Err(Ok(task::completed(on_encode_error(e))))
+                }
+                Err(e) => return Err(Err(e)),
+            };
+        Ok(task::new_task(frame, call.items, call.decode, call.limit))
+    }
+
     /// Encodes and queues one task.
     fn push<T: Send + 'static>(
         &self,
         call: Call<T>,
         arg: &impl serde::Serialize,
         on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
+        when_full: WhenFull,
     ) -> Result<PoolFuture<T>, Error> {
-        let shared = self.shared();
-        if let Some(e) = Shared::refusal(&shared.lock().lifecycle) {
-            return Err(e);
+        let (task, fut) = match self.encode(call, arg, on_encode_error) {
+            Ok(pair) => pair,
+            Err(done) => return done,
+        };
+        match self.shared().enqueue(task, when_full) {
+            Ok(()) => Ok(fut),
+            Err(Rejected::Full(_)) => Err(Error::Full),
+            Err(Rejected::Closed(e)) => Err(e),
         }
-        let spare = shared.take_spare_frame();
-        let frame =
-            match code::run_frame(call.tramp, call.func, arg, shared.config.frame_cap, spare) {
-                Ok(frame) => frame,
-                Err(e @ Error::Serialization(_)) => return Ok(task::completed(on_encode_error(e))),
-                Err(e) => return Err(e),
-            };
-        let (task, fut) = task::new_task(frame, call.items, call.decode, call.limit);
-        shared.enqueue(task)?;
-        Ok(fut)
     }
 
     /// Runs `f(arg)` in a worker process: Python's `submit(fn, arg)` (use a tuple for several
     /// arguments). Fails with [`Error::Shutdown`] after shutdown, or the pool's
     /// [`Error::BrokenProcessPool`] once it is broken. An argument that does not serialize gives a
-    /// future failed with [`Error::Serialization`].
+    /// future failed with [`Error::Serialization`]. The argument is serialized on the calling
+    /// thread; the frame is written by the worker's driver thread. With a bounded queue that is full,
+    /// this blocks until there is room (see [`try_submit`](Self::try_submit) and
+    /// [`submit_async`](Self::submit_async) for callers that must not block).
     pub fn submit<A: Payload, R: Payload>(
         &self,
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        self.push(Call::one(f, None), &arg, Err)
+        self.push(Call::one(f, None), &arg, Err, WhenFull::Block)
+    }
+
+    /// [`submit`](Self::submit) that never blocks: with a bounded queue that is full, fails with a
+    /// [`Rejected`](crate::Rejected) holding [`Error::Full`] and the work (`(f, arg)`), which
+    /// `into_inner()` hands back; `?` turns it into the [`Error`]. A shut-down or broken pool rejects
+    /// the same way.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ProcessPoolExecutor};
+    ///
+    /// fn forever((): ()) { loop { std::thread::park() } }
+    /// fn double(n: u32) -> u32 { n * 2 }
+    ///
+    /// let pool = ProcessPoolExecutor::builder().max_workers(1).queue_capacity(1).build()?;
+    /// let busy = pool.submit(forever, ())?;
+    /// while !busy.running() { std::thread::yield_now() } // the worker has it: the queue is empty
+    /// let queued = pool.try_submit(double, 1)?; // fills the queue
+    /// let rejected = pool.try_submit(double, 2).unwrap_err();
+    /// assert!(matches!(rejected.error(), Error::Full));
+    /// let (_f, arg) = rejected.into_inner(); // the work comes back
+    /// assert_eq!(arg, 2);
+    /// pool.kill_workers(); // ends `forever` (its future fails) and cancels `queued`
+    /// assert!(queued.cancelled());
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn try_submit<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>> {
+        self.push(Call::one(f, None), &arg, Err, WhenFull::Reject)
+            .map_err(|e| crate::Rejected::new(e, (f, arg)))
+    }
+
+    /// [`submit`](Self::submit) for async code: with a bounded queue that is full, waits for room
+    /// without blocking the thread (it is woken when a worker takes a queued task). Nothing here
+    /// blocks: the argument is serialized on the calling thread, and the frame is written by the
+    /// worker's driver thread. Dropping the returned future before it resolves drops the task.
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn double(n: u32) -> u32 { n * 2 }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let pool = ProcessPoolExecutor::builder().max_workers(1).queue_capacity(2).build()?;
+    /// let mut futures = Vec::new();
+    /// for n in 0..5 {
+    ///     futures.push(pool.submit_async(double, n).await?); // waits while 2 are queued
+    /// }
+    /// let mut doubled = Vec::new();
+    /// for f in futures {
+    ///     doubled.push(f.await?);
+    /// }
+    /// assert_eq!(doubled, [0, 2, 4, 6, 8]);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn submit_async<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<PoolFuture<R>, Error> {
+        let (mut task, fut) = match self.encode(Call::one(f, None), &arg, Err) {
+            Ok(pair) => pair,
+            Err(done) => return done,
+        };
+        drop(arg);
+        let shared = self.shared();
+        loop {
+            let room = shared.room_async.notified();
+            let mut room = std::pin::pin!(room);
+            // Register before trying, so room made between the try and the await is not missed.
+            room.as_mut().enable();
+            match shared.enqueue(task, WhenFull::Reject) {
+                Ok(()) => return Ok(fut),
+                Err(Rejected::Full(t)) => task = t,
+                Err(Rejected::Closed(e)) => return Err(e),
+            }
+            room.await;
+        }
+    }
+
+    /// A snapshot of the pool's counters: worker processes (live drivers, including workers being
+    /// started), idle ones, queued and running tasks, tasks that ended with a reply (returned,
+    /// failed, panicked), cancelled ones, and [`workers_respawned`](Metrics::workers_respawned):
+    /// workers started to replace one that ended (a death under [`WorkerDeath::Respawn`], an
+    /// interrupt, a time limit, recycling by `max_tasks_per_child`).
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// let pool = ProcessPoolExecutor::builder().max_workers(1).max_tasks_per_child(1).build()?;
+    /// for n in 0..3u8 {
+    ///     pool.submit(|n: u8| n, n)?.result(None)?;
+    /// }
+    /// let m = pool.metrics();
+    /// assert_eq!(m.completed, 3);
+    /// assert_eq!(m.workers_respawned, 2); // each task had a fresh worker
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        self.shared().metrics()
     }
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`], carrying the error's
@@ -339,6 +485,7 @@ impl ProcessPoolExecutor {
             },
             &arg,
             Err,
+            WhenFull::Block,
         )
     }
 
@@ -364,7 +511,7 @@ impl ProcessPoolExecutor {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        self.push(Call::one(f, Some(limit)), &arg, Err)
+        self.push(Call::one(f, Some(limit)), &arg, Err, WhenFull::Block)
     }
 
     /// Applies `f` to every input in worker processes: Python's `executor.map`. Results come in input
@@ -423,6 +570,8 @@ impl ProcessPoolExecutor {
                     },
                     &a,
                     Err,
+                    // `map` bounds its own in-flight work (`MapOptions::buffer`).
+                    WhenFull::Overfill,
                 ));
             }
             let items: Vec<A> = inputs.by_ref().take(chunk).collect();
@@ -440,6 +589,7 @@ impl ProcessPoolExecutor {
                 },
                 &items,
                 move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
+                WhenFull::Overfill,
             ))
         });
         Map::start(feed, opts)
@@ -491,7 +641,8 @@ impl ProcessPoolExecutor {
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
     /// tasks still run (unless cancelled); the workers exit when the queue is empty.
     pub fn shutdown_nowait(&self, queued: Queued) {
-        self.shared().close(queued == Queued::Cancel).run();
+        let cancelled = self.shared().close(queued == Queued::Cancel).run();
+        Counters::add(&self.shared().counters.cancelled, cancelled);
     }
 
     /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited and been
@@ -520,12 +671,14 @@ impl ProcessPoolExecutor {
     /// ([`ForcedShutdown`](crate::BrokenCause::ForcedShutdown)); later submits get [`Error::Shutdown`].
     /// Does not wait; follow with [`shutdown`](Self::shutdown) to reap the workers.
     pub fn terminate_workers(&self) {
-        self.shared().force(libc::SIGTERM).run();
+        let cancelled = self.shared().force(libc::SIGTERM).run();
+        Counters::add(&self.shared().counters.cancelled, cancelled);
     }
 
     /// Python 3.14's `kill_workers()`: as [`terminate_workers`](Self::terminate_workers) with SIGKILL.
     pub fn kill_workers(&self) {
-        self.shared().force(libc::SIGKILL).run();
+        let cancelled = self.shared().force(libc::SIGKILL).run();
+        Counters::add(&self.shared().counters.cancelled, cancelled);
     }
 
     /// Runs `body` with the pool, then shuts it down and waits, even if `body` panics: Python's

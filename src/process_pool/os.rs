@@ -33,6 +33,36 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes as much of `buf` to a socket as it takes without blocking; returns how much that was
+/// (`Ok(0)` if its buffer is full). `MSG_NOSIGNAL` as in [`send_all`].
+#[allow(unsafe_code)]
+pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        let rest = &buf[sent..];
+        // SAFETY: `rest` is a live, initialised slice of `rest.len()` bytes and `fd` is an open
+        // descriptor borrowed for the duration of the call; `send` reads at most that many bytes.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => break,
+                _ => return Err(e),
+            }
+        }
+        sent += n as usize;
+    }
+    Ok(sent)
+}
+
 /// A pidfd for the child `pid` (Linux 5.3+): it turns readable when the process exits, whoever else
 /// holds its descriptors. `None` if the kernel cannot make one (the caller then relies on end-of-file).
 #[allow(unsafe_code)]
@@ -47,30 +77,43 @@ pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
-/// Blocks until the socket `sock` has something to read (data, end-of-file or an error: `true`), or
-/// the process behind `pidfd` has exited with nothing left to read (`false`). Pending data always
-/// comes first: a worker's last writes are in the socket before its exit is signalled.
+/// What [`wait_channel`] saw first.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// The socket has something to read (data, end-of-file or an error).
+    Readable,
+    /// The process behind the pidfd exited and the socket has nothing left to read.
+    Exited,
+    /// The wake-up eventfd was signalled (and has been reset).
+    Woken,
+}
+
+/// Blocks until the socket `sock` has something to read, the process behind `pidfd` (if any) has
+/// exited, or `wake` (an eventfd) was signalled. Pending data always comes first: a worker's last
+/// writes are in the socket before its exit is signalled.
 #[allow(unsafe_code)]
-pub(crate) fn wait_readable_or_exit(
+pub(crate) fn wait_channel(
     sock: BorrowedFd<'_>,
-    pidfd: BorrowedFd<'_>,
-) -> io::Result<bool> {
+    pidfd: Option<BorrowedFd<'_>>,
+    wake: BorrowedFd<'_>,
+) -> io::Result<Ready> {
+    let pollfd = |fd: BorrowedFd<'_>| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: sock.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is an array of 2 valid, initialised `pollfd`s for the duration of the call,
-        // and both descriptors are open while borrowed.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        let mut fds = [pollfd(sock), pollfd(wake), pollfd(wake)];
+        let n_fds = match pidfd {
+            Some(p) => {
+                fds[2] = pollfd(p);
+                3
+            }
+            None => 2,
+        };
+        // SAFETY: `fds` holds `n_fds` valid, initialised `pollfd`s for the duration of the call, and
+        // every descriptor in it is open while borrowed.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), n_fds, -1) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -79,12 +122,44 @@ pub(crate) fn wait_readable_or_exit(
             return Err(e);
         }
         if fds[0].revents != 0 {
-            return Ok(true);
+            return Ok(Ready::Readable);
         }
         if fds[1].revents != 0 {
-            return Ok(false);
+            eventfd_reset(wake);
+            return Ok(Ready::Woken);
+        }
+        if n_fds == 3 && fds[2].revents != 0 {
+            return Ok(Ready::Exited);
         }
     }
+}
+
+/// A non-blocking, close-on-exec eventfd, for waking a thread blocked in [`wait_channel`].
+#[allow(unsafe_code)]
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) takes an initial count and flags, no pointers.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the call returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Signals an eventfd (adds 1 to its count). Cannot block: the count would have to reach 2^64 - 1.
+#[allow(unsafe_code)]
+pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one`, a live `u64`, to an open eventfd.
+    let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+/// Resets an eventfd's count to 0 (a no-op if it is already 0: the descriptor is non-blocking).
+#[allow(unsafe_code)]
+fn eventfd_reset(fd: BorrowedFd<'_>) {
+    let mut count: u64 = 0;
+    // SAFETY: reads at most 8 bytes into `count`, a live, writable `u64`, from an open eventfd.
+    let _ = unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
 }
 
 /// Reads what `sock` has without blocking: `Ok(None)` if nothing has arrived yet.

@@ -19,6 +19,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,33 @@ pub(crate) struct Proc {
     /// Readable once the worker has exited (see [`Proc::channel`]); `None` on kernels without pidfds.
     pidfd: Option<OwnedFd>,
     ctl: Mutex<Ctl>,
+    /// A frame a submitting thread handed to the driver to write, and how much of it was written
+    /// already (see [`Proc::post`]).
+    outbox: Mutex<Option<(Vec<u8>, usize)>>,
+    /// `outbox` holds a frame: read without the lock by the driver's spin.
+    posted: AtomicBool,
+    /// The driver is (about to be) asleep in `poll`: a post must signal `wake`.
+    sleeping: AtomicBool,
+    /// An eventfd in the driver's `poll`, so a post wakes a sleeping driver.
+    wake: OwnedFd,
+}
+
+/// The error [`Channel`] returns, instead of bytes, when a frame was posted for the driver to write.
+#[derive(Debug)]
+struct Posted;
+
+impl std::fmt::Display for Posted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a frame was posted for the driver to write")
+    }
+}
+
+impl std::error::Error for Posted {}
+
+/// Whether a read of [`Proc::channel`] was cut short by a [`Proc::post`] (the reader keeps the bytes
+/// it has; read again after writing the frame).
+pub(crate) fn is_posted(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<Posted>())
 }
 
 /// How long a driver keeps asking for its worker's next bytes without blocking before it sleeps in
@@ -77,6 +105,7 @@ pub(crate) struct Channel<'a>(&'a Proc);
 impl Read for Channel<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let proc = self.0;
+        let posted = || io::Error::other(Posted);
         let start = Instant::now();
         loop {
             // Data or end-of-file ends the spin; a death hidden by a forked copy of the worker's end
@@ -84,17 +113,34 @@ impl Read for Channel<'_> {
             if let Some(n) = os::recv_nowait(proc.stream.as_fd(), buf)? {
                 return Ok(n);
             }
+            // A task handed to an idle worker right after its last reply is picked up here, without
+            // a wake-up.
+            if proc.posted.load(Ordering::Acquire) {
+                return Err(posted());
+            }
             if start.elapsed() >= READ_SPIN {
                 break;
             }
             std::thread::yield_now();
         }
-        if let Some(pidfd) = &proc.pidfd {
-            if !os::wait_readable_or_exit(proc.stream.as_fd(), pidfd.as_fd())? {
-                return Ok(0); // exited, nothing left to read: end-of-file
+        loop {
+            // Announce the sleep, then look once more: either this sees the post, or the poster
+            // sees `sleeping` and signals `wake` (both orderings are SeqCst).
+            proc.sleeping.store(true, Ordering::SeqCst);
+            if proc.posted.load(Ordering::SeqCst) {
+                proc.sleeping.store(false, Ordering::SeqCst);
+                return Err(posted());
+            }
+            let pidfd = proc.pidfd.as_ref().map(|p| p.as_fd());
+            let ready = os::wait_channel(proc.stream.as_fd(), pidfd, proc.wake.as_fd());
+            proc.sleeping.store(false, Ordering::SeqCst);
+            match ready? {
+                os::Ready::Readable => return (&proc.stream).read(buf),
+                os::Ready::Exited => return Ok(0), // exited, nothing left to read: end-of-file
+                os::Ready::Woken if proc.posted.load(Ordering::SeqCst) => return Err(posted()),
+                os::Ready::Woken => {} // a wake-up for a post already taken
             }
         }
-        (&proc.stream).read(buf)
     }
 }
 
@@ -130,6 +176,7 @@ impl Proc {
         cmd.env(handshake::marker_name(), handshake::marker(frame_cap))
             .stdin(Stdio::from(OwnedFd::from(child_end)))
             .process_group(0);
+        let wake = os::eventfd()?;
         let child = cmd.spawn()?;
         drop(cmd); // closes our copy of the child's end, before the lock is released
         Ok(Arc::new(Proc {
@@ -141,7 +188,59 @@ impl Proc {
                 running: None,
                 kill: None,
             }),
+            outbox: Mutex::new(None),
+            posted: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            wake,
         }))
+    }
+
+    /// Writes a frame to this (claimed, `Busy`) worker without blocking the calling thread: what the
+    /// socket takes at once is written here (a small task's frame, whole: no hand-off on the round
+    /// trip), the rest is handed to the worker's driver, which writes it from its own thread (a
+    /// submit must not block its caller, an async runtime's thread perhaps, for as long as a large
+    /// write takes). Returns the buffer when it was written whole, for reuse.
+    pub(crate) fn send_or_post(&self, frame: Vec<u8>) -> Option<Vec<u8>> {
+        match os::send_nowait(self.stream.as_fd(), &frame) {
+            Ok(n) if n == frame.len() => Some(frame),
+            Ok(n) => {
+                self.post(frame, n);
+                None
+            }
+            // The worker died: its driver sees end-of-file and fails the task.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Some(frame)
+            }
+            Err(e) => {
+                let why = KillReason::Protocol(format!("writing a task failed: {e}"));
+                self.kill(why, libc::SIGKILL);
+                Some(frame)
+            }
+        }
+    }
+
+    /// Hands the rest of a frame (from `offset`) to this worker's driver; its next read of
+    /// [`channel`](Self::channel) returns [`is_posted`]. The worker must be claimed for it (`Busy`),
+    /// so its driver is waiting on the channel with nothing else to write.
+    fn post(&self, frame: Vec<u8>, offset: usize) {
+        *lock(&self.outbox) = Some((frame, offset));
+        self.posted.store(true, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            os::eventfd_signal(self.wake.as_fd());
+        }
+    }
+
+    /// The frame [`post`](Self::post)ed for the driver, with the offset to write it from, once.
+    pub(crate) fn take_post(&self) -> Option<(Vec<u8>, usize)> {
+        if !self.posted.swap(false, Ordering::SeqCst) {
+            return None;
+        }
+        lock(&self.outbox).take()
     }
 
     /// The stream of the worker's replies, ending when the worker exits (see [`Channel`]).

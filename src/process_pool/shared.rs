@@ -5,13 +5,19 @@
 //! Each driver owns one slot, whose [`Phase`] says what its worker is doing. A worker runs one task at a
 //! time, so "which worker holds which task" is exact: the task lives in its worker's `Busy` phase.
 //!
-//! Dispatch: a submit that finds an idle worker claims it (`Idle → Busy`) under the lock and writes the
-//! frame itself, right away; otherwise the task waits in the queue and a driver takes it when its worker
-//! replies. Whoever moves a worker out of `Idle` is the only writer until the reply, so frames never
-//! interleave.
+//! Dispatch: a submit that finds an idle worker claims it (`Idle → Busy`) under the lock, writes what
+//! the socket takes without blocking (a small frame, whole) and hands the rest to that worker's
+//! driver, which writes it from its own thread (so a large argument never blocks the submitting
+//! thread, which may be an async runtime's); otherwise the task waits in the queue and a driver takes
+//! it when its worker replies. Whoever claims a worker is the only writer of that frame, and the
+//! driver writes a handed-over rest only after the claimer is done, so frames never interleave.
+//!
+//! With a `queue_capacity`, the queue (tasks no worker has claimed) holds at most that many tasks: a
+//! sync submit waits on `room`, an async one on `room_async`, `try_submit` is refused.
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 use std::thread::JoinHandle;
@@ -23,6 +29,41 @@ use super::wire::KEEP_BUFFER;
 use super::Config;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
+use crate::Metrics;
+
+/// What a submit does when a bounded queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Give the task back (`try_submit`, and each attempt of `submit_async`).
+    Reject,
+    /// Block this thread until there is room (`submit`).
+    Block,
+    /// Queue it anyway (`map`, which bounds its own in-flight work).
+    Overfill,
+}
+
+/// Why a task was not queued; the task comes back so an async submit can retry with it.
+pub(crate) enum Rejected {
+    Full(Arc<dyn ProcTask>),
+    Closed(Error),
+}
+
+/// The counters of [`Metrics`] that change outside the lock.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Where the pool is in its life.
 #[derive(Clone, Debug)]
@@ -71,12 +112,23 @@ pub(crate) struct PoolState {
     pub(crate) exit_wakers: Vec<Waker>,
     /// Worker processes started so far.
     pub(crate) spawned: u64,
+    /// Threads blocked in a sync submit, waiting for room in a bounded queue.
+    pub(crate) blocked_submitters: usize,
+    /// Worker processes that ended while the pool was open (deaths, kills, recycling).
+    pub(crate) ended: u64,
+    /// Worker processes started to replace one of those (never more than `ended`).
+    pub(crate) respawned: u64,
 }
 
 pub(crate) struct Shared {
     pub(crate) state: Mutex<PoolState>,
     /// Sync shutdowns wait here for the last driver to leave.
     pub(crate) exited: Condvar,
+    /// Sync submitters wait here for room in a bounded queue.
+    room: Condvar,
+    /// Async submitters wait here for room in a bounded queue.
+    pub(crate) room_async: tokio::sync::Notify,
+    pub(crate) counters: Counters,
     /// The buffer of the last frame written to a worker, for the next submit to encode into (see
     /// [`Shared::recycle_frame`]).
     spare_frame: Mutex<Vec<u8>>,
@@ -91,22 +143,29 @@ pub(crate) struct Dispatch {
 }
 
 impl Dispatch {
-    /// Writes the frame; returns its buffer (see [`Shared::recycle_frame`]).
+    /// Writes the frame (on the worker's driver thread); returns its buffer (see
+    /// [`Shared::recycle_frame`]).
     pub(crate) fn send(self) -> Vec<u8> {
-        if let Err(e) = self.proc.send(&self.frame) {
-            match e.kind() {
-                // The worker died: its driver sees end-of-file and handles the task.
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {}
-                _ => {
-                    self.proc.kill(
-                        KillReason::Protocol(format!("writing a task failed: {e}")),
-                        libc::SIGKILL,
-                    );
-                }
+        send_frame(&self.proc, self.frame, 0)
+    }
+}
+
+/// Writes `frame[from..]` to `proc`, blocking; returns the buffer. A worker that died meanwhile is its
+/// driver's to handle (it sees end-of-file and fails the task); any other failure leaves the stream
+/// in an unknown state, so the worker is killed.
+pub(crate) fn send_frame(proc: &Proc, frame: Vec<u8>, from: usize) -> Vec<u8> {
+    if let Err(e) = proc.send(&frame[from..]) {
+        match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {}
+            _ => {
+                proc.kill(
+                    KillReason::Protocol(format!("writing a task failed: {e}")),
+                    libc::SIGKILL,
+                );
             }
         }
-        self.frame
     }
+    frame
 }
 
 /// Failing futures and stopping workers, done by the caller once the lock is released.
@@ -120,15 +179,19 @@ pub(crate) struct Aftermath {
 }
 
 impl Aftermath {
-    pub(crate) fn run(self) {
+    /// Does it all; returns how many tasks this cancelled (for [`Metrics::cancelled`]).
+    pub(crate) fn run(self) -> u64 {
         for (p, why, sig) in self.kill {
             p.kill(why, sig);
         }
         for p in self.close {
             p.close_write();
         }
+        let mut cancelled = 0;
         for t in self.cancel {
-            t.cancel();
+            if t.cancel() {
+                cancelled += 1;
+            }
         }
         for (t, e) in self.fail {
             t.fail(e);
@@ -136,6 +199,7 @@ impl Aftermath {
         for w in self.wake {
             w.wake();
         }
+        cancelled
     }
 }
 
@@ -153,8 +217,14 @@ impl Shared {
                 handles: Vec::new(),
                 exit_wakers: Vec::new(),
                 spawned: 0,
+                blocked_submitters: 0,
+                ended: 0,
+                respawned: 0,
             }),
             exited: Condvar::new(),
+            room: Condvar::new(),
+            room_async: tokio::sync::Notify::new(),
+            counters: Counters::default(),
             spare_frame: Mutex::new(Vec::new()),
             timer: Arc::default(),
             config,
@@ -193,29 +263,54 @@ impl Shared {
         }
     }
 
-    /// Queues a task: hands it straight to an idle worker if there is one, otherwise queues it and
-    /// starts a driver if none is idle or starting for it and the pool is below `max_workers`.
-    pub(crate) fn enqueue(self: &Arc<Self>, task: Arc<dyn ProcTask>) -> Result<(), Error> {
+    /// Queues a task: hands it straight to an idle worker if there is one (its driver writes the
+    /// frame), otherwise queues it and starts a driver if none is idle or starting for it and the pool
+    /// is below `max_workers`. A full bounded queue is handled as `when_full` says.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        task: Arc<dyn ProcTask>,
+        when_full: WhenFull,
+    ) -> Result<(), Rejected> {
         let mut st = self.lock();
-        if let Some(e) = Self::refusal(&st.lifecycle) {
-            return Err(e);
-        }
-        while let Some(slot) = st.idle.pop() {
-            // An idle worker killed from outside has closed its end before its driver noticed the
-            // end-of-file: do not hand it a task that would then fail without having run (review fix;
-            // it made the resilient policy fail a fresh task for an idle worker's death). Its driver
-            // still handles the death: it breaks the pool (default policy; the task queued below then
-            // fails with it, as in CPython) or respawns for the queue. A death after this check is
-            // indistinguishable from one during the task and fails the task.
-            if st.slots[slot].proc.as_ref().is_some_and(|p| p.is_gone()) {
-                continue;
+        loop {
+            if let Some(e) = Self::refusal(&st.lifecycle) {
+                return Err(Rejected::Closed(e));
             }
-            let dispatch = self.assign(&mut st, slot, task);
-            drop(st);
-            if let Some(d) = dispatch {
-                self.recycle_frame(d.send());
+            while let Some(slot) = st.idle.pop() {
+                // An idle worker killed from outside has closed its end before its driver noticed
+                // the end-of-file: do not hand it a task that would then fail without having run
+                // (it made the resilient policy fail a fresh task for an idle worker's death). Its
+                // driver still handles the death: it breaks the pool (default policy; the task
+                // queued below then fails with it, as in CPython) or respawns for the queue. A
+                // death after this check is indistinguishable from one during the task and fails
+                // the task.
+                if st.slots[slot].proc.as_ref().is_some_and(|p| p.is_gone()) {
+                    continue;
+                }
+                let dispatch = self.assign(&mut st, slot, task);
+                drop(st);
+                if let Some(d) = dispatch {
+                    if let Some(buf) = d.proc.send_or_post(d.frame) {
+                        self.recycle_frame(buf);
+                    }
+                }
+                return Ok(());
             }
-            return Ok(());
+            let full = matches!(self.config.capacity, Some(cap) if st.queue.len() >= cap);
+            // A driver cannot wait for room: only drivers make it (a done callback's submit runs
+            // on one), so its submit overfills the queue instead of deadlocking the pool.
+            if !full
+                || when_full == WhenFull::Overfill
+                || (when_full == WhenFull::Block && super::driver::is_driving(self))
+            {
+                break;
+            }
+            if when_full == WhenFull::Reject {
+                return Err(Rejected::Full(task));
+            }
+            st.blocked_submitters += 1;
+            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.blocked_submitters -= 1;
         }
         st.queue.push_back(task);
         if st.drivers < self.config.max_workers && st.queue.len() > st.starting {
@@ -232,6 +327,43 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// A task left the queue: let one waiting submitter in.
+    pub(crate) fn made_room(&self, st: &PoolState) {
+        if self.config.capacity.is_some() {
+            if st.blocked_submitters > 0 {
+                self.room.notify_one();
+            }
+            self.room_async.notify_one();
+        }
+    }
+
+    /// The pool stopped taking work: every waiting submitter wakes and sees it.
+    fn wake_submitters(&self) {
+        self.room.notify_all();
+        self.room_async.notify_waiters();
+    }
+
+    /// A snapshot of the pool's counters.
+    pub(crate) fn metrics(&self) -> Metrics {
+        let st = self.lock();
+        let c = &self.counters;
+        Metrics {
+            workers: st.drivers,
+            idle: st.idle.len(),
+            queued: st.queue.len(),
+            running: st
+                .slots
+                .iter()
+                .filter(|s| matches!(s.phase, Phase::Busy(_)))
+                .count(),
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            workers_respawned: st.respawned,
+        }
     }
 
     /// Gives `task` to the worker of `slot` (which must be ready: idle or just up). `None` if the task
@@ -255,6 +387,7 @@ impl Shared {
         task.bind(Some(&proc));
         if !task.start() {
             // Cancelled before dispatch: a ready worker stays ready.
+            Counters::add(&self.counters.cancelled, 1);
             task.bind(None);
             proc.set_running(None);
             if matches!(st.slots[slot].phase, Phase::Idle) {
@@ -292,6 +425,7 @@ impl Shared {
         };
         let err = Error::BrokenProcessPool(broken);
         after.fail = st.queue.drain(..).map(|t| (t, err.clone())).collect();
+        self.wake_submitters();
         after.kill = st
             .slots
             .iter()
@@ -312,6 +446,7 @@ impl Shared {
         if cancel {
             after.cancel = st.queue.drain(..).collect();
         }
+        self.wake_submitters();
         // An idle worker means an empty queue (a task is only queued when no worker is idle).
         let idle = std::mem::take(&mut st.idle);
         for i in idle {

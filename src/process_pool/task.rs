@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::proc::{KillReason, Proc};
+use super::shared::Counters;
 use crate::error::{panic_message, Error};
 use crate::future::state::Core;
 use crate::future::{FutureId, Job, PoolFuture, TaskCell};
@@ -24,8 +25,9 @@ pub(crate) trait ProcTask: Send + Sync {
     /// Records the worker that runs it (or forgets it), so `interrupt` can kill exactly that worker.
     fn bind(&self, proc: Option<&Arc<Proc>>);
     fn time_limit(&self) -> Option<Duration>;
-    /// Completes the future from the worker's reply.
-    fn finish(&self, body: &[u8]);
+    /// Completes the future from the worker's reply, counting the outcome first (so a caller that
+    /// saw the future end sees it counted).
+    fn finish(&self, body: &[u8], counters: &Counters);
     /// Completes the future with an error, unless it already ended.
     fn fail(&self, error: Error);
     /// Cancels it if it has not been dispatched.
@@ -105,7 +107,7 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
         self.job.limit
     }
 
-    fn finish(&self, body: &[u8]) {
+    fn finish(&self, body: &[u8], counters: &Counters) {
         *lock(&self.job.on) = None;
         // A `Deserialize` impl that panics (CPython D12) fails this future; the driver lives on.
         let outcome = catch_unwind(AssertUnwindSafe(|| (self.job.decode)(body, self.job.items)))
@@ -114,6 +116,12 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
                     format!("deserializing the result panicked: {}", panic_message(&*p)).into(),
                 ))
             });
+        match &outcome {
+            Err(Error::Failed(_)) => Counters::add(&counters.failed, 1),
+            Err(Error::Panicked(_)) => Counters::add(&counters.panicked, 1),
+            _ => {}
+        }
+        Counters::add(&counters.completed, 1);
         let _ = self.core.complete(outcome);
     }
 

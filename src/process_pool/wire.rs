@@ -51,7 +51,7 @@ pub(crate) const MIN_MAX_FRAME: usize = 4096;
 pub(crate) const KEEP_BUFFER: usize = 16 << 20;
 
 /// A postcard output that appends to a `Vec<u8>`: bytes in bulk (`serialize_bytes`, e.g.
-/// [`Bytes`](crate::Bytes)) are one `extend_from_slice` (a `memcpy`). postcard's own `to_extend` copies
+/// [`ByteBlock`](crate::ByteBlock)) are one `extend_from_slice` (a `memcpy`). postcard's own `to_extend` copies
 /// them through a byte iterator and `to_io` wraps every single byte in an `io::Write` call.
 pub(crate) struct Append<'a>(pub(crate) &'a mut Vec<u8>);
 
@@ -75,12 +75,20 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 }
 
-/// Appends the postcard encoding of `value` to `out`.
+/// Appends the postcard encoding of `value` to `out`. An error keeps the text of a custom serde error
+/// (see `serde_msg.rs`).
 pub(crate) fn encode_into<T: serde::Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
-) -> postcard::Result<()> {
-    postcard::serialize_with_flavor(value, Append(out))
+) -> Result<(), super::serde_msg::Msg> {
+    super::serde_msg::serialize(value, Append(out))
+}
+
+/// Decodes a postcard payload. An error keeps the text of a custom serde error.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, super::serde_msg::Msg> {
+    super::serde_msg::from_bytes(bytes)
 }
 
 /// Starts a frame of kind `kind` in a fresh buffer (the length is patched by [`seal`]).
@@ -296,7 +304,7 @@ mod tests {
     #[test]
     fn bytes_append_as_one_block() {
         let mut out = vec![RUN];
-        encode_into(&crate::Bytes::from(vec![7u8; 300]), &mut out).unwrap();
+        encode_into(&crate::ByteBlock::from(vec![7u8; 300]), &mut out).unwrap();
         // A varint length (300 = 0xac 0x02), then the bytes; the same as postcard's own encoders.
         assert_eq!(&out[..3], &[RUN, 0xac, 0x02]);
         assert_eq!(out.len(), 3 + 300);

@@ -62,6 +62,10 @@ pub struct Metrics {
     pub panicked: u64,
     /// Tasks cancelled before they ran, seen by a worker or by `shutdown(Queued::Cancel)`.
     pub cancelled: u64,
+    /// Worker processes started to replace one that ended (a death under `WorkerDeath::Respawn`, an
+    /// interrupt, a time limit, `max_tasks_per_child`). Always 0 for the thread pool, whose threads
+    /// survive their tasks' panics.
+    pub workers_respawned: u64,
 }
 
 /// A pool of threads running blocking or CPU-bound closures; every submission returns a
@@ -597,6 +601,7 @@ impl ThreadPoolExecutor {
             failed: st.failed,
             panicked: st.panicked,
             cancelled: st.cancelled,
+            workers_respawned: 0,
         }
     }
 }

@@ -473,7 +473,7 @@ fn any_reply_decodes_to_a_value_or_a_clear_error() {
             decodes_cleanly::<String>(body);
             decodes_cleanly::<Rich>(body);
             decodes_cleanly::<Vec<String>>(body);
-            decodes_cleanly::<crate::Bytes>(body);
+            decodes_cleanly::<crate::ByteBlock>(body);
             decodes_cleanly::<()>(body);
         },
     );

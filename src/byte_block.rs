@@ -1,4 +1,4 @@
-//! [`Bytes`]: a byte buffer that crosses a process boundary as one block.
+//! [`ByteBlock`]: a byte buffer that crosses a process boundary as one block.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -11,42 +11,75 @@ use serde::ser::{Serialize, Serializer};
 ///
 /// serde has no special case for `Vec<u8>`: it serializes one as a sequence of a million separate
 /// `u8` elements per MiB, each encoded and decoded on its own (about 30× slower here than a copy).
-/// `Bytes` uses serde's `serialize_bytes` instead, so the process pool's wire format (postcard)
-/// writes a length and then the bytes in one copy, as the `serde_bytes` crate does. It is a thin
+/// `ByteBlock` uses serde's `serialize_bytes` instead, so the process pool's wire format (postcard)
+/// writes a length and then the bytes in one copy. It is a thin
 /// newtype: it dereferences to `[u8]` and converts to and from `Vec<u8>` without copying. In the
 /// thread pool nothing is serialized and it behaves exactly like the `Vec<u8>` it wraps.
 ///
 /// ```
-/// use concurrent_futures::{Bytes, ProcessPoolExecutor};
+/// use concurrent_futures::{ByteBlock, ProcessPoolExecutor};
 ///
 /// /// Runs in a worker process: XORs every byte of the buffer, in place.
-/// fn scramble(mut data: Bytes) -> Bytes {
+/// fn scramble(mut data: ByteBlock) -> ByteBlock {
 ///     data.iter_mut().for_each(|b| *b ^= 0x5a);
 ///     data
 /// }
 ///
 /// let pool = ProcessPoolExecutor::new(1)?;
 /// let data: Vec<u8> = (0..=255).cycle().take(1 << 20).collect(); // 1 MiB
-/// let back: Vec<u8> = pool.submit(scramble, Bytes::from(data.clone()))?.result(None)?.into();
+/// let back: Vec<u8> = pool.submit(scramble, ByteBlock::from(data.clone()))?.result(None)?.into();
 /// assert_eq!(back.len(), data.len());
 /// assert!(back.iter().zip(&data).all(|(b, d)| *b == d ^ 0x5a));
 /// # Ok::<(), concurrent_futures::Error>(())
 /// ```
 ///
 /// Deserializing also accepts a sequence of `u8`, so data written as a plain `Vec<u8>` by another
-/// serde format reads back as `Bytes`.
+/// serde format reads back as `ByteBlock`.
+///
+/// # Other byte types
+///
+/// Any type that serializes with `serialize_bytes` crosses just as fast; `ByteBlock` is only the one
+/// that needs no other crate:
+///
+/// - `serde_bytes::ByteBuf` (and a `Vec<u8>` field marked `#[serde(with = "serde_bytes")]`);
+/// - `bytes::Bytes` with that crate's `serde` feature, which this crate's optional `bytes` feature
+///   turns on, adding conversions between it and `ByteBlock` that do not copy (from `ByteBlock`)
+///   or copy only when the buffer is shared (to `ByteBlock`).
+///
+/// A borrowed `&[u8]` cannot be a task's argument (arguments are `DeserializeOwned`); pass one of
+/// these owned types.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Bytes(Vec<u8>);
+pub struct ByteBlock(Vec<u8>);
 
-impl Bytes {
+/// The old name of [`ByteBlock`], which collided with `bytes::Bytes`, the ecosystem's byte type.
+#[deprecated(note = "renamed `ByteBlock`; this alias goes away in the next release")]
+pub type Bytes = ByteBlock;
+
+#[cfg(feature = "bytes")]
+impl From<::bytes::Bytes> for ByteBlock {
+    /// Takes the buffer without a copy when this is its only handle, else copies it.
+    fn from(b: ::bytes::Bytes) -> Self {
+        ByteBlock(Vec::from(b))
+    }
+}
+
+#[cfg(feature = "bytes")]
+impl From<ByteBlock> for ::bytes::Bytes {
+    /// Takes the `Vec`'s buffer, without a copy.
+    fn from(b: ByteBlock) -> Self {
+        ::bytes::Bytes::from(b.0)
+    }
+}
+
+impl ByteBlock {
     /// An empty buffer.
     pub fn new() -> Self {
-        Bytes(Vec::new())
+        ByteBlock(Vec::new())
     }
 
     /// An empty buffer with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        Bytes(Vec::with_capacity(capacity))
+        ByteBlock(Vec::with_capacity(capacity))
     }
 
     /// The `Vec<u8>` inside (no copy).
@@ -60,25 +93,25 @@ impl Bytes {
     }
 }
 
-impl From<Vec<u8>> for Bytes {
+impl From<Vec<u8>> for ByteBlock {
     fn from(v: Vec<u8>) -> Self {
-        Bytes(v)
+        ByteBlock(v)
     }
 }
 
-impl From<&[u8]> for Bytes {
+impl From<&[u8]> for ByteBlock {
     fn from(s: &[u8]) -> Self {
-        Bytes(s.to_vec())
+        ByteBlock(s.to_vec())
     }
 }
 
-impl From<Bytes> for Vec<u8> {
-    fn from(b: Bytes) -> Self {
+impl From<ByteBlock> for Vec<u8> {
+    fn from(b: ByteBlock) -> Self {
         b.0
     }
 }
 
-impl Deref for Bytes {
+impl Deref for ByteBlock {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
@@ -86,35 +119,35 @@ impl Deref for Bytes {
     }
 }
 
-impl DerefMut for Bytes {
+impl DerefMut for ByteBlock {
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.0
     }
 }
 
-impl AsRef<[u8]> for Bytes {
+impl AsRef<[u8]> for ByteBlock {
     fn as_ref(&self) -> &[u8] {
         &self.0
     }
 }
 
-impl AsMut<[u8]> for Bytes {
+impl AsMut<[u8]> for ByteBlock {
     fn as_mut(&mut self) -> &mut [u8] {
         &mut self.0
     }
 }
 
-impl FromIterator<u8> for Bytes {
+impl FromIterator<u8> for ByteBlock {
     fn from_iter<I: IntoIterator<Item = u8>>(iter: I) -> Self {
-        Bytes(iter.into_iter().collect())
+        ByteBlock(iter.into_iter().collect())
     }
 }
 
-impl fmt::Debug for Bytes {
-    /// Like a byte string: `Bytes(b"ab\x00")`, cut after 64 bytes with the total length.
+impl fmt::Debug for ByteBlock {
+    /// Like a byte string: `ByteBlock(b"ab\x00")`, cut after 64 bytes with the total length.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN: usize = 64;
-        f.write_str("Bytes(b\"")?;
+        f.write_str("ByteBlock(b\"")?;
         for &b in self.0.iter().take(SHOWN) {
             write!(f, "{}", std::ascii::escape_default(b))?;
         }
@@ -126,50 +159,50 @@ impl fmt::Debug for Bytes {
     }
 }
 
-impl Serialize for Bytes {
+impl Serialize for ByteBlock {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(&self.0)
     }
 }
 
-impl<'de> Deserialize<'de> for Bytes {
+impl<'de> Deserialize<'de> for ByteBlock {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_byte_buf(BytesVisitor)
+        deserializer.deserialize_byte_buf(ByteBlockVisitor)
     }
 }
 
-struct BytesVisitor;
+struct ByteBlockVisitor;
 
-impl<'de> Visitor<'de> for BytesVisitor {
-    type Value = Bytes;
+impl<'de> Visitor<'de> for ByteBlockVisitor {
+    type Value = ByteBlock;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a byte buffer")
     }
 
     /// Borrowed bytes (postcard, reading from the frame): one copy into a new `Vec`.
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-        Ok(Bytes(v.to_vec()))
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteBlock, E> {
+        Ok(ByteBlock(v.to_vec()))
     }
 
-    /// Bytes the format already owns: taken as they are.
-    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-        Ok(Bytes(v))
+    /// ByteBlock the format already owns: taken as they are.
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<ByteBlock, E> {
+        Ok(ByteBlock(v))
     }
 
     /// A format that wrote a plain sequence of `u8` (e.g. a `Vec<u8>` in JSON).
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ByteBlock, A::Error> {
         // The size hint comes from the data: cap it, so a corrupt length cannot reserve gigabytes.
         let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
         while let Some(b) = seq.next_element()? {
             v.push(b);
         }
-        Ok(Bytes(v))
+        Ok(ByteBlock(v))
     }
 
     /// A format that keeps byte strings as text.
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
-        Ok(Bytes(v.as_bytes().to_vec()))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteBlock, E> {
+        Ok(ByteBlock(v.as_bytes().to_vec()))
     }
 }
 
@@ -179,14 +212,14 @@ mod tests {
 
     #[test]
     fn postcard_writes_a_length_then_the_bytes() {
-        let b = Bytes::from(vec![1u8, 2, 3, 0xff]);
+        let b = ByteBlock::from(vec![1u8, 2, 3, 0xff]);
         let enc = postcard::to_stdvec(&b).unwrap();
         assert_eq!(enc, [4, 1, 2, 3, 0xff]);
         // The same bytes as a plain Vec<u8> (postcard writes a u8 as one raw byte): only the work
         // differs, one call per element against one copy. So either type reads the other's encoding.
         let plain = postcard::to_stdvec(&vec![1u8, 2, 3, 0xff]).unwrap();
         assert_eq!(plain, enc);
-        let back: Bytes = postcard::from_bytes(&enc).unwrap();
+        let back: ByteBlock = postcard::from_bytes(&enc).unwrap();
         assert_eq!(back, b);
         let back: Vec<u8> = postcard::from_bytes(&enc).unwrap();
         assert_eq!(back, *b);
@@ -194,24 +227,36 @@ mod tests {
 
     #[test]
     fn conversions_and_debug() {
-        let mut b: Bytes = (0u8..3).collect();
+        let mut b: ByteBlock = (0u8..3).collect();
         b.as_mut_vec().push(b'a');
         assert_eq!(&b[..], &[0, 1, 2, b'a']);
-        assert_eq!(format!("{b:?}"), r#"Bytes(b"\x00\x01\x02a")"#);
-        let long = Bytes::from(vec![b'x'; 100]);
+        assert_eq!(format!("{b:?}"), r#"ByteBlock(b"\x00\x01\x02a")"#);
+        let long = ByteBlock::from(vec![b'x'; 100]);
         assert!(format!("{long:?}").ends_with("\"… 100 bytes)"));
         let v: Vec<u8> = b.clone().into();
-        assert_eq!(Bytes::from(v), b);
-        assert_eq!(Bytes::from(&b"ab"[..]).into_vec(), b"ab");
-        assert_eq!(Bytes::default(), Bytes::new());
-        assert!(Bytes::with_capacity(8).as_mut_vec().capacity() >= 8);
+        assert_eq!(ByteBlock::from(v), b);
+        assert_eq!(ByteBlock::from(&b"ab"[..]).into_vec(), b"ab");
+        assert_eq!(ByteBlock::default(), ByteBlock::new());
+        assert!(ByteBlock::with_capacity(8).as_mut_vec().capacity() >= 8);
+    }
+
+    #[cfg(feature = "bytes")]
+    #[test]
+    fn bytes_bytes_converts_and_encodes_the_same() {
+        let b = ::bytes::Bytes::from(vec![1u8, 2, 3]);
+        assert_eq!(
+            postcard::to_stdvec(&b).unwrap(),
+            postcard::to_stdvec(&ByteBlock::from(vec![1u8, 2, 3])).unwrap()
+        );
+        let block = ByteBlock::from(b.clone());
+        assert_eq!(::bytes::Bytes::from(block), b);
     }
 
     #[test]
     fn a_sequence_of_u8_reads_as_bytes() {
         use serde::de::value::{Error, SeqDeserializer};
         let seq = SeqDeserializer::<_, Error>::new([7u8, 8, 9].into_iter());
-        let b = Bytes::deserialize(seq).unwrap();
+        let b = ByteBlock::deserialize(seq).unwrap();
         assert_eq!(b.into_vec(), [7, 8, 9]);
     }
 }

@@ -1,0 +1,591 @@
+//! Keeping the message of a custom serde error across postcard.
+//!
+//! postcard's error type drops the text of `ser::Error::custom` / `de::Error::custom` (it has no room
+//! for one: it is `no_std`), so a `Serialize` impl that refuses a value with "my reason" surfaced as
+//! "Serde Serialization Error". These adapters stand between postcard and the user's impls: the
+//! serializer and deserializer the user's code sees have [`Msg`] as their error type, which keeps the
+//! text. Where a `Msg` must travel back through postcard (out of a nested value), its text waits in a
+//! thread-local slot and is taken back out by the adapter one level up, so the outermost call returns
+//! it. Everything else is forwarded as it is: the bytes on the wire are postcard's own, and a
+//! `serialize_bytes` is still one block.
+
+use std::cell::RefCell;
+use std::fmt::{self, Display};
+
+use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
+use serde::ser::{self, Serialize, Serializer};
+
+thread_local! {
+    /// The text of the last custom error handed to postcard (which cannot carry it), until the
+    /// adapter above takes it back.
+    static PENDING: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A serde error with its message.
+#[derive(Debug)]
+pub(crate) struct Msg(pub(crate) String);
+
+impl Display for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Msg {}
+
+impl ser::Error for Msg {
+    fn custom<T: Display>(msg: T) -> Self {
+        Msg(msg.to_string())
+    }
+}
+
+impl de::Error for Msg {
+    fn custom<T: Display>(msg: T) -> Self {
+        Msg(msg.to_string())
+    }
+}
+
+/// An error coming back out of postcard: the custom message it dropped, if one is pending, else its
+/// own text.
+fn lift<E: Display>(e: E) -> Msg {
+    match PENDING.with(|p| p.borrow_mut().take()) {
+        Some(text) => Msg(text),
+        None => Msg(e.to_string()),
+    }
+}
+
+fn lower_ser<E: ser::Error>(m: Msg) -> E {
+    let e = E::custom(&m.0);
+    PENDING.with(|p| *p.borrow_mut() = Some(m.0));
+    e
+}
+
+fn lower_de<E: de::Error>(m: Msg) -> E {
+    let e = E::custom(&m.0);
+    PENDING.with(|p| *p.borrow_mut() = Some(m.0));
+    e
+}
+
+/// Runs one top-level encode or decode with an empty slot, and leaves it empty.
+fn fresh<T>(f: impl FnOnce() -> T) -> T {
+    PENDING.with(|p| *p.borrow_mut() = None);
+    let out = f();
+    PENDING.with(|p| *p.borrow_mut() = None);
+    out
+}
+
+/// `postcard::serialize_with_flavor`, keeping a custom error's message.
+pub(crate) fn serialize<T, F>(value: &T, flavor: F) -> Result<F::Output, Msg>
+where
+    T: Serialize + ?Sized,
+    F: postcard::ser_flavors::Flavor,
+{
+    fresh(|| postcard::serialize_with_flavor(&Wrap(value), flavor).map_err(lift))
+}
+
+/// `postcard::from_bytes`, keeping a custom error's message.
+pub(crate) fn from_bytes<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Msg> {
+    fresh(|| {
+        let mut d = postcard::Deserializer::from_bytes(bytes);
+        T::deserialize(De(&mut d))
+    })
+}
+
+// ---- serializing --------------------------------------------------------------------------------
+
+/// A value to serialize through [`Ser`].
+struct Wrap<'a, T: ?Sized>(&'a T);
+
+impl<T: Serialize + ?Sized> Serialize for Wrap<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(Ser(s)).map_err(lower_ser)
+    }
+}
+
+/// A serializer whose error is [`Msg`], forwarding to `S`.
+struct Ser<S>(S);
+
+/// A compound serializer (sequence, map, struct, …) forwarding to `C`.
+struct Compound<C>(C);
+
+macro_rules! forward_ser {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $method(self, $($arg: $ty),*) -> Result<S::Ok, Msg> {
+            self.0.$method($($arg),*).map_err(lift)
+        })*
+    };
+}
+
+impl<S: Serializer> Serializer for Ser<S> {
+    type Ok = S::Ok;
+    type Error = Msg;
+    type SerializeSeq = Compound<S::SerializeSeq>;
+    type SerializeTuple = Compound<S::SerializeTuple>;
+    type SerializeTupleStruct = Compound<S::SerializeTupleStruct>;
+    type SerializeTupleVariant = Compound<S::SerializeTupleVariant>;
+    type SerializeMap = Compound<S::SerializeMap>;
+    type SerializeStruct = Compound<S::SerializeStruct>;
+    type SerializeStructVariant = Compound<S::SerializeStructVariant>;
+
+    forward_ser! {
+        serialize_bool(v: bool);
+        serialize_i8(v: i8);
+        serialize_i16(v: i16);
+        serialize_i32(v: i32);
+        serialize_i64(v: i64);
+        serialize_i128(v: i128);
+        serialize_u8(v: u8);
+        serialize_u16(v: u16);
+        serialize_u32(v: u32);
+        serialize_u64(v: u64);
+        serialize_u128(v: u128);
+        serialize_f32(v: f32);
+        serialize_f64(v: f64);
+        serialize_char(v: char);
+        serialize_str(v: &str);
+        serialize_bytes(v: &[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(name: &'static str);
+        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<S::Ok, Msg> {
+        self.0.serialize_some(&Wrap(v)).map_err(lift)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        v: &T,
+    ) -> Result<S::Ok, Msg> {
+        self.0
+            .serialize_newtype_struct(name, &Wrap(v))
+            .map_err(lift)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        v: &T,
+    ) -> Result<S::Ok, Msg> {
+        self.0
+            .serialize_newtype_variant(name, index, variant, &Wrap(v))
+            .map_err(lift)
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Msg> {
+        self.0.serialize_seq(len).map(Compound).map_err(lift)
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Msg> {
+        self.0.serialize_tuple(len).map(Compound).map_err(lift)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleStruct, Msg> {
+        self.0
+            .serialize_tuple_struct(name, len)
+            .map(Compound)
+            .map_err(lift)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, Msg> {
+        self.0
+            .serialize_tuple_variant(name, index, variant, len)
+            .map(Compound)
+            .map_err(lift)
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Msg> {
+        self.0.serialize_map(len).map(Compound).map_err(lift)
+    }
+
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStruct, Msg> {
+        self.0
+            .serialize_struct(name, len)
+            .map(Compound)
+            .map_err(lift)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, Msg> {
+        self.0
+            .serialize_struct_variant(name, index, variant, len)
+            .map(Compound)
+            .map_err(lift)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+macro_rules! compound {
+    ($trait:ident, $($method:ident($($key:ident: $kty:ty),*));*) => {
+        impl<C: ser::$trait> ser::$trait for Compound<C> {
+            type Ok = C::Ok;
+            type Error = Msg;
+            $(fn $method<T: Serialize + ?Sized>(&mut self, $($key: $kty,)* v: &T) -> Result<(), Msg> {
+                self.0.$method($($key,)* &Wrap(v)).map_err(lift)
+            })*
+            fn end(self) -> Result<C::Ok, Msg> {
+                self.0.end().map_err(lift)
+            }
+        }
+    };
+}
+
+compound!(SerializeSeq, serialize_element());
+compound!(SerializeTuple, serialize_element());
+compound!(SerializeTupleStruct, serialize_field());
+compound!(SerializeTupleVariant, serialize_field());
+compound!(SerializeStruct, serialize_field(key: &'static str));
+compound!(SerializeStructVariant, serialize_field(key: &'static str));
+
+impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
+    type Ok = C::Ok;
+    type Error = Msg;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), Msg> {
+        self.0.serialize_key(&Wrap(k)).map_err(lift)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Msg> {
+        self.0.serialize_value(&Wrap(v)).map_err(lift)
+    }
+    fn end(self) -> Result<C::Ok, Msg> {
+        self.0.end().map_err(lift)
+    }
+}
+
+// ---- deserializing ------------------------------------------------------------------------------
+
+/// A deserializer whose error is [`Msg`], forwarding to `D`.
+struct De<D>(D);
+
+/// A visitor handing the user's visitor [`Msg`]-erroring accessors.
+struct Vis<V>(V);
+
+/// A seed deserializing through [`De`].
+struct Seed<S>(S);
+
+/// A sequence, map, enum or variant accessor forwarding to `A`.
+struct Access<A>(A);
+
+macro_rules! forward_de {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* v: V) -> Result<V::Value, Msg> {
+            self.0.$method($($arg,)* Vis(v)).map_err(lift)
+        })*
+    };
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for De<D> {
+    type Error = Msg;
+
+    forward_de! {
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
+        deserialize_ignored_any();
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+macro_rules! forward_visit {
+    ($($method:ident($ty:ty);)*) => {
+        $(fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+            self.0.$method::<Msg>(v).map_err(lower_de)
+        })*
+    };
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    forward_visit! {
+        visit_bool(bool);
+        visit_i8(i8);
+        visit_i16(i16);
+        visit_i32(i32);
+        visit_i64(i64);
+        visit_i128(i128);
+        visit_u8(u8);
+        visit_u16(u16);
+        visit_u32(u32);
+        visit_u64(u64);
+        visit_u128(u128);
+        visit_f32(f32);
+        visit_f64(f64);
+        visit_char(char);
+        visit_str(&str);
+        visit_borrowed_str(&'de str);
+        visit_string(String);
+        visit_bytes(&[u8]);
+        visit_borrowed_bytes(&'de [u8]);
+        visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_none::<Msg>().map_err(lower_de)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_unit::<Msg>().map_err(lower_de)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.0.visit_some(De(d)).map_err(lower_de)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.0.visit_newtype_struct(De(d)).map_err(lower_de)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<V::Value, A::Error> {
+        self.0.visit_seq(Access(a)).map_err(lower_de)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<V::Value, A::Error> {
+        self.0.visit_map(Access(a)).map_err(lower_de)
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, a: A) -> Result<V::Value, A::Error> {
+        self.0.visit_enum(Access(a)).map_err(lower_de)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.0.deserialize(De(d)).map_err(lower_de)
+    }
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Access<A> {
+    type Error = Msg;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Msg> {
+        self.0.next_element_seed(Seed(seed)).map_err(lift)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Access<A> {
+    type Error = Msg;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Msg> {
+        self.0.next_key_seed(Seed(seed)).map_err(lift)
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, Msg> {
+        self.0.next_value_seed(Seed(seed)).map_err(lift)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Access<A> {
+    type Error = Msg;
+    type Variant = Access<A::Variant>;
+
+    fn variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<(T::Value, Self::Variant), Msg> {
+        self.0
+            .variant_seed(Seed(seed))
+            .map(|(value, variant)| (value, Access(variant)))
+            .map_err(lift)
+    }
+}
+
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<A> {
+    type Error = Msg;
+
+    fn unit_variant(self) -> Result<(), Msg> {
+        self.0.unit_variant().map_err(lift)
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Msg> {
+        self.0.newtype_variant_seed(Seed(seed)).map_err(lift)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, v: V) -> Result<V::Value, Msg> {
+        self.0.tuple_variant(len, Vis(v)).map_err(lift)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Msg> {
+        self.0.struct_variant(fields, Vis(v)).map_err(lift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    /// Refuses to serialize, and to deserialize from anything but 7.
+    #[derive(Debug, PartialEq)]
+    struct Picky(u8);
+
+    impl Serialize for Picky {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0 == 0 {
+                return Err(ser::Error::custom("my reason: zero"));
+            }
+            s.serialize_u8(self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Picky {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            match u8::deserialize(d)? {
+                7 => Ok(Picky(7)),
+                n => Err(de::Error::custom(format!("my reason: {n} is not 7"))),
+            }
+        }
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Shape {
+        Unit,
+        New(Picky),
+        Tuple(u8, Picky),
+        Struct { a: Vec<Picky>, b: Option<Picky> },
+    }
+
+    fn encode<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, Msg> {
+        serialize(v, postcard::ser_flavors::StdVec::new())
+    }
+
+    #[test]
+    fn the_wire_is_postcards_own() {
+        let mut map = BTreeMap::new();
+        map.insert("k".to_string(), (1u64, -2i32, 3.5f64, 'c'));
+        let value = (
+            vec![Shape::Unit, Shape::New(Picky(7)), Shape::Tuple(1, Picky(7))],
+            Shape::Struct {
+                a: vec![Picky(7)],
+                b: Some(Picky(7)),
+            },
+            map,
+            (),
+            Some("text"),
+            &b"bytes"[..],
+        );
+        let ours = encode(&value).unwrap();
+        assert_eq!(ours, postcard::to_stdvec(&value).unwrap());
+        type Back = (
+            Vec<Shape>,
+            Shape,
+            BTreeMap<String, (u64, i32, f64, char)>,
+            (),
+            Option<String>,
+            crate::ByteBlock,
+        );
+        let back: Back = from_bytes(&ours).unwrap();
+        let plain: Back = postcard::from_bytes(&ours).unwrap();
+        assert_eq!(back, plain);
+    }
+
+    #[test]
+    fn custom_messages_survive_at_any_depth() {
+        for value in [
+            Shape::New(Picky(0)),
+            Shape::Tuple(1, Picky(0)),
+            Shape::Struct {
+                a: vec![Picky(7), Picky(0)],
+                b: None,
+            },
+            Shape::Struct {
+                a: vec![],
+                b: Some(Picky(0)),
+            },
+        ] {
+            let e = encode(&vec![value]).unwrap_err();
+            assert_eq!(e.0, "my reason: zero");
+        }
+        let bytes = postcard::to_stdvec(&Shape::Struct {
+            a: vec![],
+            b: Some(Picky(7)),
+        })
+        .unwrap();
+        assert!(from_bytes::<Shape>(&bytes).is_ok());
+        // The same bytes with 5 where the 7 was.
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() = 5;
+        let e = from_bytes::<Shape>(&bad).unwrap_err();
+        assert_eq!(e.0, "my reason: 5 is not 7");
+        // postcard's own errors keep their text, and nothing is left over for the next call.
+        let e = from_bytes::<Shape>(&[]).unwrap_err();
+        assert!(!e.0.contains("my reason"), "{e}");
+    }
+}
