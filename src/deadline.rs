@@ -11,7 +11,7 @@
 //!
 //! Tokio offers no way to ask a runtime whether its timers are enabled (tokio-rs/tokio#8361): creating a
 //! `Sleep` on a runtime without them panics. So the first poll inside a tokio runtime creates the `Sleep`
-//! under `catch_unwind`, with the panic hook silenced for that call on that thread only (see [`quiet`]).
+//! under `catch_unwind`, with the panic hook silenced for that call on that thread only (see `crate::panic::catch_silently`).
 //! Where panics abort, that probe is impossible, and the shared timer thread is used under tokio too: the
 //! deadline then runs on real time even if the tokio clock is paused.
 
@@ -106,42 +106,12 @@ impl Drop for Deadline {
 fn tokio_sleep(at: tokio::time::Instant) -> Option<Pin<Box<tokio::time::Sleep>>> {
     #[cfg(panic = "unwind")]
     {
-        quiet::catch(|| Box::pin(tokio::time::sleep_until(at)))
+        crate::panic::catch_silently(|| Box::pin(tokio::time::sleep_until(at)))
     }
     #[cfg(not(panic = "unwind"))]
     {
         let _ = at;
         None
-    }
-}
-
-/// Runs a call that may panic, without the panic being printed or reported.
-#[cfg(panic = "unwind")]
-mod quiet {
-    use std::cell::Cell;
-    use std::panic::{self, AssertUnwindSafe};
-    use std::sync::Once;
-
-    thread_local! {
-        static CATCHING: Cell<bool> = const { Cell::new(false) };
-    }
-
-    /// `f()`, or `None` if it panicked. The first call installs a panic hook that passes every panic on
-    /// to the hook that was there before, except one raised on this thread inside `catch`.
-    pub(super) fn catch<T>(f: impl FnOnce() -> T) -> Option<T> {
-        static HOOK: Once = Once::new();
-        HOOK.call_once(|| {
-            let previous = panic::take_hook();
-            panic::set_hook(Box::new(move |info| {
-                if !CATCHING.with(Cell::get) {
-                    previous(info);
-                }
-            }));
-        });
-        let outer = CATCHING.with(|c| c.replace(true));
-        let result = panic::catch_unwind(AssertUnwindSafe(f));
-        CATCHING.with(|c| c.set(outer));
-        result.ok()
     }
 }
 

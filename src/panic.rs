@@ -6,6 +6,8 @@
 //! backtrace) of a panic raised on a thread that is inside `catch` right now, and then hands every
 //! panic on to the previous hook, so the usual report is printed as before. Panics elsewhere are not
 //! touched. If the program later replaces the hook, panics still become [`Panic`]s, without a location.
+//! The same hook keeps quiet about a panic the crate provokes on purpose and expects
+//! ([`catch_silently`]): it is the crate's only hook.
 //!
 //! The same code runs in a process-pool worker, whose replies carry the location and backtrace across.
 
@@ -16,7 +18,7 @@ use crate::error::{panic_message, Panic};
 /// Runs `f`, turning a panic into a [`Panic`] that keeps the payload, the message, the location and
 /// (when `RUST_BACKTRACE` asks for one) the backtrace.
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
-    let (outcome, site) = site::watch(|| catch_unwind(AssertUnwindSafe(f)));
+    let (outcome, site) = hook::watch(|| catch_unwind(AssertUnwindSafe(f)));
     outcome.map_err(|payload| {
         let message = panic_message(&*payload);
         let (location, backtrace) = site.unwrap_or_default();
@@ -24,11 +26,19 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     })
 }
 
+/// Runs `f`, or gives `None` if it panicked, without the panic being printed or reported: for a call
+/// the crate expects may panic and has an answer for (asking tokio for a timer on a runtime built
+/// without one).
+pub(crate) fn catch_silently<T>(f: impl FnOnce() -> T) -> Option<T> {
+    hook::silence(|| catch_unwind(AssertUnwindSafe(f))).ok()
+}
+
 /// Where a panic happened: `file:line:col`, and the backtrace text if one was captured.
 type Site = (Option<String>, Option<String>);
 
+/// The crate's one panic hook, installed at the first use, in front of whatever hook was there.
 #[cfg(not(loom))]
-mod site {
+mod hook {
     use std::backtrace::{Backtrace, BacktraceStatus};
     use std::cell::RefCell;
     use std::panic;
@@ -36,50 +46,90 @@ mod site {
 
     use super::Site;
 
-    thread_local! {
-        /// `None` outside `watch`; `Some(None)` inside it until a panic is seen; then `Some(Some(site))`.
-        static SLOT: RefCell<Option<Option<Site>>> = const { RefCell::new(None) };
+    /// What a panic raised on this thread means to the hook right now.
+    enum Watch {
+        /// Not inside a crate call that catches: hand the panic on to the previous hook.
+        Off,
+        /// Inside [`watch`]: record where (and the backtrace), then hand it on.
+        Recording(Option<Site>),
+        /// Inside [`silence`]: an expected panic, which nobody needs to hear about.
+        Silencing,
     }
 
-    /// Runs `f` and returns what the hook saw of the last panic raised on this thread meanwhile.
-    pub(super) fn watch<T>(f: impl FnOnce() -> T) -> (T, Option<Site>) {
+    thread_local! {
+        static WATCH: RefCell<Watch> = const { RefCell::new(Watch::Off) };
+    }
+
+    fn install() {
         static HOOK: Once = Once::new();
         HOOK.call_once(|| {
             let previous = panic::take_hook();
             panic::set_hook(Box::new(move |info| {
-                record(info.location().map(|l| l.to_string()));
-                previous(info);
+                if !observe(info.location().map(|l| l.to_string())) {
+                    previous(info);
+                }
             }));
         });
-        // Nested calls (a `map` chunk's elements inside its task) each see their own panics.
-        let outer = SLOT.with(|s| s.replace(Some(None)));
-        let out = f();
-        let site = SLOT.with(|s| s.replace(outer)).flatten();
-        (out, site)
     }
 
-    fn record(location: Option<String>) {
-        // A hook must not panic (that aborts): `try_*` everywhere, and nothing while unarmed.
-        let _ = SLOT.try_with(|s| {
-            let Ok(mut slot) = s.try_borrow_mut() else {
-                return;
-            };
-            if let Some(seen) = slot.as_mut() {
-                // `capture` honours RUST_BACKTRACE / RUST_LIB_BACKTRACE, as the default hook does.
-                let bt = Backtrace::capture();
-                let bt = (bt.status() == BacktraceStatus::Captured).then(|| bt.to_string());
-                *seen = Some((location, bt));
-            }
-        });
+    /// Runs `f` in `mode`, restoring the mode it found (calls nest: a `map` chunk's elements inside its
+    /// task each see their own panics); returns what `f` gave and the mode as `f` left it.
+    fn within<T>(mode: Watch, f: impl FnOnce() -> T) -> (T, Watch) {
+        install();
+        let outer = WATCH.with(|w| w.replace(mode));
+        let out = f();
+        let inner = WATCH.with(|w| w.replace(outer));
+        (out, inner)
+    }
+
+    /// Runs `f` and returns what the hook saw of the last panic raised on this thread meanwhile.
+    pub(super) fn watch<T>(f: impl FnOnce() -> T) -> (T, Option<Site>) {
+        match within(Watch::Recording(None), f) {
+            (out, Watch::Recording(site)) => (out, site),
+            (out, _) => (out, None),
+        }
+    }
+
+    /// Runs `f` with this thread's panics kept from the previous hook.
+    pub(super) fn silence<T>(f: impl FnOnce() -> T) -> T {
+        within(Watch::Silencing, f).0
+    }
+
+    /// The hook's view of one panic; `true` if it is silenced. A hook must not panic (that aborts):
+    /// `try_*` everywhere.
+    fn observe(location: Option<String>) -> bool {
+        WATCH
+            .try_with(|w| {
+                let Ok(mut w) = w.try_borrow_mut() else {
+                    return false;
+                };
+                match &mut *w {
+                    Watch::Off => false,
+                    Watch::Silencing => true,
+                    Watch::Recording(seen) => {
+                        // `capture` honours RUST_BACKTRACE / RUST_LIB_BACKTRACE, as the default hook
+                        // does.
+                        let bt = Backtrace::capture();
+                        let bt = (bt.status() == BacktraceStatus::Captured).then(|| bt.to_string());
+                        *seen = Some((location, bt));
+                        false
+                    }
+                }
+            })
+            .unwrap_or(false)
     }
 }
 
 /// Under loom, threads are coroutines sharing one OS thread's locals: no hook, no location.
 #[cfg(loom)]
-mod site {
+mod hook {
     use super::Site;
 
     pub(super) fn watch<T>(f: impl FnOnce() -> T) -> (T, Option<Site>) {
         (f(), None)
+    }
+
+    pub(super) fn silence<T>(f: impl FnOnce() -> T) -> T {
+        f()
     }
 }
