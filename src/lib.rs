@@ -18,7 +18,7 @@
 //! | `ex.submit(fn, arg)` | [`submit(f, arg)`](ThreadPoolExecutor::submit), [`spawn(closure)`](ThreadPoolExecutor::spawn), [`Executor::submit`] |
 //! | `ex.map(fn, it, timeout=, chunksize=)` | [`map`](ThreadPoolExecutor::map), [`map_with`](ThreadPoolExecutor::map_with) + [`MapOptions`] (adds a bound on in-flight tasks) |
 //! | `ex.shutdown(wait, cancel_futures)` | [`shutdown`](ThreadPoolExecutor::shutdown), [`shutdown_nowait`](ThreadPoolExecutor::shutdown_nowait), [`shutdown_async`](ThreadPoolExecutor::shutdown_async) with [`Queued`] |
-//! | `with ThreadPoolExecutor() as ex:` | [`ThreadPoolExecutor::scope`] |
+//! | `with ThreadPoolExecutor() as ex:` | [`ThreadPoolExecutor::shutdown_after`] |
 //! | `Future` | [`PoolFuture`]: `.await`, [`cancel`](PoolFuture::cancel), [`cancelled`](PoolFuture::cancelled), [`running`](PoolFuture::running), [`done`](PoolFuture::done), [`result`](PoolFuture::result), [`exception`](PoolFuture::exception), [`add_done_callback`](PoolFuture::add_done_callback) |
 //! | `Future()` + `set_result` | [`Promise`] |
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs).return_when(…).timeout(…)` then `.await` or `.blocking()` |
@@ -85,7 +85,8 @@
 //! ```
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-#![deny(unsafe_code)] // allowed only on the few process-pool items that need it, each with a SAFETY comment
+#![deny(unsafe_code)] // allowed only on the few items that need it (the process pool's code addresses, the
+                      // lifetime erasure of scoped tasks), each with a SAFETY comment
 
 mod as_completed;
 mod bytes;
@@ -111,7 +112,8 @@ pub use map::{Map, MapIter, MapOptions};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};
 pub use thread_pool::{
-    CancelToken, InitResult, Metrics, Queued, ThreadPoolBuilder, ThreadPoolExecutor,
+    CancelToken, InitResult, Metrics, Queued, Scope, ScopedJoinHandle, ThreadPoolBuilder,
+    ThreadPoolExecutor,
 };
 pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
 

@@ -1,6 +1,7 @@
 //! [`ThreadPoolExecutor`]: Python's thread pool, whose futures are awaitable.
 
 mod builder;
+mod scope;
 mod shared;
 mod task;
 mod worker;
@@ -13,6 +14,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 pub use builder::{InitResult, ThreadPoolBuilder};
+pub use scope::{Scope, ScopedJoinHandle};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
 use task::{new_task, TokenState};
@@ -75,12 +77,13 @@ pub struct Metrics {
 /// The handle is cheap to clone (a task may submit more work to its own pool). When the last handle is
 /// dropped the pool shuts down *without blocking*: queued work still runs, then the threads exit. To
 /// wait, call [`shutdown`](Self::shutdown), [`shutdown_async`](Self::shutdown_async), or use
-/// [`scope`](Self::scope) (Python's `with` block).
+/// [`shutdown_after`](Self::shutdown_after) (Python's `with` block). To run tasks that borrow from the
+/// caller's stack, see [`scope`](Self::scope).
 ///
 /// ```
 /// use concurrent_futures::ThreadPoolExecutor;
 ///
-/// let results = ThreadPoolExecutor::new(2)?.scope(|pool| {
+/// let results = ThreadPoolExecutor::new(2)?.shutdown_after(|pool| {
 ///     let squares = pool.map(|n: u64| n * n, 1..=5)?;
 ///     squares.into_iter().collect::<Result<Vec<_>, _>>()
 /// })?;
@@ -482,16 +485,19 @@ impl ThreadPoolExecutor {
     /// use std::sync::Arc;
     ///
     /// let count = Arc::new(AtomicUsize::new(0));
-    /// ThreadPoolExecutor::new(2)?.scope(|pool| {
+    /// ThreadPoolExecutor::new(2)?.shutdown_after(|pool| {
     ///     for _ in 0..4 {
     ///         let count = count.clone();
     ///         drop(pool.spawn(move || count.fetch_add(1, Ordering::SeqCst)));
     ///     }
     /// });
-    /// assert_eq!(count.load(Ordering::SeqCst), 4); // every task ran before scope returned
+    /// assert_eq!(count.load(Ordering::SeqCst), 4); // every task ran before the block returned
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
-    pub fn scope<R>(self, body: impl FnOnce(&ThreadPoolExecutor) -> R) -> R {
+    ///
+    /// This consumes the pool and ends it. Tasks that borrow from the caller's stack, joined at the end
+    /// of a block while the pool lives on, are [`scope`](Self::scope)'s.
+    pub fn shutdown_after<R>(self, body: impl FnOnce(&ThreadPoolExecutor) -> R) -> R {
         struct WaitOnExit<'a>(&'a ThreadPoolExecutor);
         impl Drop for WaitOnExit<'_> {
             fn drop(&mut self) {
