@@ -34,6 +34,9 @@
 //! - Stopping a *running* task cooperatively: [`spawn_cancellable`](ThreadPoolExecutor::spawn_cancellable),
 //!   [`spawn_with_time_limit`](ThreadPoolExecutor::spawn_with_time_limit), [`PoolFuture::interrupt`].
 //! - [`Metrics`] as stable API; a stable [`FutureId`] per future.
+//! - Scoped tasks that borrow from the caller's stack: [`ThreadPoolExecutor::scope`], like
+//!   `std::thread::scope` on the pool's threads (every task joined at the scope's end, panics
+//!   propagated).
 //! - CPython's bug where cancelled futures never count as done in `wait`/`as_completed` (gh-92001,
 //!   gh-109934) is not copied: a cancelled future is done, and wakes its waiters.
 //!
@@ -83,8 +86,21 @@
 //! pool.shutdown_async(concurrent_futures::Queued::Run).await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `tracing` (off by default): one [`tracing`](https://docs.rs/tracing) span per task, named `task`
+//!   (target `concurrent_futures`), created at submit under the submitter's current span, so a
+//!   service's traces show where a request's time went. Its fields: `pool` (the thread-name prefix, or
+//!   `ProcessPoolExecutor`), `pool.kind` (`thread` or `process`), `task.id` (the [`FutureId`]),
+//!   `queue_wait_us` (submit to start), `run_us` and `outcome` (`returned`, `failed`, `panicked`,
+//!   `interrupted`, `cancelled` or `broken`), the last three recorded as the task ends. A thread-pool
+//!   task's span is entered on the worker while it runs, so the task's own events nest in it. A
+//!   process-pool task runs in another process: its span lives on the parent, from submit to the
+//!   reply, entered on the pool's driver thread while the reply is decoded.
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)] // allowed only on the few items that need it (the process pool's code addresses, the
                       // lifetime erasure of scoped tasks), each with a SAFETY comment
 
@@ -100,6 +116,8 @@ pub mod process_pool;
 mod report;
 mod sync;
 mod thread_pool;
+#[cfg(feature = "tracing")]
+mod trace;
 mod wait;
 mod watch;
 

@@ -156,6 +156,8 @@ pub use builder::ProcessPoolBuilder;
 use code::Trampoline;
 use proc::EnvOp;
 use shared::Shared;
+#[cfg(feature = "tracing")]
+pub(crate) use {proc::Proc, task::ProcTask};
 
 use crate::error::Error;
 use crate::executor::Payload;
@@ -289,6 +291,8 @@ impl ProcessPoolExecutor {
                 Err(e) => return Err(e),
             };
         let (task, fut) = task::new_task(frame, call.items, call.decode, call.limit);
+        #[cfg(feature = "tracing")]
+        let task = crate::trace::process::wrap(task, &fut);
         shared.enqueue(task)?;
         Ok(fut)
     }

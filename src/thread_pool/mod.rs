@@ -146,7 +146,11 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
+        #[cfg(feature = "tracing")]
+        let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
         let (task, fut) = new_task(func, token);
+        #[cfg(feature = "tracing")]
+        crate::trace::record_id(&span, fut.id());
         match self.shared().enqueue(task, when_full) {
             Ok(()) => Ok(fut),
             Err(Rejected::Full(_)) => Err(Error::Full),
@@ -159,7 +163,11 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
+        #[cfg(feature = "tracing")]
+        let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
         let (mut task, fut) = new_task(func, None);
+        #[cfg(feature = "tracing")]
+        crate::trace::record_id(&span, fut.id());
         loop {
             let room = self.shared().room_async.notified();
             let mut room = std::pin::pin!(room);

@@ -235,7 +235,12 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             work: Some(erase(work)),
             _done: Done(self.data.clone()),
         };
-        let (task, future) = new_task(move || job.run(), None);
+        let run = move || job.run();
+        #[cfg(feature = "tracing")]
+        let (run, span) = crate::trace::thread_task(&self.pool.shared().config.name_prefix, run);
+        let (task, future) = new_task(run, None);
+        #[cfg(feature = "tracing")]
+        crate::trace::record_id(&span, future.id());
         let weak = Arc::downgrade(&task);
         let shared = self.pool.shared();
         let when_full = if self.data.helps {
