@@ -109,6 +109,29 @@ impl<T> Drop for Packet<T> {
 ///
 /// `'scope` is the lifetime of the scope itself (tasks may borrow the `Scope` to spawn more tasks);
 /// `'env` is the lifetime of whatever the tasks borrow from outside. As with `std::thread::Scope`.
+///
+/// ```
+/// use concurrent_futures::{Scope, ThreadPoolExecutor};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// /// Sums `values` by halves, each half a task of its own, down to 64 values.
+/// fn sum<'scope>(s: &'scope Scope<'scope, '_>, values: &'scope [u64], total: &'scope AtomicU64) {
+///     if values.len() <= 64 {
+///         total.fetch_add(values.iter().sum(), Ordering::Relaxed);
+///         return;
+///     }
+///     let (left, right) = values.split_at(values.len() / 2);
+///     s.spawn(move || sum(s, left, total)).unwrap();
+///     s.spawn(move || sum(s, right, total)).unwrap();
+/// }
+///
+/// let pool = ThreadPoolExecutor::new(2)?;
+/// let values: Vec<u64> = (1..=1000).collect();
+/// let total = AtomicU64::new(0);
+/// pool.scope(|s| sum(s, &values, &total));
+/// assert_eq!(total.into_inner(), 500_500); // every task, however deep, ended with the scope
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
 pub struct Scope<'scope, 'env: 'scope> {
     pool: ThreadPoolExecutor,
     data: Arc<ScopeData>,
@@ -121,6 +144,21 @@ pub struct Scope<'scope, 'env: 'scope> {
 ///
 /// Dropping the handle does not cancel the task: the scope still joins it at its end, and re-raises its
 /// panic if it panicked.
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::new(2)?;
+/// let text = "a handle borrows nothing but gives back what its task returned";
+/// let longest = pool.scope(|s| {
+///     let words = s.spawn(|| text.split(' ').count())?;
+///     let longest = s.spawn(|| text.split(' ').max_by_key(|w| w.len()))?;
+///     assert_eq!(words.join()?, 11);
+///     longest.join() // a `&str` borrowed from `text`
+/// })?;
+/// assert_eq!(longest, Some("returned"));
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
 pub struct ScopedJoinHandle<'scope, T> {
     packet: Arc<Packet<T>>,
     future: PoolFuture<()>,
@@ -278,7 +316,8 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         let mut st = lock(&self.data.state);
         if self.data.helps {
             // Forget the tasks that are gone whenever the length reaches a power of two (from 64 on):
-            // the sweeps cost O(1) per spawn, amortized, and the list stays within twice the live tasks.
+            // the sweeps cost O(1) per spawn, amortized, and the list never holds more than twice the
+            // tasks that outlived the last sweep (or 64).
             if st.queued.len() >= 64 && st.queued.len().is_power_of_two() {
                 st.queued.retain(|t| t.strong_count() > 0);
             }
