@@ -15,7 +15,7 @@
 //!
 //! What to look for in the output: leaving the block waits for every task, so `main: done` prints
 //! last, after 1..4 (whose order may vary). The futures are never looked at: the `with` block (here
-//! `ThreadPoolExecutor::scope`) is what waits.
+//! `ThreadPoolExecutor::shutdown_after`) is what waits.
 //!
 //! The tasks here sleep a little before printing, so that the wait is real: without it they could
 //! all be finished before the block ends anyway.
@@ -36,9 +36,9 @@ fn task(n: u64) {
 }
 
 fn main() -> Result<(), Error> {
-    // `scope` consumes the pool, runs the body, then shuts the pool down and waits for all its work,
+    // `shutdown_after` consumes the pool, runs the body, then shuts the pool down and waits for all its work,
     // even if the body returns early with `?` or panics.
-    ThreadPoolExecutor::new(2)?.scope(|ex| {
+    ThreadPoolExecutor::new(2)?.shutdown_after(|ex| {
         println!("main: starting");
         for n in 1..=4 {
             // Dropping a future detaches it: the task still runs, as in Python.

@@ -37,8 +37,8 @@ fn task(i: u64) -> u64 {
 /// Runs the ten tasks on `workers` threads; returns the sum and how long it took.
 fn run(workers: usize) -> Result<(u64, Duration), Error> {
     let start = Instant::now();
-    // `scope` is Python's `with`: it shuts the pool down (and waits) at the end.
-    let total = ThreadPoolExecutor::new(workers)?.scope(|ex| {
+    // `shutdown_after` is Python's `with`: it shuts the pool down (and waits) at the end.
+    let total = ThreadPoolExecutor::new(workers)?.shutdown_after(|ex| {
         let fs = (0..10)
             .map(|i| ex.submit(task, i))
             .collect::<Result<Vec<_>, _>>()?;

@@ -43,7 +43,7 @@ fn when_finished(outcome: &Result<u64, Error>, id: u64) {
 }
 
 fn main() -> Result<(), Error> {
-    ThreadPoolExecutor::new(3)?.scope(|ex| {
+    ThreadPoolExecutor::new(3)?.shutdown_after(|ex| {
         for i in 1..=3 {
             let f = ex.submit(task, i)?;
             // `partial(when_finished, id=i)` is a closure that captures `i`.

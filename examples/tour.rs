@@ -276,7 +276,7 @@ fn shutdown() -> Result<(), Error> {
     pool.shutdown(Queued::Run);
     println!("   shutdown(Queued::Run) returned: every worker has exited");
     println!(
-        "   (ThreadPoolExecutor::scope is Python's `with` block: it waits like this at its end)"
+        "   (ThreadPoolExecutor::shutdown_after is Python's `with` block: it waits like this at its end)"
     );
     Ok(())
 }

@@ -18,7 +18,7 @@
 //! | `ex.submit(fn, arg)` | [`submit(f, arg)`](ThreadPoolExecutor::submit), [`spawn(closure)`](ThreadPoolExecutor::spawn), [`Executor::submit`] |
 //! | `ex.map(fn, it, timeout=, chunksize=)` | [`map`](ThreadPoolExecutor::map), [`map_with`](ThreadPoolExecutor::map_with) + [`MapOptions`] (adds a bound on in-flight tasks) |
 //! | `ex.shutdown(wait, cancel_futures)` | [`shutdown`](ThreadPoolExecutor::shutdown), [`shutdown_nowait`](ThreadPoolExecutor::shutdown_nowait), [`shutdown_async`](ThreadPoolExecutor::shutdown_async) with [`Queued`] |
-//! | `with ThreadPoolExecutor() as ex:` | [`ThreadPoolExecutor::scope`] |
+//! | `with ThreadPoolExecutor() as ex:` | [`ThreadPoolExecutor::shutdown_after`] |
 //! | `Future` | [`PoolFuture`]: `.await`, [`cancel`](PoolFuture::cancel), [`cancelled`](PoolFuture::cancelled), [`running`](PoolFuture::running), [`done`](PoolFuture::done), [`result`](PoolFuture::result), [`exception`](PoolFuture::exception), [`add_done_callback`](PoolFuture::add_done_callback) |
 //! | `Future()` + `set_result` | [`Promise`] |
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs).return_when(…).timeout(…)` then `.await` or `.blocking()` |
@@ -41,6 +41,9 @@
 //!   [`CompletionSet`] (tokio's `JoinSet`), fused futures and streams for `futures::select!`, and a
 //!   [`Panic`] that re-raises its original payload ([`Panic::resume_unwind`]).
 //! - [`Metrics`] as stable API; a stable [`FutureId`] per future.
+//! - Scoped tasks that borrow from the caller's stack: [`ThreadPoolExecutor::scope`], like
+//!   `std::thread::scope` on the pool's threads (every task joined at the scope's end, panics
+//!   propagated).
 //! - CPython's bug where cancelled futures never count as done in `wait`/`as_completed` (gh-92001,
 //!   gh-109934) is not copied: a cancelled future is done, and wakes its waiters.
 //!
@@ -92,9 +95,23 @@
 //! pool.shutdown_async(concurrent_futures::Queued::Run).await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `tracing` (off by default): one [`tracing`](https://docs.rs/tracing) span per task, named `task`
+//!   (target `concurrent_futures`), created at submit under the submitter's current span, so a
+//!   service's traces show where a request's time went. Its fields: `pool` (the thread-name prefix, or
+//!   `ProcessPoolExecutor`), `pool.kind` (`thread` or `process`), `task.id` (the [`FutureId`]),
+//!   `queue_wait_us` (submit to start), `run_us` and `outcome` (`returned`, `failed`, `panicked`,
+//!   `interrupted`, `cancelled` or `broken`), the last three recorded as the task ends. A thread-pool
+//!   task's span is entered on the worker while it runs, so the task's own events nest in it. A
+//!   process-pool task runs in another process: its span lives on the parent, from submit to the
+//!   reply, entered on the pool's driver thread while the reply is decoded.
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-#![deny(unsafe_code)] // allowed only on the few process-pool items that need it, each with a SAFETY comment
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(unsafe_code)] // allowed only on the few items that need it (the process pool's code addresses, the
+                      // lifetime erasure of scoped tasks), each with a SAFETY comment
 
 mod as_completed;
 mod byte_block;
@@ -110,6 +127,8 @@ pub mod process_pool;
 mod report;
 mod sync;
 mod thread_pool;
+#[cfg(feature = "tracing")]
+mod trace;
 mod wait;
 mod watch;
 
@@ -127,7 +146,8 @@ pub use map::{Map, MapIter, MapOptions};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};
 pub use thread_pool::{
-    CancelToken, InitResult, Metrics, Queued, ThreadPoolBuilder, ThreadPoolExecutor,
+    CancelToken, InitResult, Metrics, Queued, Scope, ScopedJoinHandle, ThreadPoolBuilder,
+    ThreadPoolExecutor,
 };
 pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
 

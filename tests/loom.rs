@@ -625,3 +625,90 @@ fn pool_two_workers_two_tasks_then_a_third() {
         assert_eq!((m.running, m.queued, m.completed), (0, 0, 3));
     });
 }
+
+/// Counts the closures of scoped tasks that are gone, run or dropped unrun.
+struct Gone<'a>(&'a AtomicUsize);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn scope_returns_after_its_tasks_ran_or_were_cancelled() {
+    // The join count that the lifetime erasure of scoped tasks relies on (src/thread_pool/scope.rs):
+    // `scope` returns only once the closure of every task is gone, whether the worker ran it or a
+    // cancelling shutdown, racing the worker, dropped it unrun. (Bounded: the waiting shutdown at the
+    // end makes the full state space too large to finish fast.)
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let gone = AtomicUsize::new(0);
+        let mut ran = [false; 2];
+        pool.scope(|s| {
+            for slot in ran.iter_mut() {
+                let guard = Gone(&gone);
+                s.spawn(move || {
+                    let _guard = guard;
+                    *slot = true;
+                })
+                .unwrap();
+            }
+            pool.shutdown_nowait(Queued::Cancel);
+        });
+        assert_eq!(gone.load(Ordering::SeqCst), 2);
+        // The worker books a task after its closure is gone: wait for it before reading the counters.
+        pool.shutdown(Queued::Run);
+        let m = pool.metrics();
+        let ran = ran.iter().filter(|r| **r).count() as u64;
+        assert_eq!((m.completed, m.completed + m.cancelled), (ran, 2));
+    });
+}
+
+#[test]
+fn scope_inside_a_task_of_a_one_worker_pool_helps() {
+    // The only worker opens a scope and waits at its end: it must run its own queued task itself
+    // (loom reports a deadlock otherwise), and the scope still returns only after the task is gone.
+    model(|| {
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let inner = pool.clone();
+        let mut f = pool
+            .spawn(move || {
+                let gone = AtomicUsize::new(0);
+                let mut value = 0u32;
+                inner.scope(|s| {
+                    let guard = Gone(&gone);
+                    s.spawn(|| {
+                        let _guard = guard;
+                        value = 7;
+                    })
+                    .unwrap();
+                });
+                (gone.load(Ordering::SeqCst), value)
+            })
+            .unwrap();
+        assert_eq!(f.result(None).unwrap(), (1, 7));
+    });
+}
+
+#[test]
+fn scope_with_two_workers_joins_both_tasks() {
+    // Two workers finishing scoped tasks while the scope's thread waits: no token is lost.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let gone = AtomicUsize::new(0);
+        let mut values = [0u32; 2];
+        pool.scope(|s| {
+            for (i, slot) in values.iter_mut().enumerate() {
+                let guard = Gone(&gone);
+                s.spawn(move || {
+                    let _guard = guard;
+                    *slot = i as u32 + 1;
+                })
+                .unwrap();
+            }
+        });
+        assert_eq!(gone.load(Ordering::SeqCst), 2);
+        assert_eq!(values, [1, 2]);
+    });
+}

@@ -1,6 +1,6 @@
 //! Shutting a thread pool down: CPython's conformance group 9 (items 89–101). Python's
 //! `shutdown(wait, cancel_futures)` is `shutdown(Queued::…)` (waits), `shutdown_nowait(Queued::…)` and
-//! `shutdown_async(Queued::…)`; the `with` block is `scope`; dropping the last handle shuts down without
+//! `shutdown_async(Queued::…)`; the `with` block is `shutdown_after`; dropping the last handle shuts down without
 //! blocking.
 
 mod common;
@@ -167,11 +167,11 @@ fn shutdown_joins_every_worker_thread() {
     assert_eq!(pool.metrics().workers, 0);
 }
 
-// CPython #94: scope (Python's with-block) returns the body's value after shutting down and waiting.
-// The body's tasks hold their workers until the body has returned and the scope's thread is blocked
-// (in the shutdown, waiting for them): a scope that did not wait would reach the assertions first.
+// CPython #94: shutdown_after (Python's with-block) returns the body's value after shutting down and waiting.
+// The body's tasks hold their workers until the body has returned and the block's thread is blocked
+// (in the shutdown, waiting for them): a block that did not wait would reach the assertions first.
 #[test]
-fn scope_shuts_down_and_waits_after_the_body() {
+fn shutdown_after_shuts_down_and_waits_after_the_body() {
     struct SendOnDrop(mpsc::Sender<()>);
     impl Drop for SendOnDrop {
         fn drop(&mut self) {
@@ -182,8 +182,8 @@ fn scope_shuts_down_and_waits_after_the_body() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
     let outside = pool.clone();
     let ran = Arc::new(AtomicUsize::new(0));
-    let scope_thread = current_tid();
-    let results = pool.scope(|pool| {
+    let block_thread = current_tid();
+    let results = pool.shutdown_after(|pool| {
         let results = pool
             .map(|n: u32| n * n, 0..5)
             .unwrap()
@@ -197,7 +197,7 @@ fn scope_shuts_down_and_waits_after_the_body() {
             drop(pool.spawn(move || {
                 // Either task may take the one message; the other sees the sender dropped.
                 let _ = returned.lock().unwrap().recv_timeout(LONG);
-                assert!(wait_until_asleep(scope_thread));
+                assert!(wait_until_asleep(block_thread));
                 ran.fetch_add(1, Ordering::SeqCst);
             }));
         }
@@ -208,7 +208,7 @@ fn scope_shuts_down_and_waits_after_the_body() {
     assert_eq!(
         ran.load(Ordering::SeqCst),
         2,
-        "scope returned before its work"
+        "shutdown_after returned before its work"
     );
     assert_eq!(
         outside.metrics().workers,
@@ -219,10 +219,10 @@ fn scope_shuts_down_and_waits_after_the_body() {
 }
 
 // CPython #94: the body's panic propagates, after the pool has waited for its work. The task is still
-// running when the body unwinds (it waits for that), and ends only once the scope's thread is blocked
-// (in the shutdown, waiting for it): a scope that did not wait would reach the assertion first.
+// running when the body unwinds (it waits for that), and ends only once the block's thread is blocked
+// (in the shutdown, waiting for it): a block that did not wait would reach the assertion first.
 #[test]
-fn scope_waits_even_if_the_body_panics() {
+fn shutdown_after_waits_even_if_the_body_panics() {
     struct SendOnDrop(mpsc::Sender<()>);
     impl Drop for SendOnDrop {
         fn drop(&mut self) {
@@ -234,14 +234,14 @@ fn scope_waits_even_if_the_body_panics() {
     let outside = pool.clone();
     let finished = Arc::new(AtomicBool::new(false));
     let flag = finished.clone();
-    let scope_thread = current_tid();
+    let block_thread = current_tid();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        pool.scope(|pool| {
+        pool.shutdown_after(|pool| {
             let (unwound_tx, unwound) = mpsc::channel();
             let _unwinding = SendOnDrop(unwound_tx);
             drop(pool.spawn(move || {
                 unwound.recv_timeout(LONG).unwrap();
-                assert!(wait_until_asleep(scope_thread));
+                assert!(wait_until_asleep(block_thread));
                 flag.store(true, Ordering::SeqCst);
             }));
             panic!("the body failed");
@@ -249,7 +249,10 @@ fn scope_waits_even_if_the_body_panics() {
     }));
     let payload = outcome.expect_err("the panic propagates");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"the body failed"));
-    assert!(finished.load(Ordering::SeqCst), "scope did not wait");
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "shutdown_after did not wait"
+    );
     assert_eq!(outside.metrics().workers, 0);
 }
 
@@ -372,7 +375,7 @@ fn shutdown_with_a_full_queue_does_not_deadlock() {
 
 // CPython #98 is about the process pool's max_tasks_per_child: not applicable to threads.
 // CPython #99/#100 (interpreter exit): Rust has no atexit and returning from main ends all threads;
-// the analogue is that Drop never blocks (above), that scope/shutdown give an explicit join, and that
+// the analogue is that Drop never blocks (above), that shutdown_after/shutdown give an explicit join, and that
 // a program ending right after shutdown_nowait ends promptly and quietly (below).
 
 /// Names the case [`helper_exit_right_after_shutdown_nowait`] runs.

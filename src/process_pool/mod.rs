@@ -169,7 +169,10 @@ use std::time::Duration;
 pub use builder::ProcessPoolBuilder;
 use code::Trampoline;
 use proc::EnvOp;
-use shared::{Counters, Rejected, Shared, WhenFull};
+pub(crate) use shared::Counters;
+use shared::{Rejected, Shared, WhenFull};
+#[cfg(feature = "tracing")]
+pub(crate) use {proc::Proc, task::ProcTask};
 
 use crate::error::Error;
 use crate::executor::Payload;
@@ -235,7 +238,7 @@ pub(crate) struct Config {
 /// Workers start on demand (one per submit that finds no idle worker, up to `max_workers`). The handle
 /// is cheap to clone. When the last handle is dropped the pool shuts down *without blocking*: queued
 /// work still runs, then the workers exit. To wait, call [`shutdown`](Self::shutdown),
-/// [`shutdown_async`](Self::shutdown_async), or use [`scope`](Self::scope).
+/// [`shutdown_async`](Self::shutdown_async), or use [`shutdown_after`](Self::shutdown_after).
 #[derive(Clone)]
 pub struct ProcessPoolExecutor {
     handle: Arc<Handle>,
@@ -310,7 +313,10 @@ impl ProcessPoolExecutor {
                 }
                 Err(e) => return Err(Err(e)),
             };
-        Ok(task::new_task(frame, call.items, call.decode, call.limit))
+        let (task, fut) = task::new_task(frame, call.items, call.decode, call.limit);
+        #[cfg(feature = "tracing")]
+        let task = crate::trace::process::wrap(task, &fut);
+        Ok((task, fut))
     }
 
     /// Encodes and queues one task.
@@ -683,7 +689,7 @@ impl ProcessPoolExecutor {
 
     /// Runs `body` with the pool, then shuts it down and waits, even if `body` panics: Python's
     /// `with ProcessPoolExecutor(...) as ex:`.
-    pub fn scope<R>(self, body: impl FnOnce(&ProcessPoolExecutor) -> R) -> R {
+    pub fn shutdown_after<R>(self, body: impl FnOnce(&ProcessPoolExecutor) -> R) -> R {
         struct WaitOnExit<'a>(&'a ProcessPoolExecutor);
         impl Drop for WaitOnExit<'_> {
             fn drop(&mut self) {

@@ -1,6 +1,7 @@
 //! [`ThreadPoolExecutor`]: Python's thread pool, whose futures are awaitable.
 
 mod builder;
+mod scope;
 mod shared;
 mod task;
 mod worker;
@@ -12,6 +13,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 pub use builder::{InitResult, ThreadPoolBuilder};
+pub use scope::{Scope, ScopedJoinHandle};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
 use task::{new_task, new_typed_task, Call, Spawn, TokenState, Work};
@@ -78,12 +80,13 @@ pub struct Metrics {
 /// The handle is cheap to clone (a task may submit more work to its own pool). When the last handle is
 /// dropped the pool shuts down *without blocking*: queued work still runs, then the threads exit. To
 /// wait, call [`shutdown`](Self::shutdown), [`shutdown_async`](Self::shutdown_async), or use
-/// [`scope`](Self::scope) (Python's `with` block).
+/// [`shutdown_after`](Self::shutdown_after) (Python's `with` block). To run tasks that borrow from the
+/// caller's stack, see [`scope`](Self::scope).
 ///
 /// ```
 /// use concurrent_futures::ThreadPoolExecutor;
 ///
-/// let results = ThreadPoolExecutor::new(2)?.scope(|pool| {
+/// let results = ThreadPoolExecutor::new(2)?.shutdown_after(|pool| {
 ///     let squares = pool.map(|n: u64| n * n, 1..=5)?;
 ///     squares.into_iter().collect::<Result<Vec<_>, _>>()
 /// })?;
@@ -146,7 +149,11 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
+        #[cfg(feature = "tracing")]
+        let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
         let (task, fut) = new_task(func, token);
+        #[cfg(feature = "tracing")]
+        crate::trace::record_id(&span, fut.id());
         match self.shared().enqueue(task, when_full) {
             Ok(()) => Ok(fut),
             Err(Rejected::Full(_)) => Err(Error::Full),
@@ -177,7 +184,11 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
+        #[cfg(feature = "tracing")]
+        let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
         let (mut task, fut) = new_task(func, None);
+        #[cfg(feature = "tracing")]
+        crate::trace::record_id(&span, fut.id());
         loop {
             let room = self.shared().room_async.notified();
             let mut room = std::pin::pin!(room);
@@ -569,16 +580,19 @@ impl ThreadPoolExecutor {
     /// use std::sync::Arc;
     ///
     /// let count = Arc::new(AtomicUsize::new(0));
-    /// ThreadPoolExecutor::new(2)?.scope(|pool| {
+    /// ThreadPoolExecutor::new(2)?.shutdown_after(|pool| {
     ///     for _ in 0..4 {
     ///         let count = count.clone();
     ///         drop(pool.spawn(move || count.fetch_add(1, Ordering::SeqCst)));
     ///     }
     /// });
-    /// assert_eq!(count.load(Ordering::SeqCst), 4); // every task ran before scope returned
+    /// assert_eq!(count.load(Ordering::SeqCst), 4); // every task ran before the block returned
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
-    pub fn scope<R>(self, body: impl FnOnce(&ThreadPoolExecutor) -> R) -> R {
+    ///
+    /// This consumes the pool and ends it. Tasks that borrow from the caller's stack, joined at the end
+    /// of a block while the pool lives on, are [`scope`](Self::scope)'s.
+    pub fn shutdown_after<R>(self, body: impl FnOnce(&ThreadPoolExecutor) -> R) -> R {
         struct WaitOnExit<'a>(&'a ThreadPoolExecutor);
         impl Drop for WaitOnExit<'_> {
             fn drop(&mut self) {
