@@ -36,6 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::{Duration, Instant};
 
+#[path = "support/service.rs"]
+mod service;
+
 use concurrent_futures::{
     as_completed, wait, Bytes, ProcessPoolExecutor, Promise, Queued, ReturnWhen, ThreadPoolExecutor,
 };
@@ -91,7 +94,7 @@ impl Cfg {
             reps,
             warmup: 1,
             sections: if sections.is_empty() {
-                vec![1, 2, 3, 4, 5, 6]
+                vec![7, 8, 9, 10, 11, 1, 2, 3, 4, 5, 6]
             } else {
                 sections
             },
@@ -1253,10 +1256,19 @@ struct EchoChild {
 impl EchoChild {
     /// With `pinned`, the child runs on CPU 0 only (the caller pins its own thread there too).
     fn spawn(pinned: bool) -> EchoChild {
+        Self::spawn_with(if pinned { &["pin"] } else { &[] })
+    }
+
+    /// A child that busy-loops `us` microseconds before echoing each frame (§11's raw reference).
+    fn spawn_busy(us: u64) -> EchoChild {
+        Self::spawn_with(&["busy", &us.to_string()])
+    }
+
+    fn spawn_with(args: &[&str]) -> EchoChild {
         let (mine, theirs) = UnixStream::pair().expect("socketpair");
         let child = Command::new(std::env::current_exe().expect("current exe"))
             .arg("--echo")
-            .args(pinned.then_some("pin"))
+            .args(args)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .spawn()
             .expect("start the echo child");
@@ -1329,8 +1341,8 @@ fn set_cpus(set: &libc::cpu_set_t) {
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
 }
 
-/// `--echo [pin]`: the child side of [`EchoChild`].
-fn echo_main(pinned: bool) {
+/// `--echo [pin | busy <µs>]`: the child side of [`EchoChild`].
+fn echo_main(pinned: bool, busy_us: u64) {
     if pinned {
         pin_to_cpu0();
     }
@@ -1341,6 +1353,12 @@ fn echo_main(pinned: bool) {
     let sock = UnixStream::from(fd);
     let mut buf = vec![0u8; 64 * 1024];
     while let Some(len) = read_frame(&sock, &mut buf) {
+        if busy_us > 0 {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_micros(busy_us) {
+                std::hint::spin_loop();
+            }
+        }
         if (&sock).write_all(&buf[..4 + len]).is_err() {
             break;
         }
@@ -2330,6 +2348,9 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// One of issue #9's sections: measures and returns its own report.
+type ReportFn = fn(&Cfg) -> String;
+
 /// One section of the suite: measures and records into `Results`.
 type SectionFn = fn(&Cfg, &mut Results);
 
@@ -2348,7 +2369,11 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("--echo") {
-        echo_main(args.get(1).map(String::as_str) == Some("pin"));
+        let busy_us = match args.get(1).map(String::as_str) {
+            Some("busy") => args.get(2).and_then(|v| v.parse().ok()).unwrap_or(0),
+            _ => 0,
+        };
+        echo_main(args.get(1).map(String::as_str) == Some("pin"), busy_us);
         return;
     }
     // blocking's pool reads this once, on first use: give it the same 2 threads as the other pools
@@ -2376,6 +2401,22 @@ fn main() {
         (6, section6),
     ];
     let mut spent = Vec::new();
+    // Issue #9's sections, on what a pool costs the program around it: reported first.
+    let service_sections: [(u32, ReportFn); 5] = [
+        (7, service::section7),
+        (8, service::section8),
+        (9, service::section9),
+        (10, service::section10),
+        (11, service::section11),
+    ];
+    let mut service_out = String::new();
+    for (id, run) in service_sections {
+        if cfg.runs(id) {
+            let t = Instant::now();
+            service_out.push_str(&run(&cfg));
+            spent.push(format!("§{id} {:.0} s", t.elapsed().as_secs_f64()));
+        }
+    }
     for (id, run) in sections {
         if cfg.runs(id) {
             let t = Instant::now();
@@ -2402,6 +2443,7 @@ fn main() {
         elapsed.as_secs_f64(),
         spent.join(", ")
     ));
+    out.push_str(&service_out);
     if cfg.runs(1) {
         print_section1(&mut out, &cfg, &r);
     }

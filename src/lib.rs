@@ -97,6 +97,7 @@ mod map;
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod process_pool;
 mod report;
+mod spin;
 mod sync;
 mod thread_pool;
 mod wait;
