@@ -224,13 +224,13 @@ fn spinner_cap() -> usize {
 }
 
 fn measure_cap() -> usize {
-    let cpus = os::cpus();
-    let half = cpus / 2;
+    let half = os::cpus() / 2;
     if half == 0 {
         return 0;
     }
+    // The kernel's count is machine-wide, so it is compared with the machine's CPUs.
     match os::runnable_threads() {
-        Some(r) if r > cpus => 0,
+        Some(r) if r > os::online_cpus() => 0,
         _ => half,
     }
 }
@@ -256,6 +256,32 @@ mod os {
         unsafe { libc::CPU_COUNT(&set) as usize }
     }
 
+    /// The CPUs online, machine-wide (read once).
+    pub(super) fn online_cpus() -> usize {
+        static ONLINE: OnceLock<usize> = OnceLock::new();
+        *ONLINE.get_or_init(|| {
+            std::fs::read_to_string("/sys/devices/system/cpu/online")
+                .ok()
+                .and_then(|s| count_cpu_list(s.trim()))
+                .unwrap_or_else(cpus)
+        })
+    }
+
+    /// Counts the CPUs in a kernel CPU list such as `0-3,8,10-11`.
+    pub(super) fn count_cpu_list(list: &str) -> Option<usize> {
+        let mut n = 0;
+        for part in list.split(',') {
+            n += match part.split_once('-') {
+                Some((a, b)) => b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?,
+                None => {
+                    part.parse::<usize>().ok()?;
+                    1
+                }
+            };
+        }
+        Some(n)
+    }
+
     /// The kernel's count of runnable threads, machine-wide (the fourth field of `/proc/loadavg`,
     /// `running/total`), read through a descriptor kept open: one `pread` per look.
     pub(super) fn runnable_threads() -> Option<usize> {
@@ -275,6 +301,10 @@ mod os {
 mod os {
     pub(super) fn cpus() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    pub(super) fn online_cpus() -> usize {
+        cpus()
     }
 
     pub(super) fn runnable_threads() -> Option<usize> {
@@ -306,11 +336,13 @@ mod tests {
     }
 
     #[test]
-    fn the_loadavg_reading_parses() {
-        if cfg!(target_os = "linux") {
-            assert!(os::runnable_threads().is_some_and(|r| r >= 1));
-            assert!(os::cpus() >= 1);
-        }
+    #[cfg(target_os = "linux")]
+    fn the_machine_readings_parse() {
+        assert!(os::runnable_threads().is_some_and(|r| r >= 1));
+        assert!(os::cpus() >= 1);
+        assert!(os::online_cpus() >= os::cpus());
+        assert_eq!(os::count_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(os::count_cpu_list("0"), Some(1));
     }
 
     #[test]
