@@ -34,6 +34,11 @@
 //! - Stopping a *running* task cooperatively: [`spawn_cancellable`](ThreadPoolExecutor::spawn_cancellable),
 //!   [`spawn_with_time_limit`](ThreadPoolExecutor::spawn_with_time_limit), [`PoolFuture::interrupt`].
 //! - [`Metrics`] as stable API; a stable [`FutureId`] per future.
+//! - A good neighbour inside someone else's program: idle threads exit after a
+//!   [`keep_alive`](ThreadPoolBuilder::keep_alive) (default 10 s); a thread about to wait spins only for
+//!   a few microseconds, only while that has been paying off, with at most half the CPUs spinning at
+//!   once across all pools and none while the machine has more runnable threads than CPUs. Set
+//!   `CONCURRENT_FUTURES_SPIN=0` in the environment to turn spinning off.
 //! - CPython's bug where cancelled futures never count as done in `wait`/`as_completed` (gh-92001,
 //!   gh-109934) is not copied: a cancelled future is done, and wakes its waiters.
 //!
