@@ -86,7 +86,7 @@ pub(crate) enum Probe {
 }
 
 /// Spins until `ready()` is true (returns `true`) or the spin ends (`false`), if the policy allows a
-/// spin now (see the module docs); returns `false` at once otherwise. The caller then sleeps the ordinary
+/// spin now (see the module docs); otherwise asks `ready()` once and returns its answer. The caller then sleeps the ordinary
 /// way, on a wake-up that is never lost.
 #[cfg(not(loom))]
 pub(crate) fn spin_until(
@@ -94,6 +94,11 @@ pub(crate) fn spin_until(
     probe: Probe,
     mut ready: impl FnMut() -> bool,
 ) -> bool {
+    // Something already there is no spin's merit: it must not count as a hit (a reader taking a frame
+    // in two reads would otherwise reset its back-off on every frame).
+    if ready() {
+        return true;
+    }
     if disabled() || !site.wants_to_spin() {
         return false;
     }
@@ -128,9 +133,9 @@ pub(crate) fn spin_until(
 pub(crate) fn spin_until(
     _site: &mut Adaptive,
     _probe: Probe,
-    _ready: impl FnMut() -> bool,
+    mut ready: impl FnMut() -> bool,
 ) -> bool {
-    false
+    ready()
 }
 
 #[cfg(not(loom))]
@@ -141,8 +146,8 @@ thread_local! {
 
 /// [`spin_until`] with this thread's own [`Adaptive`] state.
 #[cfg(loom)]
-pub(crate) fn spin_here(_probe: Probe, _ready: impl FnMut() -> bool) -> bool {
-    false
+pub(crate) fn spin_here(_probe: Probe, mut ready: impl FnMut() -> bool) -> bool {
+    ready()
 }
 
 /// [`spin_until`] with this thread's own [`Adaptive`] state.
