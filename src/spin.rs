@@ -11,7 +11,8 @@
 //! - **It has been paying off** ([`Adaptive`]). Each spinning site remembers its recent misses; after
 //!   `n` misses in a row it skips its next `2^n - 1` chances to spin (at most [`MAX_SKIP`]), and one hit
 //!   resets it. A pool paced slower than its spin (one task per 100 µs) thus spins about once every
-//!   [`MAX_SKIP`] waits.
+//!   [`MAX_SKIP`] waits. The memory fades: a site whose last miss is older than [`FORGET`] tries
+//!   again at once, so a burst after a quiet spell is not judged by the spell.
 //! - **A spinner slot is free.** At most half the CPUs this process may run on spin at once, across
 //!   all pools and all roles (tokio's scheduler and Go's runtime cap their searching threads the same
 //!   way): a core is always left for the program. With one CPU, nothing spins; and since the two sides
@@ -40,6 +41,8 @@ const MAX_ROUNDS: u32 = 32;
 const MAX_SKIP: u16 = 255;
 /// How often the machine's load and the process's CPUs are looked at again.
 const REFRESH: Duration = Duration::from_millis(1);
+/// How long a site's misses count against it.
+const FORGET: Duration = Duration::from_millis(50);
 
 /// One spinning site's memory of whether spinning has been paying off. Each thread keeps its own (a
 /// worker in its loop; waiters and drivers in a thread-local), so it needs no synchronisation.
@@ -49,29 +52,39 @@ pub(crate) struct Adaptive {
     misses: u8,
     /// Chances to spin still to be skipped.
     skip: u16,
+    /// When the last miss was, in milliseconds since the policy's epoch (wrapping).
+    last_miss_ms: u32,
 }
 
 impl Adaptive {
     pub(crate) const fn new() -> Self {
-        Adaptive { misses: 0, skip: 0 }
-    }
-
-    /// Whether this chance to spin should be taken, counting it if skipped.
-    fn wants_to_spin(&mut self) -> bool {
-        if self.skip > 0 {
-            self.skip -= 1;
-            false
-        } else {
-            true
+        Adaptive {
+            misses: 0,
+            skip: 0,
+            last_miss_ms: 0,
         }
     }
 
-    fn record(&mut self, hit: bool) {
+    /// Whether this chance to spin should be taken, counting it if skipped.
+    fn wants_to_spin(&mut self, now_ms: u32) -> bool {
+        if self.skip == 0 {
+            return true;
+        }
+        if now_ms.wrapping_sub(self.last_miss_ms) > FORGET.as_millis() as u32 {
+            *self = Adaptive::new();
+            return true;
+        }
+        self.skip -= 1;
+        false
+    }
+
+    fn record(&mut self, hit: bool, now_ms: u32) {
         if hit {
             self.misses = 0;
         } else {
             self.misses = (self.misses + 1).min(8);
             self.skip = ((1u16 << self.misses) - 1).min(MAX_SKIP);
+            self.last_miss_ms = now_ms;
         }
     }
 }
@@ -99,7 +112,7 @@ pub(crate) fn spin_until(
     if ready() {
         return true;
     }
-    if disabled() || !site.wants_to_spin() {
+    if disabled() || !site.wants_to_spin(now_ms()) {
         return false;
     }
     let Some(_slot) = Slot::acquire() else {
@@ -124,8 +137,18 @@ pub(crate) fn spin_until(
             break;
         }
     }
-    site.record(hit);
+    site.record(hit, now_ms());
     hit
+}
+
+/// The policy's clock: milliseconds since its epoch (wrapping), coarse and cheap.
+fn now_ms() -> u32 {
+    epoch().elapsed().as_millis() as u32
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// Under loom, spinning would only multiply the interleavings; sleeping covers the same ground.
@@ -202,8 +225,7 @@ fn spinner_cap() -> usize {
     static CAP: AtomicUsize = AtomicUsize::new(usize::MAX);
     /// When to measure again, in nanoseconds since `EPOCH`.
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let now = EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+    let now = epoch().elapsed().as_nanos() as u64;
     let next = NEXT.load(Ordering::Relaxed);
     let cap = CAP.load(Ordering::Relaxed);
     if (now >= next || cap == usize::MAX)
@@ -323,21 +345,28 @@ mod tests {
 
     #[test]
     fn misses_back_off_and_a_hit_resets() {
+        let t = 1000; // a fixed clock: nothing fades
         let mut a = Adaptive::new();
-        assert!(a.wants_to_spin());
-        a.record(false);
-        assert!(!a.wants_to_spin(), "one miss skips the next chance");
-        assert!(a.wants_to_spin());
-        a.record(false);
-        let skipped = (0..10).take_while(|_| !a.wants_to_spin()).count();
+        assert!(a.wants_to_spin(t));
+        a.record(false, t);
+        assert!(!a.wants_to_spin(t), "one miss skips the next chance");
+        assert!(a.wants_to_spin(t));
+        a.record(false, t);
+        let skipped = (0..10).take_while(|_| !a.wants_to_spin(t)).count();
         assert_eq!(skipped, 3, "two misses in a row skip three chances");
-        a.record(true);
-        assert!(a.wants_to_spin(), "a hit resets the back-off");
+        a.record(true, t);
+        assert!(a.wants_to_spin(t), "a hit resets the back-off");
         for _ in 0..20 {
-            a.record(false);
+            a.record(false, t);
         }
-        let skipped = (0..1000).take_while(|_| !a.wants_to_spin()).count();
+        let skipped = (0..1000).take_while(|_| !a.wants_to_spin(t)).count();
         assert_eq!(skipped, MAX_SKIP as usize);
+        for _ in 0..20 {
+            a.record(false, t);
+        }
+        let later = t + FORGET.as_millis() as u32 + 1;
+        assert!(a.wants_to_spin(later), "old misses are forgotten");
+        assert!(a.wants_to_spin(later), "entirely");
     }
 
     #[test]
