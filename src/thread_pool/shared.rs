@@ -49,8 +49,6 @@ pub(crate) struct PoolState {
     pub(crate) notified: usize,
     /// Idle workers asleep on `work` (the others are spinning or about to look at `notified`).
     pub(crate) sleeping: usize,
-    /// Workers that retired (already out of `threads`) and have not yet finished exiting.
-    pub(crate) retiring: usize,
     /// Threads started so far, for naming (`prefix_0`, `prefix_1`, …).
     pub(crate) started: usize,
     /// Tasks being executed now.
@@ -102,7 +100,6 @@ impl Shared {
                 idle: 0,
                 notified: 0,
                 sleeping: 0,
-                retiring: 0,
                 started: 0,
                 running: 0,
                 completed: 0,

@@ -1,6 +1,7 @@
 //! The worker thread: run queued tasks (BUSY), sleep until handed a wake-up credit (IDLE), exit once the
 //! pool is closed and the queue is empty.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,7 +22,6 @@ pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> std::io::Result
     }
     let worker = Worker {
         shared: shared.clone(),
-        spin: Adaptive::new(),
     };
     let handle = builder.spawn(move || worker.run())?;
     st.handles.push(handle);
@@ -32,26 +32,31 @@ pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> std::io::Result
 
 struct Worker {
     shared: Arc<Shared>,
-    /// Whether spinning for the next task has been paying off on this thread.
-    spin: Adaptive,
 }
 
-/// Decrements the thread count however the worker ends (unless it retired, which did so itself), and
-/// wakes shutdowns waiting for it: a blocking shutdown on every exit (one called from a task waits for
-/// all workers but its own, not for zero), async shutdowns for the last one.
-struct ExitGuard<'a>(&'a Shared);
+/// What a worker carries between its idle spells.
+struct Idle<'a> {
+    /// Whether spinning for the next task has been paying off on this thread.
+    spin: Adaptive,
+    /// Set when the thread retires, having left the pool's count itself.
+    retired: &'a Cell<bool>,
+}
+
+/// Decrements the thread count however the worker ends (unless it retired: it left the count when it
+/// decided to, in that locked section), and wakes shutdowns waiting for it: a blocking shutdown on every
+/// exit (one called from a task waits for all workers but its own, not for zero), async shutdowns for
+/// the last one.
+struct ExitGuard<'a> {
+    shared: &'a Shared,
+    retired: &'a Cell<bool>,
+}
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
-        let mut st = self.0.lock();
-        if st.retiring > 0 {
-            // A thread that retired left the count when it decided to, in that locked section; this
-            // guard, or another exiting thread's, takes that into account. Which guard does it does
-            // not matter: every exit still decrements `threads` exactly once in total, and the last
-            // guard to run sees zero and wakes the shutdowns.
-            st.retiring -= 1;
+        if self.retired.get() {
             return;
         }
+        let mut st = self.shared.lock();
         st.threads -= 1;
         let wakers = if st.threads == 0 {
             std::mem::take(&mut st.exit_wakers)
@@ -59,7 +64,7 @@ impl Drop for ExitGuard<'_> {
             Vec::new()
         };
         drop(st);
-        self.0.exited.notify_all();
+        self.shared.exited.notify_all();
         for w in wakers {
             w.wake();
         }
@@ -76,14 +81,21 @@ enum Then {
 }
 
 impl Worker {
-    fn run(mut self) {
-        let shared_arc = self.shared.clone();
-        let shared = &*shared_arc;
-        let _exit = ExitGuard(shared);
+    fn run(self) {
+        let shared = &*self.shared;
+        let retired = Cell::new(false);
+        let _exit = ExitGuard {
+            shared,
+            retired: &retired,
+        };
+        let idle = &mut Idle {
+            spin: Adaptive::new(),
+            retired: &retired,
+        };
         if !self.initialize() {
             return;
         }
-        let Some(mut task) = Self::next_task(shared, &mut self.spin, shared.lock()) else {
+        let Some(mut task) = Self::next_task(shared, idle, shared.lock()) else {
             return;
         };
         loop {
@@ -119,12 +131,12 @@ impl Worker {
             drop(task);
             let mut st = shared.lock();
             if then == Then::Sleep {
-                st = match Self::sleep(shared, &mut self.spin, st) {
+                st = match Self::sleep(shared, idle, st) {
                     Some(st) => st,
                     None => return,
                 };
             }
-            task = match Self::next_task(shared, &mut self.spin, st) {
+            task = match Self::next_task(shared, idle, st) {
                 Some(t) => t,
                 None => return,
             };
@@ -138,7 +150,7 @@ impl Worker {
     /// counts only started tasks.
     fn next_task<'a>(
         shared: &'a Shared,
-        spin: &mut Adaptive,
+        idle: &mut Idle<'_>,
         mut st: MutexGuard<'a, PoolState>,
     ) -> Option<Arc<dyn Runnable>> {
         loop {
@@ -156,7 +168,7 @@ impl Worker {
                 return None;
             }
             st.idle += 1;
-            st = Self::sleep(shared, spin, st)?;
+            st = Self::sleep(shared, idle, st)?;
         }
     }
 
@@ -165,7 +177,7 @@ impl Worker {
     /// the thread stayed idle for the pool's keep-alive and retired.
     fn sleep<'a>(
         shared: &'a Shared,
-        spin: &mut Adaptive,
+        idle: &mut Idle<'_>,
         mut st: MutexGuard<'a, PoolState>,
     ) -> Option<MutexGuard<'a, PoolState>> {
         let keep_alive = shared.config.keep_alive;
@@ -187,7 +199,7 @@ impl Worker {
                 // for the credit, if the process-wide policy allows (see `crate::spin`).
                 spun = true;
                 drop(st);
-                spin::spin_until(spin, Probe::Load, || {
+                spin::spin_until(&mut idle.spin, Probe::Load, || {
                     shared.wake_hint.load(Ordering::Acquire) > 0
                 });
                 st = shared.lock();
@@ -214,7 +226,7 @@ impl Worker {
                 // `threads` in this locked section is what makes that so.
                 st.idle -= 1;
                 st.threads -= 1;
-                st.retiring += 1;
+                idle.retired.set(true);
                 let me = thread::current().id();
                 st.handles.retain(|h| h.thread().id() != me);
                 return None;
