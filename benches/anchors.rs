@@ -3,7 +3,7 @@
 //! Run everything, side by side, with one command:
 //!
 //! ```sh
-//! cargo bench --bench anchors                 # full run (~100 s on 2 cores; report on stdout)
+//! cargo bench --bench anchors                 # full run (~8 min on 2 cores; report on stdout)
 //! BENCH_QUICK=1 cargo bench --bench anchors   # smoke run: counts / 10, 3 repetitions (~10 s)
 //! cargo bench --bench anchors -- 1 3          # only sections 1 and 3
 //! ```
@@ -17,7 +17,9 @@
 //! Sections follow the issue's numbering: 1 round trip, 2 throughput and memory, 3 `as_completed` and
 //! `wait`, 4 CPU-bound scaling (threads and processes), 5 the process pool's round trip (a trivial task
 //! and a 1 MiB echo, against procspawn, Python and a raw socketpair ping-pong between two processes),
-//! 6 thread references for the physical limit.
+//! 6 thread references for the physical limit. Sections 7–11 (issue #9, `support/service.rs`, reported
+//! first): 7 an async service under open-loop load, 8 the round trip on one CPU, 9 many pools next to
+//! CPU-bound neighbours, 10 CPU per task at low rates, 11 the process pool's parent CPU per task.
 //!
 //! Three kinds of child process run this same binary: our own process-pool workers (a constructor in
 //! the library takes them before `main`), procspawn's pool workers (`procspawn::init()`, the first line
