@@ -44,6 +44,11 @@
 //! - Scoped tasks that borrow from the caller's stack: [`ThreadPoolExecutor::scope`], like
 //!   `std::thread::scope` on the pool's threads (every task joined at the scope's end, panics
 //!   propagated).
+//! - A good neighbour inside someone else's program: idle threads exit after a
+//!   [`keep_alive`](ThreadPoolBuilder::keep_alive) (default 10 s); a thread about to wait spins only for
+//!   a few microseconds, only while that has been paying off, with at most half the CPUs spinning at
+//!   once across all pools and none while the machine has more runnable threads than CPUs. Set
+//!   `CONCURRENT_FUTURES_SPIN=0` in the environment to turn spinning off.
 //! - CPython's bug where cancelled futures never count as done in `wait`/`as_completed` (gh-92001,
 //!   gh-109934) is not copied: a cancelled future is done, and wakes its waiters.
 //!
@@ -125,6 +130,7 @@ mod panic;
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod process_pool;
 mod report;
+mod spin;
 mod sync;
 mod thread_pool;
 #[cfg(feature = "tracing")]

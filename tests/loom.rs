@@ -712,3 +712,45 @@ fn scope_with_two_workers_joins_both_tasks() {
         assert_eq!(values, [1, 2]);
     });
 }
+
+#[test]
+fn pool_retiring_worker_vs_submit() {
+    // With a zero keep-alive the worker retires whenever it finds no credit: a submit racing its
+    // retirement either hands it a credit before it decides (it stays) or finds it gone from `idle`
+    // and `threads` in the same locked section (the submit starts a thread). The task runs either way.
+    model(|| {
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .keep_alive(Duration::ZERO)
+            .build()
+            .unwrap();
+        let mut a = pool.submit(|n: u32| n + 1, 1).unwrap();
+        assert_eq!(a.result(None).unwrap(), 2);
+        let mut b = pool.submit(|n: u32| n * 2, 2).unwrap();
+        assert_eq!(b.result(None).unwrap(), 4);
+        let m = pool.metrics();
+        assert!(m.workers <= 1);
+        assert_eq!((m.running, m.queued, m.completed), (0, 0, 2));
+    });
+}
+
+#[test]
+fn pool_two_retiring_workers_two_tasks_then_a_third() {
+    // The credit hand-off of `pool_two_workers_two_tasks_then_a_third` with workers that retire as
+    // soon as they are idle: no credit or queued task is lost to a retiring thread.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(2)
+            .keep_alive(Duration::ZERO)
+            .build()
+            .unwrap();
+        let mut a = pool.submit(|n: u32| n, 1).unwrap();
+        let mut b = pool.submit(|n: u32| n, 2).unwrap();
+        assert_eq!(a.result(None).unwrap(), 1);
+        let mut c = pool.submit(|n: u32| n, 3).unwrap();
+        assert_eq!(b.result(None).unwrap() + c.result(None).unwrap(), 5);
+        let m = pool.metrics();
+        assert!(m.workers <= 2);
+        assert_eq!((m.running, m.queued, m.completed), (0, 0, 3));
+    });
+}

@@ -4,10 +4,12 @@
 //! The waiting thread registers a waker that unparks it, then parks until woken or until the deadline.
 //! Spurious unparks are harmless because the poll function is always asked again.
 //!
-//! Before its first park, a waiter spins for a few microseconds watching its waker's flag: a short task
-//! usually finishes within that time, and catching the wake-up while spinning saves the futex sleep and
-//! wake-up (several microseconds each way) that dominate a round trip. The spin is bounded and happens
-//! once per call, so a long wait costs no CPU.
+//! Before its first park, a waiter may spin for a moment watching its waker's flag: a short task often
+//! finishes within that time, and catching the wake-up while spinning saves the futex sleep and
+//! wake-up that dominate a round trip. Whether it spins, and for how long, is the crate-wide policy of
+//! [`crate::spin`]: a few microseconds at most, only while spinning has been paying off on this thread,
+//! only when a spinner slot is free and the machine has no CPU to spare, and once per call, so a long
+//! wait costs no CPU.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,10 +61,6 @@ fn current_waker() -> (Arc<Unparker>, Waker) {
     new_unparker()
 }
 
-/// How long a waiter spins for its wake-up before parking the first time.
-#[cfg(not(loom))]
-const SPIN: Duration = Duration::from_micros(20);
-
 /// Polls `poll` on this thread until it is ready or `deadline` passes. `None` means the deadline passed
 /// first. A deadline already in the past still polls once, so a zero timeout is a non-blocking check.
 pub(crate) fn block_until<R>(
@@ -87,7 +85,13 @@ pub(crate) fn block_until<R>(
         };
         if !spun {
             spun = true;
-            if spin_until_woken(&unparker.woken, left) {
+            // A deadline closer than a spin is not worth one.
+            let worth = left.map_or(true, |l| l >= SPIN_WORTH);
+            if worth
+                && crate::spin::spin_here(crate::spin::Probe::Load, || {
+                    unparker.woken.load(Ordering::Acquire)
+                })
+            {
                 continue;
             }
         }
@@ -98,32 +102,8 @@ pub(crate) fn block_until<R>(
     }
 }
 
-/// Spins until `woken` is set (true) or the spin budget, capped by `left`, runs out (false).
-#[cfg(not(loom))]
-fn spin_until_woken(woken: &AtomicBool, left: Option<Duration>) -> bool {
-    let budget = left.map_or(SPIN, |l| l.min(SPIN));
-    let start = Instant::now();
-    loop {
-        for _ in 0..32 {
-            if woken.load(Ordering::Acquire) {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= budget {
-            return false;
-        }
-        // Let a thread woken on this CPU (a worker, a process pool's driver) run rather than wait
-        // behind the spin: on two cores the task being waited for may need this very CPU.
-        thread::yield_now();
-    }
-}
-
-#[cfg(loom)]
-fn spin_until_woken(_woken: &AtomicBool, _left: Option<Duration>) -> bool {
-    // Spinning would only multiply loom's interleavings; parking covers the same ground.
-    false
-}
+/// The shortest time left before a deadline for which a waiter still spins first.
+const SPIN_WORTH: Duration = Duration::from_micros(10);
 
 #[cfg(not(loom))]
 fn park_timeout(d: Duration) {

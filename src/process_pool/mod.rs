@@ -76,10 +76,10 @@
 //! - Binary data: serde has no special case for `Vec<u8>`, so one crosses element by element; wrap it
 //!   in [`ByteBlock`](crate::ByteBlock) (or another type that serializes with
 //!   `serialize_bytes`, such as `serde_bytes::ByteBuf`) to send it as one block (one copy in, one copy out on each side).
-//! - Before it sleeps on its worker's channel, a driver keeps asking it for up to 50 µs, yielding the
-//!   CPU in between: a short task's reply then arrives without a wake-up of the driver, which
-//!   dominated a trivial task's round trip. The cost is at most that much CPU per wait, and none while
-//!   the pool is idle.
+//! - Before it sleeps on its worker's channel, a driver may ask it again for a few microseconds, under
+//!   the crate-wide spin policy (only while that has been paying off, with a spinner slot free and a
+//!   CPU to spare): a short task's reply then arrives without a wake-up of the driver. None while the
+//!   pool is idle.
 //! - A task crosses as two code offsets from one base symbol (the user's function and a monomorphized
 //!   trampoline that decodes `A`, calls, encodes `R`), plus the argument bytes. Before any offset is
 //!   trusted, a two-way handshake proves the worker runs the same executable file with the same

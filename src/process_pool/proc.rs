@@ -21,7 +21,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::handshake;
 use super::os;
@@ -87,15 +87,6 @@ pub(crate) fn is_posted(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|e| e.is::<Posted>())
 }
 
-/// How long a driver keeps asking for its worker's next bytes without blocking before it sleeps in
-/// `poll` (benchmark fix, like the thread pool's spins). A sleeping driver is woken by the worker's
-/// reply, often on an idle CPU, and that wake-up cost tens of microseconds on the benchmark machine:
-/// most of a trivial task's round trip. Spinning for the reply (or, after one, for the next task's
-/// reply) takes it off the critical path; it costs at most this much CPU per read, and nothing while
-/// the worker is idle for longer. The spin yields the CPU between attempts: a pure spin measured 2–4×
-/// slower on a loaded 2-core machine, where it kept the worker itself from running.
-const READ_SPIN: Duration = Duration::from_micros(50);
-
 /// The worker's side of the channel as the driver reads it: its death ends the stream even when
 /// another process holds a copy of the worker's end (a task that forked without exec), which would
 /// otherwise keep the socket open and hide the death for as long as that process lives (review fix:
@@ -106,22 +97,26 @@ impl Read for Channel<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let proc = self.0;
         let posted = || io::Error::other(Posted);
-        let start = Instant::now();
-        loop {
-            // Data or end-of-file ends the spin; a death hidden by a forked copy of the worker's end
-            // is seen by the `poll` below, at most `READ_SPIN` later.
-            if let Some(n) = os::recv_nowait(proc.stream.as_fd(), buf)? {
+        // Before sleeping in `poll` (a wake-up of the driver is a large share of a short task's round
+        // trip), ask the socket again for a moment, as the crate-wide spin policy allows
+        // (`crate::spin`: a few microseconds, only while it has been paying off on this driver, only
+        // with a spinner slot free and a CPU to spare). Data or end-of-file ends the spin, and so does
+        // a task handed to this idle worker right after its last reply (a post, seen just below); a
+        // death hidden by a forked copy of the worker's end is seen by the `poll` further down.
+        let mut got = None;
+        crate::spin::spin_here(crate::spin::Probe::Syscall, || {
+            match os::recv_nowait(proc.stream.as_fd(), buf) {
+                Ok(None) => proc.posted.load(Ordering::Acquire),
+                other => {
+                    got = Some(other);
+                    true
+                }
+            }
+        });
+        if let Some(got) = got {
+            if let Some(n) = got? {
                 return Ok(n);
             }
-            // A task handed to an idle worker right after its last reply is picked up here, without
-            // a wake-up.
-            if proc.posted.load(Ordering::Acquire) {
-                return Err(posted());
-            }
-            if start.elapsed() >= READ_SPIN {
-                break;
-            }
-            std::thread::yield_now();
         }
         loop {
             // Announce the sleep, then look once more: either this sees the post, or the poster

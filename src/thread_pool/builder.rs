@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Config, Initializer, ThreadPoolExecutor};
 use crate::error::Error;
@@ -28,7 +29,11 @@ pub struct ThreadPoolBuilder {
     initializer: Option<Initializer>,
     stack_size: Option<usize>,
     capacity: Option<usize>,
+    keep_alive: Option<Duration>,
 }
+
+/// How long an idle worker thread lives on by default (tokio's blocking pool uses the same).
+pub(crate) const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// What an initializer may return: nothing, or a `Result` whose `Err` breaks the pool.
 pub trait InitResult {
@@ -91,6 +96,27 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// How long a worker thread stays idle before it exits (default 10 s, as tokio's blocking pool),
+    /// so that an idle pool holds no threads. The next submit that finds no idle thread starts one
+    /// again (and runs the [`initializer`](Self::initializer) on it, as on every new thread). Zero
+    /// makes a thread exit as soon as it finds the queue empty.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::builder()
+    ///     .max_workers(2)
+    ///     .keep_alive(Duration::from_millis(500))
+    ///     .build()?;
+    /// assert_eq!(pool.spawn(|| 1 + 1)?.result(None)?, 2);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn keep_alive(mut self, idle_for: Duration) -> Self {
+        self.keep_alive = Some(idle_for);
+        self
+    }
+
     /// Bounds the queue of tasks waiting for a thread (Python's is unbounded). When it is full,
     /// `try_submit` fails with [`Error::Full`], `submit_async` waits for room, and `submit` blocks.
     /// `map` is bounded by its own [`buffer`](crate::MapOptions::buffer) instead. Must be at least 1.
@@ -127,6 +153,7 @@ impl ThreadPoolBuilder {
             initializer: self.initializer,
             stack_size: self.stack_size,
             capacity: self.capacity,
+            keep_alive: self.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE),
         }))
     }
 }
@@ -145,6 +172,7 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("initializer", &self.initializer.is_some())
             .field("stack_size", &self.stack_size)
             .field("queue_capacity", &self.capacity)
+            .field("keep_alive", &self.keep_alive)
             .finish()
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub(crate) initializer: Option<Initializer>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) capacity: Option<usize>,
+    /// How long an idle worker waits for work before its thread exits.
+    pub(crate) keep_alive: std::time::Duration,
 }
 
 /// What `shutdown` does with tasks still waiting in the queue (Python's `cancel_futures`).

@@ -47,6 +47,8 @@ pub(crate) struct PoolState {
     pub(crate) idle: usize,
     /// Wake-up credits handed out and not yet taken by a worker.
     pub(crate) notified: usize,
+    /// Idle workers asleep on `work` (the others are spinning or about to look at `notified`).
+    pub(crate) sleeping: usize,
     /// Threads started so far, for naming (`prefix_0`, `prefix_1`, …).
     pub(crate) started: usize,
     /// Tasks being executed now.
@@ -97,6 +99,7 @@ impl Shared {
                 threads: 0,
                 idle: 0,
                 notified: 0,
+                sleeping: 0,
                 started: 0,
                 running: 0,
                 completed: 0,
@@ -157,8 +160,13 @@ impl Shared {
             st.idle -= 1;
             st.notified += 1;
             self.wake_hint.fetch_add(1, Ordering::Release);
+            // An idle worker that is not asleep (spinning, or on its way to sleep) looks at
+            // `notified` under this lock before it sleeps, so only a sleeper needs the futex wake-up.
+            let sleeper = st.sleeping > 0;
             drop(st);
-            self.work.notify_one();
+            if sleeper {
+                self.work.notify_one();
+            }
         } else if st.threads < self.config.max_workers {
             if let Err(e) = super::worker::spawn(self, &mut st) {
                 if st.threads == 0 {

@@ -1,41 +1,16 @@
 //! The worker thread: run queued tasks (BUSY), sleep until handed a wake-up credit (IDLE), exit once the
 //! pool is closed and the queue is empty.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-#[cfg(not(loom))]
-use std::time::{Duration, Instant};
 
 use super::shared::{Lifecycle, PoolState, Shared};
 use super::task::{Ran, Runnable};
 use crate::error::{panic_message, Error};
+use crate::spin::{self, Adaptive, Probe};
 use crate::sync::{thread, MutexGuard};
-
-/// How long an idle worker spins for a wake-up credit before sleeping on the condvar.
-#[cfg(not(loom))]
-const SPIN: Duration = Duration::from_micros(50);
-
-/// Spins until `hint` shows a credit (or the pool closing), or `SPIN` passes.
-#[cfg(not(loom))]
-fn spin_for_credit(hint: &AtomicUsize) {
-    let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            if hint.load(Ordering::Acquire) > 0 {
-                return;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= SPIN {
-            return;
-        }
-    }
-}
-
-/// Under loom the hint is not modelled and time does not pass: parking on the condvar covers it.
-#[cfg(loom)]
-fn spin_for_credit(_hint: &AtomicUsize) {}
 
 /// Starts one more worker. Called with the pool locked, so the thread count cannot overshoot.
 pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> std::io::Result<()> {
@@ -59,14 +34,29 @@ struct Worker {
     shared: Arc<Shared>,
 }
 
-/// Decrements the thread count however the worker ends, and wakes shutdowns waiting for it: a blocking
-/// shutdown on every exit (one called from a task waits for all workers but its own, not for zero),
-/// async shutdowns for the last one.
-struct ExitGuard<'a>(&'a Shared);
+/// What a worker carries between its idle spells.
+struct Idle<'a> {
+    /// Whether spinning for the next task has been paying off on this thread.
+    spin: Adaptive,
+    /// Set when the thread retires, having left the pool's count itself.
+    retired: &'a Cell<bool>,
+}
+
+/// Decrements the thread count however the worker ends (unless it retired: it left the count when it
+/// decided to, in that locked section), and wakes shutdowns waiting for it: a blocking shutdown on every
+/// exit (one called from a task waits for all workers but its own, not for zero), async shutdowns for
+/// the last one.
+struct ExitGuard<'a> {
+    shared: &'a Shared,
+    retired: &'a Cell<bool>,
+}
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
-        let mut st = self.0.lock();
+        if self.retired.get() {
+            return;
+        }
+        let mut st = self.shared.lock();
         st.threads -= 1;
         let wakers = if st.threads == 0 {
             std::mem::take(&mut st.exit_wakers)
@@ -74,7 +64,7 @@ impl Drop for ExitGuard<'_> {
             Vec::new()
         };
         drop(st);
-        self.0.exited.notify_all();
+        self.shared.exited.notify_all();
         for w in wakers {
             w.wake();
         }
@@ -93,11 +83,19 @@ enum Then {
 impl Worker {
     fn run(self) {
         let shared = &*self.shared;
-        let _exit = ExitGuard(shared);
+        let retired = Cell::new(false);
+        let _exit = ExitGuard {
+            shared,
+            retired: &retired,
+        };
+        let idle = &mut Idle {
+            spin: Adaptive::new(),
+            retired: &retired,
+        };
         if !self.initialize() {
             return;
         }
-        let Some(mut task) = self.next_task(shared.lock()) else {
+        let Some(mut task) = Self::next_task(shared, idle, shared.lock()) else {
             return;
         };
         loop {
@@ -133,12 +131,12 @@ impl Worker {
             drop(task);
             let mut st = shared.lock();
             if then == Then::Sleep {
-                st = match self.sleep(st) {
+                st = match Self::sleep(shared, idle, st) {
                     Some(st) => st,
                     None => return,
                 };
             }
-            task = match self.next_task(st) {
+            task = match Self::next_task(shared, idle, st) {
                 Some(t) => t,
                 None => return,
             };
@@ -150,10 +148,14 @@ impl Worker {
     /// exits. This is the only place a task leaves the queue for a worker, and it starts in the same
     /// locked section: a cancelling shutdown finds every task either queued or started, and `running`
     /// counts only started tasks.
-    fn next_task<'a>(&'a self, mut st: MutexGuard<'a, PoolState>) -> Option<Arc<dyn Runnable>> {
+    fn next_task<'a>(
+        shared: &'a Shared,
+        idle: &mut Idle<'_>,
+        mut st: MutexGuard<'a, PoolState>,
+    ) -> Option<Arc<dyn Runnable>> {
         loop {
             while let Some(t) = st.queue.pop_front() {
-                self.shared.made_room(&st);
+                shared.made_room(&st);
                 if t.claim() {
                     st.running += 1;
                     return Some(t);
@@ -166,18 +168,24 @@ impl Worker {
                 return None;
             }
             st.idle += 1;
-            st = self.sleep(st)?;
+            st = Self::sleep(shared, idle, st)?;
         }
     }
 
     /// Sleeps as an idle worker (already counted in `idle`) until handed a credit or the pool closes.
-    /// Returns the lock to go BUSY, or `None` to exit.
-    fn sleep<'a>(&'a self, mut st: MutexGuard<'a, PoolState>) -> Option<MutexGuard<'a, PoolState>> {
+    /// Returns the lock to go BUSY, or `None` to exit: the pool closed with nothing left to run, or
+    /// the thread stayed idle for the pool's keep-alive and retired.
+    fn sleep<'a>(
+        shared: &'a Shared,
+        idle: &mut Idle<'_>,
+        mut st: MutexGuard<'a, PoolState>,
+    ) -> Option<MutexGuard<'a, PoolState>> {
+        let keep_alive = shared.config.keep_alive;
         let mut spun = false;
         loop {
             if st.notified > 0 {
                 st.notified -= 1;
-                self.shared.wake_hint.fetch_sub(1, Ordering::Release);
+                shared.wake_hint.fetch_sub(1, Ordering::Release);
                 return Some(st);
             }
             if st.lifecycle != Lifecycle::Open {
@@ -186,16 +194,43 @@ impl Worker {
                 return if st.queue.is_empty() { None } else { Some(st) };
             }
             if !spun {
-                // Spin briefly before sleeping: a caller awaiting one task and submitting the next
-                // hands it over in about a microsecond, where a futex sleep and wake-up costs several.
-                // Bounded, so an idle pool burns no CPU beyond SPIN.
+                // A caller awaiting one task and submitting the next hands it over within a
+                // microsecond or two, where a futex sleep and wake-up costs far more: spin briefly
+                // for the credit, if the process-wide policy allows (see `crate::spin`).
                 spun = true;
                 drop(st);
-                spin_for_credit(&self.shared.wake_hint);
-                st = self.shared.lock();
+                spin::spin_until(&mut idle.spin, Probe::Load, || {
+                    shared.wake_hint.load(Ordering::Acquire) > 0
+                });
+                st = shared.lock();
                 continue;
             }
-            st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            // IDLE: sleep on the condvar, counted in `sleeping` so a submit knows a `notify` is
+            // needed (a spinning or about-to-sleep worker checks `notified` under the lock instead).
+            st.sleeping += 1;
+            let timed_out = if keep_alive.is_zero() {
+                true
+            } else {
+                let (guard, res) = shared
+                    .work
+                    .wait_timeout(st, keep_alive)
+                    .unwrap_or_else(|e| e.into_inner());
+                st = guard;
+                res.timed_out()
+            };
+            st.sleeping -= 1;
+            if timed_out && st.notified == 0 && st.lifecycle == Lifecycle::Open {
+                // RETIRE: idle for the whole keep-alive and no credit is waiting. Credits belong to
+                // the pool, not to a thread, so one handed out from now on goes to another idle
+                // worker, or (none being idle) a submit starts a thread: leaving `idle` and
+                // `threads` in this locked section is what makes that so.
+                st.idle -= 1;
+                st.threads -= 1;
+                idle.retired.set(true);
+                let me = thread::current().id();
+                st.handles.retain(|h| h.thread().id() != me);
+                return None;
+            }
         }
     }
 
