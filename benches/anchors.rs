@@ -2294,12 +2294,12 @@ fn checks(r: &Results) -> Vec<Check> {
             1.5,
         ),
         t(
-            "§5 1 MiB echo (`Bytes`) ÷ raw socketpair ping-pong (placed by the kernel)",
+            "§5 1 MiB echo (`ByteBlock`) ÷ raw socketpair ping-pong (placed by the kernel)",
             ratio(r, "s5.cf_echo", "s5.raw_echo"),
             1.5,
         ),
         t(
-            "§5 1 MiB echo, plain `Vec<u8>` ÷ `Bytes`",
+            "§5 1 MiB echo, plain `Vec<u8>` ÷ `ByteBlock`",
             ratio(r, "s5.cf_echo_vec", "s5.cf_echo"),
             1.5,
         ),
