@@ -192,8 +192,8 @@ impl ProcessPoolBuilder {
                 "max_tasks_per_child must be >= 1".into(),
             ));
         }
-        // Review fix: std cannot set a zero read timeout (the error was ignored), which left the
-        // handshake read with no timeout at all: a worker that never answered hung its driver.
+        // std cannot set a zero read timeout: the handshake read would have no timeout at all, and a
+        // worker that never answered would hang its driver.
         if self.handshake_timeout.is_zero() {
             return Err(Error::InvalidArgument(
                 "handshake_timeout must be greater than 0".into(),

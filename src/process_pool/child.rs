@@ -119,8 +119,8 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
         }
         if let Err(len) = wire::seal(&mut out, cap) {
             // A value over the cap becomes an encoding error; a message (a panic's or an error's
-            // text) keeps its kind and is cut to fit (review fix: it was reported as an oversized
-            // result). The cap is at least `MIN_MAX_FRAME`, so the cut leaves the tag and some text.
+            // text) keeps its kind and is cut to fit, rather than being reported as an oversized
+            // result. The cap is at least `MIN_MAX_FRAME`, so the cut leaves the tag and some text.
             if out[wire::HEADER] == reply::VALUE {
                 out.truncate(wire::HEADER);
                 out.push(reply::RESULT_ENCODE);
@@ -178,7 +178,7 @@ fn parse_run(body: &[u8]) -> Option<(usize, usize, &[u8])> {
 
 /// The worker's reads: wait in `poll` for the next frame, then read it.
 ///
-/// Benchmark fix: a worker blocked in a plain `read` is woken every time its driver reads a reply
+/// Why `poll` first: a worker blocked in a plain `read` is woken every time its driver reads a reply
 /// (the kernel wakes a unix socket's waiters when the peer frees buffer space, and a blocked `read`
 /// does not filter that event out, where `poll(POLLIN)` does). That spurious wake-up, often of an
 /// idle CPU, sat on the round trip's critical path; one `poll` per frame is cheaper.

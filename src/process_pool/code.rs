@@ -72,11 +72,11 @@ pub(crate) fn image() -> Option<&'static Image> {
 
 /// The [`Image`] holding address `at`, given the text of `/proc/self/maps`.
 ///
-/// Review fix: only *executable* mappings of that file count, and the file must be a real one
-/// (inode ≠ 0). This used to take the span from the lowest to the highest mapping of the inode, but
-/// the same file may also be mapped elsewhere: std's backtrace symbolizer maps the executable again,
-/// read-only, next to the shared libraries, after which the span covered the heap, thread stacks and
-/// libraries, and a function from a library (whose offset means nothing in a worker) passed.
+/// Only *executable* mappings of that file count, and the file must be a real one (inode ≠ 0). A
+/// span from the lowest to the highest mapping of the inode would not do: the same file may also be
+/// mapped elsewhere: std's backtrace symbolizer maps the executable again,
+/// read-only, next to the shared libraries, after which the span would cover the heap, thread stacks and
+/// libraries, and a function from a library (whose offset means nothing in a worker) would pass.
 fn image_in(maps: &str, at: usize) -> Option<Image> {
     struct Mapping<'a> {
         range: Range<usize>,

@@ -152,7 +152,7 @@ fn leave(shared: &Shared, slot: usize, st: &mut PoolState) -> Vec<std::task::Wak
     st.drivers -= 1;
     DRIVING.with(|d| d.set(0));
     // Every departure, not only the last: a `shutdown()` called from a done callback on another
-    // driver waits for all drivers but its own (review fix: it was never woken, and hung).
+    // driver waits for all drivers but its own, and would never be woken by the last one alone.
     shared.exited.notify_all();
     if st.drivers > 0 {
         return Vec::new();
@@ -240,8 +240,8 @@ impl Driver {
                     }
                 }
                 // The pool itself stopped this worker (`terminate_workers`/`kill_workers`, or another
-                // worker broke the pool): not a start-up failure. Review fix: a forced shutdown used
-                // to turn the pool Broken, or, under the resilient policy, start a new worker.
+                // worker broke the pool): not a start-up failure, so it neither breaks the pool nor,
+                // under the resilient policy, starts a new worker.
                 if matches!(kill, Some(KillReason::Forced | KillReason::PoolBroken)) {
                     return Err(StartError::Stopped);
                 }
@@ -538,7 +538,7 @@ struct PanicGuard {
 
 impl Drop for PanicGuard {
     fn drop(&mut self) {
-        // Review fix: a panic after this driver left the pool (a user's waker panicking while the
+        // A panic after this driver left the pool (a user's waker panicking while the
         // aftermath of `leave` runs) must not leave a second time: that would corrupt the count of
         // drivers, or a slot already reused by a new driver.
         if !self.armed || !is_driving(&self.shared) {

@@ -613,10 +613,9 @@ impl ProcessPoolExecutor {
         self.shutdown_nowait(queued);
         let shared = self.shared();
         let me = std::thread::current().id();
-        // Review fix: a driver in a done callback cannot exit while it waits here, so a driver waits
-        // only for the drivers that are *not* themselves waiting here. (It used to discount only its
-        // own thread, so two callbacks calling `shutdown()` on two drivers waited for each other
-        // forever.) Whether this thread is a counted driver is its own thread-local mark, cleared
+        // A driver in a done callback cannot exit while it waits here, so a driver waits only for
+        // the drivers that are *not* themselves waiting here (discounting only its own thread, two
+        // callbacks calling `shutdown()` on two drivers would wait for each other forever). Whether this thread is a counted driver is its own thread-local mark, cleared
         // when its driver leaves the count. Other threads wait for every driver: none waits on them.
         let own = driver::is_driving(shared);
         let mut st = shared.lock();

@@ -89,8 +89,8 @@ pub(crate) fn is_posted(e: &io::Error) -> bool {
 
 /// The worker's side of the channel as the driver reads it: its death ends the stream even when
 /// another process holds a copy of the worker's end (a task that forked without exec), which would
-/// otherwise keep the socket open and hide the death for as long as that process lives (review fix:
-/// the future hung, and the forked process outlived the pool).
+/// otherwise keep the socket open and hide the death for as long as that process lives (the future
+/// would hang, and the forked process outlive the pool).
 pub(crate) struct Channel<'a>(&'a Proc);
 
 impl Read for Channel<'_> {
@@ -152,7 +152,7 @@ impl Proc {
     /// stderr inherited. No `pre_exec`, so std can use `posix_spawn` (no fork of a threaded parent).
     /// Must run on the thread that will outlive the worker (the driver): `PR_SET_PDEATHSIG` is tied to it.
     pub(crate) fn spawn(env: &[EnvOp], frame_cap: usize) -> io::Result<Arc<Proc>> {
-        // Review fix: one spawn at a time, from the socketpair until the parent's copy of the child's
+        // One spawn at a time, from the socketpair until the parent's copy of the child's
         // end is closed (when `cmd` drops, after `spawn` returned, i.e. after the child's exec). A
         // child being spawned meanwhile by another driver inherits every descriptor until its own
         // exec, so it could hold this worker's end: the worker's death then stays unseen (no
@@ -256,8 +256,8 @@ impl Proc {
     /// Kills the worker's group with `signal`, recording why, unless it is already reaped. The first
     /// reason is the one its driver reports; a later SIGKILL is still sent, so `kill_workers()` after a
     /// `terminate_workers()` whose SIGTERM the task ignored (or a pool breaking meanwhile) does stop
-    /// the worker. (Review fix: every kill after the first used to be dropped, leaving such a worker,
-    /// its future and `shutdown()` hanging.) Returns whether this call recorded the reason.
+    /// the worker (dropping every kill after the first would leave such a worker, its future and
+    /// `shutdown()` hanging). Returns whether this call recorded the reason.
     pub(crate) fn kill(&self, reason: KillReason, signal: i32) -> bool {
         let mut ctl = lock(&self.ctl);
         if ctl.child.is_none() {
@@ -282,7 +282,7 @@ impl Proc {
             return true;
         }
         match &self.pidfd {
-            // One system call: every submit to an idle worker asks this (benchmark fix; it was two).
+            // One system call: every submit to an idle worker asks this.
             Some(pidfd) => os::closed_or_exited(self.stream.as_fd(), pidfd.as_fd()),
             None => os::has_exited(self.pid) || os::peer_closed(self.stream.as_fd()),
         }

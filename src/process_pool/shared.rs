@@ -241,7 +241,7 @@ impl Shared {
     }
 
     /// Keeps a written frame's buffer for the next submit (the larger of it and the spare one, up to
-    /// [`KEEP_BUFFER`]). Benchmark fix: a fresh frame per submit meant, for a 1 MiB argument, a fresh
+    /// [`KEEP_BUFFER`]). A fresh frame per submit would mean, for a 1 MiB argument, a fresh
     /// 1 MiB allocation per task, which glibc serves by growing the heap and trims again after the
     /// frame and the argument are freed: ~256 page faults per task, more than the copies cost.
     pub(crate) fn recycle_frame(&self, frame: Vec<u8>) {
@@ -378,10 +378,10 @@ impl Shared {
             .proc
             .clone()
             .expect("a ready worker has a process");
-        // Review fix: bind the worker *before* the future turns RUNNING. `interrupt` reads the
+        // Bind the worker *before* the future turns RUNNING. `interrupt` reads the
         // binding without the pool lock as soon as it sees RUNNING; bound afterwards, it could find
         // none and report `false` for a running task (a caller spinning on `running()` then calling
-        // `interrupt()` missed a third of the time). Nothing kills by this binding before `start`:
+        // `interrupt()` would miss). Nothing kills by this binding before `start`:
         // `interrupt` cancels a PENDING task instead, and the time limit is armed below.
         proc.set_running(Some(task.id()));
         task.bind(Some(&proc));
@@ -455,7 +455,7 @@ impl Shared {
         }
         // The last driver to leave closes the timer, but only once the pool is closed: if every
         // driver had already left (all workers recycled, or idle ones died under the resilient
-        // policy), no one else will, and its thread would wait forever (review fix).
+        // policy), no one else will, and its thread would wait forever.
         if st.drivers == 0 {
             self.timer.close();
         }

@@ -40,8 +40,8 @@ pub(crate) mod reply {
 
 /// The default cap on one frame's body.
 pub(crate) const DEFAULT_MAX_FRAME: usize = 1 << 30;
-/// The smallest cap: the handshake and the pool's own error replies must fit (review fix: below about
-/// 80 bytes the worker's `Hello` was refused and the pool broke at its first worker).
+/// The smallest cap: the handshake and the pool's own error replies must fit (below about 80 bytes
+/// the worker's `Hello` would be refused and the pool break at its first worker).
 pub(crate) const MIN_MAX_FRAME: usize = 4096;
 
 /// Buffers (the frame reader's, the worker's reply buffer) are kept between frames up to this size, so
@@ -147,11 +147,10 @@ impl FrameReader {
     /// The next frame's body. End-of-file (even between frames) is `UnexpectedEof`; a length over the
     /// cap is `InvalidData`.
     pub(crate) fn read_frame(&mut self, mut r: impl Read) -> io::Result<&[u8]> {
-        // Review fix: do not keep a buffer grown for one huge frame (up to the cap) for the rest of
-        // the worker's life; drop it once it has been consumed. Benchmark fix: only above
-        // `KEEP_BUFFER` (it was 1 MiB, so a 1 MiB payload, whose frame needs a 2 MiB buffer, got a
-        // fresh buffer per frame: calloc, realloc, zero-fill and page faults of 2 MiB, on both sides
-        // of every round trip).
+        // Do not keep a buffer grown for one huge frame (up to the cap) for the rest of the worker's
+        // life; drop it once it has been consumed, but only above `KEEP_BUFFER`, which a 1 MiB
+        // payload's 2 MiB frame stays within (a fresh buffer per frame would cost calloc, realloc,
+        // zero-fill and page faults of 2 MiB on both sides of every round trip).
         if self.start == self.end && self.buf.len() > KEEP_BUFFER {
             self.reset();
         }
@@ -280,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_large_frame_keeps_its_buffer() {
-        // A stream of 1 MiB payloads reuses one buffer (it used to be dropped and regrown per frame).
+        // A stream of 1 MiB payloads reuses one buffer instead of dropping and regrowing it per frame.
         let mut bytes = Vec::new();
         for i in 0..3u8 {
             let mut f = begin(RUN, 0);
