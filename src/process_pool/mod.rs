@@ -161,9 +161,8 @@ mod timer;
 mod wire;
 
 use std::fmt;
-use std::future::{poll_fn, Future};
-use std::sync::{Arc, Weak};
-use std::task::Poll;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::ProcessPoolBuilder;
@@ -178,7 +177,7 @@ use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Feed, Map, MapOptions};
-use crate::thread_pool::{Metrics, Queued};
+use crate::pool::{Frontend, Metrics, Pool, Queued, WeakPool};
 
 /// What the abrupt death of a worker process does to the pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -241,16 +240,18 @@ pub(crate) struct Config {
 /// [`shutdown_async`](Self::shutdown_async), or use [`shutdown_after`](Self::shutdown_after).
 #[derive(Clone)]
 pub struct ProcessPoolExecutor {
-    handle: Arc<Handle>,
+    pool: Pool<Shared>,
 }
 
-struct Handle {
-    shared: Arc<Shared>,
-}
+impl Frontend for ProcessPoolExecutor {
+    type Backend = Shared;
 
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.shared.close(false).run();
+    fn pool(&self) -> &Pool<Shared> {
+        &self.pool
+    }
+
+    fn from_pool(pool: Pool<Shared>) -> Self {
+        ProcessPoolExecutor { pool }
     }
 }
 
@@ -267,14 +268,12 @@ impl ProcessPoolExecutor {
 
     fn from_config(config: Config) -> Self {
         ProcessPoolExecutor {
-            handle: Arc::new(Handle {
-                shared: Shared::new(config),
-            }),
+            pool: Pool::new(Shared::new(config)),
         }
     }
 
     fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+        self.pool.backend()
     }
 
     /// The most processes this pool runs.
@@ -454,7 +453,7 @@ impl ProcessPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn metrics(&self) -> Metrics {
-        self.shared().metrics()
+        self.pool.metrics()
     }
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`], carrying the error's
@@ -601,8 +600,8 @@ impl ProcessPoolExecutor {
         Map::start(feed, opts)
     }
 
-    fn weak(&self) -> WeakPool {
-        WeakPool(Arc::downgrade(&self.handle))
+    fn weak(&self) -> WeakPool<Self> {
+        WeakPool::new(self)
     }
 
     /// Shuts the pool down and waits until every worker process has exited and been reaped: Python's
@@ -610,65 +609,19 @@ impl ProcessPoolExecutor {
     /// as `queued` says. Calling it again is harmless. Called from a done callback (which runs on a
     /// driver thread), it waits for the other workers only.
     pub fn shutdown(&self, queued: Queued) {
-        self.shutdown_nowait(queued);
-        let shared = self.shared();
-        let me = std::thread::current().id();
-        // A driver in a done callback cannot exit while it waits here, so a driver waits only for
-        // the drivers that are *not* themselves waiting here (discounting only its own thread, two
-        // callbacks calling `shutdown()` on two drivers would wait for each other forever). Whether this thread is a counted driver is its own thread-local mark, cleared
-        // when its driver leaves the count. Other threads wait for every driver: none waits on them.
-        let own = driver::is_driving(shared);
-        let mut st = shared.lock();
-        if own {
-            st.drivers_in_shutdown += 1;
-            shared.exited.notify_all();
-        }
-        while st.drivers > if own { st.drivers_in_shutdown } else { 0 } {
-            st = shared.exited.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-        if own {
-            // Every other driver has reaped its worker and left, or is itself waiting here. Join
-            // nothing: one of those may be waiting for this very thread's driver to leave.
-            st.drivers_in_shutdown -= 1;
-            return;
-        }
-        let handles: Vec<_> = st
-            .handles
-            .drain(..)
-            .filter(|h| h.thread().id() != me)
-            .collect();
-        drop(st);
-        for h in handles {
-            let _ = h.join();
-        }
+        self.pool.shutdown(queued)
     }
 
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
     /// tasks still run (unless cancelled); the workers exit when the queue is empty.
     pub fn shutdown_nowait(&self, queued: Queued) {
-        let cancelled = self.shared().close(queued == Queued::Cancel).run();
-        Counters::add(&self.shared().counters.cancelled, cancelled);
+        self.pool.shutdown_nowait(queued)
     }
 
     /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited and been
     /// reaped, without blocking the runtime's threads.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        self.shutdown_nowait(queued);
-        let shared = self.shared().clone();
-        poll_fn(move |cx| {
-            let mut st = shared.lock();
-            if st.drivers == 0 {
-                // Every driver has reaped its worker and left; the handles are detached, not joined.
-                st.handles.clear();
-                Poll::Ready(())
-            } else {
-                // Re-polls (a `select!`, a spurious wake) must not pile up copies of the same waker.
-                if !st.exit_wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.exit_wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
+        self.pool.shutdown_async(queued)
     }
 
     /// Python 3.14's `terminate_workers()`: shuts down with queued tasks cancelled, then sends SIGTERM
@@ -689,24 +642,7 @@ impl ProcessPoolExecutor {
     /// Runs `body` with the pool, then shuts it down and waits, even if `body` panics: Python's
     /// `with ProcessPoolExecutor(...) as ex:`.
     pub fn shutdown_after<R>(self, body: impl FnOnce(&ProcessPoolExecutor) -> R) -> R {
-        struct WaitOnExit<'a>(&'a ProcessPoolExecutor);
-        impl Drop for WaitOnExit<'_> {
-            fn drop(&mut self) {
-                self.0.shutdown(Queued::Run);
-            }
-        }
-        let guard = WaitOnExit(&self);
-        body(guard.0)
-    }
-}
-
-struct WeakPool(Weak<Handle>);
-
-impl WeakPool {
-    fn upgrade(&self) -> Option<ProcessPoolExecutor> {
-        self.0
-            .upgrade()
-            .map(|handle| ProcessPoolExecutor { handle })
+        crate::pool::shutdown_after(self, body)
     }
 }
 

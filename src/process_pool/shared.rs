@@ -28,25 +28,13 @@ use super::timer::Timer;
 use super::wire::KEEP_BUFFER;
 use super::Config;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
+pub(crate) use crate::pool::WhenFull;
+use crate::pool::{Backend, Exits, Metrics, Queued};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
-use crate::Metrics;
 
-/// What a submit does when a bounded queue is full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WhenFull {
-    /// Give the task back (`try_submit`, and each attempt of `submit_async`).
-    Reject,
-    /// Block this thread until there is room (`submit`).
-    Block,
-    /// Queue it anyway (`map`, which bounds its own in-flight work).
-    Overfill,
-}
-
-/// Why a task was not queued; the task comes back so an async submit can retry with it.
-pub(crate) enum Rejected {
-    Full(Arc<dyn ProcTask>),
-    Closed(Error),
-}
+/// Why a task was not queued; a task refused for want of room comes back, so an async submit can
+/// retry with it.
+pub(crate) type Rejected = crate::pool::Rejected<Arc<dyn ProcTask>>;
 
 /// The counters of [`Metrics`] that change outside the lock.
 #[derive(Default)]
@@ -65,16 +53,8 @@ impl Counters {
     }
 }
 
-/// Where the pool is in its life.
-#[derive(Clone, Debug)]
-pub(crate) enum Lifecycle {
-    /// Taking work.
-    Open,
-    /// No new work; queued work still runs (unless cancelled), then the workers exit.
-    ShutDown,
-    /// No new work; every queued and running future failed with this error.
-    Broken(BrokenProcessPool),
-}
+/// Where the pool is in its life; a broken pool keeps why it broke, for the futures it fails.
+pub(crate) type Lifecycle = crate::pool::Lifecycle<BrokenProcessPool>;
 
 /// What one driver's worker is doing.
 pub(crate) enum Phase {
@@ -256,11 +236,7 @@ impl Shared {
 
     /// The error a submit gets from a pool that takes no more work.
     pub(crate) fn refusal(lifecycle: &Lifecycle) -> Option<Error> {
-        match lifecycle {
-            Lifecycle::Open => None,
-            Lifecycle::ShutDown => Some(Error::Shutdown),
-            Lifecycle::Broken(b) => Some(Error::BrokenProcessPool(b.seen_by(BrokenSeenBy::Submit))),
-        }
+        lifecycle.refusal(|b| Error::BrokenProcessPool(b.seen_by(BrokenSeenBy::Submit)))
     }
 
     /// Queues a task: hands it straight to an idle worker if there is one (its driver writes the
@@ -345,27 +321,6 @@ impl Shared {
         self.room_async.notify_waiters();
     }
 
-    /// A snapshot of the pool's counters.
-    pub(crate) fn metrics(&self) -> Metrics {
-        let st = self.lock();
-        let c = &self.counters;
-        Metrics {
-            workers: st.drivers,
-            idle: st.idle.len(),
-            queued: st.queue.len(),
-            running: st
-                .slots
-                .iter()
-                .filter(|s| matches!(s.phase, Phase::Busy(_)))
-                .count(),
-            completed: c.completed.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            panicked: c.panicked.load(Ordering::Relaxed),
-            cancelled: c.cancelled.load(Ordering::Relaxed),
-            workers_respawned: st.respawned,
-        }
-    }
-
     /// Gives `task` to the worker of `slot` (which must be ready: idle or just up). `None` if the task
     /// was cancelled meanwhile, in which case the slot is left as it was.
     pub(crate) fn assign(
@@ -415,14 +370,10 @@ impl Shared {
     /// (their drivers fail the futures they were running). Returns the work to do outside the lock.
     pub(crate) fn break_locked(&self, st: &mut PoolState, cause: BrokenCause) -> Aftermath {
         let mut after = Aftermath::default();
-        let broken = match &st.lifecycle {
-            Lifecycle::Broken(b) => b.clone(),
-            _ => {
-                let b = BrokenProcessPool::new(cause, BrokenSeenBy::Future);
-                st.lifecycle = Lifecycle::Broken(b.clone());
-                b
-            }
-        };
+        let broken = st
+            .lifecycle
+            .break_with(|| BrokenProcessPool::new(cause, BrokenSeenBy::Future))
+            .clone();
         let err = Error::BrokenProcessPool(broken);
         after.fail = st.queue.drain(..).map(|t| (t, err.clone())).collect();
         self.wake_submitters();
@@ -435,15 +386,13 @@ impl Shared {
         after
     }
 
-    /// Stops taking work. With `cancel`, cancels the queued tasks. Idle workers are told to exit; busy
-    /// ones exit when the queue is empty.
-    pub(crate) fn close(&self, cancel: bool) -> Aftermath {
+    /// Stops taking work. With `Queued::Cancel`, cancels the queued tasks. Idle workers are told to
+    /// exit; busy ones exit when the queue is empty.
+    pub(crate) fn shut_down(&self, queued: Queued) -> Aftermath {
         let mut st = self.lock();
-        if matches!(st.lifecycle, Lifecycle::Open) {
-            st.lifecycle = Lifecycle::ShutDown;
-        }
+        st.lifecycle.shut_down();
         let mut after = Aftermath::default();
-        if cancel {
+        if queued == Queued::Cancel {
             after.cancel = st.queue.drain(..).collect();
         }
         self.wake_submitters();
@@ -464,7 +413,7 @@ impl Shared {
 
     /// `terminate_workers` / `kill_workers`: close with cancel, then signal every live worker.
     pub(crate) fn force(&self, signal: i32) -> Aftermath {
-        let mut after = self.close(true);
+        let mut after = self.shut_down(Queued::Cancel);
         let st = self.lock();
         after.kill = st
             .slots
@@ -482,5 +431,57 @@ impl Shared {
             .iter()
             .filter_map(|s| s.proc.as_ref().map(|p| p.pid))
             .collect()
+    }
+}
+
+impl Backend for Shared {
+    type State = PoolState;
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        Shared::lock(self)
+    }
+
+    fn exits(st: &mut PoolState) -> Exits<'_> {
+        Exits {
+            live: st.drivers,
+            in_shutdown: &mut st.drivers_in_shutdown,
+            handles: &mut st.handles,
+            wakers: &mut st.exit_wakers,
+        }
+    }
+
+    fn exited(&self) -> &Condvar {
+        &self.exited
+    }
+
+    /// A done callback runs on a driver thread; which pool a thread drives is its own thread-local
+    /// mark, cleared when its driver leaves the count.
+    fn on_own_worker(self: &Arc<Self>, _: &PoolState) -> bool {
+        super::driver::is_driving(self)
+    }
+
+    fn close(&self, queued: Queued) {
+        let cancelled = self.shut_down(queued).run();
+        Counters::add(&self.counters.cancelled, cancelled);
+    }
+
+    fn metrics(&self) -> Metrics {
+        let st = self.lock();
+        let c = &self.counters;
+        Metrics {
+            workers: st.drivers,
+            idle: st.idle.len(),
+            queued: st.queue.len(),
+            running: st
+                .slots
+                .iter()
+                .filter(|s| matches!(s.phase, Phase::Busy(_)))
+                .count(),
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            workers_respawned: st.respawned,
+        }
     }
 }
