@@ -15,6 +15,8 @@
 //!   [`shutdown_after`], so each public method is one line;
 //! - the vocabulary: [`Queued`], [`Metrics`], [`InitResult`], [`WhenFull`] and [`Rejected`] for its
 //!   submits, [`Sizes`] for its builder, and the [`Lifecycle`] state with its named moves;
+//! - [`Room`] for a bounded queue: blocked and async submitters waiting for room, woken as workers
+//!   take tasks or the pool closes;
 //! - the [`Executor`](crate::Executor) impl, from `executor.rs`'s `impl_executor!`, once the
 //!   executor has the inherent methods the trait names.
 //!
@@ -25,12 +27,14 @@
 mod backend;
 mod handle;
 mod lifecycle;
+mod room;
 mod shutdown;
 mod vocab;
 
 pub(crate) use backend::{Backend, Exits};
 pub(crate) use handle::{Frontend, Pool, WeakPool};
 pub(crate) use lifecycle::Lifecycle;
+pub(crate) use room::Room;
 pub(crate) use shutdown::shutdown_after;
 pub use vocab::{InitResult, Metrics, Queued};
 pub(crate) use vocab::{Rejected, Sizes, WhenFull};

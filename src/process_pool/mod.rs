@@ -414,24 +414,17 @@ impl ProcessPoolExecutor {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        let (mut task, fut) = match self.encode(Call::one(f, None), &arg, Err) {
+        let (task, fut) = match self.encode(Call::one(f, None), &arg, Err) {
             Ok(pair) => pair,
             Err(done) => return done,
         };
         drop(arg);
         let shared = self.shared();
-        loop {
-            let room = shared.room_async.notified();
-            let mut room = std::pin::pin!(room);
-            // Register before trying, so room made between the try and the await is not missed.
-            room.as_mut().enable();
-            match shared.enqueue(task, WhenFull::Reject) {
-                Ok(()) => return Ok(fut),
-                Err(Rejected::Full(t)) => task = t,
-                Err(Rejected::Closed(e)) => return Err(e),
-            }
-            room.await;
-        }
+        shared
+            .room
+            .enqueue(task, |t| shared.enqueue(t, WhenFull::Reject))
+            .await?;
+        Ok(fut)
     }
 
     /// A snapshot of the pool's counters: worker processes (live drivers, including workers being

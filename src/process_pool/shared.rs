@@ -29,7 +29,7 @@ use super::wire::KEEP_BUFFER;
 use super::Config;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
 pub(crate) use crate::pool::WhenFull;
-use crate::pool::{Backend, Exits, Metrics, Queued};
+use crate::pool::{Backend, Exits, Metrics, Queued, Room};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 
 /// Why a task was not queued; a task refused for want of room comes back, so an async submit can
@@ -104,10 +104,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<PoolState>,
     /// Sync shutdowns wait here for the last driver to leave.
     pub(crate) exited: Condvar,
-    /// Sync submitters wait here for room in a bounded queue.
-    room: Condvar,
-    /// Async submitters wait here for room in a bounded queue.
-    pub(crate) room_async: tokio::sync::Notify,
+    /// Submitters wait here for room in a bounded queue.
+    pub(crate) room: Room,
     pub(crate) counters: Counters,
     /// The buffer of the last frame written to a worker, for the next submit to encode into (see
     /// [`Shared::recycle_frame`]).
@@ -202,8 +200,7 @@ impl Shared {
                 respawned: 0,
             }),
             exited: Condvar::new(),
-            room: Condvar::new(),
-            room_async: tokio::sync::Notify::new(),
+            room: Room::new(config.capacity),
             counters: Counters::default(),
             spare_frame: Mutex::new(Vec::new()),
             timer: Arc::default(),
@@ -272,7 +269,7 @@ impl Shared {
                 }
                 return Ok(());
             }
-            let full = matches!(self.config.capacity, Some(cap) if st.queue.len() >= cap);
+            let full = self.room.is_full(st.queue.len());
             // A driver cannot wait for room: only drivers make it (a done callback's submit runs
             // on one), so its submit overfills the queue instead of deadlocking the pool.
             if !full
@@ -284,9 +281,7 @@ impl Shared {
             if when_full == WhenFull::Reject {
                 return Err(Rejected::Full(task));
             }
-            st.blocked_submitters += 1;
-            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
-            st.blocked_submitters -= 1;
+            st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
         if st.drivers < self.config.max_workers && st.queue.len() > st.starting {
@@ -307,18 +302,7 @@ impl Shared {
 
     /// A task left the queue: let one waiting submitter in.
     pub(crate) fn made_room(&self, st: &PoolState) {
-        if self.config.capacity.is_some() {
-            if st.blocked_submitters > 0 {
-                self.room.notify_one();
-            }
-            self.room_async.notify_one();
-        }
-    }
-
-    /// The pool stopped taking work: every waiting submitter wakes and sees it.
-    fn wake_submitters(&self) {
-        self.room.notify_all();
-        self.room_async.notify_waiters();
+        self.room.made(st.blocked_submitters);
     }
 
     /// Gives `task` to the worker of `slot` (which must be ready: idle or just up). `None` if the task
@@ -376,7 +360,7 @@ impl Shared {
             .clone();
         let err = Error::BrokenProcessPool(broken);
         after.fail = st.queue.drain(..).map(|t| (t, err.clone())).collect();
-        self.wake_submitters();
+        self.room.closed();
         after.kill = st
             .slots
             .iter()
@@ -395,7 +379,7 @@ impl Shared {
         if queued == Queued::Cancel {
             after.cancel = st.queue.drain(..).collect();
         }
-        self.wake_submitters();
+        self.room.closed();
         // An idle worker means an empty queue (a task is only queued when no worker is idle).
         let idle = std::mem::take(&mut st.idle);
         for i in idle {

@@ -147,21 +147,15 @@ impl ThreadPoolExecutor {
     {
         #[cfg(feature = "tracing")]
         let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
-        let (mut task, fut) = new_task(func, None);
+        let (task, fut) = new_task(func, None);
         #[cfg(feature = "tracing")]
         crate::trace::record_id(&span, fut.id());
-        loop {
-            let room = self.shared().room_async.notified();
-            let mut room = std::pin::pin!(room);
-            // Register before trying, so room made between the try and the await is not missed.
-            room.as_mut().enable();
-            match self.shared().enqueue(task, WhenFull::Reject) {
-                Ok(()) => return Ok(fut),
-                Err(Rejected::Full(t)) => task = t,
-                Err(Rejected::Closed(e)) => return Err(e),
-            }
-            room.await;
-        }
+        let shared = self.shared();
+        shared
+            .room
+            .enqueue(task, |t| shared.enqueue(t, WhenFull::Reject))
+            .await?;
+        Ok(fut)
     }
 
     /// Runs `f(arg)` on the pool: Python's `submit(fn, arg)` (use a tuple for several arguments).

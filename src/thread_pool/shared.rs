@@ -9,13 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
-use tokio::sync::Notify;
-
 use super::task::Runnable;
 use super::Config;
 use crate::error::Error;
 pub(crate) use crate::pool::WhenFull;
-use crate::pool::{Backend, Exits, Metrics, Queued};
+use crate::pool::{Backend, Exits, Metrics, Queued, Room};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 
 /// Where the pool is in its life; a broken pool keeps its initializer's error.
@@ -61,10 +59,8 @@ pub(crate) struct Shared {
     pub(crate) wake_hint: AtomicUsize,
     /// Idle workers sleep here.
     pub(crate) work: Condvar,
-    /// Sync submitters wait here for room in a bounded queue.
-    pub(crate) room: Condvar,
-    /// Async submitters wait here for room in a bounded queue.
-    pub(crate) room_async: Notify,
+    /// Submitters wait here for room in a bounded queue.
+    pub(crate) room: Room,
     /// Sync shutdowns wait here for the last worker to exit.
     pub(crate) exited: Condvar,
     pub(crate) config: Config,
@@ -93,8 +89,7 @@ impl Shared {
             }),
             wake_hint: AtomicUsize::new(0),
             work: Condvar::new(),
-            room: Condvar::new(),
-            room_async: Notify::new(),
+            room: Room::new(config.capacity),
             exited: Condvar::new(),
             config,
         })
@@ -120,16 +115,13 @@ impl Shared {
             if let Some(e) = Self::closed_error(&st.lifecycle) {
                 return Err(Rejected::Closed(e));
             }
-            let full = matches!(self.config.capacity, Some(cap) if st.queue.len() >= cap);
-            if !full || when_full == WhenFull::Overfill {
+            if !self.room.is_full(st.queue.len()) || when_full == WhenFull::Overfill {
                 break;
             }
             if when_full == WhenFull::Reject {
                 return Err(Rejected::Full(task));
             }
-            st.blocked_submitters += 1;
-            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
-            st.blocked_submitters -= 1;
+            st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
         if st.idle > 0 {
@@ -161,12 +153,7 @@ impl Shared {
 
     /// A task left the queue: let one waiting submitter in.
     pub(crate) fn made_room(&self, st: &PoolState) {
-        if self.config.capacity.is_some() {
-            if st.blocked_submitters > 0 {
-                self.room.notify_one();
-            }
-            self.room_async.notify_one();
-        }
+        self.room.made(st.blocked_submitters);
     }
 
     /// Breaks the pool after an initializer failure and takes the queued tasks out to be failed.
@@ -179,8 +166,7 @@ impl Shared {
         let drained = st.queue.drain(..).collect();
         drop(st);
         self.work.notify_all();
-        self.room.notify_all();
-        self.room_async.notify_waiters();
+        self.room.closed();
         drained
     }
 }
@@ -225,8 +211,7 @@ impl Backend for Shared {
         // Idle workers wake, find the queue empty (or not), and exit when it is.
         self.work.notify_all();
         // Blocked submitters wake and see the pool closed.
-        self.room.notify_all();
-        self.room_async.notify_waiters();
+        self.room.closed();
         let mut cancelled = 0;
         for task in drained {
             if task.cancel() {
