@@ -176,8 +176,8 @@ pub(crate) use {proc::Proc, task::ProcTask};
 use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::PoolFuture;
-use crate::map::{ChunkOut, Feed, Map, MapOptions};
-use crate::pool::{Frontend, Metrics, Pool, Queued, WeakPool};
+use crate::map::{ChunkOut, Map, MapOptions};
+use crate::pool::{Frontend, Metrics, Pool, Queued};
 
 /// What the abrupt death of a worker process does to the pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -551,14 +551,12 @@ impl ProcessPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        let chunk = opts.chunk_len()?.get();
-        let pool = self.weak();
-        let mut inputs = inputs.into_iter();
-        let feed: Feed<R> = Box::new(move || {
-            let pool = pool.upgrade()?;
-            if chunk == 1 {
-                let a = inputs.next()?;
-                return Some(pool.push(
+        crate::pool::start_map(
+            self,
+            inputs,
+            opts,
+            move |pool, a| {
+                pool.push(
                     Call {
                         tramp: code::run_one::<A, R>,
                         func: f as usize,
@@ -568,33 +566,25 @@ impl ProcessPoolExecutor {
                     },
                     &a,
                     Err,
-                    // `map` bounds its own in-flight work (`MapOptions::buffer`).
                     WhenFull::Overfill,
-                ));
-            }
-            let items: Vec<A> = inputs.by_ref().take(chunk).collect();
-            if items.is_empty() {
-                return None;
-            }
-            let n = items.len();
-            Some(pool.push(
-                Call {
-                    tramp: code::run_chunk::<A, R>,
-                    func: f as usize,
-                    items: n,
-                    decode: code::decode_chunk::<R>,
-                    limit: None,
-                },
-                &items,
-                move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
-                WhenFull::Overfill,
-            ))
-        });
-        Map::start(feed, opts)
-    }
-
-    fn weak(&self) -> WeakPool<Self> {
-        WeakPool::new(self)
+                )
+            },
+            move |pool, items| {
+                let n = items.len();
+                pool.push(
+                    Call {
+                        tramp: code::run_chunk::<A, R>,
+                        func: f as usize,
+                        items: n,
+                        decode: code::decode_chunk::<R>,
+                        limit: None,
+                    },
+                    &items,
+                    move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
+                    WhenFull::Overfill,
+                )
+            },
+        )
     }
 
     /// Shuts the pool down and waits until every worker process has exited and been reaped: Python's

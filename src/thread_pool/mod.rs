@@ -19,8 +19,8 @@ use task::{new_task, new_typed_task, Call, Spawn, TokenState, Work};
 
 use crate::error::{Error, TaskError};
 use crate::future::PoolFuture;
-use crate::map::{ChunkOut, Feed, Map, MapOptions};
-use crate::pool::{Frontend, Metrics, Pool, Queued, WeakPool};
+use crate::map::{ChunkOut, Map, MapOptions};
+use crate::pool::{Frontend, Metrics, Pool, Queued};
 
 pub(crate) type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
@@ -418,39 +418,32 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
     {
-        let chunk = opts.chunk_len()?.get();
         let f = Arc::new(f);
-        let pool = self.clone_weak();
-        let mut inputs = inputs.into_iter();
-        let feed: Feed<R> = Box::new(move || {
-            let pool = pool.upgrade()?;
-            let f = f.clone();
-            if chunk == 1 {
-                let a = inputs.next()?;
-                return Some(pool.push(move || Ok(ChunkOut::One(f(a))), None, WhenFull::Overfill));
-            }
-            let items: Vec<A> = inputs.by_ref().take(chunk).collect();
-            if items.is_empty() {
-                return None;
-            }
-            Some(pool.push(
-                move || {
-                    Ok(ChunkOut::Many(
-                        items
-                            .into_iter()
-                            .map(|a| crate::panic::catch(|| f(a)).map_err(Error::Panicked))
-                            .collect(),
-                    ))
-                },
-                None,
-                WhenFull::Overfill,
-            ))
-        });
-        Map::start(feed, opts)
-    }
-
-    fn clone_weak(&self) -> WeakPool<Self> {
-        WeakPool::new(self)
+        let g = f.clone();
+        crate::pool::start_map(
+            self,
+            inputs,
+            opts,
+            move |pool, a| {
+                let f = f.clone();
+                pool.push(move || Ok(ChunkOut::One(f(a))), None, WhenFull::Overfill)
+            },
+            move |pool, items| {
+                let f = g.clone();
+                pool.push(
+                    move || {
+                        Ok(ChunkOut::Many(
+                            items
+                                .into_iter()
+                                .map(|a| crate::panic::catch(|| f(a)).map_err(Error::Panicked))
+                                .collect(),
+                        ))
+                    },
+                    None,
+                    WhenFull::Overfill,
+                )
+            },
+        )
     }
 
     /// Shuts the pool down and waits until every worker thread has exited: Python's
