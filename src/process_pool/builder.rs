@@ -199,14 +199,13 @@ impl ProcessPoolBuilder {
             }
         }
         Ok(ProcessPoolExecutor::from_config(Config {
-            max_workers: sizes.max_workers,
+            sizes,
             init,
             max_tasks_per_child: self.max_tasks_per_child,
             env: self.env,
             on_worker_death: self.on_worker_death,
             handshake_timeout: self.handshake_timeout,
             frame_cap: self.frame_cap,
-            capacity: sizes.capacity,
         }))
     }
 }

@@ -177,7 +177,7 @@ use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Map, MapOptions};
-use crate::pool::{Frontend, Metrics, Pool, Queued};
+use crate::pool::{Frontend, Metrics, Pool, Queued, Sizes};
 
 /// What the abrupt death of a worker process does to the pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -219,7 +219,7 @@ impl<R: Payload> Call<R> {
 type Encoded<T> = (Arc<dyn task::ProcTask>, PoolFuture<T>);
 
 pub(crate) struct Config {
-    pub(crate) max_workers: usize,
+    pub(crate) sizes: Sizes,
     /// The initializer's `RUN` frame, sent to each worker after the handshake.
     pub(crate) init: Option<Vec<u8>>,
     pub(crate) max_tasks_per_child: Option<usize>,
@@ -227,8 +227,6 @@ pub(crate) struct Config {
     pub(crate) on_worker_death: WorkerDeath,
     pub(crate) handshake_timeout: Duration,
     pub(crate) frame_cap: usize,
-    /// The most tasks waiting for a worker (`None`: unbounded).
-    pub(crate) capacity: Option<usize>,
 }
 
 /// A pool of worker processes running `fn(A) -> R` tasks; every submission returns a [`PoolFuture`].
@@ -278,7 +276,7 @@ impl ProcessPoolExecutor {
 
     /// The most processes this pool runs.
     pub fn max_workers(&self) -> usize {
-        self.shared().config.max_workers
+        self.shared().config.sizes.max_workers
     }
 
     /// The pids of the worker processes alive now.
@@ -633,7 +631,7 @@ impl fmt::Debug for ProcessPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.shared().lock();
         f.debug_struct("ProcessPoolExecutor")
-            .field("max_workers", &self.shared().config.max_workers)
+            .field("max_workers", &self.shared().config.sizes.max_workers)
             .field("drivers", &st.drivers)
             .field("idle", &st.idle.len())
             .field("queued", &st.queue.len())

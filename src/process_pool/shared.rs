@@ -200,7 +200,7 @@ impl Shared {
                 respawned: 0,
             }),
             exited: Condvar::new(),
-            room: Room::new(config.capacity),
+            room: Room::new(config.sizes.capacity),
             counters: Counters::default(),
             spare_frame: Mutex::new(Vec::new()),
             timer: Arc::default(),
@@ -284,7 +284,7 @@ impl Shared {
             st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
-        if st.drivers < self.config.max_workers && st.queue.len() > st.starting {
+        if st.drivers < self.config.sizes.max_workers && st.queue.len() > st.starting {
             if let Err(e) = super::driver::spawn(self, &mut st) {
                 if st.drivers == 0 {
                     let after = self.break_locked(

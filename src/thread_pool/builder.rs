@@ -118,11 +118,10 @@ impl ThreadPoolBuilder {
             )
         });
         Ok(ThreadPoolExecutor::from_config(Config {
-            max_workers: sizes.max_workers,
+            sizes,
             name_prefix,
             initializer: self.initializer,
             stack_size: self.stack_size,
-            capacity: sizes.capacity,
             keep_alive: self.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE),
         }))
     }

@@ -20,16 +20,15 @@ use task::{new_task, new_typed_task, Call, Spawn, TokenState, Work};
 use crate::error::{Error, TaskError};
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Map, MapOptions};
-use crate::pool::{Frontend, Metrics, Pool, Queued};
+use crate::pool::{Frontend, Metrics, Pool, Queued, Sizes};
 
 pub(crate) type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 pub(crate) struct Config {
-    pub(crate) max_workers: usize,
+    pub(crate) sizes: Sizes,
     pub(crate) name_prefix: String,
     pub(crate) initializer: Option<Initializer>,
     pub(crate) stack_size: Option<usize>,
-    pub(crate) capacity: Option<usize>,
     /// How long an idle worker waits for work before its thread exits.
     pub(crate) keep_alive: std::time::Duration,
 }
@@ -97,7 +96,7 @@ impl ThreadPoolExecutor {
 
     /// The most threads this pool runs.
     pub fn max_workers(&self) -> usize {
-        self.shared().config.max_workers
+        self.shared().config.sizes.max_workers
     }
 
     fn push<T, F>(

@@ -89,7 +89,7 @@ impl Shared {
             }),
             wake_hint: AtomicUsize::new(0),
             work: Condvar::new(),
-            room: Room::new(config.capacity),
+            room: Room::new(config.sizes.capacity),
             exited: Condvar::new(),
             config,
         })
@@ -135,7 +135,7 @@ impl Shared {
             if sleeper {
                 self.work.notify_one();
             }
-        } else if st.threads < self.config.max_workers {
+        } else if st.threads < self.config.sizes.max_workers {
             if let Err(e) = super::worker::spawn(self, &mut st) {
                 if st.threads == 0 {
                     // No worker will ever take it: fail it rather than strand it.
