@@ -55,3 +55,48 @@ impl<B> Lifecycle<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Lifecycle;
+    use crate::error::Error;
+
+    #[test]
+    fn shut_down_moves_only_an_open_pool() {
+        let mut l = Lifecycle::<&str>::Open;
+        assert!(l.shut_down());
+        assert_eq!(l, Lifecycle::ShutDown);
+        assert!(!l.shut_down(), "a second shutdown is not a move");
+        let mut broken = Lifecycle::Broken("init failed");
+        assert!(!broken.shut_down());
+        assert_eq!(
+            broken,
+            Lifecycle::Broken("init failed"),
+            "shutdown never mends a pool"
+        );
+    }
+
+    #[test]
+    fn a_broken_pool_keeps_its_first_cause() {
+        let mut l = Lifecycle::<&str>::ShutDown;
+        assert_eq!(*l.break_with(|| "first"), "first");
+        assert_eq!(
+            *l.break_with(|| unreachable!("a broken pool is not broken again")),
+            "first"
+        );
+    }
+
+    #[test]
+    fn refusal_words_each_state() {
+        let why = |cause: &&str| Error::BrokenThreadPool(cause.to_string());
+        assert!(Lifecycle::<&str>::Open.refusal(why).is_none());
+        assert!(matches!(
+            Lifecycle::<&str>::ShutDown.refusal(why),
+            Some(Error::Shutdown)
+        ));
+        assert!(matches!(
+            Lifecycle::Broken("no").refusal(why),
+            Some(Error::BrokenThreadPool(m)) if m == "no"
+        ));
+    }
+}
