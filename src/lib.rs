@@ -127,6 +127,7 @@ mod executor;
 mod future;
 mod map;
 mod panic;
+mod pool;
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod process_pool;
 mod report;
@@ -149,11 +150,11 @@ pub use error::{
 pub use executor::{Executor, Payload};
 pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, TaskHandle, Watch};
 pub use map::{Map, MapIter, MapOptions};
+pub use pool::{InitResult, Metrics, Queued};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};
 pub use thread_pool::{
-    CancelToken, InitResult, Metrics, Queued, Scope, ScopedJoinHandle, ThreadPoolBuilder,
-    ThreadPoolExecutor,
+    CancelToken, Scope, ScopedJoinHandle, ThreadPoolBuilder, ThreadPoolExecutor,
 };
 pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
 
