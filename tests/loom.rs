@@ -754,3 +754,45 @@ fn pool_two_retiring_workers_two_tasks_then_a_third() {
         assert_eq!((m.running, m.queued, m.completed), (0, 0, 3));
     });
 }
+
+/// Counts the drops of a pool task's closure (its captures go with it, run or not).
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn pool_two_cancels_vs_the_worker_taking_the_task() {
+    // A queued task's closure has no lock of its own: the call that moves the future out of PENDING
+    // (the worker's claim or the winning cancel) is the only one that touches it. loom checks every
+    // access to it; the closure is dropped exactly once, and both cancels agree.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = Dropped(drops.clone());
+        let f = Arc::new(
+            pool.spawn(move || {
+                drop(guard);
+                1u32
+            })
+            .unwrap(),
+        );
+        let other = {
+            let f = f.clone();
+            thread::spawn(move || f.cancel())
+        };
+        let here = f.cancel();
+        let there = other.join().unwrap();
+        assert_eq!(here, there);
+        let mut f = Arc::try_unwrap(f).unwrap();
+        match f.result(None) {
+            Ok(1) => assert!(!here),
+            Err(Error::Cancelled) => assert!(here),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}

@@ -16,7 +16,7 @@ pub use builder::{InitResult, ThreadPoolBuilder};
 pub use scope::{Scope, ScopedJoinHandle};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
-use task::{new_task, new_typed_task, Call, Spawn, TokenState, Work};
+use task::{new_task, new_typed_task, Call, Spawn, TokenSlot, TokenState, Work};
 
 use crate::error::{Error, TaskError};
 use crate::future::PoolFuture;
@@ -141,15 +141,12 @@ impl ThreadPoolExecutor {
         self.shared().config.max_workers
     }
 
-    fn push<T, F>(
-        &self,
-        func: F,
-        token: Option<Arc<TokenState>>,
-        when_full: WhenFull,
-    ) -> Result<PoolFuture<T>, Error>
+    /// Queues `func`; `token` is `()` for a plain task, or the task's token state.
+    fn push<T, F, K>(&self, func: F, token: K, when_full: WhenFull) -> Result<PoolFuture<T>, Error>
     where
         F: FnOnce() -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
+        K: TokenSlot,
     {
         #[cfg(feature = "tracing")]
         let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
@@ -164,20 +161,21 @@ impl ThreadPoolExecutor {
     }
 
     /// Queues `work` if there is room now; otherwise hands it back with the reason.
+    #[allow(unsafe_code)] // taking the work back out of a refused task: see the SAFETY comment.
     fn try_push<T, W>(&self, work: W) -> Result<PoolFuture<T>, crate::Rejected<W>>
     where
         W: Work<T>,
         T: Send + 'static,
     {
-        let (task, fut) = new_typed_task(work, None);
+        let (task, fut) = new_typed_task(work, ());
         let error = match self.shared().enqueue(task.clone(), WhenFull::Reject) {
             Ok(()) => return Ok(fut),
             Err(Rejected::Full(_)) => Error::Full,
             Err(Rejected::Closed(e)) => e,
         };
-        let work = task
-            .take_work()
-            .expect("a task the queue refused still has its work");
+        // SAFETY: the queue refused the task and `fut` is still ours: nothing else can reach it.
+        let work =
+            unsafe { task.take_work() }.expect("a task the queue refused still has its work");
         Err(crate::Rejected::new(error, work))
     }
 
@@ -188,7 +186,7 @@ impl ThreadPoolExecutor {
     {
         #[cfg(feature = "tracing")]
         let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
-        let (mut task, fut) = new_task(func, None);
+        let (mut task, fut) = new_task(func, ());
         #[cfg(feature = "tracing")]
         crate::trace::record_id(&span, fut.id());
         loop {
@@ -214,7 +212,7 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
     {
-        self.push(move || Ok(f(arg)), None, WhenFull::Block)
+        self.push(move || Ok(f(arg)), (), WhenFull::Block)
     }
 
     /// Runs a closure on the pool. With a bounded queue that is full, this blocks until there is room.
@@ -231,7 +229,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.push(move || Ok(f()), None, WhenFull::Block)
+        self.push(move || Ok(f()), (), WhenFull::Block)
     }
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`] (the error kept,
@@ -245,7 +243,7 @@ impl ThreadPoolExecutor {
     {
         self.push(
             move || f(arg).map_err(|e| Error::Failed(TaskError::new(e))),
-            None,
+            (),
             WhenFull::Block,
         )
     }
@@ -259,7 +257,7 @@ impl ThreadPoolExecutor {
     {
         self.push(
             move || f().map_err(|e| Error::Failed(TaskError::new(e))),
-            None,
+            (),
             WhenFull::Block,
         )
     }
@@ -274,7 +272,7 @@ impl ThreadPoolExecutor {
     {
         let state = TokenState::new(None, None);
         let token = CancelToken(state.clone());
-        self.push(move || f(&token), Some(state), WhenFull::Block)
+        self.push(move || f(&token), state, WhenFull::Block)
     }
 
     /// [`spawn_cancellable`](Self::spawn_cancellable) tied to a caller's tokio-util
@@ -315,7 +313,7 @@ impl ThreadPoolExecutor {
     {
         let state = TokenState::new(Some(token.child_token()), None);
         let task_token = CancelToken(state.clone());
-        let fut = self.push(move || f(&task_token), Some(state), WhenFull::Block)?;
+        let fut = self.push(move || f(&task_token), state, WhenFull::Block)?;
         fut.interrupt_on_cancel(&token);
         Ok(fut)
     }
@@ -343,7 +341,7 @@ impl ThreadPoolExecutor {
     {
         let state = TokenState::new(None, Some(limit));
         let token = CancelToken(state.clone());
-        self.push(move || f(&token), Some(state), WhenFull::Block)
+        self.push(move || f(&token), state, WhenFull::Block)
     }
 
     /// [`submit`](Self::submit) that never blocks: with a bounded queue that is full, fails with
@@ -474,7 +472,7 @@ impl ThreadPoolExecutor {
             let f = f.clone();
             if chunk == 1 {
                 let a = inputs.next()?;
-                return Some(pool.push(move || Ok(ChunkOut::One(f(a))), None, WhenFull::Overfill));
+                return Some(pool.push(move || Ok(ChunkOut::One(f(a))), (), WhenFull::Overfill));
             }
             let items: Vec<A> = inputs.by_ref().take(chunk).collect();
             if items.is_empty() {
@@ -489,7 +487,7 @@ impl ThreadPoolExecutor {
                             .collect(),
                     ))
                 },
-                None,
+                (),
                 WhenFull::Overfill,
             ))
         });
