@@ -373,7 +373,11 @@ impl<F: Watch> WatchSet<F> {
 
 impl<F: Watch> Drop for WatchSet<F> {
     fn drop(&mut self) {
-        // A dropped wait/as_completed leaves no waker behind on the futures it watched.
+        // A dropped wait/as_completed leaves no waker behind on the futures it watched (it has put
+        // none there before it registers).
+        if self.phase != Phase::Registered {
+            return;
+        }
         for i in 0..self.futures.len() {
             self.unwatch(i);
         }
