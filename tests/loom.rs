@@ -1,8 +1,9 @@
 //! loom models of the races the concurrency core must decide correctly: the future state machine
 //! (src/future/state.rs), blocking waits (src/future/park.rs), `wait`/`as_completed`/`CompletionSet`
 //! (src/watch.rs, src/completion_set.rs),
-//! and the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
-//! threads are loom threads under `--cfg loom`).
+//! the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
+//! threads are loom threads under `--cfg loom`), and a queued task's closure slot, which has no lock of
+//! its own (src/thread_pool/task.rs; a loom `UnsafeCell` under `--cfg loom`).
 //!
 //! Run with (a separate target dir keeps the normal build's artefacts intact):
 //!
