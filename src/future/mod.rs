@@ -42,6 +42,10 @@ pub(crate) trait Job: Send + Sync {
     fn interrupt(&self) -> bool {
         false
     }
+    /// Called by a thread about to block until this future ends (`result`), which may do part of the
+    /// work that ends it meanwhile: a process pool's caller reads its worker's reply itself (one
+    /// wake-up instead of two). Returns by `deadline` at the latest; the future may still be pending.
+    fn help_until(&self, _deadline: Option<std::time::Instant>) {}
 }
 
 /// A future's state and its job in one allocation. `J` is the concrete job while the task is built and
@@ -274,7 +278,11 @@ impl<T> PoolFuture<T> {
     /// ```
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = &self.cell.core;
-        match block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx)) {
+        let deadline = deadline_after(timeout.into());
+        if core.phase() == Phase::Running {
+            self.cell.job.help_until(deadline);
+        }
+        match block_until(deadline, |cx| core.poll_take(cx)) {
             Some(outcome) => {
                 self.terminated = true;
                 outcome
@@ -306,8 +314,9 @@ impl<T> PoolFuture<T> {
     /// Runs `callback` with the outcome once the future ends; at once, on this thread, if it already has.
     ///
     /// Otherwise the callback runs on the thread that ends the future: a pool's worker (the thread pool's
-    /// worker that ran the task, the process pool's driver thread of the worker that ran it), or the
-    /// thread that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and non-blocking. Callbacks
+    /// worker that ran the task, the process pool's driver thread of the worker that ran it, or the
+    /// thread blocked in [`result`](PoolFuture::result) on it, which reads that worker's reply
+    /// itself), or the thread that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and non-blocking. Callbacks
     /// run in the order they were added, each exactly once. A panicking callback is caught and reported
     /// (to the `log` crate, or stderr without a logger); the others still run and the worker lives on.
     ///
