@@ -48,7 +48,23 @@ fn wait_until_reading(tid: i32) -> bool {
 fn warm_pool() -> ProcessPoolExecutor {
     let pool = ProcessPoolExecutor::new(1).unwrap();
     pool.submit(pid, ()).unwrap().result(None).unwrap();
+    wait_idle(&pool);
     pool
+}
+
+/// Waits (up to [`LONG`]) until the pool's only worker is idle. The future of the task before ends
+/// before its worker is handed back (its done callbacks come first), so a submit right after
+/// `result()` can still find the worker busy and queue the task: a caller then waits on a queued
+/// task, which it cannot help with. Here every submit must find the worker idle.
+fn wait_idle(pool: &ProcessPoolExecutor) {
+    let end = std::time::Instant::now() + LONG;
+    while pool.metrics().idle != 1 {
+        assert!(
+            std::time::Instant::now() < end,
+            "the worker never went idle"
+        );
+        thread::sleep(Duration::from_micros(200));
+    }
 }
 
 #[test]
@@ -164,6 +180,7 @@ fn a_worker_killed_while_the_caller_reads_fails_its_future() {
             .build()
             .unwrap();
         let worker = pool.submit(pid, ()).unwrap().result(None).unwrap();
+        wait_idle(&pool);
         let mut gate = Gate::new();
         let mut fut = pool.submit(gated_forever, gate.path()).unwrap();
         let (tid_tx, tid) = mpsc::channel();

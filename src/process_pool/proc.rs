@@ -338,6 +338,15 @@ impl Proc {
         self.helped.store(true, Ordering::Relaxed);
         // The reply must not wake the driver too: out of its wait set while this thread reads.
         self.waits.watch_socket(false);
+        // The rest of this task's frame, if the submit left it for the driver to write and the
+        // driver has not taken it yet: this thread has nothing else to do until the reply, and
+        // writing it here spares the driver's wake-up on the way. Not with a deadline, which a large
+        // write could outlast.
+        if deadline.is_none() {
+            if let Some((frame, from)) = self.take_post() {
+                shared.recycle_frame(super::shared::send_frame(self, frame, from));
+            }
+        }
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
         // Wait first: the task was just handed over, so its reply is rarely there yet (and a `poll`
         // that finds it there costs what a read that finds nothing would).
