@@ -2311,6 +2311,11 @@ fn checks(r: &Results) -> Vec<Check> {
             ratio(r, "s5.cf", "s5.raw_pinned"),
             1.5,
         ),
+        t(
+            "§5 process round trip (`result()`) ÷ raw socketpair ping-pong (placed by the kernel)",
+            ratio(r, "s5.cf", "s5.raw"),
+            1.5,
+        ),
         Check {
             what: "§5 process round trip: procspawn ÷ cf (how many times faster)".into(),
             measured: speedup("s5.procspawn", "s5.cf"),
