@@ -322,10 +322,20 @@ impl Proc {
     /// is not running here (any more); anything else (the worker's death, a protocol error) is left
     /// to the driver, which sees it as it would have.
     pub(crate) fn help(&self, id: FutureId, deadline: Option<Instant>) {
-        // Blocking: the driver holds the turn only while data or the worker's end is there (it is
-        // then handling this very task's reply, or a death) or while it hands this worker the task
-        // just submitted; neither waits for this thread.
-        let mut turn = lock(&self.turn);
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return; // a zero timeout: only a look at the future, which the caller takes next
+        }
+        // The driver holds the turn only while data or the worker's end is there (it is then
+        // handling this very task's reply, running its done callbacks, or a death) or while it
+        // hands this worker the task just submitted; none of it waits for this thread. Without a
+        // deadline, wait for it: the future ends no sooner anyway. With one, do not: the callbacks
+        // could outlast it.
+        let mut turn = match (deadline, self.turn.try_lock()) {
+            (_, Ok(turn)) => turn,
+            (_, Err(std::sync::TryLockError::Poisoned(e))) => e.into_inner(),
+            (None, Err(std::sync::TryLockError::WouldBlock)) => lock(&self.turn),
+            (Some(_), Err(std::sync::TryLockError::WouldBlock)) => return,
+        };
         {
             let ctl = lock(&self.ctl);
             if ctl.running != Some(id) || ctl.kill.is_some() || ctl.child.is_none() {
