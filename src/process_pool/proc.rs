@@ -95,11 +95,11 @@ pub(crate) struct Proc {
     wake: OwnedFd,
 }
 
-/// The worker's side of the channel as the driver reads it while the worker starts (its initializer's
-/// reply), blocking: its death ends the stream even
-/// when another process holds a copy of the worker's end (a task that forked without exec), which
-/// would otherwise keep the socket open and hide the death for as long as that process lives (the
-/// future would hang, and the forked process outlive the pool).
+/// The worker's side of the channel as the driver reads it, blocking, while the worker starts (its
+/// initializer's reply): its death ends the stream even when another process holds a copy of the
+/// worker's end (a task that forked without exec), which would otherwise keep the socket open and hide
+/// the death for as long as that process lives (the future would hang, and the forked process outlive
+/// the pool).
 pub(crate) struct Channel<'a>(&'a Proc);
 
 impl Read for Channel<'_> {
@@ -189,7 +189,7 @@ impl Proc {
         let child = cmd.spawn()?;
         let pid = child.id();
         drop(cmd); // closes our copy of the child's end, before the lock is released
-        let pidfd = verified_pidfd(child.id());
+        let pidfd = verified_pidfd(pid);
         let waits = os::WaitSet::new(
             parent_end.as_fd(),
             pidfd.as_ref().map(|p| p.as_fd()),
