@@ -8,6 +8,9 @@
 //! cargo bench --bench anchors -- 1 3          # only sections 1 and 3
 //! ```
 //!
+//! One §5 scenario alone, for `strace -f -c` or `perf` (the bench binary, built by `cargo bench
+//! --no-run`): `target/release/deps/anchors-* --probe s5 rt|echo|echo_vec <n>`.
+//!
 //! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
 //! and the minimum per operation, and each row's ratio to its anchor *measured in the same run*. The
 //! Python anchors come from `benches/python_anchors.py`, which this binary runs with `python3` (skipped
