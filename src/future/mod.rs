@@ -279,9 +279,7 @@ impl<T> PoolFuture<T> {
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = &self.cell.core;
         let deadline = deadline_after(timeout.into());
-        if core.phase() == Phase::Running {
-            self.cell.job.help_until(deadline);
-        }
+        self.cell.job.help_until(deadline);
         match block_until(deadline, |cx| core.poll_take(cx)) {
             Some(outcome) => {
                 self.terminated = true;
@@ -316,8 +314,8 @@ impl<T> PoolFuture<T> {
     /// Otherwise the callback runs on the thread that ends the future: a pool's worker (the thread pool's
     /// worker that ran the task, the process pool's driver thread of the worker that ran it, or the
     /// thread blocked in [`result`](PoolFuture::result) on it, which reads that worker's reply
-    /// itself), or the thread that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and non-blocking. Callbacks
-    /// run in the order they were added, each exactly once. A panicking callback is caught and reported
+    /// itself), or the thread that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and
+    /// non-blocking. Callbacks run in the order they were added, each exactly once. A panicking callback is caught and reported
     /// (to the `log` crate, or stderr without a logger); the others still run and the worker lives on.
     ///
     /// Callbacks registered before the end run *before* the outcome is published: while they run the

@@ -56,7 +56,7 @@ impl<T: Send + 'static> Job for ProcJob<T> {
     }
 
     /// The caller reads the reply of the worker running this task itself, if it can (see
-    /// [`Proc::help`]).
+    /// [`Proc::help`]). Bound to a worker means dispatched and not yet finished.
     fn help_until(&self, deadline: Option<std::time::Instant>) {
         let on = lock(&self.on).clone();
         if let Some(proc) = on {
