@@ -46,7 +46,9 @@ pub(crate) trait Job: Send + Sync {
     /// Called by a thread about to block until this future ends (`result`), which may do part of the
     /// work that ends it meanwhile: a process pool's caller reads its worker's reply itself (one
     /// wake-up instead of two). Returns by `deadline` at the latest; the future may still be pending.
-    fn help_until(&self, _deadline: Option<std::time::Instant>) {}
+    /// `started` tells whether the future is RUNNING: a job may wait for the end of its task only
+    /// once the task has started, since a task cancelled before it started sends nothing to wait for.
+    fn help_until(&self, _deadline: Option<std::time::Instant>, _started: &dyn Fn() -> bool) {}
 }
 
 /// A future's state and its job in one allocation. `J` is the concrete job while the task is built and
@@ -278,7 +280,9 @@ impl<T> PoolFuture<T> {
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = &self.cell.core;
         let deadline = deadline_after(timeout.into());
-        self.cell.job.help_until(deadline);
+        self.cell
+            .job
+            .help_until(deadline, &|| core.phase() == Phase::Running);
         block_until(deadline, |cx| core.poll_take(cx)).unwrap_or(Err(Error::Timeout))
     }
 

@@ -56,11 +56,12 @@ impl<T: Send + 'static> Job for ProcJob<T> {
     }
 
     /// The caller reads the reply of the worker running this task itself, if it can (see
-    /// [`Proc::help`]). Bound to a worker means dispatched and not yet finished.
-    fn help_until(&self, deadline: Option<std::time::Instant>) {
+    /// [`Proc::help`]). Being bound to a worker is not enough to wait for its reply: the binding is
+    /// made just before the task starts, and undone if a cancel wins, so `help` also asks `started`.
+    fn help_until(&self, deadline: Option<std::time::Instant>, started: &dyn Fn() -> bool) {
         let on = lock(&self.on).clone();
         if let Some(proc) = on {
-            proc.help(self.id, deadline);
+            proc.help(self.id, deadline, started);
         }
     }
 }
