@@ -58,9 +58,11 @@ pub(crate) struct TaskCell<T, J: ?Sized> {
     pub(crate) job: J,
 }
 
-impl<T> TaskCell<T, dyn Job> {
-    /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it).
-    fn cancel(&self) -> bool {
+impl<T, J: Job + ?Sized> TaskCell<T, J> {
+    /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it). Every
+    /// cancel of a task goes through here: [`Job::discard`] relies on being called only by the
+    /// winner.
+    pub(crate) fn cancel(&self) -> bool {
         match self.core.cancel_by() {
             Cancel::Won => {
                 self.job.discard();
@@ -70,7 +72,9 @@ impl<T> TaskCell<T, dyn Job> {
             Cancel::Refused => false,
         }
     }
+}
 
+impl<T> TaskCell<T, dyn Job> {
     fn interrupt(&self) -> bool {
         self.cancel() || (self.core.phase() == Phase::Running && self.job.interrupt())
     }

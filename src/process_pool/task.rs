@@ -142,10 +142,6 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
     }
 
     fn cancel(&self) -> bool {
-        let cancelled = self.core.cancel();
-        if cancelled {
-            self.job.discard();
-        }
-        cancelled
+        TaskCell::cancel(self)
     }
 }

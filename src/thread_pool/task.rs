@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deadline::Alarm;
 use crate::error::Error;
-use crate::future::state::{Cancel, Core};
+use crate::future::state::Core;
 use crate::future::{Job, PoolFuture, TaskCell};
 use crate::sync::UnsafeCell;
 
@@ -230,14 +230,7 @@ where
     }
 
     fn cancel(&self) -> bool {
-        match self.core.cancel_by() {
-            Cancel::Won => {
-                self.job.discard();
-                true
-            }
-            Cancel::AlreadyCancelled => true,
-            Cancel::Refused => false,
-        }
+        TaskCell::cancel(self)
     }
 
     fn fail(&self, error: Error) {
