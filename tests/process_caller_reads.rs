@@ -15,7 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::process::{gated_forever, gated_pid, kill, pid, Gate};
-use common::threads::{current_tid, wait_until_asleep};
+use common::threads::{current_tid, spawn_bounded, wait_until_asleep};
 use common::LONG;
 use concurrent_futures::{Error, ProcessPoolExecutor, Queued, WorkerDeath};
 
@@ -78,7 +78,7 @@ fn a_blocked_caller_handles_the_reply_itself() {
         ran_on_tx.send(current_tid()).unwrap();
     });
     let (tid_tx, tid) = mpsc::channel();
-    let caller = thread::spawn(move || {
+    let caller = spawn_bounded(move || {
         tid_tx.send(current_tid()).unwrap();
         fut.result(None)
     });
@@ -89,7 +89,7 @@ fn a_blocked_caller_handles_the_reply_itself() {
         "the caller never read the reply itself"
     );
     gate.release();
-    let worker = caller.join().unwrap().unwrap();
+    let worker = caller.join().unwrap();
     assert_ne!(worker, std::process::id());
     // The caller, not the driver, completed the future: its callback ran there.
     assert_eq!(ran_on.recv_timeout(LONG).unwrap(), tid);
@@ -111,7 +111,7 @@ fn a_callback_on_the_reading_caller_can_shut_the_pool_down() {
         done_tx.send(current_tid()).unwrap();
     });
     let (tid_tx, tid) = mpsc::channel();
-    let caller = thread::spawn(move || {
+    let caller = spawn_bounded(move || {
         tid_tx.send(current_tid()).unwrap();
         fut.result(None)
     });
@@ -120,7 +120,7 @@ fn a_callback_on_the_reading_caller_can_shut_the_pool_down() {
     assert!(wait_until_reading(tid));
     gate.release();
     assert_eq!(done.recv_timeout(LONG).unwrap(), tid);
-    caller.join().unwrap().unwrap();
+    caller.join().unwrap();
     assert!(matches!(pool.submit(pid, ()), Err(Error::Shutdown)));
     pool.shutdown(Queued::Run);
 }
@@ -155,7 +155,7 @@ fn an_interrupt_while_the_caller_reads_ends_the_future_once() {
         counted.fetch_add(1, Ordering::SeqCst);
     });
     let (tid_tx, tid) = mpsc::channel();
-    let caller = thread::spawn(move || {
+    let caller = spawn_bounded(move || {
         tid_tx.send(current_tid()).unwrap();
         fut.result(None)
     });
@@ -163,7 +163,7 @@ fn an_interrupt_while_the_caller_reads_ends_the_future_once() {
     gate.wait_started();
     assert!(wait_until_reading(tid));
     assert!(handle.interrupt());
-    assert!(matches!(caller.join().unwrap(), Err(Error::Interrupted)));
+    assert!(matches!(caller.join(), Err(Error::Interrupted)));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // A new worker takes the next task.
     pool.submit(pid, ()).unwrap().result(None).unwrap();
@@ -184,7 +184,7 @@ fn a_worker_killed_while_the_caller_reads_fails_its_future() {
         let mut gate = Gate::new();
         let mut fut = pool.submit(gated_forever, gate.path()).unwrap();
         let (tid_tx, tid) = mpsc::channel();
-        let caller = thread::spawn(move || {
+        let caller = spawn_bounded(move || {
             tid_tx.send(current_tid()).unwrap();
             fut.result(None)
         });
@@ -192,7 +192,7 @@ fn a_worker_killed_while_the_caller_reads_fails_its_future() {
         gate.wait_started();
         assert!(wait_until_reading(tid));
         kill(worker, libc::SIGKILL);
-        match (policy, caller.join().unwrap()) {
+        match (policy, caller.join()) {
             (WorkerDeath::BreakPool, Err(Error::BrokenProcessPool(b))) => {
                 assert_eq!(b.worker_exit().unwrap().signal(), Some(libc::SIGKILL));
             }
@@ -213,7 +213,7 @@ fn many_callers_at_once_each_future_ends_once() {
     let callers: Vec<_> = (0..4)
         .map(|_| {
             let (pool, ends) = (pool.clone(), ends.clone());
-            thread::spawn(move || {
+            spawn_bounded(move || {
                 for _ in 0..50 {
                     let mut fut = pool.submit(pid, ()).unwrap();
                     let ends = ends.clone();
@@ -226,7 +226,7 @@ fn many_callers_at_once_each_future_ends_once() {
         })
         .collect();
     for c in callers {
-        c.join().unwrap();
+        c.join();
     }
     pool.shutdown(Queued::Run);
     assert_eq!(ends.load(Ordering::SeqCst), 200);
