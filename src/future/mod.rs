@@ -36,9 +36,13 @@ impl fmt::Display for FutureId {
 /// What a future carries besides its state: the work it stands for, type-erased so the handle does not
 /// name the closure's type. One allocation holds both.
 pub(crate) trait Job: Send + Sync {
-    /// Drops the work without running it, so captured data is freed at once. Called once, by the call
-    /// that cancelled the future ([`Cancel::Won`]).
-    fn discard(&self);
+    /// Drops the work without running it, so captured data is freed at once.
+    ///
+    /// # Safety
+    /// Only the call that cancelled the future ([`Cancel::Won`]) calls it, once: a job may rely on
+    /// having its work to itself here (the thread pool's closure slot has no lock).
+    #[allow(unsafe_code)] // a contract on the caller, which `TaskCell::cancel` keeps
+    unsafe fn discard(&self);
     /// Asks a running task to stop, if it can be asked: `true` if the request was delivered.
     fn interrupt(&self) -> bool {
         false
@@ -58,14 +62,16 @@ pub(crate) struct TaskCell<T, J: ?Sized> {
     pub(crate) job: J,
 }
 
+#[allow(unsafe_code)] // `Job::discard`'s contract: see the SAFETY comment.
 impl<T, J: Job + ?Sized> TaskCell<T, J> {
     /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it). Every
-    /// cancel of a task goes through here: [`Job::discard`] relies on being called only by the
-    /// winner.
+    /// cancel of a task goes through here.
     pub(crate) fn cancel(&self) -> bool {
         match self.core.cancel_by() {
             Cancel::Won => {
-                self.job.discard();
+                // SAFETY: this call won the future's PENDING, which `cancel_by` reports to one
+                // call only; `Won` is not returned twice for one future.
+                unsafe { self.job.discard() };
                 true
             }
             Cancel::AlreadyCancelled => true,
@@ -83,8 +89,9 @@ impl<T> TaskCell<T, dyn Job> {
 /// The job of a future completed by hand (a [`Promise`]) or by a process-pool driver: nothing to drop.
 pub(crate) struct NoJob;
 
+#[allow(unsafe_code)] // an empty `Job::discard`
 impl Job for NoJob {
-    fn discard(&self) {}
+    unsafe fn discard(&self) {}
 }
 
 /// The handle to a submitted task: Python's `concurrent.futures.Future`, and a Rust [`Future`].

@@ -43,9 +43,17 @@ pub(crate) struct ProcJob<T> {
     on: Mutex<Option<Arc<Proc>>>,
 }
 
-impl<T: Send + 'static> Job for ProcJob<T> {
-    fn discard(&self) {
+impl<T> ProcJob<T> {
+    /// Drops the frame of a task that will never be sent.
+    fn drop_frame(&self) {
         *lock(&self.frame) = None;
+    }
+}
+
+#[allow(unsafe_code)] // `Job::discard` is unsafe to call, not to implement here (the frame is locked)
+impl<T: Send + 'static> Job for ProcJob<T> {
+    unsafe fn discard(&self) {
+        self.drop_frame();
     }
 
     /// A running task is stopped by killing its worker (the pool starts a new one); the future ends
@@ -137,7 +145,7 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
 
     fn fail(&self, error: Error) {
         *lock(&self.job.on) = None;
-        self.job.discard();
+        self.job.drop_frame();
         let _ = self.core.complete(Err(error));
     }
 

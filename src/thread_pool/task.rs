@@ -133,8 +133,9 @@ impl<F, T, K> FuncSlot<F, T, K> {
 
 #[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
 impl<F: Send, T: Send, K: TokenSlot> Job for FuncSlot<F, T, K> {
-    fn discard(&self) {
-        // SAFETY: called only by the cancel that won the future's PENDING (`Cancel::Won`).
+    unsafe fn discard(&self) {
+        // SAFETY: called only by the cancel that won the future's PENDING (`Job::discard`'s
+        // contract), which moved the future out of PENDING: the closure is this call's alone.
         drop(unsafe { self.take() });
     }
 
