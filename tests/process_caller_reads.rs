@@ -15,9 +15,9 @@ use std::thread;
 use std::time::Duration;
 
 use common::process::{gated_forever, gated_pid, kill, pid, Gate};
-use common::threads::{current_tid, wait_until_asleep};
+use common::threads::{current_tid, spawn_bounded, wait_until_asleep, Bounded};
 use common::LONG;
-use concurrent_futures::{Error, ProcessPoolExecutor, Queued, WorkerDeath};
+use concurrent_futures::{Error, PoolFuture, ProcessPoolExecutor, Queued, WorkerDeath};
 
 /// Waits (up to [`LONG`]) until thread `tid` is blocked reading a worker's reply itself: in `poll`
 /// on two descriptors (the worker's socket and pidfd) without a timeout, which is where a caller
@@ -42,6 +42,23 @@ fn wait_until_reading(tid: i32) -> bool {
         thread::sleep(Duration::from_micros(200));
     }
     false
+}
+
+/// Blocks a new thread in `fut.result(None)` on a task held at `gate`, and waits until that thread
+/// reads the worker's reply itself. Returns the thread and its id.
+fn reading_caller(mut fut: PoolFuture<u32>, gate: &mut Gate) -> (Bounded<Result<u32, Error>>, i32) {
+    let (tid_tx, tid) = mpsc::channel();
+    let caller = spawn_bounded(move || {
+        tid_tx.send(current_tid()).unwrap();
+        fut.result(None)
+    });
+    let tid = tid.recv_timeout(LONG).unwrap();
+    gate.wait_started();
+    assert!(
+        wait_until_reading(tid),
+        "the caller never read the reply itself"
+    );
+    (caller, tid)
 }
 
 /// A pool of one worker, started and idle.
@@ -71,25 +88,15 @@ fn wait_idle(pool: &ProcessPoolExecutor) {
 fn a_blocked_caller_handles_the_reply_itself() {
     let pool = warm_pool();
     let mut gate = Gate::new();
-    let mut fut = pool.submit(gated_pid, gate.path()).unwrap();
+    let fut = pool.submit(gated_pid, gate.path()).unwrap();
     let (ran_on_tx, ran_on) = mpsc::channel();
     fut.add_done_callback(move |r| {
         assert!(r.is_ok());
         ran_on_tx.send(current_tid()).unwrap();
     });
-    let (tid_tx, tid) = mpsc::channel();
-    let caller = thread::spawn(move || {
-        tid_tx.send(current_tid()).unwrap();
-        fut.result(None)
-    });
-    let tid = tid.recv_timeout(LONG).unwrap();
-    gate.wait_started();
-    assert!(
-        wait_until_reading(tid),
-        "the caller never read the reply itself"
-    );
+    let (caller, tid) = reading_caller(fut, &mut gate);
     gate.release();
-    let worker = caller.join().unwrap().unwrap();
+    let worker = caller.join().unwrap();
     assert_ne!(worker, std::process::id());
     // The caller, not the driver, completed the future: its callback ran there.
     assert_eq!(ran_on.recv_timeout(LONG).unwrap(), tid);
@@ -102,7 +109,7 @@ fn a_blocked_caller_handles_the_reply_itself() {
 fn a_callback_on_the_reading_caller_can_shut_the_pool_down() {
     let pool = warm_pool();
     let mut gate = Gate::new();
-    let mut fut = pool.submit(gated_pid, gate.path()).unwrap();
+    let fut = pool.submit(gated_pid, gate.path()).unwrap();
     let (done_tx, done) = mpsc::channel();
     let inner = pool.clone();
     fut.add_done_callback(move |_| {
@@ -110,17 +117,10 @@ fn a_callback_on_the_reading_caller_can_shut_the_pool_down() {
         inner.shutdown(Queued::Run);
         done_tx.send(current_tid()).unwrap();
     });
-    let (tid_tx, tid) = mpsc::channel();
-    let caller = thread::spawn(move || {
-        tid_tx.send(current_tid()).unwrap();
-        fut.result(None)
-    });
-    let tid = tid.recv_timeout(LONG).unwrap();
-    gate.wait_started();
-    assert!(wait_until_reading(tid));
+    let (caller, tid) = reading_caller(fut, &mut gate);
     gate.release();
     assert_eq!(done.recv_timeout(LONG).unwrap(), tid);
-    caller.join().unwrap().unwrap();
+    caller.join().unwrap();
     assert!(matches!(pool.submit(pid, ()), Err(Error::Shutdown)));
     pool.shutdown(Queued::Run);
 }
@@ -147,23 +147,16 @@ fn a_timeout_while_reading_leaves_the_future_usable() {
 fn an_interrupt_while_the_caller_reads_ends_the_future_once() {
     let pool = warm_pool();
     let mut gate = Gate::new();
-    let mut fut = pool.submit(gated_forever, gate.path()).unwrap();
+    let fut = pool.submit(gated_forever, gate.path()).unwrap();
     let handle = fut.handle();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     fut.add_done_callback(move |_| {
         counted.fetch_add(1, Ordering::SeqCst);
     });
-    let (tid_tx, tid) = mpsc::channel();
-    let caller = thread::spawn(move || {
-        tid_tx.send(current_tid()).unwrap();
-        fut.result(None)
-    });
-    let tid = tid.recv_timeout(LONG).unwrap();
-    gate.wait_started();
-    assert!(wait_until_reading(tid));
+    let (caller, _) = reading_caller(fut, &mut gate);
     assert!(handle.interrupt());
-    assert!(matches!(caller.join().unwrap(), Err(Error::Interrupted)));
+    assert!(matches!(caller.join(), Err(Error::Interrupted)));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // A new worker takes the next task.
     pool.submit(pid, ()).unwrap().result(None).unwrap();
@@ -182,17 +175,10 @@ fn a_worker_killed_while_the_caller_reads_fails_its_future() {
         let worker = pool.submit(pid, ()).unwrap().result(None).unwrap();
         wait_idle(&pool);
         let mut gate = Gate::new();
-        let mut fut = pool.submit(gated_forever, gate.path()).unwrap();
-        let (tid_tx, tid) = mpsc::channel();
-        let caller = thread::spawn(move || {
-            tid_tx.send(current_tid()).unwrap();
-            fut.result(None)
-        });
-        let tid = tid.recv_timeout(LONG).unwrap();
-        gate.wait_started();
-        assert!(wait_until_reading(tid));
+        let fut = pool.submit(gated_forever, gate.path()).unwrap();
+        let (caller, _) = reading_caller(fut, &mut gate);
         kill(worker, libc::SIGKILL);
-        match (policy, caller.join().unwrap()) {
+        match (policy, caller.join()) {
             (WorkerDeath::BreakPool, Err(Error::BrokenProcessPool(b))) => {
                 assert_eq!(b.worker_exit().unwrap().signal(), Some(libc::SIGKILL));
             }
@@ -213,7 +199,7 @@ fn many_callers_at_once_each_future_ends_once() {
     let callers: Vec<_> = (0..4)
         .map(|_| {
             let (pool, ends) = (pool.clone(), ends.clone());
-            thread::spawn(move || {
+            spawn_bounded(move || {
                 for _ in 0..50 {
                     let mut fut = pool.submit(pid, ()).unwrap();
                     let ends = ends.clone();
@@ -226,7 +212,7 @@ fn many_callers_at_once_each_future_ends_once() {
         })
         .collect();
     for c in callers {
-        c.join().unwrap();
+        c.join();
     }
     pool.shutdown(Queued::Run);
     assert_eq!(ends.load(Ordering::SeqCst), 200);

@@ -36,9 +36,13 @@ impl fmt::Display for FutureId {
 /// What a future carries besides its state: the work it stands for, type-erased so the handle does not
 /// name the closure's type. One allocation holds both.
 pub(crate) trait Job: Send + Sync {
-    /// Drops the work without running it, so captured data is freed at once. Called once, by the call
-    /// that cancelled the future ([`Cancel::Won`]).
-    fn discard(&self);
+    /// Drops the work without running it, so captured data is freed at once.
+    ///
+    /// # Safety
+    /// Only the call that cancelled the future ([`Cancel::Won`]) calls it, once: a job may rely on
+    /// having its work to itself here (the thread pool's closure slot has no lock).
+    #[allow(unsafe_code)] // a contract on the caller, which `TaskCell::cancel` keeps
+    unsafe fn discard(&self);
     /// Asks a running task to stop, if it can be asked: `true` if the request was delivered.
     fn interrupt(&self) -> bool {
         false
@@ -46,7 +50,9 @@ pub(crate) trait Job: Send + Sync {
     /// Called by a thread about to block until this future ends (`result`), which may do part of the
     /// work that ends it meanwhile: a process pool's caller reads its worker's reply itself (one
     /// wake-up instead of two). Returns by `deadline` at the latest; the future may still be pending.
-    fn help_until(&self, _deadline: Option<std::time::Instant>) {}
+    /// `started` tells whether the future is RUNNING: a job may wait for the end of its task only
+    /// once the task has started, since a task cancelled before it started sends nothing to wait for.
+    fn help_until(&self, _deadline: Option<std::time::Instant>, _started: &dyn Fn() -> bool) {}
 }
 
 /// A future's state and its job in one allocation. `J` is the concrete job while the task is built and
@@ -56,19 +62,25 @@ pub(crate) struct TaskCell<T, J: ?Sized> {
     pub(crate) job: J,
 }
 
-impl<T> TaskCell<T, dyn Job> {
-    /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it).
-    fn cancel(&self) -> bool {
+#[allow(unsafe_code)] // `Job::discard`'s contract: see the SAFETY comment.
+impl<T, J: Job + ?Sized> TaskCell<T, J> {
+    /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it). Every
+    /// cancel of a task goes through here.
+    pub(crate) fn cancel(&self) -> bool {
         match self.core.cancel_by() {
             Cancel::Won => {
-                self.job.discard();
+                // SAFETY: this call won the future's PENDING, which `cancel_by` reports to one
+                // call only; `Won` is not returned twice for one future.
+                unsafe { self.job.discard() };
                 true
             }
             Cancel::AlreadyCancelled => true,
             Cancel::Refused => false,
         }
     }
+}
 
+impl<T> TaskCell<T, dyn Job> {
     fn interrupt(&self) -> bool {
         self.cancel() || (self.core.phase() == Phase::Running && self.job.interrupt())
     }
@@ -77,8 +89,9 @@ impl<T> TaskCell<T, dyn Job> {
 /// The job of a future completed by hand (a [`Promise`]) or by a process-pool driver: nothing to drop.
 pub(crate) struct NoJob;
 
+#[allow(unsafe_code)] // an empty `Job::discard`
 impl Job for NoJob {
-    fn discard(&self) {}
+    unsafe fn discard(&self) {}
 }
 
 /// The handle to a submitted task: Python's `concurrent.futures.Future`, and a Rust [`Future`].
@@ -278,7 +291,9 @@ impl<T> PoolFuture<T> {
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = &self.cell.core;
         let deadline = deadline_after(timeout.into());
-        self.cell.job.help_until(deadline);
+        self.cell
+            .job
+            .help_until(deadline, &|| core.phase() == Phase::Running);
         block_until(deadline, |cx| core.poll_take(cx)).unwrap_or(Err(Error::Timeout))
     }
 

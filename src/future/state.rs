@@ -254,14 +254,10 @@ impl<T> Core<T> {
         }
     }
 
-    /// PENDING → cancelled. `true` if the future is cancelled: now, before, or by a cancel on another
-    /// thread whose callbacks are still running (the task will never run in any of these cases).
-    pub(crate) fn cancel(&self) -> bool {
-        self.cancel_by() != Cancel::Refused
-    }
-
-    /// [`cancel`](Self::cancel), telling the one call that made the transition from the others: only
-    /// that call may touch what the task would have run (see the thread pool's closure slot).
+    /// PENDING → cancelled. The future is cancelled unless this returns [`Cancel::Refused`]: by this
+    /// call, before, or by a cancel on another thread whose callbacks are still running (the task
+    /// will never run in any of these cases). Only the call that made the transition ([`Cancel::Won`])
+    /// may touch what the task would have run (see the thread pool's closure slot).
     pub(crate) fn cancel_by(&self) -> Cancel {
         let inner = self.lock();
         match inner.state {

@@ -95,6 +95,27 @@ pub(crate) struct Proc {
     wake: OwnedFd,
 }
 
+/// A caller reading a worker's replies in its driver's place ([`Proc::help`]): the socket is out of
+/// the driver's wait set, and the driver does not spin for it. Dropping it puts the socket back, also
+/// when handling the reply unwinds (a user's waker that panics), so the driver is never left deaf to
+/// the worker: data that arrived meanwhile (or an end) wakes it at once.
+struct Reading<'a>(&'a Proc);
+
+impl<'a> Reading<'a> {
+    fn start(proc: &'a Proc) -> Self {
+        proc.helped.store(true, Ordering::Relaxed);
+        proc.waits.watch_socket(false);
+        Reading(proc)
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.waits.watch_socket(true);
+        self.0.helped.store(false, Ordering::Relaxed);
+    }
+}
+
 /// The worker's side of the channel as the driver reads it, blocking, while the worker starts (its
 /// initializer's reply): its death ends the stream even when another process holds a copy of the
 /// worker's end (a task that forked without exec), which would otherwise keep the socket open and hide
@@ -320,8 +341,9 @@ impl Proc {
     /// run here, the worker gets its next task). The reply then wakes one thread, this one, instead
     /// of the driver and then this one. Returns at the reply, at `deadline`, or at once if the task
     /// is not running here (any more); anything else (the worker's death, a protocol error) is left
-    /// to the driver, which sees it as it would have.
-    pub(crate) fn help(&self, id: FutureId, deadline: Option<Instant>) {
+    /// to the driver, which sees it as it would have. `started` tells whether the task's future is
+    /// RUNNING (see below).
+    pub(crate) fn help(&self, id: FutureId, deadline: Option<Instant>, started: &dyn Fn() -> bool) {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return; // a zero timeout: only a look at the future, which the caller takes next
         }
@@ -342,12 +364,19 @@ impl Proc {
                 return;
             }
         }
+        // The pool names the worker's task (`running`) just before the task's future starts, and
+        // forgets it again if a cancel wins that race: no reply comes for such a task, and a caller
+        // that waited for one would wait until this worker's next task replies, or forever. Once
+        // the future is RUNNING, its reply (handled only with the turn, which this thread holds)
+        // or the worker's death is still to come.
+        if !started() {
+            return;
+        }
         let Some(shared) = self.link.shared.upgrade() else {
             return;
         };
-        self.helped.store(true, Ordering::Relaxed);
         // The reply must not wake the driver too: out of its wait set while this thread reads.
-        self.waits.watch_socket(false);
+        let _reading = Reading::start(self);
         // The rest of this task's frame, if the submit left it for the driver to write and the
         // driver has not taken it yet: this thread has nothing else to do until the reply, and
         // writing it here spares the driver's wake-up on the way. Not with a deadline, which a large
@@ -380,9 +409,6 @@ impl Proc {
                 Err(_) => break,
             }
         }
-        // Back in the driver's set: data that arrived meanwhile (or an end) wakes it at once.
-        self.waits.watch_socket(true);
-        self.helped.store(false, Ordering::Relaxed);
     }
 
     /// Writes one frame (whole). Errors mean the worker is gone or the stream is unusable.
@@ -547,5 +573,42 @@ mod tests {
             libc::SIGKILL
         ));
         assert_eq!(os::is_unreaped_child(pidfd.as_fd()).ok(), Some(false));
+    }
+
+    fn echo(x: u8) -> u8 {
+        x
+    }
+
+    /// A dispatch names the worker's task (`running`, the task's binding) just before it starts the
+    /// task's future, and forgets both if a cancel won the future first. A caller blocked on that
+    /// future in the meantime must not wait for a reply that will never come. The window is
+    /// recreated here by hand, on an idle worker: the binding of a task whose future is cancelled.
+    #[test]
+    fn a_caller_never_reads_for_a_task_a_cancel_kept_from_starting() {
+        use crate::error::Error;
+        use std::sync::mpsc;
+
+        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
+        assert_eq!(pool.submit(echo, 7).unwrap().result(None).unwrap(), 7);
+        let bounded = Instant::now() + Duration::from_secs(60);
+        while pool.metrics().idle != 1 {
+            assert!(Instant::now() < bounded, "the worker never went idle");
+            std::thread::yield_now();
+        }
+        let proc = pool.shared().lock().slots[0].proc.clone().unwrap();
+        let (task, mut fut) = super::super::task::new_task::<u8>(Vec::new(), 1, |_, _| Ok(0), None);
+        assert!(fut.cancel());
+        // What a dispatch that lost the race to the cancel does before it sees the loss.
+        proc.set_running(Some(task.id()));
+        task.bind(Some(&proc));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(fut.result(None)).unwrap());
+        let outcome = rx.recv_timeout(Duration::from_secs(60));
+        task.bind(None);
+        proc.set_running(None);
+        assert!(
+            matches!(outcome, Ok(Err(Error::Cancelled))),
+            "result() of a cancelled task: {outcome:?}"
+        );
     }
 }

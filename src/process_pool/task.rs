@@ -43,9 +43,17 @@ pub(crate) struct ProcJob<T> {
     on: Mutex<Option<Arc<Proc>>>,
 }
 
-impl<T: Send + 'static> Job for ProcJob<T> {
-    fn discard(&self) {
+impl<T> ProcJob<T> {
+    /// Drops the frame of a task that will never be sent.
+    fn drop_frame(&self) {
         *lock(&self.frame) = None;
+    }
+}
+
+#[allow(unsafe_code)] // `Job::discard` is unsafe to call, not to implement here (the frame is locked)
+impl<T: Send + 'static> Job for ProcJob<T> {
+    unsafe fn discard(&self) {
+        self.drop_frame();
     }
 
     /// A running task is stopped by killing its worker (the pool starts a new one); the future ends
@@ -56,11 +64,12 @@ impl<T: Send + 'static> Job for ProcJob<T> {
     }
 
     /// The caller reads the reply of the worker running this task itself, if it can (see
-    /// [`Proc::help`]). Bound to a worker means dispatched and not yet finished.
-    fn help_until(&self, deadline: Option<std::time::Instant>) {
+    /// [`Proc::help`]). Being bound to a worker is not enough to wait for its reply: the binding is
+    /// made just before the task starts, and undone if a cancel wins, so `help` also asks `started`.
+    fn help_until(&self, deadline: Option<std::time::Instant>, started: &dyn Fn() -> bool) {
         let on = lock(&self.on).clone();
         if let Some(proc) = on {
-            proc.help(self.id, deadline);
+            proc.help(self.id, deadline, started);
         }
     }
 }
@@ -136,15 +145,11 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
 
     fn fail(&self, error: Error) {
         *lock(&self.job.on) = None;
-        self.job.discard();
+        self.job.drop_frame();
         let _ = self.core.complete(Err(error));
     }
 
     fn cancel(&self) -> bool {
-        let cancelled = self.core.cancel();
-        if cancelled {
-            self.job.discard();
-        }
-        cancelled
+        TaskCell::cancel(self)
     }
 }

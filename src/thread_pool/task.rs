@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deadline::Alarm;
 use crate::error::Error;
-use crate::future::state::{Cancel, Core};
+use crate::future::state::Core;
 use crate::future::{Job, PoolFuture, TaskCell};
 use crate::sync::UnsafeCell;
 
@@ -133,8 +133,9 @@ impl<F, T, K> FuncSlot<F, T, K> {
 
 #[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
 impl<F: Send, T: Send, K: TokenSlot> Job for FuncSlot<F, T, K> {
-    fn discard(&self) {
-        // SAFETY: called only by the cancel that won the future's PENDING (`Cancel::Won`).
+    unsafe fn discard(&self) {
+        // SAFETY: called only by the cancel that won the future's PENDING (`Job::discard`'s
+        // contract), which moved the future out of PENDING: the closure is this call's alone.
         drop(unsafe { self.take() });
     }
 
@@ -230,14 +231,7 @@ where
     }
 
     fn cancel(&self) -> bool {
-        match self.core.cancel_by() {
-            Cancel::Won => {
-                self.job.discard();
-                true
-            }
-            Cancel::AlreadyCancelled => true,
-            Cancel::Refused => false,
-        }
+        TaskCell::cancel(self)
     }
 
     fn fail(&self, error: Error) {

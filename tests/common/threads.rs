@@ -141,3 +141,39 @@ pub fn wait_until_asleep(tid: i32) -> bool {
     }
     false
 }
+
+/// A thread whose end the test waits for at most [`LONG`]: where a hang is the failure, the test
+/// fails with that message instead of hanging.
+pub struct Bounded<R> {
+    result: mpsc::Receiver<R>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// Runs `f` on a new thread; [`Bounded::join`] gives its result.
+pub fn spawn_bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Bounded<R> {
+    let (tx, result) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    Bounded { result, handle }
+}
+
+impl<R> Bounded<R> {
+    /// The thread's result, or a panic: its own (passed on), or a hang (it did not end within
+    /// [`LONG`]).
+    pub fn join(self) -> R {
+        match self.result.recv_timeout(LONG) {
+            Ok(r) => {
+                let _ = self.handle.join();
+                r
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => match self.handle.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the thread sends its result before it ends"),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the thread did not end within {LONG:?}: it hangs")
+            }
+        }
+    }
+}
