@@ -104,7 +104,7 @@ pub(crate) fn from_bytes<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Resu
         if same_type::<T, Vec<u8>>() {
             return ByteRun
                 .deserialize(&mut d)
-                .map(cast_same::<Vec<u8>, T>)
+                .map(from_byte_vec::<T>)
                 .map_err(lift);
         }
         T::deserialize(De(&mut d))
@@ -150,17 +150,31 @@ fn same_type<A: ?Sized, B: ?Sized>() -> bool {
     type_id_of::<A>() == type_id_of::<B>()
 }
 
-/// Moves a value of type `A` into type `B`, which [`same_type`] said is the same type (types that
-/// differ only in lifetimes are the same layout, and the shortcut only casts owned `Vec<u8>` or
-/// references whose lifetime is the caller's own).
-fn cast_same<A, B>(a: A) -> B {
+/// Moves a value of type `A` into type `B`.
+///
+/// # Safety
+///
+/// `A` and `B` must be the same type up to lifetimes (what [`same_type`] checks, and this asserts),
+/// and the caller must not use the result beyond any lifetime inside `A`: the check cannot see
+/// lifetimes, so `&'a [u8]` into `&'static [u8]` would pass it. An owned `Vec<u8>` has no lifetime,
+/// so that cast always keeps the contract.
+#[allow(unsafe_code)]
+unsafe fn cast_same<A, B>(a: A) -> B {
     assert!(same_type::<A, B>(), "cast_same between different types");
     let a = std::mem::ManuallyDrop::new(a);
-    // SAFETY: `A` and `B` are the same type (checked above; the check is on constants and folds
-    // away), so this is a move of the value; `a` is not dropped, so it is not dropped twice.
+    // SAFETY: `A` and `B` are the same type up to lifetimes (checked above; the check is on constants
+    // and folds away), and the caller keeps the result within `A`'s lifetimes, so this is a move of
+    // the value; `a` is not dropped, so it is not dropped twice.
+    unsafe { std::mem::transmute_copy::<A, B>(&a) }
+}
+
+/// [`cast_same`] from an owned `Vec<u8>`, which has no lifetime to outlive.
+fn from_byte_vec<B>(v: Vec<u8>) -> B {
+    // SAFETY: `Vec<u8>` has no lifetime parameter, so the only type `same_type` (asserted inside)
+    // finds equal to it is `Vec<u8>` itself, and nothing can be outlived.
     #[allow(unsafe_code)]
     unsafe {
-        std::mem::transmute_copy::<A, B>(&a)
+        cast_same::<Vec<u8>, B>(v)
     }
 }
 
@@ -217,7 +231,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Either<S> {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
         match self {
             // `S` is `PhantomData<Vec<u8>>`, so `S::Value` is `Vec<u8>`.
-            Either::Bytes => ByteRun.deserialize(d).map(cast_same::<Vec<u8>, S::Value>),
+            Either::Bytes => ByteRun.deserialize(d).map(from_byte_vec::<S::Value>),
             Either::Other(seed) => seed.deserialize(d),
         }
     }
@@ -376,11 +390,16 @@ impl<S: Serializer> Serializer for Ser<S> {
         // serde's `Vec<u8>` and `[u8]` (and `Box<[u8]>`, `Cow<[u8]>`, through `[u8]`) get here with a
         // reference to themselves: one block (see the module docs).
         if same_type::<I, &Vec<u8>>() {
-            let v: &Vec<u8> = cast_same(iter);
+            // SAFETY: `I` is `&Vec<u8>` up to lifetimes, and `v` is used only inside this call, while
+            // the borrowed vector (which outlives the call) is alive.
+            #[allow(unsafe_code)]
+            let v: &Vec<u8> = unsafe { cast_same(iter) };
             return self.0.serialize_bytes(v).map_err(lift);
         }
         if same_type::<I, &[u8]>() {
-            let v: &[u8] = cast_same(iter);
+            // SAFETY: as above, for `&[u8]`.
+            #[allow(unsafe_code)]
+            let v: &[u8] = unsafe { cast_same(iter) };
             return self.0.serialize_bytes(v).map_err(lift);
         }
         // What serde's own `collect_seq` does, element by element.
