@@ -26,6 +26,14 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     })
 }
 
+/// Wakes `w`. A waker is the caller's code: one that panics is reported, never unwinds into the
+/// pool's thread that woke it, nor keeps the wake-ups after it from happening.
+pub(crate) fn wake(w: std::task::Waker) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| w.wake())) {
+        crate::report::waker_panicked(&panic_message(&*payload));
+    }
+}
+
 /// Runs `f`, or gives `None` if it panicked, without the panic being printed or reported: for a call
 /// the crate expects may panic and has an answer for (asking tokio for a timer on a runtime built
 /// without one).

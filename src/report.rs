@@ -10,6 +10,12 @@ pub(crate) fn callback_panicked(id: FutureId, msg: &str) {
     ));
 }
 
+pub(crate) fn waker_panicked(msg: &str) {
+    emit(&format!(
+        "exception waking a task waiting for a future: {msg}"
+    ));
+}
+
 pub(crate) fn initializer_failed(msg: &str) {
     emit(&format!("Exception in initializer: {msg}"));
 }

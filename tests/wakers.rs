@@ -162,3 +162,61 @@ fn as_completed_over_pool_tasks_yields_each_once() {
     seen.sort_unstable();
     assert_eq!(seen, (0..1000).collect::<Vec<_>>());
 }
+
+/// A waker that panics when woken: the caller's code, run by whichever thread ends the future.
+struct Panicking;
+
+impl Wake for Panicking {
+    fn wake(self: Arc<Self>) {
+        panic!("a waker that panics");
+    }
+}
+
+#[test]
+fn a_panicking_waker_neither_unwinds_into_the_settler_nor_stops_the_other_wake_ups() {
+    let (promise, mut f) = Promise::<u32>::new();
+    let panicking = Waker::from(Arc::new(Panicking));
+    assert!(Pin::new(&mut f)
+        .poll(&mut Context::from_waker(&panicking))
+        .is_pending());
+    let (watcher, watcher_waker) = counting();
+    let mut w = Box::pin(
+        wait([&f])
+            .return_when(ReturnWhen::FirstCompleted)
+            .into_future(),
+    );
+    assert!(w
+        .as_mut()
+        .poll(&mut Context::from_waker(&watcher_waker))
+        .is_pending());
+    // Before: the owner's waker unwound out of set_result, and the watcher was never woken.
+    promise.set_result(7).unwrap();
+    assert_eq!(woken(&watcher), 1);
+    drop(w);
+    assert_eq!(futures::executor::block_on(f).unwrap(), 7);
+}
+
+#[test]
+fn a_panicking_waker_does_not_take_the_worker_down() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let mut first = pool
+        .spawn(move || {
+            gate.recv().unwrap();
+            1
+        })
+        .unwrap();
+    let panicking = Waker::from(Arc::new(Panicking));
+    assert!(Pin::new(&mut first)
+        .poll(&mut Context::from_waker(&panicking))
+        .is_pending());
+    release.send(()).unwrap();
+    assert_eq!(first.result(None).unwrap(), 1);
+    // The one worker woke the panicking waker; it must still be there to run the next task.
+    let mut second = pool.spawn(|| 2).unwrap();
+    assert_eq!(
+        second.result(std::time::Duration::from_secs(30)).unwrap(),
+        2
+    );
+    assert_eq!(pool.metrics().workers, 1);
+}

@@ -353,10 +353,10 @@ impl<T> Core<T> {
         drop(inner);
         // WAKE
         if let Some(w) = first {
-            w.wake();
+            crate::panic::wake(w);
         }
         for (_, w) in waiters {
-            w.wake();
+            crate::panic::wake(w);
         }
     }
 
@@ -411,7 +411,7 @@ impl<T> Core<T> {
         let owner = inner.first.take();
         drop(inner);
         if let Some(w) = owner {
-            w.wake();
+            crate::panic::wake(w);
         }
     }
 

@@ -175,7 +175,7 @@ impl Aftermath {
             t.fail(e);
         }
         for w in self.wake {
-            w.wake();
+            crate::panic::wake(w);
         }
         cancelled
     }

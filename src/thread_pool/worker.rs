@@ -66,7 +66,7 @@ impl Drop for ExitGuard<'_> {
         drop(st);
         self.shared.exited.notify_all();
         for w in wakers {
-            w.wake();
+            crate::panic::wake(w);
         }
     }
 }
