@@ -126,6 +126,9 @@ mod error;
 mod executor;
 mod future;
 mod map;
+#[cfg(all(feature = "mpi", target_os = "linux", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
+pub mod mpi_pool;
 mod panic;
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod process_pool;
@@ -144,11 +147,14 @@ pub use byte_block::ByteBlock;
 pub use byte_block::Bytes;
 pub use completion_set::CompletionSet;
 pub use error::{
-    BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, Rejected, TaskError, WorkerExit,
+    BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, RankLost, RankSilence, Rejected,
+    TaskError, WorkerExit,
 };
 pub use executor::{Executor, Payload};
 pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, TaskHandle, Watch};
 pub use map::{Map, MapIter, MapOptions};
+#[cfg(all(feature = "mpi", target_os = "linux", not(loom)))]
+pub use mpi_pool::{MpiPoolBuilder, MpiPoolExecutor};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};
 pub use thread_pool::{

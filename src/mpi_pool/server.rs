@@ -1,0 +1,147 @@
+//! A worker rank: its MPI owner thread answers the client, and the thread that started the rank runs
+//! the tasks, one at a time, so a long task never keeps the rank from answering heartbeats.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use mpi::ffi;
+use mpi::raw::AsRaw;
+use mpi::topology::Communicator;
+
+use super::identity;
+use super::link::{tag, Backoff, Link};
+use crate::process_pool::code::Trampoline;
+use crate::process_pool::{child, wire};
+
+/// How a rank's service ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The client said `STOP`.
+    Stopped,
+    /// The rank refused the client (a different build), or the client sent something malformed.
+    Refused,
+}
+
+/// The MPI side of a rank: serves `client` until told to stop. `run` carries each `RUN` frame to the
+/// task thread, `done` brings its reply frame back.
+pub(crate) fn serve<C>(
+    mut link: Link<C>,
+    client: i32,
+    run: Sender<Vec<u8>>,
+    done: Receiver<Vec<u8>>,
+    backoff_cap: Duration,
+) -> Ending
+where
+    C: Communicator + AsRaw<Raw = ffi::MPI_Comm>,
+{
+    link.send(client, tag::HELLO, identity::encoded());
+    let mut trusted = false;
+    let mut running = false;
+    let mut ending = None;
+    let mut backoff = Backoff::new(backoff_cap);
+    while ending.is_none() {
+        let mut progressed = false;
+        while let Some(msg) = link.receive() {
+            progressed = true;
+            if msg.from != client {
+                log::warn!(
+                    "concurrent_futures: MPI rank ignores a message from rank {}, not its client",
+                    msg.from
+                );
+                continue;
+            }
+            match msg.tag {
+                tag::WELCOME => match identity::refusal(&msg.body) {
+                    None => trusted = true,
+                    Some(why) => {
+                        let why = format!("the client is not the same build as this rank: {why}");
+                        eprintln!("concurrent_futures: {why}");
+                        link.send(client, tag::REFUSED, why.into_bytes());
+                        ending = Some(Ending::Refused);
+                    }
+                },
+                tag::RUN if trusted && !running => {
+                    running = true;
+                    if run.send(msg.body).is_err() {
+                        ending = Some(Ending::Refused);
+                    }
+                }
+                tag::RUN => {
+                    let why = if trusted {
+                        "a task arrived while another was running"
+                    } else {
+                        "a task arrived before the client's build identity"
+                    };
+                    link.send(client, tag::REFUSED, why.as_bytes().to_vec());
+                    ending = Some(Ending::Refused);
+                }
+                tag::PING => link.send(client, tag::PONG, Vec::new()),
+                tag::STOP => ending = Some(Ending::Stopped),
+                other => log::warn!("concurrent_futures: MPI rank ignores a message of tag {other}"),
+            }
+        }
+        progressed |= link.progress();
+        if progressed {
+            backoff.reset();
+        }
+        let pause = backoff.pause();
+        if running {
+            // Waiting on the task thread wakes at once when the task ends, and polls MPI meanwhile.
+            match done.recv_timeout(pause) {
+                Ok(reply) => {
+                    running = false;
+                    backoff.reset();
+                    link.send(client, tag::REPLY, reply);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => ending = Some(Ending::Refused),
+            }
+        } else if ending.is_none() {
+            std::thread::sleep(pause);
+        }
+    }
+    // Let the last messages (a reply, a refusal) leave; the client may be gone, so not forever.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while link.sending(None) && std::time::Instant::now() < until {
+        if !link.progress() {
+            std::thread::sleep(backoff.pause());
+        }
+    }
+    ending.unwrap_or(Ending::Stopped)
+}
+
+/// The task side of a rank: runs each frame `run` brings and sends its reply frame on `done`, until
+/// the MPI side hangs up.
+pub(crate) fn run_tasks(run: Receiver<Vec<u8>>, done: Sender<Vec<u8>>) {
+    for frame in run {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(&[0; wire::HEADER]);
+        let body = frame.get(wire::HEADER..).unwrap_or(&[]);
+        match child::parse_run(body) {
+            // SAFETY: the one place a rank calls a received code address. The frame came from the
+            // rank's client (the MPI side drops messages from anyone else) only after the client's
+            // identity matched this rank's (`identity.rs`: same code bytes, same layout), and the
+            // client builds `RUN` frames only with `code::run_frame`, whose trampoline offset it took
+            // from a `Trampoline` (`run_one::<A, R>` and its siblings) and whose function offset from
+            // a `fn` of the type that trampoline names, in the same generic call. So `tramp` is that
+            // trampoline and `func` that function, which is the trampoline's contract; `parse_run`
+            // also checked that both lie in this executable's code. Trusting the client at all is the
+            // MPI job's trust model (see the module docs of `mpi_pool`).
+            #[allow(unsafe_code)]
+            Some((tramp, func, arg)) => unsafe {
+                let tramp = std::mem::transmute::<usize, Trampoline>(tramp);
+                tramp(func, arg, &mut out);
+            },
+            None => {
+                out.push(wire::reply::ARG_DECODE);
+                out.extend_from_slice(b"the rank received a malformed task frame");
+            }
+        }
+        let _ = wire::seal(&mut out, usize::MAX);
+        // The task's prints reach the terminal before its result reaches the client.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        if done.send(out).is_err() {
+            return;
+        }
+    }
+}
