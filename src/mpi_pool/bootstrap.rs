@@ -15,13 +15,14 @@ use mpi::collective::Root;
 use mpi::environment::Threading;
 use mpi::topology::{Communicator, SimpleCommunicator};
 
+use super::client::{self, Peers};
 use super::link::Link;
 use super::shared::Shared;
-use super::{client, server, Config};
+use super::{server, Config};
 use crate::error::Error;
 
-/// The argument that makes a spawned copy of the program an MPI worker; the backoff cap (in
-/// microseconds) follows `=`.
+/// The argument that makes a spawned copy of the program an MPI worker; `=<backoff cap in
+/// microseconds>:<heartbeat timeout in milliseconds>` follows.
 const WORKER_ARG: &str = "--concurrent-futures-mpi-worker";
 
 /// How the ranks come to be.
@@ -50,13 +51,24 @@ pub(crate) fn start(
     start: Start,
     config: Arc<Config>,
     shared: Arc<Shared>,
-) -> Result<(Role, JoinHandle<i32>), Error> {
+) -> Result<(Role, JoinHandle<()>), Error> {
     // The constructor below must be linked into every program that can start a pool.
     std::hint::black_box(&WORKER_ENTRY);
     let (role_tx, role_rx) = mpsc::sync_channel::<Result<Role, Error>>(1);
     let owner = std::thread::Builder::new()
         .name("mpi-owner".into())
-        .spawn(move || owner(start, &config, &shared, role_tx))
+        .spawn(move || {
+            let run = std::panic::AssertUnwindSafe(|| owner(start, &config, &shared, role_tx));
+            if let Err(p) = std::panic::catch_unwind(run) {
+                // The running tasks were failed as the loop unwound; the queued ones fail here, and
+                // `shutdown` must not wait for an owner that is gone.
+                shared.break_pool(crate::error::BrokenCause::Protocol(format!(
+                    "the MPI owner thread panicked: {}",
+                    crate::error::panic_message(&*p)
+                )));
+                shared.owner_exited();
+            }
+        })
         .map_err(|e| Error::ProcessSetup(format!("could not start the MPI owner thread: {e}")))?;
     match role_rx.recv() {
         Ok(Ok(role)) => Ok((role, owner)),
@@ -74,13 +86,13 @@ pub(crate) fn start(
     }
 }
 
-/// The owner thread: returns the process's exit code for a worker rank (unused for the client).
+/// The owner thread. On a worker rank it ends the process.
 fn owner(
     start: Start,
     config: &Config,
     shared: &Shared,
     role: mpsc::SyncSender<Result<Role, Error>>,
-) -> i32 {
+) {
     let Some((universe, level)) = mpi::initialize_with_threading(Threading::Funneled) else {
         let _ = role.send(Err(Error::ProcessSetup(
             "MPI is already initialized in this process: an MPI pool owns MPI, so a process \
@@ -88,7 +100,7 @@ fn owner(
                 .into(),
         )));
         shared.owner_exited();
-        return 1;
+        return;
     };
     if level < Threading::Funneled {
         let _ = role.send(Err(Error::ProcessSetup(format!(
@@ -96,52 +108,70 @@ fn owner(
         ))));
         drop(universe);
         shared.owner_exited();
-        return 1;
+        return;
     }
-    let code = match start {
+    let peers = match start {
         Start::World => {
             let world = universe.world();
             let (rank, size) = (world.rank(), world.size());
             if rank != 0 {
-                worker_rank(Link::new(world), 0, config.backoff, &role)
+                let ending = worker_rank(Link::new(world), 0, config, &role);
+                worker_exit(universe, ending)
             } else if size < 2 {
                 let _ = role.send(Err(Error::InvalidArgument(
                     "MPI_COMM_WORLD has one rank, so no worker: start the program with \
                      `mpirun -n N` (N ≥ 2), or use spawn mode"
                         .into(),
                 )));
-                1
+                Peers::AllStopped
             } else {
                 let _ = role.send(Ok(Role::Client {
                     ranks: size as usize - 1,
                 }));
-                client::run(Link::new(world), 1..size, shared, config);
-                0
+                // `MPI_COMM_WORLD` is never freed nor disconnected: nothing to leak.
+                client::run(Link::new(world), 1..size, shared, config).1
             }
         }
-        Start::Spawn(n) => match spawn(n, config.backoff) {
+        Start::Spawn(n) => match spawn(n, config) {
             Ok(inter) => {
                 let _ = role.send(Ok(Role::Client { ranks: n }));
-                client::run(Link::new(inter), 0..n as i32, shared, config);
-                0
+                match client::run(Link::new(inter), 0..n as i32, shared, config) {
+                    (link, Peers::AllStopped) => {
+                        drop(link);
+                        Peers::AllStopped
+                    }
+                    (link, Peers::SomeLost) => {
+                        link.leak();
+                        Peers::SomeLost
+                    }
+                }
             }
             Err(e) => {
                 let _ = role.send(Err(e));
-                1
+                Peers::AllStopped
             }
         },
     };
-    drop(universe);
+    match peers {
+        Peers::AllStopped => drop(universe),
+        // `MPI_Finalize` synchronizes with every process still connected, a lost one included, and
+        // would wait for it for ever. Skipped: the process's exit releases MPI's resources (in static
+        // mode `mpirun` then reports that rank 0 did not finalize, which is true).
+        Peers::SomeLost => std::mem::forget(universe),
+    }
     shared.owner_exited();
-    code
 }
 
 /// Spawns `n` copies of this program as workers.
-fn spawn(n: usize, backoff: Duration) -> Result<mpi::topology::InterCommunicator, Error> {
+fn spawn(n: usize, config: &Config) -> Result<mpi::topology::InterCommunicator, Error> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::ProcessSetup(format!("cannot find this program's file: {e}")))?;
     let mut command = std::process::Command::new(exe);
-    command.arg(format!("{WORKER_ARG}={}", backoff.as_micros()));
+    command.arg(format!(
+        "{WORKER_ARG}={}:{}",
+        config.backoff.as_micros(),
+        config.heartbeat_timeout.as_millis()
+    ));
     let n = i32::try_from(n)
         .map_err(|_| Error::InvalidArgument(format!("{n} workers is more than MPI can spawn")))?;
     SimpleCommunicator::self_comm()
@@ -152,11 +182,11 @@ fn spawn(n: usize, backoff: Duration) -> Result<mpi::topology::InterCommunicator
 
 /// A worker rank's owner: hands the task channels to the calling thread, then serves.
 fn worker_rank<C>(
-    link: Link<C>,
+    mut link: Link<C>,
     client: i32,
-    backoff: Duration,
+    config: &Config,
     role: &mpsc::SyncSender<Result<Role, Error>>,
-) -> i32
+) -> server::Ending
 where
     C: Communicator + mpi::raw::AsRaw<Raw = mpi::ffi::MPI_Comm>,
 {
@@ -169,25 +199,49 @@ where
         }))
         .is_err()
     {
-        return 1;
+        return server::Ending::Refused;
     }
-    match server::serve(link, client, run_tx, done_rx, backoff) {
-        server::Ending::Stopped => 0,
-        server::Ending::Refused => 3,
+    let ending = server::serve(
+        &mut link,
+        client,
+        run_tx,
+        done_rx,
+        config.backoff,
+        config.heartbeat_timeout,
+    );
+    match ending {
+        server::Ending::Stopped => drop(link),
+        server::Ending::Refused | server::Ending::ClientLost => link.leak(),
     }
+    ending
 }
 
-/// Runs a worker rank's tasks on this thread until the client stops it, then ends the process
-/// with the owner's exit code: `main` goes no further on a worker rank.
+/// Ends a worker rank's process from its owner thread: a task still running on the other thread (the
+/// client stopped the rank mid-task, or is gone) must not keep it alive. MPI is finalized only
+/// after an orderly stop: finalizing disconnects from the client, which waits for a client that may
+/// be dead.
+fn worker_exit(universe: mpi::environment::Universe, ending: server::Ending) -> ! {
+    if ending == server::Ending::Stopped {
+        drop(universe);
+    } else {
+        std::mem::forget(universe);
+    }
+    let code = ending.exit_code();
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(code)
+}
+
+/// Runs a worker rank's tasks on this thread until the client stops it; the owner thread then ends
+/// the process, so `main` goes no further on a worker rank.
 pub(crate) fn serve_then_exit(
     run: mpsc::Receiver<Vec<u8>>,
     done: mpsc::Sender<Vec<u8>>,
-    owner: JoinHandle<i32>,
+    owner: JoinHandle<()>,
 ) -> ! {
     server::run_tasks(run, done);
-    let code = owner.join().unwrap_or(1);
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    std::process::exit(code)
+    // The owner exits the process; it returns only if it panicked.
+    let _ = owner.join();
+    std::process::exit(1)
 }
 
 /// The constructor: a spawned worker (its argv carries [`WORKER_ARG`]) serves its parent and exits
@@ -202,23 +256,30 @@ extern "C" fn worker_entry() {
     let Some(arg) = std::env::args_os().nth(1) else {
         return;
     };
-    let Some(backoff) = arg
+    let Some(config) = arg
         .to_str()
         .and_then(|a| a.strip_prefix(WORKER_ARG))
         .and_then(|a| a.strip_prefix('='))
-        .and_then(|us| us.parse::<u64>().ok())
+        .and_then(|a| a.split_once(':'))
+        .and_then(|(us, ms)| Some((us.parse::<u64>().ok()?, ms.parse::<u64>().ok()?)))
     else {
         return;
     };
+    let config = Config {
+        backoff: Duration::from_micros(config.0),
+        heartbeat_timeout: Duration::from_millis(config.1),
+        // Only the client uses these.
+        heartbeat_interval: Duration::ZERO,
+        task_deadline: None,
+    };
     // Nothing may unwind into the C runtime.
-    let code = std::panic::catch_unwind(|| spawned_worker(Duration::from_micros(backoff)))
-        .unwrap_or(1);
+    let code = std::panic::catch_unwind(|| spawned_worker(config)).unwrap_or(1);
     let _ = std::io::Write::flush(&mut std::io::stdout());
     std::process::exit(code)
 }
 
 /// A spawned worker: serves the parent (rank 0 of the parent's group) on the parent intercommunicator.
-fn spawned_worker(backoff: Duration) -> i32 {
+fn spawned_worker(config: Config) -> i32 {
     let (role_tx, role_rx) = mpsc::sync_channel::<Result<Role, Error>>(1);
     let owner = std::thread::spawn(move || {
         let Some((universe, _)) = mpi::initialize_with_threading(Threading::Funneled) else {
@@ -231,9 +292,8 @@ fn spawned_worker(backoff: Duration) -> i32 {
             );
             return 1;
         };
-        let code = worker_rank(Link::new(parent), 0, backoff, &role_tx);
-        drop(universe);
-        code
+        let ending = worker_rank(Link::new(parent), 0, &config, &role_tx);
+        worker_exit(universe, ending)
     });
     match role_rx.recv() {
         Ok(Ok(Role::Worker { run, done })) => {

@@ -89,7 +89,9 @@ impl MpiPoolBuilder {
             )));
         }
         if c.task_deadline.is_some_and(|d| d.is_zero()) {
-            return Err(Error::InvalidArgument("the task deadline must be above zero".into()));
+            return Err(Error::InvalidArgument(
+                "the task deadline must be above zero".into(),
+            ));
         }
         Ok(())
     }

@@ -41,14 +41,20 @@ struct Rank {
     pinged: Option<Instant>,
 }
 
-/// Serves the pool until it is shut down and drained, or broken; then stops every rank.
-pub(crate) fn run<C>(link: Link<C>, ranks: impl IntoIterator<Item = i32>, shared: &Shared, config: &Config)
+/// Serves the pool until it is shut down and drained, or broken; then stops every rank. Gives the
+/// link back with whether every rank was stopped in order, or some rank was lost.
+pub(crate) fn run<C>(
+    link: Link<C>,
+    ranks: impl IntoIterator<Item = i32>,
+    shared: &Shared,
+    config: &Config,
+) -> (Link<C>, Peers)
 where
     C: Communicator + AsRaw<Raw = ffi::MPI_Comm>,
 {
     let now = Instant::now();
     let mut client = Client {
-        link,
+        link: Some(link),
         ranks: ranks
             .into_iter()
             .map(|rank| Rank {
@@ -61,28 +67,66 @@ where
         shared,
         config,
         backoff: Backoff::new(config.backoff),
+        lost: false,
     };
     client.serve();
     client.stop_all();
+    let peers = if client.lost {
+        Peers::SomeLost
+    } else {
+        Peers::AllStopped
+    };
+    let link = client.link.take().expect("the link is taken once, here");
+    (link, peers)
+}
+
+/// A panic in the loop must not leave the running tasks' futures pending for ever: they fail as in a
+/// broken pool. (At an orderly end no rank is busy, and this does nothing.)
+impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Drop for Client<'_, C> {
+    fn drop(&mut self) {
+        if !self
+            .ranks
+            .iter()
+            .any(|r| matches!(r.phase, Phase::Busy(..)))
+        {
+            return;
+        }
+        self.break_pool(BrokenCause::Protocol(
+            "the MPI owner thread panicked".into(),
+        ));
+    }
+}
+
+/// How the ranks were left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peers {
+    /// Every rank was told to stop and the message left.
+    AllStopped,
+    /// A rank was given up on, or a stop did not leave in time: a collective call with the ranks
+    /// (a disconnect) could wait for ever.
+    SomeLost,
 }
 
 struct Client<'a, C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> {
-    link: Link<C>,
+    /// There until `run` takes it back at the end.
+    link: Option<Link<C>>,
     ranks: Vec<Rank>,
     shared: &'a Shared,
     config: &'a Config,
     backoff: Backoff,
+    /// A rank was given up on.
+    lost: bool,
 }
 
 impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
     fn serve(&mut self) {
         loop {
             let mut progressed = false;
-            while let Some(msg) = self.link.receive() {
+            while let Some(msg) = self.link().receive() {
                 progressed = true;
                 self.on_message(msg);
             }
-            progressed |= self.link.progress();
+            progressed |= self.link().progress();
             progressed |= self.dispatch();
             self.check_liveness(Instant::now());
             if self.finished() {
@@ -91,7 +135,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             if progressed {
                 self.backoff.reset();
             }
-            let expecting = self.link.sending(None)
+            let expecting = self.link().sending(None)
                 || self.ranks.iter().any(|r| {
                     r.pinged.is_some() || matches!(r.phase, Phase::Greeting | Phase::Busy(..))
                 });
@@ -103,6 +147,12 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             };
             self.shared.idle(pause);
         }
+    }
+
+    fn link(&mut self) -> &mut Link<C> {
+        self.link
+            .as_mut()
+            .expect("the link is there until `run` ends")
     }
 
     fn rank_mut(&mut self, rank: i32) -> Option<&mut Rank> {
@@ -125,7 +175,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
                 None => {
                     r.phase = Phase::Idle;
                     let rank = r.rank;
-                    self.link.send(rank, tag::WELCOME, identity::encoded());
+                    self.link().send(rank, tag::WELCOME, identity::encoded());
                     self.shared.lock().ranks += 1;
                 }
                 Some(why) => {
@@ -138,7 +188,10 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             tag::REPLY => {
                 if let Phase::Busy(task, _) = std::mem::replace(&mut r.phase, Phase::Idle) {
                     self.shared.lock().busy -= 1;
-                    let body = msg.body.get(crate::process_pool::wire::HEADER..).unwrap_or(&[]);
+                    let body = msg
+                        .body
+                        .get(crate::process_pool::wire::HEADER..)
+                        .unwrap_or(&[]);
                     task.finish(body, &self.shared.counters);
                 }
             }
@@ -186,7 +239,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
                 continue;
             };
             let rank = self.ranks[i].rank;
-            self.link.send(rank, tag::RUN, frame);
+            self.link().send(rank, tag::RUN, frame);
             self.ranks[i].phase = Phase::Busy(task, Instant::now());
             given = true;
         }
@@ -196,8 +249,15 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
     /// Pings ranks that have been quiet for an interval; gives up on one quiet for the timeout, or
     /// holding a task past the deadline.
     fn check_liveness(&mut self, now: Instant) {
-        let (interval, timeout) = (self.config.heartbeat_interval, self.config.heartbeat_timeout);
+        let (interval, timeout) = (
+            self.config.heartbeat_interval,
+            self.config.heartbeat_timeout,
+        );
         let mut lost = None;
+        let link = self
+            .link
+            .as_mut()
+            .expect("the link is there until `run` ends");
         for r in &mut self.ranks {
             if matches!(r.phase, Phase::Gone) {
                 continue;
@@ -221,15 +281,17 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             }
             if quiet >= interval && r.pinged.is_none() && !matches!(r.phase, Phase::Greeting) {
                 r.pinged = Some(now);
-                self.link.send(r.rank, tag::PING, Vec::new());
+                link.send(r.rank, tag::PING, Vec::new());
             }
         }
         if let Some(lost) = lost {
-            self.link.abandon(lost.rank);
+            self.lost = true;
+            self.link().abandon(lost.rank);
+            // First, so the lost rank's own task fails with the others.
+            self.break_pool(BrokenCause::RankLost(lost));
             if let Some(r) = self.rank_mut(lost.rank) {
                 r.phase = Phase::Gone;
             }
-            self.break_pool(BrokenCause::RankLost(lost));
         }
     }
 
@@ -265,7 +327,11 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             Lifecycle::Open => false,
             Lifecycle::Broken(_) => true,
             Lifecycle::ShutDown => {
-                st.queue.is_empty() && !self.ranks.iter().any(|r| matches!(r.phase, Phase::Busy(..)))
+                st.queue.is_empty()
+                    && !self
+                        .ranks
+                        .iter()
+                        .any(|r| matches!(r.phase, Phase::Busy(..)))
             }
         }
     }
@@ -273,20 +339,27 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
     /// Tells every rank still there to exit, and waits (at most a heartbeat timeout) for the
     /// messages to leave.
     fn stop_all(&mut self) {
+        let link = self
+            .link
+            .as_mut()
+            .expect("the link is there until `run` ends");
         for r in &mut self.ranks {
             if !matches!(r.phase, Phase::Gone) {
                 r.phase = Phase::Gone;
-                self.link.send(r.rank, tag::STOP, Vec::new());
+                link.send(r.rank, tag::STOP, Vec::new());
             }
         }
         let until = Instant::now() + self.config.heartbeat_timeout;
         self.backoff.reset();
-        while self.link.sending(None) && Instant::now() < until {
+        while self.link().sending(None) && Instant::now() < until {
             // Answers to earlier pings may still come; they need no reply.
-            while self.link.receive().is_some() {}
-            if !self.link.progress() {
+            while self.link().receive().is_some() {}
+            if !self.link().progress() {
                 std::thread::sleep(self.backoff.pause());
             }
+        }
+        if self.link().sending(None) {
+            self.lost = true;
         }
     }
 }

@@ -94,7 +94,9 @@ pub(crate) fn encoded() -> Vec<u8> {
 
 /// Decodes a peer's identity.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Identity> {
-    postcard::from_bytes::<Option<Identity>>(bytes).ok().flatten()
+    postcard::from_bytes::<Option<Identity>>(bytes)
+        .ok()
+        .flatten()
 }
 
 /// Why a peer that sent `theirs` must not be trusted with code offsets, if it must not.

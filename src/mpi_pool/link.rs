@@ -50,7 +50,8 @@ struct Sending {
 
 /// The sends in flight on one communicator.
 pub(crate) struct Link<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> {
-    comm: C,
+    /// Always there but in `leak`.
+    comm: Option<C>,
     sending: Vec<Sending>,
 }
 
@@ -65,7 +66,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Link<C> {
             ffi::MPI_Comm_set_errhandler(comm.as_raw(), ffi::RSMPI_ERRORS_RETURN);
         }
         Link {
-            comm,
+            comm: Some(comm),
             sending: Vec::new(),
         }
     }
@@ -88,7 +89,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Link<C> {
                 ffi::RSMPI_UINT8_T,
                 to,
                 tag,
-                self.comm.as_raw(),
+                self.comm().as_raw(),
                 request.as_mut_ptr(),
             );
             request.assume_init()
@@ -131,13 +132,28 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Link<C> {
 
     /// The next message that has arrived, from anyone, if one has.
     pub(crate) fn receive(&self) -> Option<Received> {
-        let probed = self.comm.any_process().immediate_matched_probe()?;
+        let probed = self.comm().any_process().immediate_matched_probe()?;
         let (body, status) = probed.matched_receive_vec::<u8>();
         Some(Received {
             from: status.source_rank(),
             tag: status.tag(),
             body,
         })
+    }
+}
+
+impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Link<C> {
+    /// Lets go of the communicator without freeing or disconnecting it: for a peer that may be dead,
+    /// where rsmpi's `MPI_Comm_disconnect` of an intercommunicator (a collective call) would wait for
+    /// ever. MPI reclaims it at finalize or exit.
+    pub(crate) fn leak(mut self) {
+        std::mem::forget(self.comm.take());
+    }
+
+    fn comm(&self) -> &C {
+        self.comm
+            .as_ref()
+            .expect("only `leak` takes the communicator, and it consumes the link")
     }
 }
 
@@ -187,7 +203,10 @@ mod tests {
     fn backoff_doubles_up_to_its_cap_and_restarts_at_zero() {
         let mut b = Backoff::new(Duration::from_micros(1024));
         let seq: Vec<u64> = (0..14).map(|_| b.pause().as_micros() as u64).collect();
-        assert_eq!(seq, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1024, 1024]);
+        assert_eq!(
+            seq,
+            [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1024, 1024]
+        );
         b.reset();
         assert_eq!(b.pause(), Duration::ZERO);
     }

@@ -117,7 +117,7 @@ pub struct MpiPoolExecutor {
 struct Handle {
     shared: Arc<Shared>,
     ranks: usize,
-    owner: Mutex<Option<JoinHandle<i32>>>,
+    owner: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Handle {

@@ -2,7 +2,7 @@
 //! the tasks, one at a time, so a long task never keeps the rank from answering heartbeats.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mpi::ffi;
 use mpi::raw::AsRaw;
@@ -20,16 +20,30 @@ pub(crate) enum Ending {
     Stopped,
     /// The rank refused the client (a different build), or the client sent something malformed.
     Refused,
+    /// Nothing came from the client for the heartbeat timeout: it is presumed dead.
+    ClientLost,
+}
+
+impl Ending {
+    /// The rank's exit code.
+    pub(crate) fn exit_code(self) -> i32 {
+        match self {
+            Ending::Stopped => 0,
+            Ending::Refused => 3,
+            Ending::ClientLost => 4,
+        }
+    }
 }
 
 /// The MPI side of a rank: serves `client` until told to stop. `run` carries each `RUN` frame to the
 /// task thread, `done` brings its reply frame back.
 pub(crate) fn serve<C>(
-    mut link: Link<C>,
+    link: &mut Link<C>,
     client: i32,
     run: Sender<Vec<u8>>,
     done: Receiver<Vec<u8>>,
     backoff_cap: Duration,
+    client_timeout: Duration,
 ) -> Ending
 where
     C: Communicator + AsRaw<Raw = ffi::MPI_Comm>,
@@ -39,6 +53,7 @@ where
     let mut running = false;
     let mut ending = None;
     let mut backoff = Backoff::new(backoff_cap);
+    let mut heard = Instant::now();
     while ending.is_none() {
         let mut progressed = false;
         while let Some(msg) = link.receive() {
@@ -50,6 +65,7 @@ where
                 );
                 continue;
             }
+            heard = Instant::now();
             match msg.tag {
                 tag::WELCOME => match identity::refusal(&msg.body) {
                     None => trusted = true,
@@ -77,12 +93,21 @@ where
                 }
                 tag::PING => link.send(client, tag::PONG, Vec::new()),
                 tag::STOP => ending = Some(Ending::Stopped),
-                other => log::warn!("concurrent_futures: MPI rank ignores a message of tag {other}"),
+                other => {
+                    log::warn!("concurrent_futures: MPI rank ignores a message of tag {other}")
+                }
             }
         }
         progressed |= link.progress();
         if progressed {
             backoff.reset();
+        }
+        if ending.is_none() && heard.elapsed() >= client_timeout {
+            eprintln!(
+                "concurrent_futures: MPI rank stops serving: nothing from its client (rank {client}) \
+                 for {client_timeout:?}"
+            );
+            ending = Some(Ending::ClientLost);
         }
         let pause = backoff.pause();
         if running {
@@ -101,8 +126,8 @@ where
         }
     }
     // Let the last messages (a reply, a refusal) leave; the client may be gone, so not forever.
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    while link.sending(None) && std::time::Instant::now() < until {
+    let until = Instant::now() + Duration::from_secs(5).min(client_timeout);
+    while link.sending(None) && Instant::now() < until {
         if !link.progress() {
             std::thread::sleep(backoff.pause());
         }
