@@ -353,7 +353,11 @@ mod case {
         if !active("cancel_and_shutdown") {
             return;
         }
-        let pool = MpiPoolExecutor::from_world().unwrap();
+        // One task per rank: a task that finds both ranks busy stays queued (cancellable).
+        let pool = MpiPoolExecutor::builder()
+            .tasks_per_rank(1)
+            .from_world()
+            .unwrap();
         all_ranks_up(&pool);
 
         // Both ranks held: a third task stays queued, and cancels.
@@ -392,7 +396,11 @@ mod case {
         if !active("shutdown_runs_queue") {
             return;
         }
-        let pool = MpiPoolExecutor::from_world().unwrap();
+        // One task per rank: a task that finds both ranks busy stays queued (cancellable).
+        let pool = MpiPoolExecutor::builder()
+            .tasks_per_rank(1)
+            .from_world()
+            .unwrap();
         all_ranks_up(&pool);
         let g = gate("shutdown-run");
         let held: Vec<_> = (0..2)

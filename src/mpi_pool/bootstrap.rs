@@ -271,6 +271,7 @@ extern "C" fn worker_entry() {
         // Only the client uses these.
         heartbeat_interval: Duration::ZERO,
         task_deadline: None,
+        tasks_per_rank: 1,
     };
     // Nothing may unwind into the C runtime.
     let code = std::panic::catch_unwind(|| spawned_worker(config)).unwrap_or(1);

@@ -37,7 +37,7 @@ impl Default for MpiPoolBuilder {
 
 impl MpiPoolBuilder {
     /// The defaults: one spawned worker, a heartbeat every second given up after 10 s of silence,
-    /// no task deadline, a 1 ms backoff cap.
+    /// no task deadline, a 1 ms backoff cap, 2 tasks per rank.
     pub fn new() -> Self {
         MpiPoolBuilder {
             workers: 1,
@@ -46,6 +46,7 @@ impl MpiPoolBuilder {
                 heartbeat_timeout: Duration::from_secs(10),
                 task_deadline: None,
                 backoff: Duration::from_millis(1),
+                tasks_per_rank: 2,
             },
         }
     }
@@ -80,6 +81,15 @@ impl MpiPoolBuilder {
         self
     }
 
+    /// How many tasks the client sends one rank before the first comes back (default 2). A rank
+    /// runs them one at a time; the next one is already there when one ends, so many small tasks
+    /// do not each wait a round trip. Tasks sent are RUNNING, and no longer cancel: 1 keeps every
+    /// task not yet running cancellable, as mpi4py.futures does.
+    pub fn tasks_per_rank(mut self, n: usize) -> Self {
+        self.config.tasks_per_rank = n;
+        self
+    }
+
     fn check(&self) -> Result<(), Error> {
         let c = &self.config;
         if c.heartbeat_interval.is_zero() || c.heartbeat_timeout <= c.heartbeat_interval {
@@ -87,6 +97,9 @@ impl MpiPoolBuilder {
                 "the heartbeat timeout ({:?}) must exceed its interval ({:?}), which must be above zero",
                 c.heartbeat_timeout, c.heartbeat_interval
             )));
+        }
+        if c.tasks_per_rank == 0 {
+            return Err(Error::InvalidArgument("tasks_per_rank must be >= 1".into()));
         }
         if c.task_deadline.is_some_and(|d| d.is_zero()) {
             return Err(Error::InvalidArgument(

@@ -6,6 +6,7 @@
 //! without spinning); when nothing is, it sleeps until the next heartbeat is due. Submits and
 //! shutdowns wake it at once either way, so an idle client costs one wake-up per heartbeat interval.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,15 +20,14 @@ use super::shared::{Lifecycle, Shared};
 use super::Config;
 use crate::error::{BrokenCause, Error, RankLost, RankSilence};
 use crate::process_pool::task::ProcTask;
+use crate::process_pool::Counters;
 
-/// What one rank is doing, as the client sees it.
+/// Where one rank is in its life, as the client sees it.
 enum Phase {
     /// Started; its `HELLO` has not arrived yet.
     Greeting,
-    /// Shook hands; waiting for work.
-    Idle,
-    /// Running this task, dispatched at that instant.
-    Busy(Arc<dyn ProcTask>, Instant),
+    /// Shook hands: takes tasks.
+    Ready,
     /// Told to exit, or given up on.
     Gone,
 }
@@ -35,6 +35,11 @@ enum Phase {
 struct Rank {
     rank: i32,
     phase: Phase,
+    /// The tasks sent to it, in order: it runs them one at a time and replies in that order.
+    tasks: VecDeque<Arc<dyn ProcTask>>,
+    /// Since when the first of `tasks` has been running there (it was sent to an empty rank, or
+    /// the reply before it arrived).
+    front_since: Instant,
     /// When anything last came from it.
     heard: Instant,
     /// When the unanswered `PING` to it was sent.
@@ -60,6 +65,8 @@ where
             .map(|rank| Rank {
                 rank,
                 phase: Phase::Greeting,
+                tasks: VecDeque::new(),
+                front_since: now,
                 heard: now,
                 pinged: None,
             })
@@ -84,11 +91,7 @@ where
 /// broken pool. (At an orderly end no rank is busy, and this does nothing.)
 impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Drop for Client<'_, C> {
     fn drop(&mut self) {
-        if !self
-            .ranks
-            .iter()
-            .any(|r| matches!(r.phase, Phase::Busy(..)))
-        {
+        if self.ranks.iter().all(|r| r.tasks.is_empty()) {
             return;
         }
         self.break_pool(BrokenCause::Protocol(
@@ -137,7 +140,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             }
             let expecting = self.link().sending(None)
                 || self.ranks.iter().any(|r| {
-                    r.pinged.is_some() || matches!(r.phase, Phase::Greeting | Phase::Busy(..))
+                    r.pinged.is_some() || matches!(r.phase, Phase::Greeting) || !r.tasks.is_empty()
                 });
             let pause = if expecting {
                 self.backoff.pause()
@@ -173,7 +176,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
         match msg.tag {
             tag::HELLO => match identity::refusal(&msg.body) {
                 None => {
-                    r.phase = Phase::Idle;
+                    r.phase = Phase::Ready;
                     let rank = r.rank;
                     self.link().send(rank, tag::WELCOME, identity::encoded());
                     self.shared.lock().ranks += 1;
@@ -186,7 +189,8 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
                 }
             },
             tag::REPLY => {
-                if let Phase::Busy(task, _) = std::mem::replace(&mut r.phase, Phase::Idle) {
+                if let Some(task) = r.tasks.pop_front() {
+                    r.front_since = now;
                     self.shared.lock().busy -= 1;
                     let body = msg
                         .body
@@ -208,14 +212,22 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
         }
     }
 
-    /// Gives queued tasks to idle ranks; `true` if any was given.
+    /// Gives queued tasks to ranks with room (fewer than `tasks_per_rank` sent), the emptiest first;
+    /// `true` if any was given.
     fn dispatch(&mut self) -> bool {
+        let window = self.config.tasks_per_rank;
         let mut given = false;
-        for i in 0..self.ranks.len() {
-            if !matches!(self.ranks[i].phase, Phase::Idle) {
-                continue;
-            }
-            // Take the next task that is not cancelled; RUNNING from here on means dispatched.
+        loop {
+            let Some(i) = (0..self.ranks.len())
+                .filter(|&i| {
+                    matches!(self.ranks[i].phase, Phase::Ready)
+                        && self.ranks[i].tasks.len() < window
+                })
+                .min_by_key(|&i| self.ranks[i].tasks.len())
+            else {
+                return given;
+            };
+            // The next task that is not cancelled; RUNNING from here on means dispatched.
             let task = {
                 let mut st = self.shared.lock();
                 loop {
@@ -225,13 +237,11 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
                             st.busy += 1;
                             break Some(t);
                         }
-                        Some(_) => {
-                            crate::process_pool::Counters::add(&self.shared.counters.cancelled, 1)
-                        }
+                        Some(_) => Counters::add(&self.shared.counters.cancelled, 1),
                     }
                 }
             };
-            let Some(task) = task else { break };
+            let Some(task) = task else { return given };
             let Some(frame) = task.take_frame() else {
                 // Only a cancel takes the frame, and a started task cannot be cancelled.
                 self.shared.lock().busy -= 1;
@@ -240,10 +250,13 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             };
             let rank = self.ranks[i].rank;
             self.link().send(rank, tag::RUN, frame);
-            self.ranks[i].phase = Phase::Busy(task, Instant::now());
+            let r = &mut self.ranks[i];
+            if r.tasks.is_empty() {
+                r.front_since = Instant::now();
+            }
+            r.tasks.push_back(task);
             given = true;
         }
-        given
     }
 
     /// Pings ranks that have been quiet for an interval; gives up on one quiet for the timeout, or
@@ -270,8 +283,8 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
                 });
                 break;
             }
-            if let (Phase::Busy(_, since), Some(deadline)) = (&r.phase, self.config.task_deadline) {
-                if now.saturating_duration_since(*since) >= deadline {
+            if let (false, Some(deadline)) = (r.tasks.is_empty(), self.config.task_deadline) {
+                if now.saturating_duration_since(r.front_since) >= deadline {
                     lost = Some(RankLost {
                         rank: r.rank,
                         why: RankSilence::TaskDeadline(deadline),
@@ -313,7 +326,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
     fn break_pool(&mut self, cause: BrokenCause) {
         let broken = self.shared.break_pool(cause);
         for r in &mut self.ranks {
-            if let Phase::Busy(task, _) = std::mem::replace(&mut r.phase, Phase::Idle) {
+            for task in r.tasks.drain(..) {
                 task.fail(Error::BrokenProcessPool(broken.clone()));
             }
         }
@@ -327,11 +340,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             Lifecycle::Open => false,
             Lifecycle::Broken(_) => true,
             Lifecycle::ShutDown => {
-                st.queue.is_empty()
-                    && !self
-                        .ranks
-                        .iter()
-                        .any(|r| matches!(r.phase, Phase::Busy(..)))
+                st.queue.is_empty() && self.ranks.iter().all(|r| r.tasks.is_empty())
             }
         }
     }

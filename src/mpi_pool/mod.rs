@@ -92,6 +92,8 @@ pub(crate) struct Config {
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) task_deadline: Option<Duration>,
     pub(crate) backoff: Duration,
+    /// The most tasks sent to one rank at a time (it runs them one after the other).
+    pub(crate) tasks_per_rank: usize,
 }
 
 /// A pool of MPI ranks running `fn(A) -> R` tasks; every submission returns a [`PoolFuture`].

@@ -50,7 +50,8 @@ where
 {
     link.send(client, tag::HELLO, identity::encoded());
     let mut trusted = false;
-    let mut running = false;
+    // Tasks received and not yet answered: the task thread runs them in order.
+    let mut running = 0usize;
     let mut ending = None;
     let mut backoff = Backoff::new(backoff_cap);
     let mut heard = Instant::now();
@@ -76,18 +77,14 @@ where
                         ending = Some(Ending::Refused);
                     }
                 },
-                tag::RUN if trusted && !running => {
-                    running = true;
+                tag::RUN if trusted => {
+                    running += 1;
                     if run.send(msg.body).is_err() {
                         ending = Some(Ending::Refused);
                     }
                 }
                 tag::RUN => {
-                    let why = if trusted {
-                        "a task arrived while another was running"
-                    } else {
-                        "a task arrived before the client's build identity"
-                    };
+                    let why = "a task arrived before the client's build identity";
                     link.send(client, tag::REFUSED, why.as_bytes().to_vec());
                     ending = Some(Ending::Refused);
                 }
@@ -110,11 +107,11 @@ where
             ending = Some(Ending::ClientLost);
         }
         let pause = backoff.pause();
-        if running {
+        if running > 0 {
             // Waiting on the task thread wakes at once when the task ends, and polls MPI meanwhile.
             match done.recv_timeout(pause) {
                 Ok(reply) => {
-                    running = false;
+                    running -= 1;
                     backoff.reset();
                     link.send(client, tag::REPLY, reply);
                 }
