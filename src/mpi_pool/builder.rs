@@ -37,7 +37,7 @@ impl Default for MpiPoolBuilder {
 
 impl MpiPoolBuilder {
     /// The defaults: one spawned worker, a heartbeat every second given up after 10 s of silence,
-    /// no task deadline, a 1 ms backoff cap, 2 tasks per rank.
+    /// no task deadline, a 1 ms backoff cap, 8 tasks per rank.
     pub fn new() -> Self {
         MpiPoolBuilder {
             workers: 1,
@@ -46,7 +46,7 @@ impl MpiPoolBuilder {
                 heartbeat_timeout: Duration::from_secs(10),
                 task_deadline: None,
                 backoff: Duration::from_millis(1),
-                tasks_per_rank: 2,
+                tasks_per_rank: 8,
             },
         }
     }
@@ -81,7 +81,7 @@ impl MpiPoolBuilder {
         self
     }
 
-    /// How many tasks the client sends one rank before the first comes back (default 2). A rank
+    /// How many tasks the client sends one rank before the first comes back (default 8). A rank
     /// runs them one at a time; the next one is already there when one ends, so many small tasks
     /// do not each wait a round trip. Tasks sent are RUNNING, and no longer cancel: 1 keeps every
     /// task not yet running cancellable, as mpi4py.futures does.

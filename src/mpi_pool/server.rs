@@ -111,9 +111,12 @@ where
             // Waiting on the task thread wakes at once when the task ends, and polls MPI meanwhile.
             match done.recv_timeout(pause) {
                 Ok(reply) => {
-                    running -= 1;
                     backoff.reset();
-                    link.send(client, tag::REPLY, reply);
+                    // Every reply ready now leaves in this turn.
+                    for reply in std::iter::once(reply).chain(done.try_iter()) {
+                        running -= 1;
+                        link.send(client, tag::REPLY, reply);
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => ending = Some(Ending::Refused),
