@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::future::PoolFuture;
 use crate::map::{Map, MapOptions};
-use crate::thread_pool::{Metrics, Queued, ThreadPoolExecutor};
+use crate::pool::{Metrics, Queued};
 
 /// A value that can be a task's argument or result in either pool: it can cross a thread boundary
 /// (`Send + 'static`) and a process boundary (serde). Implemented for every such type.
@@ -130,133 +130,89 @@ pub trait Executor {
     fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_;
 }
 
-impl Executor for ThreadPoolExecutor {
-    fn submit<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> Result<PoolFuture<R>, Error> {
-        ThreadPoolExecutor::submit(self, f, arg)
-    }
+/// Implements [`Executor`] for a pool by its inherent methods of the same names (every pool has them,
+/// so the trait's calls read as the pool's own): one line per pool, here for the built-in ones, in
+/// its own module for a pool behind a feature.
+macro_rules! impl_executor {
+    ($pool:ty) => {
+        impl $crate::Executor for $pool {
+            fn submit<A: $crate::Payload, R: $crate::Payload>(
+                &self,
+                f: fn(A) -> R,
+                arg: A,
+            ) -> Result<$crate::PoolFuture<R>, $crate::Error> {
+                <$pool>::submit(self, f, arg)
+            }
 
-    fn try_submit<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>> {
-        ThreadPoolExecutor::try_submit(self, f, arg)
-    }
+            fn try_submit<A: $crate::Payload, R: $crate::Payload>(
+                &self,
+                f: fn(A) -> R,
+                arg: A,
+            ) -> Result<$crate::PoolFuture<R>, $crate::Rejected<(fn(A) -> R, A)>> {
+                <$pool>::try_submit(self, f, arg)
+            }
 
-    fn submit_async<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> impl Future<Output = Result<PoolFuture<R>, Error>> + Send + '_ {
-        ThreadPoolExecutor::submit_async(self, f, arg)
-    }
+            fn submit_async<A: $crate::Payload, R: $crate::Payload>(
+                &self,
+                f: fn(A) -> R,
+                arg: A,
+            ) -> impl ::std::future::Future<Output = Result<$crate::PoolFuture<R>, $crate::Error>>
+                   + Send
+                   + '_ {
+                <$pool>::submit_async(self, f, arg)
+            }
 
-    fn metrics(&self) -> Metrics {
-        ThreadPoolExecutor::metrics(self)
-    }
+            fn metrics(&self) -> $crate::Metrics {
+                <$pool>::metrics(self)
+            }
 
-    fn submit_fallible<A, R, E>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Result<PoolFuture<R>, Error>
-    where
-        A: Payload,
-        R: Payload,
-        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
-    {
-        ThreadPoolExecutor::submit_fallible(self, f, arg)
-    }
+            fn submit_fallible<A, R, E>(
+                &self,
+                f: fn(A) -> Result<R, E>,
+                arg: A,
+            ) -> Result<$crate::PoolFuture<R>, $crate::Error>
+            where
+                A: $crate::Payload,
+                R: $crate::Payload,
+                E: Into<Box<dyn ::std::error::Error + Send + Sync>> + Send + 'static,
+            {
+                <$pool>::submit_fallible(self, f, arg)
+            }
 
-    fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
-    {
-        ThreadPoolExecutor::map_with(self, f, inputs, opts)
-    }
+            fn map_with<A, R, I>(
+                &self,
+                f: fn(A) -> R,
+                inputs: I,
+                opts: $crate::MapOptions,
+            ) -> Result<$crate::Map<R>, $crate::Error>
+            where
+                A: $crate::Payload,
+                R: $crate::Payload,
+                I: IntoIterator<Item = A>,
+                I::IntoIter: Send + 'static,
+            {
+                <$pool>::map_with(self, f, inputs, opts)
+            }
 
-    fn shutdown(&self, queued: Queued) {
-        ThreadPoolExecutor::shutdown(self, queued)
-    }
+            fn shutdown(&self, queued: $crate::Queued) {
+                <$pool>::shutdown(self, queued)
+            }
 
-    fn shutdown_nowait(&self, queued: Queued) {
-        ThreadPoolExecutor::shutdown_nowait(self, queued)
-    }
+            fn shutdown_nowait(&self, queued: $crate::Queued) {
+                <$pool>::shutdown_nowait(self, queued)
+            }
 
-    fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        ThreadPoolExecutor::shutdown_async(self, queued)
-    }
+            fn shutdown_async(
+                &self,
+                queued: $crate::Queued,
+            ) -> impl ::std::future::Future<Output = ()> + Send + '_ {
+                <$pool>::shutdown_async(self, queued)
+            }
+        }
+    };
 }
+pub(crate) use impl_executor;
 
+crate::executor::impl_executor!(crate::ThreadPoolExecutor);
 #[cfg(all(target_os = "linux", not(loom)))]
-impl Executor for crate::process_pool::ProcessPoolExecutor {
-    fn submit<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> Result<PoolFuture<R>, Error> {
-        crate::process_pool::ProcessPoolExecutor::submit(self, f, arg)
-    }
-
-    fn try_submit<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>> {
-        crate::process_pool::ProcessPoolExecutor::try_submit(self, f, arg)
-    }
-
-    fn submit_async<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> impl Future<Output = Result<PoolFuture<R>, Error>> + Send + '_ {
-        crate::process_pool::ProcessPoolExecutor::submit_async(self, f, arg)
-    }
-
-    fn metrics(&self) -> Metrics {
-        crate::process_pool::ProcessPoolExecutor::metrics(self)
-    }
-
-    fn submit_fallible<A, R, E>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Result<PoolFuture<R>, Error>
-    where
-        A: Payload,
-        R: Payload,
-        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
-    {
-        crate::process_pool::ProcessPoolExecutor::submit_fallible(self, f, arg)
-    }
-
-    fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
-    {
-        crate::process_pool::ProcessPoolExecutor::map_with(self, f, inputs, opts)
-    }
-
-    fn shutdown(&self, queued: Queued) {
-        crate::process_pool::ProcessPoolExecutor::shutdown(self, queued)
-    }
-
-    fn shutdown_nowait(&self, queued: Queued) {
-        crate::process_pool::ProcessPoolExecutor::shutdown_nowait(self, queued)
-    }
-
-    fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        crate::process_pool::ProcessPoolExecutor::shutdown_async(self, queued)
-    }
-}
+crate::executor::impl_executor!(crate::process_pool::ProcessPoolExecutor);

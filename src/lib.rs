@@ -130,6 +130,7 @@ mod map;
 #[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
 pub mod mpi_pool;
 mod panic;
+mod pool;
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod process_pool;
 mod report;
@@ -155,11 +156,11 @@ pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, TaskHandle, Watch}
 pub use map::{Map, MapIter, MapOptions};
 #[cfg(all(feature = "mpi", target_os = "linux", not(loom)))]
 pub use mpi_pool::{MpiPoolBuilder, MpiPoolExecutor};
+pub use pool::{InitResult, Metrics, Queued};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};
 pub use thread_pool::{
-    CancelToken, InitResult, Metrics, Queued, Scope, ScopedJoinHandle, ThreadPoolBuilder,
-    ThreadPoolExecutor,
+    CancelToken, Scope, ScopedJoinHandle, ThreadPoolBuilder, ThreadPoolExecutor,
 };
 pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
 

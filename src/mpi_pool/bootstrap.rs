@@ -58,6 +58,7 @@ pub(crate) fn start(
     let owner = std::thread::Builder::new()
         .name("mpi-owner".into())
         .spawn(move || {
+            let _ = shared.owner.set(std::thread::current().id());
             let run = std::panic::AssertUnwindSafe(|| owner(start, &config, &shared, role_tx));
             if let Err(p) = std::panic::catch_unwind(run) {
                 // The running tasks were failed as the loop unwound; the queued ones fail here, and

@@ -1,12 +1,13 @@
 //! [`MpiPoolBuilder`]: the MPI pool's settings and its two ways to start.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::bootstrap::{self, Role, Start};
 use super::shared::Shared;
-use super::{Config, Handle, MpiPoolExecutor};
+use super::{Config, MpiPoolExecutor};
 use crate::error::Error;
+use crate::pool::Pool;
 
 /// Settings for an [`MpiPoolExecutor`]; [`build`](Self::build) starts it in spawn mode,
 /// [`from_world`](Self::from_world) in static mode.
@@ -132,13 +133,13 @@ impl MpiPoolBuilder {
         let shared = Shared::new();
         let (role, owner) = bootstrap::start(start, Arc::new(self.config), shared.clone())?;
         match role {
-            Role::Client { ranks } => Ok(MpiPoolExecutor {
-                handle: Arc::new(Handle {
-                    shared,
-                    ranks,
-                    owner: Mutex::new(Some(owner)),
-                }),
-            }),
+            Role::Client { ranks } => {
+                let _ = shared.workers.set(ranks);
+                shared.owner_started(owner);
+                Ok(MpiPoolExecutor {
+                    pool: Pool::new(shared),
+                })
+            }
             Role::Worker { run, done } => bootstrap::serve_then_exit(run, done, owner),
         }
     }

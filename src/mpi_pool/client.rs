@@ -19,6 +19,7 @@ use super::link::{tag, Backoff, Link, Received};
 use super::shared::{Lifecycle, Shared};
 use super::Config;
 use crate::error::{BrokenCause, Error, RankLost, RankSilence};
+use crate::pool::Backend;
 use crate::process_pool::task::ProcTask;
 use crate::process_pool::Counters;
 

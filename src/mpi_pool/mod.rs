@@ -67,23 +67,20 @@ mod server;
 mod shared;
 
 use std::fmt;
-use std::future::{poll_fn, Future};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::Poll;
-use std::thread::JoinHandle;
+use std::future::Future;
 use std::time::Duration;
 
 pub use builder::MpiPoolBuilder;
-use shared::{Owner, Shared};
+use shared::Shared;
 
 use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::PoolFuture;
-use crate::map::{ChunkOut, Feed, Map, MapOptions};
+use crate::map::{ChunkOut, Map, MapOptions};
+use crate::pool::{Backend, Frontend, Metrics, Pool, Queued};
 use crate::process_pool::code::{self, Trampoline};
 use crate::process_pool::task::{self as proc_task, Decode};
 use crate::process_pool::wire;
-use crate::thread_pool::{Metrics, Queued};
 
 /// The pool's settings, shared by the client and (in static mode) every rank.
 #[derive(Debug, Clone)]
@@ -113,18 +110,18 @@ pub(crate) struct Config {
 /// ```
 #[derive(Clone)]
 pub struct MpiPoolExecutor {
-    handle: Arc<Handle>,
+    pool: Pool<Shared>,
 }
 
-struct Handle {
-    shared: Arc<Shared>,
-    ranks: usize,
-    owner: Mutex<Option<JoinHandle<()>>>,
-}
+impl Frontend for MpiPoolExecutor {
+    type Backend = Shared;
 
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.shared.close(false);
+    fn pool(&self) -> &Pool<Shared> {
+        &self.pool
+    }
+
+    fn from_pool(pool: Pool<Shared>) -> Self {
+        MpiPoolExecutor { pool }
     }
 }
 
@@ -154,13 +151,13 @@ impl MpiPoolExecutor {
         MpiPoolBuilder::new()
     }
 
-    fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+    fn shared(&self) -> &Shared {
+        self.pool.backend()
     }
 
     /// How many worker ranks the pool has.
     pub fn max_workers(&self) -> usize {
-        self.handle.ranks
+        self.shared().workers.get().copied().unwrap_or(0)
     }
 
     /// Encodes and queues one task. The argument is encoded here, on the caller's thread: one that
@@ -267,7 +264,7 @@ impl MpiPoolExecutor {
 
     /// A snapshot of the pool's counters: `workers` are the ranks that shook hands.
     pub fn metrics(&self) -> Metrics {
-        self.shared().metrics()
+        self.pool.metrics()
     }
 
     /// Applies `f` to every input on the ranks: Python's `executor.map`; results in input order.
@@ -295,14 +292,12 @@ impl MpiPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        let chunk = opts.chunk_len()?.get();
-        let pool = Arc::downgrade(&self.handle);
-        let mut inputs = inputs.into_iter();
-        let feed: Feed<R> = Box::new(move || {
-            let pool = upgrade(&pool)?;
-            if chunk == 1 {
-                let a = inputs.next()?;
-                return Some(pool.push(
+        crate::pool::start_map(
+            self,
+            inputs,
+            opts,
+            move |pool: &Self, a: A| {
+                pool.push(
                     Call {
                         tramp: code::run_one::<A, R>,
                         func: f as usize,
@@ -311,96 +306,55 @@ impl MpiPoolExecutor {
                     },
                     &a,
                     Err,
-                ));
-            }
-            let items: Vec<A> = inputs.by_ref().take(chunk).collect();
-            if items.is_empty() {
-                return None;
-            }
-            let n = items.len();
-            Some(pool.push(
-                Call {
-                    tramp: code::run_chunk::<A, R>,
-                    func: f as usize,
-                    items: n,
-                    decode: code::decode_chunk::<R>,
-                },
-                &items,
-                move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
-            ))
-        });
-        Map::start(feed, opts)
+                )
+            },
+            move |pool: &Self, items: Vec<A>| {
+                let n = items.len();
+                pool.push(
+                    Call {
+                        tramp: code::run_chunk::<A, R>,
+                        func: f as usize,
+                        items: n,
+                        decode: code::decode_chunk::<R>,
+                    },
+                    &items,
+                    move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
+                )
+            },
+        )
     }
 
     /// Shuts the pool down and waits until every rank was told to stop and MPI is finalized:
     /// Python's `shutdown(wait=True, cancel_futures=…)`. Running tasks finish; queued ones run or are
     /// cancelled as `queued` says. Calling it again is harmless.
     pub fn shutdown(&self, queued: Queued) {
-        self.shutdown_nowait(queued);
-        let shared = self.shared();
-        let mut st = shared.lock();
-        while st.owner == Owner::Running {
-            st = shared.exited.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-        drop(st);
-        let owner = self
-            .handle
-            .owner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(owner) = owner {
-            let _ = owner.join();
-        }
+        self.pool.shutdown(queued)
     }
 
     /// Shuts the pool down without waiting: queued tasks still run (unless cancelled), then the
     /// ranks are stopped.
     pub fn shutdown_nowait(&self, queued: Queued) {
-        self.shared().close(queued == Queued::Cancel);
+        self.pool.shutdown_nowait(queued)
     }
 
     /// [`shutdown`](Self::shutdown) for async code: resolves when the owner thread is done, without
     /// blocking the runtime's threads.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        self.shutdown_nowait(queued);
-        let shared = self.shared().clone();
-        poll_fn(move |cx| {
-            let mut st = shared.lock();
-            if st.owner == Owner::Exited {
-                Poll::Ready(())
-            } else {
-                if !st.exit_wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.exit_wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
+        self.pool.shutdown_async(queued)
     }
 
     /// Runs `body` with the pool, then shuts it down and waits, even if `body` panics: Python's
     /// `with MPIPoolExecutor() as ex:`.
     pub fn shutdown_after<R>(self, body: impl FnOnce(&MpiPoolExecutor) -> R) -> R {
-        struct WaitOnExit<'a>(&'a MpiPoolExecutor);
-        impl Drop for WaitOnExit<'_> {
-            fn drop(&mut self) {
-                self.0.shutdown(Queued::Run);
-            }
-        }
-        let guard = WaitOnExit(&self);
-        body(guard.0)
+        crate::pool::shutdown_after(self, body)
     }
-}
-
-fn upgrade(weak: &Weak<Handle>) -> Option<MpiPoolExecutor> {
-    weak.upgrade().map(|handle| MpiPoolExecutor { handle })
 }
 
 impl fmt::Debug for MpiPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.shared().lock();
         f.debug_struct("MpiPoolExecutor")
-            .field("ranks", &self.handle.ranks)
+            .field("ranks", &self.max_workers())
             .field("busy", &st.busy)
             .field("queued", &st.queue.len())
             .field("lifecycle", &st.lifecycle)
@@ -408,67 +362,4 @@ impl fmt::Debug for MpiPoolExecutor {
     }
 }
 
-impl crate::Executor for MpiPoolExecutor {
-    fn submit<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> Result<PoolFuture<R>, Error> {
-        MpiPoolExecutor::submit(self, f, arg)
-    }
-
-    fn try_submit<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>> {
-        MpiPoolExecutor::try_submit(self, f, arg)
-    }
-
-    fn submit_async<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> impl Future<Output = Result<PoolFuture<R>, Error>> + Send + '_ {
-        MpiPoolExecutor::submit_async(self, f, arg)
-    }
-
-    fn metrics(&self) -> Metrics {
-        MpiPoolExecutor::metrics(self)
-    }
-
-    fn submit_fallible<A, R, E>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Result<PoolFuture<R>, Error>
-    where
-        A: Payload,
-        R: Payload,
-        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
-    {
-        MpiPoolExecutor::submit_fallible(self, f, arg)
-    }
-
-    fn map_with<A, R, I>(&self, f: fn(A) -> R, inputs: I, opts: MapOptions) -> Result<Map<R>, Error>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
-    {
-        MpiPoolExecutor::map_with(self, f, inputs, opts)
-    }
-
-    fn shutdown(&self, queued: Queued) {
-        MpiPoolExecutor::shutdown(self, queued)
-    }
-
-    fn shutdown_nowait(&self, queued: Queued) {
-        MpiPoolExecutor::shutdown_nowait(self, queued)
-    }
-
-    fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        MpiPoolExecutor::shutdown_async(self, queued)
-    }
-}
+crate::executor::impl_executor!(crate::MpiPoolExecutor);

@@ -2,54 +2,95 @@
 //! where the pool is in its life, and the counters.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
+use crate::pool::{self, Backend, Exits, Metrics, Queued};
 use crate::process_pool::task::ProcTask;
 use crate::process_pool::Counters;
-use crate::thread_pool::Metrics;
+use crate::sync::thread::JoinHandle;
+use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 
-/// Where the pool is in its life.
-#[derive(Clone, Debug)]
-pub(crate) enum Lifecycle {
-    /// Taking work.
-    Open,
-    /// No new work; queued work still runs (unless it was cancelled), then the ranks are stopped.
-    ShutDown,
-    /// No new work; every queued and running future failed with this error.
-    Broken(BrokenProcessPool),
-}
-
-/// Whether the MPI owner thread still runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Owner {
-    Running,
-    /// It stopped the ranks and finalized MPI.
-    Exited,
-}
+/// Where the pool is in its life; a broken MPI pool keeps the process pool's error (its cause names
+/// the lost rank).
+pub(crate) type Lifecycle = pool::Lifecycle<BrokenProcessPool>;
 
 pub(crate) struct State {
     pub(crate) lifecycle: Lifecycle,
-    pub(crate) owner: Owner,
     pub(crate) queue: VecDeque<Arc<dyn ProcTask>>,
     /// Set by anything the owner must look at now (a submit, a shutdown); cleared by the owner.
     pub(crate) kicked: bool,
-    /// Ranks that shook hands, and of those, ranks running a task (kept by the owner for `metrics`).
+    /// Ranks that shook hands, and tasks sent to them and not yet answered (kept by the owner for
+    /// `metrics`).
     pub(crate) ranks: usize,
     pub(crate) busy: usize,
-    /// `shutdown_async` callers waiting for the owner to exit.
-    pub(crate) exit_wakers: Vec<Waker>,
+    /// The owner thread, as shutdowns see it: 1 while it runs (it is the pool's one worker here).
+    live: usize,
+    in_shutdown: usize,
+    handles: Vec<JoinHandle<()>>,
+    exit_wakers: Vec<Waker>,
 }
 
 pub(crate) struct Shared {
     state: Mutex<State>,
     /// The owner waits here between polls; submits and shutdowns wake it.
-    pub(crate) kick: Condvar,
+    kick: Condvar,
     /// Blocking `shutdown` waits here for the owner to exit.
-    pub(crate) exited: Condvar,
+    exited: Condvar,
     pub(crate) counters: Counters,
+    /// How many worker ranks the pool has, once started.
+    pub(crate) workers: OnceLock<usize>,
+    /// The owner thread's id, once started: done callbacks run there.
+    pub(crate) owner: OnceLock<std::thread::ThreadId>,
+}
+
+impl Backend for Shared {
+    type State = State;
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn exits(st: &mut State) -> Exits<'_> {
+        Exits {
+            live: st.live,
+            in_shutdown: &mut st.in_shutdown,
+            handles: &mut st.handles,
+            wakers: &mut st.exit_wakers,
+        }
+    }
+
+    fn exited(&self) -> &Condvar {
+        &self.exited
+    }
+
+    /// Done callbacks run on the owner thread, which completes the futures.
+    fn on_own_worker(self: &Arc<Self>, _: &State) -> bool {
+        self.owner.get() == Some(&std::thread::current().id())
+    }
+
+    fn close(&self, queued: Queued) {
+        self.close_queue(queued == Queued::Cancel);
+    }
+
+    fn metrics(&self) -> Metrics {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = lock(&self.state);
+        let c = &self.counters;
+        Metrics {
+            workers: st.ranks,
+            idle: st.ranks.saturating_sub(st.busy),
+            queued: st.queue.len(),
+            running: st.busy,
+            completed: c.completed.load(Relaxed),
+            failed: c.failed.load(Relaxed),
+            panicked: c.panicked.load(Relaxed),
+            cancelled: c.cancelled.load(Relaxed),
+            workers_respawned: 0,
+        }
+    }
 }
 
 impl Shared {
@@ -57,32 +98,31 @@ impl Shared {
         Arc::new(Shared {
             state: Mutex::new(State {
                 lifecycle: Lifecycle::Open,
-                owner: Owner::Running,
                 queue: VecDeque::new(),
                 kicked: false,
                 ranks: 0,
                 busy: 0,
+                live: 1,
+                in_shutdown: 0,
+                handles: Vec::new(),
                 exit_wakers: Vec::new(),
             }),
             kick: Condvar::new(),
             exited: Condvar::new(),
             counters: Counters::default(),
+            workers: OnceLock::new(),
+            owner: OnceLock::new(),
         })
-    }
-
-    /// The state. A panic elsewhere while holding it leaves nothing half-done that matters here, so a
-    /// poisoned lock is taken as it is.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Why a submit is refused now, if it is.
     pub(crate) fn refusal(lifecycle: &Lifecycle) -> Option<Error> {
-        match lifecycle {
-            Lifecycle::Open => None,
-            Lifecycle::ShutDown => Some(Error::Shutdown),
-            Lifecycle::Broken(b) => Some(Error::BrokenProcessPool(b.seen_by(BrokenSeenBy::Submit))),
-        }
+        lifecycle.refusal(|b| Error::BrokenProcessPool(b.seen_by(BrokenSeenBy::Submit)))
+    }
+
+    /// Keeps the owner thread's handle, for a waiting shutdown to join.
+    pub(crate) fn owner_started(&self, handle: JoinHandle<()>) {
+        lock(&self.state).handles.push(handle);
     }
 
     /// Queues a task for the owner.
@@ -101,11 +141,9 @@ impl Shared {
     }
 
     /// No new work; with `cancel`, the queued tasks are cancelled. Returns how many were.
-    pub(crate) fn close(&self, cancel: bool) -> u64 {
+    fn close_queue(&self, cancel: bool) -> u64 {
         let mut st = self.lock();
-        if matches!(st.lifecycle, Lifecycle::Open) {
-            st.lifecycle = Lifecycle::ShutDown;
-        }
+        st.lifecycle.shut_down();
         let dropped: Vec<_> = if cancel {
             st.queue.drain(..).collect()
         } else {
@@ -123,12 +161,11 @@ impl Shared {
     /// Breaks the pool: later submits are refused and every queued task fails (the owner fails the
     /// running ones).
     pub(crate) fn break_pool(&self, cause: BrokenCause) -> BrokenProcessPool {
-        let broken = BrokenProcessPool::new(cause, BrokenSeenBy::Future);
         let mut st = self.lock();
-        if let Lifecycle::Broken(first) = &st.lifecycle {
-            return first.clone();
-        }
-        st.lifecycle = Lifecycle::Broken(broken.clone());
+        let broken = st
+            .lifecycle
+            .break_with(|| BrokenProcessPool::new(cause, BrokenSeenBy::Future))
+            .clone();
         let queued: Vec<_> = st.queue.drain(..).collect();
         drop(st);
         for t in queued {
@@ -150,10 +187,10 @@ impl Shared {
         st.kicked = false;
     }
 
-    /// The owner is done: wakes every `shutdown` waiting for it.
+    /// The owner is done: wakes every `shutdown` waiting for it. Called once.
     pub(crate) fn owner_exited(&self) {
         let mut st = self.lock();
-        st.owner = Owner::Exited;
+        st.live = 0;
         st.ranks = 0;
         st.busy = 0;
         let wakers = std::mem::take(&mut st.exit_wakers);
@@ -161,23 +198,6 @@ impl Shared {
         self.exited.notify_all();
         for w in wakers {
             w.wake();
-        }
-    }
-
-    pub(crate) fn metrics(&self) -> Metrics {
-        use std::sync::atomic::Ordering::Relaxed;
-        let st = self.lock();
-        let c = &self.counters;
-        Metrics {
-            workers: st.ranks,
-            idle: st.ranks - st.busy,
-            queued: st.queue.len(),
-            running: st.busy,
-            completed: c.completed.load(Relaxed),
-            failed: c.failed.load(Relaxed),
-            panicked: c.panicked.load(Relaxed),
-            cancelled: c.cancelled.load(Relaxed),
-            workers_respawned: 0,
         }
     }
 }

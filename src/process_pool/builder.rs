@@ -9,7 +9,7 @@ use super::proc::EnvOp;
 use super::{Config, ProcessPoolExecutor, WorkerDeath};
 use crate::error::Error;
 use crate::executor::Payload;
-use crate::thread_pool::InitResult;
+use crate::pool::{InitResult, Sizes};
 
 /// Configures and builds a [`ProcessPoolExecutor`].
 ///
@@ -173,20 +173,11 @@ impl ProcessPoolBuilder {
                     .into(),
             ));
         }
-        let max_workers = match self.max_workers {
-            Some(0) => {
-                return Err(Error::InvalidArgument(
-                    "max_workers must be greater than 0".into(),
-                ))
-            }
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        if self.capacity == Some(0) {
-            return Err(Error::InvalidArgument(
-                "queue_capacity must be greater than 0".into(),
-            ));
-        }
+        let sizes = Sizes::check(
+            self.max_workers,
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            self.capacity,
+        )?;
         if self.max_tasks_per_child == Some(0) {
             return Err(Error::InvalidArgument(
                 "max_tasks_per_child must be >= 1".into(),
@@ -208,14 +199,13 @@ impl ProcessPoolBuilder {
             }
         }
         Ok(ProcessPoolExecutor::from_config(Config {
-            max_workers,
+            sizes,
             init,
             max_tasks_per_child: self.max_tasks_per_child,
             env: self.env,
             on_worker_death: self.on_worker_death,
             handshake_timeout: self.handshake_timeout,
             frame_cap: self.frame_cap,
-            capacity: self.capacity,
         }))
     }
 }

@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::wire::{self, reply};
 use crate::error::{panic_message, Error, Panic, TaskError};
 use crate::map::ChunkOut;
-use crate::thread_pool::InitResult;
+use crate::pool::InitResult;
 
 /// What a worker calls: `(function address, argument bytes, reply buffer)`.
 ///

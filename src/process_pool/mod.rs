@@ -161,9 +161,8 @@ mod timer;
 pub(crate) mod wire;
 
 use std::fmt;
-use std::future::{poll_fn, Future};
-use std::sync::{Arc, Weak};
-use std::task::Poll;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::ProcessPoolBuilder;
@@ -177,8 +176,8 @@ pub(crate) use {proc::Proc, task::ProcTask};
 use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::PoolFuture;
-use crate::map::{ChunkOut, Feed, Map, MapOptions};
-use crate::thread_pool::{Metrics, Queued};
+use crate::map::{ChunkOut, Map, MapOptions};
+use crate::pool::{Frontend, Metrics, Pool, Queued, Sizes};
 
 /// What the abrupt death of a worker process does to the pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -220,7 +219,7 @@ impl<R: Payload> Call<R> {
 type Encoded<T> = (Arc<dyn task::ProcTask>, PoolFuture<T>);
 
 pub(crate) struct Config {
-    pub(crate) max_workers: usize,
+    pub(crate) sizes: Sizes,
     /// The initializer's `RUN` frame, sent to each worker after the handshake.
     pub(crate) init: Option<Vec<u8>>,
     pub(crate) max_tasks_per_child: Option<usize>,
@@ -228,8 +227,6 @@ pub(crate) struct Config {
     pub(crate) on_worker_death: WorkerDeath,
     pub(crate) handshake_timeout: Duration,
     pub(crate) frame_cap: usize,
-    /// The most tasks waiting for a worker (`None`: unbounded).
-    pub(crate) capacity: Option<usize>,
 }
 
 /// A pool of worker processes running `fn(A) -> R` tasks; every submission returns a [`PoolFuture`].
@@ -241,16 +238,18 @@ pub(crate) struct Config {
 /// [`shutdown_async`](Self::shutdown_async), or use [`shutdown_after`](Self::shutdown_after).
 #[derive(Clone)]
 pub struct ProcessPoolExecutor {
-    handle: Arc<Handle>,
+    pool: Pool<Shared>,
 }
 
-struct Handle {
-    shared: Arc<Shared>,
-}
+impl Frontend for ProcessPoolExecutor {
+    type Backend = Shared;
 
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.shared.close(false).run();
+    fn pool(&self) -> &Pool<Shared> {
+        &self.pool
+    }
+
+    fn from_pool(pool: Pool<Shared>) -> Self {
+        ProcessPoolExecutor { pool }
     }
 }
 
@@ -267,19 +266,17 @@ impl ProcessPoolExecutor {
 
     fn from_config(config: Config) -> Self {
         ProcessPoolExecutor {
-            handle: Arc::new(Handle {
-                shared: Shared::new(config),
-            }),
+            pool: Pool::new(Shared::new(config)),
         }
     }
 
     fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+        self.pool.backend()
     }
 
     /// The most processes this pool runs.
     pub fn max_workers(&self) -> usize {
-        self.shared().config.max_workers
+        self.shared().config.sizes.max_workers
     }
 
     /// The pids of the worker processes alive now.
@@ -415,24 +412,17 @@ impl ProcessPoolExecutor {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        let (mut task, fut) = match self.encode(Call::one(f, None), &arg, Err) {
+        let (task, fut) = match self.encode(Call::one(f, None), &arg, Err) {
             Ok(pair) => pair,
             Err(done) => return done,
         };
         drop(arg);
         let shared = self.shared();
-        loop {
-            let room = shared.room_async.notified();
-            let mut room = std::pin::pin!(room);
-            // Register before trying, so room made between the try and the await is not missed.
-            room.as_mut().enable();
-            match shared.enqueue(task, WhenFull::Reject) {
-                Ok(()) => return Ok(fut),
-                Err(Rejected::Full(t)) => task = t,
-                Err(Rejected::Closed(e)) => return Err(e),
-            }
-            room.await;
-        }
+        shared
+            .room
+            .enqueue(task, |t| shared.enqueue(t, WhenFull::Reject))
+            .await?;
+        Ok(fut)
     }
 
     /// A snapshot of the pool's counters: worker processes (live drivers, including workers being
@@ -454,7 +444,7 @@ impl ProcessPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn metrics(&self) -> Metrics {
-        self.shared().metrics()
+        self.pool.metrics()
     }
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`], carrying the error's
@@ -559,14 +549,12 @@ impl ProcessPoolExecutor {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
-        let chunk = opts.chunk_len()?.get();
-        let pool = self.weak();
-        let mut inputs = inputs.into_iter();
-        let feed: Feed<R> = Box::new(move || {
-            let pool = pool.upgrade()?;
-            if chunk == 1 {
-                let a = inputs.next()?;
-                return Some(pool.push(
+        crate::pool::start_map(
+            self,
+            inputs,
+            opts,
+            move |pool, a| {
+                pool.push(
                     Call {
                         tramp: code::run_one::<A, R>,
                         func: f as usize,
@@ -576,33 +564,25 @@ impl ProcessPoolExecutor {
                     },
                     &a,
                     Err,
-                    // `map` bounds its own in-flight work (`MapOptions::buffer`).
                     WhenFull::Overfill,
-                ));
-            }
-            let items: Vec<A> = inputs.by_ref().take(chunk).collect();
-            if items.is_empty() {
-                return None;
-            }
-            let n = items.len();
-            Some(pool.push(
-                Call {
-                    tramp: code::run_chunk::<A, R>,
-                    func: f as usize,
-                    items: n,
-                    decode: code::decode_chunk::<R>,
-                    limit: None,
-                },
-                &items,
-                move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
-                WhenFull::Overfill,
-            ))
-        });
-        Map::start(feed, opts)
-    }
-
-    fn weak(&self) -> WeakPool {
-        WeakPool(Arc::downgrade(&self.handle))
+                )
+            },
+            move |pool, items| {
+                let n = items.len();
+                pool.push(
+                    Call {
+                        tramp: code::run_chunk::<A, R>,
+                        func: f as usize,
+                        items: n,
+                        decode: code::decode_chunk::<R>,
+                        limit: None,
+                    },
+                    &items,
+                    move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
+                    WhenFull::Overfill,
+                )
+            },
+        )
     }
 
     /// Shuts the pool down and waits until every worker process has exited and been reaped: Python's
@@ -610,65 +590,19 @@ impl ProcessPoolExecutor {
     /// as `queued` says. Calling it again is harmless. Called from a done callback (which runs on a
     /// driver thread), it waits for the other workers only.
     pub fn shutdown(&self, queued: Queued) {
-        self.shutdown_nowait(queued);
-        let shared = self.shared();
-        let me = std::thread::current().id();
-        // A driver in a done callback cannot exit while it waits here, so a driver waits only for
-        // the drivers that are *not* themselves waiting here (discounting only its own thread, two
-        // callbacks calling `shutdown()` on two drivers would wait for each other forever). Whether this thread is a counted driver is its own thread-local mark, cleared
-        // when its driver leaves the count. Other threads wait for every driver: none waits on them.
-        let own = driver::is_driving(shared);
-        let mut st = shared.lock();
-        if own {
-            st.drivers_in_shutdown += 1;
-            shared.exited.notify_all();
-        }
-        while st.drivers > if own { st.drivers_in_shutdown } else { 0 } {
-            st = shared.exited.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-        if own {
-            // Every other driver has reaped its worker and left, or is itself waiting here. Join
-            // nothing: one of those may be waiting for this very thread's driver to leave.
-            st.drivers_in_shutdown -= 1;
-            return;
-        }
-        let handles: Vec<_> = st
-            .handles
-            .drain(..)
-            .filter(|h| h.thread().id() != me)
-            .collect();
-        drop(st);
-        for h in handles {
-            let _ = h.join();
-        }
+        self.pool.shutdown(queued)
     }
 
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
     /// tasks still run (unless cancelled); the workers exit when the queue is empty.
     pub fn shutdown_nowait(&self, queued: Queued) {
-        let cancelled = self.shared().close(queued == Queued::Cancel).run();
-        Counters::add(&self.shared().counters.cancelled, cancelled);
+        self.pool.shutdown_nowait(queued)
     }
 
     /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited and been
     /// reaped, without blocking the runtime's threads.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        self.shutdown_nowait(queued);
-        let shared = self.shared().clone();
-        poll_fn(move |cx| {
-            let mut st = shared.lock();
-            if st.drivers == 0 {
-                // Every driver has reaped its worker and left; the handles are detached, not joined.
-                st.handles.clear();
-                Poll::Ready(())
-            } else {
-                // Re-polls (a `select!`, a spurious wake) must not pile up copies of the same waker.
-                if !st.exit_wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.exit_wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
+        self.pool.shutdown_async(queued)
     }
 
     /// Python 3.14's `terminate_workers()`: shuts down with queued tasks cancelled, then sends SIGTERM
@@ -689,24 +623,7 @@ impl ProcessPoolExecutor {
     /// Runs `body` with the pool, then shuts it down and waits, even if `body` panics: Python's
     /// `with ProcessPoolExecutor(...) as ex:`.
     pub fn shutdown_after<R>(self, body: impl FnOnce(&ProcessPoolExecutor) -> R) -> R {
-        struct WaitOnExit<'a>(&'a ProcessPoolExecutor);
-        impl Drop for WaitOnExit<'_> {
-            fn drop(&mut self) {
-                self.0.shutdown(Queued::Run);
-            }
-        }
-        let guard = WaitOnExit(&self);
-        body(guard.0)
-    }
-}
-
-struct WeakPool(Weak<Handle>);
-
-impl WeakPool {
-    fn upgrade(&self) -> Option<ProcessPoolExecutor> {
-        self.0
-            .upgrade()
-            .map(|handle| ProcessPoolExecutor { handle })
+        crate::pool::shutdown_after(self, body)
     }
 }
 
@@ -714,7 +631,7 @@ impl fmt::Debug for ProcessPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.shared().lock();
         f.debug_struct("ProcessPoolExecutor")
-            .field("max_workers", &self.shared().config.max_workers)
+            .field("max_workers", &self.shared().config.sizes.max_workers)
             .field("drivers", &st.drivers)
             .field("idle", &st.idle.len())
             .field("queued", &st.queue.len())

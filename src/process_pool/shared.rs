@@ -28,25 +28,13 @@ use super::timer::Timer;
 use super::wire::KEEP_BUFFER;
 use super::Config;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
+pub(crate) use crate::pool::WhenFull;
+use crate::pool::{Backend, Exits, Metrics, Queued, Room};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
-use crate::Metrics;
 
-/// What a submit does when a bounded queue is full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WhenFull {
-    /// Give the task back (`try_submit`, and each attempt of `submit_async`).
-    Reject,
-    /// Block this thread until there is room (`submit`).
-    Block,
-    /// Queue it anyway (`map`, which bounds its own in-flight work).
-    Overfill,
-}
-
-/// Why a task was not queued; the task comes back so an async submit can retry with it.
-pub(crate) enum Rejected {
-    Full(Arc<dyn ProcTask>),
-    Closed(Error),
-}
+/// Why a task was not queued; a task refused for want of room comes back, so an async submit can
+/// retry with it.
+pub(crate) type Rejected = crate::pool::Rejected<Arc<dyn ProcTask>>;
 
 /// The counters of [`Metrics`] that change outside the lock.
 #[derive(Default)]
@@ -65,16 +53,8 @@ impl Counters {
     }
 }
 
-/// Where the pool is in its life.
-#[derive(Clone, Debug)]
-pub(crate) enum Lifecycle {
-    /// Taking work.
-    Open,
-    /// No new work; queued work still runs (unless cancelled), then the workers exit.
-    ShutDown,
-    /// No new work; every queued and running future failed with this error.
-    Broken(BrokenProcessPool),
-}
+/// Where the pool is in its life; a broken pool keeps why it broke, for the futures it fails.
+pub(crate) type Lifecycle = crate::pool::Lifecycle<BrokenProcessPool>;
 
 /// What one driver's worker is doing.
 pub(crate) enum Phase {
@@ -124,10 +104,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<PoolState>,
     /// Sync shutdowns wait here for the last driver to leave.
     pub(crate) exited: Condvar,
-    /// Sync submitters wait here for room in a bounded queue.
-    room: Condvar,
-    /// Async submitters wait here for room in a bounded queue.
-    pub(crate) room_async: tokio::sync::Notify,
+    /// Submitters wait here for room in a bounded queue.
+    pub(crate) room: Room,
     pub(crate) counters: Counters,
     /// The buffer of the last frame written to a worker, for the next submit to encode into (see
     /// [`Shared::recycle_frame`]).
@@ -222,8 +200,7 @@ impl Shared {
                 respawned: 0,
             }),
             exited: Condvar::new(),
-            room: Condvar::new(),
-            room_async: tokio::sync::Notify::new(),
+            room: Room::new(config.sizes.capacity),
             counters: Counters::default(),
             spare_frame: Mutex::new(Vec::new()),
             timer: Arc::default(),
@@ -256,11 +233,7 @@ impl Shared {
 
     /// The error a submit gets from a pool that takes no more work.
     pub(crate) fn refusal(lifecycle: &Lifecycle) -> Option<Error> {
-        match lifecycle {
-            Lifecycle::Open => None,
-            Lifecycle::ShutDown => Some(Error::Shutdown),
-            Lifecycle::Broken(b) => Some(Error::BrokenProcessPool(b.seen_by(BrokenSeenBy::Submit))),
-        }
+        lifecycle.refusal(|b| Error::BrokenProcessPool(b.seen_by(BrokenSeenBy::Submit)))
     }
 
     /// Queues a task: hands it straight to an idle worker if there is one (its driver writes the
@@ -296,7 +269,7 @@ impl Shared {
                 }
                 return Ok(());
             }
-            let full = matches!(self.config.capacity, Some(cap) if st.queue.len() >= cap);
+            let full = self.room.is_full(st.queue.len());
             // A driver cannot wait for room: only drivers make it (a done callback's submit runs
             // on one), so its submit overfills the queue instead of deadlocking the pool.
             if !full
@@ -308,12 +281,10 @@ impl Shared {
             if when_full == WhenFull::Reject {
                 return Err(Rejected::Full(task));
             }
-            st.blocked_submitters += 1;
-            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
-            st.blocked_submitters -= 1;
+            st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
-        if st.drivers < self.config.max_workers && st.queue.len() > st.starting {
+        if st.drivers < self.config.sizes.max_workers && st.queue.len() > st.starting {
             if let Err(e) = super::driver::spawn(self, &mut st) {
                 if st.drivers == 0 {
                     let after = self.break_locked(
@@ -331,39 +302,7 @@ impl Shared {
 
     /// A task left the queue: let one waiting submitter in.
     pub(crate) fn made_room(&self, st: &PoolState) {
-        if self.config.capacity.is_some() {
-            if st.blocked_submitters > 0 {
-                self.room.notify_one();
-            }
-            self.room_async.notify_one();
-        }
-    }
-
-    /// The pool stopped taking work: every waiting submitter wakes and sees it.
-    fn wake_submitters(&self) {
-        self.room.notify_all();
-        self.room_async.notify_waiters();
-    }
-
-    /// A snapshot of the pool's counters.
-    pub(crate) fn metrics(&self) -> Metrics {
-        let st = self.lock();
-        let c = &self.counters;
-        Metrics {
-            workers: st.drivers,
-            idle: st.idle.len(),
-            queued: st.queue.len(),
-            running: st
-                .slots
-                .iter()
-                .filter(|s| matches!(s.phase, Phase::Busy(_)))
-                .count(),
-            completed: c.completed.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            panicked: c.panicked.load(Ordering::Relaxed),
-            cancelled: c.cancelled.load(Ordering::Relaxed),
-            workers_respawned: st.respawned,
-        }
+        self.room.made(st.blocked_submitters);
     }
 
     /// Gives `task` to the worker of `slot` (which must be ready: idle or just up). `None` if the task
@@ -415,17 +354,13 @@ impl Shared {
     /// (their drivers fail the futures they were running). Returns the work to do outside the lock.
     pub(crate) fn break_locked(&self, st: &mut PoolState, cause: BrokenCause) -> Aftermath {
         let mut after = Aftermath::default();
-        let broken = match &st.lifecycle {
-            Lifecycle::Broken(b) => b.clone(),
-            _ => {
-                let b = BrokenProcessPool::new(cause, BrokenSeenBy::Future);
-                st.lifecycle = Lifecycle::Broken(b.clone());
-                b
-            }
-        };
+        let broken = st
+            .lifecycle
+            .break_with(|| BrokenProcessPool::new(cause, BrokenSeenBy::Future))
+            .clone();
         let err = Error::BrokenProcessPool(broken);
         after.fail = st.queue.drain(..).map(|t| (t, err.clone())).collect();
-        self.wake_submitters();
+        self.room.closed();
         after.kill = st
             .slots
             .iter()
@@ -435,18 +370,16 @@ impl Shared {
         after
     }
 
-    /// Stops taking work. With `cancel`, cancels the queued tasks. Idle workers are told to exit; busy
-    /// ones exit when the queue is empty.
-    pub(crate) fn close(&self, cancel: bool) -> Aftermath {
+    /// Stops taking work. With `Queued::Cancel`, cancels the queued tasks. Idle workers are told to
+    /// exit; busy ones exit when the queue is empty.
+    pub(crate) fn shut_down(&self, queued: Queued) -> Aftermath {
         let mut st = self.lock();
-        if matches!(st.lifecycle, Lifecycle::Open) {
-            st.lifecycle = Lifecycle::ShutDown;
-        }
+        st.lifecycle.shut_down();
         let mut after = Aftermath::default();
-        if cancel {
+        if queued == Queued::Cancel {
             after.cancel = st.queue.drain(..).collect();
         }
-        self.wake_submitters();
+        self.room.closed();
         // An idle worker means an empty queue (a task is only queued when no worker is idle).
         let idle = std::mem::take(&mut st.idle);
         for i in idle {
@@ -464,7 +397,7 @@ impl Shared {
 
     /// `terminate_workers` / `kill_workers`: close with cancel, then signal every live worker.
     pub(crate) fn force(&self, signal: i32) -> Aftermath {
-        let mut after = self.close(true);
+        let mut after = self.shut_down(Queued::Cancel);
         let st = self.lock();
         after.kill = st
             .slots
@@ -482,5 +415,57 @@ impl Shared {
             .iter()
             .filter_map(|s| s.proc.as_ref().map(|p| p.pid))
             .collect()
+    }
+}
+
+impl Backend for Shared {
+    type State = PoolState;
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        Shared::lock(self)
+    }
+
+    fn exits(st: &mut PoolState) -> Exits<'_> {
+        Exits {
+            live: st.drivers,
+            in_shutdown: &mut st.drivers_in_shutdown,
+            handles: &mut st.handles,
+            wakers: &mut st.exit_wakers,
+        }
+    }
+
+    fn exited(&self) -> &Condvar {
+        &self.exited
+    }
+
+    /// A done callback runs on a driver thread; which pool a thread drives is its own thread-local
+    /// mark, cleared when its driver leaves the count.
+    fn on_own_worker(self: &Arc<Self>, _: &PoolState) -> bool {
+        super::driver::is_driving(self)
+    }
+
+    fn close(&self, queued: Queued) {
+        let cancelled = self.shut_down(queued).run();
+        Counters::add(&self.counters.cancelled, cancelled);
+    }
+
+    fn metrics(&self) -> Metrics {
+        let st = self.lock();
+        let c = &self.counters;
+        Metrics {
+            workers: st.drivers,
+            idle: st.idle.len(),
+            queued: st.queue.len(),
+            running: st
+                .slots
+                .iter()
+                .filter(|s| matches!(s.phase, Phase::Busy(_)))
+                .count(),
+            completed: c.completed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            workers_respawned: st.respawned,
+        }
     }
 }

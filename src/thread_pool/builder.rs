@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{Config, Initializer, ThreadPoolExecutor};
 use crate::error::Error;
+use crate::pool::{InitResult, Sizes};
 
 /// Configures and builds a [`ThreadPoolExecutor`].
 ///
@@ -34,24 +35,6 @@ pub struct ThreadPoolBuilder {
 
 /// How long an idle worker thread lives on by default (tokio's blocking pool uses the same).
 pub(crate) const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
-
-/// What an initializer may return: nothing, or a `Result` whose `Err` breaks the pool.
-pub trait InitResult {
-    /// The failure, as text, if there was one.
-    fn into_failure(self) -> Option<String>;
-}
-
-impl InitResult for () {
-    fn into_failure(self) -> Option<String> {
-        None
-    }
-}
-
-impl<E: fmt::Display> InitResult for Result<(), E> {
-    fn into_failure(self) -> Option<String> {
-        self.err().map(|e| e.to_string())
-    }
-}
 
 static POOL_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -127,20 +110,7 @@ impl ThreadPoolBuilder {
 
     /// Builds the pool. No thread starts until the first submit.
     pub fn build(self) -> Result<ThreadPoolExecutor, Error> {
-        let max_workers = match self.max_workers {
-            Some(0) => {
-                return Err(Error::InvalidArgument(
-                    "max_workers must be greater than 0".into(),
-                ))
-            }
-            Some(n) => n,
-            None => default_max_workers(),
-        };
-        if self.capacity == Some(0) {
-            return Err(Error::InvalidArgument(
-                "queue_capacity must be greater than 0".into(),
-            ));
-        }
+        let sizes = Sizes::check(self.max_workers, default_max_workers, self.capacity)?;
         let name_prefix = self.name_prefix.unwrap_or_else(|| {
             format!(
                 "ThreadPoolExecutor-{}",
@@ -148,11 +118,10 @@ impl ThreadPoolBuilder {
             )
         });
         Ok(ThreadPoolExecutor::from_config(Config {
-            max_workers,
+            sizes,
             name_prefix,
             initializer: self.initializer,
             stack_size: self.stack_size,
-            capacity: self.capacity,
             keep_alive: self.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE),
         }))
     }

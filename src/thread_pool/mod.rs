@@ -7,12 +7,11 @@ mod task;
 mod worker;
 
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-pub use builder::{InitResult, ThreadPoolBuilder};
+pub use builder::ThreadPoolBuilder;
 pub use scope::{Scope, ScopedJoinHandle};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
@@ -20,56 +19,18 @@ use task::{new_task, new_typed_task, Call, Spawn, TokenState, Work};
 
 use crate::error::{Error, TaskError};
 use crate::future::PoolFuture;
-use crate::map::{ChunkOut, Feed, Map, MapOptions};
+use crate::map::{ChunkOut, Map, MapOptions};
+use crate::pool::{Frontend, Metrics, Pool, Queued, Sizes};
 
 pub(crate) type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 pub(crate) struct Config {
-    pub(crate) max_workers: usize,
+    pub(crate) sizes: Sizes,
     pub(crate) name_prefix: String,
     pub(crate) initializer: Option<Initializer>,
     pub(crate) stack_size: Option<usize>,
-    pub(crate) capacity: Option<usize>,
     /// How long an idle worker waits for work before its thread exits.
     pub(crate) keep_alive: std::time::Duration,
-}
-
-/// What `shutdown` does with tasks still waiting in the queue (Python's `cancel_futures`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Queued {
-    /// Run them before the workers exit (`cancel_futures=False`).
-    #[default]
-    Run,
-    /// Cancel them; their futures end cancelled and wake their waiters (`cancel_futures=True`). Running
-    /// tasks are never cancelled.
-    Cancel,
-}
-
-/// A snapshot of a pool's activity.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Metrics {
-    /// Live worker threads.
-    pub workers: usize,
-    /// Workers waiting for work.
-    pub idle: usize,
-    /// Tasks waiting in the queue.
-    pub queued: usize,
-    /// Tasks running now: started (never one still waiting to start) and not yet finished, their done
-    /// callbacks included.
-    pub running: usize,
-    /// Tasks that ran to an end (returned, failed or panicked).
-    pub completed: u64,
-    /// Of those, tasks that returned `Err` (fallible tasks).
-    pub failed: u64,
-    /// Of those, tasks that panicked.
-    pub panicked: u64,
-    /// Tasks cancelled before they ran, seen by a worker or by `shutdown(Queued::Cancel)`.
-    pub cancelled: u64,
-    /// Worker processes started to replace one that ended (a death under `WorkerDeath::Respawn`, an
-    /// interrupt, a time limit, `max_tasks_per_child`). Always 0 for the thread pool, whose threads
-    /// survive their tasks' panics.
-    pub workers_respawned: u64,
 }
 
 /// A pool of threads running blocking or CPU-bound closures; every submission returns a
@@ -97,19 +58,18 @@ pub struct Metrics {
 /// ```
 #[derive(Clone)]
 pub struct ThreadPoolExecutor {
-    handle: Arc<Handle>,
+    pool: Pool<Shared>,
 }
 
-/// The user-facing side of the pool; dropping the last one shuts the pool down without waiting.
-struct Handle {
-    shared: Arc<Shared>,
-}
+impl Frontend for ThreadPoolExecutor {
+    type Backend = Shared;
 
-impl Drop for Handle {
-    fn drop(&mut self) {
-        for task in self.shared.close(false) {
-            task.cancel();
-        }
+    fn pool(&self) -> &Pool<Shared> {
+        &self.pool
+    }
+
+    fn from_pool(pool: Pool<Shared>) -> Self {
+        ThreadPoolExecutor { pool }
     }
 }
 
@@ -126,19 +86,17 @@ impl ThreadPoolExecutor {
 
     fn from_config(config: Config) -> Self {
         ThreadPoolExecutor {
-            handle: Arc::new(Handle {
-                shared: Shared::new(config),
-            }),
+            pool: Pool::new(Shared::new(config)),
         }
     }
 
     fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+        self.pool.backend()
     }
 
     /// The most threads this pool runs.
     pub fn max_workers(&self) -> usize {
-        self.shared().config.max_workers
+        self.shared().config.sizes.max_workers
     }
 
     fn push<T, F>(
@@ -188,21 +146,15 @@ impl ThreadPoolExecutor {
     {
         #[cfg(feature = "tracing")]
         let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
-        let (mut task, fut) = new_task(func, None);
+        let (task, fut) = new_task(func, None);
         #[cfg(feature = "tracing")]
         crate::trace::record_id(&span, fut.id());
-        loop {
-            let room = self.shared().room_async.notified();
-            let mut room = std::pin::pin!(room);
-            // Register before trying, so room made between the try and the await is not missed.
-            room.as_mut().enable();
-            match self.shared().enqueue(task, WhenFull::Reject) {
-                Ok(()) => return Ok(fut),
-                Err(Rejected::Full(t)) => task = t,
-                Err(Rejected::Closed(e)) => return Err(e),
-            }
-            room.await;
-        }
+        let shared = self.shared();
+        shared
+            .room
+            .enqueue(task, |t| shared.enqueue(t, WhenFull::Reject))
+            .await?;
+        Ok(fut)
     }
 
     /// Runs `f(arg)` on the pool: Python's `submit(fn, arg)` (use a tuple for several arguments).
@@ -465,41 +417,32 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
     {
-        let chunk = opts.chunk_len()?.get();
         let f = Arc::new(f);
-        let pool = self.clone_weak();
-        let mut inputs = inputs.into_iter();
-        let feed: Feed<R> = Box::new(move || {
-            let pool = pool.upgrade()?;
-            let f = f.clone();
-            if chunk == 1 {
-                let a = inputs.next()?;
-                return Some(pool.push(move || Ok(ChunkOut::One(f(a))), None, WhenFull::Overfill));
-            }
-            let items: Vec<A> = inputs.by_ref().take(chunk).collect();
-            if items.is_empty() {
-                return None;
-            }
-            Some(pool.push(
-                move || {
-                    Ok(ChunkOut::Many(
-                        items
-                            .into_iter()
-                            .map(|a| crate::panic::catch(|| f(a)).map_err(Error::Panicked))
-                            .collect(),
-                    ))
-                },
-                None,
-                WhenFull::Overfill,
-            ))
-        });
-        Map::start(feed, opts)
-    }
-
-    /// A handle that does not keep the pool alive: a buffered `map` stops feeding once the pool is gone
-    /// (Python 3.14 holds a weak reference too).
-    fn clone_weak(&self) -> WeakPool {
-        WeakPool(Arc::downgrade(&self.handle))
+        let g = f.clone();
+        crate::pool::start_map(
+            self,
+            inputs,
+            opts,
+            move |pool, a| {
+                let f = f.clone();
+                pool.push(move || Ok(ChunkOut::One(f(a))), None, WhenFull::Overfill)
+            },
+            move |pool, items| {
+                let f = g.clone();
+                pool.push(
+                    move || {
+                        Ok(ChunkOut::Many(
+                            items
+                                .into_iter()
+                                .map(|a| crate::panic::catch(|| f(a)).map_err(Error::Panicked))
+                                .collect(),
+                        ))
+                    },
+                    None,
+                    WhenFull::Overfill,
+                )
+            },
+        )
     }
 
     /// Shuts the pool down and waits until every worker thread has exited: Python's
@@ -507,70 +450,19 @@ impl ThreadPoolExecutor {
     /// as `queued` says. Calling it again is harmless. Called from one of this pool's own tasks, it waits
     /// for the other workers only.
     pub fn shutdown(&self, queued: Queued) {
-        self.shutdown_nowait(queued);
-        let shared = self.shared();
-        let me = crate::sync::thread::current().id();
-        let mut st = shared.lock();
-        // A worker waiting here cannot exit until it returns, so it waits only for the workers that
-        // are not themselves waiting here (two tasks shutting their own pool down must not deadlock).
-        let own_worker = st.handles.iter().any(|h| h.thread().id() == me);
-        if own_worker {
-            st.workers_in_shutdown += 1;
-        }
-        while st.threads > st.workers_in_shutdown {
-            st = shared.exited.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-        if own_worker {
-            st.workers_in_shutdown -= 1;
-        }
-        // From outside, join every worker (all have left their loops or are about to). A worker joins
-        // nobody: it might be joining another worker that is joining it.
-        let handles = if own_worker {
-            Vec::new()
-        } else {
-            std::mem::take(&mut st.handles)
-        };
-        drop(st);
-        for h in handles {
-            let _ = h.join();
-        }
+        self.pool.shutdown(queued)
     }
 
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
     /// tasks still run (unless cancelled), and the threads exit when the queue is empty.
     pub fn shutdown_nowait(&self, queued: Queued) {
-        let drained = self.shared().close(queued == Queued::Cancel);
-        let mut cancelled = 0;
-        for task in drained {
-            if task.cancel() {
-                cancelled += 1;
-            }
-        }
-        if cancelled > 0 {
-            self.shared().lock().cancelled += cancelled;
-        }
+        self.pool.shutdown_nowait(queued)
     }
 
     /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited, without
     /// blocking the runtime's threads.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        self.shutdown_nowait(queued);
-        let shared = self.shared().clone();
-        poll_fn(move |cx| {
-            let mut st = shared.lock();
-            if st.threads == 0 {
-                // Every worker has left its loop; the handles are dropped (detached), not joined, so the
-                // runtime thread never blocks.
-                st.handles.clear();
-                Poll::Ready(())
-            } else {
-                // Re-polls (a `select!`, a spurious wake) must not pile up copies of the same waker.
-                if !st.exit_wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.exit_wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
+        self.pool.shutdown_async(queued)
     }
 
     /// Runs `body` with the pool, then shuts it down and waits for all its work, even if `body` panics:
@@ -595,38 +487,12 @@ impl ThreadPoolExecutor {
     /// This consumes the pool and ends it. Tasks that borrow from the caller's stack, joined at the end
     /// of a block while the pool lives on, are [`scope`](Self::scope)'s.
     pub fn shutdown_after<R>(self, body: impl FnOnce(&ThreadPoolExecutor) -> R) -> R {
-        struct WaitOnExit<'a>(&'a ThreadPoolExecutor);
-        impl Drop for WaitOnExit<'_> {
-            fn drop(&mut self) {
-                self.0.shutdown(Queued::Run);
-            }
-        }
-        let guard = WaitOnExit(&self);
-        body(guard.0)
+        crate::pool::shutdown_after(self, body)
     }
 
     /// A snapshot of the pool's counters.
     pub fn metrics(&self) -> Metrics {
-        let st = self.shared().lock();
-        Metrics {
-            workers: st.threads,
-            idle: st.idle,
-            queued: st.queue.len(),
-            running: st.running,
-            completed: st.completed,
-            failed: st.failed,
-            panicked: st.panicked,
-            cancelled: st.cancelled,
-            workers_respawned: 0,
-        }
-    }
-}
-
-struct WeakPool(std::sync::Weak<Handle>);
-
-impl WeakPool {
-    fn upgrade(&self) -> Option<ThreadPoolExecutor> {
-        self.0.upgrade().map(|handle| ThreadPoolExecutor { handle })
+        self.pool.metrics()
     }
 }
 

@@ -9,34 +9,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
-use tokio::sync::Notify;
-
 use super::task::Runnable;
 use super::Config;
 use crate::error::Error;
+pub(crate) use crate::pool::WhenFull;
+use crate::pool::{Backend, Exits, Metrics, Queued, Room};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 
-/// Where the pool is in its life.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Lifecycle {
-    /// Taking work.
-    Open,
-    /// Shut down: no new work; workers finish what is queued, then exit.
-    ShutDown,
-    /// An initializer failed: no new work, queued work failed; carries the initializer's error.
-    Broken(String),
-}
+/// Where the pool is in its life; a broken pool keeps its initializer's error.
+pub(crate) type Lifecycle = crate::pool::Lifecycle<String>;
 
-/// What to do when a bounded queue is full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WhenFull {
-    /// Give the task back with `Error::Full`.
-    Reject,
-    /// Block this thread until there is room.
-    Block,
-    /// Queue it anyway (the caller bounds its own in-flight work, as `map` does).
-    Overfill,
-}
+/// Why a task was not queued; a task refused for want of room comes back.
+pub(crate) type Rejected = crate::pool::Rejected<Arc<dyn Runnable>>;
 
 pub(crate) struct PoolState {
     pub(crate) queue: VecDeque<Arc<dyn Runnable>>,
@@ -75,19 +59,11 @@ pub(crate) struct Shared {
     pub(crate) wake_hint: AtomicUsize,
     /// Idle workers sleep here.
     pub(crate) work: Condvar,
-    /// Sync submitters wait here for room in a bounded queue.
-    pub(crate) room: Condvar,
-    /// Async submitters wait here for room in a bounded queue.
-    pub(crate) room_async: Notify,
+    /// Submitters wait here for room in a bounded queue.
+    pub(crate) room: Room,
     /// Sync shutdowns wait here for the last worker to exit.
     pub(crate) exited: Condvar,
     pub(crate) config: Config,
-}
-
-/// Why a task was not queued; the task comes back so the caller can retry or drop it.
-pub(crate) enum Rejected {
-    Full(Arc<dyn Runnable>),
-    Closed(Error),
 }
 
 impl Shared {
@@ -113,8 +89,7 @@ impl Shared {
             }),
             wake_hint: AtomicUsize::new(0),
             work: Condvar::new(),
-            room: Condvar::new(),
-            room_async: Notify::new(),
+            room: Room::new(config.sizes.capacity),
             exited: Condvar::new(),
             config,
         })
@@ -125,11 +100,7 @@ impl Shared {
     }
 
     fn closed_error(lifecycle: &Lifecycle) -> Option<Error> {
-        match lifecycle {
-            Lifecycle::Open => None,
-            Lifecycle::ShutDown => Some(Error::Shutdown),
-            Lifecycle::Broken(why) => Some(Error::BrokenThreadPool(why.clone())),
-        }
+        lifecycle.refusal(|why| Error::BrokenThreadPool(why.clone()))
     }
 
     /// Queues a task and makes sure a worker will run it: wakes an idle one, or starts a thread if none
@@ -144,16 +115,13 @@ impl Shared {
             if let Some(e) = Self::closed_error(&st.lifecycle) {
                 return Err(Rejected::Closed(e));
             }
-            let full = matches!(self.config.capacity, Some(cap) if st.queue.len() >= cap);
-            if !full || when_full == WhenFull::Overfill {
+            if !self.room.is_full(st.queue.len()) || when_full == WhenFull::Overfill {
                 break;
             }
             if when_full == WhenFull::Reject {
                 return Err(Rejected::Full(task));
             }
-            st.blocked_submitters += 1;
-            st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
-            st.blocked_submitters -= 1;
+            st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
         if st.idle > 0 {
@@ -167,7 +135,7 @@ impl Shared {
             if sleeper {
                 self.work.notify_one();
             }
-        } else if st.threads < self.config.max_workers {
+        } else if st.threads < self.config.sizes.max_workers {
             if let Err(e) = super::worker::spawn(self, &mut st) {
                 if st.threads == 0 {
                     // No worker will ever take it: fail it rather than strand it.
@@ -185,50 +153,88 @@ impl Shared {
 
     /// A task left the queue: let one waiting submitter in.
     pub(crate) fn made_room(&self, st: &PoolState) {
-        if self.config.capacity.is_some() {
-            if st.blocked_submitters > 0 {
-                self.room.notify_one();
-            }
-            self.room_async.notify_one();
-        }
-    }
-
-    /// Stops taking work. With `cancel`, takes every queued task out and cancels it. Returns the tasks
-    /// to cancel, which the caller cancels with no lock held (cancelling runs callbacks).
-    pub(crate) fn close(&self, cancel: bool) -> Vec<Arc<dyn Runnable>> {
-        let mut st = self.lock();
-        if st.lifecycle == Lifecycle::Open {
-            st.lifecycle = Lifecycle::ShutDown;
-            self.wake_hint.fetch_add(1, Ordering::Release);
-        }
-        let drained: Vec<_> = if cancel {
-            st.queue.drain(..).collect()
-        } else {
-            Vec::new()
-        };
-        drop(st);
-        // Idle workers wake, find the queue empty (or not), and exit when it is.
-        self.work.notify_all();
-        // Blocked submitters wake and see the pool closed.
-        self.room.notify_all();
-        self.room_async.notify_waiters();
-        drained
+        self.room.made(st.blocked_submitters);
     }
 
     /// Breaks the pool after an initializer failure and takes the queued tasks out to be failed.
     pub(crate) fn break_pool(&self, why: String) -> Vec<Arc<dyn Runnable>> {
         let mut st = self.lock();
-        if st.lifecycle == Lifecycle::Open {
+        if st.lifecycle.is_open() {
             self.wake_hint.fetch_add(1, Ordering::Release);
         }
-        if !matches!(st.lifecycle, Lifecycle::Broken(_)) {
-            st.lifecycle = Lifecycle::Broken(why);
-        }
+        st.lifecycle.break_with(|| why);
         let drained = st.queue.drain(..).collect();
         drop(st);
         self.work.notify_all();
-        self.room.notify_all();
-        self.room_async.notify_waiters();
+        self.room.closed();
         drained
+    }
+}
+
+impl Backend for Shared {
+    type State = PoolState;
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        Shared::lock(self)
+    }
+
+    fn exits(st: &mut PoolState) -> Exits<'_> {
+        Exits {
+            live: st.threads,
+            in_shutdown: &mut st.workers_in_shutdown,
+            handles: &mut st.handles,
+            wakers: &mut st.exit_wakers,
+        }
+    }
+
+    fn exited(&self) -> &Condvar {
+        &self.exited
+    }
+
+    fn on_own_worker(self: &Arc<Self>, st: &PoolState) -> bool {
+        let me = crate::sync::thread::current().id();
+        st.handles.iter().any(|h| h.thread().id() == me)
+    }
+
+    /// With `Queued::Cancel`, every queued task is taken out and cancelled once the lock is
+    /// released.
+    fn close(&self, queued: Queued) {
+        let mut st = self.lock();
+        if st.lifecycle.shut_down() {
+            self.wake_hint.fetch_add(1, Ordering::Release);
+        }
+        let drained: Vec<_> = match queued {
+            Queued::Cancel => st.queue.drain(..).collect(),
+            Queued::Run => Vec::new(),
+        };
+        drop(st);
+        // Idle workers wake, find the queue empty (or not), and exit when it is.
+        self.work.notify_all();
+        // Blocked submitters wake and see the pool closed.
+        self.room.closed();
+        let mut cancelled = 0;
+        for task in drained {
+            if task.cancel() {
+                cancelled += 1;
+            }
+        }
+        if cancelled > 0 {
+            self.lock().cancelled += cancelled;
+        }
+    }
+
+    fn metrics(&self) -> Metrics {
+        let st = self.lock();
+        Metrics {
+            workers: st.threads,
+            idle: st.idle,
+            queued: st.queue.len(),
+            running: st.running,
+            completed: st.completed,
+            failed: st.failed,
+            panicked: st.panicked,
+            cancelled: st.cancelled,
+            workers_respawned: 0,
+        }
     }
 }

@@ -1,0 +1,93 @@
+//! Shutdown in its three forms (waiting, not waiting, async) and `shutdown_after`, Python's `with`
+//! block, written once for every pool.
+
+use std::future::{poll_fn, Future};
+use std::task::Poll;
+
+use super::backend::Backend;
+use super::handle::{Frontend, Pool};
+use super::vocab::{Metrics, Queued};
+
+impl<B: Backend> Pool<B> {
+    /// Closes the pool and waits until every worker has left, then joins their threads. On one of the
+    /// pool's own workers it waits only for the workers not themselves waiting here (two tasks
+    /// shutting their own pool down must not wait for each other), and joins nothing: a worker it
+    /// joined might be waiting for this very one to leave.
+    pub(crate) fn shutdown(&self, queued: Queued) {
+        self.shutdown_nowait(queued);
+        let backend = self.backend();
+        let me = crate::sync::thread::current().id();
+        let mut st = backend.lock();
+        let own = backend.on_own_worker(&st);
+        if own {
+            *B::exits(&mut st).in_shutdown += 1;
+            // Another worker waiting here may now be waiting only for workers that wait too.
+            backend.exited().notify_all();
+        }
+        loop {
+            let exits = B::exits(&mut st);
+            let waiting_too = if own { *exits.in_shutdown } else { 0 };
+            if exits.live <= waiting_too {
+                break;
+            }
+            st = backend.exited().wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let exits = B::exits(&mut st);
+        if own {
+            *exits.in_shutdown -= 1;
+            return;
+        }
+        let handles: Vec<_> = exits
+            .handles
+            .drain(..)
+            .filter(|h| h.thread().id() != me)
+            .collect();
+        drop(st);
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// Closes the pool without waiting.
+    pub(crate) fn shutdown_nowait(&self, queued: Queued) {
+        self.backend().close(queued);
+    }
+
+    /// Closes the pool; resolves when every worker has left, without blocking: the threads are
+    /// detached, not joined, so an async runtime's thread never blocks.
+    pub(crate) fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
+        self.shutdown_nowait(queued);
+        let backend = self.backend().clone();
+        poll_fn(move |cx| {
+            let mut st = backend.lock();
+            let exits = B::exits(&mut st);
+            if exits.live == 0 {
+                exits.handles.clear();
+                Poll::Ready(())
+            } else {
+                // Re-polls (a `select!`, a spurious wake) must not pile up copies of the same waker.
+                if !exits.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    exits.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+    }
+
+    /// A snapshot of the pool's counters.
+    pub(crate) fn metrics(&self) -> Metrics {
+        self.backend().metrics()
+    }
+}
+
+/// Runs `body` with the executor, then shuts the pool down and waits, even if `body` panics.
+pub(crate) fn shutdown_after<E: Frontend, R>(executor: E, body: impl FnOnce(&E) -> R) -> R {
+    struct WaitOnExit<'a, E: Frontend>(&'a E);
+    impl<E: Frontend> Drop for WaitOnExit<'_, E> {
+        fn drop(&mut self) {
+            self.0.pool().shutdown(Queued::Run);
+        }
+    }
+    let guard = WaitOnExit(&executor);
+    body(guard.0)
+}
