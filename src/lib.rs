@@ -24,6 +24,7 @@
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs).return_when(…).timeout(…)` then `.await` or `.blocking()` |
 //! | `as_completed(fs, timeout)` | [`as_completed`]`(fs).timeout(…)`: a `Stream`, or `for f in …`; a [`CompletionSet`] to add work while draining |
 //! | `CancelledError`, `TimeoutError`, `BrokenThreadPool`, `BrokenProcessPool`, `InvalidStateError`, `RuntimeError` | [`Error`] variants |
+//! | `mpi4py.futures.MPIPoolExecutor` | `MpiPoolExecutor` (feature `mpi`; see `mpi_pool`) |
 //!
 //! # Beyond Python
 //!
