@@ -109,3 +109,19 @@ pub(crate) fn refusal(theirs: &[u8]) -> Option<String> {
         Some(theirs) => ours.mismatch(&theirs),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_of_this_build_passes_and_any_other_is_refused_with_the_reason() {
+        assert_eq!(refusal(&encoded()), None);
+        let mut other = identity().unwrap().clone();
+        other.text_digest ^= 1;
+        let why = refusal(&postcard::to_allocvec(&Some(other)).unwrap()).unwrap();
+        assert!(why.starts_with("another build of the program"), "{why}");
+        let why = refusal(b"\xff\xff garbage").unwrap();
+        assert!(why.contains("no readable build identity"), "{why}");
+    }
+}

@@ -162,7 +162,20 @@ pub(crate) fn run_tasks(run: Receiver<Vec<u8>>, done: Sender<Vec<u8>>) {
                 out.extend_from_slice(b"the rank received a malformed task frame");
             }
         }
-        let _ = wire::seal(&mut out, usize::MAX);
+        let cap = wire::DEFAULT_MAX_FRAME;
+        if let Err(len) = wire::seal(&mut out, cap) {
+            // As the process pool's worker does: a value over the cap becomes an encoding error; a
+            // message (a panic's, an error's) keeps its kind and is cut to fit.
+            if out[wire::HEADER] == wire::reply::VALUE {
+                out.truncate(wire::HEADER);
+                out.push(wire::reply::RESULT_ENCODE);
+                let msg =
+                    format!("the result is {len} bytes, over the frame size cap of {cap} bytes");
+                out.extend_from_slice(msg.as_bytes());
+            }
+            out.truncate(wire::HEADER + cap);
+            wire::seal(&mut out, cap).expect("cut to the cap");
+        }
         // The task's prints reach the terminal before its result reaches the client.
         let _ = std::io::Write::flush(&mut std::io::stdout());
         if done.send(out).is_err() {
