@@ -180,7 +180,10 @@ fn other_build() -> PathBuf {
             name.starts_with("mpi_other_build-") && p.extension().is_none()
         })
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
-    found.expect("cargo builds tests/mpi_other_build.rs with this test")
+    found.expect(
+        "the test binary of tests/mpi_other_build.rs: build it with this one \
+         (`cargo test --features mpi`, or `--test mpi --test mpi_other_build`)",
+    )
 }
 
 /// The programs the driver runs. Rank 0 (or the spawning client) runs the body; the other ranks

@@ -50,8 +50,8 @@
 //! # Trust
 //!
 //! A rank calls code addresses the client sends. Before the first one, the two prove they run the
-//! same build: each compares the other's [identity](self) (a digest of the program's code bytes,
-//! their length and layout, the crate version) with its own, so a different binary on another host
+//! same build: each compares the other's identity (a digest of the program's code bytes, their
+//! length and layout, the crate version) with its own, so a different binary on another host
 //! fails with a clear [`BrokenCause::StartFailed`](crate::BrokenCause::StartFailed) instead of
 //! calling a wrong address. That is a check against mistakes, not a defence: MPI does not
 //! authenticate its peers, so **every process of the MPI job is trusted** (whatever `mpirun`, the
