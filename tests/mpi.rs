@@ -120,13 +120,25 @@ fn spawn_mode_submit_map_as_completed_wait_panic() {
 }
 
 #[test]
-fn a_queued_task_cancels_and_shutdown_cancels_or_runs_the_queue() {
-    mpirun(&["-n", "3"], "cancel_and_shutdown", &[]).assert_passed("cancel_and_shutdown");
+fn static_mode_a_queued_task_cancels_and_shutdown_cancels_the_queue() {
+    mpirun(&["-n", "3"], "shutdown_static", &[]).assert_passed("shutdown_static");
 }
 
 #[test]
-fn shutdown_with_queued_run_runs_the_queue() {
-    mpirun(&["-n", "3"], "shutdown_runs_queue", &[]).assert_passed("shutdown_runs_queue");
+fn spawn_mode_a_queued_task_cancels_and_shutdown_cancels_the_queue() {
+    mpirun(&["-n", "1"], "shutdown_spawn", &[]).assert_passed("shutdown_spawn");
+}
+
+#[test]
+fn spawn_mode_shutdown_with_queued_run_runs_the_queue() {
+    mpirun(&["-n", "1"], "shutdown_runs_queue_spawn", &[])
+        .assert_passed("shutdown_runs_queue_spawn");
+}
+
+#[test]
+fn static_mode_shutdown_with_queued_run_runs_the_queue() {
+    mpirun(&["-n", "3"], "shutdown_runs_queue_static", &[])
+        .assert_passed("shutdown_runs_queue_static");
 }
 
 #[test]
@@ -351,16 +363,12 @@ mod case {
         passed("basics_spawn");
     }
 
-    #[test]
-    fn cancel_and_shutdown() {
-        if !active("cancel_and_shutdown") {
-            return;
-        }
-        // One task per rank: a task that finds both ranks busy stays queued (cancellable).
-        let pool = MpiPoolExecutor::builder()
-            .tasks_per_rank(1)
-            .from_world()
-            .unwrap();
+    /// One task per rank: a task that finds both ranks busy stays queued (cancellable).
+    fn one_task_per_rank() -> concurrent_futures::MpiPoolBuilder {
+        MpiPoolExecutor::builder().tasks_per_rank(1)
+    }
+
+    fn cancel_and_shutdown(pool: MpiPoolExecutor) {
         all_ranks_up(&pool);
 
         // Both ranks held: a third task stays queued, and cancels.
@@ -391,19 +399,9 @@ mod case {
             assert_eq!(f.result(None).unwrap(), 7);
         }
         pool.shutdown(Queued::Cancel);
-        passed("cancel_and_shutdown");
     }
 
-    #[test]
-    fn shutdown_runs_queue() {
-        if !active("shutdown_runs_queue") {
-            return;
-        }
-        // One task per rank: a task that finds both ranks busy stays queued (cancellable).
-        let pool = MpiPoolExecutor::builder()
-            .tasks_per_rank(1)
-            .from_world()
-            .unwrap();
+    fn shutdown_runs_queue(pool: MpiPoolExecutor) {
         all_ranks_up(&pool);
         let g = gate("shutdown-run");
         let held: Vec<_> = (0..2)
@@ -421,7 +419,42 @@ mod case {
         for mut f in held {
             assert_eq!(f.result(None).unwrap(), 7);
         }
-        passed("shutdown_runs_queue");
+    }
+
+    #[test]
+    fn shutdown_static() {
+        if !active("shutdown_static") {
+            return;
+        }
+        cancel_and_shutdown(one_task_per_rank().from_world().unwrap());
+        passed("shutdown_static");
+    }
+
+    #[test]
+    fn shutdown_runs_queue_static() {
+        if !active("shutdown_runs_queue_static") {
+            return;
+        }
+        shutdown_runs_queue(one_task_per_rank().from_world().unwrap());
+        passed("shutdown_runs_queue_static");
+    }
+
+    #[test]
+    fn shutdown_spawn() {
+        if !active("shutdown_spawn") {
+            return;
+        }
+        cancel_and_shutdown(one_task_per_rank().workers(2).build().unwrap());
+        passed("shutdown_spawn");
+    }
+
+    #[test]
+    fn shutdown_runs_queue_spawn() {
+        if !active("shutdown_runs_queue_spawn") {
+            return;
+        }
+        shutdown_runs_queue(one_task_per_rank().workers(2).build().unwrap());
+        passed("shutdown_runs_queue_spawn");
     }
 
     fn killed(pool: MpiPoolExecutor, victim: i32) {
