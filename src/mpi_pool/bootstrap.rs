@@ -212,7 +212,9 @@ where
     );
     match ending {
         server::Ending::Stopped => drop(link),
-        server::Ending::Refused | server::Ending::ClientLost => link.leak(),
+        server::Ending::StoppedAfterLoss | server::Ending::Refused | server::Ending::ClientLost => {
+            link.leak()
+        }
     }
     ending
 }

@@ -353,10 +353,16 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             .link
             .as_mut()
             .expect("the link is there until `run` ends");
+        // After a lost rank the others must not finalize MPI either: it waits for the lost one.
+        let stop = if self.lost {
+            vec![tag::STOP_LOST]
+        } else {
+            Vec::new()
+        };
         for r in &mut self.ranks {
             if !matches!(r.phase, Phase::Gone) {
                 r.phase = Phase::Gone;
-                link.send(r.rank, tag::STOP, Vec::new());
+                link.send(r.rank, tag::STOP, stop.clone());
             }
         }
         let until = Instant::now() + self.config.heartbeat_timeout;

@@ -28,8 +28,10 @@ pub(crate) mod tag {
     pub(crate) const PING: i32 = 5;
     /// Rank → client: the answer to a `PING` (empty).
     pub(crate) const PONG: i32 = 6;
-    /// Client → rank: exit (empty).
+    /// Client → rank: exit. Empty after an orderly shutdown; [`STOP_LOST`] when a rank was lost.
     pub(crate) const STOP: i32 = 7;
+    /// The body of a `STOP` after a rank was lost: exit without finalizing MPI.
+    pub(crate) const STOP_LOST: u8 = 1;
     /// Rank → client: the rank will not serve this client; the reason follows as text.
     pub(crate) const REFUSED: i32 = 8;
 }

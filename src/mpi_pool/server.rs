@@ -18,6 +18,9 @@ use crate::process_pool::{child, wire};
 pub(crate) enum Ending {
     /// The client said `STOP`.
     Stopped,
+    /// The client said `STOP` after it lost a rank: MPI cannot be finalized (that waits for the lost
+    /// rank).
+    StoppedAfterLoss,
     /// The rank refused the client (a different build), or the client sent something malformed.
     Refused,
     /// Nothing came from the client for the heartbeat timeout: it is presumed dead.
@@ -28,7 +31,7 @@ impl Ending {
     /// The rank's exit code.
     pub(crate) fn exit_code(self) -> i32 {
         match self {
-            Ending::Stopped => 0,
+            Ending::Stopped | Ending::StoppedAfterLoss => 0,
             Ending::Refused => 3,
             Ending::ClientLost => 4,
         }
@@ -89,6 +92,9 @@ where
                     ending = Some(Ending::Refused);
                 }
                 tag::PING => link.send(client, tag::PONG, Vec::new()),
+                tag::STOP if msg.body == [tag::STOP_LOST] => {
+                    ending = Some(Ending::StoppedAfterLoss)
+                }
                 tag::STOP => ending = Some(Ending::Stopped),
                 other => {
                     log::warn!("concurrent_futures: MPI rank ignores a message of tag {other}")
