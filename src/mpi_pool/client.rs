@@ -75,15 +75,11 @@ where
         shared,
         config,
         backoff: Backoff::new(config.backoff),
-        lost: false,
+        peers: Peers::AllStopped,
     };
     client.serve();
     client.stop_all();
-    let peers = if client.lost {
-        Peers::SomeLost
-    } else {
-        Peers::AllStopped
-    };
+    let peers = client.peers;
     let link = client.link.take().expect("the link is taken once, here");
     (link, peers)
 }
@@ -118,8 +114,8 @@ struct Client<'a, C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> {
     shared: &'a Shared,
     config: &'a Config,
     backoff: Backoff,
-    /// A rank was given up on.
-    lost: bool,
+    /// How the ranks are being left: `SomeLost` once one was given up on.
+    peers: Peers,
 }
 
 impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
@@ -299,7 +295,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             }
         }
         if let Some(lost) = lost {
-            self.lost = true;
+            self.peers = Peers::SomeLost;
             self.link().abandon(lost.rank);
             // First, so the lost rank's own task fails with the others.
             self.break_pool(BrokenCause::RankLost(lost));
@@ -354,7 +350,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             .as_mut()
             .expect("the link is there until `run` ends");
         // After a lost rank the others must not finalize MPI either: it waits for the lost one.
-        let stop = if self.lost {
+        let stop = if self.peers == Peers::SomeLost {
             vec![tag::STOP_LOST]
         } else {
             Vec::new()
@@ -375,7 +371,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             }
         }
         if self.link().sending(None) {
-            self.lost = true;
+            self.peers = Peers::SomeLost;
         }
     }
 }

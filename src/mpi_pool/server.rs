@@ -38,6 +38,15 @@ impl Ending {
     }
 }
 
+/// What the rank knows of its client's build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// Its identity has not arrived: no task may run.
+    Unproven,
+    /// Its identity matched this rank's: its code offsets name this rank's functions.
+    Same,
+}
+
 /// The MPI side of a rank: serves `client` until told to stop. `run` carries each `RUN` frame to the
 /// task thread, `done` brings its reply frame back.
 pub(crate) fn serve<C>(
@@ -52,7 +61,7 @@ where
     C: Communicator + AsRaw<Raw = ffi::MPI_Comm>,
 {
     link.send(client, tag::HELLO, identity::encoded());
-    let mut trusted = false;
+    let mut client_build = Build::Unproven;
     // Tasks received and not yet answered: the task thread runs them in order.
     let mut running = 0usize;
     let mut ending = None;
@@ -72,7 +81,7 @@ where
             heard = Instant::now();
             match msg.tag {
                 tag::WELCOME => match identity::refusal(&msg.body) {
-                    None => trusted = true,
+                    None => client_build = Build::Same,
                     Some(why) => {
                         let why = format!("the client is not the same build as this rank: {why}");
                         eprintln!("concurrent_futures: {why}");
@@ -80,7 +89,7 @@ where
                         ending = Some(Ending::Refused);
                     }
                 },
-                tag::RUN if trusted => {
+                tag::RUN if client_build == Build::Same => {
                     running += 1;
                     if run.send(msg.body).is_err() {
                         ending = Some(Ending::Refused);
