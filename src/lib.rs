@@ -117,7 +117,8 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)] // allowed only on the few items that need it (the process pool's code addresses, the
-                      // lifetime erasure of scoped tasks), each with a SAFETY comment
+                      // lifetime erasure of scoped tasks, a thread-pool task's lock-free closure slot),
+                      // each with a SAFETY comment
 
 mod as_completed;
 mod byte_block;

@@ -1,8 +1,9 @@
 //! loom models of the races the concurrency core must decide correctly: the future state machine
 //! (src/future/state.rs), blocking waits (src/future/park.rs), `wait`/`as_completed`/`CompletionSet`
 //! (src/watch.rs, src/completion_set.rs),
-//! and the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
-//! threads are loom threads under `--cfg loom`).
+//! the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
+//! threads are loom threads under `--cfg loom`), and a queued task's closure slot, which has no lock of
+//! its own (src/thread_pool/task.rs; a loom `UnsafeCell` under `--cfg loom`).
 //!
 //! Run with (a separate target dir keeps the normal build's artefacts intact):
 //!
@@ -752,5 +753,47 @@ fn pool_two_retiring_workers_two_tasks_then_a_third() {
         let m = pool.metrics();
         assert!(m.workers <= 2);
         assert_eq!((m.running, m.queued, m.completed), (0, 0, 3));
+    });
+}
+
+/// Counts the drops of a pool task's closure (its captures go with it, run or not).
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn pool_two_cancels_vs_the_worker_taking_the_task() {
+    // A queued task's closure has no lock of its own: the call that moves the future out of PENDING
+    // (the worker's claim or the winning cancel) is the only one that touches it. loom checks every
+    // access to it; the closure is dropped exactly once, and both cancels agree.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(1).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = Dropped(drops.clone());
+        let f = Arc::new(
+            pool.spawn(move || {
+                drop(guard);
+                1u32
+            })
+            .unwrap(),
+        );
+        let other = {
+            let f = f.clone();
+            thread::spawn(move || f.cancel())
+        };
+        let here = f.cancel();
+        let there = other.join().unwrap();
+        assert_eq!(here, there);
+        let mut f = Arc::try_unwrap(f).unwrap();
+        match f.result(None) {
+            Ok(1) => assert!(!here),
+            Err(Error::Cancelled) => assert!(here),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
     });
 }

@@ -2,13 +2,17 @@
 //! parent's"). The check runs a copy of this test binary as the parent, with its stdout and stderr
 //! captured, so what the workers print can be read back.
 
+use std::io::Write as _;
 use std::process::Command;
 
 use concurrent_futures::{ProcessPoolExecutor, Queued};
 
 fn shout(n: u32) -> u32 {
-    println!("cf-stdout-marker {n}");
-    eprintln!("cf-stderr-marker {n}");
+    // One write per line: two workers share the parent's streams, and `eprintln!` on unbuffered
+    // stderr writes each formatted piece separately, so their pieces could interleave.
+    let _ = std::io::stdout().write_all(format!("cf-stdout-marker {n}\n").as_bytes());
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().write_all(format!("cf-stderr-marker {n}\n").as_bytes());
     n
 }
 

@@ -20,7 +20,7 @@ use crate::error::Error;
 pub use handle::TaskHandle;
 pub(crate) use park::{block_until, deadline_after};
 pub use promise::Promise;
-use state::{Callback, Core, Ending, Phase};
+use state::{Callback, Cancel, Core, Ending, Phase};
 
 /// A stable, process-unique identity for a future: use it as a map key to get back from a result to
 /// the input that produced it (Python's `future_to_url[future]` idiom).
@@ -36,7 +36,8 @@ impl fmt::Display for FutureId {
 /// What a future carries besides its state: the work it stands for, type-erased so the handle does not
 /// name the closure's type. One allocation holds both.
 pub(crate) trait Job: Send + Sync {
-    /// Drops the work without running it (after a successful cancel), so captured data is freed at once.
+    /// Drops the work without running it, so captured data is freed at once. Called once, by the call
+    /// that cancelled the future ([`Cancel::Won`]).
     fn discard(&self);
     /// Asks a running task to stop, if it can be asked: `true` if the request was delivered.
     fn interrupt(&self) -> bool {
@@ -52,13 +53,16 @@ pub(crate) struct TaskCell<T, J: ?Sized> {
 }
 
 impl<T> TaskCell<T, dyn Job> {
-    /// PENDING → cancelled, dropping the work at once.
+    /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it).
     fn cancel(&self) -> bool {
-        let cancelled = self.core.cancel();
-        if cancelled {
-            self.job.discard();
+        match self.core.cancel_by() {
+            Cancel::Won => {
+                self.job.discard();
+                true
+            }
+            Cancel::AlreadyCancelled => true,
+            Cancel::Refused => false,
         }
-        cancelled
     }
 
     fn interrupt(&self) -> bool {
@@ -103,8 +107,6 @@ impl Job for NoJob {
 #[must_use = "a PoolFuture does nothing unless you await it or ask for its result (dropping it detaches the task)"]
 pub struct PoolFuture<T> {
     cell: Arc<TaskCell<T, dyn Job>>,
-    /// The outcome was handed out (by `poll` or `result`): `FusedFuture::is_terminated`.
-    terminated: bool,
 }
 
 // A `PoolFuture` shares its state with the worker only through the crate's own locks, which never run
@@ -116,10 +118,7 @@ impl<T> RefUnwindSafe for PoolFuture<T> {}
 
 impl<T> PoolFuture<T> {
     pub(crate) fn from_cell(cell: Arc<TaskCell<T, dyn Job>>) -> Self {
-        PoolFuture {
-            cell,
-            terminated: false,
-        }
+        PoolFuture { cell }
     }
 
     /// This future's stable identity.
@@ -274,13 +273,8 @@ impl<T> PoolFuture<T> {
     /// ```
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = &self.cell.core;
-        match block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx)) {
-            Some(outcome) => {
-                self.terminated = true;
-                outcome
-            }
-            None => Err(Error::Timeout),
-        }
+        block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx))
+            .unwrap_or(Err(Error::Timeout))
     }
 
     /// Waits for the outcome and reports the failure without taking anything: `Ok(None)` for a value,
@@ -361,12 +355,8 @@ impl<T> Drop for PoolFuture<T> {
 impl<T> Future for PoolFuture<T> {
     type Output = Result<T, Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = self.cell.core.poll_take(cx);
-        if outcome.is_ready() {
-            self.terminated = true;
-        }
-        outcome
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.cell.core.poll_take(cx)
     }
 }
 
@@ -396,7 +386,7 @@ impl<T> Future for PoolFuture<T> {
 /// ```
 impl<T> FusedFuture for PoolFuture<T> {
     fn is_terminated(&self) -> bool {
-        self.terminated
+        self.cell.core.handed_out()
     }
 }
 

@@ -63,6 +63,17 @@ pub(crate) enum Ending {
     Cancelled,
 }
 
+/// What a [`Core::cancel_by`] call amounted to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cancel {
+    /// This call moved the future from PENDING to cancelled: the task's work is this caller's to drop.
+    Won,
+    /// Another call cancelled it first.
+    AlreadyCancelled,
+    /// The task started or ended: not cancelled.
+    Refused,
+}
+
 /// The phase of a future as seen from outside, read in one lock so that `done`, `cancelled` and the
 /// outcome always agree. A settling future shows the phase it is leaving (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,8 +93,12 @@ enum State<T> {
     /// The outcome is decided and held by the deciding thread, which is running the callbacks; it is
     /// published (`Done`) when they return.
     Settling(Ending),
-    /// The outcome is published and can be read or taken.
-    Done(Ending, Result<T, Error>),
+    /// The outcome is published: a value, which can be read or taken.
+    Done(T),
+    /// The outcome is published: an error (the task's, or `Cancelled`), which stays to be read again.
+    /// Boxed, so that the state, which every queued task carries, is no larger than a small value (an
+    /// `Error` is 32 bytes) and failures pay for the room they need.
+    DoneWithError(Ending, Box<Error>),
     /// Published with a value, which a callback added afterwards is reading on the thread that added it;
     /// that thread puts it back (`Done`) when its callbacks return.
     Lent,
@@ -101,8 +116,11 @@ struct Extras<T> {
 
 struct Inner<T> {
     state: State<T>,
-    /// The waker of the owner's `.await` or blocking `result()`.
-    owner: Option<Waker>,
+    /// One waker kept inline, so that the common waits allocate nothing: the owner's (`.await`,
+    /// `result()`), or, while the owner has none here, one watcher's (`wait`, `as_completed`,
+    /// `exception()`), registered under [`INLINE_KEY`] and flagged by [`FIRST_IS_WATCHER`]. The others
+    /// go to the extras' list, the owner's under [`OWNER_KEY`].
+    first: Option<Waker>,
     extras: Option<Box<Extras<T>>>,
 }
 
@@ -121,7 +139,8 @@ impl<T> Inner<T> {
         match &self.state {
             State::Pending | State::Settling(Ending::Cancelled) => Phase::Pending,
             State::Running | State::Settling(_) => Phase::Running,
-            State::Done(e, _) => Phase::Ended(*e),
+            State::Done(_) => Phase::Ended(Ending::Returned),
+            State::DoneWithError(e, _) => Phase::Ended(*e),
             State::Lent | State::Taken => Phase::Ended(Ending::Returned),
         }
     }
@@ -147,6 +166,18 @@ pub(crate) struct Core<T> {
 
 /// The bit of `Core::id_and_ended` that says the outcome is published; ids stay far below it.
 const ENDED: u64 = 1 << 63;
+/// The bit of `Core::id_and_ended` that says the owner was handed the outcome (`FusedFuture`): kept
+/// here rather than in the owner's handle, which stays one pointer wide.
+const HANDED_OUT: u64 = 1 << 62;
+/// The bit of `Core::id_and_ended` that says `Inner::first` holds a watcher's waker, not the owner's.
+/// Like the other bits, written only under the lock.
+const FIRST_IS_WATCHER: u64 = 1 << 61;
+const FLAGS: u64 = ENDED | HANDED_OUT | FIRST_IS_WATCHER;
+
+/// The key of the watcher whose waker is in `Inner::first`.
+const INLINE_KEY: u64 = u64::MAX;
+/// The key of the owner's waker when it is in the list (a watcher holds `Inner::first`).
+const OWNER_KEY: u64 = u64::MAX - 1;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -156,14 +187,14 @@ impl<T> Core<T> {
             id_and_ended: AtomicU64::new(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             inner: Mutex::new(Inner {
                 state: State::Pending,
-                owner: None,
+                first: None,
                 extras: None,
             }),
         }
     }
 
     pub(crate) fn id(&self) -> FutureId {
-        FutureId(self.id_and_ended.load(Ordering::Relaxed) & !ENDED)
+        FutureId(self.id_and_ended.load(Ordering::Relaxed) & !FLAGS)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
@@ -178,7 +209,7 @@ impl<T> Core<T> {
     #[cfg(not(loom))]
     pub(crate) fn snapshot(&self) -> (FutureId, bool) {
         let word = self.id_and_ended.load(Ordering::Acquire);
-        (FutureId(word & !ENDED), word & ENDED != 0)
+        (FutureId(word & !FLAGS), word & ENDED != 0)
     }
 
     #[cfg(loom)]
@@ -226,14 +257,22 @@ impl<T> Core<T> {
     /// PENDING → cancelled. `true` if the future is cancelled: now, before, or by a cancel on another
     /// thread whose callbacks are still running (the task will never run in any of these cases).
     pub(crate) fn cancel(&self) -> bool {
+        self.cancel_by() != Cancel::Refused
+    }
+
+    /// [`cancel`](Self::cancel), telling the one call that made the transition from the others: only
+    /// that call may touch what the task would have run (see the thread pool's closure slot).
+    pub(crate) fn cancel_by(&self) -> Cancel {
         let inner = self.lock();
         match inner.state {
             State::Pending => {
                 self.settle(inner, Ending::Cancelled, Err(Error::Cancelled), None);
-                true
+                Cancel::Won
             }
-            State::Settling(Ending::Cancelled) | State::Done(Ending::Cancelled, _) => true,
-            _ => false,
+            State::Settling(Ending::Cancelled) | State::DoneWithError(Ending::Cancelled, _) => {
+                Cancel::AlreadyCancelled
+            }
+            _ => Cancel::Refused,
         }
     }
 
@@ -258,8 +297,10 @@ impl<T> Core<T> {
                 Ok(_) => Ending::Returned,
                 Err(_) => Ending::Raised,
             },
-            State::Settling(e) | State::Done(e, _) => return Err(self.already_ended(*e)),
-            State::Lent | State::Taken => return Err(self.already_ended(Ending::Returned)),
+            State::Settling(e) | State::DoneWithError(e, _) => return Err(self.already_ended(*e)),
+            State::Done(_) | State::Lent | State::Taken => {
+                return Err(self.already_ended(Ending::Returned))
+            }
         };
         self.settle(inner, ending, outcome, before_publish);
         Ok(())
@@ -302,10 +343,12 @@ impl<T> Core<T> {
             // round until none are left, so each runs before the outcome is published.
             inner = self.lock();
         }
-        // PUBLISH: the outcome first, then the bit, in one locked section (see `has_ended`).
-        inner.state = State::Done(ending, outcome);
-        self.id_and_ended.fetch_or(ENDED, Ordering::Release);
-        let owner = inner.owner.take();
+        // PUBLISH: the outcome first, then the bit, in one locked section (see `has_ended`). The
+        // inline slot is emptied below, so it stops being a watcher's; only the owner registers from
+        // now on (a late callback's lending).
+        inner.state = published(ending, outcome);
+        self.set_flags(ENDED, FIRST_IS_WATCHER, Ordering::Release);
+        let first = inner.first.take();
         let waiters = inner
             .extras
             .as_mut()
@@ -313,7 +356,7 @@ impl<T> Core<T> {
             .unwrap_or_default();
         drop(inner);
         // WAKE
-        if let Some(w) = owner {
+        if let Some(w) = first {
             w.wake();
         }
         for (_, w) in waiters {
@@ -327,11 +370,11 @@ impl<T> Core<T> {
     pub(crate) fn add_callback(&self, cb: Callback<T>) {
         let mut inner = self.lock();
         let value = match mem::replace(&mut inner.state, State::Lent) {
-            State::Done(_, Ok(v)) => v,
-            State::Done(ending, Err(e)) => {
+            State::Done(v) => v,
+            State::DoneWithError(ending, e) => {
                 // Errors are cheap to clone: the state keeps its own, untouched.
-                let copy = Err(e.clone());
-                inner.state = State::Done(ending, Err(e));
+                let copy = Err((*e).clone());
+                inner.state = State::DoneWithError(ending, e);
                 drop(inner);
                 run_callback(self.id(), cb, &copy);
                 return;
@@ -367,8 +410,9 @@ impl<T> Core<T> {
                 None => break,
             }
         }
-        inner.state = State::Done(Ending::Returned, outcome);
-        let owner = inner.owner.take();
+        inner.state = published(Ending::Returned, outcome);
+        // Published: the inline slot can only hold the owner's waker.
+        let owner = inner.first.take();
         drop(inner);
         if let Some(w) = owner {
             w.wake();
@@ -378,11 +422,12 @@ impl<T> Core<T> {
     /// The owner's poll: takes a value out, or clones an error (which stays to be read again).
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
         let mut inner = self.lock();
-        match mem::replace(&mut inner.state, State::Taken) {
-            State::Done(_, Ok(v)) => Poll::Ready(Ok(v)),
-            State::Done(ending, Err(e)) => {
-                inner.state = State::Done(ending, Err(e.clone()));
-                Poll::Ready(Err(e))
+        let outcome = match mem::replace(&mut inner.state, State::Taken) {
+            State::Done(v) => Poll::Ready(Ok(v)),
+            State::DoneWithError(ending, e) => {
+                let copy = (*e).clone();
+                inner.state = State::DoneWithError(ending, e);
+                Poll::Ready(Err(copy))
             }
             State::Taken => Poll::Ready(Err(Error::InvalidState(
                 "the result was already taken from this future".into(),
@@ -391,10 +436,18 @@ impl<T> Core<T> {
             // the module docs), but would mean "wait for it to come back" all the same.
             live => {
                 inner.state = live;
-                register(&mut inner.owner, cx.waker());
-                Poll::Pending
+                self.register_owner(&mut inner, cx.waker());
+                return Poll::Pending;
             }
-        }
+        };
+        // Only the owner polls here, so only its own later reads look at the bit.
+        self.set_flags(HANDED_OUT, 0, Ordering::Relaxed);
+        outcome
+    }
+
+    /// Whether the owner has been handed the outcome ([`poll_take`](Self::poll_take) was ready).
+    pub(crate) fn handed_out(&self) -> bool {
+        self.id_and_ended.load(Ordering::Relaxed) & HANDED_OUT != 0
     }
 
     /// The owner handle is gone: drops the waker its last poll left, rather than keeping it (and
@@ -404,8 +457,15 @@ impl<T> Core<T> {
             // Publication already took it, and only the owner registers here.
             return;
         }
-        let waker = self.lock().owner.take();
-        drop(waker);
+        let mut inner = self.lock();
+        let first = if self.first_is_watcher() {
+            None
+        } else {
+            inner.first.take()
+        };
+        let listed = remove_listed(&mut inner, OWNER_KEY);
+        drop(inner);
+        drop((first, listed));
     }
 
     /// Waiting for the outcome without taking it (`exception()`): `Some(error)` or `None` for a value.
@@ -418,15 +478,15 @@ impl<T> Core<T> {
     ) -> Poll<Option<Error>> {
         let mut inner = self.lock();
         let ready = match &inner.state {
-            State::Done(_, Err(e)) => Some(e.clone()),
-            State::Done(_, Ok(_)) | State::Lent | State::Taken => None,
+            State::DoneWithError(_, e) => Some((**e).clone()),
+            State::Done(_) | State::Lent | State::Taken => None,
             _ => {
-                register_keyed(&mut inner, cx, key);
+                self.register_watcher(&mut inner, cx.waker(), key);
                 return Poll::Pending;
             }
         };
         if let Some(k) = key.take() {
-            remove_waiter(&mut inner, k);
+            self.remove_watcher(&mut inner, k);
         }
         Poll::Ready(ready)
     }
@@ -437,17 +497,76 @@ impl<T> Core<T> {
         let mut inner = self.lock();
         if let Phase::Ended(_) = inner.phase() {
             if let Some(k) = key.take() {
-                remove_waiter(&mut inner, k);
+                self.remove_watcher(&mut inner, k);
             }
             return Poll::Ready(());
         }
-        register_keyed(&mut inner, cx, key);
+        self.register_watcher(&mut inner, cx.waker(), key);
         Poll::Pending
     }
 
     /// Removes a watcher's registration (a dropped `wait` or `as_completed`).
     pub(crate) fn unwatch(&self, key: u64) {
-        remove_waiter(&mut self.lock(), key);
+        let mut inner = self.lock();
+        let waker = self.remove_watcher(&mut inner, key);
+        drop(inner);
+        drop(waker);
+    }
+
+    /// Sets the bits `set` and clears `clear` of the flags word. Call with the lock held: every writer
+    /// holds it, so a load and a store, cheaper than a read-modify-write, lose
+    /// nothing; lock-free readers only read.
+    fn set_flags(&self, set: u64, clear: u64, order: Ordering) {
+        let word = self.id_and_ended.load(Ordering::Relaxed);
+        self.id_and_ended.store((word & !clear) | set, order);
+    }
+
+    fn first_is_watcher(&self) -> bool {
+        self.id_and_ended.load(Ordering::Relaxed) & FIRST_IS_WATCHER != 0
+    }
+
+    /// Registers (or refreshes) the owner's waker: inline, unless a watcher holds that slot.
+    fn register_owner(&self, inner: &mut Inner<T>, waker: &Waker) {
+        if self.first_is_watcher() {
+            register_listed(inner, OWNER_KEY, waker);
+        } else {
+            register(&mut inner.first, waker);
+        }
+    }
+
+    /// Registers (or refreshes) the watcher `key`, woken once the outcome is published: in the inline
+    /// slot if it is free (a `wait` over many futures then allocates nothing per future), else in the
+    /// list. Called only before publication, so a watcher holding the inline slot still holds it.
+    fn register_watcher(&self, inner: &mut Inner<T>, waker: &Waker, key: &mut Option<u64>) {
+        match *key {
+            Some(INLINE_KEY) => register(&mut inner.first, waker),
+            Some(k) => register_listed(inner, k, waker),
+            None if inner.first.is_none() => {
+                inner.first = Some(waker.clone());
+                self.set_flags(FIRST_IS_WATCHER, 0, Ordering::Relaxed);
+                *key = Some(INLINE_KEY);
+            }
+            None => {
+                let x = inner.extras();
+                let k = x.next_key;
+                x.next_key += 1;
+                x.waiters.push((k, waker.clone()));
+                *key = Some(k);
+            }
+        }
+    }
+
+    /// Takes the watcher `key`'s waker out, for the caller to drop once the lock is released. After
+    /// publication the inline slot is no watcher's, so a stale `INLINE_KEY` finds nothing.
+    fn remove_watcher(&self, inner: &mut Inner<T>, key: u64) -> Option<Waker> {
+        if key != INLINE_KEY {
+            return remove_listed(inner, key);
+        }
+        if !self.first_is_watcher() {
+            return None;
+        }
+        self.set_flags(0, FIRST_IS_WATCHER, Ordering::Relaxed);
+        inner.first.take()
     }
 
     /// `Debug` text in the manner of Python's repr: `pending`, `running`, `cancelled`,
@@ -457,12 +576,20 @@ impl<T> Core<T> {
         match &inner.state {
             State::Pending | State::Settling(Ending::Cancelled) => "pending".into(),
             State::Running | State::Settling(_) => "running".into(),
-            State::Done(Ending::Cancelled, _) => "cancelled".into(),
-            State::Done(_, Err(e)) => format!("finished raised {}", variant_name(e)),
-            State::Done(_, Ok(_)) | State::Lent | State::Taken => {
+            State::DoneWithError(Ending::Cancelled, _) => "cancelled".into(),
+            State::DoneWithError(_, e) => format!("finished raised {}", variant_name(e)),
+            State::Done(_) | State::Lent | State::Taken => {
                 format!("finished returned {}", short_type_name::<T>())
             }
         }
+    }
+}
+
+/// The published state of `outcome`, decided with `ending`.
+fn published<T>(ending: Ending, outcome: Result<T, Error>) -> State<T> {
+    match outcome {
+        Ok(v) => State::Done(v),
+        Err(e) => State::DoneWithError(ending, Box::new(e)),
     }
 }
 
@@ -473,33 +600,23 @@ fn register(slot: &mut Option<Waker>, waker: &Waker) {
     }
 }
 
-/// Registers (or refreshes) the waiter `key` in the list woken once the outcome is published.
-fn register_keyed<T>(inner: &mut Inner<T>, cx: &mut Context<'_>, key: &mut Option<u64>) {
+/// Registers (or refreshes) the waker listed under `key`.
+fn register_listed<T>(inner: &mut Inner<T>, key: u64, waker: &Waker) {
     let x = inner.extras();
-    match key {
-        Some(k) => match x.waiters.iter_mut().find(|(wk, _)| wk == k) {
-            Some((_, w)) => {
-                if !w.will_wake(cx.waker()) {
-                    *w = cx.waker().clone();
-                }
+    match x.waiters.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, w)) => {
+            if !w.will_wake(waker) {
+                *w = waker.clone();
             }
-            None => x.waiters.push((*k, cx.waker().clone())),
-        },
-        None => {
-            let k = x.next_key;
-            x.next_key += 1;
-            x.waiters.push((k, cx.waker().clone()));
-            *key = Some(k);
         }
+        None => x.waiters.push((key, waker.clone())),
     }
 }
 
-fn remove_waiter<T>(inner: &mut Inner<T>, key: u64) {
-    if let Some(x) = inner.extras.as_mut() {
-        if let Some(i) = x.waiters.iter().position(|(k, _)| *k == key) {
-            x.waiters.swap_remove(i);
-        }
-    }
+fn remove_listed<T>(inner: &mut Inner<T>, key: u64) -> Option<Waker> {
+    let x = inner.extras.as_mut()?;
+    let i = x.waiters.iter().position(|(k, _)| *k == key)?;
+    Some(x.waiters.swap_remove(i).1)
 }
 
 fn run_callback<T>(id: FutureId, cb: Callback<T>, outcome: &Result<T, Error>) {

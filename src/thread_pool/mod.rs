@@ -15,7 +15,7 @@ pub use builder::ThreadPoolBuilder;
 pub use scope::{Scope, ScopedJoinHandle};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
-use task::{new_task, new_typed_task, Call, Spawn, TokenState, Work};
+use task::{new_task, new_typed_task, Call, Spawn, TokenSlot, TokenState, Work};
 
 use crate::error::{Error, TaskError};
 use crate::future::PoolFuture;
@@ -99,15 +99,12 @@ impl ThreadPoolExecutor {
         self.shared().config.sizes.max_workers
     }
 
-    fn push<T, F>(
-        &self,
-        func: F,
-        token: Option<Arc<TokenState>>,
-        when_full: WhenFull,
-    ) -> Result<PoolFuture<T>, Error>
+    /// Queues `func`; `token` is `()` for a plain task, or the task's token state.
+    fn push<T, F, K>(&self, func: F, token: K, when_full: WhenFull) -> Result<PoolFuture<T>, Error>
     where
         F: FnOnce() -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
+        K: TokenSlot,
     {
         #[cfg(feature = "tracing")]
         let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
@@ -122,20 +119,21 @@ impl ThreadPoolExecutor {
     }
 
     /// Queues `work` if there is room now; otherwise hands it back with the reason.
+    #[allow(unsafe_code)] // taking the work back out of a refused task: see the SAFETY comment.
     fn try_push<T, W>(&self, work: W) -> Result<PoolFuture<T>, crate::Rejected<W>>
     where
         W: Work<T>,
         T: Send + 'static,
     {
-        let (task, fut) = new_typed_task(work, None);
+        let (task, fut) = new_typed_task(work, ());
         let error = match self.shared().enqueue(task.clone(), WhenFull::Reject) {
             Ok(()) => return Ok(fut),
             Err(Rejected::Full(_)) => Error::Full,
             Err(Rejected::Closed(e)) => e,
         };
-        let work = task
-            .take_work()
-            .expect("a task the queue refused still has its work");
+        // SAFETY: the queue refused the task and `fut` is still ours: nothing else can reach it.
+        let work =
+            unsafe { task.take_work() }.expect("a task the queue refused still has its work");
         Err(crate::Rejected::new(error, work))
     }
 
@@ -146,7 +144,7 @@ impl ThreadPoolExecutor {
     {
         #[cfg(feature = "tracing")]
         let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
-        let (task, fut) = new_task(func, None);
+        let (task, fut) = new_task(func, ());
         #[cfg(feature = "tracing")]
         crate::trace::record_id(&span, fut.id());
         let shared = self.shared();
@@ -166,7 +164,7 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
     {
-        self.push(move || Ok(f(arg)), None, WhenFull::Block)
+        self.push(move || Ok(f(arg)), (), WhenFull::Block)
     }
 
     /// Runs a closure on the pool. With a bounded queue that is full, this blocks until there is room.
@@ -183,7 +181,7 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.push(move || Ok(f()), None, WhenFull::Block)
+        self.push(move || Ok(f()), (), WhenFull::Block)
     }
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`] (the error kept,
@@ -197,7 +195,7 @@ impl ThreadPoolExecutor {
     {
         self.push(
             move || f(arg).map_err(|e| Error::Failed(TaskError::new(e))),
-            None,
+            (),
             WhenFull::Block,
         )
     }
@@ -211,7 +209,7 @@ impl ThreadPoolExecutor {
     {
         self.push(
             move || f().map_err(|e| Error::Failed(TaskError::new(e))),
-            None,
+            (),
             WhenFull::Block,
         )
     }
@@ -226,7 +224,7 @@ impl ThreadPoolExecutor {
     {
         let state = TokenState::new(None, None);
         let token = CancelToken(state.clone());
-        self.push(move || f(&token), Some(state), WhenFull::Block)
+        self.push(move || f(&token), state, WhenFull::Block)
     }
 
     /// [`spawn_cancellable`](Self::spawn_cancellable) tied to a caller's tokio-util
@@ -267,7 +265,7 @@ impl ThreadPoolExecutor {
     {
         let state = TokenState::new(Some(token.child_token()), None);
         let task_token = CancelToken(state.clone());
-        let fut = self.push(move || f(&task_token), Some(state), WhenFull::Block)?;
+        let fut = self.push(move || f(&task_token), state, WhenFull::Block)?;
         fut.interrupt_on_cancel(&token);
         Ok(fut)
     }
@@ -295,7 +293,7 @@ impl ThreadPoolExecutor {
     {
         let state = TokenState::new(None, Some(limit));
         let token = CancelToken(state.clone());
-        self.push(move || f(&token), Some(state), WhenFull::Block)
+        self.push(move || f(&token), state, WhenFull::Block)
     }
 
     /// [`submit`](Self::submit) that never blocks: with a bounded queue that is full, fails with
@@ -425,7 +423,7 @@ impl ThreadPoolExecutor {
             opts,
             move |pool, a| {
                 let f = f.clone();
-                pool.push(move || Ok(ChunkOut::One(f(a))), None, WhenFull::Overfill)
+                pool.push(move || Ok(ChunkOut::One(f(a))), (), WhenFull::Overfill)
             },
             move |pool, items| {
                 let f = g.clone();
@@ -438,7 +436,7 @@ impl ThreadPoolExecutor {
                                 .collect(),
                         ))
                     },
-                    None,
+                    (),
                     WhenFull::Overfill,
                 )
             },

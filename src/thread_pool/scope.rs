@@ -274,7 +274,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         let run = move || job.run();
         #[cfg(feature = "tracing")]
         let (run, span) = crate::trace::thread_task(&self.pool.shared().config.name_prefix, run);
-        let (task, future) = new_task(run, None);
+        let (task, future) = new_task(run, ());
         #[cfg(feature = "tracing")]
         crate::trace::record_id(&span, future.id());
         let weak = Arc::downgrade(&task);

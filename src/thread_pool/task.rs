@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deadline::Alarm;
 use crate::error::Error;
-use crate::future::state::Core;
+use crate::future::state::{Cancel, Core};
 use crate::future::{Job, PoolFuture, TaskCell};
-use crate::sync::{lock, Mutex};
+use crate::sync::UnsafeCell;
 
 /// What running a claimed task amounted to, for the pool's metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,20 +83,63 @@ where
     }
 }
 
+/// A task's cancellation token, if it has one: `()` for a plain task (no room taken in the task), or
+/// the shared token state for `spawn_cancellable` and its siblings.
+pub(crate) trait TokenSlot: Send + Sync + 'static {
+    fn state(&self) -> Option<&TokenState>;
+}
+
+impl TokenSlot for () {
+    fn state(&self) -> Option<&TokenState> {
+        None
+    }
+}
+
+impl TokenSlot for Arc<TokenState> {
+    fn state(&self) -> Option<&TokenState> {
+        Some(self)
+    }
+}
+
 /// The closure, until a worker takes it or a cancel drops it.
-pub(crate) struct FuncSlot<F, T> {
-    slot: Mutex<Option<F>>,
-    token: Option<Arc<TokenState>>,
+///
+/// No lock guards it: the future's state machine does. The one call that moves the future out of
+/// PENDING (a worker's claim, the winning cancel, a failing pool's start) is the only one that ever
+/// touches the closure afterwards, and before that nothing but the builder (or a submit the queue
+/// refused, which never let the task out) has it.
+pub(crate) struct FuncSlot<F, T, K> {
+    slot: UnsafeCell<Option<F>>,
+    token: K,
     _outcome: PhantomData<fn() -> T>,
 }
 
-impl<F: Send, T: Send> Job for FuncSlot<F, T> {
+// SAFETY: the closure is `Send` and is touched by one thread at a time (see the type's docs); the
+// state machine's lock orders the hand-over between threads.
+#[allow(unsafe_code)]
+unsafe impl<F: Send, T, K: Sync> Sync for FuncSlot<F, T, K> {}
+
+#[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
+impl<F, T, K> FuncSlot<F, T, K> {
+    /// Takes the closure out.
+    ///
+    /// # Safety
+    /// The caller has the closure to itself: it made the future leave PENDING (or the task never left
+    /// its builder), so no other call takes it.
+    unsafe fn take(&self) -> Option<F> {
+        // SAFETY: exclusive access, as the caller promises.
+        self.slot.with_mut(|f| unsafe { (*f).take() })
+    }
+}
+
+#[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
+impl<F: Send, T: Send, K: TokenSlot> Job for FuncSlot<F, T, K> {
     fn discard(&self) {
-        drop(lock(&self.slot).take());
+        // SAFETY: called only by the cancel that won the future's PENDING (`Cancel::Won`).
+        drop(unsafe { self.take() });
     }
 
     fn interrupt(&self) -> bool {
-        match &self.token {
+        match self.token.state() {
             Some(t) => {
                 t.token.cancel();
                 true
@@ -106,16 +149,14 @@ impl<F: Send, T: Send> Job for FuncSlot<F, T> {
     }
 }
 
-pub(crate) type Task<F, T> = TaskCell<T, FuncSlot<F, T>>;
+pub(crate) type Task<F, T, K> = TaskCell<T, FuncSlot<F, T, K>>;
 
 /// Builds a task; the returned pair is the queue's handle and the caller's future, sharing one allocation.
-pub(crate) fn new_task<F, T>(
-    func: F,
-    token: Option<Arc<TokenState>>,
-) -> (Arc<dyn Runnable>, PoolFuture<T>)
+pub(crate) fn new_task<F, T, K>(func: F, token: K) -> (Arc<dyn Runnable>, PoolFuture<T>)
 where
     F: Work<T>,
     T: Send + 'static,
+    K: TokenSlot,
 {
     let (cell, fut) = new_typed_task(func, token);
     (cell, fut)
@@ -123,18 +164,16 @@ where
 
 /// [`new_task`], keeping the task's type: whoever queues it can take the work back out if the queue
 /// refuses it ([`Task::take_work`]).
-pub(crate) fn new_typed_task<F, T>(
-    func: F,
-    token: Option<Arc<TokenState>>,
-) -> (Arc<Task<F, T>>, PoolFuture<T>)
+pub(crate) fn new_typed_task<F, T, K>(func: F, token: K) -> (Arc<Task<F, T, K>>, PoolFuture<T>)
 where
     F: Work<T>,
     T: Send + 'static,
+    K: TokenSlot,
 {
-    let cell: Arc<Task<F, T>> = Arc::new(TaskCell {
+    let cell: Arc<Task<F, T, K>> = Arc::new(TaskCell {
         core: Core::new(),
         job: FuncSlot {
-            slot: Mutex::new(Some(func)),
+            slot: UnsafeCell::new(Some(func)),
             token,
             _outcome: PhantomData,
         },
@@ -143,29 +182,36 @@ where
     (cell, PoolFuture::from_cell(fut))
 }
 
-impl<F: Work<T>, T> Task<F, T> {
+#[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
+impl<F: Work<T>, T, K: TokenSlot> Task<F, T, K> {
     /// The work of a task that never reached the queue, handed back to the submitter. (Its future, never
     /// seen by anyone, is dropped with it.)
-    pub(crate) fn take_work(&self) -> Option<F> {
-        lock(&self.job.slot).take()
+    ///
+    /// # Safety
+    /// The queue refused the task and its future has not left the submitter: nothing else can reach it.
+    pub(crate) unsafe fn take_work(&self) -> Option<F> {
+        // SAFETY: as the caller promises, this is the only reference in use.
+        unsafe { self.job.take() }
     }
 }
 
-impl<F, T> Runnable for Task<F, T>
+#[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
+impl<F, T, K> Runnable for Task<F, T, K>
 where
     F: Work<T>,
     T: Send + 'static,
+    K: TokenSlot,
 {
     fn claim(&self) -> bool {
         self.core.start()
     }
 
     fn run(&self, before_publish: &mut dyn FnMut(Ran)) {
-        // Only a successful cancel empties the slot, and then the claim failed.
-        let func = lock(&self.job.slot)
-            .take()
-            .expect("a claimed task has its closure");
-        if let Some(t) = &self.job.token {
+        // SAFETY: the worker's claim moved the future out of PENDING, so the closure is ours alone.
+        // Only a winning cancel empties the slot, and then the claim failed.
+        let func = unsafe { self.job.take() }.expect("a claimed task has its closure");
+        let token = self.job.token.state();
+        if let Some(t) = token {
             t.started(Instant::now());
         }
         // The closure (and everything it captured) is consumed here, before the outcome is published.
@@ -174,7 +220,7 @@ where
             Ok(Err(e)) => (Ran::Failed, Err(e)),
             Err(panic) => (Ran::Panicked, Err(Error::Panicked(panic))),
         };
-        if let Some(t) = &self.job.token {
+        if let Some(t) = token {
             t.finished();
         }
         // Our claim won the race, so nothing else can have completed the future.
@@ -184,16 +230,20 @@ where
     }
 
     fn cancel(&self) -> bool {
-        let cancelled = self.core.cancel();
-        if cancelled {
-            self.job.discard();
+        match self.core.cancel_by() {
+            Cancel::Won => {
+                self.job.discard();
+                true
+            }
+            Cancel::AlreadyCancelled => true,
+            Cancel::Refused => false,
         }
-        cancelled
     }
 
     fn fail(&self, error: Error) {
         if self.core.start() {
-            self.job.discard();
+            // SAFETY: this start moved the future out of PENDING: the closure is ours alone.
+            drop(unsafe { self.job.take() });
             let _ = self.core.complete(Err(error));
         }
     }
