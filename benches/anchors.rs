@@ -8,6 +8,9 @@
 //! cargo bench --bench anchors -- 1 3          # only sections 1 and 3
 //! ```
 //!
+//! One §5 scenario alone, for `strace -f -c` or `perf` (the bench binary, built by `cargo bench
+//! --no-run`): `target/release/deps/anchors-* --probe s5 rt|echo|echo_vec <n>`.
+//!
 //! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
 //! and the minimum per operation, and each row's ratio to its anchor *measured in the same run*. The
 //! Python anchors come from `benches/python_anchors.py`, which this binary runs with `python3` (skipped
@@ -371,6 +374,7 @@ fn probe_main(args: &[String]) {
     let v = match a.as_slice() {
         ["rss", kind, n, mode] => rss_probe(kind, n.parse().expect("n"), *mode == "gated"),
         ["idle", kind] => idle_probe(kind),
+        ["s5", kind, n] => s5_probe(kind, n.parse().expect("n")),
         _ => panic!("unknown probe {a:?}"),
     };
     println!("PROBE {v}");
@@ -1407,6 +1411,40 @@ fn echo_vec(v: Vec<u8>) -> Vec<u8> {
     v
 }
 
+/// One of §5's scenarios alone, `n` times, for `strace -f -c` or `valgrind --tool=callgrind` (the
+/// worker is started and warmed first): `rt` (trivial task, `result()`), `echo` (1 MiB `ByteBlock`),
+/// `echo_vec` (1 MiB `Vec<u8>`). Returns the time per operation in µs.
+fn s5_probe(kind: &str, n: u64) -> f64 {
+    let pool = ProcessPoolExecutor::new(1).expect("process pool");
+    let data = payload(1 << 20);
+    let one = |i: u64| match kind {
+        "rt" => pool.submit(inc, i).unwrap().result(None).unwrap() as usize,
+        "echo" => {
+            let b = ByteBlock::from(data.clone());
+            pool.submit(echo_bytes, b)
+                .unwrap()
+                .result(None)
+                .unwrap()
+                .len()
+        }
+        "echo_vec" => pool
+            .submit(echo_vec, data.clone())
+            .unwrap()
+            .result(None)
+            .unwrap()
+            .len(),
+        _ => panic!("unknown §5 probe {kind}"),
+    };
+    black_box(one(0));
+    let t = Instant::now();
+    let mut acc = 0;
+    for i in 0..n {
+        acc += one(i);
+    }
+    black_box(acc);
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
 fn section5(cfg: &Cfg, r: &mut Results) {
     let (n, e) = (cfg.proc_rt_n, cfg.echo_n);
     eprintln!(
@@ -2082,7 +2120,7 @@ const S5_ECHO: &[Line] = &[
     ),
     (
         "s5.cf_echo_vec",
-        "cf `ProcessPoolExecutor(1)`, plain `Vec<u8>` → `Vec<u8>` (no fast path)",
+        "cf `ProcessPoolExecutor(1)`, plain `Vec<u8>` → `Vec<u8>`",
         Some("s5.raw_echo_pinned"),
     ),
     (
@@ -2274,6 +2312,11 @@ fn checks(r: &Results) -> Vec<Check> {
         t(
             "§5 process round trip (`result()`) ÷ raw socketpair ping-pong (one CPU)",
             ratio(r, "s5.cf", "s5.raw_pinned"),
+            1.5,
+        ),
+        t(
+            "§5 process round trip (`result()`) ÷ raw socketpair ping-pong (placed by the kernel)",
+            ratio(r, "s5.cf", "s5.raw"),
             1.5,
         ),
         Check {

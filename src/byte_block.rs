@@ -10,9 +10,12 @@ use serde::ser::{Serialize, Serializer};
 /// [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) task.
 ///
 /// serde has no special case for `Vec<u8>`: it serializes one as a sequence of a million separate
-/// `u8` elements per MiB, each encoded and decoded on its own (about 30× slower here than a copy).
+/// `u8` elements per MiB, each encoded and decoded on its own (about 30× slower than a copy).
 /// `ByteBlock` uses serde's `serialize_bytes` instead, so the process pool's wire format (postcard)
-/// writes a length and then the bytes in one copy. It is a thin
+/// writes a length and then the bytes in one copy. The process pool also recognises a plain
+/// `Vec<u8>` where it can (an argument, a result, a field, an element, a map value) and moves it as
+/// one block too; inside an `Option` or a newtype struct it cannot, and `ByteBlock` is one block
+/// everywhere. It is a thin
 /// newtype: it dereferences to `[u8]` and converts to and from `Vec<u8>` without copying. In the
 /// thread pool nothing is serialized and it behaves exactly like the `Vec<u8>` it wraps.
 ///

@@ -43,6 +43,10 @@ pub(crate) trait Job: Send + Sync {
     fn interrupt(&self) -> bool {
         false
     }
+    /// Called by a thread about to block until this future ends (`result`), which may do part of the
+    /// work that ends it meanwhile: a process pool's caller reads its worker's reply itself (one
+    /// wake-up instead of two). Returns by `deadline` at the latest; the future may still be pending.
+    fn help_until(&self, _deadline: Option<std::time::Instant>) {}
 }
 
 /// A future's state and its job in one allocation. `J` is the concrete job while the task is built and
@@ -273,8 +277,9 @@ impl<T> PoolFuture<T> {
     /// ```
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = &self.cell.core;
-        block_until(deadline_after(timeout.into()), |cx| core.poll_take(cx))
-            .unwrap_or(Err(Error::Timeout))
+        let deadline = deadline_after(timeout.into());
+        self.cell.job.help_until(deadline);
+        block_until(deadline, |cx| core.poll_take(cx)).unwrap_or(Err(Error::Timeout))
     }
 
     /// Waits for the outcome and reports the failure without taking anything: `Ok(None)` for a value,
@@ -300,9 +305,10 @@ impl<T> PoolFuture<T> {
     /// Runs `callback` with the outcome once the future ends; at once, on this thread, if it already has.
     ///
     /// Otherwise the callback runs on the thread that ends the future: a pool's worker (the thread pool's
-    /// worker that ran the task, the process pool's driver thread of the worker that ran it), or the
-    /// thread that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and non-blocking. Callbacks
-    /// run in the order they were added, each exactly once. A panicking callback is caught and reported
+    /// worker that ran the task, the process pool's driver thread of the worker that ran it, or the
+    /// thread blocked in [`result`](PoolFuture::result) on it, which reads that worker's reply
+    /// itself), or the thread that calls [`cancel`](PoolFuture::cancel). Keep callbacks short and
+    /// non-blocking. Callbacks run in the order they were added, each exactly once. A panicking callback is caught and reported
     /// (to the `log` crate, or stderr without a logger); the others still run and the worker lives on.
     ///
     /// Callbacks registered before the end run *before* the outcome is published: while they run the

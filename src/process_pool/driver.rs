@@ -10,11 +10,13 @@
 //!    └──────────────────────────── reap ──▶ leave (no work, or pool broken)
 //! ```
 //!
-//! Why a thread per worker: the driver is always blocked in one `read` on its worker's socket, so a
-//! death (even of an idle worker) is seen at once as end-of-file, with no polling; the kernel closes the
-//! socket when the process dies, whatever killed it. That read also waits on the worker's pidfd
-//! (`Proc::channel`), because a process that inherited the worker's end (a task's fork without exec)
-//! keeps the socket open after the worker died. The thread also owns the process for its whole
+//! Why a thread per worker: the driver is always blocked waiting on its worker's socket and pidfd, so
+//! a death (even of an idle worker) is seen at once, with no polling; the kernel closes the socket when
+//! the process dies, whatever killed it, and the pidfd turns readable even when a process that
+//! inherited the worker's end (a task's fork without exec) keeps the socket open. A caller blocked on
+//! the running task's result may read the reply in its place (`Proc::help`): it takes the socket out
+//! of the driver's wait set meanwhile, so the reply wakes only the caller, and handles the reply with
+//! the same [`reply_step`]. The thread also owns the process for its whole
 //! life, which `PR_SET_PDEATHSIG` needs (it fires when the *thread* that spawned the child exits).
 
 use std::cell::Cell;
@@ -24,11 +26,11 @@ use std::sync::Arc;
 
 use super::code;
 use super::handshake;
-use super::proc::{self, KillReason, Proc};
+use super::proc::{self, KillReason, Proc, Ready, Turn};
 use super::shared::{send_frame, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
-use super::wire::FrameReader;
 use super::WorkerDeath;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, WorkerExit};
+use crate::sync::lock;
 
 thread_local! {
     /// The pool (address of its `Shared`) this thread is a counted driver of, 0 if none: a
@@ -52,7 +54,6 @@ pub(crate) fn spawn(shared: &Arc<Shared>, st: &mut PoolState) -> io::Result<()> 
     let driver = Driver {
         shared: shared.clone(),
         slot,
-        reader: FrameReader::new(shared.config.frame_cap),
     };
     let handle = std::thread::Builder::new()
         .name(format!("process-pool-driver-{slot}"))
@@ -79,7 +80,14 @@ const MAX_START_RETRIES: u32 = 3;
 struct Driver {
     shared: Arc<Shared>,
     slot: usize,
-    reader: FrameReader,
+}
+
+/// Which thread handles a reply: the worker's driver, or a caller blocked on the task's result that
+/// read the reply itself (`Proc::help`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum By {
+    Driver,
+    Caller,
 }
 
 /// What the worker does after a reply (decided under the lock, done outside it).
@@ -94,9 +102,16 @@ enum Next {
 }
 
 impl Next {
-    fn perform(self, shared: &Shared, proc: &Proc) {
+    fn perform(self, shared: &Shared, proc: &Proc, by: By) {
         match self {
-            Next::Run(d) => shared.recycle_frame(d.send()),
+            Next::Run(d) if by == By::Driver => shared.recycle_frame(d.send()),
+            // A caller does not block on a large write for the pool: what the socket does not take
+            // at once goes to the driver, as a submit's frame does.
+            Next::Run(d) => {
+                if let Some(buf) = d.proc.send_or_post(d.frame) {
+                    shared.recycle_frame(buf);
+                }
+            }
             Next::Retire => proc.close_write(),
             Next::Idle | Next::Wait => {}
         }
@@ -163,6 +178,97 @@ fn leave(shared: &Shared, slot: usize, st: &mut PoolState) -> Vec<std::task::Wak
     mem::take(&mut st.exit_wakers)
 }
 
+/// Handles one reply of the worker of `slot`, with its [`Turn`] held (`served` is the turn's count):
+/// completes the task it answers (its done callbacks run on this thread), then hands the worker its
+/// next task, or lists it idle, or retires it. Runs on the driver, or on a caller that read the reply
+/// itself (`by`), which for the callbacks' sake counts as a driver meanwhile (a done callback's
+/// `shutdown()` must not wait for this worker, which cannot retire before the callback returns).
+pub(crate) fn reply_step(
+    shared: &Shared,
+    slot: usize,
+    proc: &Proc,
+    body: &[u8],
+    served: &mut usize,
+    by: By,
+) {
+    let _driving = (by == By::Caller).then(|| DrivingAs::enter(shared));
+    let max_tasks = shared.config.max_tasks_per_child;
+    let (task, then) = {
+        let mut st = shared.lock();
+        let task = match mem::replace(&mut st.slots[slot].phase, Phase::Retiring) {
+            Phase::Busy(task) => task,
+            other => {
+                st.slots[slot].phase = other;
+                drop(st);
+                let why = KillReason::Protocol("a reply with no task".into());
+                proc.kill(why, libc::SIGKILL);
+                return;
+            }
+        };
+        let kill_pending = proc.set_running(None);
+        if task.time_limit().is_some() {
+            shared.timer.disarm(task.id());
+        }
+        *served += 1;
+        let then = if kill_pending {
+            Then::Now(Next::Wait)
+        } else if max_tasks.is_some_and(|m| *served >= m) {
+            // Recycled: this driver replaces the process itself, so the count of live
+            // workers stays exact (CPython's gh-115634 cannot happen).
+            Then::Now(Next::Retire)
+        } else {
+            // No next task before this one's future is complete: its done callbacks run on
+            // this thread, and one may wait on the task queued behind it (another worker must
+            // be able to take it) or cancel the queued work. Meanwhile the worker counts as
+            // starting: it will take queued work next, so a submit need not start another.
+            st.slots[slot].phase = Phase::Starting;
+            st.starting += 1;
+            Then::AfterCompletion
+        };
+        (task, then)
+    };
+    match then {
+        Then::Now(next) => {
+            next.perform(shared, proc, by);
+            task.finish(body, &shared.counters);
+        }
+        Then::AfterCompletion => {
+            task.finish(body, &shared.counters);
+            let next = {
+                let mut st = shared.lock();
+                st.starting -= 1;
+                // A worker killed while the callbacks ran (its owner may have seen the result
+                // and killed it as an idle worker) is handed no task: it would fail with the
+                // death. Asked under the pool lock, as a submit asks of an idle worker, so a
+                // task queued after the death was seen never goes to it.
+                let offer = if !st.queue.is_empty() && proc.is_gone() {
+                    Offer::Nothing
+                } else {
+                    Offer::Queue
+                };
+                take_next(shared, slot, &mut st, offer)
+            };
+            next.perform(shared, proc, by);
+        }
+    }
+}
+
+/// Marks the current thread as one of `shared`'s drivers until dropped (restoring what it was).
+struct DrivingAs(usize);
+
+impl DrivingAs {
+    fn enter(shared: &Shared) -> DrivingAs {
+        // The same number `is_driving` compares: the address of the `Shared` in its `Arc`.
+        DrivingAs(DRIVING.with(|d| d.replace(shared as *const Shared as usize)))
+    }
+}
+
+impl Drop for DrivingAs {
+    fn drop(&mut self) {
+        DRIVING.with(|d| d.set(self.0));
+    }
+}
+
 impl Driver {
     fn run(mut self) {
         DRIVING.with(|d| d.set(Arc::as_ptr(&self.shared) as usize));
@@ -209,7 +315,13 @@ impl Driver {
     /// says whether the worker died on its own (worth a retry under the resilient policy).
     fn start(&mut self) -> Result<Arc<Proc>, StartError> {
         let config = &self.shared.config;
-        let proc = Proc::spawn(&config.env, config.frame_cap).map_err(|e| {
+        let proc = Proc::spawn(
+            &config.env,
+            config.frame_cap,
+            Arc::downgrade(&self.shared),
+            self.slot,
+        )
+        .map_err(|e| {
             let cause = BrokenCause::StartFailed(format!("could not start /proc/self/exe: {e}"));
             StartError::Failed(cause, false)
         })?;
@@ -226,7 +338,6 @@ impl Driver {
         if broken {
             proc.kill(KillReason::PoolBroken, libc::SIGKILL);
         }
-        self.reader.reset();
         match self.handshake(&proc) {
             Ok(()) => Ok(proc),
             Err(failure) => {
@@ -273,8 +384,9 @@ impl Driver {
     fn handshake(&mut self, proc: &Proc) -> Result<(), Failure> {
         let config = &self.shared.config;
         let pid = proc.pid;
+        let mut turn = lock(&proc.turn);
         let _ = proc.stream.set_read_timeout(Some(config.handshake_timeout));
-        match self.reader.read_frame(&proc.stream) {
+        match turn.reader.read_frame(&proc.stream) {
             Ok(body) => handshake::check_hello(body, pid).map_err(|m| Failure::Start(m, false))?,
             Err(e)
                 if matches!(
@@ -309,7 +421,7 @@ impl Driver {
             )
         };
         proc.send(init).map_err(died)?;
-        let body = self.reader.read_frame(proc.channel()).map_err(died)?;
+        let body = turn.reader.read_frame(proc.channel()).map_err(died)?;
         code::decode_one::<()>(body, 1).map_err(|e| {
             let msg = match e {
                 Error::Failed(e) => e.to_string(),
@@ -355,85 +467,52 @@ impl Driver {
     }
 
     /// Serves a ready worker until its channel ends; returns how it ended.
+    ///
+    /// Replies are read by whoever holds the worker's [`Turn`]: this thread, or a caller blocked on
+    /// the running task's result (`Proc::help`), which then handles the reply itself. This thread
+    /// takes the turn only when its wait set says data or the worker's end is there, which a caller
+    /// holding it sees too and leaves with; it never waits for the turn while a frame posted for it
+    /// to write is pending (the caller may be waiting for the reply to that very frame).
     fn serve(&mut self, proc: &Arc<Proc>) -> io::Error {
         let shared = &*self.shared;
         let slot = self.slot;
-        let max_tasks = shared.config.max_tasks_per_child;
         let first = {
             let mut st = shared.lock();
             st.starting -= 1;
             take_next(shared, slot, &mut st, Offer::Queue)
         };
-        first.perform(shared, proc);
-        let mut done = 0usize;
+        first.perform(shared, proc, By::Driver);
+        let mut woken_by = Ready::Woken;
         loop {
-            let body = match self.reader.read_frame(proc.channel()) {
-                Ok(body) => body,
-                // A submit claimed this idle worker and left the frame for us to write.
-                Err(e) if proc::is_posted(&e) => {
-                    if let Some((frame, from)) = proc.take_post() {
-                        shared.recycle_frame(send_frame(proc, frame, from));
-                    }
-                    continue;
-                }
-                Err(e) => return e,
-            };
-            let (task, then) = {
-                let mut st = shared.lock();
-                let task = match mem::replace(&mut st.slots[slot].phase, Phase::Retiring) {
-                    Phase::Busy(task) => task,
-                    other => {
-                        st.slots[slot].phase = other;
-                        drop(st);
-                        let why = KillReason::Protocol("a reply with no task".into());
-                        proc.kill(why, libc::SIGKILL);
+            // Only when there is something to read (or the worker ended): level-triggered, the
+            // wait set reports data until it is read, and a caller that took the socket out of it
+            // puts it back when it leaves.
+            if woken_by != Ready::Woken {
+                let mut turn = lock(&proc.turn);
+                let Turn { reader, served } = &mut *turn;
+                match proc::read_nowait(reader, &proc.stream) {
+                    Ok(Some(body)) => {
+                        reply_step(shared, slot, proc, body, served, By::Driver);
+                        woken_by = Ready::Woken;
                         continue;
                     }
-                };
-                let kill_pending = proc.set_running(None);
-                if task.time_limit().is_some() {
-                    shared.timer.disarm(task.id());
+                    // The worker exited and nothing more is coming: end-of-file, even if a process
+                    // that inherited the worker's end keeps the socket open.
+                    Ok(None) if woken_by == Ready::Exited => {
+                        return io::ErrorKind::UnexpectedEof.into()
+                    }
+                    Ok(None) => {}
+                    Err(e) => return e,
                 }
-                done += 1;
-                let then = if kill_pending {
-                    Then::Now(Next::Wait)
-                } else if max_tasks.is_some_and(|m| done >= m) {
-                    // Recycled: this driver replaces the process itself, so the count of live
-                    // workers stays exact (CPython's gh-115634 cannot happen).
-                    Then::Now(Next::Retire)
-                } else {
-                    // No next task before this one's future is complete: its done callbacks run on
-                    // this thread, and one may wait on the task queued behind it (another worker must
-                    // be able to take it) or cancel the queued work. Meanwhile the worker counts as
-                    // starting: it will take queued work next, so a submit need not start another.
-                    st.slots[slot].phase = Phase::Starting;
-                    st.starting += 1;
-                    Then::AfterCompletion
-                };
-                (task, then)
+            }
+            woken_by = match proc.wait() {
+                Ok(ready) => ready,
+                Err(e) => return e,
             };
-            match then {
-                Then::Now(next) => {
-                    next.perform(shared, proc);
-                    task.finish(body, &shared.counters);
-                }
-                Then::AfterCompletion => {
-                    task.finish(body, &shared.counters);
-                    let next = {
-                        let mut st = shared.lock();
-                        st.starting -= 1;
-                        // A worker killed while the callbacks ran (its owner may have seen the result
-                        // and killed it as an idle worker) is handed no task: it would fail with the
-                        // death. Asked under the pool lock, as a submit asks of an idle worker, so a
-                        // task queued after the death was seen never goes to it.
-                        let offer = if !st.queue.is_empty() && proc.is_gone() {
-                            Offer::Nothing
-                        } else {
-                            Offer::Queue
-                        };
-                        take_next(shared, slot, &mut st, offer)
-                    };
-                    next.perform(shared, proc);
+            // A submit claimed this idle worker and left (the rest of) its frame for us to write.
+            if woken_by == Ready::Woken {
+                if let Some((frame, from)) = proc.take_post() {
+                    shared.recycle_frame(send_frame(proc, frame, from));
                 }
             }
         }

@@ -73,13 +73,18 @@
 //! - Each worker has one private channel (a socketpair, passed as its stdin so no other child inherits
 //!   it) and one driver thread in the parent. Frames are length-prefixed with a size cap
 //!   ([`max_frame_bytes`](ProcessPoolBuilder::max_frame_bytes)); payloads are postcard.
-//! - Binary data: serde has no special case for `Vec<u8>`, so one crosses element by element; wrap it
-//!   in [`ByteBlock`](crate::ByteBlock) (or another type that serializes with
-//!   `serialize_bytes`, such as `serde_bytes::ByteBuf`) to send it as one block (one copy in, one copy out on each side).
+//! - Binary data crosses as one block (one copy in, one copy out on each side): a `Vec<u8>` or
+//!   `[u8]` wherever serde hands it over whole (an argument, a result, a field, an element, a map
+//!   value), and [`ByteBlock`](crate::ByteBlock) (or another type that serializes with
+//!   `serialize_bytes`, such as `serde_bytes::ByteBuf`) everywhere, also inside an `Option`.
+//! - A thread blocked in [`result`](crate::PoolFuture::result) on a running task reads its worker's
+//!   reply itself and completes the future (its done callbacks run there), so the reply wakes one
+//!   thread, not the driver and then the caller; the driver still sees a death, a timeout leaves it
+//!   the reply, and futures awaited or watched otherwise are completed by the driver.
 //! - Before it sleeps on its worker's channel, a driver may ask it again for a few microseconds, under
 //!   the crate-wide spin policy (only while that has been paying off, with a spinner slot free and a
 //!   CPU to spare): a short task's reply then arrives without a wake-up of the driver. None while the
-//!   pool is idle.
+//!   pool is idle, or while a caller reads the reply itself.
 //! - A task crosses as two code offsets from one base symbol (the user's function and a monomorphized
 //!   trampoline that decodes `A`, calls, encodes `R`), plus the argument bytes. Before any offset is
 //!   trusted, a two-way handshake proves the worker runs the same executable file with the same

@@ -77,7 +77,7 @@ pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
-/// What [`wait_channel`] saw first.
+/// What [`WaitSet::wait`] saw first.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ready {
     /// The socket has something to read (data, end-of-file or an error).
@@ -88,32 +88,156 @@ pub(crate) enum Ready {
     Woken,
 }
 
-/// Blocks until the socket `sock` has something to read, the process behind `pidfd` (if any) has
-/// exited, or `wake` (an eventfd) was signalled. Pending data always comes first: a worker's last
-/// writes are in the socket before its exit is signalled.
+/// A worker's driver's wait set (an epoll instance): the worker's socket, the wake-up eventfd and the
+/// worker's pidfd, all level-triggered. An epoll set rather than a `poll` list because the socket can
+/// be taken out of it by another thread ([`WaitSet::watch_socket`]) without waking the thread asleep
+/// in it: a caller blocked on a task's result reads the reply itself, and the reply then wakes only
+/// that caller.
+pub(crate) struct WaitSet {
+    epoll: OwnedFd,
+    sock: i32,
+}
+
+const SOCK: u64 = 0;
+const WAKE: u64 = 1;
+const PIDFD: u64 = 2;
+
+impl WaitSet {
+    #[allow(unsafe_code)]
+    pub(crate) fn new(
+        sock: BorrowedFd<'_>,
+        pidfd: Option<BorrowedFd<'_>>,
+        wake: BorrowedFd<'_>,
+    ) -> io::Result<WaitSet> {
+        // SAFETY: epoll_create1 takes flags only; a non-negative result is a new descriptor we own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and is owned by nothing else.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let set = WaitSet {
+            epoll,
+            sock: sock.as_raw_fd(),
+        };
+        set.ctl(
+            libc::EPOLL_CTL_ADD,
+            sock.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            SOCK,
+        )?;
+        set.ctl(
+            libc::EPOLL_CTL_ADD,
+            wake.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            WAKE,
+        )?;
+        if let Some(p) = pidfd {
+            set.ctl(
+                libc::EPOLL_CTL_ADD,
+                p.as_raw_fd(),
+                libc::EPOLLIN as u32,
+                PIDFD,
+            )?;
+        }
+        Ok(set)
+    }
+
+    #[allow(unsafe_code)]
+    fn ctl(&self, op: i32, fd: i32, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a valid `epoll_event` for the duration of the call; both descriptors are
+        // open (the socket and the others live as long as the `Proc` that owns this set).
+        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Puts the socket's readability in the set (`true`) or takes it out (`false`; a hang-up or an
+    /// error is still reported, as epoll always does). A thread asleep in [`wait`](Self::wait) is not
+    /// woken by taking it out; putting it back while data is waiting wakes it (level-triggered).
+    pub(crate) fn watch_socket(&self, watch: bool) {
+        let events = if watch { libc::EPOLLIN as u32 } else { 0 };
+        // Fails only if the descriptors were closed, which the owner prevents.
+        let _ = self.ctl(libc::EPOLL_CTL_MOD, self.sock, events, SOCK);
+    }
+
+    /// Blocks until something in the set is ready. Pending data always comes first: a worker's last
+    /// writes are in the socket before its exit is signalled. `Woken` resets the eventfd `wake`.
+    #[allow(unsafe_code)]
+    pub(crate) fn wait(&self, wake: BorrowedFd<'_>) -> io::Result<Ready> {
+        loop {
+            // SAFETY: `epoll_event` is plain data, for which all-zero bytes are a valid value.
+            let mut evs: [libc::epoll_event; 3] = unsafe { std::mem::zeroed() };
+            // SAFETY: `evs` has room for the 3 events asked for, for the duration of the call, and
+            // the epoll descriptor is open.
+            let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), evs.as_mut_ptr(), 3, -1) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let ready = |token| evs[..n as usize].iter().any(|e| e.u64 == token);
+            if ready(SOCK) {
+                return Ok(Ready::Readable);
+            }
+            if ready(WAKE) {
+                eventfd_reset(wake);
+                return Ok(Ready::Woken);
+            }
+            if ready(PIDFD) {
+                return Ok(Ready::Exited);
+            }
+        }
+    }
+}
+
+/// What a thread waiting for one reply saw ([`wait_reply`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// The socket has something to read (data, end-of-file or an error).
+    Readable,
+    /// The worker exited (and the socket has nothing to read).
+    Exited,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Blocks until `sock` has something to read, the process behind `pidfd` (if any) has exited, or
+/// `deadline` passes.
 #[allow(unsafe_code)]
-pub(crate) fn wait_channel(
+pub(crate) fn wait_reply(
     sock: BorrowedFd<'_>,
     pidfd: Option<BorrowedFd<'_>>,
-    wake: BorrowedFd<'_>,
-) -> io::Result<Ready> {
-    let pollfd = |fd: BorrowedFd<'_>| libc::pollfd {
-        fd: fd.as_raw_fd(),
+    deadline: Option<std::time::Instant>,
+) -> io::Result<Reply> {
+    let pollfd = |fd: i32| libc::pollfd {
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
     loop {
-        let mut fds = [pollfd(sock), pollfd(wake), pollfd(wake)];
-        let n_fds = match pidfd {
-            Some(p) => {
-                fds[2] = pollfd(p);
-                3
+        let timeout_ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(Reply::TimedOut);
+                }
+                // Rounded up: waking before the deadline would only poll again.
+                i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
             }
-            None => 2,
         };
-        // SAFETY: `fds` holds `n_fds` valid, initialised `pollfd`s for the duration of the call, and
-        // every descriptor in it is open while borrowed.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), n_fds, -1) };
+        let mut fds = [pollfd(sock.as_raw_fd()), pollfd(-1)];
+        if let Some(p) = pidfd {
+            fds[1] = pollfd(p.as_raw_fd());
+        }
+        // SAFETY: `fds` holds 2 valid, initialised `pollfd`s for the duration of the call; each
+        // descriptor is open while borrowed, and a negative one is ignored by `poll`.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -122,19 +246,32 @@ pub(crate) fn wait_channel(
             return Err(e);
         }
         if fds[0].revents != 0 {
-            return Ok(Ready::Readable);
+            return Ok(Reply::Readable);
         }
         if fds[1].revents != 0 {
-            eventfd_reset(wake);
-            return Ok(Ready::Woken);
-        }
-        if n_fds == 3 && fds[2].revents != 0 {
-            return Ok(Ready::Exited);
+            return Ok(Reply::Exited);
         }
     }
 }
 
-/// A non-blocking, close-on-exec eventfd, for waking a thread blocked in [`wait_channel`].
+/// Whether `sock` has data (or end-of-file) to read, without taking any of it.
+#[allow(unsafe_code)]
+pub(crate) fn has_input(sock: BorrowedFd<'_>) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: reads at most 1 byte into `byte`, a live `u8`, from an open socket, without removing
+    // it (MSG_PEEK) and without blocking.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+}
+
+/// A non-blocking, close-on-exec eventfd, for waking a thread blocked in [`WaitSet::wait`].
 #[allow(unsafe_code)]
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd(2) takes an initial count and flags, no pointers.

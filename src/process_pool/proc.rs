@@ -20,11 +20,13 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use super::handshake;
 use super::os;
+use super::shared::Shared;
+use super::wire::FrameReader;
 use crate::future::FutureId;
 use crate::sync::{lock, Mutex};
 
@@ -51,6 +53,24 @@ struct Ctl {
     kill: Option<KillReason>,
 }
 
+/// The right to read the worker's replies, and what reading needs. Whoever holds it (the driver, or a
+/// caller blocked on the running task's result: [`Proc::help`]) reads and handles the next reply; the
+/// other waits. Handling a reply ([`super::driver::reply_step`]) happens with it held, so replies are
+/// handled one at a time and in order.
+pub(crate) struct Turn {
+    /// The worker's replies, as far as they have arrived.
+    pub(crate) reader: FrameReader,
+    /// Tasks this worker has finished (for `max_tasks_per_child`).
+    pub(crate) served: usize,
+}
+
+/// The pool and slot a worker belongs to: what a helping caller needs to handle a reply as its
+/// driver would.
+struct Link {
+    shared: Weak<Shared>,
+    slot: usize,
+}
+
 /// A live (or dying, not yet reaped) worker process.
 pub(crate) struct Proc {
     pub(crate) pid: u32,
@@ -58,6 +78,12 @@ pub(crate) struct Proc {
     /// Readable once the worker has exited (see [`Proc::channel`]); `None` on kernels without pidfds.
     pidfd: Option<OwnedFd>,
     ctl: Mutex<Ctl>,
+    pub(crate) turn: Mutex<Turn>,
+    link: Link,
+    /// What the driver sleeps on: the socket (unless a helping caller took it out), `wake`, `pidfd`.
+    waits: os::WaitSet,
+    /// A caller is reading the reply ([`Proc::help`]): the driver does not spin for it.
+    helped: AtomicBool,
     /// A frame a submitting thread handed to the driver to write, and how much of it was written
     /// already (see [`Proc::post`]).
     outbox: Mutex<Option<(Vec<u8>, usize)>>,
@@ -69,75 +95,58 @@ pub(crate) struct Proc {
     wake: OwnedFd,
 }
 
-/// The error [`Channel`] returns, instead of bytes, when a frame was posted for the driver to write.
-#[derive(Debug)]
-struct Posted;
-
-impl std::fmt::Display for Posted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a frame was posted for the driver to write")
-    }
-}
-
-impl std::error::Error for Posted {}
-
-/// Whether a read of [`Proc::channel`] was cut short by a [`Proc::post`] (the reader keeps the bytes
-/// it has; read again after writing the frame).
-pub(crate) fn is_posted(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|e| e.is::<Posted>())
-}
-
-/// The worker's side of the channel as the driver reads it: its death ends the stream even when
-/// another process holds a copy of the worker's end (a task that forked without exec), which would
-/// otherwise keep the socket open and hide the death for as long as that process lives (the future
-/// would hang, and the forked process outlive the pool).
+/// The worker's side of the channel as the driver reads it, blocking, while the worker starts (its
+/// initializer's reply): its death ends the stream even when another process holds a copy of the
+/// worker's end (a task that forked without exec), which would otherwise keep the socket open and hide
+/// the death for as long as that process lives (the future would hang, and the forked process outlive
+/// the pool).
 pub(crate) struct Channel<'a>(&'a Proc);
 
 impl Read for Channel<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let proc = self.0;
-        let posted = || io::Error::other(Posted);
-        // Before sleeping in `poll` (a wake-up of the driver is a large share of a short task's round
-        // trip), ask the socket again for a moment, as the crate-wide spin policy allows
-        // (`crate::spin`: a few microseconds, only while it has been paying off on this driver, only
-        // with a spinner slot free and a CPU to spare). Data or end-of-file ends the spin, and so does
-        // a task handed to this idle worker right after its last reply (a post, seen just below); a
-        // death hidden by a forked copy of the worker's end is seen by the `poll` further down.
-        let mut got = None;
-        crate::spin::spin_here(crate::spin::Probe::Syscall, || {
-            match os::recv_nowait(proc.stream.as_fd(), buf) {
-                Ok(None) => proc.posted.load(Ordering::Acquire),
-                other => {
-                    got = Some(other);
-                    true
-                }
-            }
-        });
-        if let Some(got) = got {
-            if let Some(n) = got? {
+        loop {
+            if let Some(n) = os::recv_nowait(proc.stream.as_fd(), buf)? {
                 return Ok(n);
             }
-        }
-        loop {
-            // Announce the sleep, then look once more: either this sees the post, or the poster
-            // sees `sleeping` and signals `wake` (both orderings are SeqCst).
-            proc.sleeping.store(true, Ordering::SeqCst);
-            if proc.posted.load(Ordering::SeqCst) {
-                proc.sleeping.store(false, Ordering::SeqCst);
-                return Err(posted());
-            }
-            let pidfd = proc.pidfd.as_ref().map(|p| p.as_fd());
-            let ready = os::wait_channel(proc.stream.as_fd(), pidfd, proc.wake.as_fd());
-            proc.sleeping.store(false, Ordering::SeqCst);
-            match ready? {
-                os::Ready::Readable => return (&proc.stream).read(buf),
-                os::Ready::Exited => return Ok(0), // exited, nothing left to read: end-of-file
-                os::Ready::Woken if proc.posted.load(Ordering::SeqCst) => return Err(posted()),
-                os::Ready::Woken => {} // a wake-up for a post already taken
+            match proc.wait()? {
+                os::Ready::Readable => {}
+                // Exited: whatever it wrote before is read first; then end-of-file.
+                os::Ready::Exited => {
+                    return Ok(os::recv_nowait(proc.stream.as_fd(), buf)?.unwrap_or(0))
+                }
+                // Nothing is posted before the worker is up: this read is only the handshake's.
+                os::Ready::Woken => {}
             }
         }
     }
 }
+
+/// The socket read without blocking: `WouldBlock` when nothing has arrived (the frame reader keeps
+/// what it has and carries on at the next read).
+struct NoWait<'a>(&'a UnixStream);
+
+impl Read for NoWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        os::recv_nowait(self.0.as_fd(), buf)?.ok_or_else(|| io::ErrorKind::WouldBlock.into())
+    }
+}
+
+/// The next reply if it has arrived whole, without blocking (`None`: not yet). End-of-file, even in
+/// the middle of a frame, is `UnexpectedEof`; a corrupt header is `InvalidData`.
+pub(crate) fn read_nowait<'r>(
+    reader: &'r mut FrameReader,
+    stream: &UnixStream,
+) -> io::Result<Option<&'r [u8]>> {
+    match reader.read_frame(NoWait(stream)) {
+        Ok(body) => Ok(Some(body)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the driver's [`Proc::wait`] (and so its next step) was woken by.
+pub(crate) use os::Ready;
 
 /// An environment change for the workers.
 #[derive(Clone, Debug)]
@@ -151,7 +160,12 @@ impl Proc {
     /// Starts `/proc/self/exe` as a worker: its own process group, the channel as its stdin, stdout and
     /// stderr inherited. No `pre_exec`, so std can use `posix_spawn` (no fork of a threaded parent).
     /// Must run on the thread that will outlive the worker (the driver): `PR_SET_PDEATHSIG` is tied to it.
-    pub(crate) fn spawn(env: &[EnvOp], frame_cap: usize) -> io::Result<Arc<Proc>> {
+    pub(crate) fn spawn(
+        env: &[EnvOp],
+        frame_cap: usize,
+        shared: Weak<Shared>,
+        slot: usize,
+    ) -> io::Result<Arc<Proc>> {
         // One spawn at a time, from the socketpair until the parent's copy of the child's
         // end is closed (when `cmd` drops, after `spawn` returned, i.e. after the child's exec). A
         // child being spawned meanwhile by another driver inherits every descriptor until its own
@@ -173,16 +187,41 @@ impl Proc {
             .process_group(0);
         let wake = os::eventfd()?;
         let child = cmd.spawn()?;
+        let pid = child.id();
         drop(cmd); // closes our copy of the child's end, before the lock is released
+        let pidfd = verified_pidfd(pid);
+        let waits = os::WaitSet::new(
+            parent_end.as_fd(),
+            pidfd.as_ref().map(|p| p.as_fd()),
+            wake.as_fd(),
+        );
+        let ctl = Mutex::new(Ctl {
+            child: Some(child),
+            running: None,
+            kill: None,
+        });
+        let waits = match waits {
+            Ok(w) => w,
+            Err(e) => {
+                // Not started as far as the pool knows: leave no process behind.
+                let mut child = lock(&ctl).child.take().expect("just spawned");
+                signal_group(pidfd.as_ref().map(|p| p.as_fd()), child.id(), libc::SIGKILL);
+                wait(&mut child);
+                return Err(e);
+            }
+        };
         Ok(Arc::new(Proc {
-            pid: child.id(),
+            pid,
             stream: parent_end,
-            pidfd: verified_pidfd(child.id()),
-            ctl: Mutex::new(Ctl {
-                child: Some(child),
-                running: None,
-                kill: None,
+            pidfd,
+            ctl,
+            turn: Mutex::new(Turn {
+                reader: FrameReader::new(frame_cap),
+                served: 0,
             }),
+            link: Link { shared, slot },
+            waits,
+            helped: AtomicBool::new(false),
             outbox: Mutex::new(None),
             posted: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -241,6 +280,109 @@ impl Proc {
     /// The stream of the worker's replies, ending when the worker exits (see [`Channel`]).
     pub(crate) fn channel(&self) -> Channel<'_> {
         Channel(self)
+    }
+
+    /// The driver's sleep: until the socket has something to read (unless a helping caller took it
+    /// out of the wait set), a frame was posted for the driver to write (`Woken`), or the worker
+    /// exited. Before sleeping, it asks the socket again for a moment, as the crate-wide spin policy
+    /// allows (`crate::spin`: a few microseconds, only while it has been paying off on this driver,
+    /// only with a spinner slot free and a CPU to spare), unless a caller is reading the reply itself.
+    pub(crate) fn wait(&self) -> io::Result<Ready> {
+        if !self.helped.load(Ordering::Relaxed) {
+            let mut seen = None;
+            crate::spin::spin_here(crate::spin::Probe::Syscall, || {
+                if self.posted.load(Ordering::Acquire) {
+                    seen = Some(Ready::Woken);
+                } else if os::has_input(self.stream.as_fd()) {
+                    seen = Some(Ready::Readable);
+                }
+                seen.is_some()
+            });
+            if let Some(seen) = seen {
+                return Ok(seen);
+            }
+        }
+        // Announce the sleep, then look once more: either this sees the post, or the poster sees
+        // `sleeping` and signals `wake` (both orderings are SeqCst).
+        self.sleeping.store(true, Ordering::SeqCst);
+        if self.posted.load(Ordering::SeqCst) {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return Ok(Ready::Woken);
+        }
+        let ready = self.waits.wait(self.wake.as_fd());
+        self.sleeping.store(false, Ordering::SeqCst);
+        ready
+    }
+
+    /// Called by a thread about to block until task `id` ends: if that task is the one this worker
+    /// runs, and no one else is reading its replies, this thread reads the reply itself and handles it
+    /// as the driver would ([`super::driver::reply_step`]: the future completes, its done callbacks
+    /// run here, the worker gets its next task). The reply then wakes one thread, this one, instead
+    /// of the driver and then this one. Returns at the reply, at `deadline`, or at once if the task
+    /// is not running here (any more); anything else (the worker's death, a protocol error) is left
+    /// to the driver, which sees it as it would have.
+    pub(crate) fn help(&self, id: FutureId, deadline: Option<Instant>) {
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return; // a zero timeout: only a look at the future, which the caller takes next
+        }
+        // The driver holds the turn only while data or the worker's end is there (it is then
+        // handling this very task's reply, running its done callbacks, or a death) or while it
+        // hands this worker the task just submitted; none of it waits for this thread. Without a
+        // deadline, wait for it: the future ends no sooner anyway. With one, do not: the callbacks
+        // could outlast it.
+        let mut turn = match (deadline, self.turn.try_lock()) {
+            (_, Ok(turn)) => turn,
+            (_, Err(std::sync::TryLockError::Poisoned(e))) => e.into_inner(),
+            (None, Err(std::sync::TryLockError::WouldBlock)) => lock(&self.turn),
+            (Some(_), Err(std::sync::TryLockError::WouldBlock)) => return,
+        };
+        {
+            let ctl = lock(&self.ctl);
+            if ctl.running != Some(id) || ctl.kill.is_some() || ctl.child.is_none() {
+                return;
+            }
+        }
+        let Some(shared) = self.link.shared.upgrade() else {
+            return;
+        };
+        self.helped.store(true, Ordering::Relaxed);
+        // The reply must not wake the driver too: out of its wait set while this thread reads.
+        self.waits.watch_socket(false);
+        // The rest of this task's frame, if the submit left it for the driver to write and the
+        // driver has not taken it yet: this thread has nothing else to do until the reply, and
+        // writing it here spares the driver's wake-up on the way. Not with a deadline, which a large
+        // write could outlast.
+        if deadline.is_none() {
+            if let Some((frame, from)) = self.take_post() {
+                shared.recycle_frame(super::shared::send_frame(self, frame, from));
+            }
+        }
+        let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
+        // Wait first: the task was just handed over, so its reply is rarely there yet (and a `poll`
+        // that finds it there costs what a read that finds nothing would).
+        while let Ok(os::Reply::Readable) = os::wait_reply(self.stream.as_fd(), pidfd, deadline) {
+            let Turn { reader, served } = &mut *turn;
+            match read_nowait(reader, &self.stream) {
+                Ok(None) => {}
+                Ok(Some(body)) => {
+                    let by = super::driver::By::Caller;
+                    super::driver::reply_step(&shared, self.link.slot, self, body, served, by);
+                    break;
+                }
+                // A corrupt stream: its bytes are consumed, so nothing would wake the driver; the
+                // worker is killed, as the driver would, and the driver sees the death (and the
+                // same error, still at the head of the reader).
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.kill(KillReason::Protocol(e.to_string()), libc::SIGKILL);
+                    break;
+                }
+                // End-of-file (which stays readable) or a socket error: the driver's to handle.
+                Err(_) => break,
+            }
+        }
+        // Back in the driver's set: data that arrived meanwhile (or an end) wakes it at once.
+        self.waits.watch_socket(true);
+        self.helped.store(false, Ordering::Relaxed);
     }
 
     /// Writes one frame (whole). Errors mean the worker is gone or the stream is unusable.

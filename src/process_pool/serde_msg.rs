@@ -8,9 +8,22 @@
 //! thread-local slot and is taken back out by the adapter one level up, so the outermost call returns
 //! it. Everything else is forwarded as it is: the bytes on the wire are postcard's own, and a
 //! `serialize_bytes` is still one block.
+//!
+//! One shortcut, which leaves the bytes unchanged: a plain `Vec<u8>` (or `[u8]`) crosses as one block
+//! too. serde has no special case for it (a `Vec<u8>` is a sequence of a million separate `u8`s per
+//! MiB, each a call through every layer, on both sides), but in postcard a sequence of `u8` and a byte
+//! string are the same bytes: a varint length, then one byte per element. So where the type is known
+//! to be exactly that ([`same_type`]), it is written with `serialize_bytes` and read with
+//! `deserialize_byte_buf`: one copy each way instead of a call per byte. Writing sees every
+//! `Vec<u8>` and `[u8]` (serde hands them to `collect_seq`); reading sees the type only where it is
+//! named as a seed (the top-level value, an element, a field, a map value, a variant's field), not
+//! inside an `Option` or a newtype struct, whose deserializers ask for a sequence with a visitor this
+//! adapter cannot name: those still go byte by byte, correctly.
 
+use std::any::TypeId;
 use std::cell::RefCell;
 use std::fmt::{self, Display};
+use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde::ser::{self, Serialize, Serializer};
@@ -87,8 +100,127 @@ where
 pub(crate) fn from_bytes<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Msg> {
     fresh(|| {
         let mut d = postcard::Deserializer::from_bytes(bytes);
+        // A `Vec<u8>` at the top (a task's argument or result) is read in one block.
+        if same_type::<T, Vec<u8>>() {
+            return ByteRun
+                .deserialize(&mut d)
+                .map(cast_same::<Vec<u8>, T>)
+                .map_err(lift);
+        }
         T::deserialize(De(&mut d))
     })
+}
+
+// ---- the `Vec<u8>` shortcut ----------------------------------------------------------------------
+
+/// The `TypeId` of any type, `'static` or not, with its lifetimes erased (as the `typeid` crate does,
+/// which `erased-serde` uses): `&'a [u8]` and `&'static [u8]` get the same id. That is all the
+/// shortcut needs: a type is recognised as a byte vector or slice whatever its lifetime.
+trait NonStaticAny {
+    fn erased_type_id(&self) -> TypeId
+    where
+        Self: 'static;
+}
+
+impl<T: ?Sized> NonStaticAny for PhantomData<T> {
+    fn erased_type_id(&self) -> TypeId
+    where
+        Self: 'static,
+    {
+        TypeId::of::<T>()
+    }
+}
+
+fn type_id_of<T: ?Sized>() -> TypeId {
+    let phantom = PhantomData::<T>;
+    let any: &dyn NonStaticAny = &phantom;
+    // SAFETY: only the lifetime bound of the trait object changes; the vtable is `PhantomData<T>`'s,
+    // whose `type_id` reads nothing (a `PhantomData` holds no data, and no value of `T` is involved).
+    // This is the `typeid` crate's construction.
+    #[allow(unsafe_code)]
+    let any =
+        unsafe { std::mem::transmute::<&dyn NonStaticAny, &(dyn NonStaticAny + 'static)>(any) };
+    // Named in full: `dyn NonStaticAny + 'static` is also `Any`, whose `type_id` is the trait
+    // object's own, the same for every `T`.
+    NonStaticAny::erased_type_id(any)
+}
+
+/// Whether `A` and `B` are the same type, up to lifetimes.
+fn same_type<A: ?Sized, B: ?Sized>() -> bool {
+    type_id_of::<A>() == type_id_of::<B>()
+}
+
+/// Moves a value of type `A` into type `B`, which [`same_type`] said is the same type (types that
+/// differ only in lifetimes are the same layout, and the shortcut only casts owned `Vec<u8>` or
+/// references whose lifetime is the caller's own).
+fn cast_same<A, B>(a: A) -> B {
+    assert!(same_type::<A, B>(), "cast_same between different types");
+    let a = std::mem::ManuallyDrop::new(a);
+    // SAFETY: `A` and `B` are the same type (checked above; the check is on constants and folds
+    // away), so this is a move of the value; `a` is not dropped, so it is not dropped twice.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::mem::transmute_copy::<A, B>(&a)
+    }
+}
+
+/// A `Vec<u8>` read as one block: postcard's byte string, which is the very encoding of a sequence of
+/// `u8` (see the module docs).
+struct ByteRun;
+
+impl<'de> DeserializeSeed<'de> for ByteRun {
+    type Value = Vec<u8>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(ByteRun)
+    }
+}
+
+impl<'de> Visitor<'de> for ByteRun {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence of bytes")
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+}
+
+/// Where a seed is `PhantomData<Vec<u8>>` (what `next_element::<Vec<u8>>()`, a struct's field or a
+/// map's value asks for), reads it as one block; otherwise deserializes it through [`Seed`].
+fn next_seed<'de, S, R, E>(seed: S, read: impl FnOnce(Either<S>) -> Result<R, E>) -> Result<R, E>
+where
+    S: DeserializeSeed<'de>,
+{
+    if same_type::<S, PhantomData<Vec<u8>>>() {
+        read(Either::Bytes)
+    } else {
+        read(Either::Other(Seed(seed)))
+    }
+}
+
+/// The seed [`next_seed`] hands on: the block reader or the caller's own.
+enum Either<S> {
+    Bytes,
+    Other(Seed<S>),
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Either<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        match self {
+            // `S` is `PhantomData<Vec<u8>>`, so `S::Value` is `Vec<u8>`.
+            Either::Bytes => ByteRun.deserialize(d).map(cast_same::<Vec<u8>, S::Value>),
+            Either::Other(seed) => seed.deserialize(d),
+        }
+    }
 }
 
 // ---- serializing --------------------------------------------------------------------------------
@@ -234,6 +366,34 @@ impl<S: Serializer> Serializer for Ser<S> {
             .serialize_struct_variant(name, index, variant, len)
             .map(Compound)
             .map_err(lift)
+    }
+
+    fn collect_seq<I>(self, iter: I) -> Result<S::Ok, Msg>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        // serde's `Vec<u8>` and `[u8]` (and `Box<[u8]>`, `Cow<[u8]>`, through `[u8]`) get here with a
+        // reference to themselves: one block (see the module docs).
+        if same_type::<I, &Vec<u8>>() {
+            let v: &Vec<u8> = cast_same(iter);
+            return self.0.serialize_bytes(v).map_err(lift);
+        }
+        if same_type::<I, &[u8]>() {
+            let v: &[u8] = cast_same(iter);
+            return self.0.serialize_bytes(v).map_err(lift);
+        }
+        // What serde's own `collect_seq` does, element by element.
+        let iter = iter.into_iter();
+        let len = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let mut seq = self.serialize_seq(len)?;
+        for item in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &item)?;
+        }
+        ser::SerializeSeq::end(seq)
     }
 
     fn is_human_readable(&self) -> bool {
@@ -423,7 +583,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Access<A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Msg> {
-        self.0.next_element_seed(Seed(seed)).map_err(lift)
+        next_seed(seed, |s| self.0.next_element_seed(s)).map_err(lift)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -439,7 +599,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Access<A> {
     }
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, Msg> {
-        self.0.next_value_seed(Seed(seed)).map_err(lift)
+        next_seed(seed, |s| self.0.next_value_seed(s)).map_err(lift)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -470,7 +630,7 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<A> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Msg> {
-        self.0.newtype_variant_seed(Seed(seed)).map_err(lift)
+        next_seed(seed, |s| self.0.newtype_variant_seed(s)).map_err(lift)
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, v: V) -> Result<V::Value, Msg> {
@@ -554,6 +714,117 @@ mod tests {
         let back: Back = from_bytes(&ours).unwrap();
         let plain: Back = postcard::from_bytes(&ours).unwrap();
         assert_eq!(back, plain);
+    }
+
+    /// Every place a `Vec<u8>` or `[u8]` can sit: at the top, in a sequence, a tuple, a struct (as a
+    /// sequence, postcard's encoding of structs), a map's value, an enum's newtype variant, an option.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Holder {
+        Bytes(Vec<u8>),
+        Fields {
+            a: Vec<u8>,
+            b: u16,
+            c: Option<Vec<u8>>,
+        },
+    }
+
+    type Nest = (
+        Vec<Vec<u8>>,
+        BTreeMap<String, Vec<u8>>,
+        Vec<Holder>,
+        Box<[u8]>,
+        Vec<u16>,
+        Vec<i8>,
+    );
+
+    fn nest() -> Nest {
+        let bytes: Vec<u8> = (0..=255).cycle().take(1000).collect();
+        let mut map = BTreeMap::new();
+        map.insert("k".to_string(), bytes.clone());
+        map.insert("empty".to_string(), Vec::new());
+        (
+            vec![bytes.clone(), vec![], vec![7]],
+            map,
+            vec![
+                Holder::Bytes(bytes.clone()),
+                Holder::Fields {
+                    a: bytes[..300].to_vec(),
+                    b: 300,
+                    c: Some(vec![1, 2, 3]),
+                },
+            ],
+            bytes[..129].to_vec().into_boxed_slice(),
+            vec![1, 300, 65535],
+            vec![-1, 0, 1],
+        )
+    }
+
+    #[test]
+    fn byte_vectors_keep_postcards_bytes() {
+        let value = nest();
+        let ours = encode(&value).unwrap();
+        assert_eq!(ours, postcard::to_stdvec(&value).unwrap());
+        let back: Nest = from_bytes(&ours).unwrap();
+        assert_eq!(back, value);
+        let top: Vec<u8> = (0..=255).collect();
+        let ours = encode(&top).unwrap();
+        assert_eq!(ours, postcard::to_stdvec(&top).unwrap());
+        assert_eq!(encode(&top[..]).unwrap(), ours);
+        assert_eq!(from_bytes::<Vec<u8>>(&ours).unwrap(), top);
+        // Cut short anywhere, the shortcut fails as postcard's own decoding does.
+        for cut in [0, 1, 2, ours.len() - 1] {
+            assert!(from_bytes::<Vec<u8>>(&ours[..cut]).is_err(), "cut at {cut}");
+            assert!(postcard::from_bytes::<Vec<u8>>(&ours[..cut]).is_err());
+        }
+    }
+
+    /// A flavor that counts how the bytes reach it: one push per byte, or blocks.
+    #[derive(Default)]
+    struct Counting {
+        pushes: usize,
+        blocks: usize,
+    }
+
+    impl postcard::ser_flavors::Flavor for &mut Counting {
+        type Output = ();
+        fn try_push(&mut self, _: u8) -> postcard::Result<()> {
+            self.pushes += 1;
+            Ok(())
+        }
+        fn try_extend(&mut self, _: &[u8]) -> postcard::Result<()> {
+            self.blocks += 1;
+            Ok(())
+        }
+        fn finalize(self) -> postcard::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_byte_vector_is_written_as_one_block() {
+        let mut count = Counting::default();
+        serialize(&vec![5u8; 10_000], &mut count).unwrap();
+        // The varint length, then the body in one piece (not 10000 single bytes).
+        assert_eq!((count.pushes, count.blocks), (0, 2));
+        // Other element types still go one by one.
+        let mut count = Counting::default();
+        serialize(&vec![5i8; 100], &mut count).unwrap();
+        assert!(count.pushes >= 100, "{} pushes", count.pushes);
+    }
+
+    #[test]
+    fn types_are_told_apart_whatever_their_lifetimes() {
+        assert!(same_type::<Vec<u8>, Vec<u8>>());
+        assert!(!same_type::<Vec<u8>, Vec<i8>>());
+        assert!(!same_type::<Vec<u8>, crate::ByteBlock>());
+        let local = [1u8, 2];
+        fn slice_of<T: ?Sized>(_: &T) -> bool {
+            same_type::<&T, &'static [u8]>()
+        }
+        assert!(slice_of(&local[..]));
+        assert!(!slice_of(&[1u16][..]));
+        assert!(!same_type::<&[u8], &Vec<u8>>());
+        assert!(!same_type::<PhantomData<Vec<u8>>, PhantomData<Vec<u16>>>());
     }
 
     #[test]

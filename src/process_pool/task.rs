@@ -54,6 +54,15 @@ impl<T: Send + 'static> Job for ProcJob<T> {
         let on = lock(&self.on).clone();
         on.is_some_and(|p| p.kill_running(self.id, KillReason::Interrupt))
     }
+
+    /// The caller reads the reply of the worker running this task itself, if it can (see
+    /// [`Proc::help`]). Bound to a worker means dispatched and not yet finished.
+    fn help_until(&self, deadline: Option<std::time::Instant>) {
+        let on = lock(&self.on).clone();
+        if let Some(proc) = on {
+            proc.help(self.id, deadline);
+        }
+    }
 }
 
 /// Builds a task from its frame; the pair is the queue's handle and the caller's future.
