@@ -28,6 +28,19 @@ struct Run {
 }
 
 impl Run {
+    /// For the jobs where a rank dies: `mpirun`'s exit status then depends on Open MPI (a surviving
+    /// rank may be ended by its watchdog), so only the client's verdict counts, and that the job
+    /// ended at all (`mpirun` checks that).
+    fn assert_client_passed(&self, case: &str) {
+        assert!(
+            self.stdout.contains(&format!("CASE PASSED {case}")),
+            "case {case} failed: exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+    }
+
     fn assert_passed(&self, case: &str) {
         assert!(
             self.code == Some(0) && self.stdout.contains(&format!("CASE PASSED {case}")),
@@ -143,12 +156,12 @@ fn static_mode_shutdown_with_queued_run_runs_the_queue() {
 
 #[test]
 fn static_mode_a_rank_killed_mid_task_breaks_the_pool_naming_it() {
-    mpirun(&["-n", "3"], "killed_rank_static", &[]).assert_passed("killed_rank_static");
+    mpirun(&["-n", "3"], "killed_rank_static", &[]).assert_client_passed("killed_rank_static");
 }
 
 #[test]
 fn spawn_mode_a_worker_killed_mid_task_breaks_the_pool_naming_it() {
-    mpirun(&["-n", "1"], "killed_rank_spawn", &[]).assert_passed("killed_rank_spawn");
+    mpirun(&["-n", "1"], "killed_rank_spawn", &[]).assert_client_passed("killed_rank_spawn");
 }
 
 #[test]

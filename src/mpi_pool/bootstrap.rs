@@ -202,6 +202,8 @@ where
     {
         return server::Ending::Refused;
     }
+    // Covers the service and the finalize after it: a stuck MPI call ends the process.
+    let watchdog = server::Watchdog::start(config.heartbeat_timeout + Duration::from_secs(5));
     let ending = server::serve(
         &mut link,
         client,
@@ -209,7 +211,9 @@ where
         done_rx,
         config.backoff,
         config.heartbeat_timeout,
+        &watchdog,
     );
+    watchdog.turn();
     match ending {
         server::Ending::Stopped => drop(link),
         server::Ending::StoppedAfterLoss | server::Ending::Refused | server::Ending::ClientLost => {

@@ -56,6 +56,7 @@ pub(crate) fn serve<C>(
     done: Receiver<Vec<u8>>,
     backoff_cap: Duration,
     client_timeout: Duration,
+    watchdog: &Watchdog,
 ) -> Ending
 where
     C: Communicator + AsRaw<Raw = ffi::MPI_Comm>,
@@ -68,6 +69,7 @@ where
     let mut backoff = Backoff::new(backoff_cap);
     let mut heard = Instant::now();
     while ending.is_none() {
+        watchdog.turn();
         let mut progressed = false;
         while let Some(msg) = link.receive() {
             progressed = true;
@@ -143,6 +145,7 @@ where
     // Let the last messages (a reply, a refusal) leave; the client may be gone, so not forever.
     let until = Instant::now() + Duration::from_secs(5).min(client_timeout);
     while link.sending(None) && Instant::now() < until {
+        watchdog.turn();
         if !link.progress() {
             std::thread::sleep(backoff.pause());
         }
@@ -196,5 +199,59 @@ pub(crate) fn run_tasks(run: Receiver<Vec<u8>>, done: Sender<Vec<u8>>) {
         if done.send(out).is_err() {
             return;
         }
+    }
+}
+
+/// Ends the rank's process when its MPI owner has been stuck in one MPI call for too long.
+///
+/// Open MPI's TCP transport can spin for ever inside a non-blocking call (`MPI_Test`) once a peer's
+/// connection broke (seen when the client exits right after a rank died), and `MPI_Finalize` waits
+/// for every peer. A rank must not outlive its job that way, so a thread that makes no MPI call
+/// watches the owner's turns and, after `limit` without one, ends the process without running
+/// exit handlers (Open MPI's could wait on the same broken state).
+pub(crate) struct Watchdog {
+    start: Instant,
+    /// Milliseconds from `start` to the owner's last turn.
+    last_turn: std::sync::atomic::AtomicU64,
+}
+
+impl Watchdog {
+    /// Starts the watching thread.
+    pub(crate) fn start(limit: Duration) -> std::sync::Arc<Watchdog> {
+        let dog = std::sync::Arc::new(Watchdog {
+            start: Instant::now(),
+            last_turn: std::sync::atomic::AtomicU64::new(0),
+        });
+        let watched = dog.clone();
+        let spawned = std::thread::Builder::new()
+            .name("mpi-watchdog".into())
+            .spawn(move || loop {
+                std::thread::sleep(limit / 4);
+                let last = watched.last_turn.load(std::sync::atomic::Ordering::Relaxed);
+                let now = watched.start.elapsed().as_millis() as u64;
+                if now.saturating_sub(last) > limit.as_millis() as u64 {
+                    eprintln!(
+                        "concurrent_futures: MPI rank ends: its MPI calls have not returned for \
+                         {limit:?} (a peer is gone)"
+                    );
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                    // SAFETY: `_exit` ends the process at once; nothing runs after it.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        libc::_exit(5)
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("concurrent_futures: no watchdog for this MPI rank: {e}");
+        }
+        dog
+    }
+
+    /// The owner made a turn of its loop (it is not stuck in an MPI call).
+    pub(crate) fn turn(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_turn
+            .store(now, std::sync::atomic::Ordering::Relaxed);
     }
 }
