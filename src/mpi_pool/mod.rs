@@ -42,7 +42,9 @@
 //! when a worker dies: every queued and running future fails with [`Error::BrokenProcessPool`] whose
 //! cause is [`BrokenCause::RankLost`](crate::BrokenCause::RankLost), naming the rank; the other ranks
 //! are stopped, and later submits are refused. A rank likewise exits when its client has been silent
-//! for the timeout. No send ever blocks (all are `MPI_Isend`), so a dead peer cannot stall the owner.
+//! for the timeout, and when one of its own MPI calls has not returned for the timeout + 5 s (a
+//! watchdog thread: Open MPI can spin for ever inside one once a peer's connection broke). After a
+//! lost rank no process calls `MPI_Finalize`, which would wait for the lost one. No send ever blocks (all are `MPI_Isend`), so a dead peer cannot stall the owner.
 //!
 //! In static mode, `mpirun` itself ends the whole job when one rank dies, unless it is started with
 //! `--enable-recovery` (or `OMPI_MCA_orte_enable_recovery=1` in the environment, Open MPI 4).
