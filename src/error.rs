@@ -575,6 +575,43 @@ pub enum BrokenCause {
     ForcedShutdown,
     /// The byte stream to a worker was corrupted (a frame of impossible size or kind).
     Protocol(String),
+    /// A rank of an MPI pool stopped answering (feature `mpi`): MPI does not report a dead rank, so
+    /// the pool presumes it lost when it misses its heartbeats or overruns a task deadline.
+    RankLost(RankLost),
+}
+
+/// An MPI rank the pool gave up on, and why (see [`BrokenCause::RankLost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankLost {
+    /// The rank: in `MPI_COMM_WORLD` in static mode, in the spawned workers' group in spawn mode.
+    pub rank: i32,
+    /// What the pool saw.
+    pub why: RankSilence,
+}
+
+/// How a rank showed that it is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RankSilence {
+    /// Nothing came from it (no heartbeat answer, no result) for this long.
+    Heartbeat(std::time::Duration),
+    /// It held one task longer than the pool's task deadline, this one.
+    TaskDeadline(std::time::Duration),
+}
+
+impl fmt::Display for RankLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.why {
+            RankSilence::Heartbeat(d) => {
+                write!(f, "MPI rank {} did not answer for {d:?}", self.rank)
+            }
+            RankSilence::TaskDeadline(d) => write!(
+                f,
+                "MPI rank {} held a task past the task deadline of {d:?}",
+                self.rank
+            ),
+        }
+    }
 }
 
 /// Where a [`BrokenProcessPool`] error was seen: Python words the two differently.
@@ -658,6 +695,7 @@ impl fmt::Display for BrokenProcessPool {
             BrokenCause::Protocol(msg) => {
                 write!(f, "{lead} (the channel to a worker broke: {msg})")
             }
+            BrokenCause::RankLost(lost) => write!(f, "{lead} ({lost}, presumed dead)"),
             BrokenCause::ForcedShutdown => unreachable!("handled above"),
         }
     }

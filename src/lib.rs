@@ -24,6 +24,7 @@
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs).return_when(…).timeout(…)` then `.await` or `.blocking()` |
 //! | `as_completed(fs, timeout)` | [`as_completed`]`(fs).timeout(…)`: a `Stream`, or `for f in …`; a [`CompletionSet`] to add work while draining |
 //! | `CancelledError`, `TimeoutError`, `BrokenThreadPool`, `BrokenProcessPool`, `InvalidStateError`, `RuntimeError` | [`Error`] variants |
+//! | `mpi4py.futures.MPIPoolExecutor` | `MpiPoolExecutor` (feature `mpi`; see `mpi_pool`) |
 //!
 //! # Beyond Python
 //!
@@ -128,6 +129,9 @@ mod error;
 mod executor;
 mod future;
 mod map;
+#[cfg(all(feature = "mpi", target_os = "linux", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
+pub mod mpi_pool;
 mod panic;
 mod pool;
 #[cfg(all(target_os = "linux", not(loom)))]
@@ -147,11 +151,14 @@ pub use byte_block::ByteBlock;
 pub use byte_block::Bytes;
 pub use completion_set::CompletionSet;
 pub use error::{
-    BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, Rejected, TaskError, WorkerExit,
+    BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, Panic, RankLost, RankSilence, Rejected,
+    TaskError, WorkerExit,
 };
 pub use executor::{Executor, Payload};
 pub use future::{CancelOnDrop, FutureId, PoolFuture, Promise, TaskHandle, Watch};
 pub use map::{Map, MapIter, MapOptions};
+#[cfg(all(feature = "mpi", target_os = "linux", not(loom)))]
+pub use mpi_pool::{MpiPoolBuilder, MpiPoolExecutor};
 pub use pool::{InitResult, Metrics, Queued};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use process_pool::{ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};

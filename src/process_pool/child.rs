@@ -165,7 +165,7 @@ fn parent_gone(parent: u32) -> bool {
 
 /// Splits a `RUN` frame into the trampoline, the function address and the argument bytes, checking that
 /// both addresses lie in the executable.
-fn parse_run(body: &[u8]) -> Option<(usize, usize, &[u8])> {
+pub(crate) fn parse_run(body: &[u8]) -> Option<(usize, usize, &[u8])> {
     let (&wire::RUN, rest) = body.split_first()? else {
         return None;
     };

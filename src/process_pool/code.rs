@@ -57,6 +57,12 @@ pub(crate) struct Image {
 }
 
 impl Image {
+    /// Its executable mappings (the MPI pool hashes their bytes into its build identity).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn text(&self) -> &[Range<usize>] {
+        &self.text
+    }
+
     fn contains(&self, addr: usize) -> bool {
         self.text.iter().any(|r| r.contains(&addr))
     }

@@ -152,8 +152,8 @@
 //!   itself: the number of live workers is always exact (CPython's gh-115634 hang cannot happen).
 
 mod builder;
-mod child;
-mod code;
+pub(crate) mod child;
+pub(crate) mod code;
 mod driver;
 mod entry;
 mod handshake;
@@ -161,9 +161,9 @@ mod os;
 mod proc;
 mod serde_msg;
 mod shared;
-mod task;
+pub(crate) mod task;
 mod timer;
-mod wire;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::future::Future;
