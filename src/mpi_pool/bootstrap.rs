@@ -21,9 +21,18 @@ use super::shared::Shared;
 use super::{server, Config};
 use crate::error::Error;
 
-/// The argument that makes a spawned copy of the program an MPI worker; `=<backoff cap in
-/// microseconds>:<heartbeat timeout in milliseconds>` follows.
+/// How the argument that makes a spawned copy of the program an MPI worker begins; this copy of the
+/// crate's tag follows (two copies linked into one program each serve only their own pool's spawns),
+/// then `=<backoff cap in microseconds>:<heartbeat timeout in milliseconds>`.
 const WORKER_ARG: &str = "--concurrent-futures-mpi-worker";
+
+/// This copy's whole worker argument, up to the `=`.
+fn worker_arg() -> String {
+    format!(
+        "{WORKER_ARG}-{:016x}",
+        crate::process_pool::handshake::copy_tag()
+    )
+}
 
 /// How the ranks come to be.
 #[derive(Clone, Copy, Debug)]
@@ -169,7 +178,8 @@ fn spawn(n: usize, config: &Config) -> Result<mpi::topology::InterCommunicator, 
         .map_err(|e| Error::ProcessSetup(format!("cannot find this program's file: {e}")))?;
     let mut command = std::process::Command::new(exe);
     command.arg(format!(
-        "{WORKER_ARG}={}:{}",
+        "{}={}:{}",
+        worker_arg(),
         config.backoff.as_micros(),
         config.heartbeat_timeout.as_millis()
     ));
@@ -263,9 +273,12 @@ extern "C" fn worker_entry() {
     let Some(arg) = std::env::args_os().nth(1) else {
         return;
     };
+    // Every start of every program linking the crate gets here: look at the cheap prefix first.
+    let Some(arg) = arg.to_str().filter(|a| a.starts_with(WORKER_ARG)) else {
+        return;
+    };
     let Some(config) = arg
-        .to_str()
-        .and_then(|a| a.strip_prefix(WORKER_ARG))
+        .strip_prefix(worker_arg().as_str())
         .and_then(|a| a.strip_prefix('='))
         .and_then(|a| a.split_once(':'))
         .and_then(|(us, ms)| Some((us.parse::<u64>().ok()?, ms.parse::<u64>().ok()?)))

@@ -118,7 +118,15 @@ pub(crate) fn identity() -> &'static Identity {
 /// of one version (a package renamed, or vendored twice).
 pub(crate) fn marker_name() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
+    NAME.get_or_init(|| format!("{MARKER_PREFIX}{:016x}", copy_tag()))
+}
+
+/// What tells this copy of the crate from any other linked into the same program: a hash of the
+/// crate's version, its module path and where this copy's base symbol lies in the executable file.
+/// The process pool's marker and the MPI pool's worker argument both carry it.
+pub(crate) fn copy_tag() -> u64 {
+    static TAG: OnceLock<u64> = OnceLock::new();
+    *TAG.get_or_init(|| {
         // FNV-1a: stable across processes and builds of the same file, unlike std's `RandomState`.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let in_file = super::code::image().map_or(0, |i| i.anchor_in_file);
@@ -131,7 +139,7 @@ pub(crate) fn marker_name() -> &'static str {
                 h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
             }
         }
-        format!("{MARKER_PREFIX}{h:016x}")
+        h
     })
 }
 

@@ -156,7 +156,7 @@ pub(crate) mod child;
 pub(crate) mod code;
 mod driver;
 mod entry;
-mod handshake;
+pub(crate) mod handshake;
 mod os;
 mod proc;
 mod serde_msg;
