@@ -54,21 +54,31 @@ impl Run {
 
 /// Runs `mpirun <layout> <this test binary> --exact case::<case>`, bounded by [`RUN_LIMIT`].
 fn mpirun(layout: &[&str], case: &str, extra: &[&str]) -> Run {
+    mpirun_with(layout, case, extra, &[])
+}
+
+/// [`mpirun`] with some of Open MPI's settings in the environment replaced.
+fn mpirun_with(layout: &[&str], case: &str, extra: &[&str], settings: &[(&str, &str)]) -> Run {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let mut cmd = Command::new("mpirun");
-    cmd.args(layout)
-        .arg(&exe)
-        .args([
-            "--exact",
-            &format!("case::{case}"),
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .args(extra)
-        .env(CASE_ENV, case)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    // No layout: the program alone, an MPI singleton (how a spawn-mode program is usually run).
+    let mut cmd = if layout.is_empty() {
+        Command::new(&exe)
+    } else {
+        let mut cmd = Command::new("mpirun");
+        cmd.args(layout).arg(&exe);
+        cmd
+    };
+    cmd.args([
+        "--exact",
+        &format!("case::{case}"),
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .args(extra)
+    .env(CASE_ENV, case)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (key, value) in [
         ("OMPI_MCA_btl", "tcp,self"),
         // A killed rank must not take the job down with it (`mpirun --enable-recovery`).
@@ -80,6 +90,9 @@ fn mpirun(layout: &[&str], case: &str, extra: &[&str]) -> Run {
         if std::env::var_os(key).is_none() {
             cmd.env(key, value);
         }
+    }
+    for (key, value) in settings {
+        cmd.env(key, value);
     }
     let mut child = cmd
         .spawn()
@@ -130,6 +143,20 @@ fn static_mode_submit_map_as_completed_wait_panic() {
 #[test]
 fn spawn_mode_submit_map_as_completed_wait_panic() {
     mpirun(&["-n", "1"], "basics_spawn", &[]).assert_passed("basics_spawn");
+}
+
+#[test]
+fn spawn_mode_more_workers_than_slots_is_an_error_not_an_abort() {
+    // Without oversubscription, 64 workers do not fit this machine's slots: the pool's constructor
+    // must return the error (MPI's default handler would abort the whole program). Run alone, not
+    // under `mpirun`: Open MPI 4.1's `mpirun` itself never exits after a failed spawn.
+    mpirun_with(
+        &[],
+        "spawn_too_many",
+        &[],
+        &[("OMPI_MCA_rmaps_base_oversubscribe", "0")],
+    )
+    .assert_client_passed("spawn_too_many");
 }
 
 #[test]
@@ -374,6 +401,22 @@ mod case {
         }
         basics(MpiPoolExecutor::new(2).unwrap());
         passed("basics_spawn");
+    }
+
+    #[test]
+    fn spawn_too_many() {
+        if !active("spawn_too_many") {
+            return;
+        }
+        match MpiPoolExecutor::new(64) {
+            Err(Error::ProcessSetup(msg)) => assert!(
+                msg.contains("MPI_Comm_spawn of 64 workers failed"),
+                "unexpected message: {msg}"
+            ),
+            Err(e) => panic!("expected ProcessSetup, got {e:?}"),
+            Ok(_) => panic!("64 workers must not fit without oversubscription"),
+        }
+        passed("spawn_too_many");
     }
 
     /// One task per rank: a task that finds both ranks busy stays queued (cancellable).

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mpi::collective::Root;
 use mpi::environment::Threading;
-use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::topology::Communicator;
 
 use super::client::{self, Peers};
 use super::link::Link;
@@ -173,22 +172,71 @@ fn owner(
 }
 
 /// Spawns `n` copies of this program as workers.
+///
+/// `MPI_Comm_spawn` is called directly rather than through rsmpi's `spawn`: under MPI's default error
+/// handler a failed spawn (more workers than the job has slots, say) aborts the whole program, and
+/// rsmpi's wrapper ignores the call's return code. Here the error handler of `MPI_COMM_SELF` (the
+/// communicator the spawn is made on) is set to return errors, and both the return code and every
+/// worker's error code are checked, so a failed spawn is an `Err` from the pool's constructor.
 fn spawn(n: usize, config: &Config) -> Result<mpi::topology::InterCommunicator, Error> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    use mpi::ffi;
+
     let exe = std::env::current_exe()
         .map_err(|e| Error::ProcessSetup(format!("cannot find this program's file: {e}")))?;
-    let mut command = std::process::Command::new(exe);
-    command.arg(format!(
+    let failed =
+        |why: String| Error::ProcessSetup(format!("MPI_Comm_spawn of {n} workers failed: {why}"));
+    let n = i32::try_from(n)
+        .map_err(|_| Error::InvalidArgument(format!("{n} workers is more than MPI can spawn")))?;
+    let program = CString::new(exe.as_os_str().as_bytes())
+        .map_err(|_| failed("the program's path holds a NUL byte".into()))?;
+    let arg = CString::new(format!(
         "{}={}:{}",
         worker_arg(),
         config.backoff.as_micros(),
         config.heartbeat_timeout.as_millis()
-    ));
-    let n = i32::try_from(n)
-        .map_err(|_| Error::InvalidArgument(format!("{n} workers is more than MPI can spawn")))?;
-    SimpleCommunicator::self_comm()
-        .process_at_rank(0)
-        .spawn(&command, n)
-        .map_err(|e| Error::ProcessSetup(format!("MPI_Comm_spawn of {n} workers failed: {e}")))
+    ))
+    .expect("the worker argument is ASCII");
+    let mut argv = [arg.as_ptr().cast_mut(), std::ptr::null_mut()];
+    let mut errcodes = vec![0; n as usize];
+    #[allow(unsafe_code)]
+    // SAFETY: MPI is initialized on this thread (the owner, the only one making MPI calls).
+    // `program` and `arg` outlive the call, `argv` is NULL-terminated as MPI requires, and
+    // `errcodes` has room for `n` codes; MPI reads the strings and writes only `inter` and `errcodes`.
+    let (code, inter) = unsafe {
+        ffi::MPI_Comm_set_errhandler(ffi::RSMPI_COMM_SELF, ffi::RSMPI_ERRORS_RETURN);
+        let mut inter = ffi::RSMPI_COMM_NULL;
+        let code = ffi::MPI_Comm_spawn(
+            program.as_ptr(),
+            argv.as_mut_ptr(),
+            n,
+            ffi::RSMPI_INFO_NULL,
+            0,
+            ffi::RSMPI_COMM_SELF,
+            &mut inter,
+            errcodes.as_mut_ptr(),
+        );
+        (code, inter)
+    };
+    if code != ffi::MPI_SUCCESS as i32 {
+        return Err(failed(format!(
+            "MPI error {code} (too few slots for the workers? `mpirun --oversubscribe`, a hostfile \
+             with more slots, or fewer workers)"
+        )));
+    }
+    let lost = errcodes
+        .iter()
+        .filter(|&&c| c != ffi::MPI_SUCCESS as i32)
+        .count();
+    if lost > 0 {
+        return Err(failed(format!("{lost} of them did not start")));
+    }
+    // SAFETY: `inter` is the intercommunicator the successful spawn just made, used nowhere else.
+    #[allow(unsafe_code)]
+    unsafe { mpi::topology::InterCommunicator::try_from_raw(inter) }
+        .ok_or_else(|| failed("MPI gave no intercommunicator".into()))
 }
 
 /// A worker rank's owner: hands the task channels to the calling thread, then serves.
