@@ -170,6 +170,11 @@ fn spawn_mode_a_queued_task_cancels_and_shutdown_cancels_the_queue() {
 }
 
 #[test]
+fn static_mode_a_bounded_queue_refuses_blocks_and_waits_for_room() {
+    mpirun(&["-n", "3"], "capacity_static", &[]).assert_passed("capacity_static");
+}
+
+#[test]
 fn spawn_mode_shutdown_with_queued_run_runs_the_queue() {
     mpirun(&["-n", "1"], "shutdown_runs_queue_spawn", &[])
         .assert_passed("shutdown_runs_queue_spawn");
@@ -475,6 +480,51 @@ mod case {
         for mut f in held {
             assert_eq!(f.result(None).unwrap(), 7);
         }
+    }
+
+    #[test]
+    fn capacity_static() {
+        if !active("capacity_static") {
+            return;
+        }
+        assert!(matches!(
+            MpiPoolExecutor::builder().queue_capacity(0).from_world(),
+            Err(Error::InvalidArgument(_))
+        ));
+        let pool = one_task_per_rank().queue_capacity(1).from_world().unwrap();
+        all_ranks_up(&pool);
+        let g = gate("capacity");
+        let held: Vec<_> = (0..2)
+            .map(|_| pool.submit(hold, g.clone()).unwrap())
+            .collect();
+        held.iter().for_each(wait_running);
+        // Both ranks held: one task fills the queue, the next is refused with the work handed back.
+        let mut queued = pool.submit(square, 3).unwrap();
+        let refused = pool.try_submit(square, 4).unwrap_err();
+        assert!(matches!(refused.error(), Error::Full));
+        assert_eq!(refused.into_inner().1, 4);
+        // A blocking submit and an async one wait for room, and get in once the ranks take work.
+        let blocked = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.submit(square, 5).unwrap().result(None).unwrap())
+        };
+        let waiting = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                futures::executor::block_on(async {
+                    pool.submit_async(square, 6).await.unwrap().await.unwrap()
+                })
+            })
+        };
+        open(&g);
+        assert_eq!(queued.result(None).unwrap(), 9);
+        assert_eq!(blocked.join().unwrap(), 25);
+        assert_eq!(waiting.join().unwrap(), 36);
+        for mut f in held {
+            assert_eq!(f.result(None).unwrap(), 7);
+        }
+        pool.shutdown(Queued::Run);
+        passed("capacity_static");
     }
 
     #[test]

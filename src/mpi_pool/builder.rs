@@ -27,6 +27,7 @@ use crate::pool::Pool;
 #[must_use = "a builder does nothing until `build` or `from_world`"]
 pub struct MpiPoolBuilder {
     workers: usize,
+    capacity: Option<usize>,
     config: Config,
 }
 
@@ -42,6 +43,7 @@ impl MpiPoolBuilder {
     pub fn new() -> Self {
         MpiPoolBuilder {
             workers: 1,
+            capacity: None,
             config: Config {
                 heartbeat_interval: Duration::from_secs(1),
                 heartbeat_timeout: Duration::from_secs(10),
@@ -82,6 +84,16 @@ impl MpiPoolBuilder {
         self
     }
 
+    /// Bounds the queue of tasks no rank has taken yet (Python's queue is unbounded, and so is
+    /// this one by default): when it holds `n`, [`submit`](MpiPoolExecutor::submit) blocks,
+    /// [`try_submit`](MpiPoolExecutor::try_submit) fails with [`Error::Full`], and
+    /// [`submit_async`](MpiPoolExecutor::submit_async) waits. `map` bounds its own in-flight work
+    /// instead. Zero is an [`Error::InvalidArgument`] from `build`/`from_world`.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.capacity = Some(n);
+        self
+    }
+
     /// How many tasks the client sends one rank before the first comes back (default 8). A rank
     /// runs them one at a time; the next one is already there when one ends, so many small tasks
     /// do not each wait a round trip. Tasks sent are RUNNING, and no longer cancel: 1 keeps every
@@ -98,6 +110,11 @@ impl MpiPoolBuilder {
                 "the heartbeat timeout ({:?}) must exceed its interval ({:?}), which must be above zero",
                 c.heartbeat_timeout, c.heartbeat_interval
             )));
+        }
+        if self.capacity == Some(0) {
+            return Err(Error::InvalidArgument(
+                "queue_capacity must be greater than 0".into(),
+            ));
         }
         if c.tasks_per_rank == 0 {
             return Err(Error::InvalidArgument("tasks_per_rank must be >= 1".into()));
@@ -130,7 +147,7 @@ impl MpiPoolBuilder {
     }
 
     fn start(self, start: Start) -> Result<MpiPoolExecutor, Error> {
-        let shared = Shared::new();
+        let shared = Shared::new(self.capacity);
         let (role, owner) = bootstrap::start(start, Arc::new(self.config), shared.clone())?;
         match role {
             Role::Client { ranks } => {

@@ -227,16 +227,22 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
             // The next task that is not cancelled; RUNNING from here on means dispatched.
             let task = {
                 let mut st = self.shared.lock();
-                loop {
+                let mut taken = 0;
+                let task = loop {
                     match st.queue.pop_front() {
                         None => break None,
-                        Some(t) if t.start() => {
-                            st.busy += 1;
-                            break Some(t);
+                        Some(t) => {
+                            taken += 1;
+                            if t.start() {
+                                st.busy += 1;
+                                break Some(t);
+                            }
+                            Counters::add(&self.shared.counters.cancelled, 1);
                         }
-                        Some(_) => Counters::add(&self.shared.counters.cancelled, 1),
                     }
-                }
+                };
+                self.shared.made_room(&st, taken);
+                task
             };
             let Some(task) = task else { return given };
             let Some(frame) = task.take_frame() else {

@@ -79,9 +79,9 @@ use crate::error::Error;
 use crate::executor::Payload;
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Map, MapOptions};
-use crate::pool::{Backend, Frontend, Metrics, Pool, Queued};
+use crate::pool::{Backend, Frontend, Metrics, Pool, Queued, Rejected, WhenFull};
 use crate::process_pool::code::{self, Trampoline};
-use crate::process_pool::task::{self as proc_task, Decode};
+use crate::process_pool::task::{self as proc_task, Decode, ProcTask};
 use crate::process_pool::wire;
 
 /// The pool's settings, shared by the client and (in static mode) every rank.
@@ -169,9 +169,30 @@ impl MpiPoolExecutor {
         call: Call<T>,
         arg: &impl serde::Serialize,
         on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
+        when_full: WhenFull,
     ) -> Result<PoolFuture<T>, Error> {
+        let (task, fut) = match self.encode(call, arg, on_encode_error) {
+            Ok(pair) => pair,
+            Err(done) => return done,
+        };
+        match self.shared().enqueue(task, when_full) {
+            Ok(()) => Ok(fut),
+            Err(Rejected::Full(_)) => Err(Error::Full),
+            Err(Rejected::Closed(e)) => Err(e),
+        }
+    }
+
+    /// Encodes one task on the calling thread: `Err` is the submit's answer (a refusal, or the
+    /// future already failed by an argument that does not serialize).
+    #[allow(clippy::type_complexity)]
+    fn encode<T: Send + 'static>(
+        &self,
+        call: Call<T>,
+        arg: &impl serde::Serialize,
+        on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
+    ) -> Result<(std::sync::Arc<dyn ProcTask>, PoolFuture<T>), Result<PoolFuture<T>, Error>> {
         if let Some(e) = Shared::refusal(&self.shared().lock().lifecycle) {
-            return Err(e);
+            return Err(Err(e));
         }
         let frame = match code::run_frame(
             call.tramp,
@@ -182,62 +203,68 @@ impl MpiPoolExecutor {
         ) {
             Ok(frame) => frame,
             Err(e @ Error::Serialization(_)) => {
-                return Ok(proc_task::completed(on_encode_error(e)))
+                return Err(Ok(proc_task::completed(on_encode_error(e))))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(Err(e)),
         };
-        let (task, fut) = proc_task::new_task(frame, call.items, call.decode, None);
-        self.shared().enqueue(task)?;
-        Ok(fut)
+        Ok(proc_task::new_task(frame, call.items, call.decode, None))
     }
 
     /// Runs `f(arg)` on a rank: Python's `submit(fn, arg)` (a tuple for several arguments). Fails
     /// with [`Error::Shutdown`] after shutdown, or [`Error::BrokenProcessPool`] once the pool is
     /// broken. An argument that does not serialize gives a future failed with
-    /// [`Error::Serialization`]. Never blocks: the queue is unbounded.
+    /// [`Error::Serialization`]. With a bounded queue
+    /// ([`queue_capacity`](MpiPoolBuilder::queue_capacity)) that is full, this blocks until there is
+    /// room; unbounded (the default), it never blocks.
     pub fn submit<A: Payload, R: Payload>(
         &self,
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        self.submit_ref(f, &arg)
+        self.push(Self::one(f), &arg, Err, WhenFull::Block)
     }
 
-    /// [`submit`](Self::submit) that hands the work back when refused (shut down or broken).
+    /// [`submit`](Self::submit) that never blocks: with a bounded queue that is full, fails with a
+    /// [`Rejected`](crate::Rejected) holding [`Error::Full`] and the work (`(f, arg)`); a shut-down or
+    /// broken pool rejects the same way.
     #[allow(clippy::type_complexity)]
     pub fn try_submit<A: Payload, R: Payload>(
         &self,
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>> {
-        self.submit_ref(f, &arg)
+        self.push(Self::one(f), &arg, Err, WhenFull::Reject)
             .map_err(|e| crate::Rejected::new(e, (f, arg)))
     }
 
-    fn submit_ref<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: &A,
-    ) -> Result<PoolFuture<R>, Error> {
-        self.push(
-            Call {
-                tramp: code::run_one::<A, R>,
-                func: f as usize,
-                items: 1,
-                decode: code::decode_one::<R>,
-            },
-            arg,
-            Err,
-        )
+    /// How one `f(arg)` runs and is read back.
+    fn one<A: Payload, R: Payload>(f: fn(A) -> R) -> Call<R> {
+        Call {
+            tramp: code::run_one::<A, R>,
+            func: f as usize,
+            items: 1,
+            decode: code::decode_one::<R>,
+        }
     }
 
-    /// [`submit`](Self::submit) for async code (the queue is unbounded, so it never waits).
+    /// [`submit`](Self::submit) for async code: with a bounded queue that is full, waits for room
+    /// without blocking the thread.
     pub async fn submit_async<A: Payload, R: Payload>(
         &self,
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        self.submit(f, arg)
+        let (task, fut) = match self.encode(Self::one(f), &arg, Err) {
+            Ok(pair) => pair,
+            Err(done) => return done,
+        };
+        drop(arg);
+        let shared = self.shared();
+        shared
+            .room()
+            .enqueue(task, |t| shared.enqueue(t, WhenFull::Reject))
+            .await?;
+        Ok(fut)
     }
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`], carrying the
@@ -261,6 +288,7 @@ impl MpiPoolExecutor {
             },
             &arg,
             Err,
+            WhenFull::Block,
         )
     }
 
@@ -308,6 +336,7 @@ impl MpiPoolExecutor {
                     },
                     &a,
                     Err,
+                    WhenFull::Overfill,
                 )
             },
             move |pool: &Self, items: Vec<A>| {
@@ -321,6 +350,7 @@ impl MpiPoolExecutor {
                     },
                     &items,
                     move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
+                    WhenFull::Overfill,
                 )
             },
         )

@@ -7,7 +7,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
-use crate::pool::{self, Backend, Exits, Metrics, Queued};
+use crate::pool::{self, Backend, Exits, Metrics, Queued, Rejected, Room, WhenFull};
 use crate::process_pool::task::ProcTask;
 use crate::process_pool::Counters;
 use crate::sync::thread::JoinHandle;
@@ -26,6 +26,8 @@ pub(crate) struct State {
     /// `metrics`).
     pub(crate) ranks: usize,
     pub(crate) busy: usize,
+    /// Threads blocked in a sync submit waiting for room in a bounded queue.
+    blocked_submitters: usize,
     /// The owner thread, as shutdowns see it: 1 while it runs (it is the pool's one worker here).
     live: usize,
     in_shutdown: usize,
@@ -39,6 +41,8 @@ pub(crate) struct Shared {
     kick: Condvar,
     /// Blocking `shutdown` waits here for the owner to exit.
     exited: Condvar,
+    /// Submitters waiting for room in a bounded queue (`queue_capacity`).
+    room: Room,
     pub(crate) counters: Counters,
     /// How many worker ranks the pool has, once started.
     pub(crate) workers: OnceLock<usize>,
@@ -94,7 +98,7 @@ impl Backend for Shared {
 }
 
 impl Shared {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(capacity: Option<usize>) -> Arc<Self> {
         Arc::new(Shared {
             state: Mutex::new(State {
                 lifecycle: Lifecycle::Open,
@@ -102,6 +106,7 @@ impl Shared {
                 kicked: false,
                 ranks: 0,
                 busy: 0,
+                blocked_submitters: 0,
                 live: 1,
                 in_shutdown: 0,
                 handles: Vec::new(),
@@ -109,6 +114,7 @@ impl Shared {
             }),
             kick: Condvar::new(),
             exited: Condvar::new(),
+            room: Room::new(capacity),
             counters: Counters::default(),
             workers: OnceLock::new(),
             owner: OnceLock::new(),
@@ -125,13 +131,31 @@ impl Shared {
         lock(&self.state).handles.push(handle);
     }
 
-    /// Queues a task for the owner.
-    pub(crate) fn enqueue(&self, task: Arc<dyn ProcTask>) -> Result<(), Error> {
+    /// Queues a task for the owner; with a bounded queue that is full, `when_full` says what to do.
+    /// A refused task is handed back, unfailed.
+    pub(crate) fn enqueue(
+        &self,
+        task: Arc<dyn ProcTask>,
+        when_full: WhenFull,
+    ) -> Result<(), Rejected<Arc<dyn ProcTask>>> {
         let mut st = self.lock();
-        if let Some(e) = Self::refusal(&st.lifecycle) {
-            drop(st);
-            task.fail(e.clone());
-            return Err(e);
+        loop {
+            if let Some(e) = Self::refusal(&st.lifecycle) {
+                return Err(Rejected::Closed(e));
+            }
+            // The owner thread makes the room (and runs the done callbacks, whose submits come
+            // from it): it overfills rather than wait for itself.
+            let on_owner = self.owner.get() == Some(&std::thread::current().id());
+            if !self.room.is_full(st.queue.len())
+                || when_full == WhenFull::Overfill
+                || (when_full == WhenFull::Block && on_owner)
+            {
+                break;
+            }
+            if when_full == WhenFull::Reject {
+                return Err(Rejected::Full(task));
+            }
+            st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
         st.kicked = true;
@@ -152,6 +176,7 @@ impl Shared {
         st.kicked = true;
         drop(st);
         self.kick.notify_one();
+        self.room.closed();
         // Completing a future runs its callbacks: never under the lock.
         let cancelled = dropped.iter().filter(|t| t.cancel()).count() as u64;
         Counters::add(&self.counters.cancelled, cancelled);
@@ -168,10 +193,23 @@ impl Shared {
             .clone();
         let queued: Vec<_> = st.queue.drain(..).collect();
         drop(st);
+        self.room.closed();
         for t in queued {
             t.fail(Error::BrokenProcessPool(broken.clone()));
         }
         broken
+    }
+
+    /// The waiting room of a bounded queue, for async submits.
+    pub(crate) fn room(&self) -> &Room {
+        &self.room
+    }
+
+    /// The owner took `taken` tasks out of the queue: as many waiting submitters may come in.
+    pub(crate) fn made_room(&self, st: &State, taken: usize) {
+        for _ in 0..taken {
+            self.room.made(st.blocked_submitters);
+        }
     }
 
     /// The owner waits for a kick or `timeout`, whichever is first.
