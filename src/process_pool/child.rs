@@ -14,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use super::code::{self, Trampoline};
 use super::handshake;
 use super::os;
+use super::wire::direct::Sent;
 use super::wire::{self, reply, FrameReader};
 
 /// Exit code of a worker that could not set itself up (bad marker, no channel).
@@ -81,6 +82,11 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
         return EXIT_SETUP;
     }
 
+    match stream.try_clone() {
+        Ok(sink) => wire::direct::install(sink, cap),
+        // Replies are then built in the buffer, all of them.
+        Err(e) => eprintln!("concurrent_futures: worker replies will be copied: {e}"),
+    }
     let mut reader = FrameReader::new(cap);
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
@@ -116,6 +122,18 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
         unsafe {
             let tramp = std::mem::transmute::<usize, Trampoline>(tramp);
             tramp(func, arg, &mut out);
+        }
+        match wire::direct::take_sent() {
+            Sent::Nothing => {}
+            Sent::Whole => continue,
+            Sent::Closed => return 0, // the parent is gone
+            Sent::Broken => {
+                eprintln!(
+                    "concurrent_futures: the result's encoding failed or changed size after part \
+                     of its reply was sent; the worker stops"
+                );
+                return EXIT_PROTOCOL;
+            }
         }
         if let Err(len) = wire::seal(&mut out, cap) {
             // A value over the cap becomes an encoding error; a message (a panic's or an error's
