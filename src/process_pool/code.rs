@@ -10,7 +10,8 @@
 //! [`Error::ProcessSetup`]).
 //!
 //! The trampoline decodes the argument, calls the function under `catch_unwind`, and writes a reply
-//! (see `wire.rs`) into the worker's reusable buffer. The parent decodes the reply with the matching
+//! (see `wire.rs`) into the worker's reusable buffer; a value holding a large byte block is sent from
+//! the value itself instead (see `wire/direct.rs`), so the block is not copied into the buffer. The parent decodes the reply with the matching
 //! `decode_*` function, which knows `R`.
 
 use std::any::type_name;
