@@ -78,12 +78,12 @@ pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) 
     let start = out.len();
     let mut probe = Probe {
         out: &mut *out,
-        large: false,
-        direct: SINK.with(|s| s.borrow().is_some()),
+        stop_at: SINK.with(|s| s.borrow().is_some()).then_some(DIRECT_MIN),
+        stopped: false,
     };
     match serde_msg::serialize(value, &mut probe) {
         Ok(()) => return Ok(()),
-        Err(e) if !probe.large => return Err(e),
+        Err(e) if !probe.stopped => return Err(e),
         Err(_) => out.truncate(start),
     }
     let mut count = Count(0);
@@ -144,8 +144,10 @@ pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) 
 /// The first encoding: into the buffer, stopping at the first large block if it can be sent directly.
 struct Probe<'a> {
     out: &'a mut Vec<u8>,
-    large: bool,
-    direct: bool,
+    /// The size of block to stop at; `None` without a sink.
+    stop_at: Option<usize>,
+    /// Whether it stopped there (and the buffer holds only a beginning).
+    stopped: bool,
 }
 
 impl postcard::ser_flavors::Flavor for &mut Probe<'_> {
@@ -159,8 +161,8 @@ impl postcard::ser_flavors::Flavor for &mut Probe<'_> {
 
     #[inline]
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        if self.direct && bytes.len() >= DIRECT_MIN {
-            self.large = true;
+        if self.stop_at.is_some_and(|min| bytes.len() >= min) {
+            self.stopped = true;
             return Err(postcard::Error::SerializeBufferFull);
         }
         self.out.extend_from_slice(bytes);
