@@ -14,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use super::code::{self, Trampoline};
 use super::handshake;
 use super::os;
+use super::wire::direct::Sent;
 use super::wire::{self, reply, FrameReader};
 
 /// Exit code of a worker that could not set itself up (bad marker, no channel).
@@ -81,6 +82,11 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
         return EXIT_SETUP;
     }
 
+    match stream.try_clone() {
+        Ok(sink) => wire::direct::install(sink, cap),
+        // Replies are then built in the buffer, all of them.
+        Err(e) => eprintln!("concurrent_futures: worker replies will be copied: {e}"),
+    }
     let mut reader = FrameReader::new(cap);
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
@@ -117,29 +123,49 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
             let tramp = std::mem::transmute::<usize, Trampoline>(tramp);
             tramp(func, arg, &mut out);
         }
-        if let Err(len) = wire::seal(&mut out, cap) {
-            // A value over the cap becomes an encoding error; a message (a panic's or an error's
-            // text) keeps its kind and is cut to fit, rather than being reported as an oversized
-            // result. The cap is at least `MIN_MAX_FRAME`, so the cut leaves the tag and some text.
-            if out[wire::HEADER] == reply::VALUE {
-                out.truncate(wire::HEADER);
-                out.push(reply::RESULT_ENCODE);
-                let msg =
-                    format!("the result is {len} bytes, over the frame size cap of {cap} bytes");
-                out.extend_from_slice(msg.as_bytes());
+        match wire::direct::take_sent() {
+            Sent::Nothing => {
+                if let Err(code) = seal_and_send(&stream, &mut out, cap) {
+                    return code;
+                }
             }
-            out.truncate(wire::HEADER + cap);
-            wire::seal(&mut out, cap).expect("cut to the cap");
-        }
-        // The task's prints reach the parent's stdout before its result does.
-        let _ = io::stdout().flush();
-        if os::send_all(stream.as_fd(), &out).is_err() {
-            return 0; // the parent is gone
+            Sent::Whole => {}
+            Sent::Closed => return 0, // the parent is gone
+            Sent::Broken => {
+                eprintln!(
+                    "concurrent_futures: the result's encoding failed or changed size after part \
+                     of its reply was sent; the worker stops"
+                );
+                return EXIT_PROTOCOL;
+            }
         }
         if out.capacity() > wire::KEEP_BUFFER {
             out = Vec::with_capacity(64 * 1024);
         }
     }
+}
+
+/// Seals the reply in `out` and sends it; `Err` holds the worker's exit code if it cannot.
+fn seal_and_send(stream: &UnixStream, out: &mut Vec<u8>, cap: usize) -> Result<(), i32> {
+    if let Err(len) = wire::seal(out, cap) {
+        // A value over the cap becomes an encoding error; a message (a panic's or an error's
+        // text) keeps its kind and is cut to fit, rather than being reported as an oversized
+        // result. The cap is at least `MIN_MAX_FRAME`, so the cut leaves the tag and some text.
+        if out[wire::HEADER] == reply::VALUE {
+            out.truncate(wire::HEADER);
+            out.push(reply::RESULT_ENCODE);
+            let msg = format!("the result is {len} bytes, over the frame size cap of {cap} bytes");
+            out.extend_from_slice(msg.as_bytes());
+        }
+        out.truncate(wire::HEADER + cap);
+        wire::seal(out, cap).expect("cut to the cap");
+    }
+    // The task's prints reach the parent's stdout before its result does.
+    let _ = io::stdout().flush();
+    if os::send_all(stream.as_fd(), out).is_err() {
+        return Err(0); // the parent is gone
+    }
+    Ok(())
 }
 
 /// Whether the process named as the parent in the marker has exited or is exiting: its pid is gone,

@@ -10,7 +10,8 @@
 //! [`Error::ProcessSetup`]).
 //!
 //! The trampoline decodes the argument, calls the function under `catch_unwind`, and writes a reply
-//! (see `wire.rs`) into the worker's reusable buffer. The parent decodes the reply with the matching
+//! (see `wire.rs`) into the worker's reusable buffer; a value holding a large byte block is sent from
+//! the value itself instead (see `wire/direct.rs`), so the block is not copied into the buffer. The parent decodes the reply with the matching
 //! `decode_*` function, which knows `R`.
 
 use std::any::type_name;
@@ -158,14 +159,27 @@ enum Fail {
     Failed(String),
 }
 
+/// Where a reply goes in the worker's buffer.
+#[derive(Clone, Copy)]
+enum Place {
+    /// It is the whole frame: a value holding a large block may be sent directly (`wire::direct`).
+    Frame,
+    /// It is one item of a chunk's reply, inside a frame still being built.
+    ChunkItem,
+}
+
 /// Runs `task` and appends one reply (tag + payload) to `out`.
-fn respond<R: Serialize>(out: &mut Vec<u8>, task: impl FnOnce() -> Result<R, Fail>) {
+fn respond<R: Serialize>(out: &mut Vec<u8>, place: Place, task: impl FnOnce() -> Result<R, Fail>) {
     let mark = out.len();
     let (tag, msg) = match crate::panic::catch(task) {
         Ok(Ok(value)) => {
             out.push(reply::VALUE);
+            let encode = |out: &mut Vec<u8>| match place {
+                Place::Frame => wire::direct::encode_value(&value, out),
+                Place::ChunkItem => wire::encode_into(&value, out),
+            };
             // A `Serialize` impl may itself panic (CPython D9): that is the task's panic, not a crash.
-            match crate::panic::catch(|| wire::encode_into(&value, &mut *out)) {
+            match crate::panic::catch(|| encode(&mut *out)) {
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => (
                     reply::RESULT_ENCODE,
@@ -251,7 +265,7 @@ pub(crate) unsafe fn run_one<A: DeserializeOwned, R: Serialize>(
 ) {
     // SAFETY: this function's contract.
     let f = unsafe { as_fn::<A, R>(func) };
-    respond(out, || Ok(f(decode_arg(arg)?)));
+    respond(out, Place::Frame, || Ok(f(decode_arg(arg)?)));
 }
 
 /// Trampoline of `submit_fallible(f: fn(A) -> Result<R, E>, a)`: an `Err` travels as its `Display` text.
@@ -267,7 +281,7 @@ where
 {
     // SAFETY: this function's contract.
     let f = unsafe { as_fn::<A, Result<R, E>>(func) };
-    respond(out, || {
+    respond(out, Place::Frame, || {
         f(decode_arg(arg)?).map_err(|e| Fail::Failed(e.into().to_string()))
     });
 }
@@ -287,13 +301,13 @@ pub(crate) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     let f = unsafe { as_fn::<A, R>(func) };
     let items: Vec<A> = match decode_arg(arg) {
         Ok(items) => items,
-        Err(fail) => return respond::<()>(out, || Err(fail)),
+        Err(fail) => return respond::<()>(out, Place::Frame, || Err(fail)),
     };
     out.push(reply::VALUE);
     for a in items {
         let at = out.len();
         out.extend_from_slice(&[0; 4]);
-        respond(out, || Ok(f(a)));
+        respond(out, Place::ChunkItem, || Ok(f(a)));
         let len = (out.len() - at - 4) as u32;
         out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
@@ -311,9 +325,11 @@ pub(crate) unsafe fn run_init<A: DeserializeOwned, R: InitResult>(
 ) {
     // SAFETY: this function's contract.
     let f = unsafe { as_fn::<A, R>(func) };
-    respond(out, || match f(decode_arg(arg)?).into_failure() {
-        None => Ok(()),
-        Some(msg) => Err(Fail::Failed(msg)),
+    respond(out, Place::Frame, || {
+        match f(decode_arg(arg)?).into_failure() {
+            None => Ok(()),
+            Some(msg) => Err(Fail::Failed(msg)),
+        }
     });
 }
 

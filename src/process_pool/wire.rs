@@ -206,6 +206,8 @@ impl FrameReader {
     }
 }
 
+pub(crate) mod direct;
+
 #[cfg(test)]
 mod fuzz;
 
