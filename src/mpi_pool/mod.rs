@@ -80,8 +80,7 @@ use crate::executor::Payload;
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Map, MapOptions};
 use crate::pool::{Backend, Frontend, Metrics, Pool, Queued, Rejected, WhenFull};
-use crate::process_pool::code::{self, Trampoline};
-use crate::process_pool::task::{self as proc_task, Decode, ProcTask};
+use crate::process_pool::call::{Call, Encoded};
 use crate::process_pool::wire;
 
 /// The pool's settings, shared by the client and (in static mode) every rank.
@@ -125,14 +124,6 @@ impl Frontend for MpiPoolExecutor {
     fn from_pool(pool: Pool<Shared>) -> Self {
         MpiPoolExecutor { pool }
     }
-}
-
-/// How one task is run and read back.
-struct Call<T> {
-    tramp: Trampoline,
-    func: usize,
-    items: usize,
-    decode: Decode<T>,
 }
 
 impl MpiPoolExecutor {
@@ -190,24 +181,11 @@ impl MpiPoolExecutor {
         call: Call<T>,
         arg: &impl serde::Serialize,
         on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
-    ) -> Result<(std::sync::Arc<dyn ProcTask>, PoolFuture<T>), Result<PoolFuture<T>, Error>> {
+    ) -> Result<Encoded<T>, Result<PoolFuture<T>, Error>> {
         if let Some(e) = Shared::refusal(&self.shared().lock().lifecycle) {
             return Err(Err(e));
         }
-        let frame = match code::run_frame(
-            call.tramp,
-            call.func,
-            arg,
-            wire::DEFAULT_MAX_FRAME,
-            Vec::new(),
-        ) {
-            Ok(frame) => frame,
-            Err(e @ Error::Serialization(_)) => {
-                return Err(Ok(proc_task::completed(on_encode_error(e))))
-            }
-            Err(e) => return Err(Err(e)),
-        };
-        Ok(proc_task::new_task(frame, call.items, call.decode, None))
+        call.encode(arg, wire::DEFAULT_MAX_FRAME, Vec::new(), on_encode_error)
     }
 
     /// Runs `f(arg)` on a rank: Python's `submit(fn, arg)` (a tuple for several arguments). Fails
@@ -221,7 +199,7 @@ impl MpiPoolExecutor {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        self.push(Self::one(f), &arg, Err, WhenFull::Block)
+        self.push(Call::one(f, None), &arg, Err, WhenFull::Block)
     }
 
     /// [`submit`](Self::submit) that never blocks: with a bounded queue that is full, fails with a
@@ -233,18 +211,8 @@ impl MpiPoolExecutor {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, crate::Rejected<(fn(A) -> R, A)>> {
-        self.push(Self::one(f), &arg, Err, WhenFull::Reject)
+        self.push(Call::one(f, None), &arg, Err, WhenFull::Reject)
             .map_err(|e| crate::Rejected::new(e, (f, arg)))
-    }
-
-    /// How one `f(arg)` runs and is read back.
-    fn one<A: Payload, R: Payload>(f: fn(A) -> R) -> Call<R> {
-        Call {
-            tramp: code::run_one::<A, R>,
-            func: f as usize,
-            items: 1,
-            decode: code::decode_one::<R>,
-        }
     }
 
     /// [`submit`](Self::submit) for async code: with a bounded queue that is full, waits for room
@@ -254,7 +222,7 @@ impl MpiPoolExecutor {
         f: fn(A) -> R,
         arg: A,
     ) -> Result<PoolFuture<R>, Error> {
-        let (task, fut) = match self.encode(Self::one(f), &arg, Err) {
+        let (task, fut) = match self.encode(Call::one(f, None), &arg, Err) {
             Ok(pair) => pair,
             Err(done) => return done,
         };
@@ -279,17 +247,7 @@ impl MpiPoolExecutor {
         R: Payload,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        self.push(
-            Call {
-                tramp: code::run_fallible::<A, R, E>,
-                func: f as usize,
-                items: 1,
-                decode: code::decode_one::<R>,
-            },
-            &arg,
-            Err,
-            WhenFull::Block,
-        )
+        self.push(Call::fallible(f), &arg, Err, WhenFull::Block)
     }
 
     /// A snapshot of the pool's counters: `workers` are the ranks that shook hands.
@@ -326,28 +284,11 @@ impl MpiPoolExecutor {
             self,
             inputs,
             opts,
-            move |pool: &Self, a: A| {
-                pool.push(
-                    Call {
-                        tramp: code::run_one::<A, R>,
-                        func: f as usize,
-                        items: 1,
-                        decode: code::decode_single::<R>,
-                    },
-                    &a,
-                    Err,
-                    WhenFull::Overfill,
-                )
-            },
+            move |pool: &Self, a: A| pool.push(Call::map_one(f), &a, Err, WhenFull::Overfill),
             move |pool: &Self, items: Vec<A>| {
                 let n = items.len();
                 pool.push(
-                    Call {
-                        tramp: code::run_chunk::<A, R>,
-                        func: f as usize,
-                        items: n,
-                        decode: code::decode_chunk::<R>,
-                    },
+                    Call::map_chunk(f, n),
                     &items,
                     move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
                     WhenFull::Overfill,

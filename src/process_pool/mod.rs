@@ -152,6 +152,7 @@
 //!   itself: the number of live workers is always exact (CPython's gh-115634 hang cannot happen).
 
 mod builder;
+pub(crate) mod call;
 pub(crate) mod child;
 pub(crate) mod code;
 mod driver;
@@ -171,7 +172,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::ProcessPoolBuilder;
-use code::Trampoline;
+use call::{Call, Encoded};
 use proc::EnvOp;
 pub(crate) use shared::Counters;
 use shared::{Rejected, Shared, WhenFull};
@@ -196,32 +197,6 @@ pub enum WorkerDeath {
     /// for the remaining work.
     Respawn,
 }
-
-/// How one task is run and read back: the trampoline and function to call, the number of inputs it
-/// carries, the decoder of its reply, and its time limit.
-struct Call<T> {
-    tramp: Trampoline,
-    func: usize,
-    items: usize,
-    decode: task::Decode<T>,
-    limit: Option<Duration>,
-}
-
-impl<R: Payload> Call<R> {
-    /// A single `f(arg)` call, with an optional time limit.
-    fn one<A: Payload>(f: fn(A) -> R, limit: Option<Duration>) -> Self {
-        Call {
-            tramp: code::run_one::<A, R>,
-            func: f as usize,
-            items: 1,
-            decode: code::decode_one::<R>,
-            limit,
-        }
-    }
-}
-
-/// A task ready to queue, and its future.
-type Encoded<T> = (Arc<dyn task::ProcTask>, PoolFuture<T>);
 
 pub(crate) struct Config {
     pub(crate) sizes: Sizes,
@@ -307,15 +282,7 @@ impl ProcessPoolExecutor {
             return Err(Err(e));
         }
         let spare = shared.take_spare_frame();
-        let frame =
-            match code::run_frame(call.tramp, call.func, arg, shared.config.frame_cap, spare) {
-                Ok(frame) => frame,
-                Err(e @ Error::Serialization(_)) => {
-                    return Err(Ok(task::completed(on_encode_error(e))))
-                }
-                Err(e) => return Err(Err(e)),
-            };
-        let (task, fut) = task::new_task(frame, call.items, call.decode, call.limit);
+        let (task, fut) = call.encode(arg, shared.config.frame_cap, spare, on_encode_error)?;
         #[cfg(feature = "tracing")]
         let task = crate::trace::process::wrap(task, &fut);
         Ok((task, fut))
@@ -476,18 +443,7 @@ impl ProcessPoolExecutor {
         R: Payload,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        self.push(
-            Call {
-                tramp: code::run_fallible::<A, R, E>,
-                func: f as usize,
-                items: 1,
-                decode: code::decode_one::<R>,
-                limit: None,
-            },
-            &arg,
-            Err,
-            WhenFull::Block,
-        )
+        self.push(Call::fallible(f), &arg, Err, WhenFull::Block)
     }
 
     /// [`submit`](Self::submit) with a time limit counted from the moment the task is dispatched: if it
@@ -558,30 +514,11 @@ impl ProcessPoolExecutor {
             self,
             inputs,
             opts,
-            move |pool, a| {
-                pool.push(
-                    Call {
-                        tramp: code::run_one::<A, R>,
-                        func: f as usize,
-                        items: 1,
-                        decode: code::decode_single::<R>,
-                        limit: None,
-                    },
-                    &a,
-                    Err,
-                    WhenFull::Overfill,
-                )
-            },
+            move |pool, a| pool.push(Call::map_one(f), &a, Err, WhenFull::Overfill),
             move |pool, items| {
                 let n = items.len();
                 pool.push(
-                    Call {
-                        tramp: code::run_chunk::<A, R>,
-                        func: f as usize,
-                        items: n,
-                        decode: code::decode_chunk::<R>,
-                        limit: None,
-                    },
+                    Call::map_chunk(f, n),
                     &items,
                     move |e| Ok(ChunkOut::Many((0..n).map(|_| Err(e.clone())).collect())),
                     WhenFull::Overfill,
