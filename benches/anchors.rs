@@ -368,6 +368,9 @@ fn run_probe(args: &[&str]) -> Option<f64> {
     v
 }
 
+/// Fresh processes per peak-RSS figure (issue #9 asks for medians of at least 5 rounds).
+const RSS_PROBES: usize = 5;
+
 /// Median of a few probe runs.
 fn probe_median(args: &[&str], runs: usize) -> Option<f64> {
     let mut xs: Vec<f64> = (0..runs).filter_map(|_| run_probe(args)).collect();
@@ -814,11 +817,11 @@ fn section2(cfg: &Cfg, r: &mut Results) {
     pool.shutdown(Queued::Run);
     drop((ct, ct_tokio2, rp));
 
-    eprintln!("  peak-RSS probes (child processes, median of 3)");
+    eprintln!("  peak-RSS probes (child processes, median of {RSS_PROBES})");
     let n_s = n.to_string();
     for kind in ["cf", "blocking", "tokio", "rayon"] {
         for mode in ["gated", "free"] {
-            if let Some(v) = probe_median(&["rss", kind, &n_s, mode], 3) {
+            if let Some(v) = probe_median(&["rss", kind, &n_s, mode], RSS_PROBES) {
                 r.value(&format!("s2.rss_{mode}_{kind}"), v);
             }
         }
@@ -1911,7 +1914,7 @@ fn print_section2(out: &mut String, cfg: &Cfg, r: &Results) {
             bytes(format!("s2.rss_free_{kind}")),
         ));
     }
-    out.push_str("\nPeak RSS: growth of VmHWM over VmRSS just before submitting, in a fresh child process, divided by the task count, handles (futures/receivers) kept in a `Vec` as a caller would; median of 3 runs (Python: 1 run). CPU/task: CPU time of the whole process (all threads) per task. \"Queued\": both workers held busy until every task is queued.\n\n");
+    out.push_str(&format!("\nPeak RSS: growth of VmHWM over VmRSS just before submitting, in a fresh child process, divided by the task count, handles (futures/receivers) kept in a `Vec` as a caller would; median of {RSS_PROBES} runs (Python: 1 run). CPU/task: CPU time of the whole process (all threads) per task. \"Queued\": both workers held busy until every task is queued.\n\n"));
 }
 
 const S3_DONE: &[Line] = &[

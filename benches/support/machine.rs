@@ -266,11 +266,12 @@ pub(crate) fn facts(cfg: &Cfg, python: Option<&str>, started: &str) -> String {
         format!(" -- {}", s.join(" "))
     };
     format!(
-        "- command: `{}cargo bench --bench anchors{sections}`; started {started}\n- rounds: §1–§6 {} repetitions after {} warm-up (median and min); §7–§11 medians of {} rounds; Python {} repetitions; §7 {} s per open-loop run, §10 {} s per paced run\n- cores: {} ({cpu})\n- {}\n- {}\n- source: commit {}\n",
+        "- command: `{}cargo bench --bench anchors{sections}`; started {started}\n- rounds: §1–§6 {} repetitions after {} warm-up (median and min); §7–§11 medians of {} rounds; peak RSS medians of {} fresh processes; Python {} repetitions; §7 {} s per open-loop run, §10 {} s per paced run\n- cores: {} ({cpu})\n- {}\n- {}\n- source: commit {}\n",
         env.concat(),
         cfg.reps,
         cfg.warmup,
         service::reps(cfg),
+        super::RSS_PROBES,
         cfg.py_reps,
         service::service_secs(cfg),
         service::lowrate_secs(cfg),
