@@ -32,8 +32,8 @@ impl Bound {
 
     fn show(self, unit: &str) -> String {
         match self {
-            Bound::AtMost(b) => format!("≤ {b}{unit}"),
-            Bound::AtLeast(b) => format!("≥ {b}{unit}"),
+            Bound::AtMost(b) => format!("≤ {b:.1}{unit}"),
+            Bound::AtLeast(b) => format!("≥ {b:.1}{unit}"),
         }
     }
 }
@@ -278,9 +278,12 @@ pub(crate) fn print_targets(out: &mut String, r: &Results) {
     let t9 = issue9(r);
     let mut body = String::new();
     let (met, measured) = table(&mut body, &t9);
+    let not_run = match t9.len() - measured {
+        0 => String::new(),
+        n => format!("; {n} not run"),
+    };
     out.push_str(&format!(
-        "## Issue #9's targets\n\nEvery row from this run's medians (§7's rows: each of its settings against the bound on its own; \"missed by\" is in percent of the bound). Met {met} of the {measured} rows measured ({} rows not run).\n\n",
-        t9.len() - measured
+        "## Issue #9's targets\n\nEvery row from this run's medians (§7's rows: each of its settings against the bound on its own; \"missed by\" is in percent of the bound). Met {met} of the {measured} rows measured{not_run}.\n\n"
     ));
     out.push_str(&body);
     let t4 = issue4(r);
