@@ -204,7 +204,7 @@ impl Monitor {
             if quiet {
                 "Quiet: others stayed under 0.2 of a core in every 10 s."
             } else {
-                "Not quiet: others used 0.2 of a core or more in some 10 s; read the ratios of those sections with care."
+                "Not quiet: others used 0.2 of a core or more in some sampled window; read the ratios of the sections that ran then with care."
             }
         ));
         out

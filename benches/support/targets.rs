@@ -31,9 +31,15 @@ impl Bound {
     }
 
     fn show(self, unit: &str) -> String {
-        match self {
-            Bound::AtMost(b) => format!("≤ {b:.1}{unit}"),
-            Bound::AtLeast(b) => format!("≥ {b:.1}{unit}"),
+        let (op, b) = match self {
+            Bound::AtMost(b) => ("≤", b),
+            Bound::AtLeast(b) => ("≥", b),
+        };
+        // Ratios with one decimal (1.0×, 1.5×), sizes and percentages as they are (96 B, 1 %).
+        if unit == "×" {
+            format!("{op} {b:.1}{unit}")
+        } else {
+            format!("{op} {b}{unit}")
         }
     }
 }
@@ -289,8 +295,10 @@ pub(crate) fn print_targets(out: &mut String, r: &Results) {
     let t4 = issue4(r);
     let mut body = String::new();
     let (met, measured) = table(&mut body, &t4);
-    out.push_str(&format!(
-        "### Issue #4's other targets\n\nMet {met} of the {measured} rows measured.\n\n"
-    ));
+    out.push_str(&if measured == 0 {
+        "### Issue #4's other targets\n\nNone measured in this run.\n\n".to_owned()
+    } else {
+        format!("### Issue #4's other targets\n\nMet {met} of the {measured} rows measured.\n\n")
+    });
     out.push_str(&body);
 }
