@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{black_box, fmt_time, pi_series, process_cpu_ns, Cfg, EchoChild};
+use super::{black_box, fmt_time, pi_series, process_cpu_ns, Cfg, EchoChild, Results};
 use concurrent_futures::{ProcessPoolExecutor, ThreadPoolExecutor};
 
 // ---------------------------------------------------------------------------------------------------
@@ -135,11 +135,27 @@ fn med(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-fn reps(cfg: &Cfg) -> usize {
+/// Rounds per measurement in these sections (`BENCH_REPS`; 5 by default, 2 in a quick run).
+pub(crate) fn reps(cfg: &Cfg) -> usize {
     std::env::var("BENCH_REPS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if cfg.quick { 2 } else { 5 })
+}
+
+/// §7's length of one open-loop run, in seconds (`BENCH_SERVICE_SECS`).
+pub(crate) fn service_secs(cfg: &Cfg) -> f64 {
+    secs_env("BENCH_SERVICE_SECS", 0.5, 0.2, cfg)
+}
+
+/// §10's length of one paced run, in seconds (`BENCH_LOWRATE_SECS`).
+pub(crate) fn lowrate_secs(cfg: &Cfg) -> f64 {
+    secs_env("BENCH_LOWRATE_SECS", 1.0, 0.2, cfg)
+}
+
+/// Stores a figure for the targets table without logging it (the sections log their own lines).
+fn record(r: &mut Results, key: String, v: f64) {
+    r.values.insert(key, v);
 }
 
 fn secs_env(name: &str, full: f64, quick: f64, cfg: &Cfg) -> f64 {
@@ -200,6 +216,17 @@ impl Offload {
             }
         }
     }
+}
+
+/// §7's settings: CPU-hog threads, the offloaded job's length W in µs, and the load.
+pub(crate) const HOG_COUNTS: [usize; 2] = [0, 2];
+pub(crate) const WS: [f64; 3] = [5.0, 50.0, 500.0];
+pub(crate) const LOADS: [f64; 3] = [0.3, 0.7, 0.95];
+
+/// The key under which §7 records one setting's ratio of cf to its reference (`metric`: `p50`, `p99`
+/// and `tick` against the best anchor, `cpu` against `spawn_blocking`).
+pub(crate) fn setting_key(hogs: usize, w: f64, load: f64, metric: &str) -> String {
+    format!("s7.{hogs}.{w}.{:.0}.{metric}", load * 100.0)
 }
 
 const CONTENDERS: [&str; 4] = ["cf", "spawn_blocking", "unblock", "rayon+oneshot"];
@@ -344,11 +371,10 @@ fn open_loop(o: &Offload, w: f64, rate: f64, secs: f64, hogs: Option<&Hogs>) -> 
     }
 }
 
-pub(crate) fn section7(cfg: &Cfg) -> String {
+pub(crate) fn section7(cfg: &Cfg, r: &mut Results) -> String {
     let rounds = reps(cfg);
-    let secs = secs_env("BENCH_SERVICE_SECS", 0.5, 0.2, cfg);
-    let ws = [5.0, 50.0, 500.0];
-    let loads = [0.3, 0.7, 0.95];
+    let secs = service_secs(cfg);
+    let (ws, loads) = (WS, LOADS);
     eprintln!("§7 async service, open loop: W {ws:?} µs, loads {loads:?}, {secs} s per run, {rounds} rounds");
     let mut out = String::new();
     out.push_str(&format!(
@@ -359,7 +385,7 @@ pub(crate) fn section7(cfg: &Cfg) -> String {
         "**Summary: cf against the anchors, per setting** (best anchor = the lowest median among `spawn_blocking`, `unblock` and rayon+oneshot, per column; targets: p50, p99 and CPU ≤ 1.00×, ticker no worse)\n\n| hogs | W | load | cf p50 | best p50 | p50 ratio | cf p99 | best p99 | p99 ratio | cf CPU/req | `spawn_blocking` CPU/req | CPU ratio | cf ticker p99 | best ticker p99 | ticker ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let (mut cells, mut met) = (0, [0usize; 4]);
-    for hog_n in [0usize, 2] {
+    for hog_n in HOG_COUNTS {
         let hogs = (hog_n > 0).then(|| Hogs::start(hog_n));
         let out = &mut detail;
         out.push_str(&format!(
@@ -406,6 +432,14 @@ pub(crate) fn section7(cfg: &Cfg) -> String {
                     m(0, |s| s.tick_p99),
                 );
                 let sbcpu = m(1, |s| s.cpu_per_req);
+                for (metric, cf, reference) in [
+                    ("p50", cp50, bp50),
+                    ("p99", cp99, bp99),
+                    ("cpu", ccpu, sbcpu),
+                    ("tick", ctick, btick),
+                ] {
+                    record(r, setting_key(hog_n, w, load, metric), cf / reference);
+                }
                 cells += 1;
                 for (i, ok) in [cp50 <= bp50, cp99 <= bp99, ccpu <= sbcpu, ctick <= btick]
                     .into_iter()
@@ -474,7 +508,7 @@ pub(crate) fn section7(cfg: &Cfg) -> String {
 // §8 (b) One CPU
 // ---------------------------------------------------------------------------------------------------
 
-pub(crate) fn section8(cfg: &Cfg) -> String {
+pub(crate) fn section8(cfg: &Cfg, r: &mut Results) -> String {
     let n: u64 = if cfg.quick { 500 } else { 5000 };
     let rounds = reps(cfg);
     eprintln!("§8 one CPU: round trip of a 1 µs task ×{n}, {rounds} rounds");
@@ -546,6 +580,8 @@ pub(crate) fn section8(cfg: &Cfg) -> String {
     drop(rp);
     super::set_cpus(&old);
     let sb = med(times[2].clone());
+    record(r, "s8.cf_block".into(), med(times[0].clone()) / sb);
+    record(r, "s8.cf_await".into(), med(times[1].clone()) / sb);
     let mut out = format!(
         "### 8. One CPU: round trip of a 1 µs task, the whole process pinned to CPU 0 (issue #9 (b))\n\nSequential ×{n}; pools of 2 threads created after pinning; median of {rounds} rounds (after one warm-up).\n\n| | median/op | CPU/op | vs tokio `spawn_blocking` |\n|---|---:|---:|---|\n"
     );
@@ -570,7 +606,7 @@ pub(crate) fn section8(cfg: &Cfg) -> String {
 // §9 (c) Many pools, CPU-bound neighbours
 // ---------------------------------------------------------------------------------------------------
 
-pub(crate) fn section9(cfg: &Cfg) -> String {
+pub(crate) fn section9(cfg: &Cfg, r: &mut Results) -> String {
     let tasks: usize = if cfg.quick { 200 } else { 1000 };
     let rounds = reps(cfg);
     eprintln!("§9 many pools: 8 pools × 4 workers, {tasks} tasks of 5 µs per pool with 100 µs gaps, 2 CPU hogs, {rounds} rounds");
@@ -669,7 +705,8 @@ pub(crate) fn section9(cfg: &Cfg) -> String {
             res[k].push(((h1 - h0) as f64 / wall, wall, per_task));
         }
     }
-    let hog = |k: usize| med(res[k].iter().map(|r| r.0).collect());
+    let hog = |k: usize| med(res[k].iter().map(|x| x.0).collect());
+    record(r, "s9.neighbours_cf".into(), hog(1) / hog(2));
     let mut out = format!(
         "### 9. Many pools, CPU-bound neighbours (issue #9 (c))\n\n8 pools × 4 workers; one client thread per pool submits {tasks} tasks of 5 µs, each awaited (blocking) and followed by a 100 µs sleep; 2 CPU-bound neighbour threads in the same process compute throughout. Neighbours' throughput is measured over the pool work's wall time; CPU per task is the process's minus the neighbours'. Medians of {rounds} rounds, contenders interleaved.\n\n| | neighbours' chunks/s | vs with `spawn_blocking` pools | pool work wall | CPU/task |\n|---|---:|---:|---:|---:|\n"
     );
@@ -702,9 +739,9 @@ pub(crate) fn section9(cfg: &Cfg) -> String {
 // §10 (d) CPU per task at low rates
 // ---------------------------------------------------------------------------------------------------
 
-pub(crate) fn section10(cfg: &Cfg) -> String {
+pub(crate) fn section10(cfg: &Cfg, r: &mut Results) -> String {
     let rounds = reps(cfg);
-    let secs = secs_env("BENCH_LOWRATE_SECS", 1.0, 0.2, cfg);
+    let secs = lowrate_secs(cfg);
     eprintln!(
         "§10 low rates: one trivial task per 100 µs and per 1 ms for {secs} s, {rounds} rounds"
     );
@@ -797,6 +834,16 @@ pub(crate) fn section10(cfg: &Cfg) -> String {
             }
         }
         let sb = med(cpu[3].clone());
+        record(
+            r,
+            format!("s10.{period_us}.cf_await"),
+            med(cpu[1].clone()) / sb,
+        );
+        record(
+            r,
+            format!("s10.{period_us}.cf_block"),
+            med(cpu[2].clone()) / sb,
+        );
         out.push_str(&format!(
             "**One task per {}**\n\n| | CPU/task | round trip p50 | CPU vs `spawn_blocking` |\n|---|---:|---:|---|\n",
             fmt_time(period.as_secs_f64())
@@ -826,7 +873,7 @@ pub(crate) fn section10(cfg: &Cfg) -> String {
 // §11 (e) The process pool's parent CPU per task
 // ---------------------------------------------------------------------------------------------------
 
-pub(crate) fn section11(cfg: &Cfg) -> String {
+pub(crate) fn section11(cfg: &Cfg, r: &mut Results) -> String {
     let rounds = reps(cfg);
     let n: u64 = if cfg.quick { 200 } else { 1000 };
     eprintln!("§11 process pool parent CPU: tasks of 0 and 200 µs ×{n}, {rounds} rounds");
@@ -867,6 +914,7 @@ pub(crate) fn section11(cfg: &Cfg) -> String {
         }
         let m = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| med(v.iter().map(f).collect());
         let raw_cpu = m(&rw, |x| x.1);
+        record(r, format!("s11.{us}"), m(&cf, |x| x.1) / raw_cpu);
         out.push_str(&format!(
             "| {us} µs | cf `ProcessPoolExecutor(1)`: `submit().result()` | {} | {} | {} |\n| {us} µs | raw socketpair ping-pong | {} | {} | anchor |\n",
             fmt_time(m(&cf, |x| x.0)),
