@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::handshake;
 use super::os;
 use super::shared::Shared;
-use super::wire::FrameReader;
+use super::wire::{Body, FrameReader};
 use crate::future::FutureId;
 use crate::sync::{lock, Mutex};
 
@@ -158,7 +158,7 @@ impl Read for NoWait<'_> {
 pub(crate) fn read_nowait<'r>(
     reader: &'r mut FrameReader,
     stream: &UnixStream,
-) -> io::Result<Option<&'r [u8]>> {
+) -> io::Result<Option<Body<'r>>> {
     match reader.read_frame(NoWait(stream)) {
         Ok(body) => Ok(Some(body)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
