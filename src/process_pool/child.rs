@@ -15,7 +15,7 @@ use super::code::{self, Trampoline};
 use super::handshake;
 use super::os;
 use super::wire::direct::Sent;
-use super::wire::{self, reply, Body, FrameReader};
+use super::wire::{self, reply, Body, FrameReader, Source};
 
 /// Exit code of a worker that could not set itself up (bad marker, no channel).
 pub(crate) const EXIT_SETUP: i32 = 70;
@@ -218,6 +218,14 @@ impl io::Read for Polled<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         os::wait_readable(self.0.as_fd())?;
         io::Read::read(&mut &*self.0, buf)
+    }
+}
+
+impl Source for Polled<'_> {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        os::wait_readable(self.0.as_fd())?;
+        os::recv_spare(self.0.as_fd(), buf, max, 0)?
+            .ok_or_else(|| io::ErrorKind::Interrupted.into())
     }
 }
 

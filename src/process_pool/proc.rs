@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::handshake;
 use super::os;
 use super::shared::Shared;
-use super::wire::{Body, FrameReader};
+use super::wire::{Body, FrameReader, Source};
 use crate::future::FutureId;
 use crate::sync::{lock, Mutex};
 
@@ -123,6 +123,8 @@ impl Drop for Reading<'_> {
 /// the pool).
 pub(crate) struct Channel<'a>(&'a Proc);
 
+impl Source for Channel<'_> {}
+
 impl Read for Channel<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let proc = self.0;
@@ -150,6 +152,13 @@ struct NoWait<'a>(&'a UnixStream);
 impl Read for NoWait<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         os::recv_nowait(self.0.as_fd(), buf)?.ok_or_else(|| io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Source for NoWait<'_> {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        os::recv_spare(self.0.as_fd(), buf, max, libc::MSG_DONTWAIT)?
+            .ok_or_else(|| io::ErrorKind::WouldBlock.into())
     }
 }
 

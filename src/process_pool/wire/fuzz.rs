@@ -215,6 +215,8 @@ struct Pieces<'a> {
     max_step: usize,
 }
 
+impl Source for Pieces<'_> {}
+
 impl Read for Pieces<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (1 + self.rng.below(self.max_step))
