@@ -98,13 +98,15 @@ fn pwned_offset(exe: &Path) -> u64 {
         .wrapping_sub(anchor.expect("the base symbol"))
 }
 
-/// Reads one frame (`u32` length, then the body) within the deadline; `None` at end-of-file.
+/// Reads one frame (`u32` length, `u32` tail length, then the body) within the deadline; `None` at
+/// end-of-file.
 fn read_frame(sock: &mut UnixStream) -> Option<Vec<u8>> {
     sock.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let mut len = [0; 4];
-    sock.read_exact(&mut len).ok()?;
-    let mut body = vec![0; u32::from_le_bytes(len) as usize];
+    let mut header = [0; 8];
+    sock.read_exact(&mut header).ok()?;
+    let len = u32::from_le_bytes(header[..4].try_into().unwrap());
+    let mut body = vec![0; len as usize];
     sock.read_exact(&mut body).ok()?;
     Some(body)
 }
@@ -191,6 +193,7 @@ fn drive(mut sock: UnixStream, child: Child, func_offset: u64) -> Outcome {
     run.extend(func_offset.to_le_bytes());
     run.push(41); // the argument, a postcard u64
     let mut frame = (run.len() as u32).to_le_bytes().to_vec();
+    frame.extend(0u32.to_le_bytes()); // no tail
     frame.extend(run);
     sock.write_all(&frame).unwrap();
     let reply = read_frame(&mut sock);

@@ -4,8 +4,9 @@
 //! with a protocol cause (default policy). The decoders themselves are fuzzed case by case in
 //! `src/process_pool/wire/fuzz.rs`; this is the same kind of input through a real pool.
 //!
-//! The frame layout written here (`u32` little-endian body length, then a kind byte: 0 a value, 1 a
-//! panic, 2 a failure, 3/4 encoding errors) is the one `src/process_pool/wire.rs` documents.
+//! The frame layout written here (`u32` little-endian body length, `u32` tail length, then a kind
+//! byte: 0 a value, 1 a panic, 2 a failure, 3/4 encoding errors) is the one
+//! `src/process_pool/wire.rs` documents.
 
 use std::io::Write;
 use std::mem::ManuallyDrop;
@@ -50,8 +51,15 @@ fn square(n: u64) -> u64 {
     n * n
 }
 
-fn frame(body: &[u8]) -> Vec<u8> {
-    let mut f = (body.len() as u32).to_le_bytes().to_vec();
+/// A header: body length and tail length.
+fn header(len: usize, tail: usize) -> Vec<u8> {
+    let mut h = (len as u32).to_le_bytes().to_vec();
+    h.extend((tail as u32).to_le_bytes());
+    h
+}
+
+fn frame(body: &[u8], tail: usize) -> Vec<u8> {
+    let mut f = header(body.len(), tail);
     f.extend_from_slice(body);
     f
 }
@@ -85,8 +93,9 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 /// A bad reply, and whether the task exits after writing it: random bytes, a frame of random kind
-/// and body, a header with a short body, an empty frame (all followed by the worker's exit, so no
-/// genuine reply follows), or a header over the cap (the parent kills the worker at once).
+/// and body (and tail length: within the body, or as long as it or longer), a header with a short
+/// body, an empty frame (all followed by the worker's exit, so no genuine reply follows), or a
+/// header over the cap (the parent kills the worker at once).
 ///
 /// Never two frames where one is due: replies are matched to tasks by order, so an unsolicited
 /// frame would be taken as the reply of the worker's next task (see the report of issue 8).
@@ -98,21 +107,25 @@ fn bad_reply(rng: &mut Rng) -> (Vec<u8>, bool) {
         1 => {
             let mut b = vec![rng.below(6) as u8];
             b.extend(&body);
-            (frame(&b), true)
+            let tail = match rng.below(3) {
+                0 => 0,
+                1 => rng.below(b.len() + 2),
+                _ => rng.next() as u32 as usize,
+            };
+            (frame(&b, tail), true)
         }
         2 => {
-            let mut f = ((CAP + 1 + rng.below(1 << 20)) as u32)
-                .to_le_bytes()
-                .to_vec();
+            let mut f = header(CAP + 1 + rng.below(1 << 20), rng.below(2));
             f.extend(&body);
             (f, rng.below(2) == 0)
         }
         3 => {
-            let mut f = ((n + 1 + rng.below(CAP - n)) as u32).to_le_bytes().to_vec();
+            let len = n + 1 + rng.below(CAP - n);
+            let mut f = header(len, rng.below(2) * rng.below(len));
             f.extend(&body);
             (f, true)
         }
-        _ => (0u32.to_le_bytes().to_vec(), true),
+        _ => (header(0, 0), true),
     }
 }
 
@@ -179,9 +192,8 @@ fn a_frame_over_the_cap_from_a_worker_breaks_a_default_pool_with_a_protocol_erro
         .max_workers(1)
         .max_frame_bytes(CAP)
         .build()?;
-    let header = (u32::MAX).to_le_bytes().to_vec();
     let err = pool
-        .submit(scribble, (header, false))?
+        .submit(scribble, (header(u32::MAX as usize, 0), false))?
         .result(LIMIT)
         .unwrap_err();
     let Error::BrokenProcessPool(b) = &err else {

@@ -193,7 +193,7 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
                         .body
                         .get(crate::process_pool::wire::HEADER..)
                         .unwrap_or(&[]);
-                    task.finish(body, &self.shared.counters);
+                    task.finish(body.into(), &self.shared.counters);
                 }
             }
             tag::PONG => r.pinged = None,

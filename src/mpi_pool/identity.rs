@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::process_pool::code;
 
-const PROTOCOL: u32 = 1;
+const PROTOCOL: u32 = 2;
 
 /// What a build looks like from inside.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -160,7 +160,7 @@ pub(crate) fn run_tasks(run: Receiver<Vec<u8>>, done: Sender<Vec<u8>>) {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&[0; wire::HEADER]);
         let body = frame.get(wire::HEADER..).unwrap_or(&[]);
-        match child::parse_run(body) {
+        match child::parse_run(body.into()) {
             // SAFETY: the one place a rank calls a received code address. The frame came from the
             // rank's client (the MPI side drops messages from anyone else) only after the client's
             // identity matched this rank's (`identity.rs`: same code bytes, same layout), and the

@@ -15,7 +15,7 @@ use super::code::{self, Trampoline};
 use super::handshake;
 use super::os;
 use super::wire::direct::Sent;
-use super::wire::{self, reply, FrameReader};
+use super::wire::{self, reply, Body, FrameReader, Source};
 
 /// Exit code of a worker that could not set itself up (bad marker, no channel).
 pub(crate) const EXIT_SETUP: i32 = 70;
@@ -191,15 +191,19 @@ fn parent_gone(parent: u32) -> bool {
 
 /// Splits a `RUN` frame into the trampoline, the function address and the argument bytes, checking that
 /// both addresses lie in the executable.
-pub(crate) fn parse_run(body: &[u8]) -> Option<(usize, usize, &[u8])> {
-    let (&wire::RUN, rest) = body.split_first()? else {
+pub(crate) fn parse_run(body: Body<'_>) -> Option<(usize, usize, Body<'_>)> {
+    let (wire::RUN, rest) = body.split_first()? else {
         return None;
     };
-    let tramp = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
-    let func = u64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
+    let tramp = u64::from_le_bytes(rest.head.get(..8)?.try_into().ok()?);
+    let func = u64::from_le_bytes(rest.head.get(8..16)?.try_into().ok()?);
     let tramp = code::address_of(tramp)?;
     let func = code::address_of(func)?;
-    Some((tramp, func, &rest[16..]))
+    let arg = Body {
+        head: &rest.head[16..],
+        tail: rest.tail,
+    };
+    Some((tramp, func, arg))
 }
 
 /// The worker's reads: wait in `poll` for the next frame, then read it.
@@ -214,6 +218,14 @@ impl io::Read for Polled<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         os::wait_readable(self.0.as_fd())?;
         io::Read::read(&mut &*self.0, buf)
+    }
+}
+
+impl Source for Polled<'_> {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        os::wait_readable(self.0.as_fd())?;
+        os::recv_spare(self.0.as_fd(), buf, max, 0)?
+            .ok_or_else(|| io::ErrorKind::Interrupted.into())
     }
 }
 

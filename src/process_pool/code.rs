@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::wire::{self, reply};
+use super::wire::{self, reply, Body};
 use crate::error::{panic_message, Error, Panic, TaskError};
 use crate::map::ChunkOut;
 use crate::pool::InitResult;
@@ -32,7 +32,7 @@ use crate::pool::InitResult;
 /// An `unsafe fn`: a trampoline reads its first argument as a function of one exact type, which only
 /// the caller can vouch for. The worker's one call of a received address (`child.rs`) states why it
 /// may.
-pub(crate) type Trampoline = unsafe fn(usize, &[u8], &mut Vec<u8>);
+pub(crate) type Trampoline = unsafe fn(usize, Body<'_>, &mut Vec<u8>);
 
 /// The base every offset is taken from. Not generic and never inlined, so it has exactly one address.
 #[inline(never)]
@@ -148,7 +148,7 @@ pub(crate) fn layout() -> [u64; 4] {
     [
         off(run_one::<u64, u64> as Trampoline as usize),
         off(run_chunk::<String, (u8, i64)> as Trampoline as usize),
-        off(decode_one::<Vec<u32>> as fn(&[u8], usize) -> Result<Vec<u32>, Error> as usize),
+        off(decode_one::<Vec<u32>> as fn(Body<'_>, usize) -> Result<Vec<u32>, Error> as usize),
         off(super::child::serve as fn(std::ffi::OsString) -> i32 as usize),
     ]
 }
@@ -176,7 +176,7 @@ fn respond<R: Serialize>(out: &mut Vec<u8>, place: Place, task: impl FnOnce() ->
             out.push(reply::VALUE);
             let encode = |out: &mut Vec<u8>| match place {
                 Place::Frame => wire::direct::encode_value(&value, out),
-                Place::ChunkItem => wire::encode_into(&value, out),
+                Place::ChunkItem => wire::encode_into(&value, out).map(drop),
             };
             // A `Serialize` impl may itself panic (CPython D9): that is the task's panic, not a crash.
             match crate::panic::catch(|| encode(&mut *out)) {
@@ -233,8 +233,8 @@ fn decode_panic(mut payload: &[u8]) -> Panic {
     Panic::with_details(message, location, backtrace, None)
 }
 
-fn decode_arg<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, Fail> {
-    wire::decode(bytes).map_err(|e| {
+fn decode_arg<A: DeserializeOwned>(arg: Body<'_>) -> Result<A, Fail> {
+    wire::decode(arg).map_err(|e| {
         Fail::ArgDecode(format!(
             "could not deserialize the argument ({}): {e}",
             type_name::<A>()
@@ -260,7 +260,7 @@ unsafe fn as_fn<A, R>(addr: usize) -> fn(A) -> R {
 #[allow(unsafe_code)]
 pub(crate) unsafe fn run_one<A: DeserializeOwned, R: Serialize>(
     func: usize,
-    arg: &[u8],
+    arg: Body<'_>,
     out: &mut Vec<u8>,
 ) {
     // SAFETY: this function's contract.
@@ -273,7 +273,7 @@ pub(crate) unsafe fn run_one<A: DeserializeOwned, R: Serialize>(
 /// # Safety
 /// As [`run_one`], for a `fn(A) -> Result<R, E>`.
 #[allow(unsafe_code)]
-pub(crate) unsafe fn run_fallible<A, R, E>(func: usize, arg: &[u8], out: &mut Vec<u8>)
+pub(crate) unsafe fn run_fallible<A, R, E>(func: usize, arg: Body<'_>, out: &mut Vec<u8>)
 where
     A: DeserializeOwned,
     R: Serialize,
@@ -294,7 +294,7 @@ where
 #[allow(unsafe_code)]
 pub(crate) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     func: usize,
-    arg: &[u8],
+    arg: Body<'_>,
     out: &mut Vec<u8>,
 ) {
     // SAFETY: this function's contract.
@@ -320,7 +320,7 @@ pub(crate) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
 #[allow(unsafe_code)]
 pub(crate) unsafe fn run_init<A: DeserializeOwned, R: InitResult>(
     func: usize,
-    arg: &[u8],
+    arg: Body<'_>,
     out: &mut Vec<u8>,
 ) {
     // SAFETY: this function's contract.
@@ -347,7 +347,7 @@ pub(crate) fn run_frame<A: Serialize>(
     let mut buf = wire::begin_in(buf, wire::RUN);
     buf.extend_from_slice(&t.to_le_bytes());
     buf.extend_from_slice(&f.to_le_bytes());
-    catch_unwind(AssertUnwindSafe(|| wire::encode_into(arg, &mut buf)))
+    let tail = catch_unwind(AssertUnwindSafe(|| wire::encode_into(arg, &mut buf)))
         .map_err(|p| {
             Error::Serialization(format!(
                 "serializing the argument panicked: {}",
@@ -360,7 +360,7 @@ pub(crate) fn run_frame<A: Serialize>(
                 type_name::<A>()
             ))
         })?;
-    wire::seal(&mut buf, cap).map_err(|len| {
+    wire::seal_with_tail(&mut buf, cap, tail).map_err(|len| {
         Error::Serialization(format!(
             "the argument ({}) is {len} bytes, over the frame size cap of {cap} bytes",
             type_name::<A>()
@@ -370,11 +370,11 @@ pub(crate) fn run_frame<A: Serialize>(
 }
 
 /// Decodes a one-value reply into the task's outcome.
-pub(crate) fn decode_one<R: DeserializeOwned>(body: &[u8], _items: usize) -> Result<R, Error> {
-    let (&tag, payload) = body
+pub(crate) fn decode_one<R: DeserializeOwned>(body: Body<'_>, _items: usize) -> Result<R, Error> {
+    let (tag, payload) = body
         .split_first()
         .ok_or_else(|| Error::Serialization("an empty reply from the worker".into()))?;
-    let text = || String::from_utf8_lossy(payload).into_owned();
+    let text = || String::from_utf8_lossy(&payload.contiguous()).into_owned();
     match tag {
         reply::VALUE => wire::decode(payload).map_err(|e| {
             Error::Serialization(format!(
@@ -382,7 +382,7 @@ pub(crate) fn decode_one<R: DeserializeOwned>(body: &[u8], _items: usize) -> Res
                 type_name::<R>()
             ))
         }),
-        reply::PANICKED => Err(Error::Panicked(decode_panic(payload))),
+        reply::PANICKED => Err(Error::Panicked(decode_panic(&payload.contiguous()))),
         reply::FAILED => Err(Error::Failed(TaskError::new(text()))),
         reply::ARG_DECODE | reply::RESULT_ENCODE => {
             Err(Error::Serialization(format!("in the worker: {}", text())))
@@ -399,10 +399,12 @@ pub(crate) fn decode_one<R: DeserializeOwned>(body: &[u8], _items: usize) -> Res
 /// cannot be matched to the inputs, and taking them as they come would shift later results onto
 /// other inputs (found by the wire fuzz test).
 pub(crate) fn decode_chunk<R: DeserializeOwned>(
-    body: &[u8],
+    body: Body<'_>,
     items: usize,
 ) -> Result<ChunkOut<R>, Error> {
     let each = |e: Error| Ok(ChunkOut::Many((0..items).map(|_| Err(e.clone())).collect()));
+    // The worker sends a chunk's reply without a tail; one that has one is read as a whole.
+    let body = body.contiguous();
     match body.split_first() {
         Some((&reply::VALUE, mut rest)) => {
             let mut out = Vec::with_capacity(items);
@@ -416,7 +418,7 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
                         "a truncated chunk reply from the worker".into(),
                     ));
                 };
-                out.push(decode_one::<R>(item, 1));
+                out.push(decode_one::<R>(item.into(), 1));
                 rest = &rest[4 + item.len()..];
             }
             if out.len() != items {
@@ -428,7 +430,7 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
             Ok(ChunkOut::Many(out))
         }
         _ => each(
-            decode_one::<()>(body, 1)
+            decode_one::<()>(Body::from(&body[..]), 1)
                 .err()
                 .unwrap_or_else(|| Error::Serialization("a malformed chunk reply".into())),
         ),
@@ -437,7 +439,7 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
 
 /// `decode_one` for a one-element `map` task.
 pub(crate) fn decode_single<R: DeserializeOwned>(
-    body: &[u8],
+    body: Body<'_>,
     items: usize,
 ) -> Result<ChunkOut<R>, Error> {
     decode_one(body, items).map(ChunkOut::One)

@@ -28,6 +28,7 @@ use super::code;
 use super::handshake;
 use super::proc::{self, KillReason, Proc, Ready, Turn};
 use super::shared::{send_frame, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
+use super::wire::Body;
 use super::WorkerDeath;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, WorkerExit};
 use crate::sync::lock;
@@ -187,7 +188,7 @@ pub(crate) fn reply_step(
     shared: &Shared,
     slot: usize,
     proc: &Proc,
-    body: &[u8],
+    body: Body<'_>,
     served: &mut usize,
     by: By,
 ) {
@@ -387,7 +388,8 @@ impl Driver {
         let mut turn = lock(&proc.turn);
         let _ = proc.stream.set_read_timeout(Some(config.handshake_timeout));
         match turn.reader.read_frame(&proc.stream) {
-            Ok(body) => handshake::check_hello(body, pid).map_err(|m| Failure::Start(m, false))?,
+            Ok(body) => handshake::check_hello(&body.contiguous(), pid)
+                .map_err(|m| Failure::Start(m, false))?,
             Err(e)
                 if matches!(
                     e.kind(),

@@ -71,7 +71,7 @@ const MARKER_PREFIX: &str = "CONCURRENT_FUTURES_PROCESS_WORKER_";
 /// The frame kind of a worker's refusal: the rest of the frame is the reason, as text.
 pub(crate) const REFUSED: u8 = b'!';
 
-const PROTOCOL: u32 = 2;
+pub(crate) const PROTOCOL: u32 = 3;
 const MAGIC: u64 = u64::from_le_bytes(*b"cfworker");
 
 /// What a build looks like from inside.

@@ -322,6 +322,32 @@ pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Op
     Ok(Some(n as usize))
 }
 
+/// Receives at most `max` bytes into `buf`'s spare capacity, appending them (the room needs no
+/// zero-filling first). `Ok(None)`: nothing yet (with `MSG_DONTWAIT` in `flags`), or interrupted.
+#[allow(unsafe_code)]
+pub(crate) fn recv_spare(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    flags: libc::c_int,
+) -> io::Result<Option<usize>> {
+    let spare = buf.spare_capacity_mut();
+    let room = spare.len().min(max);
+    // SAFETY: `spare` is writable memory owned by `buf`, at least `room` bytes long, and `sock` is an
+    // open descriptor borrowed for the duration of the call; `recv` writes at most `room` bytes.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), spare.as_mut_ptr().cast(), room, flags) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: the kernel initialised the first `n` (at most `room`) bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(Some(n as usize))
+}
+
 /// Blocks until `sock` has something to read (data, end-of-file or an error).
 #[allow(unsafe_code)]
 pub(crate) fn wait_readable(sock: BorrowedFd<'_>) -> io::Result<()> {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::handshake;
 use super::os;
 use super::shared::Shared;
-use super::wire::FrameReader;
+use super::wire::{Body, FrameReader, Source};
 use crate::future::FutureId;
 use crate::sync::{lock, Mutex};
 
@@ -123,6 +123,8 @@ impl Drop for Reading<'_> {
 /// the pool).
 pub(crate) struct Channel<'a>(&'a Proc);
 
+impl Source for Channel<'_> {}
+
 impl Read for Channel<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let proc = self.0;
@@ -153,12 +155,19 @@ impl Read for NoWait<'_> {
     }
 }
 
+impl Source for NoWait<'_> {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        os::recv_spare(self.0.as_fd(), buf, max, libc::MSG_DONTWAIT)?
+            .ok_or_else(|| io::ErrorKind::WouldBlock.into())
+    }
+}
+
 /// The next reply if it has arrived whole, without blocking (`None`: not yet). End-of-file, even in
 /// the middle of a frame, is `UnexpectedEof`; a corrupt header is `InvalidData`.
 pub(crate) fn read_nowait<'r>(
     reader: &'r mut FrameReader,
     stream: &UnixStream,
-) -> io::Result<Option<&'r [u8]>> {
+) -> io::Result<Option<Body<'r>>> {
     match reader.read_frame(NoWait(stream)) {
         Ok(body) => Ok(Some(body)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),

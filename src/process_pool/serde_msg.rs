@@ -19,9 +19,15 @@
 //! named as a seed (the top-level value, an element, a field, a map value, a variant's field), not
 //! inside an `Option` or a newtype struct, whose deserializers ask for a sequence with a visitor this
 //! adapter cannot name: those still go byte by byte, correctly.
+//!
+//! A frame's tail (see `wire.rs`) is decoded here too ([`from_body`]): where a `ByteBlock`, a
+//! `Vec<u8>` or any type that asks for an owned byte buffer (`deserialize_byte_buf`) reads exactly
+//! the tail, it is handed the tail's own allocation instead of a copy. Anything else reading the tail
+//! (a string, a borrowed read, a type that reads it piecemeal) sees the same bytes as if they had
+//! stayed in the frame.
 
 use std::any::TypeId;
-use std::cell::RefCell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt::{self, Display};
 use std::marker::PhantomData;
 
@@ -32,6 +38,11 @@ thread_local! {
     /// The text of the last custom error handed to postcard (which cannot carry it), until the
     /// adapter above takes it back.
     static PENDING: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Set just before postcard is asked for an owned byte buffer: if the bytes it takes next are
+    /// exactly a frame's tail, [`Split`] hands the tail over in [`TAKEN`] instead of lending them.
+    static CLAIM: Cell<bool> = const { Cell::new(false) };
+    /// A tail handed over for the claim in progress, for [`Owned`] to give the visitor.
+    static TAKEN: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
 }
 
 /// A serde error with its message.
@@ -79,11 +90,16 @@ fn lower_de<E: de::Error>(m: Msg) -> E {
     e
 }
 
-/// Runs one top-level encode or decode with an empty slot, and leaves it empty.
+/// Runs one top-level encode or decode with empty slots, and leaves them empty.
 fn fresh<T>(f: impl FnOnce() -> T) -> T {
-    PENDING.with(|p| *p.borrow_mut() = None);
+    let clear = || {
+        PENDING.with(|p| *p.borrow_mut() = None);
+        CLAIM.with(|c| c.set(false));
+        TAKEN.with(|t| t.set(None));
+    };
+    clear();
     let out = f();
-    PENDING.with(|p| *p.borrow_mut() = None);
+    clear();
     out
 }
 
@@ -98,17 +114,178 @@ where
 
 /// `postcard::from_bytes`, keeping a custom error's message.
 pub(crate) fn from_bytes<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Msg> {
+    fresh(|| top(postcard::Deserializer::from_bytes(bytes)))
+}
+
+/// Decodes the payload `head` followed by a frame's `tail` (see the module docs), keeping a custom
+/// error's message.
+pub(crate) fn from_body<T: de::DeserializeOwned>(head: &[u8], tail: Vec<u8>) -> Result<T, Msg> {
+    if tail.is_empty() {
+        return from_bytes(head);
+    }
+    let tail = Tail {
+        len: tail.len(),
+        whole: Cell::new(Some(tail)),
+        lent: OnceCell::new(),
+    };
     fresh(|| {
-        let mut d = postcard::Deserializer::from_bytes(bytes);
-        // A `Vec<u8>` at the top (a task's argument or result) is read in one block.
-        if same_type::<T, Vec<u8>>() {
-            return ByteRun
-                .deserialize(&mut d)
-                .map(from_byte_vec::<T>)
-                .map_err(lift);
-        }
-        T::deserialize(De(&mut d))
+        top(postcard::Deserializer::from_flavor(Split {
+            head,
+            tail: &tail,
+            rest: &[],
+        }))
     })
+}
+
+/// Deserializes the top-level value.
+fn top<'de, T, F>(mut d: postcard::Deserializer<'de, F>) -> Result<T, Msg>
+where
+    T: de::Deserialize<'de>,
+    F: postcard::de_flavors::Flavor<'de>,
+{
+    // A `Vec<u8>` at the top (a task's argument or result) is read in one block.
+    if same_type::<T, Vec<u8>>() {
+        return ByteRun
+            .deserialize(&mut d)
+            .map(from_byte_vec::<T>)
+            .map_err(lift);
+    }
+    T::deserialize(De(&mut d))
+}
+
+// ---- a frame's tail -----------------------------------------------------------------------------
+
+/// A frame's tail while its payload is decoded: whole until someone reads it.
+struct Tail {
+    len: usize,
+    /// The tail's allocation, until it is handed over (a claim) or lent.
+    whole: Cell<Option<Vec<u8>>>,
+    /// Where the tail goes when it is read any other way: its bytes are lent from here (the
+    /// allocation moves, no byte is copied), joined to what was left of the head if a read spans
+    /// both (a reader that does not match the writer: correct, not fast).
+    lent: OnceCell<Vec<u8>>,
+}
+
+/// postcard's input: the head, then the tail.
+struct Split<'de> {
+    head: &'de [u8],
+    tail: &'de Tail,
+    /// What is left of the lent tail, once reading has moved into it.
+    rest: &'de [u8],
+}
+
+impl<'de> Split<'de> {
+    /// Moves reading into the lent tail (joined to what is left of the head), once.
+    fn enter_tail(&mut self) {
+        if self.tail.lent.get().is_some() {
+            return;
+        }
+        let whole = self.tail.whole.take().unwrap_or_default();
+        let joined = if self.head.is_empty() {
+            whole
+        } else {
+            [self.head, &whole].concat()
+        };
+        self.head = &[];
+        self.rest = self.tail.lent.get_or_init(|| joined);
+    }
+}
+
+impl<'de> postcard::de_flavors::Flavor<'de> for Split<'de> {
+    type Remainder = ();
+    type Source = ();
+
+    fn pop(&mut self) -> postcard::Result<u8> {
+        if self.head.is_empty() {
+            self.enter_tail();
+            let (&b, rest) = self
+                .rest
+                .split_first()
+                .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+            self.rest = rest;
+            return Ok(b);
+        }
+        let (&b, head) = self.head.split_first().expect("not empty");
+        self.head = head;
+        Ok(b)
+    }
+
+    fn try_take_n(&mut self, ct: usize) -> postcard::Result<&'de [u8]> {
+        CLAIM.with(|c| c.set(false));
+        if ct <= self.head.len() {
+            let (taken, head) = self.head.split_at(ct);
+            self.head = head;
+            return Ok(taken);
+        }
+        self.enter_tail();
+        if ct > self.rest.len() {
+            return Err(postcard::Error::DeserializeUnexpectedEnd);
+        }
+        let (taken, rest) = self.rest.split_at(ct);
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    fn try_take_n_temp<'a>(&'a mut self, ct: usize) -> postcard::Result<&'a [u8]>
+    where
+        'de: 'a,
+    {
+        // The owned byte buffer being claimed is exactly the untouched tail: hand it over.
+        if CLAIM.with(|c| c.replace(false)) && self.head.is_empty() && ct == self.tail.len {
+            if let Some(whole) = self.tail.whole.take() {
+                TAKEN.with(|t| t.set(Some(whole)));
+                return Ok(&[]);
+            }
+        }
+        self.try_take_n(ct)
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Asks `d` for an owned byte buffer for `visitor`, claiming a frame's tail if that is what it reads.
+fn claim_byte_buf<'de, D, V>(d: D, visitor: V) -> Result<V::Value, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Visitor<'de>,
+{
+    CLAIM.with(|c| c.set(true));
+    let out = d.deserialize_byte_buf(Owned(visitor));
+    CLAIM.with(|c| c.set(false));
+    TAKEN.with(|t| t.set(None));
+    out
+}
+
+/// A visitor of an owned byte buffer that gives it the claimed tail (see [`claim_byte_buf`]) when
+/// there is one.
+struct Owned<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Owned<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<V::Value, E> {
+        match TAKEN.with(|t| t.take()) {
+            Some(whole) => self.0.visit_byte_buf(whole),
+            None => self.0.visit_bytes(v),
+        }
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<V::Value, E> {
+        match TAKEN.with(|t| t.take()) {
+            Some(whole) => self.0.visit_byte_buf(whole),
+            None => self.0.visit_borrowed_bytes(v),
+        }
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<V::Value, E> {
+        self.0.visit_byte_buf(v)
+    }
 }
 
 // ---- the `Vec<u8>` shortcut ----------------------------------------------------------------------
@@ -186,7 +363,7 @@ impl<'de> DeserializeSeed<'de> for ByteRun {
     type Value = Vec<u8>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_byte_buf(ByteRun)
+        claim_byte_buf(d, ByteRun)
     }
 }
 
@@ -500,7 +677,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for De<D> {
         deserialize_str();
         deserialize_string();
         deserialize_bytes();
-        deserialize_byte_buf();
         deserialize_option();
         deserialize_unit();
         deserialize_unit_struct(name: &'static str);
@@ -513,6 +689,10 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for De<D> {
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
         deserialize_identifier();
         deserialize_ignored_any();
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Msg> {
+        claim_byte_buf(self.0, Vis(v)).map_err(lift)
     }
 
     fn is_human_readable(&self) -> bool {
@@ -877,5 +1057,69 @@ mod tests {
         // postcard's own errors keep their text, and nothing is left over for the next call.
         let e = from_bytes::<Shape>(&[]).unwrap_err();
         assert!(!e.0.contains("my reason"), "{e}");
+    }
+
+    /// The payload of `v` split as a frame carries it: (head, tail).
+    fn split<T: Serialize>(v: &T) -> (Vec<u8>, Vec<u8>) {
+        let mut out = Vec::new();
+        let tail = crate::process_pool::wire::encode_into(v, &mut out).unwrap();
+        let tail_bytes = out.split_off(out.len() - tail);
+        (out, tail_bytes)
+    }
+
+    #[test]
+    fn a_tail_read_as_an_owned_buffer_is_handed_over() {
+        let block: Vec<u8> = (0..=255).cycle().take(100_000).collect();
+        let (head, tail) = split(&(3u8, crate::ByteBlock::from(block.clone())));
+        assert_eq!(tail, block);
+        let at = tail.as_ptr();
+        let (n, got): (u8, crate::ByteBlock) = from_body(&head, tail).unwrap();
+        assert_eq!((n, &got[..]), (3, &block[..]));
+        assert_eq!(got.as_ptr(), at);
+        // A plain `Vec<u8>`, at the top and as a field.
+        let (head, tail) = split(&block);
+        let at = tail.as_ptr();
+        let got: Vec<u8> = from_body(&head, tail).unwrap();
+        assert!(got == block && got.as_ptr() == at);
+        let (head, tail) = split(&("x", block.clone()));
+        let at = tail.as_ptr();
+        let got: (String, Vec<u8>) = from_body(&head, tail).unwrap();
+        assert!(got.1 == block && got.1.as_ptr() == at);
+    }
+
+    #[test]
+    fn a_tail_read_any_other_way_gives_what_the_whole_payload_gives() {
+        // The tail only says where bytes go: any reader, matching the writer or not, decodes the
+        // split payload exactly as the joined one, to the same value or the same error.
+        fn same<T: de::DeserializeOwned + PartialEq + fmt::Debug>(head: &[u8], tail: &[u8]) {
+            let whole = [head, tail].concat();
+            let joined = from_bytes::<T>(&whole).map_err(|e| e.0);
+            let split = from_body::<T>(head, tail.to_vec()).map_err(|e| e.0);
+            assert_eq!(split, joined, "{}", std::any::type_name::<T>());
+        }
+        let block: Vec<u8> = (0..=255).cycle().take(70_000).collect();
+        let text = "tail ß ".repeat(10_000);
+        let values: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            split(&(1u16, crate::ByteBlock::from(block.clone()))),
+            split(&block),
+            split(&text),
+            split(&(9u8, text.clone())),
+        ];
+        for (head, tail) in &values {
+            assert!(tail.len() >= crate::process_pool::wire::TAIL_MIN);
+            same::<(u16, crate::ByteBlock)>(head, tail);
+            same::<(u16, Vec<u8>)>(head, tail);
+            same::<Vec<u8>>(head, tail);
+            same::<crate::ByteBlock>(head, tail);
+            same::<String>(head, tail);
+            same::<(u8, String)>(head, tail);
+            same::<Option<Vec<u8>>>(head, tail);
+            same::<(u8, u8, u8, crate::ByteBlock)>(head, tail);
+            same::<Vec<u16>>(head, tail);
+            same::<(u16, [u8; 4], u64)>(head, tail);
+            // A tail cut short or left whole but with a head that lies about it.
+            same::<(u16, crate::ByteBlock)>(head, &tail[..tail.len() - 1]);
+            same::<Vec<u8>>(&head[..head.len().saturating_sub(1)], tail);
+        }
     }
 }

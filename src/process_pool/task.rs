@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use super::proc::{KillReason, Proc};
 use super::shared::Counters;
+use super::wire::Body;
 use crate::error::{panic_message, Error};
 use crate::future::state::Core;
 use crate::future::{FutureId, Job, PoolFuture, TaskCell};
 use crate::sync::{lock, Mutex};
 
 /// Turns a reply body into the future's outcome; the `usize` is the number of inputs (map chunks).
-pub(crate) type Decode<T> = fn(&[u8], usize) -> Result<T, Error>;
+pub(crate) type Decode<T> = fn(Body<'_>, usize) -> Result<T, Error>;
 
 /// The pool's view of a queued or running task.
 pub(crate) trait ProcTask: Send + Sync {
@@ -27,7 +28,7 @@ pub(crate) trait ProcTask: Send + Sync {
     fn time_limit(&self) -> Option<Duration>;
     /// Completes the future from the worker's reply, counting the outcome first (so a caller that
     /// saw the future end sees it counted).
-    fn finish(&self, body: &[u8], counters: &Counters);
+    fn finish(&self, body: Body<'_>, counters: &Counters);
     /// Completes the future with an error, unless it already ended.
     fn fail(&self, error: Error);
     /// Cancels it if it has not been dispatched.
@@ -125,7 +126,7 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
         self.job.limit
     }
 
-    fn finish(&self, body: &[u8], counters: &Counters) {
+    fn finish(&self, body: Body<'_>, counters: &Counters) {
         *lock(&self.job.on) = None;
         // A `Deserialize` impl that panics (CPython D12) fails this future; the driver lives on.
         let outcome = catch_unwind(AssertUnwindSafe(|| (self.job.decode)(body, self.job.items)))

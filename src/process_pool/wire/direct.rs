@@ -28,7 +28,7 @@ use std::os::unix::net::UnixStream;
 
 use serde::Serialize;
 
-use super::HEADER;
+use super::{HEADER, TAIL_MIN};
 use crate::process_pool::serde_msg::{self, Msg};
 
 /// A block at least this large is sent from where it lies instead of being copied into the frame:
@@ -86,16 +86,16 @@ pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) 
         Err(e) if !probe.stopped => return Err(e),
         Err(_) => out.truncate(start),
     }
-    let mut count = Count(0);
+    let mut count = Count { size: 0, tail: 0 };
     serde_msg::serialize(value, &mut count)?;
-    let size = count.0;
+    let size = count.size;
     let body = start - HEADER + size;
     let cap = SINK.with(|s| s.borrow().as_ref().map_or(0, |s| s.cap));
     if body > cap || body > u32::MAX as usize {
         // Over the cap: the buffered path turns this into its usual error reply.
-        return super::encode_into(value, out);
+        return super::encode_into(value, out).map(drop);
     }
-    out[..HEADER].copy_from_slice(&(body as u32).to_le_bytes());
+    super::write_header(out, body, if count.tail < body { count.tail } else { 0 });
     // The task's prints reach the parent's stdout before its result does.
     let _ = io::stdout().flush();
     SINK.with(|s| {
@@ -174,21 +174,30 @@ impl postcard::ser_flavors::Flavor for &mut Probe<'_> {
     }
 }
 
-/// The second encoding: its size only.
-struct Count(usize);
+/// The second encoding: its size only, and the length of the tail it ends with (see `wire.rs`).
+struct Count {
+    size: usize,
+    tail: usize,
+}
 
 impl postcard::ser_flavors::Flavor for &mut Count {
     type Output = ();
 
     #[inline]
     fn try_push(&mut self, _: u8) -> postcard::Result<()> {
-        self.0 += 1;
+        self.size += 1;
+        self.tail = 0;
         Ok(())
     }
 
     #[inline]
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0 += bytes.len();
+        self.size += bytes.len();
+        self.tail = if bytes.len() >= TAIL_MIN {
+            bytes.len()
+        } else {
+            0
+        };
         Ok(())
     }
 
@@ -330,9 +339,13 @@ mod tests {
         // No block passed through the buffer: it holds the small parts only.
         assert!(out_len < 100 && out_cap < DIRECT_MIN, "{out_len} {out_cap}");
         let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
-        let body = reader.read_frame(&wire_bytes[..]).unwrap();
-        assert_eq!(body[0], reply::VALUE);
-        assert_eq!(wire::decode::<Mixed>(&body[1..]).unwrap(), mixed());
+        let (kind, payload) = reader
+            .read_frame(&wire_bytes[..])
+            .unwrap()
+            .split_first()
+            .unwrap();
+        assert_eq!(kind, reply::VALUE);
+        assert_eq!(wire::decode::<Mixed>(payload).unwrap(), mixed());
     }
 
     #[test]
@@ -404,7 +417,7 @@ mod tests {
         assert_eq!(sent, Sent::Broken);
         assert!(res.is_ok());
         // The header announced the counted size; one byte more followed it.
-        let announced = u32::from_le_bytes(wire_bytes[..HEADER].try_into().unwrap()) as usize;
+        let announced = u32::from_le_bytes(wire_bytes[..4].try_into().unwrap()) as usize;
         assert_eq!(wire_bytes.len(), HEADER + announced + 1);
     }
 

@@ -215,6 +215,8 @@ struct Pieces<'a> {
     max_step: usize,
 }
 
+impl Source for Pieces<'_> {}
+
 impl Read for Pieces<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (1 + self.rng.below(self.max_step))
@@ -410,7 +412,7 @@ fn rich(n: u64) -> Rich {
 fn reply_one<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, arg: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     // SAFETY: `f` is a `fn(A) -> R`, the exact type `run_one::<A, R>` reads its first argument as.
-    unsafe { code::run_one::<A, R>(f as usize, arg, &mut out) };
+    unsafe { code::run_one::<A, R>(f as usize, arg.into(), &mut out) };
     out
 }
 
@@ -419,7 +421,7 @@ fn reply_one<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, arg: &[u8]) -> Ve
 fn reply_chunk<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, arg: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     // SAFETY: `f` is a `fn(A) -> R`, the exact type `run_chunk::<A, R>` reads its first argument as.
-    unsafe { code::run_chunk::<A, R>(f as usize, arg, &mut out) };
+    unsafe { code::run_chunk::<A, R>(f as usize, arg.into(), &mut out) };
     out
 }
 
@@ -446,7 +448,7 @@ fn reply_seeds(rng: &mut Rng) -> Vec<u8> {
 
 /// Decoding any body gives a value or a clear error: never a panic.
 fn decodes_cleanly<R: serde::de::DeserializeOwned>(body: &[u8]) {
-    match code::decode_one::<R>(body, 1) {
+    match code::decode_one::<R>(body.into(), 1) {
         Ok(_) | Err(Error::Serialization(_) | Error::Panicked(_) | Error::Failed(_)) => {}
         Err(other) => panic!("decode_one gave {other:?}"),
     }
@@ -466,7 +468,7 @@ fn any_reply_decodes_to_a_value_or_a_clear_error() {
         |body| {
             if body.is_empty() {
                 // The frame reader never yields an empty body; the decoder still must not panic.
-                assert!(code::decode_one::<u64>(body, 1).is_err());
+                assert!(code::decode_one::<u64>(body.into(), 1).is_err());
                 return;
             }
             decodes_cleanly::<u64>(body);
@@ -515,8 +517,8 @@ fn any_chunk_reply_gives_one_outcome_per_input() {
             }
             let items = usize::from(items);
             for outcome in [
-                code::decode_chunk::<u64>(body, items).map(outcomes),
-                code::decode_chunk::<Rich>(body, items).map(outcomes),
+                code::decode_chunk::<u64>(body.into(), items).map(outcomes),
+                code::decode_chunk::<Rich>(body.into(), items).map(outcomes),
             ] {
                 // `map` yields exactly one result per input: a reply with more or fewer items
                 // than the chunk had inputs must not shift results onto other inputs.
@@ -679,7 +681,7 @@ fn any_argument_bytes_give_a_reply_not_a_crash() {
                 Ok(v) => v.len(),
                 Err(_) => 3,
             };
-            match code::decode_chunk::<u64>(&body, items) {
+            match code::decode_chunk::<u64>(body[..].into(), items) {
                 Ok(ChunkOut::Many(v)) => assert_eq!(v.len(), items),
                 other => panic!("{:?}", other.map(|_| ())),
             }
@@ -710,7 +712,7 @@ impl Worker {
         let mut r = FrameReader::new(MIN_MAX_FRAME);
         w.chan.set_read_timeout(Some(LIMIT)).unwrap();
         let body = r.read_frame(&w.chan).expect("a handshake");
-        handshake::check_hello(body, w.child.id()).expect("a genuine handshake");
+        handshake::check_hello(body.head, w.child.id()).expect("a genuine handshake");
         w
     }
 
@@ -767,6 +769,7 @@ fn calls_other_code(stream: &[u8]) -> bool {
     let mut r = FrameReader::new(MIN_MAX_FRAME);
     let mut src = stream;
     while let Ok(body) = r.read_frame(&mut src) {
+        let body = body.contiguous();
         if body.len() >= 17 && body[0] == RUN {
             let t = u64::from_le_bytes(body[1..9].try_into().unwrap());
             let f = u64::from_le_bytes(body[9..17].try_into().unwrap());
@@ -830,9 +833,9 @@ fn a_worker_fed_bad_frames_exits_cleanly() {
         let mut src = &replies[..];
         while let Ok(body) = r.read_frame(&mut src) {
             assert!(
-                matches!(body[0], reply::VALUE | reply::ARG_DECODE),
+                matches!(body.head[0], reply::VALUE | reply::ARG_DECODE),
                 "{name}: reply kind {}",
-                body[0]
+                body.head[0]
             );
         }
     }
@@ -847,7 +850,7 @@ fn a_worker_reports_a_bad_argument_and_carries_on() {
     // An unterminated varint, then a good argument, on the same worker.
     w.chan.write_all(&run_frame(t, f, &[0xff; 12])).unwrap();
     let body = r.read_frame(&w.chan).unwrap();
-    assert_eq!(body[0], reply::ARG_DECODE);
+    assert_eq!(body.head[0], reply::ARG_DECODE);
     let e = code::decode_one::<u64>(body, 1).unwrap_err();
     assert!(
         matches!(&e, Error::Serialization(m) if m.contains("could not deserialize the argument (u64)")),
@@ -859,9 +862,9 @@ fn a_worker_reports_a_bad_argument_and_carries_on() {
     let body = r.read_frame(&w.chan).unwrap();
     assert_eq!(code::decode_one::<u64>(body, 1).unwrap(), 144);
     // A frame over the worker's cap: refused unread, with a clear message.
-    w.chan
-        .write_all(&(MIN_MAX_FRAME as u32 + 1).to_le_bytes())
-        .unwrap();
+    let mut header = (MIN_MAX_FRAME as u32 + 1).to_le_bytes().to_vec();
+    header.extend(0u32.to_le_bytes());
+    w.chan.write_all(&header).unwrap();
     let (code, err) = w.exit_code();
     assert_eq!(code, EXIT_PROTOCOL, "{err}");
     assert!(
@@ -889,10 +892,14 @@ fn a_worker_refuses_an_offset_outside_the_code() {
 #[test]
 fn a_marker_naming_another_parent_or_malformed_is_refused_before_any_frame() {
     use crate::process_pool::child::{EXIT_REFUSED, EXIT_SETUP};
-    let other_parent = format!("2:{}:{MIN_MAX_FRAME}", std::process::id().wrapping_add(1));
+    let other_parent = format!(
+        "{}:{}:{MIN_MAX_FRAME}",
+        handshake::PROTOCOL,
+        std::process::id().wrapping_add(1)
+    );
     for (marker, expected, says) in [
         (other_parent.as_str(), EXIT_REFUSED, "the marker names pid"),
-        ("2:not-a-pid:4096", EXIT_SETUP, "malformed"),
+        ("3:not-a-pid:4096", EXIT_SETUP, "malformed"),
         ("1:1:4096", EXIT_SETUP, "malformed"),
         ("", EXIT_SETUP, "malformed"),
     ] {
