@@ -122,6 +122,7 @@ pub(crate) mod process {
 
     use super::*;
     use crate::future::PoolFuture;
+    use crate::process_pool::wire::Body;
     use crate::process_pool::{Counters, Proc, ProcTask};
     use crate::sync::{lock, Mutex};
 
@@ -192,7 +193,7 @@ pub(crate) mod process {
         fn time_limit(&self) -> Option<Duration> {
             self.inner.time_limit()
         }
-        fn finish(&self, body: &[u8], counters: &Counters) {
+        fn finish(&self, body: Body<'_>, counters: &Counters) {
             let span = lock(&self.trace.span).clone();
             let _entered = span.as_ref().map(Span::enter);
             self.inner.finish(body, counters)
