@@ -5,6 +5,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 
@@ -87,26 +88,42 @@ impl Wake for Node {
     }
 }
 
-/// The wakers of a fixed set of indices in one allocation: waker `i` queues `i` and wakes the parent, as
-/// a [`ReadyQueue::waker`] does, but a set of 10 000 futures makes one allocation instead of 10 000, and
-/// polling future `i` lends it a borrowed waker (no reference count touched unless the future keeps a
-/// clone). The data pointer of waker `i` is `&nodes[i]`; each node points back to its block, whose
-/// strong count the wakers share.
+/// The wakers of a fixed set of futures in one allocation, with each future's registration beside its
+/// waker: waker `i` queues `i` and wakes the parent, as a [`ReadyQueue::waker`] does, but a set of
+/// 10 000 futures makes one allocation instead of 10 000, and polling future `i` lends it a borrowed
+/// waker (no reference count touched unless the future keeps a clone). The data pointer of waker `i` is
+/// `&nodes[i]`, whose place in `nodes` is the index; each node points back to its block, whose strong
+/// count the wakers share.
 struct WakerBlock {
     queue: Arc<ReadyQueue>,
     nodes: Box<[BlockNode]>,
 }
 
 struct BlockNode {
-    index: usize,
     block: *const WakerBlock,
+    /// The future's [`Slot`], packed. Only the set's owner reads or writes it (a waker reads `block`
+    /// alone); an atomic only so that the block can be shared with the wakers without `unsafe`.
+    slot: AtomicU64,
 }
 
-// SAFETY: a node is read-only after the block is built; `block` points to the `Arc`'s own contents,
-// which are `Send + Sync` (a queue behind a mutex), and live while any waker holds a count.
+impl BlockNode {
+    #[inline(always)]
+    fn get(&self) -> Slot {
+        Slot::unpack(self.slot.load(Ordering::Relaxed))
+    }
+
+    #[inline(always)]
+    fn set(&self, slot: Slot) {
+        self.slot.store(slot.pack(), Ordering::Relaxed);
+    }
+}
+
+// SAFETY: `block` is written once, before any waker exists, and points to the `Arc`'s own contents,
+// which are `Send + Sync` (a queue behind a mutex, and these nodes), alive while any waker holds a
+// count.
 #[allow(unsafe_code)]
 unsafe impl Send for BlockNode {}
-// SAFETY: as above.
+// SAFETY: as above; `slot` is an atomic.
 #[allow(unsafe_code)]
 unsafe impl Sync for BlockNode {}
 
@@ -119,20 +136,32 @@ impl WakerBlock {
         Self::drop_raw,
     );
 
-    fn new(queue: Arc<ReadyQueue>, n: usize) -> Arc<Self> {
-        Arc::new_cyclic(|weak| {
+    /// A block for `n` futures, none registered; those at `ended` are marked ended.
+    fn new(queue: Arc<ReadyQueue>, n: usize, ended: &[usize]) -> Arc<Self> {
+        let block = Arc::new_cyclic(|weak| {
             let block = weak.as_ptr();
             WakerBlock {
                 queue,
-                nodes: (0..n).map(|index| BlockNode { index, block }).collect(),
+                nodes: (0..n)
+                    .map(|_| BlockNode {
+                        block,
+                        slot: AtomicU64::new(Slot::Watching(None).pack()),
+                    })
+                    .collect(),
             }
-        })
+        });
+        for &i in ended {
+            block.nodes[i].set(Slot::Ended);
+        }
+        block
     }
 
-    /// Waker `i`, borrowed from the block: valid while `self` is, and never dropped (the caller holds
-    /// it in `ManuallyDrop`); a future that keeps it clones it, which takes a count.
-    fn borrowed(&self, i: usize) -> ManuallyDrop<Waker> {
-        let data: *const BlockNode = &self.nodes[i];
+    /// The waker of `node`, borrowed from its block: valid while the block is (which the borrow of
+    /// one of its nodes ensures), and never dropped (the caller holds it in `ManuallyDrop`); a future
+    /// that keeps it clones it, which takes a count.
+    #[inline(always)]
+    fn borrowed(node: &BlockNode) -> ManuallyDrop<Waker> {
+        let data: *const BlockNode = node;
         // SAFETY: the vtable's functions uphold `RawWaker`'s contract for this data pointer (see each
         // one); the borrowed waker is never dropped, so it gives back no count it did not take.
         ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data.cast(), &Self::VTABLE)) })
@@ -161,9 +190,11 @@ impl WakerBlock {
 
     unsafe fn wake_by_ref_raw(data: *const ()) {
         // SAFETY: the waker holds a count (or borrows from the block's owner), so both are alive.
-        let node = unsafe { Self::node(data) };
-        let block = unsafe { &*node.block };
-        block.queue.ready(node.index);
+        let block = unsafe { &*Self::node(data).block };
+        // SAFETY: `data` points into `block.nodes` (every waker of the block is made by `borrowed`),
+        // so both pointers are in one allocation and the distance is a whole number of nodes.
+        let index = unsafe { data.cast::<BlockNode>().offset_from(block.nodes.as_ptr()) };
+        block.queue.ready(index as usize);
     }
 
     unsafe fn drop_raw(data: *const ()) {
@@ -201,7 +232,7 @@ fn dedupe<F: Watch>(futures: Vec<F>) -> (Vec<Option<F>>, Option<Vec<usize>>) {
 }
 
 /// Where one watched future stands.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Slot {
     /// Not yet seen ended; `key` is its waiter registration, once made.
     Watching(Option<u64>),
@@ -209,18 +240,47 @@ enum Slot {
     Ended,
 }
 
+impl Slot {
+    /// The word standing for "watching, not registered". A future's watcher keys count up from 0, or
+    /// are its inline key (`u64::MAX`): neither reaches the two words below it.
+    const UNREGISTERED: u64 = u64::MAX - 2;
+    /// The word standing for [`Slot::Ended`].
+    const ENDED: u64 = u64::MAX - 3;
+
+    #[inline(always)]
+    fn pack(self) -> u64 {
+        match self {
+            Slot::Watching(None) => Self::UNREGISTERED,
+            Slot::Watching(Some(key)) => {
+                debug_assert!(key != Self::UNREGISTERED && key != Self::ENDED);
+                key
+            }
+            Slot::Ended => Self::ENDED,
+        }
+    }
+
+    #[inline(always)]
+    fn unpack(word: u64) -> Self {
+        match word {
+            Self::UNREGISTERED => Slot::Watching(None),
+            Self::ENDED => Slot::Ended,
+            key => Slot::Watching(Some(key)),
+        }
+    }
+}
+
 /// A deduplicated set of futures being watched.
 pub(crate) struct WatchSet<F: Watch> {
     futures: Vec<Option<F>>,
-    /// Per-future state, made only when the set must register (empty before): a `wait` that returns
-    /// on its first look allocates nothing per future.
-    slots: Vec<Slot>,
-    /// Futures seen ended on the first look, before `slots` exists.
+    /// Futures still in `futures` (not taken out).
+    held: usize,
+    /// Futures seen ended on the first look, before the set registers.
     seen_early: Vec<usize>,
     /// Futures already ended when the set was made, noted while checking for duplicates; the first
     /// look reports these instead of scanning again.
     ended_at_start: Option<Vec<usize>>,
-    /// One waker per future, made when the set first registers.
+    /// One waker and one registration per future, made when the set first registers: a `wait` that
+    /// returns on its first look allocates nothing per future.
     wakers: Option<Arc<WakerBlock>>,
     queue: Arc<ReadyQueue>,
     phase: Phase,
@@ -245,7 +305,7 @@ impl<F: Watch> WatchSet<F> {
         let n = futures.len();
         WatchSet {
             futures,
-            slots: Vec::new(),
+            held: n,
             seen_early: Vec::new(),
             ended_at_start,
             wakers: None,
@@ -289,17 +349,30 @@ impl<F: Watch> WatchSet<F> {
         }
         if self.phase == Phase::Checked {
             self.phase = Phase::Registered;
-            self.wakers = Some(WakerBlock::new(self.queue.clone(), self.futures.len()));
-            self.slots = vec![Slot::Watching(None); self.futures.len()];
-            for &i in &self.seen_early {
-                self.slots[i] = Slot::Ended;
+            let block = WakerBlock::new(
+                self.queue.clone(),
+                self.futures.len(),
+                &std::mem::take(&mut self.seen_early),
+            );
+            for (i, (future, node)) in self.futures.iter().zip(&*block.nodes).enumerate() {
+                // None is taken yet: only ended futures are, and those are marked.
+                if let Some(future) = future {
+                    if poll_one(future, node) {
+                        self.pending -= 1;
+                        out.push(i);
+                    }
+                }
             }
-            for i in 0..self.futures.len() {
-                self.poll_one(i, out);
-            }
-        } else {
+            self.wakers = Some(block);
+        } else if let Some(block) = &self.wakers {
             while let Some(i) = self.queue.pop() {
-                self.poll_one(i, out);
+                // A future taken out of the set has no node to wake; a late wake-up means nothing.
+                if let Some(future) = &self.futures[i] {
+                    if poll_one(future, &block.nodes[i]) {
+                        self.pending -= 1;
+                        out.push(i);
+                    }
+                }
             }
         }
         if out.len() > before {
@@ -315,30 +388,6 @@ impl<F: Watch> WatchSet<F> {
             .expect("futures are taken only after they end")
     }
 
-    fn poll_one(&mut self, i: usize, out: &mut Vec<usize>) {
-        let Slot::Watching(mut key) = self.slots[i] else {
-            return;
-        };
-        if self.futures[i].is_none() {
-            return; // taken out of the set; a late wake-up for it means nothing
-        }
-        let block = self.wakers.as_ref().expect("made when the set registers");
-        let waker = block.borrowed(i);
-        let mut cx = Context::from_waker(&waker);
-        let ended = self
-            .future(i)
-            .watched()
-            .poll_ended(&mut cx, &mut key)
-            .is_ready();
-        if ended {
-            self.slots[i] = Slot::Ended;
-            self.pending -= 1;
-            out.push(i);
-        } else {
-            self.slots[i] = Slot::Watching(key);
-        }
-    }
-
     /// Whether the future at `i` failed (for `FirstException`).
     pub(crate) fn raised(&self, i: usize) -> bool {
         self.future(i).watched().raised()
@@ -346,28 +395,59 @@ impl<F: Watch> WatchSet<F> {
 
     /// Takes the future at `i` out of the set (it stops being watched).
     pub(crate) fn take(&mut self, i: usize) -> F {
-        self.unwatch(i);
-        self.futures[i].take().expect("each future is taken once")
+        let future = self.futures[i].take().expect("each future is taken once");
+        self.held -= 1;
+        if let Some(block) = &self.wakers {
+            unwatch(&future, &block.nodes[i]);
+        }
+        future
     }
 
     /// Takes every future still in the set, in input order.
     pub(crate) fn take_rest(&mut self) -> Vec<F> {
-        let mut rest = Vec::with_capacity(self.futures.len());
-        for i in 0..self.futures.len() {
-            if self.futures[i].is_some() {
-                rest.push(self.take(i));
+        let mut rest = Vec::with_capacity(self.held);
+        self.held = 0;
+        match &self.wakers {
+            Some(block) => {
+                for (future, node) in self.futures.iter_mut().zip(&*block.nodes) {
+                    if let Some(future) = future.take() {
+                        unwatch(&future, node);
+                        rest.push(future);
+                    }
+                }
             }
+            None => rest.extend(self.futures.iter_mut().filter_map(Option::take)),
         }
         rest
     }
+}
 
-    fn unwatch(&mut self, i: usize) {
-        if let (Some(Slot::Watching(Some(k))), Some(f)) =
-            (self.slots.get(i).copied(), self.futures[i].as_ref())
-        {
-            f.watched().unwatch(k);
-            self.slots[i] = Slot::Watching(None);
-        }
+/// Polls `future` with the waker of its `node`: registers the waker, or, if the future has ended,
+/// marks the node so and returns `true` (once: an ended node is not polled again).
+#[inline(always)]
+fn poll_one<F: Watch>(future: &F, node: &BlockNode) -> bool {
+    let Slot::Watching(mut key) = node.get() else {
+        return false;
+    };
+    let waker = WakerBlock::borrowed(node);
+    let ended = future
+        .watched()
+        .poll_ended(&mut Context::from_waker(&waker), &mut key)
+        .is_ready();
+    node.set(if ended {
+        Slot::Ended
+    } else {
+        Slot::Watching(key)
+    });
+    ended
+}
+
+/// Removes the registration `node` records from `future`, if it has one.
+#[inline(always)]
+fn unwatch<F: Watch>(future: &F, node: &BlockNode) {
+    if let Slot::Watching(Some(key)) = node.get() {
+        future.watched().unwatch(key);
+        node.set(Slot::Watching(None));
     }
 }
 
@@ -375,11 +455,14 @@ impl<F: Watch> Drop for WatchSet<F> {
     fn drop(&mut self) {
         // A dropped wait/as_completed leaves no waker behind on the futures it watched (it has put
         // none there before it registers).
-        if self.phase != Phase::Registered {
+        let Some(block) = &self.wakers else { return };
+        if self.held == 0 {
             return;
         }
-        for i in 0..self.futures.len() {
-            self.unwatch(i);
+        for (future, node) in self.futures.iter().zip(&*block.nodes) {
+            if let Some(future) = future {
+                unwatch(future, node);
+            }
         }
     }
 }
