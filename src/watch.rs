@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 
-use crate::future::Watch;
-use crate::sync::{lock, Mutex};
+use crate::future::{Registration, Watch};
+use crate::sync::{lock, AtomicUsize, Mutex};
 
 /// The indices of watched futures whose wakers fired, and the one task to wake when one does. Shared by
 /// every per-future waker of a set; a [`WatchSet`] (fixed) or a `CompletionSet` (growing) drains it.
@@ -90,13 +90,29 @@ impl Wake for Node {
 
 /// The wakers of a fixed set of futures in one allocation, with each future's registration beside its
 /// waker: waker `i` queues `i` and wakes the parent, as a [`ReadyQueue::waker`] does, but a set of
-/// 10 000 futures makes one allocation instead of 10 000, and polling future `i` lends it a borrowed
-/// waker (no reference count touched unless the future keeps a clone). The data pointer of waker `i` is
-/// `&nodes[i]`, whose place in `nodes` is the index; each node points back to its block, whose strong
-/// count the wakers share.
+/// 10 000 futures makes one allocation instead of 10 000. The data pointer of waker `i` is `&nodes[i]`,
+/// whose place in `nodes` is the index; each node points back to its block.
+///
+/// # Who keeps the block alive
+///
+/// The set owns the block's `Arc`. The wakers of the block that are owned (given to a future, or
+/// cloned from one) are counted in `wakers`, and hold one strong count of the `Arc` between them: the
+/// step from 0 to some takes it, the step back to 0 gives it back. A count per waker would be one atomic
+/// operation on the `Arc` per future registered and one per future unregistered; counting them here
+/// lets the set pay for all its registrations at once ([`acquire`](Self::acquire) before registering
+/// every future) and take them back at once (it keeps the wakers its futures hand back, and
+/// [`release`](Self::release)s them together). A waker the set lends for one poll is borrowed (not
+/// counted, never dropped), valid because the set's own `Arc` outlives the poll.
+///
+/// Why the count cannot reach 0 and then be taken from 0 by a waker of a freed block: a step from 0 is
+/// made only by the set itself (under its `Arc`) or by cloning a borrowed waker (during a poll the set
+/// makes, under its `Arc`); a clone of an owned waker finds the count above 0, since that waker is
+/// counted. So the `Arc` is freed only once the set is gone and no owned waker is left.
 struct WakerBlock {
     queue: Arc<ReadyQueue>,
     nodes: Box<[BlockNode]>,
+    /// Owned wakers of this block alive: see the type's docs.
+    wakers: AtomicUsize,
 }
 
 struct BlockNode {
@@ -119,22 +135,27 @@ impl BlockNode {
 }
 
 // SAFETY: `block` is written once, before any waker exists, and points to the `Arc`'s own contents,
-// which are `Send + Sync` (a queue behind a mutex, and these nodes), alive while any waker holds a
-// count.
+// which are `Send + Sync` (a queue behind a mutex, these nodes, a counter), alive while the set or any
+// owned waker holds it (see `WakerBlock`).
 #[allow(unsafe_code)]
 unsafe impl Send for BlockNode {}
 // SAFETY: as above; `slot` is an atomic.
 #[allow(unsafe_code)]
 unsafe impl Sync for BlockNode {}
 
-#[allow(unsafe_code)] // a hand-made waker vtable: see the SAFETY comments.
+/// The vtable of a [`WakerBlock`]'s wakers: a `static` (not a `const`, which each use may copy), so that
+/// every waker of every block carries the same vtable address and [`WakerBlock::is_own`] recognises
+/// them.
+static BLOCK_WAKER_VTABLE: RawWakerVTable = RawWakerVTable::new(
+    WakerBlock::clone_raw,
+    WakerBlock::wake_raw,
+    WakerBlock::wake_by_ref_raw,
+    WakerBlock::drop_raw,
+);
+
+#[allow(unsafe_code)] // a hand-made waker vtable and its reference count: see the SAFETY comments.
 impl WakerBlock {
-    const VTABLE: RawWakerVTable = RawWakerVTable::new(
-        Self::clone_raw,
-        Self::wake_raw,
-        Self::wake_by_ref_raw,
-        Self::drop_raw,
-    );
+    const VTABLE: &'static RawWakerVTable = &BLOCK_WAKER_VTABLE;
 
     /// A block for `n` futures, none registered; those at `ended` are marked ended.
     fn new(queue: Arc<ReadyQueue>, n: usize, ended: &[usize]) -> Arc<Self> {
@@ -148,6 +169,7 @@ impl WakerBlock {
                         slot: AtomicU64::new(Slot::Watching(None).pack()),
                     })
                     .collect(),
+                wakers: AtomicUsize::new(0),
             }
         });
         for &i in ended {
@@ -156,32 +178,78 @@ impl WakerBlock {
         block
     }
 
-    /// The waker of `node`, borrowed from its block: valid while the block is (which the borrow of
-    /// one of its nodes ensures), and never dropped (the caller holds it in `ManuallyDrop`); a future
-    /// that keeps it clones it, which takes a count.
+    /// Counts `n` more owned wakers (see the type's docs). The caller holds the block's `Arc`, or a
+    /// waker of it (owned, or borrowed from a holder of the `Arc`).
+    fn acquire(&self, n: usize) {
+        if n > 0 && self.wakers.fetch_add(n, Ordering::Relaxed) == 0 {
+            // SAFETY: `self` is the contents of a live `Arc` (the caller holds a count or borrows
+            // from a holder), so adding a count is sound.
+            unsafe { Arc::increment_strong_count(self) };
+        }
+    }
+
+    /// Counts `n` owned wakers gone; the last gives back the wakers' strong count, which may free the
+    /// block (hence a raw pointer: no reference to it may outlive this call).
+    ///
+    /// # Safety
+    /// `block` is a live block, and the caller stands for `n` owned wakers of it, now gone.
+    unsafe fn release(block: *const Self, n: usize) {
+        // SAFETY: the caller's wakers keep the block alive until the decrement below.
+        let wakers = unsafe { &(*block).wakers };
+        // Release: this thread's uses of the block happen before its freeing; Acquire: the thread
+        // that frees it sees every other thread's.
+        if n > 0 && wakers.fetch_sub(n, Ordering::AcqRel) == n {
+            // SAFETY: the count went to 0: the wakers' strong count, taken at the step from 0, is
+            // given back once.
+            unsafe { Arc::decrement_strong_count(block) };
+        }
+    }
+
+    /// The waker of `node`, lent for one poll: never dropped (the caller holds it in `ManuallyDrop`),
+    /// valid while the node's block is (which the borrow of the node ensures); a future that keeps it
+    /// clones it, which counts an owned waker.
     #[inline(always)]
     fn borrowed(node: &BlockNode) -> ManuallyDrop<Waker> {
         let data: *const BlockNode = node;
         // SAFETY: the vtable's functions uphold `RawWaker`'s contract for this data pointer (see each
         // one); the borrowed waker is never dropped, so it gives back no count it did not take.
-        ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data.cast(), &Self::VTABLE)) })
+        ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data.cast(), Self::VTABLE)) })
+    }
+
+    /// An owned waker of `node`, for a future to keep.
+    ///
+    /// # Safety
+    /// The caller has counted it with [`acquire`](Self::acquire) (on the node's block).
+    #[inline(always)]
+    unsafe fn owned(node: &BlockNode) -> Waker {
+        let data: *const BlockNode = node;
+        // SAFETY: as in `borrowed`; the count this waker gives back when dropped was taken by the
+        // caller.
+        unsafe { Waker::from_raw(RawWaker::new(data.cast(), Self::VTABLE)) }
+    }
+
+    /// Whether `waker` is the owned waker of `node` (one this block counts).
+    #[inline(always)]
+    fn is_own(waker: &Waker, node: &BlockNode) -> bool {
+        waker.will_wake(&Self::borrowed(node))
     }
 
     /// # Safety
-    /// `data` is a node of a live block (the caller's waker holds a count, or borrows from an owner).
+    /// `data` is a node of a live block (the caller's waker is counted, or borrows from an owner).
     unsafe fn node<'a>(data: *const ()) -> &'a BlockNode {
         // SAFETY: as the caller promises, the node and its block are alive.
         unsafe { &*data.cast::<BlockNode>() }
     }
 
     unsafe fn clone_raw(data: *const ()) -> RawWaker {
-        // SAFETY: the waker being cloned keeps the block alive; the new waker takes its own count.
-        unsafe { Arc::increment_strong_count(Self::node(data).block) };
-        RawWaker::new(data, &Self::VTABLE)
+        // SAFETY: the waker being cloned keeps the block alive (see `WakerBlock`); the new waker is
+        // counted.
+        unsafe { (*Self::node(data).block).acquire(1) };
+        RawWaker::new(data, Self::VTABLE)
     }
 
     unsafe fn wake_raw(data: *const ()) {
-        // SAFETY: waking by value is waking by reference, then dropping this waker's count.
+        // SAFETY: waking by value is waking by reference, then dropping this waker.
         unsafe {
             Self::wake_by_ref_raw(data);
             Self::drop_raw(data);
@@ -189,17 +257,18 @@ impl WakerBlock {
     }
 
     unsafe fn wake_by_ref_raw(data: *const ()) {
-        // SAFETY: the waker holds a count (or borrows from the block's owner), so both are alive.
+        // SAFETY: the waker is counted (or borrows from the block's owner), so both are alive.
         let block = unsafe { &*Self::node(data).block };
-        // SAFETY: `data` points into `block.nodes` (every waker of the block is made by `borrowed`),
-        // so both pointers are in one allocation and the distance is a whole number of nodes.
+        // SAFETY: `data` points into `block.nodes` (every waker of the block is made from one of its
+        // nodes), so both pointers are in one allocation and the distance is a whole number of nodes.
         let index = unsafe { data.cast::<BlockNode>().offset_from(block.nodes.as_ptr()) };
         block.queue.ready(index as usize);
     }
 
     unsafe fn drop_raw(data: *const ()) {
-        // SAFETY: an owned waker (made by `clone_raw`) holds exactly one count, given back here.
-        unsafe { Arc::decrement_strong_count(Self::node(data).block) };
+        // SAFETY: an owned waker (given out by `owned` or made by `clone_raw`) is counted once, and is
+        // gone now.
+        unsafe { Self::release(Self::node(data).block, 1) };
     }
 }
 
@@ -354,15 +423,30 @@ impl<F: Watch> WatchSet<F> {
                 self.futures.len(),
                 &std::mem::take(&mut self.seen_early),
             );
+            // Every future gets an owned waker, counted here at once; the counts of those not given
+            // out and of those handed back (a future that ended meanwhile) are given back at once too.
+            block.acquire(self.futures.len());
+            let mut unused = HandedBack::new(&block);
             for (i, (future, node)) in self.futures.iter().zip(&*block.nodes).enumerate() {
-                // None is taken yet: only ended futures are, and those are marked.
-                if let Some(future) = future {
-                    if poll_one(future, node) {
+                // Only futures seen ended can have been taken, and their nodes say so.
+                let (Some(future), Slot::Watching(None)) = (future, node.get()) else {
+                    unused.count_one();
+                    continue;
+                };
+                // SAFETY: counted by the `acquire` above, one per future.
+                #[allow(unsafe_code)]
+                let waker = unsafe { WakerBlock::owned(node) };
+                match future.watched().watch(waker) {
+                    Registration::Kept(key) => node.set(Slot::Watching(Some(key))),
+                    Registration::Ended(waker) => {
+                        unused.take(waker, node);
+                        node.set(Slot::Ended);
                         self.pending -= 1;
                         out.push(i);
                     }
                 }
             }
+            drop(unused);
             self.wakers = Some(block);
         } else if let Some(block) = &self.wakers {
             while let Some(i) = self.queue.pop() {
@@ -398,7 +482,7 @@ impl<F: Watch> WatchSet<F> {
         let future = self.futures[i].take().expect("each future is taken once");
         self.held -= 1;
         if let Some(block) = &self.wakers {
-            unwatch(&future, &block.nodes[i]);
+            drop(unwatch(&future, &block.nodes[i]));
         }
         future
     }
@@ -409,9 +493,12 @@ impl<F: Watch> WatchSet<F> {
         self.held = 0;
         match &self.wakers {
             Some(block) => {
+                let mut handed_back = HandedBack::new(block);
                 for (future, node) in self.futures.iter_mut().zip(&*block.nodes) {
                     if let Some(future) = future.take() {
-                        unwatch(&future, node);
+                        if let Some(waker) = unwatch(&future, node) {
+                            handed_back.take(waker, node);
+                        }
                         rest.push(future);
                     }
                 }
@@ -442,12 +529,54 @@ fn poll_one<F: Watch>(future: &F, node: &BlockNode) -> bool {
     ended
 }
 
-/// Removes the registration `node` records from `future`, if it has one.
+/// Removes the registration `node` records from `future`, if it has one, and gives back the waker the
+/// future held for it.
 #[inline(always)]
-fn unwatch<F: Watch>(future: &F, node: &BlockNode) {
-    if let Slot::Watching(Some(key)) = node.get() {
-        future.watched().unwatch(key);
-        node.set(Slot::Watching(None));
+fn unwatch<F: Watch>(future: &F, node: &BlockNode) -> Option<Waker> {
+    let Slot::Watching(Some(key)) = node.get() else {
+        return None;
+    };
+    node.set(Slot::Watching(None));
+    future.watched().unwatch(key)
+}
+
+/// Owned wakers of a block that came back to its set, dropped together (one atomic operation for all:
+/// see [`WakerBlock`]) when this goes.
+struct HandedBack<'a> {
+    block: &'a WakerBlock,
+    count: usize,
+}
+
+impl<'a> HandedBack<'a> {
+    /// The caller holds the block's `Arc`, for as long as `'a`: so the release this makes when it
+    /// goes never frees the block.
+    fn new(block: &'a WakerBlock) -> Self {
+        HandedBack { block, count: 0 }
+    }
+
+    /// A waker given back by the future of `node`: kept to be released with the others if it is
+    /// that node's own, dropped otherwise.
+    #[inline(always)]
+    fn take(&mut self, waker: Waker, node: &BlockNode) {
+        if WakerBlock::is_own(&waker, node) {
+            std::mem::forget(waker);
+            self.count += 1;
+        }
+    }
+
+    /// An owned waker counted but never made (the `acquire` covered it).
+    #[inline(always)]
+    fn count_one(&mut self) {
+        self.count += 1;
+    }
+}
+
+impl Drop for HandedBack<'_> {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: each counted waker was owned and counted, and is gone (forgotten, or never made);
+        // the block stays alive through its set's `Arc` (see `new`).
+        unsafe { WakerBlock::release(self.block, self.count) };
     }
 }
 
@@ -459,9 +588,10 @@ impl<F: Watch> Drop for WatchSet<F> {
         if self.held == 0 {
             return;
         }
+        let mut handed_back = HandedBack::new(block);
         for (future, node) in self.futures.iter().zip(&*block.nodes) {
-            if let Some(future) = future {
-                unwatch(future, node);
+            if let Some(waker) = future.as_ref().and_then(|future| unwatch(future, node)) {
+                handed_back.take(waker, node);
             }
         }
     }
