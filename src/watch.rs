@@ -340,7 +340,10 @@ impl Slot {
 
 /// A deduplicated set of futures being watched.
 pub(crate) struct WatchSet<F: Watch> {
+    /// By index; `None` once taken out, and empty once `take_rest` has taken them all.
     futures: Vec<Option<F>>,
+    /// Distinct futures the set was made with.
+    total: usize,
     /// Futures still in `futures` (not taken out).
     held: usize,
     /// Futures seen ended on the first look, before the set registers.
@@ -374,6 +377,7 @@ impl<F: Watch> WatchSet<F> {
         let n = futures.len();
         WatchSet {
             futures,
+            total: n,
             held: n,
             seen_early: Vec::new(),
             ended_at_start,
@@ -384,9 +388,9 @@ impl<F: Watch> WatchSet<F> {
         }
     }
 
-    /// Distinct futures in the set.
+    /// Distinct futures in the set (taken out or not).
     pub(crate) fn len(&self) -> usize {
-        self.futures.len()
+        self.total
     }
 
     /// Futures not yet seen ended.
@@ -487,25 +491,26 @@ impl<F: Watch> WatchSet<F> {
         future
     }
 
-    /// Takes every future still in the set, in input order.
+    /// Takes every future still in the set, in input order. The list is made in place of the set's
+    /// own (no second allocation), which leaves the set empty.
     pub(crate) fn take_rest(&mut self) -> Vec<F> {
-        let mut rest = Vec::with_capacity(self.held);
         self.held = 0;
-        match &self.wakers {
-            Some(block) => {
-                let mut handed_back = HandedBack::new(block);
-                for (future, node) in self.futures.iter_mut().zip(&*block.nodes) {
-                    if let Some(future) = future.take() {
-                        if let Some(waker) = unwatch(&future, node) {
-                            handed_back.take(waker, node);
-                        }
-                        rest.push(future);
-                    }
+        let futures = std::mem::take(&mut self.futures);
+        let Some(block) = &self.wakers else {
+            return futures.into_iter().flatten().collect();
+        };
+        let mut handed_back = HandedBack::new(block);
+        futures
+            .into_iter()
+            .zip(&*block.nodes)
+            .filter_map(|(future, node)| {
+                let future = future?;
+                if let Some(waker) = unwatch(&future, node) {
+                    handed_back.take(waker, node);
                 }
-            }
-            None => rest.extend(self.futures.iter_mut().filter_map(Option::take)),
-        }
-        rest
+                Some(future)
+            })
+            .collect()
     }
 }
 
