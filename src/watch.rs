@@ -178,13 +178,19 @@ impl WakerBlock {
         block
     }
 
-    /// Counts `n` more owned wakers (see the type's docs). The caller holds the block's `Arc`, or a
-    /// waker of it (owned, or borrowed from a holder of the `Arc`).
-    fn acquire(&self, n: usize) {
-        if n > 0 && self.wakers.fetch_add(n, Ordering::Relaxed) == 0 {
-            // SAFETY: `self` is the contents of a live `Arc` (the caller holds a count or borrows
-            // from a holder), so adding a count is sound.
-            unsafe { Arc::increment_strong_count(self) };
+    /// Counts `n` more owned wakers (see the type's docs).
+    ///
+    /// # Safety
+    /// `block` comes from the block's `Arc` (`Arc::as_ptr`, or a node's `block`, which is the same
+    /// pointer), and the caller holds that `Arc` or a waker of the block (owned, or borrowed from a
+    /// holder of the `Arc`).
+    unsafe fn acquire(block: *const Self, n: usize) {
+        // SAFETY: the caller keeps the block alive.
+        let wakers = unsafe { &(*block).wakers };
+        if n > 0 && wakers.fetch_add(n, Ordering::Relaxed) == 0 {
+            // SAFETY: `block` points to the contents of a live `Arc`, with the provenance of the
+            // whole allocation, so adding a count is sound.
+            unsafe { Arc::increment_strong_count(block) };
         }
     }
 
@@ -192,7 +198,8 @@ impl WakerBlock {
     /// block (hence a raw pointer: no reference to it may outlive this call).
     ///
     /// # Safety
-    /// `block` is a live block, and the caller stands for `n` owned wakers of it, now gone.
+    /// `block` is a live block, from its `Arc` as for [`acquire`](Self::acquire), and the caller
+    /// stands for `n` owned wakers of it, now gone.
     unsafe fn release(block: *const Self, n: usize) {
         // SAFETY: the caller's wakers keep the block alive until the decrement below.
         let wakers = unsafe { &(*block).wakers };
@@ -244,7 +251,7 @@ impl WakerBlock {
     unsafe fn clone_raw(data: *const ()) -> RawWaker {
         // SAFETY: the waker being cloned keeps the block alive (see `WakerBlock`); the new waker is
         // counted.
-        unsafe { (*Self::node(data).block).acquire(1) };
+        unsafe { Self::acquire(Self::node(data).block, 1) };
         RawWaker::new(data, Self::VTABLE)
     }
 
@@ -429,7 +436,11 @@ impl<F: Watch> WatchSet<F> {
             );
             // Every future gets an owned waker, counted here at once; the counts of those not given
             // out and of those handed back (a future that ended meanwhile) are given back at once too.
-            block.acquire(self.futures.len());
+            // SAFETY: the pointer is the `Arc`'s own, and this set holds the `Arc`.
+            #[allow(unsafe_code)]
+            unsafe {
+                WakerBlock::acquire(Arc::as_ptr(&block), self.futures.len())
+            };
             let mut unused = HandedBack::new(&block);
             for (i, (future, node)) in self.futures.iter().zip(&*block.nodes).enumerate() {
                 // Only futures seen ended can have been taken, and their nodes say so.
@@ -548,14 +559,14 @@ fn unwatch<F: Watch>(future: &F, node: &BlockNode) -> Option<Waker> {
 /// Owned wakers of a block that came back to its set, dropped together (one atomic operation for all:
 /// see [`WakerBlock`]) when this goes.
 struct HandedBack<'a> {
-    block: &'a WakerBlock,
+    /// The set's own `Arc`, held for as long as `'a`: so the release this makes when it goes never
+    /// frees the block.
+    block: &'a Arc<WakerBlock>,
     count: usize,
 }
 
 impl<'a> HandedBack<'a> {
-    /// The caller holds the block's `Arc`, for as long as `'a`: so the release this makes when it
-    /// goes never frees the block.
-    fn new(block: &'a WakerBlock) -> Self {
+    fn new(block: &'a Arc<WakerBlock>) -> Self {
         HandedBack { block, count: 0 }
     }
 
@@ -580,8 +591,8 @@ impl Drop for HandedBack<'_> {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
         // SAFETY: each counted waker was owned and counted, and is gone (forgotten, or never made);
-        // the block stays alive through its set's `Arc` (see `new`).
-        unsafe { WakerBlock::release(self.block, self.count) };
+        // the pointer is the `Arc`'s own, and the block stays alive through it (see `block`).
+        unsafe { WakerBlock::release(Arc::as_ptr(self.block), self.count) };
     }
 }
 
