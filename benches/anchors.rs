@@ -16,6 +16,10 @@
 //! One §5 scenario alone, for `strace -f -c` or `perf` (the bench binary, built by `cargo bench
 //! --no-run`): `target/release/deps/anchors-* --probe s5 rt|echo|echo_vec <n>`.
 //!
+//! §3's "one finishing late" `wait(FIRST_COMPLETED)` alone, for instruction counts:
+//! `valgrind --tool=callgrind --toggle-collect='*s3_late_one*' target/release/deps/anchors-* --probe
+//! s3late cf|select_all 10000 20` (see `s3_late_probe`).
+//!
 //! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
 //! and the minimum per operation, and each row's ratio to its anchor *measured in the same run*. The
 //! Python anchors come from `benches/python_anchors.py`, which this binary runs with `python3` (skipped
@@ -387,6 +391,9 @@ fn probe_main(args: &[String]) {
         ["rss", kind, n, mode] => rss_probe(kind, n.parse().expect("n"), *mode == "gated"),
         ["idle", kind] => idle_probe(kind),
         ["s5", kind, n] => s5_probe(kind, n.parse().expect("n")),
+        ["s3late", kind, n, rounds] => {
+            s3_late_probe(kind, n.parse().expect("n"), rounds.parse().expect("rounds"))
+        }
         _ => panic!("unknown probe {a:?}"),
     };
     println!("PROBE {v}");
@@ -1155,6 +1162,69 @@ fn section3(cfg: &Cfg, r: &mut Results) {
             })
         })),
     );
+}
+
+/// §3's "one finishing late" rows alone, for `valgrind --tool=callgrind --toggle-collect='*s3_late_one*'`:
+/// `rounds` times, over a fresh set of `n` pending [`Promise`]s plus one (made outside the collected
+/// function), poll the wait once (every future pending), finish the last one, poll again to the end,
+/// and take the outcome apart. `kind` is `cf` (`wait(FIRST_COMPLETED).await`) or `select_all`
+/// (`futures::future::select_all` over the same futures, the anchor). Returns the mean time per round
+/// in µs (meaningless under valgrind; the instruction count is the figure).
+fn s3_late_probe(kind: &str, n: usize, rounds: usize) -> f64 {
+    let ct = current_thread_rt();
+    type One =
+        fn(&tokio::runtime::Runtime, &[Promise<u64>], &mut [concurrent_futures::PoolFuture<u64>]);
+    let one: One = match kind {
+        "cf" => s3_late_one_cf,
+        "select_all" => s3_late_one_select_all,
+        _ => panic!("unknown s3late probe {kind}"),
+    };
+    let mut total = Duration::ZERO;
+    for _ in 0..rounds {
+        let (ps, mut fs): (Vec<_>, Vec<_>) = (0..=n).map(|_| Promise::<u64>::new()).unzip();
+        let t = Instant::now();
+        one(&ct, &ps, &mut fs);
+        total += t.elapsed();
+    }
+    total.as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// One round of [`s3_late_probe`] for `wait` (the futures are made and dropped outside it).
+#[inline(never)]
+fn s3_late_one_cf(
+    ct: &tokio::runtime::Runtime,
+    ps: &[Promise<u64>],
+    fs: &mut [concurrent_futures::PoolFuture<u64>],
+) {
+    let last = ps.len() - 1;
+    ct.block_on(async {
+        let mut w = std::pin::pin!(wait(&*fs)
+            .return_when(ReturnWhen::FirstCompleted)
+            .into_future());
+        assert!(futures::poll!(w.as_mut()).is_pending());
+        ps[last].set_result(7).unwrap();
+        let done = w.await;
+        assert_eq!(done.done.len(), 1);
+        drop(done);
+    });
+}
+
+/// One round of [`s3_late_probe`] for `select_all` (the futures are made and dropped outside it).
+#[inline(never)]
+fn s3_late_one_select_all(
+    ct: &tokio::runtime::Runtime,
+    ps: &[Promise<u64>],
+    fs: &mut [concurrent_futures::PoolFuture<u64>],
+) {
+    let last = ps.len() - 1;
+    ct.block_on(async {
+        let mut sel = futures::future::select_all(fs.iter_mut());
+        assert!(futures::poll!(&mut sel).is_pending());
+        ps[last].set_result(7).unwrap();
+        let (v, i, rest) = sel.await;
+        assert_eq!((v.unwrap(), i), (7, last));
+        drop(rest);
+    });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -5,11 +5,12 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 
-use crate::future::Watch;
-use crate::sync::{lock, Mutex};
+use crate::future::{Registration, Watch};
+use crate::sync::{lock, AtomicUsize, Mutex};
 
 /// The indices of watched futures whose wakers fired, and the one task to wake when one does. Shared by
 /// every per-future waker of a set; a [`WatchSet`] (fixed) or a `CompletionSet` (growing) drains it.
@@ -87,72 +88,175 @@ impl Wake for Node {
     }
 }
 
-/// The wakers of a fixed set of indices in one allocation: waker `i` queues `i` and wakes the parent, as
-/// a [`ReadyQueue::waker`] does, but a set of 10 000 futures makes one allocation instead of 10 000, and
-/// polling future `i` lends it a borrowed waker (no reference count touched unless the future keeps a
-/// clone). The data pointer of waker `i` is `&nodes[i]`; each node points back to its block, whose
-/// strong count the wakers share.
+/// The wakers of a fixed set of futures in one allocation, with each future's registration beside its
+/// waker: waker `i` queues `i` and wakes the parent, as a [`ReadyQueue::waker`] does, but a set of
+/// 10 000 futures makes one allocation instead of 10 000. The data pointer of waker `i` is `&nodes[i]`,
+/// whose place in `nodes` is the index; each node points back to its block.
+///
+/// # Who keeps the block alive
+///
+/// The set owns the block's `Arc`. The wakers of the block that are owned (given to a future, or
+/// cloned from one) are counted in `wakers`, and hold one strong count of the `Arc` between them: the
+/// step from 0 to some takes it, the step back to 0 gives it back. A count per waker would be one atomic
+/// operation on the `Arc` per future registered and one per future unregistered; counting them here
+/// lets the set pay for all its registrations at once ([`acquire`](Self::acquire) before registering
+/// every future) and take them back at once (it keeps the wakers its futures hand back, and
+/// [`release`](Self::release)s them together). A waker the set lends for one poll is borrowed (not
+/// counted, never dropped), valid because the set's own `Arc` outlives the poll.
+///
+/// Why the count cannot reach 0 and then be taken from 0 by a waker of a freed block: a step from 0 is
+/// made only by the set itself (under its `Arc`) or by cloning a borrowed waker (during a poll the set
+/// makes, under its `Arc`); a clone of an owned waker finds the count above 0, since that waker is
+/// counted. So the `Arc` is freed only once the set is gone and no owned waker is left.
 struct WakerBlock {
     queue: Arc<ReadyQueue>,
     nodes: Box<[BlockNode]>,
+    /// Owned wakers of this block alive: see the type's docs.
+    wakers: AtomicUsize,
 }
 
 struct BlockNode {
-    index: usize,
     block: *const WakerBlock,
+    /// The future's [`Slot`], packed. Only the set's owner reads or writes it (a waker reads `block`
+    /// alone); an atomic only so that the block can be shared with the wakers without `unsafe`.
+    slot: AtomicU64,
 }
 
-// SAFETY: a node is read-only after the block is built; `block` points to the `Arc`'s own contents,
-// which are `Send + Sync` (a queue behind a mutex), and live while any waker holds a count.
+impl BlockNode {
+    #[inline(always)]
+    fn get(&self) -> Slot {
+        Slot::unpack(self.slot.load(Ordering::Relaxed))
+    }
+
+    #[inline(always)]
+    fn set(&self, slot: Slot) {
+        self.slot.store(slot.pack(), Ordering::Relaxed);
+    }
+}
+
+// SAFETY: `block` is written once, before any waker exists, and points to the `Arc`'s own contents,
+// which are `Send + Sync` (a queue behind a mutex, these nodes, a counter), alive while the set or any
+// owned waker holds it (see `WakerBlock`).
 #[allow(unsafe_code)]
 unsafe impl Send for BlockNode {}
-// SAFETY: as above.
+// SAFETY: as above; `slot` is an atomic.
 #[allow(unsafe_code)]
 unsafe impl Sync for BlockNode {}
 
-#[allow(unsafe_code)] // a hand-made waker vtable: see the SAFETY comments.
-impl WakerBlock {
-    const VTABLE: RawWakerVTable = RawWakerVTable::new(
-        Self::clone_raw,
-        Self::wake_raw,
-        Self::wake_by_ref_raw,
-        Self::drop_raw,
-    );
+/// The vtable of a [`WakerBlock`]'s wakers: a `static` (not a `const`, which each use may copy), so that
+/// every waker of every block carries the same vtable address and [`WakerBlock::is_own`] recognises
+/// them.
+static BLOCK_WAKER_VTABLE: RawWakerVTable = RawWakerVTable::new(
+    WakerBlock::clone_raw,
+    WakerBlock::wake_raw,
+    WakerBlock::wake_by_ref_raw,
+    WakerBlock::drop_raw,
+);
 
-    fn new(queue: Arc<ReadyQueue>, n: usize) -> Arc<Self> {
-        Arc::new_cyclic(|weak| {
+#[allow(unsafe_code)] // a hand-made waker vtable and its reference count: see the SAFETY comments.
+impl WakerBlock {
+    const VTABLE: &'static RawWakerVTable = &BLOCK_WAKER_VTABLE;
+
+    /// A block for `n` futures, none registered; those at `ended` are marked ended.
+    fn new(queue: Arc<ReadyQueue>, n: usize, ended: &[usize]) -> Arc<Self> {
+        let block = Arc::new_cyclic(|weak| {
             let block = weak.as_ptr();
             WakerBlock {
                 queue,
-                nodes: (0..n).map(|index| BlockNode { index, block }).collect(),
+                nodes: (0..n)
+                    .map(|_| BlockNode {
+                        block,
+                        slot: AtomicU64::new(Slot::Watching(None).pack()),
+                    })
+                    .collect(),
+                wakers: AtomicUsize::new(0),
             }
-        })
+        });
+        for &i in ended {
+            block.nodes[i].set(Slot::Ended);
+        }
+        block
     }
 
-    /// Waker `i`, borrowed from the block: valid while `self` is, and never dropped (the caller holds
-    /// it in `ManuallyDrop`); a future that keeps it clones it, which takes a count.
-    fn borrowed(&self, i: usize) -> ManuallyDrop<Waker> {
-        let data: *const BlockNode = &self.nodes[i];
+    /// Counts `n` more owned wakers (see the type's docs).
+    ///
+    /// # Safety
+    /// `block` comes from the block's `Arc` (`Arc::as_ptr`, or a node's `block`, which is the same
+    /// pointer), and the caller holds that `Arc` or a waker of the block (owned, or borrowed from a
+    /// holder of the `Arc`).
+    unsafe fn acquire(block: *const Self, n: usize) {
+        // SAFETY: the caller keeps the block alive.
+        let wakers = unsafe { &(*block).wakers };
+        if n > 0 && wakers.fetch_add(n, Ordering::Relaxed) == 0 {
+            // SAFETY: `block` points to the contents of a live `Arc`, with the provenance of the
+            // whole allocation, so adding a count is sound.
+            unsafe { Arc::increment_strong_count(block) };
+        }
+    }
+
+    /// Counts `n` owned wakers gone; the last gives back the wakers' strong count, which may free the
+    /// block (hence a raw pointer: no reference to it may outlive this call).
+    ///
+    /// # Safety
+    /// `block` is a live block, from its `Arc` as for [`acquire`](Self::acquire), and the caller
+    /// stands for `n` owned wakers of it, now gone.
+    unsafe fn release(block: *const Self, n: usize) {
+        // SAFETY: the caller's wakers keep the block alive until the decrement below.
+        let wakers = unsafe { &(*block).wakers };
+        // Release: this thread's uses of the block happen before its freeing; Acquire: the thread
+        // that frees it sees every other thread's.
+        if n > 0 && wakers.fetch_sub(n, Ordering::AcqRel) == n {
+            // SAFETY: the count went to 0: the wakers' strong count, taken at the step from 0, is
+            // given back once.
+            unsafe { Arc::decrement_strong_count(block) };
+        }
+    }
+
+    /// The waker of `node`, lent for one poll: never dropped (the caller holds it in `ManuallyDrop`),
+    /// valid while the node's block is (which the borrow of the node ensures); a future that keeps it
+    /// clones it, which counts an owned waker.
+    #[inline(always)]
+    fn borrowed(node: &BlockNode) -> ManuallyDrop<Waker> {
+        let data: *const BlockNode = node;
         // SAFETY: the vtable's functions uphold `RawWaker`'s contract for this data pointer (see each
         // one); the borrowed waker is never dropped, so it gives back no count it did not take.
-        ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data.cast(), &Self::VTABLE)) })
+        ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data.cast(), Self::VTABLE)) })
+    }
+
+    /// An owned waker of `node`, for a future to keep.
+    ///
+    /// # Safety
+    /// The caller has counted it with [`acquire`](Self::acquire) (on the node's block).
+    #[inline(always)]
+    unsafe fn owned(node: &BlockNode) -> Waker {
+        let data: *const BlockNode = node;
+        // SAFETY: as in `borrowed`; the count this waker gives back when dropped was taken by the
+        // caller.
+        unsafe { Waker::from_raw(RawWaker::new(data.cast(), Self::VTABLE)) }
+    }
+
+    /// Whether `waker` is the owned waker of `node` (one this block counts).
+    #[inline(always)]
+    fn is_own(waker: &Waker, node: &BlockNode) -> bool {
+        waker.will_wake(&Self::borrowed(node))
     }
 
     /// # Safety
-    /// `data` is a node of a live block (the caller's waker holds a count, or borrows from an owner).
+    /// `data` is a node of a live block (the caller's waker is counted, or borrows from an owner).
     unsafe fn node<'a>(data: *const ()) -> &'a BlockNode {
         // SAFETY: as the caller promises, the node and its block are alive.
         unsafe { &*data.cast::<BlockNode>() }
     }
 
     unsafe fn clone_raw(data: *const ()) -> RawWaker {
-        // SAFETY: the waker being cloned keeps the block alive; the new waker takes its own count.
-        unsafe { Arc::increment_strong_count(Self::node(data).block) };
-        RawWaker::new(data, &Self::VTABLE)
+        // SAFETY: the waker being cloned keeps the block alive (see `WakerBlock`); the new waker is
+        // counted.
+        unsafe { Self::acquire(Self::node(data).block, 1) };
+        RawWaker::new(data, Self::VTABLE)
     }
 
     unsafe fn wake_raw(data: *const ()) {
-        // SAFETY: waking by value is waking by reference, then dropping this waker's count.
+        // SAFETY: waking by value is waking by reference, then dropping this waker.
         unsafe {
             Self::wake_by_ref_raw(data);
             Self::drop_raw(data);
@@ -160,15 +264,18 @@ impl WakerBlock {
     }
 
     unsafe fn wake_by_ref_raw(data: *const ()) {
-        // SAFETY: the waker holds a count (or borrows from the block's owner), so both are alive.
-        let node = unsafe { Self::node(data) };
-        let block = unsafe { &*node.block };
-        block.queue.ready(node.index);
+        // SAFETY: the waker is counted (or borrows from the block's owner), so both are alive.
+        let block = unsafe { &*Self::node(data).block };
+        // SAFETY: `data` points into `block.nodes` (every waker of the block is made from one of its
+        // nodes), so both pointers are in one allocation and the distance is a whole number of nodes.
+        let index = unsafe { data.cast::<BlockNode>().offset_from(block.nodes.as_ptr()) };
+        block.queue.ready(index as usize);
     }
 
     unsafe fn drop_raw(data: *const ()) {
-        // SAFETY: an owned waker (made by `clone_raw`) holds exactly one count, given back here.
-        unsafe { Arc::decrement_strong_count(Self::node(data).block) };
+        // SAFETY: an owned waker (given out by `owned` or made by `clone_raw`) is counted once, and is
+        // gone now.
+        unsafe { Self::release(Self::node(data).block, 1) };
     }
 }
 
@@ -201,7 +308,7 @@ fn dedupe<F: Watch>(futures: Vec<F>) -> (Vec<Option<F>>, Option<Vec<usize>>) {
 }
 
 /// Where one watched future stands.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Slot {
     /// Not yet seen ended; `key` is its waiter registration, once made.
     Watching(Option<u64>),
@@ -209,18 +316,50 @@ enum Slot {
     Ended,
 }
 
+impl Slot {
+    /// The word standing for "watching, not registered". A future's watcher keys count up from 0, or
+    /// are its inline key (`u64::MAX`): neither reaches the two words below it.
+    const UNREGISTERED: u64 = u64::MAX - 2;
+    /// The word standing for [`Slot::Ended`].
+    const ENDED: u64 = u64::MAX - 3;
+
+    #[inline(always)]
+    fn pack(self) -> u64 {
+        match self {
+            Slot::Watching(None) => Self::UNREGISTERED,
+            Slot::Watching(Some(key)) => {
+                debug_assert!(key != Self::UNREGISTERED && key != Self::ENDED);
+                key
+            }
+            Slot::Ended => Self::ENDED,
+        }
+    }
+
+    #[inline(always)]
+    fn unpack(word: u64) -> Self {
+        match word {
+            Self::UNREGISTERED => Slot::Watching(None),
+            Self::ENDED => Slot::Ended,
+            key => Slot::Watching(Some(key)),
+        }
+    }
+}
+
 /// A deduplicated set of futures being watched.
 pub(crate) struct WatchSet<F: Watch> {
+    /// By index; `None` once taken out, and empty once `take_rest` has taken them all.
     futures: Vec<Option<F>>,
-    /// Per-future state, made only when the set must register (empty before): a `wait` that returns
-    /// on its first look allocates nothing per future.
-    slots: Vec<Slot>,
-    /// Futures seen ended on the first look, before `slots` exists.
+    /// Distinct futures the set was made with.
+    total: usize,
+    /// Futures still in `futures` (not taken out).
+    held: usize,
+    /// Futures seen ended on the first look, before the set registers.
     seen_early: Vec<usize>,
     /// Futures already ended when the set was made, noted while checking for duplicates; the first
     /// look reports these instead of scanning again.
     ended_at_start: Option<Vec<usize>>,
-    /// One waker per future, made when the set first registers.
+    /// One waker and one registration per future, made when the set first registers: a `wait` that
+    /// returns on its first look allocates nothing per future.
     wakers: Option<Arc<WakerBlock>>,
     queue: Arc<ReadyQueue>,
     phase: Phase,
@@ -245,7 +384,8 @@ impl<F: Watch> WatchSet<F> {
         let n = futures.len();
         WatchSet {
             futures,
-            slots: Vec::new(),
+            total: n,
+            held: n,
             seen_early: Vec::new(),
             ended_at_start,
             wakers: None,
@@ -255,9 +395,9 @@ impl<F: Watch> WatchSet<F> {
         }
     }
 
-    /// Distinct futures in the set.
+    /// Distinct futures in the set (taken out or not).
     pub(crate) fn len(&self) -> usize {
-        self.futures.len()
+        self.total
     }
 
     /// Futures not yet seen ended.
@@ -289,17 +429,49 @@ impl<F: Watch> WatchSet<F> {
         }
         if self.phase == Phase::Checked {
             self.phase = Phase::Registered;
-            self.wakers = Some(WakerBlock::new(self.queue.clone(), self.futures.len()));
-            self.slots = vec![Slot::Watching(None); self.futures.len()];
-            for &i in &self.seen_early {
-                self.slots[i] = Slot::Ended;
+            let block = WakerBlock::new(
+                self.queue.clone(),
+                self.futures.len(),
+                &std::mem::take(&mut self.seen_early),
+            );
+            // Every future gets an owned waker, counted here at once; the counts of those not given
+            // out and of those handed back (a future that ended meanwhile) are given back at once too.
+            // SAFETY: the pointer is the `Arc`'s own, and this set holds the `Arc`.
+            #[allow(unsafe_code)]
+            unsafe {
+                WakerBlock::acquire(Arc::as_ptr(&block), self.futures.len())
+            };
+            let mut unused = HandedBack::new(&block);
+            for (i, (future, node)) in self.futures.iter().zip(&*block.nodes).enumerate() {
+                // Only futures seen ended can have been taken, and their nodes say so.
+                let (Some(future), Slot::Watching(None)) = (future, node.get()) else {
+                    unused.count_one();
+                    continue;
+                };
+                // SAFETY: counted by the `acquire` above, one per future.
+                #[allow(unsafe_code)]
+                let waker = unsafe { WakerBlock::owned(node) };
+                match future.watched().watch(waker) {
+                    Registration::Kept(key) => node.set(Slot::Watching(Some(key))),
+                    Registration::Ended(waker) => {
+                        unused.take(waker, node);
+                        node.set(Slot::Ended);
+                        self.pending -= 1;
+                        out.push(i);
+                    }
+                }
             }
-            for i in 0..self.futures.len() {
-                self.poll_one(i, out);
-            }
-        } else {
+            drop(unused);
+            self.wakers = Some(block);
+        } else if let Some(block) = &self.wakers {
             while let Some(i) = self.queue.pop() {
-                self.poll_one(i, out);
+                // A future taken out of the set has no node to wake; a late wake-up means nothing.
+                if let Some(future) = &self.futures[i] {
+                    if poll_one(future, &block.nodes[i]) {
+                        self.pending -= 1;
+                        out.push(i);
+                    }
+                }
             }
         }
         if out.len() > before {
@@ -315,30 +487,6 @@ impl<F: Watch> WatchSet<F> {
             .expect("futures are taken only after they end")
     }
 
-    fn poll_one(&mut self, i: usize, out: &mut Vec<usize>) {
-        let Slot::Watching(mut key) = self.slots[i] else {
-            return;
-        };
-        if self.futures[i].is_none() {
-            return; // taken out of the set; a late wake-up for it means nothing
-        }
-        let block = self.wakers.as_ref().expect("made when the set registers");
-        let waker = block.borrowed(i);
-        let mut cx = Context::from_waker(&waker);
-        let ended = self
-            .future(i)
-            .watched()
-            .poll_ended(&mut cx, &mut key)
-            .is_ready();
-        if ended {
-            self.slots[i] = Slot::Ended;
-            self.pending -= 1;
-            out.push(i);
-        } else {
-            self.slots[i] = Slot::Watching(key);
-        }
-    }
-
     /// Whether the future at `i` failed (for `FirstException`).
     pub(crate) fn raised(&self, i: usize) -> bool {
         self.future(i).watched().raised()
@@ -346,28 +494,105 @@ impl<F: Watch> WatchSet<F> {
 
     /// Takes the future at `i` out of the set (it stops being watched).
     pub(crate) fn take(&mut self, i: usize) -> F {
-        self.unwatch(i);
-        self.futures[i].take().expect("each future is taken once")
+        let future = self.futures[i].take().expect("each future is taken once");
+        self.held -= 1;
+        if let Some(block) = &self.wakers {
+            drop(unwatch(&future, &block.nodes[i]));
+        }
+        future
     }
 
-    /// Takes every future still in the set, in input order.
+    /// Takes every future still in the set, in input order. The list is made in place of the set's
+    /// own (no second allocation), which leaves the set empty.
     pub(crate) fn take_rest(&mut self) -> Vec<F> {
-        let mut rest = Vec::with_capacity(self.futures.len());
-        for i in 0..self.futures.len() {
-            if self.futures[i].is_some() {
-                rest.push(self.take(i));
-            }
-        }
-        rest
+        self.held = 0;
+        let futures = std::mem::take(&mut self.futures);
+        let Some(block) = &self.wakers else {
+            return futures.into_iter().flatten().collect();
+        };
+        let mut handed_back = HandedBack::new(block);
+        futures
+            .into_iter()
+            .zip(&*block.nodes)
+            .filter_map(|(future, node)| {
+                let future = future?;
+                if let Some(waker) = unwatch(&future, node) {
+                    handed_back.take(waker, node);
+                }
+                Some(future)
+            })
+            .collect()
+    }
+}
+
+/// Polls `future` with the waker of its `node`: registers the waker, or, if the future has ended,
+/// marks the node so and returns `true` (once: an ended node is not polled again).
+#[inline(always)]
+fn poll_one<F: Watch>(future: &F, node: &BlockNode) -> bool {
+    let Slot::Watching(mut key) = node.get() else {
+        return false;
+    };
+    let waker = WakerBlock::borrowed(node);
+    let ended = future
+        .watched()
+        .poll_ended(&mut Context::from_waker(&waker), &mut key)
+        .is_ready();
+    node.set(if ended {
+        Slot::Ended
+    } else {
+        Slot::Watching(key)
+    });
+    ended
+}
+
+/// Removes the registration `node` records from `future`, if it has one, and gives back the waker the
+/// future held for it.
+#[inline(always)]
+fn unwatch<F: Watch>(future: &F, node: &BlockNode) -> Option<Waker> {
+    let Slot::Watching(Some(key)) = node.get() else {
+        return None;
+    };
+    node.set(Slot::Watching(None));
+    future.watched().unwatch(key)
+}
+
+/// Owned wakers of a block that came back to its set, dropped together (one atomic operation for all:
+/// see [`WakerBlock`]) when this goes.
+struct HandedBack<'a> {
+    /// The set's own `Arc`, held for as long as `'a`: so the release this makes when it goes never
+    /// frees the block.
+    block: &'a Arc<WakerBlock>,
+    count: usize,
+}
+
+impl<'a> HandedBack<'a> {
+    fn new(block: &'a Arc<WakerBlock>) -> Self {
+        HandedBack { block, count: 0 }
     }
 
-    fn unwatch(&mut self, i: usize) {
-        if let (Some(Slot::Watching(Some(k))), Some(f)) =
-            (self.slots.get(i).copied(), self.futures[i].as_ref())
-        {
-            f.watched().unwatch(k);
-            self.slots[i] = Slot::Watching(None);
+    /// A waker given back by the future of `node`: kept to be released with the others if it is
+    /// that node's own, dropped otherwise.
+    #[inline(always)]
+    fn take(&mut self, waker: Waker, node: &BlockNode) {
+        if WakerBlock::is_own(&waker, node) {
+            std::mem::forget(waker);
+            self.count += 1;
         }
+    }
+
+    /// An owned waker counted but never made (the `acquire` covered it).
+    #[inline(always)]
+    fn count_one(&mut self) {
+        self.count += 1;
+    }
+}
+
+impl Drop for HandedBack<'_> {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: each counted waker was owned and counted, and is gone (forgotten, or never made);
+        // the pointer is the `Arc`'s own, and the block stays alive through it (see `block`).
+        unsafe { WakerBlock::release(Arc::as_ptr(self.block), self.count) };
     }
 }
 
@@ -375,11 +600,15 @@ impl<F: Watch> Drop for WatchSet<F> {
     fn drop(&mut self) {
         // A dropped wait/as_completed leaves no waker behind on the futures it watched (it has put
         // none there before it registers).
-        if self.phase != Phase::Registered {
+        let Some(block) = &self.wakers else { return };
+        if self.held == 0 {
             return;
         }
-        for i in 0..self.futures.len() {
-            self.unwatch(i);
+        let mut handed_back = HandedBack::new(block);
+        for (future, node) in self.futures.iter().zip(&*block.nodes) {
+            if let Some(waker) = future.as_ref().and_then(|future| unwatch(future, node)) {
+                handed_back.take(waker, node);
+            }
         }
     }
 }

@@ -537,6 +537,51 @@ fn completion_set_push_while_draining() {
     });
 }
 
+#[test]
+fn wait_block_wakers_are_all_given_back() {
+    // A watch set's wakers share one count of their block (src/watch.rs, `WakerBlock`): the set hands
+    // each pending future an owned waker, counted in bulk, and takes back in bulk those the futures
+    // return. Here a producer publishes `a` (taking its waker out and waking it by value, after the
+    // lock) while the waiting thread polls, returns, unwatches `b` and drops the set. Whatever the
+    // order, every count must come back exactly once: the block, which holds our waker (its ready
+    // queue's parent), is freed, and nothing is freed while a waker still uses it. The parent waker
+    // wakes nothing, so the waiting thread spins (with loom's yield) instead of parking, and the
+    // producer can be joined.
+    struct Quiet;
+    impl std::task::Wake for Quiet {
+        fn wake(self: Arc<Self>) {}
+    }
+    model(|| {
+        let (pa, a) = Promise::<u32>::new();
+        let (_pb, b) = Promise::<u32>::new();
+        let producer = thread::spawn(move || pa.set_result(1).unwrap());
+        let quiet = Arc::new(Quiet);
+        let waker = std::task::Waker::from(quiet.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut w = std::pin::pin!(std::future::IntoFuture::into_future(
+            wait([&a, &b]).return_when(ReturnWhen::FirstCompleted)
+        ));
+        let done = loop {
+            match std::future::Future::poll(w.as_mut(), &mut cx) {
+                std::task::Poll::Ready(done) => break done,
+                std::task::Poll::Pending => thread::yield_now(),
+            }
+        };
+        assert_eq!(done.done.len(), 1);
+        assert_eq!(done.done[0].id(), a.id());
+        assert_eq!(done.not_done.len(), 1);
+        drop(done);
+        producer.join().unwrap();
+        drop(w);
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&quiet),
+            1,
+            "a count of the wait's waker block was not given back"
+        );
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------
 // 6. The thread pool: a worker hands itself over (callbacks, booking, idle credit, publication) while
 // the caller submits and cancels. The pool's worker is a loom thread here; the pool is dropped at the

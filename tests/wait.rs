@@ -552,3 +552,43 @@ fn a_hundred_thousand_dropped_waits_leave_no_waker_behind() {
         1
     );
 }
+
+// Waits that return over long-lived futures, many times: each registers on every future, one of them
+// ends after that, and the wait returns with the others not done. No waker of any of those waits may
+// stay on the long-lived futures, or they would gather one per call (and keep each wait's wakers alive).
+#[test]
+fn repeated_finished_waits_leave_nothing_on_long_lived_futures() {
+    let long_lived: Vec<_> = (0..3).map(|_| Promise::<u32>::new()).collect();
+    let probe = Arc::new(Probe);
+    let waker = Waker::from(probe.clone());
+    let mut cx = Context::from_waker(&waker);
+    for round in 0..1000 {
+        let (promise, fresh) = Promise::<u32>::new();
+        let mut futures: Vec<_> = long_lived.iter().map(|(_, f)| f).collect();
+        futures.insert(round % 4, &fresh);
+        let mut w = wait(futures)
+            .return_when(ReturnWhen::FirstCompleted)
+            .into_future();
+        assert!(w.poll_unpin(&mut cx).is_pending());
+        promise.set_result(round as u32).unwrap();
+        let std::task::Poll::Ready(d) = w.poll_unpin(&mut cx) else {
+            panic!("the wait was woken and its future is done");
+        };
+        assert_eq!(d.done.len(), 1);
+        assert_eq!(d.done[0].id(), fresh.id());
+        assert_eq!(d.not_done.len(), 3);
+    }
+    drop(waker);
+    assert_eq!(
+        Arc::strong_count(&probe),
+        1,
+        "a finished wait left a waker on a long-lived future"
+    );
+    // The long-lived futures still wake a fresh waiter.
+    long_lived[1].0.set_result(1).unwrap();
+    let futures: Vec<_> = long_lived.iter().map(|(_, f)| f).collect();
+    let d = wait(futures)
+        .return_when(ReturnWhen::FirstCompleted)
+        .blocking();
+    assert_eq!(d.done.len(), 1);
+}

@@ -20,6 +20,7 @@ use crate::error::Error;
 pub use handle::TaskHandle;
 pub(crate) use park::{block_until, deadline_after};
 pub use promise::Promise;
+pub(crate) use state::Registration;
 use state::{Callback, Cancel, Core, Ending, Phase};
 
 /// A stable, process-unique identity for a future: use it as a map key to get back from a result to
@@ -308,7 +309,7 @@ impl<T> PoolFuture<T> {
         });
         if let Some(k) = key {
             // Timed out: leave no waker behind.
-            core.unwatch(k);
+            drop(core.unwatch(k));
         }
         match outcome {
             None => Err(Error::Timeout),
@@ -508,8 +509,12 @@ pub trait Watched: private::Sealed {
     fn identity(&self) -> FutureId;
     #[doc(hidden)]
     fn poll_ended(&self, cx: &mut Context<'_>, key: &mut Option<u64>) -> Poll<()>;
+    /// A first registration with a given waker: see `Core::watch`.
     #[doc(hidden)]
-    fn unwatch(&self, key: u64);
+    fn watch(&self, waker: Waker) -> Registration;
+    /// Removes the registration `key`, handing its waker back if the future still held it.
+    #[doc(hidden)]
+    fn unwatch(&self, key: u64) -> Option<Waker>;
     #[doc(hidden)]
     fn is_done(&self) -> bool;
     /// The id and whether the future has ended, read together (one atomic load).
@@ -532,7 +537,10 @@ impl<T> Watched for PoolFuture<T> {
     fn poll_ended(&self, cx: &mut Context<'_>, key: &mut Option<u64>) -> Poll<()> {
         self.cell.core.poll_ended(cx, key)
     }
-    fn unwatch(&self, key: u64) {
+    fn watch(&self, waker: Waker) -> Registration {
+        self.cell.core.watch(waker)
+    }
+    fn unwatch(&self, key: u64) -> Option<Waker> {
         self.cell.core.unwatch(key)
     }
     fn is_done(&self) -> bool {

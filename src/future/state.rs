@@ -63,6 +63,17 @@ pub(crate) enum Ending {
     Cancelled,
 }
 
+/// What became of the waker a watcher gave to [`Core::watch`]. (`pub` only because the sealed
+/// `Watched` trait names it; nothing outside the crate can reach it.)
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Registration {
+    /// The future keeps it, under this key, until it ends or the watcher unwatches.
+    Kept(u64),
+    /// The future has already ended: nothing is registered, and here is the waker back.
+    Ended(Waker),
+}
+
 /// What a [`Core::cancel_by`] call amounted to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cancel {
@@ -493,7 +504,9 @@ impl<T> Core<T> {
         let mut inner = self.lock();
         if let Phase::Ended(_) = inner.phase() {
             if let Some(k) = key.take() {
-                self.remove_watcher(&mut inner, k);
+                let waker = self.remove_watcher(&mut inner, k);
+                drop(inner);
+                drop(waker);
             }
             return Poll::Ready(());
         }
@@ -501,12 +514,21 @@ impl<T> Core<T> {
         Poll::Pending
     }
 
-    /// Removes a watcher's registration (a dropped `wait` or `as_completed`).
-    pub(crate) fn unwatch(&self, key: u64) {
+    /// A watcher's first registration, with a waker it gives rather than lends (no clone is made):
+    /// kept under a new key, or handed back if the future has already ended.
+    pub(crate) fn watch(&self, waker: Waker) -> Registration {
         let mut inner = self.lock();
-        let waker = self.remove_watcher(&mut inner, key);
-        drop(inner);
-        drop(waker);
+        if let Phase::Ended(_) = inner.phase() {
+            return Registration::Ended(waker);
+        }
+        Registration::Kept(self.add_watcher(&mut inner, waker))
+    }
+
+    /// Removes a watcher's registration (a dropped `wait` or `as_completed`) and hands its waker back,
+    /// if the future still held it, for the caller to drop or reuse (the lock is released by then).
+    pub(crate) fn unwatch(&self, key: u64) -> Option<Waker> {
+        let mut inner = self.lock();
+        self.remove_watcher(&mut inner, key)
     }
 
     /// Sets the bits `set` and clears `clear` of the flags word. Call with the lock held: every writer
@@ -537,19 +559,23 @@ impl<T> Core<T> {
         match *key {
             Some(INLINE_KEY) => register(&mut inner.first, waker),
             Some(k) => register_listed(inner, k, waker),
-            None if inner.first.is_none() => {
-                inner.first = Some(waker.clone());
-                self.set_flags(FIRST_IS_WATCHER, 0, Ordering::Relaxed);
-                *key = Some(INLINE_KEY);
-            }
-            None => {
-                let x = inner.extras();
-                let k = x.next_key;
-                x.next_key += 1;
-                x.waiters.push((k, waker.clone()));
-                *key = Some(k);
-            }
+            None => *key = Some(self.add_watcher(inner, waker.clone())),
         }
+    }
+
+    /// Adds a new watcher's `waker` and returns its key: in the inline slot if it is free, else in the
+    /// list. Called only before publication.
+    fn add_watcher(&self, inner: &mut Inner<T>, waker: Waker) -> u64 {
+        if inner.first.is_none() {
+            inner.first = Some(waker);
+            self.set_flags(FIRST_IS_WATCHER, 0, Ordering::Relaxed);
+            return INLINE_KEY;
+        }
+        let x = inner.extras();
+        let k = x.next_key;
+        x.next_key += 1;
+        x.waiters.push((k, waker));
+        k
     }
 
     /// Takes the watcher `key`'s waker out, for the caller to drop once the lock is released. After
