@@ -167,6 +167,9 @@ pub use thread_pool::{
 };
 pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
 
+#[cfg(loom)]
+#[doc(hidden)]
+pub use future::LoomWordLock;
 #[doc(hidden)]
 pub use future::Watched;
 

@@ -9,7 +9,11 @@ pub(crate) use std::sync::{atomic::AtomicUsize, Condvar, Mutex, MutexGuard};
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(loom)]
+pub(crate) use loom::sync::atomic;
+#[cfg(loom)]
 pub(crate) use loom::thread;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic;
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 

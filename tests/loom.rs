@@ -1,6 +1,6 @@
 //! loom models of the races the concurrency core must decide correctly: the future state machine
 //! (src/future/state.rs), blocking waits (src/future/park.rs), `wait`/`as_completed`/`CompletionSet`
-//! (src/watch.rs, src/completion_set.rs),
+//! (src/watch.rs, src/completion_set.rs), the lock bits in a future's id word (src/future/word.rs),
 //! the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
 //! threads are loom threads under `--cfg loom`), and a queued task's closure slot, which has no lock of
 //! its own (src/thread_pool/task.rs; a loom `UnsafeCell` under `--cfg loom`).
@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use concurrent_futures::{
-    as_completed, wait, CompletionSet, Error, PoolFuture, Promise, Queued, ReturnWhen,
-    ThreadPoolExecutor,
+    as_completed, wait, CompletionSet, Error, LoomWordLock, PoolFuture, Promise, Queued,
+    ReturnWhen, ThreadPoolExecutor,
 };
 use loom::future::block_on;
 use loom::thread;
@@ -840,5 +840,30 @@ fn pool_two_cancels_vs_the_worker_taking_the_task() {
             other => panic!("unexpected outcome {other:?}"),
         }
         assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 7. A future's lock is two bits of the word that holds its id and flags (src/future/word.rs): its
+// holders exclude each other, a waiter that marked itself parked is let in, the flags holders set
+// survive the waiters' writes to the same word, and the lock bits end clear.
+
+#[test]
+fn word_lock_three_holders_keep_the_count_and_the_flags() {
+    model_bounded(|| {
+        let lock = Arc::new(LoomWordLock::new());
+        let others: Vec<_> = (0..2u32)
+            .map(|i| {
+                let lock = lock.clone();
+                thread::spawn(move || lock.add_and_flag(1 << i, i))
+            })
+            .collect();
+        lock.add_and_flag(4, 2);
+        for t in others {
+            t.join().unwrap();
+        }
+        let (counter, word) = lock.counter_and_word();
+        assert_eq!(counter, 7, "an update under the lock was lost");
+        assert_eq!(word, 0b111 << 2, "the flags all set, the lock bits clear");
     });
 }

@@ -197,6 +197,43 @@ fn a_successful_cancel_drops_the_closure_at_once() {
     pool.shutdown(Queued::Run);
 }
 
+// A task the queue refuses never ran and never left PENDING: its closure is dropped exactly once,
+// by the refused task (a closed pool) or by the caller it came back to (a full queue), which the
+// task must then leave alone (it keeps no tag of its own saying whether the closure is still there).
+#[test]
+fn a_refused_tasks_closure_is_dropped_exactly_once() {
+    let (dropped_tx, dropped) = mpsc::channel();
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let (busy, open) = occupy(&pool);
+    let queued = pool.spawn(|| ()).unwrap();
+
+    let probe = DropProbe(dropped_tx.clone(), "came back");
+    let rejected = pool
+        .try_spawn(move || {
+            let _keep = &probe;
+        })
+        .unwrap_err();
+    assert!(rejected.is_full());
+    assert!(dropped.try_recv().is_err(), "handed back, not dropped");
+    drop(rejected.into_inner());
+    assert_eq!(dropped.try_recv(), Ok("came back"));
+
+    drop(open);
+    drop((busy, queued));
+    pool.shutdown(Queued::Run);
+    let probe = DropProbe(dropped_tx, "closed");
+    let closed = pool.spawn(move || {
+        let _keep = &probe;
+    });
+    assert!(matches!(closed, Err(Error::Shutdown)));
+    assert_eq!(dropped.try_recv(), Ok("closed"));
+    assert!(dropped.try_recv().is_err(), "each closure dropped once");
+}
+
 // Bounded queue: try_submit and try_spawn fail with Full once `queue_capacity` tasks wait.
 #[test]
 fn try_submit_on_a_full_queue_fails_with_full() {

@@ -4,6 +4,10 @@ mod handle;
 mod park;
 mod promise;
 pub(crate) mod state;
+mod word;
+
+#[cfg(loom)]
+pub use word::LoomWordLock;
 
 use std::fmt;
 use std::future::Future;
@@ -40,8 +44,9 @@ pub(crate) trait Job: Send + Sync {
     /// Drops the work without running it, so captured data is freed at once.
     ///
     /// # Safety
-    /// Only the call that cancelled the future ([`Cancel::Won`]) calls it, once: a job may rely on
-    /// having its work to itself here (the thread pool's closure slot has no lock).
+    /// Only the call that cancelled the future ([`Cancel::Won`]) calls it, or the drop of a task whose
+    /// future never left PENDING; once: a job may rely on having its work to itself here, and on
+    /// nobody having taken it (the thread pool's closure slot has no lock, and no tag).
     #[allow(unsafe_code)] // a contract on the caller, which `TaskCell::cancel` keeps
     unsafe fn discard(&self);
     /// Asks a running task to stop, if it can be asked: `true` if the request was delivered.
@@ -58,9 +63,22 @@ pub(crate) trait Job: Send + Sync {
 
 /// A future's state and its job in one allocation. `J` is the concrete job while the task is built and
 /// queued, and `dyn Job` behind a [`PoolFuture`].
-pub(crate) struct TaskCell<T, J: ?Sized> {
+pub(crate) struct TaskCell<T, J: Job + ?Sized> {
     pub(crate) core: Core<T>,
     pub(crate) job: J,
+}
+
+#[allow(unsafe_code)] // `Job::discard`'s contract: see the SAFETY comment.
+impl<T, J: Job + ?Sized> Drop for TaskCell<T, J> {
+    fn drop(&mut self) {
+        // A task dropped before anything moved it out of PENDING (one a closed queue refused) still
+        // holds its work, which nothing else will drop: a job keeps no tag of its own (see `FuncSlot`).
+        if self.core.is_pending_mut() {
+            // SAFETY: the future never left PENDING, so no cancel won it and nothing took the work;
+            // `&mut self` makes this the last use.
+            unsafe { self.job.discard() };
+        }
+    }
 }
 
 #[allow(unsafe_code)] // `Job::discard`'s contract: see the SAFETY comment.

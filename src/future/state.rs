@@ -48,8 +48,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{panic_message, Error};
-use crate::sync::{lock, Mutex, MutexGuard};
 
+use super::word::{StateGuard, StateLock, ID_SHIFT};
 use super::FutureId;
 
 /// How a future ended, without the value: what the predicates and `Debug` need.
@@ -167,23 +167,21 @@ impl<T> Inner<T> {
 
 /// The shared heart of one future.
 pub(crate) struct Core<T> {
-    /// The future's id, with [`ENDED`] set (under the lock) once the outcome is published, so `done()`
-    /// and the first pass of `wait`/`as_completed` over many futures read one atomic instead of taking
-    /// each lock. One word for both keeps a queued task in a smaller allocation. A std atomic even
-    /// under loom: see `has_ended`.
-    id_and_ended: AtomicU64,
-    inner: Mutex<Inner<T>>,
+    /// The state, behind a lock whose word also holds the future's id and its flags: [`ENDED`], set
+    /// (under the lock) once the outcome is published, so `done()` and the first pass of
+    /// `wait`/`as_completed` over many futures read one atomic instead of taking each lock. One word
+    /// for the lock, the id and the flags keeps a queued task in a smaller allocation.
+    inner: StateLock<Inner<T>>,
 }
 
-/// The bit of `Core::id_and_ended` that says the outcome is published; ids stay far below it.
-const ENDED: u64 = 1 << 63;
-/// The bit of `Core::id_and_ended` that says the owner was handed the outcome (`FusedFuture`): kept
-/// here rather than in the owner's handle, which stays one pointer wide.
-const HANDED_OUT: u64 = 1 << 62;
-/// The bit of `Core::id_and_ended` that says `Inner::first` holds a watcher's waker, not the owner's.
-/// Like the other bits, written only under the lock.
-const FIRST_IS_WATCHER: u64 = 1 << 61;
-const FLAGS: u64 = ENDED | HANDED_OUT | FIRST_IS_WATCHER;
+/// The flag that says the outcome is published.
+const ENDED: u64 = 1 << 4;
+/// The flag that says the owner was handed the outcome (`FusedFuture`): kept here rather than in the
+/// owner's handle, which stays one pointer wide.
+const HANDED_OUT: u64 = 1 << 3;
+/// The flag that says `Inner::first` holds a watcher's waker, not the owner's. Like the other flags,
+/// written only under the lock.
+const FIRST_IS_WATCHER: u64 = 1 << 2;
 
 /// The key of the watcher whose waker is in `Inner::first`.
 const INLINE_KEY: u64 = u64::MAX;
@@ -194,33 +192,52 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<T> Core<T> {
     pub(crate) fn new() -> Self {
+        // Ids count up from 1 in the word's top 56 bits: they do not run out in a process's life.
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Core {
-            id_and_ended: AtomicU64::new(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
-            inner: Mutex::new(Inner {
-                state: State::Pending,
-                first: None,
-                extras: None,
-            }),
+            inner: StateLock::new(
+                id << ID_SHIFT,
+                Inner {
+                    state: State::Pending,
+                    first: None,
+                    extras: None,
+                },
+            ),
         }
     }
 
     pub(crate) fn id(&self) -> FutureId {
-        FutureId(self.id_and_ended.load(Ordering::Relaxed) & !FLAGS)
+        FutureId(self.inner.flags(Ordering::Relaxed) >> ID_SHIFT)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        lock(&self.inner)
+    fn lock(&self) -> StateGuard<'_, Inner<T>> {
+        self.inner.lock()
     }
 
     pub(crate) fn phase(&self) -> Phase {
         self.lock().phase()
     }
 
+    /// Whether the future is still PENDING, read without the lock through `&mut self` (a task being
+    /// dropped).
+    #[cfg(not(loom))]
+    pub(crate) fn is_pending_mut(&mut self) -> bool {
+        self.inner
+            .with_mut(|inner| matches!(inner.state, State::Pending))
+    }
+
+    /// Under loom, through the lock: the last owner's exclusive access comes from std's `Arc`, whose
+    /// ordering loom does not see, so an unlocked read would look like a race to it.
+    #[cfg(loom)]
+    pub(crate) fn is_pending_mut(&mut self) -> bool {
+        matches!(self.lock().state, State::Pending)
+    }
+
     /// The id and whether the outcome is published, in one load.
     #[cfg(not(loom))]
     pub(crate) fn snapshot(&self) -> (FutureId, bool) {
-        let word = self.id_and_ended.load(Ordering::Acquire);
-        (FutureId(word & !FLAGS), word & ENDED != 0)
+        let word = self.inner.flags(Ordering::Acquire);
+        (FutureId(word >> ID_SHIFT), word & ENDED != 0)
     }
 
     #[cfg(loom)]
@@ -233,7 +250,7 @@ impl<T> Core<T> {
     /// the lock finds the outcome there.
     #[cfg(not(loom))]
     pub(crate) fn has_ended(&self) -> bool {
-        self.id_and_ended.load(Ordering::Acquire) & ENDED != 0
+        self.inner.flags(Ordering::Acquire) & ENDED != 0
     }
 
     /// Under loom, read the state under the lock instead. The flag is set under the lock before it is
@@ -328,7 +345,7 @@ impl<T> Core<T> {
     /// then publishes the outcome and wakes everyone.
     fn settle<'a>(
         &'a self,
-        mut inner: MutexGuard<'a, Inner<T>>,
+        mut inner: StateGuard<'a, Inner<T>>,
         ending: Ending,
         outcome: Result<T, Error>,
         mut before_publish: Option<&mut dyn FnMut()>,
@@ -454,7 +471,7 @@ impl<T> Core<T> {
 
     /// Whether the owner has been handed the outcome ([`poll_take`](Self::poll_take) was ready).
     pub(crate) fn handed_out(&self) -> bool {
-        self.id_and_ended.load(Ordering::Relaxed) & HANDED_OUT != 0
+        self.inner.flags(Ordering::Relaxed) & HANDED_OUT != 0
     }
 
     /// The owner handle is gone: drops the waker its last poll left, rather than keeping it (and
@@ -531,16 +548,14 @@ impl<T> Core<T> {
         self.remove_watcher(&mut inner, key)
     }
 
-    /// Sets the bits `set` and clears `clear` of the flags word. Call with the lock held: every writer
-    /// holds it, so a load and a store, cheaper than a read-modify-write, lose
-    /// nothing; lock-free readers only read.
+    /// Sets the flags `set` and clears `clear`. Call with the lock held: every writer holds it, and
+    /// lock-free readers only read.
     fn set_flags(&self, set: u64, clear: u64, order: Ordering) {
-        let word = self.id_and_ended.load(Ordering::Relaxed);
-        self.id_and_ended.store((word & !clear) | set, order);
+        self.inner.set_flags(set, clear, order);
     }
 
     fn first_is_watcher(&self) -> bool {
-        self.id_and_ended.load(Ordering::Relaxed) & FIRST_IS_WATCHER != 0
+        self.inner.flags(Ordering::Relaxed) & FIRST_IS_WATCHER != 0
     }
 
     /// Registers (or refreshes) the owner's waker: inline, unless a watcher holds that slot.

@@ -247,6 +247,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     /// assert_eq!(lengths, [6, 5, 6]);
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
+    #[allow(unsafe_code)] // running a task it claimed: see the SAFETY comment
     pub fn spawn<F, T>(&'scope self, f: F) -> Result<ScopedJoinHandle<'scope, T>, Error>
     where
         F: FnOnce() -> T + Send + 'scope,
@@ -291,7 +292,8 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             Err(Rejected::Full(task)) => {
                 if task.claim() {
                     shared.lock().running += 1;
-                    run_claimed(shared, &*task);
+                    // SAFETY: claimed just above, and run once.
+                    unsafe { run_claimed(shared, &*task) };
                 }
             }
             Err(Rejected::Closed(e)) => {
@@ -376,6 +378,7 @@ fn on_worker(shared: &Shared) -> bool {
 }
 
 /// Takes `task` out of the pool's queue and runs it on this thread, if it is still queued.
+#[allow(unsafe_code)] // running the task it claimed: see the SAFETY comment
 fn run_if_queued(shared: &Shared, task: &Arc<dyn Runnable>) {
     let key = Arc::as_ptr(task) as *const ();
     let mut st = shared.lock();
@@ -395,22 +398,30 @@ fn run_if_queued(shared: &Shared, task: &Arc<dyn Runnable>) {
     }
     st.running += 1;
     drop(st);
-    run_claimed(shared, &*task);
+    // SAFETY: claimed just above, and run once.
+    unsafe { run_claimed(shared, &*task) };
 }
 
 /// Runs a claimed task on this thread and books it as a worker would (the worker's own booking also
 /// decides when it sleeps, which does not apply here).
-fn run_claimed(shared: &Shared, task: &dyn Runnable) {
-    task.run(&mut |ran| {
-        let mut st = shared.lock();
-        st.running -= 1;
-        st.completed += 1;
-        match ran {
-            Ran::Returned => {}
-            Ran::Failed => st.failed += 1,
-            Ran::Panicked => st.panicked += 1,
-        }
-    });
+///
+/// # Safety
+/// As [`Runnable::run`]: the caller's claim of `task` returned `true`, and it is run once.
+#[allow(unsafe_code)] // passes `Runnable::run`'s contract on to the caller
+unsafe fn run_claimed(shared: &Shared, task: &dyn Runnable) {
+    // SAFETY: the caller claimed the task (this function's contract).
+    unsafe {
+        task.run(&mut |ran| {
+            let mut st = shared.lock();
+            st.running -= 1;
+            st.completed += 1;
+            match ran {
+                Ran::Returned => {}
+                Ran::Failed => st.failed += 1,
+                Ran::Panicked => st.panicked += 1,
+            }
+        })
+    };
 }
 
 impl<T> ScopedJoinHandle<'_, T> {

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
@@ -36,7 +37,12 @@ pub(crate) trait Runnable: Send + Sync {
     /// and wait: it must not count on this thread) but *before* anyone can see the result, so a caller
     /// who sees it and submits again finds this thread idle instead of starting another (Python's
     /// idle-thread reuse).
-    fn run(&self, before_publish: &mut dyn FnMut(Ran));
+    ///
+    /// # Safety
+    /// The caller's [`claim`](Runnable::claim) of this task returned `true`, and this is the one
+    /// `run` after it: the closure is then in the task, and the caller's to take.
+    #[allow(unsafe_code)] // a contract on the caller, which the worker loop keeps
+    unsafe fn run(&self, before_publish: &mut dyn FnMut(Ran));
     /// Cancels the task if it has not started (`shutdown(cancel_futures)`, a dropped `map`).
     fn cancel(&self) -> bool;
     /// Ends a task that will never run with `error` (a broken pool), if it has not started.
@@ -104,11 +110,16 @@ impl TokenSlot for Arc<TokenState> {
 /// The closure, until a worker takes it or a cancel drops it.
 ///
 /// No lock guards it: the future's state machine does. The one call that moves the future out of
-/// PENDING (a worker's claim, the winning cancel, a failing pool's start) is the only one that ever
-/// touches the closure afterwards, and before that nothing but the builder (or a submit the queue
-/// refused, which never let the task out) has it.
+/// PENDING (a worker's claim, the winning cancel, a failing pool's start, a submit taking back the
+/// work the queue refused) is the only one that ever touches the closure afterwards, and before that
+/// nothing but the builder has it.
+///
+/// No tag says whether the closure is still here either (an `Option` would add a word to every
+/// queued task of a one-word closure): the state does. The closure is here exactly while the future
+/// is PENDING, since whoever moves it out of PENDING takes the closure; so a task dropped while still
+/// PENDING (refused by a closed queue, say) drops its closure then (`TaskCell`'s `Drop`).
 pub(crate) struct FuncSlot<F, T, K> {
-    slot: UnsafeCell<Option<F>>,
+    slot: UnsafeCell<MaybeUninit<F>>,
     token: K,
     _outcome: PhantomData<fn() -> T>,
 }
@@ -123,19 +134,20 @@ impl<F, T, K> FuncSlot<F, T, K> {
     /// Takes the closure out.
     ///
     /// # Safety
-    /// The caller has the closure to itself: it made the future leave PENDING (or the task never left
-    /// its builder), so no other call takes it.
-    unsafe fn take(&self) -> Option<F> {
-        // SAFETY: exclusive access, as the caller promises.
-        self.slot.with_mut(|f| unsafe { (*f).take() })
+    /// The caller has the closure to itself, and it is still here: the caller moved the future out of
+    /// PENDING (or drops a task that never left it), so no other call takes it, nor took it before.
+    unsafe fn take(&self) -> F {
+        // SAFETY: exclusive access to an initialized slot, as the caller promises; the slot is not
+        // read again (the future has left PENDING, or the task is being dropped).
+        self.slot.with_mut(|f| unsafe { (*f).assume_init_read() })
     }
 }
 
 #[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
 impl<F: Send, T: Send, K: TokenSlot> Job for FuncSlot<F, T, K> {
     unsafe fn discard(&self) {
-        // SAFETY: called only by the cancel that won the future's PENDING (`Job::discard`'s
-        // contract), which moved the future out of PENDING: the closure is this call's alone.
+        // SAFETY: called only by the cancel that won the future's PENDING, or the drop of a task
+        // still PENDING (`Job::discard`'s contract): the closure is here, and this call's alone.
         drop(unsafe { self.take() });
     }
 
@@ -174,7 +186,7 @@ where
     let cell: Arc<Task<F, T, K>> = Arc::new(TaskCell {
         core: Core::new(),
         job: FuncSlot {
-            slot: UnsafeCell::new(Some(func)),
+            slot: UnsafeCell::new(MaybeUninit::new(func)),
             token,
             _outcome: PhantomData,
         },
@@ -184,15 +196,20 @@ where
 }
 
 #[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
-impl<F: Work<T>, T, K: TokenSlot> Task<F, T, K> {
+impl<F: Work<T>, T: Send, K: TokenSlot> Task<F, T, K> {
     /// The work of a task that never reached the queue, handed back to the submitter. (Its future, never
     /// seen by anyone, is dropped with it.)
     ///
     /// # Safety
     /// The queue refused the task and its future has not left the submitter: nothing else can reach it.
     pub(crate) unsafe fn take_work(&self) -> Option<F> {
-        // SAFETY: as the caller promises, this is the only reference in use.
-        unsafe { self.job.take() }
+        // Out of PENDING first, as every taker of the closure does, so the task's drop leaves it be.
+        if !self.core.start() {
+            return None;
+        }
+        // SAFETY: this start moved the future out of PENDING, so the closure is still here and ours
+        // alone (and, as the caller promises, nothing else reaches the task anyway).
+        Some(unsafe { self.job.take() })
     }
 }
 
@@ -207,10 +224,10 @@ where
         self.core.start()
     }
 
-    fn run(&self, before_publish: &mut dyn FnMut(Ran)) {
-        // SAFETY: the worker's claim moved the future out of PENDING, so the closure is ours alone.
-        // Only a winning cancel empties the slot, and then the claim failed.
-        let func = unsafe { self.job.take() }.expect("a claimed task has its closure");
+    unsafe fn run(&self, before_publish: &mut dyn FnMut(Ran)) {
+        // SAFETY: the caller's claim moved the future out of PENDING (`run`'s contract), so the
+        // closure is still here and ours alone.
+        let func = unsafe { self.job.take() };
         let token = self.job.token.state();
         if let Some(t) = token {
             t.started(Instant::now());
@@ -399,5 +416,25 @@ impl std::fmt::Debug for CancelToken {
             .field("cancelled", &self.is_cancelled())
             .field("deadline", &self.deadline())
             .finish()
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// What a queued trivial task allocates is what a burst of queued tasks costs (issue 9): the
+    /// future's state and a closure capturing one `u64`, after `Arc`'s two counts. glibc serves a
+    /// request of n bytes from a chunk of (n + 8) rounded up to 16 bytes, so 72 bytes take an 80-byte
+    /// chunk and 80 would take 96.
+    #[test]
+    fn a_trivial_task_takes_an_80_byte_chunk() {
+        let x = 5u64;
+        let (cell, fut) = super::new_typed_task(move || Ok::<u64, crate::Error>(x + 1), ());
+        let counts = 2 * std::mem::size_of::<usize>();
+        assert!(
+            counts + std::mem::size_of_val(&*cell) <= 72,
+            "a trivial task needs {} bytes",
+            counts + std::mem::size_of_val(&*cell)
+        );
+        drop((cell, fut));
     }
 }

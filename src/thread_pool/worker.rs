@@ -81,6 +81,7 @@ enum Then {
 }
 
 impl Worker {
+    #[allow(unsafe_code)] // running the tasks it claimed: see the SAFETY comment
     fn run(self) {
         let shared = &*self.shared;
         let retired = Cell::new(false);
@@ -104,29 +105,32 @@ impl Worker {
             // queued right behind its own (another worker must be able to take it), and a shutdown
             // that cancels queued work from a callback must find it still queued.
             let mut then = Then::TakeNext;
-            task.run(&mut |ran| {
-                let mut st = shared.lock();
-                st.running -= 1;
-                match ran {
-                    Ran::Returned => st.completed += 1,
-                    Ran::Failed => {
-                        st.completed += 1;
-                        st.failed += 1;
+            // SAFETY: `next_task` hands out only tasks whose claim it won, and each is run once.
+            unsafe {
+                task.run(&mut |ran| {
+                    let mut st = shared.lock();
+                    st.running -= 1;
+                    match ran {
+                        Ran::Returned => st.completed += 1,
+                        Ran::Failed => {
+                            st.completed += 1;
+                            st.failed += 1;
+                        }
+                        Ran::Panicked => {
+                            st.completed += 1;
+                            st.panicked += 1;
+                        }
                     }
-                    Ran::Panicked => {
-                        st.completed += 1;
-                        st.panicked += 1;
+                    // The callbacks have returned and the result is not yet visible. With nothing queued,
+                    // count this thread idle now, so that a caller who sees the result and submits again
+                    // hands this thread a credit instead of starting another. Idle means "will take the
+                    // next task", which holds: all that is left of this one is publishing it.
+                    if st.queue.is_empty() && st.lifecycle == Lifecycle::Open {
+                        st.idle += 1;
+                        then = Then::Sleep;
                     }
-                }
-                // The callbacks have returned and the result is not yet visible. With nothing queued,
-                // count this thread idle now, so that a caller who sees the result and submits again
-                // hands this thread a credit instead of starting another. Idle means "will take the
-                // next task", which holds: all that is left of this one is publishing it.
-                if st.queue.is_empty() && st.lifecycle == Lifecycle::Open {
-                    st.idle += 1;
-                    then = Then::Sleep;
-                }
-            });
+                })
+            };
             // The closure, its captures and the task's share of the future go now, not at the next task.
             drop(task);
             let mut st = shared.lock();
