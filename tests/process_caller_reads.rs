@@ -2,7 +2,8 @@
 //! task instead of the driver's and then the caller's), and every way a task can end while a caller
 //! reads still resolves its future exactly once: the reply, a timeout, an interrupt (the worker is
 //! killed), a worker killed from outside, several callers at once, and a done callback that shuts the
-//! pool down from the reading caller's thread.
+//! pool down from the reading caller's thread, and a worker that dies while a process it forked keeps
+//! its channel open.
 //!
 //! The tests hold the task at a gate (a named pipe) until the caller is seen blocked reading: no
 //! sleeps.
@@ -14,15 +15,15 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use common::process::{gated_forever, gated_pid, kill, pid, Gate};
+use common::process::{assert_all_gone, gated_forever, gated_pid, kill, pid, Gate};
 use common::threads::{current_tid, spawn_bounded, wait_until_asleep, Bounded};
 use common::LONG;
 use concurrent_futures::{Error, PoolFuture, ProcessPoolExecutor, Queued, WorkerDeath};
 
-/// Waits (up to [`LONG`]) until thread `tid` is blocked reading a worker's reply itself: in `poll`
-/// on two descriptors (the worker's socket and pidfd) without a timeout, which is where a caller
-/// that helps waits (a caller parked on the future sleeps in `futex` instead). On other
-/// architectures (no `poll` system call to recognise) it only waits until the thread sleeps.
+/// Waits (up to [`LONG`]) until thread `tid` is blocked reading a worker's reply itself: in a
+/// blocking `recvfrom` (no flags), which is where a caller that helps with no deadline waits (a
+/// caller parked on the future sleeps in `futex` instead, and the driver reads only with
+/// `MSG_DONTWAIT`). On other architectures it only waits until the thread sleeps.
 fn wait_until_reading(tid: i32) -> bool {
     if !cfg!(target_arch = "x86_64") {
         return wait_until_asleep(tid);
@@ -33,10 +34,10 @@ fn wait_until_reading(tid: i32) -> bool {
         let Ok(line) = std::fs::read_to_string(&path) else {
             return false;
         };
-        // `number arg1 arg2 …`: poll(2) is 7 on x86_64; its args are (fds, nfds, timeout), the
-        // timeout an `int` -1.
+        // `number arg1 arg2 …`: recvfrom(2) is 45 on x86_64; its args are (fd, buf, len, flags,
+        // addr, addrlen).
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() > 3 && f[0] == "7" && f[2] == "0x2" && f[3].ends_with("ffffffff") {
+        if f.len() > 4 && f[0] == "45" && f[4] == "0x0" {
             return true;
         }
         thread::sleep(Duration::from_micros(200));
@@ -217,4 +218,43 @@ fn many_callers_at_once_each_future_ends_once() {
     pool.shutdown(Queued::Run);
     assert_eq!(ends.load(Ordering::SeqCst), 200);
     assert_eq!(pool.metrics().completed, 200);
+}
+
+/// Forks a child that keeps every descriptor (no exec) and reports its pid, then waits at the gate
+/// (forever): the worker's end of its channel outlives the worker.
+fn fork_then_wait(path: String) -> u32 {
+    // SAFETY: the child only sleeps and exits, async-signal-safe calls.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe {
+            libc::sleep(1000);
+            libc::_exit(0)
+        }
+    }
+    common::process::task_send(&path, &child.to_string());
+    gated_forever(path)
+}
+
+/// A caller blocked reading the reply itself, with no deadline, must wake when the worker dies even
+/// if a process the task forked holds the worker's end of the channel open (no end-of-file comes):
+/// the driver sees the death through the worker's pidfd and ends the caller's read.
+#[test]
+fn a_worker_killed_while_a_forked_child_holds_its_channel_ends_the_reading_caller() {
+    let pool = warm_pool();
+    let worker = pool.submit(pid, ()).unwrap().result(None).unwrap();
+    wait_idle(&pool);
+    let mut gate = Gate::new();
+    let fut = pool.submit(fork_then_wait, gate.path()).unwrap();
+    let grandchild: u32 = gate.receive().trim().parse().unwrap();
+    let (caller, _) = reading_caller(fut, &mut gate);
+    kill(worker, libc::SIGKILL);
+    match caller.join() {
+        Err(Error::BrokenProcessPool(b)) => {
+            assert_eq!(b.worker_exit().unwrap().signal(), Some(libc::SIGKILL));
+        }
+        other => panic!("expected BrokenProcessPool, got {other:?}"),
+    }
+    pool.shutdown(Queued::Run);
+    // The reap's group kill took the forked process down too.
+    assert_all_gone(&[grandchild]);
 }
