@@ -223,15 +223,7 @@ fn many_callers_at_once_each_future_ends_once() {
 /// Forks a child that keeps every descriptor (no exec) and reports its pid, then waits at the gate
 /// (forever): the worker's end of its channel outlives the worker.
 fn fork_then_wait(path: String) -> u32 {
-    // SAFETY: the child only sleeps and exits, async-signal-safe calls.
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        unsafe {
-            libc::sleep(1000);
-            libc::_exit(0)
-        }
-    }
-    common::process::task_send(&path, &child.to_string());
+    common::process::fork_keeping_descriptors(&path);
     gated_forever(path)
 }
 

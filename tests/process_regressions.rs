@@ -354,14 +354,7 @@ fn a_worker_killed_during_its_initializer() -> Result<(), Error> {
 
 /// Forks a child that keeps every descriptor (no exec) and reports its pid, then aborts the worker.
 fn fork_then_abort(path: String) -> u8 {
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        unsafe {
-            libc::sleep(1000);
-            libc::_exit(0)
-        }
-    }
-    common::process::task_send(&path, &child.to_string());
+    common::process::fork_keeping_descriptors(&path);
     std::process::abort()
 }
 

@@ -74,6 +74,21 @@ pub fn task_send(path: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// In a task: forks a child that keeps every descriptor (no exec), so the worker's end of its channel
+/// outlives the worker, and sends the child's pid through the gate. The child sleeps, then exits.
+pub fn fork_keeping_descriptors(path: &str) {
+    // SAFETY: the child makes only async-signal-safe calls (sleep, _exit).
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::sleep(1000);
+            libc::_exit(0)
+        }
+    }
+    task_send(path, &child.to_string());
+}
+
 /// A task that waits at the gate, then returns its worker's pid.
 pub fn gated_pid(path: String) -> u32 {
     task_wait(&path);
