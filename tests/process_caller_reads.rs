@@ -223,9 +223,12 @@ fn many_callers_at_once_each_future_ends_once() {
 /// Forks a child that keeps every descriptor (no exec) and reports its pid, then waits at the gate
 /// (forever): the worker's end of its channel outlives the worker.
 fn fork_then_wait(path: String) -> u32 {
-    // SAFETY: the child only sleeps and exits, async-signal-safe calls.
+    // SAFETY: `fork` has no preconditions; in the child, which may share this multithreaded
+    // worker's locks in any state, only the async-signal-safe calls below run.
     let child = unsafe { libc::fork() };
     if child == 0 {
+        // SAFETY: `sleep` and `_exit` are async-signal-safe, so may run in a child forked from a
+        // multithreaded process; `_exit` skips the parent's atexit handlers and buffers.
         unsafe {
             libc::sleep(1000);
             libc::_exit(0)
