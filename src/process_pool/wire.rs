@@ -147,14 +147,14 @@ pub(crate) fn seal_with_tail(buf: &mut [u8], cap: usize, tail: usize) -> Result<
     if len > cap || len > u32::MAX as usize {
         return Err(len);
     }
-    let tail = if tail < len { tail } else { 0 };
     write_header(buf, len, tail);
     Ok(())
 }
 
-/// The header of a body of `len` bytes whose last `tail` bytes are its tail (both checked by the
-/// caller: `tail < len <= u32::MAX`).
+/// The header of a body of `len` bytes (`len <= u32::MAX`, checked by the caller) whose last `tail`
+/// bytes are its tail. A tail that would leave no kind byte in front of it is sent as none.
 pub(crate) fn write_header(buf: &mut [u8], len: usize, tail: usize) {
+    let tail = if tail < len { tail } else { 0 };
     buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
     buf[4..HEADER].copy_from_slice(&(tail as u32).to_le_bytes());
 }

@@ -95,7 +95,7 @@ pub(crate) fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) 
         // Over the cap: the buffered path turns this into its usual error reply.
         return super::encode_into(value, out).map(drop);
     }
-    super::write_header(out, body, if count.tail < body { count.tail } else { 0 });
+    super::write_header(out, body, count.tail);
     // The task's prints reach the parent's stdout before its result does.
     let _ = io::stdout().flush();
     SINK.with(|s| {
