@@ -20,10 +20,10 @@ use common::threads::{current_tid, spawn_bounded, wait_until_asleep, Bounded};
 use common::LONG;
 use concurrent_futures::{Error, PoolFuture, ProcessPoolExecutor, Queued, WorkerDeath};
 
-/// Waits (up to [`LONG`]) until thread `tid` is blocked reading a worker's reply itself: in a
-/// blocking `recvfrom` (no flags), which is where a caller that helps with no deadline waits (a
-/// caller parked on the future sleeps in `futex` instead, and the driver reads only with
-/// `MSG_DONTWAIT`). On other architectures it only waits until the thread sleeps.
+/// Waits (up to [`LONG`]) until thread `tid` is blocked reading a worker's reply itself: in `poll`
+/// on two descriptors (the worker's socket and pidfd) without a timeout, which is where a caller
+/// that helps waits (a caller parked on the future sleeps in `futex` instead). On other
+/// architectures (no `poll` system call to recognise) it only waits until the thread sleeps.
 fn wait_until_reading(tid: i32) -> bool {
     if !cfg!(target_arch = "x86_64") {
         return wait_until_asleep(tid);
@@ -34,10 +34,10 @@ fn wait_until_reading(tid: i32) -> bool {
         let Ok(line) = std::fs::read_to_string(&path) else {
             return false;
         };
-        // `number arg1 arg2 …`: recvfrom(2) is 45 on x86_64; its args are (fd, buf, len, flags,
-        // addr, addrlen).
+        // `number arg1 arg2 …`: poll(2) is 7 on x86_64; its args are (fds, nfds, timeout), the
+        // timeout an `int` -1.
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() > 4 && f[0] == "45" && f[4] == "0x0" {
+        if f.len() > 3 && f[0] == "7" && f[2] == "0x2" && f[3].ends_with("ffffffff") {
             return true;
         }
         thread::sleep(Duration::from_micros(200));
@@ -229,7 +229,7 @@ fn fork_then_wait(path: String) -> u32 {
 
 /// A caller blocked reading the reply itself, with no deadline, must wake when the worker dies even
 /// if a process the task forked holds the worker's end of the channel open (no end-of-file comes):
-/// the driver sees the death through the worker's pidfd and ends the caller's read.
+/// the caller waits on the worker's pidfd beside its socket, so it sees the death itself.
 #[test]
 fn a_worker_killed_while_a_forked_child_holds_its_channel_ends_the_reading_caller() {
     let pool = warm_pool();

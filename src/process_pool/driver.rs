@@ -490,13 +490,6 @@ impl Driver {
             // wait set reports data until it is read, and a caller that took the socket out of it
             // puts it back when it leaves.
             if woken_by != Ready::Woken {
-                // The worker exited, but another process may hold a copy of its end of the socket
-                // (a task's fork without exec), which keeps the socket from ending: a caller blocked
-                // reading the reply itself (`Proc::help`), holding the turn, would then never wake.
-                // Shutting our read side down ends its read once the data already there is read.
-                if woken_by == Ready::Exited {
-                    let _ = proc.stream.shutdown(std::net::Shutdown::Read);
-                }
                 let mut turn = lock(&proc.turn);
                 let Turn { reader, served } = &mut *turn;
                 match proc::read_nowait(reader, &proc.stream) {

@@ -322,20 +322,6 @@ pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Op
     Ok(Some(n as usize))
 }
 
-/// Reads what `sock` has, blocking until something arrives (data, end-of-file, or a shutdown of our
-/// read side by another thread, which ends a blocked read with end-of-file). `Interrupted` is the
-/// caller's to retry.
-#[allow(unsafe_code)]
-pub(crate) fn recv_wait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes and `sock` is an open descriptor
-    // borrowed for the duration of the call; `recv` writes at most that many bytes.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 /// Receives at most `max` bytes into `buf`'s spare capacity, appending them (the room needs no
 /// zero-filling first). `Ok(None)`: nothing yet (with `MSG_DONTWAIT` in `flags`), or interrupted.
 #[allow(unsafe_code)]

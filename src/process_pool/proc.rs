@@ -162,25 +162,6 @@ impl Source for NoWait<'_> {
     }
 }
 
-/// The socket read blocking, by a caller waiting for one reply with no deadline ([`Proc::help`]):
-/// one `recv` that sleeps until the reply is there, instead of a `poll` and then a `recv`. The
-/// worker's death ends it with end-of-file: the kernel's, or, when another process holds a copy of
-/// the worker's end, the driver's shutdown of the read side once the worker's pidfd fires.
-struct Blocking<'a>(&'a UnixStream);
-
-impl Read for Blocking<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        os::recv_wait(self.0.as_fd(), buf)
-    }
-}
-
-impl Source for Blocking<'_> {
-    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        os::recv_spare(self.0.as_fd(), buf, max, 0)?
-            .ok_or_else(|| io::ErrorKind::Interrupted.into())
-    }
-}
-
 /// The next reply if it has arrived whole, without blocking (`None`: not yet). End-of-file, even in
 /// the middle of a frame, is `UnexpectedEof`; a corrupt header is `InvalidData`.
 pub(crate) fn read_nowait<'r>(
@@ -415,13 +396,6 @@ impl Proc {
             }
         }
         let Turn { reader, served } = &mut *turn;
-        if deadline.is_none() {
-            // The reply or the worker's end, whichever comes: one blocking read, where a wait and
-            // then a read are two system calls.
-            let read = reader.read_frame(Blocking(&self.stream)).map(Some);
-            self.handle_reply(&shared, read, served);
-            return;
-        }
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
         // Wait first: the task was just handed over, so its reply is rarely there yet (and a `poll`
         // that finds it there costs what a read that finds nothing would).
