@@ -45,9 +45,8 @@ pub(crate) type StateLock<T> = WordLock<T>;
 pub(crate) type StateGuard<'a, T> = WordGuard<'a, T>;
 
 /// Under loom, the state machine's models take a future's state lock as one loom mutex, next to a
-/// std atomic for the id and flags, as they did before the lock moved into the word: a loom atomic
-/// word explored bit by bit (every relaxed load of the id a branch) multiplies their interleavings by
-/// a thousand or more. The lock bits themselves are checked on their own ([`LoomWordLock`], model 7 of
+/// std atomic for the id and flags: a loom atomic word explored bit by bit (every relaxed load of the
+/// id a branch) would multiply their interleavings by a thousand or more. The lock bits themselves are checked on their own ([`LoomWordLock`], model 7 of
 /// tests/loom.rs).
 #[cfg(loom)]
 pub(crate) type StateGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
