@@ -25,6 +25,7 @@
 //! the lock is modelled on its own (`LoomWordLock`), while the state machine's models take the state
 //! lock as a plain loom mutex (see `StateLock`).
 
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use crate::sync::atomic::{AtomicU64, Ordering};
@@ -45,9 +46,8 @@ pub(crate) type StateLock<T> = WordLock<T>;
 pub(crate) type StateGuard<'a, T> = WordGuard<'a, T>;
 
 /// Under loom, the state machine's models take a future's state lock as one loom mutex, next to a
-/// std atomic for the id and flags, as they did before the lock moved into the word: a loom atomic
-/// word explored bit by bit (every relaxed load of the id a branch) multiplies their interleavings by
-/// a thousand or more. The lock bits themselves are checked on their own ([`LoomWordLock`], model 7 of
+/// std atomic for the id and flags: a loom atomic word explored bit by bit (every relaxed load of the
+/// id a branch) would multiply their interleavings by a thousand or more. The lock bits themselves are checked on their own ([`LoomWordLock`], model 7 of
 /// tests/loom.rs).
 #[cfg(loom)]
 pub(crate) type StateGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
@@ -308,6 +308,9 @@ fn spin_once(_round: u32) {}
 /// The proof of holding a [`WordLock`]: reaches the data, and releases the lock when dropped.
 pub(crate) struct WordGuard<'a, T> {
     lock: &'a WordLock<T>,
+    /// The guard lends `&T` to whoever shares it, so it may be shared between threads only if `T`
+    /// may (as std's `MutexGuard`); the lock reference alone would make it `Sync` for any `T: Send`.
+    _data: PhantomData<&'a mut T>,
     #[cfg(loom)]
     data: Option<loom::cell::MutPtr<T>>,
 }
@@ -316,7 +319,10 @@ pub(crate) struct WordGuard<'a, T> {
 impl<'a, T> WordGuard<'a, T> {
     #[cfg(not(loom))]
     fn new(lock: &'a WordLock<T>) -> Self {
-        WordGuard { lock }
+        WordGuard {
+            lock,
+            _data: PhantomData,
+        }
     }
 
     #[cfg(loom)]
@@ -324,6 +330,7 @@ impl<'a, T> WordGuard<'a, T> {
         // loom tracks the access from here until the guard drops it, before the unlock.
         WordGuard {
             lock,
+            _data: PhantomData,
             data: Some(lock.data.get_mut()),
         }
     }
@@ -402,5 +409,36 @@ impl LoomWordLock {
     pub fn counter_and_word(&self) -> (u64, u64) {
         let counter = *self.0.lock();
         (counter, self.0.word.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::Cell;
+    use std::marker::PhantomData;
+
+    use super::WordGuard;
+
+    /// `IsSync::<X>::SYNC` is the inherent `true` where `X: Sync`, else the trait's `false`.
+    struct IsSync<X: ?Sized>(PhantomData<X>);
+    trait NotSync {
+        const SYNC: bool = false;
+    }
+    impl<X: ?Sized> NotSync for IsSync<X> {}
+    impl<X: ?Sized + Sync> IsSync<X> {
+        const SYNC: bool = true;
+    }
+
+    /// A guard derefs to `&T` through a shared borrow, so sharing it between threads shares `&T`:
+    /// it must be `Sync` only where `T` is.
+    #[test]
+    fn a_guard_is_sync_only_over_sync_data() {
+        let over_sync = IsSync::<WordGuard<'static, u64>>::SYNC;
+        let over_cell = IsSync::<WordGuard<'static, Cell<u64>>>::SYNC;
+        assert!(std::hint::black_box(over_sync));
+        assert!(
+            !std::hint::black_box(over_cell),
+            "a guard over a `Cell` can be shared between threads"
+        );
     }
 }
