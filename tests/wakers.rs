@@ -220,3 +220,39 @@ fn a_panicking_waker_does_not_take_the_worker_down() {
     );
     assert_eq!(pool.metrics().workers, 1);
 }
+
+/// A waker that asks its own future's state when the last clone of it goes, as a task that holds the
+/// future does when its final waker is dropped.
+struct AsksOnDrop(concurrent_futures::TaskHandle);
+
+impl Wake for AsksOnDrop {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for AsksOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.running();
+    }
+}
+
+/// A poll with a new waker replaces the owner's old one; the old waker's drop may run code that
+/// reaches the same future, so the future drops it only after releasing its lock (or the thread
+/// deadlocks on itself).
+#[test]
+fn a_replaced_waker_is_dropped_after_the_future_lets_go_of_its_lock() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (promise, mut f) = Promise::<u32>::new();
+        let asks = Waker::from(Arc::new(AsksOnDrop(f.handle())));
+        let mut cx = Context::from_waker(&asks);
+        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        drop(asks); // the future holds the only clone now
+        let (_, other) = counting();
+        let mut cx = Context::from_waker(&other);
+        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        promise.set_result(7).unwrap();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the poll that replaced the waker deadlocked on the future's lock");
+}

@@ -460,7 +460,9 @@ impl<T> Core<T> {
             // the module docs), but would mean "wait for it to come back" all the same.
             live => {
                 inner.state = live;
-                self.register_owner(&mut inner, cx.waker());
+                let replaced = self.register_owner(&mut inner, cx.waker());
+                drop(inner);
+                drop(replaced);
                 return Poll::Pending;
             }
         };
@@ -505,13 +507,15 @@ impl<T> Core<T> {
             State::DoneWithError(_, e) => Some((**e).clone()),
             State::Done(_) | State::Lent | State::Taken => None,
             _ => {
-                self.register_watcher(&mut inner, cx.waker(), key);
+                let replaced = self.register_watcher(&mut inner, cx.waker(), key);
+                drop(inner);
+                drop(replaced);
                 return Poll::Pending;
             }
         };
-        if let Some(k) = key.take() {
-            self.remove_watcher(&mut inner, k);
-        }
+        let removed = key.take().and_then(|k| self.remove_watcher(&mut inner, k));
+        drop(inner);
+        drop(removed);
         Poll::Ready(ready)
     }
 
@@ -527,7 +531,9 @@ impl<T> Core<T> {
             }
             return Poll::Ready(());
         }
-        self.register_watcher(&mut inner, cx.waker(), key);
+        let replaced = self.register_watcher(&mut inner, cx.waker(), key);
+        drop(inner);
+        drop(replaced);
         Poll::Pending
     }
 
@@ -558,23 +564,34 @@ impl<T> Core<T> {
         self.inner.flags(Ordering::Relaxed) & FIRST_IS_WATCHER != 0
     }
 
-    /// Registers (or refreshes) the owner's waker: inline, unless a watcher holds that slot.
-    fn register_owner(&self, inner: &mut Inner<T>, waker: &Waker) {
+    /// Registers (or refreshes) the owner's waker: inline, unless a watcher holds that slot. Returns
+    /// the waker it replaced, for the caller to drop once the lock is released (a waker's drop may
+    /// run user code, which may reach this future).
+    fn register_owner(&self, inner: &mut Inner<T>, waker: &Waker) -> Option<Waker> {
         if self.first_is_watcher() {
-            register_listed(inner, OWNER_KEY, waker);
+            register_listed(inner, OWNER_KEY, waker)
         } else {
-            register(&mut inner.first, waker);
+            register(&mut inner.first, waker)
         }
     }
 
     /// Registers (or refreshes) the watcher `key`, woken once the outcome is published: in the inline
     /// slot if it is free (a `wait` over many futures then allocates nothing per future), else in the
     /// list. Called only before publication, so a watcher holding the inline slot still holds it.
-    fn register_watcher(&self, inner: &mut Inner<T>, waker: &Waker, key: &mut Option<u64>) {
+    /// Returns the waker it replaced, to be dropped once the lock is released.
+    fn register_watcher(
+        &self,
+        inner: &mut Inner<T>,
+        waker: &Waker,
+        key: &mut Option<u64>,
+    ) -> Option<Waker> {
         match *key {
             Some(INLINE_KEY) => register(&mut inner.first, waker),
             Some(k) => register_listed(inner, k, waker),
-            None => *key = Some(self.add_watcher(inner, waker.clone())),
+            None => {
+                *key = Some(self.add_watcher(inner, waker.clone()));
+                None
+            }
         }
     }
 
@@ -630,23 +647,24 @@ fn published<T>(ending: Ending, outcome: Result<T, Error>) -> State<T> {
     }
 }
 
-fn register(slot: &mut Option<Waker>, waker: &Waker) {
+/// Registers (or refreshes) the waker in `slot`; returns the one it replaced.
+fn register(slot: &mut Option<Waker>, waker: &Waker) -> Option<Waker> {
     match slot {
-        Some(w) if w.will_wake(waker) => {}
-        _ => *slot = Some(waker.clone()),
+        Some(w) if w.will_wake(waker) => None,
+        _ => slot.replace(waker.clone()),
     }
 }
 
-/// Registers (or refreshes) the waker listed under `key`.
-fn register_listed<T>(inner: &mut Inner<T>, key: u64, waker: &Waker) {
+/// Registers (or refreshes) the waker listed under `key`; returns the one it replaced.
+fn register_listed<T>(inner: &mut Inner<T>, key: u64, waker: &Waker) -> Option<Waker> {
     let x = inner.extras();
     match x.waiters.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, w)) => {
-            if !w.will_wake(waker) {
-                *w = waker.clone();
-            }
+        Some((_, w)) if w.will_wake(waker) => None,
+        Some((_, w)) => Some(mem::replace(w, waker.clone())),
+        None => {
+            x.waiters.push((key, waker.clone()));
+            None
         }
-        None => x.waiters.push((key, waker.clone())),
     }
 }
 
