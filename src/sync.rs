@@ -2,9 +2,9 @@
 //! compiled with `--cfg loom` so the model checker can explore every interleaving of the state machine.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{atomic::AtomicUsize, Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{atomic::AtomicUsize, Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;

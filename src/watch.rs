@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 
 use crate::future::{Registration, Watch};
-use crate::sync::{lock, AtomicUsize, Mutex};
+use crate::sync::atomic::AtomicUsize;
+use crate::sync::{lock, Mutex};
 
 /// The indices of watched futures whose wakers fired, and the one task to wake when one does. Shared by
 /// every per-future waker of a set; a [`WatchSet`] (fixed) or a `CompletionSet` (growing) drains it.
