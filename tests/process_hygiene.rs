@@ -66,7 +66,17 @@ struct Baseline {
 }
 
 impl Baseline {
+    /// The process's resources once the warm-up pool's threads are gone: a thread that `shutdown`
+    /// joined can still be listed in `/proc/self/task` for a moment while the kernel finishes its
+    /// exit, and must not be counted as part of the baseline.
     fn take() -> Baseline {
+        assert!(
+            eventually(LIMIT, || !threads()
+                .iter()
+                .any(|t| t.starts_with("process-pool"))),
+            "the warm-up pool's threads outlived its shutdown: {:?}",
+            threads()
+        );
         Baseline {
             fds: fds(),
             threads: threads(),
