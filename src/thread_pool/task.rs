@@ -109,7 +109,10 @@ impl TokenSlot for Arc<TokenState> {
 
 /// Where a task keeps its work (the closure) until a worker takes it or a cancel drops it: in the
 /// future's slot when it fits ([`InSlot`]), so that a queued task carries one slot for its work and
-/// its outcome, or next to it ([`Spilled`]).
+/// its outcome, or next to it ([`Spilled`]). The choice is made per closure and output type at submit:
+/// the slot lives in `Core<T>`, which the future reaches without knowing the closure's type. (A slot
+/// sized for both inside the type-erased job would need a `dyn` job generic over `T`, and so
+/// `T: 'static`, which `Promise<T>` does not ask for.)
 ///
 /// No lock guards the work: the future's state machine does. The one call that moves the future out
 /// of PENDING (a worker's claim, the winning cancel, a failing pool's start, a submit taking back the
