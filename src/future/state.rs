@@ -16,13 +16,14 @@
 //!
 //! `Settling` is the phase in which the done callbacks registered so far run, on the thread that decided
 //! the outcome, which holds the outcome outside the lock and lends it to each callback by reference.
-//! Only when they have returned is the outcome *published*: stored in the state (`Done`), the
+//! Only when they have returned is the outcome *published*: stored in the future's slot (`Done`), the
 //! [`ENDED`] bit set, and then every waiter woken. Until publication the future looks unfinished from
 //! outside: `done()` is false, `wait`/`as_completed`/`exception()` keep waiting, a completing task still
 //! reads as running and `cancel()` of it fails. So `done()` implies the outcome can be read (and, for the
 //! owner, taken) at once, on every thread, at every moment. A successful `cancel()` settles the same
 //! way on the cancelling thread: until its callbacks return the future still reads as pending (neither
-//! running nor cancelled), `start()` already refuses it, and a second `cancel()` returns `true`.
+//! running nor cancelled), `start()` already refuses it, and a second `cancel()` returns `true`. The
+//! cancelling thread drops the task's work first: the slot that held it takes the outcome.
 //!
 //! This diverges from CPython (conformance #36), which publishes, wakes the waiters and only then calls
 //! back, so a Python waiter can see a future done while its callbacks still run. Python can, because its
@@ -32,7 +33,7 @@
 //! publication keeps the borrow strictly before the move.
 //!
 //! A callback added to a future that is already `Done` runs at once on the adding thread, and the
-//! future must stay done and readable meanwhile. An error is cloned (`Error: Clone`) and the state keeps
+//! future must stay done and readable meanwhile. An error is cloned (`Error: Clone`) and the slot keeps
 //! its own. A value (`T` is only `Send`, so it cannot be shared between threads) is *lent*: moved to the
 //! adding thread for the callback and put back when it returns, while the state (`Lent`) still answers
 //! everything other threads ask: done, not cancelled, no exception. Only the owner's take needs the
