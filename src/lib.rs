@@ -117,8 +117,9 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)] // allowed only on the few items that need it (system calls, the process pool's code
-                      // addresses, the lifetime erasure of scoped tasks, a thread-pool task's lock-free
-                      // closure slot, the watch set's waker vtable, the byte-vector shortcut's type
+                      // addresses, the lifetime erasure of scoped tasks, a future's lock word and its
+                      // slot (a thread-pool task's closure, then the outcome), the watch set's waker
+                      // vtable, the byte-vector shortcut's type
                       // check), each with a SAFETY comment
 
 mod as_completed;

@@ -41,14 +41,16 @@ impl fmt::Display for FutureId {
 /// What a future carries besides its state: the work it stands for, type-erased so the handle does not
 /// name the closure's type. One allocation holds both.
 pub(crate) trait Job: Send + Sync {
-    /// Drops the work without running it, so captured data is freed at once.
+    /// Drops the work without running it, so captured data is freed at once. `slot` is the address of
+    /// the future's slot, where a job may keep its work while the future is PENDING (see
+    /// `Core::with_work`).
     ///
     /// # Safety
     /// Only the call that cancelled the future ([`Cancel::Won`]) calls it, or the drop of a task whose
     /// future never left PENDING; once: a job may rely on having its work to itself here, and on
-    /// nobody having taken it (the thread pool's closure slot has no lock, and no tag).
-    #[allow(unsafe_code)] // a contract on the caller, which `TaskCell::cancel` keeps
-    unsafe fn discard(&self);
+    /// nobody having taken it (the thread pool's closure has no lock, and no tag of its own).
+    #[allow(unsafe_code)] // a contract on the caller, which `Core::cancel_by` and `TaskCell` keep
+    unsafe fn discard(&self, slot: *mut u8);
     /// Asks a running task to stop, if it can be asked: `true` if the request was delivered.
     fn interrupt(&self) -> bool {
         false
@@ -72,28 +74,23 @@ pub(crate) struct TaskCell<T, J: Job + ?Sized> {
 impl<T, J: Job + ?Sized> Drop for TaskCell<T, J> {
     fn drop(&mut self) {
         // A task dropped before anything moved it out of PENDING (one a closed queue refused) still
-        // holds its work, which nothing else will drop: a job keeps no tag of its own (see `FuncSlot`).
+        // holds its work, which nothing else will drop: a job keeps no tag of its own (see the thread
+        // pool's `Holder`).
         if self.core.is_pending_mut() {
             // SAFETY: the future never left PENDING, so no cancel won it and nothing took the work;
             // `&mut self` makes this the last use.
-            unsafe { self.job.discard() };
+            self.core
+                .with_slot(|slot| unsafe { self.job.discard(slot) });
         }
     }
 }
 
-#[allow(unsafe_code)] // `Job::discard`'s contract: see the SAFETY comment.
 impl<T, J: Job + ?Sized> TaskCell<T, J> {
-    /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it). Every
-    /// cancel of a task goes through here.
+    /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it, before the
+    /// callbacks run). Every cancel of a task goes through here.
     pub(crate) fn cancel(&self) -> bool {
-        match self.core.cancel_by() {
-            Cancel::Won => {
-                // SAFETY: this call won the future's PENDING, which `cancel_by` reports to one
-                // call only; `Won` is not returned twice for one future.
-                unsafe { self.job.discard() };
-                true
-            }
-            Cancel::AlreadyCancelled => true,
+        match self.core.cancel_by(&self.job) {
+            Cancel::Won | Cancel::AlreadyCancelled => true,
             Cancel::Refused => false,
         }
     }
@@ -110,7 +107,7 @@ pub(crate) struct NoJob;
 
 #[allow(unsafe_code)] // an empty `Job::discard`
 impl Job for NoJob {
-    unsafe fn discard(&self) {}
+    unsafe fn discard(&self, _slot: *mut u8) {}
 }
 
 /// The handle to a submitted task: Python's `concurrent.futures.Future`, and a Rust [`Future`].
@@ -593,5 +590,66 @@ impl<T> Watch for &mut PoolFuture<T> {
 impl<T> Watch for CancelOnDrop<T> {
     fn watched(&self) -> &dyn Watched {
         &**self
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::Cell;
+    use std::marker::PhantomData;
+    use std::panic::{RefUnwindSafe, UnwindSafe};
+    use std::rc::Rc;
+
+    use super::{PoolFuture, Promise};
+
+    /// `Is::<X>::SEND` is the inherent `true` where `X: Send`, else the trait's `false`; the same for
+    /// `SYNC`. `UNWIND_SAFE` has no fallback: naming it is a compile-time assertion.
+    struct Is<X: ?Sized>(PhantomData<X>);
+    trait Not {
+        const SEND: bool = false;
+        const SYNC: bool = false;
+    }
+    impl<X: ?Sized> Not for Is<X> {}
+    impl<X: ?Sized + Send> Is<X> {
+        const SEND: bool = true;
+    }
+    impl<X: ?Sized + Sync> Is<X> {
+        const SYNC: bool = true;
+    }
+    impl<X: ?Sized + UnwindSafe + RefUnwindSafe> Is<X> {
+        const UNWIND_SAFE: bool = true;
+    }
+
+    /// A future and a promise are `Send` and `Sync` exactly when their output may be sent (as std's
+    /// `Mutex<T>`), whatever the output's own `Sync`; a future is always unwind-safe.
+    #[test]
+    fn futures_and_promises_are_send_and_sync_when_their_output_is_send() {
+        let auto = [
+            (Is::<PoolFuture<u64>>::SEND, Is::<PoolFuture<u64>>::SYNC),
+            (
+                Is::<PoolFuture<Cell<u8>>>::SEND,
+                Is::<PoolFuture<Cell<u8>>>::SYNC,
+            ),
+            (
+                Is::<PoolFuture<Rc<u8>>>::SEND,
+                Is::<PoolFuture<Rc<u8>>>::SYNC,
+            ),
+            (Is::<Promise<Cell<u8>>>::SEND, Is::<Promise<Cell<u8>>>::SYNC),
+            (Is::<Promise<Rc<u8>>>::SEND, Is::<Promise<Rc<u8>>>::SYNC),
+        ];
+        assert_eq!(
+            std::hint::black_box(auto),
+            [
+                (true, true),
+                (true, true),
+                (false, false),
+                (true, true),
+                (false, false)
+            ]
+        );
+        assert!(std::hint::black_box(Is::<PoolFuture<Rc<u8>>>::UNWIND_SAFE));
+        assert!(std::hint::black_box(
+            Is::<PoolFuture<Cell<u8>>>::UNWIND_SAFE
+        ));
     }
 }

@@ -16,13 +16,14 @@
 //!
 //! `Settling` is the phase in which the done callbacks registered so far run, on the thread that decided
 //! the outcome, which holds the outcome outside the lock and lends it to each callback by reference.
-//! Only when they have returned is the outcome *published*: stored in the state (`Done`), the
+//! Only when they have returned is the outcome *published*: stored in the future's slot (`Done`), the
 //! [`ENDED`] bit set, and then every waiter woken. Until publication the future looks unfinished from
 //! outside: `done()` is false, `wait`/`as_completed`/`exception()` keep waiting, a completing task still
 //! reads as running and `cancel()` of it fails. So `done()` implies the outcome can be read (and, for the
 //! owner, taken) at once, on every thread, at every moment. A successful `cancel()` settles the same
 //! way on the cancelling thread: until its callbacks return the future still reads as pending (neither
-//! running nor cancelled), `start()` already refuses it, and a second `cancel()` returns `true`.
+//! running nor cancelled), `start()` already refuses it, and a second `cancel()` returns `true`. The
+//! cancelling thread drops the task's work first: the slot that held it takes the outcome.
 //!
 //! This diverges from CPython (conformance #36), which publishes, wakes the waiters and only then calls
 //! back, so a Python waiter can see a future done while its callbacks still run. Python can, because its
@@ -32,7 +33,7 @@
 //! publication keeps the borrow strictly before the move.
 //!
 //! A callback added to a future that is already `Done` runs at once on the adding thread, and the
-//! future must stay done and readable meanwhile. An error is cloned (`Error: Clone`) and the state keeps
+//! future must stay done and readable meanwhile. An error is cloned (`Error: Clone`) and the slot keeps
 //! its own. A value (`T` is only `Send`, so it cannot be shared between threads) is *lent*: moved to the
 //! adding thread for the callback and put back when it returns, while the state (`Lent`) still answers
 //! everything other threads ask: done, not cancelled, no exception. Only the owner's take needs the
@@ -42,25 +43,27 @@
 //! the value's return like any other wait.) Callbacks added while a value is lent join the lending
 //! thread's and run right after, on it, as they do while settling.
 
-use std::mem;
+use std::mem::{self, ManuallyDrop, MaybeUninit};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{panic_message, Error};
+use crate::sync::UnsafeCell;
 
 use super::word::{StateGuard, StateLock, ID_SHIFT};
-use super::FutureId;
+use super::{FutureId, Job};
 
-/// How a future ended, without the value: what the predicates and `Debug` need.
+/// How a future ended, without the value: what the predicates and `Debug` need. (The discriminants
+/// are part of the state's tag: see [`STATES`].)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ending {
     /// The task returned a value.
-    Returned,
+    Returned = 0,
     /// The task failed: a panic, an `Err` from a fallible task, a broken pool.
-    Raised,
+    Raised = 1,
     /// Cancelled before it ran.
-    Cancelled,
+    Cancelled = 2,
 }
 
 /// What became of the waker a watcher gave to [`Core::watch`]. (`pub` only because the sealed
@@ -96,25 +99,94 @@ pub(crate) enum Phase {
 
 pub(crate) type Callback<T> = Box<dyn FnOnce(&Result<T, Error>) + Send + 'static>;
 
-enum State<T> {
-    /// Queued; `cancel()` can still win.
+/// Where a future is in the machine above: the tag kept in the future's word (under the lock, like
+/// the flags), which also names what the slot holds (see [`Core`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Queued; `cancel()` can still win. The slot holds the task's work, if its job keeps it there.
     Pending,
-    /// A worker took it; it will finish with an outcome.
+    /// A worker took it; it will finish with an outcome. The slot holds the work until the worker
+    /// takes it out, which it does before completing.
     Running,
     /// The outcome is decided and held by the deciding thread, which is running the callbacks; it is
-    /// published (`Done`) when they return.
+    /// published (`Done`) when they return. The slot is empty.
     Settling(Ending),
-    /// The outcome is published: a value, which can be read or taken.
-    Done(T),
-    /// The outcome is published: an error (the task's, or `Cancelled`), which stays to be read again.
-    /// Boxed, so that the state, which every queued task carries, is no larger than a small value (an
-    /// `Error` is 32 bytes) and failures pay for the room they need.
-    DoneWithError(Ending, Box<Error>),
+    /// The outcome is published: a value, in the slot, which can be read or taken.
+    Done,
+    /// The outcome is published: an error (the task's, or `Cancelled`), boxed in the slot, which stays
+    /// to be read again. Boxed, so that the slot, which every queued task carries, is no larger than
+    /// a small value (an `Error` is 32 bytes) and failures pay for the room they need.
+    DoneWithError(Ending),
     /// Published with a value, which a callback added afterwards is reading on the thread that added it;
-    /// that thread puts it back (`Done`) when its callbacks return.
+    /// that thread puts it back (`Done`) when its callbacks return. The slot is empty meanwhile.
     Lent,
     /// The owner took the value out (only successful values are taken; errors stay to be read again).
+    /// The slot is empty.
     Taken,
+}
+
+/// Where the state's tag sits in the word (see `word.rs`), and its four bits.
+const TAG_SHIFT: u32 = 5;
+const TAG_MASK: u64 = 0b1111 << TAG_SHIFT;
+
+/// Every state, at the index of its tag: [`State::bits`] names each, [`State::of`] reads them back.
+const STATES: [State; 11] = [
+    State::Pending,
+    State::Running,
+    State::Settling(Ending::Returned),
+    State::Settling(Ending::Raised),
+    State::Settling(Ending::Cancelled),
+    State::Done,
+    State::DoneWithError(Ending::Returned),
+    State::DoneWithError(Ending::Raised),
+    State::DoneWithError(Ending::Cancelled),
+    State::Lent,
+    State::Taken,
+];
+
+impl State {
+    /// The tag's bits in the word: the state's index in [`STATES`].
+    #[inline]
+    fn bits(self) -> u64 {
+        let code = match self {
+            State::Pending => 0,
+            State::Running => 1,
+            State::Settling(e) => 2 + e as u64,
+            State::Done => 5,
+            State::DoneWithError(e) => 6 + e as u64,
+            State::Lent => 9,
+            State::Taken => 10,
+        };
+        code << TAG_SHIFT
+    }
+
+    /// The state whose tag is in `word`. Only [`State::bits`] writes tags, so the index is in range.
+    #[inline]
+    fn of(word: u64) -> State {
+        STATES[((word & TAG_MASK) >> TAG_SHIFT) as usize]
+    }
+
+    fn phase(self) -> Phase {
+        match self {
+            State::Pending | State::Settling(Ending::Cancelled) => Phase::Pending,
+            State::Running | State::Settling(_) => Phase::Running,
+            State::Done | State::Lent | State::Taken => Phase::Ended(Ending::Returned),
+            State::DoneWithError(e) => Phase::Ended(e),
+        }
+    }
+}
+
+/// What the slot holds once the outcome is published; the state says which field.
+union Slot<T> {
+    value: ManuallyDrop<T>,
+    error: ManuallyDrop<Box<Error>>,
+}
+
+/// Whether a task's work `W` fits in the slot of a `Core<T>`, so that the job need not keep it
+/// (see [`Core::with_work`]).
+pub(crate) const fn fits_in_slot<W, T>() -> bool {
+    mem::size_of::<W>() <= mem::size_of::<Slot<T>>()
+        && mem::align_of::<W>() <= mem::align_of::<Slot<T>>()
 }
 
 /// Wakers of `wait`/`as_completed` calls watching this future, and done callbacks: both rare enough
@@ -125,8 +197,9 @@ struct Extras<T> {
     callbacks: Vec<Callback<T>>,
 }
 
+/// What the lock guards besides the slot. Only reached through the lock's guard, so a `&Inner<T>`
+/// proves the lock is held: the slot's accessors take one.
 struct Inner<T> {
-    state: State<T>,
     /// One waker kept inline, so that the common waits allocate nothing: the owner's (`.await`,
     /// `result()`), or, while the owner has none here, one watcher's (`wait`, `as_completed`,
     /// `exception()`), registered under [`INLINE_KEY`] and flagged by [`FIRST_IS_WATCHER`]. The others
@@ -146,16 +219,6 @@ impl<T> Inner<T> {
         })
     }
 
-    fn phase(&self) -> Phase {
-        match &self.state {
-            State::Pending | State::Settling(Ending::Cancelled) => Phase::Pending,
-            State::Running | State::Settling(_) => Phase::Running,
-            State::Done(_) => Phase::Ended(Ending::Returned),
-            State::DoneWithError(e, _) => Phase::Ended(*e),
-            State::Lent | State::Taken => Phase::Ended(Ending::Returned),
-        }
-    }
-
     /// Takes the next batch of callbacks to run, if any were added.
     fn take_callbacks(&mut self) -> Option<Vec<Callback<T>>> {
         match self.extras.as_mut() {
@@ -166,13 +229,28 @@ impl<T> Inner<T> {
 }
 
 /// The shared heart of one future.
+///
+/// One slot holds what the future carries in each state, so that a queued task pays for the larger
+/// of its work and its outcome, not for both: the task's work while PENDING (the thread pool's
+/// closure, when it fits: [`with_work`](Self::with_work)), the value once `Done`, the boxed error
+/// once `DoneWithError`, and nothing otherwise. The state's tag, in the word, says which. The
+/// outcome is written and read under the lock; the work belongs to the one call that moves the
+/// future out of PENDING (see `Job::discard`), which takes it out before completing the future.
 pub(crate) struct Core<T> {
-    /// The state, behind a lock whose word also holds the future's id and its flags: [`ENDED`], set
-    /// (under the lock) once the outcome is published, so `done()` and the first pass of
+    /// The lock, whose word also holds the future's id, the state's tag and the flags: [`ENDED`],
+    /// set (under the lock) once the outcome is published, so `done()` and the first pass of
     /// `wait`/`as_completed` over many futures read one atomic instead of taking each lock. One word
-    /// for the lock, the id and the flags keeps a queued task in a smaller allocation.
+    /// for the lock, the id, the state and the flags keeps a queued task in a smaller allocation.
     inner: StateLock<Inner<T>>,
+    slot: UnsafeCell<MaybeUninit<Slot<T>>>,
 }
+
+// SAFETY: the slot holds a `T` (or a boxed `Error`, or a job's `Send` work) and is never shared: its
+// outcome is reached under the lock only, and moved, never lent by reference, between threads; its
+// work by one thread at a time (the type's docs). So sharing a core shares no `&T`: it is `Sync`
+// when `T` may be sent, as std's `Mutex<T>` is.
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Sync for Core<T> {}
 
 /// The flag that says the outcome is published.
 const ENDED: u64 = 1 << 4;
@@ -192,18 +270,38 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<T> Core<T> {
     pub(crate) fn new() -> Self {
-        // Ids count up from 1 in the word's top 56 bits: they do not run out in a process's life.
+        // Ids count up from 1 in the word's top bits (55 of them): they do not run out in a
+        // process's life.
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Core {
             inner: StateLock::new(
-                id << ID_SHIFT,
+                (id << ID_SHIFT) | State::Pending.bits(),
                 Inner {
-                    state: State::Pending,
                     first: None,
                     extras: None,
                 },
             ),
+            slot: UnsafeCell::new(MaybeUninit::uninit()),
         }
+    }
+
+    /// A PENDING future whose slot holds `work` (which must [fit](fits_in_slot)), for a job that
+    /// keeps its work there: whoever moves the future out of PENDING takes it out, through
+    /// [`with_slot`](Self::with_slot).
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) fn with_work<W>(work: W) -> Self {
+        assert!(fits_in_slot::<W, T>(), "the work does not fit in the slot");
+        let core = Self::new();
+        // SAFETY: the slot is large and aligned enough for a `W` (asserted), and nothing else can
+        // reach a core that is still being built.
+        core.slot
+            .with_mut(|slot| unsafe { slot.cast::<W>().write(work) });
+        core
+    }
+
+    /// Calls `f` with the address of the slot, where a job that keeps its work in it finds it.
+    pub(crate) fn with_slot<R>(&self, f: impl FnOnce(*mut u8) -> R) -> R {
+        self.slot.with_mut(|slot| f(slot.cast()))
     }
 
     pub(crate) fn id(&self) -> FutureId {
@@ -214,23 +312,43 @@ impl<T> Core<T> {
         self.inner.lock()
     }
 
-    pub(crate) fn phase(&self) -> Phase {
-        self.lock().phase()
+    /// The state; `_held` proves the lock is held, so no other thread changes it meanwhile.
+    fn state(&self, _held: &Inner<T>) -> State {
+        State::of(self.inner.flags(Ordering::Relaxed))
     }
 
-    /// Whether the future is still PENDING, read without the lock through `&mut self` (a task being
-    /// dropped).
+    /// Moves the state from `from` (which it is) to `to`, in one atomic operation on the word.
+    fn set_state(&self, _held: &mut Inner<T>, from: State, to: State) {
+        if from != to {
+            self.inner
+                .toggle_flags(from.bits() ^ to.bits(), Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        let inner = self.lock();
+        self.state(&inner).phase()
+    }
+
+    /// The state, read without the lock through `&mut self` (a task being dropped).
     #[cfg(not(loom))]
-    pub(crate) fn is_pending_mut(&mut self) -> bool {
-        self.inner
-            .with_mut(|inner| matches!(inner.state, State::Pending))
+    fn state_mut(&mut self) -> State {
+        State::of(self.inner.flags(Ordering::Relaxed))
     }
 
     /// Under loom, through the lock: the last owner's exclusive access comes from std's `Arc`, whose
-    /// ordering loom does not see, so an unlocked read would look like a race to it.
+    /// ordering loom does not see, so an unlocked read of the slot that follows would look like a
+    /// race to it.
     #[cfg(loom)]
+    fn state_mut(&mut self) -> State {
+        let inner = self.lock();
+        self.state(&inner)
+    }
+
+    /// Whether the future is still PENDING, read through `&mut self` (a task being dropped, whose work
+    /// is then still in it).
     pub(crate) fn is_pending_mut(&mut self) -> bool {
-        matches!(self.lock().state, State::Pending)
+        self.state_mut() == State::Pending
     }
 
     /// The id and whether the outcome is published, in one load.
@@ -268,12 +386,13 @@ impl<T> Core<T> {
     }
 
     /// PENDING → RUNNING, the worker's side of the race with `cancel()`. `false` means the future was
-    /// cancelled and the task must be skipped.
+    /// cancelled and the task must be skipped. A job that keeps its work in the slot takes it out after
+    /// a `true` here, before completing the future.
     pub(crate) fn start(&self) -> bool {
         let mut inner = self.lock();
-        match inner.state {
+        match self.state(&inner) {
             State::Pending => {
-                inner.state = State::Running;
+                self.set_state(&mut inner, State::Pending, State::Running);
                 true
             }
             // Cancelled (or being cancelled): skip the task. Any other state is a second start (only
@@ -284,16 +403,29 @@ impl<T> Core<T> {
 
     /// PENDING → cancelled. The future is cancelled unless this returns [`Cancel::Refused`]: by this
     /// call, before, or by a cancel on another thread whose callbacks are still running (the task
-    /// will never run in any of these cases). Only the call that made the transition ([`Cancel::Won`])
-    /// may touch what the task would have run (see the thread pool's closure slot).
-    pub(crate) fn cancel_by(&self) -> Cancel {
-        let inner = self.lock();
-        match inner.state {
+    /// will never run in any of these cases). The call that made the transition ([`Cancel::Won`])
+    /// discards `job`'s work before it runs the callbacks: it is the only one that ever touches it.
+    #[allow(unsafe_code)] // `Job::discard`'s contract: see the SAFETY comment
+    pub(crate) fn cancel_by<J: Job + ?Sized>(&self, job: &J) -> Cancel {
+        let mut inner = self.lock();
+        match self.state(&inner) {
             State::Pending => {
-                self.settle(inner, Ending::Cancelled, Err(Error::Cancelled), None);
+                let settling = State::Settling(Ending::Cancelled);
+                self.set_state(&mut inner, State::Pending, settling);
+                drop(inner);
+                // SAFETY: this call moved the future out of PENDING, so the work is still there and
+                // its alone; it is discarded before the slot takes the outcome.
+                self.with_slot(|slot| unsafe { job.discard(slot) });
+                self.settle(
+                    self.lock(),
+                    settling,
+                    Ending::Cancelled,
+                    Err(Error::Cancelled),
+                    None,
+                );
                 Cancel::Won
             }
-            State::Settling(Ending::Cancelled) | State::DoneWithError(Ending::Cancelled, _) => {
+            State::Settling(Ending::Cancelled) | State::DoneWithError(Ending::Cancelled) => {
                 Cancel::AlreadyCancelled
             }
             _ => Cancel::Refused,
@@ -302,7 +434,8 @@ impl<T> Core<T> {
 
     /// Decides the outcome (from PENDING or RUNNING), runs the callbacks, publishes it and wakes every
     /// waiter. A future that already ended keeps its first outcome and the new one is given back as
-    /// `InvalidState`.
+    /// `InvalidState`. The slot must hold no work: a job that keeps its work there takes it out
+    /// ([`start`](Self::start), then [`with_slot`](Self::with_slot)) before completing.
     pub(crate) fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
         self.complete_then(outcome, None)
     }
@@ -316,17 +449,18 @@ impl<T> Core<T> {
         before_publish: Option<&mut dyn FnMut()>,
     ) -> Result<(), Error> {
         let inner = self.lock();
-        let ending = match &inner.state {
+        let now = self.state(&inner);
+        let ending = match now {
             State::Pending | State::Running => match outcome {
                 Ok(_) => Ending::Returned,
                 Err(_) => Ending::Raised,
             },
-            State::Settling(e) | State::DoneWithError(e, _) => return Err(self.already_ended(*e)),
-            State::Done(_) | State::Lent | State::Taken => {
+            State::Settling(e) | State::DoneWithError(e) => return Err(self.already_ended(e)),
+            State::Done | State::Lent | State::Taken => {
                 return Err(self.already_ended(Ending::Returned))
             }
         };
-        self.settle(inner, ending, outcome, before_publish);
+        self.settle(inner, now, ending, outcome, before_publish);
         Ok(())
     }
 
@@ -341,16 +475,18 @@ impl<T> Core<T> {
         ))
     }
 
-    /// SETTLING: runs the callbacks (outside the lock, lending them `outcome`), then `before_publish`,
-    /// then publishes the outcome and wakes everyone.
+    /// SETTLING (from the state `from`): runs the callbacks (outside the lock, lending them
+    /// `outcome`), then `before_publish`, then publishes the outcome and wakes everyone.
     fn settle<'a>(
         &'a self,
         mut inner: StateGuard<'a, Inner<T>>,
+        from: State,
         ending: Ending,
         outcome: Result<T, Error>,
         mut before_publish: Option<&mut dyn FnMut()>,
     ) {
-        inner.state = State::Settling(ending);
+        let settling = State::Settling(ending);
+        self.set_state(&mut inner, from, settling);
         loop {
             if let Some(batch) = inner.take_callbacks() {
                 drop(inner);
@@ -370,8 +506,12 @@ impl<T> Core<T> {
         // PUBLISH: the outcome first, then the bit, in one locked section (see `has_ended`). The
         // inline slot is emptied below, so it stops being a watcher's; only the owner registers from
         // now on (a late callback's lending).
-        inner.state = published(ending, outcome);
-        self.set_flags(ENDED, FIRST_IS_WATCHER, Ordering::Release);
+        let published = self.put(&mut inner, ending, outcome);
+        self.inner.set_flags(
+            ENDED | published.bits(),
+            FIRST_IS_WATCHER | settling.bits(),
+            Ordering::Release,
+        );
         let first = inner.first.take();
         let waiters = inner
             .extras
@@ -388,23 +528,75 @@ impl<T> Core<T> {
         }
     }
 
+    /// Stores the outcome in the slot and returns the state that publishes it (which the caller
+    /// then sets, under the same lock). The slot must be empty: the future is settling, or lent.
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn put(&self, _held: &mut Inner<T>, ending: Ending, outcome: Result<T, Error>) -> State {
+        // SAFETY: the lock is held (`_held`), under which alone the outcome is reached, and the slot
+        // is empty (the caller's state has none), so nothing is overwritten.
+        self.slot.with_mut(|slot| unsafe {
+            match outcome {
+                Ok(v) => {
+                    slot.write(MaybeUninit::new(Slot {
+                        value: ManuallyDrop::new(v),
+                    }));
+                    State::Done
+                }
+                Err(e) => {
+                    slot.write(MaybeUninit::new(Slot {
+                        error: ManuallyDrop::new(Box::new(e)),
+                    }));
+                    State::DoneWithError(ending)
+                }
+            }
+        })
+    }
+
+    /// Moves the value out of the slot, leaving it empty.
+    ///
+    /// # Safety
+    /// The state is `Done`, and the caller moves it on (to `Lent` or `Taken`) under the lock it holds.
+    #[allow(unsafe_code)]
+    unsafe fn take_value(&self, _held: &mut Inner<T>) -> T {
+        // SAFETY: `Done` says the slot holds a value; the caller's state change says it is read once.
+        self.slot
+            .with_mut(|slot| unsafe { ManuallyDrop::into_inner((*slot).assume_init_read().value) })
+    }
+
+    /// The published error, borrowed for as long as the lock is held.
+    ///
+    /// # Safety
+    /// The state is `DoneWithError` (which only the core's drop leaves).
+    #[allow(unsafe_code)]
+    unsafe fn error<'a>(&'a self, _held: &'a Inner<T>) -> &'a Error {
+        // SAFETY: `DoneWithError` says the slot holds a boxed error, which stays until the core is
+        // dropped; no one writes the slot meanwhile, and the borrow ends with the caller's lock.
+        self.slot
+            .with_mut(|slot| unsafe { &**(*slot).assume_init_ref().error })
+    }
+
     /// Runs `cb` once with the outcome: later, on the thread that settles the future, or now on this one
     /// if the outcome is already published. Called only through `PoolFuture::add_done_callback(&self)`,
     /// which is what keeps a lent value from being taken while `cb` reads it (see the module docs).
+    #[allow(unsafe_code)] // the slot's accesses: see the SAFETY comments
     pub(crate) fn add_callback(&self, cb: Callback<T>) {
         let mut inner = self.lock();
-        let value = match mem::replace(&mut inner.state, State::Lent) {
-            State::Done(v) => v,
-            State::DoneWithError(ending, e) => {
-                // Errors are cheap to clone: the state keeps its own, untouched.
-                let copy = Err((*e).clone());
-                inner.state = State::DoneWithError(ending, e);
+        let value = match self.state(&inner) {
+            State::Done => {
+                // SAFETY: `Done`, and the state moves on to `Lent` at once, under this lock.
+                let v = unsafe { self.take_value(&mut inner) };
+                self.set_state(&mut inner, State::Done, State::Lent);
+                v
+            }
+            State::DoneWithError(_) => {
+                // Errors are cheap to clone: the slot keeps its own, untouched.
+                // SAFETY: `DoneWithError`, read under this lock.
+                let copy = Err(unsafe { self.error(&inner) }.clone());
                 drop(inner);
                 run_callback(self.id(), cb, &copy);
                 return;
             }
             State::Taken => {
-                inner.state = State::Taken;
                 drop(inner);
                 let gone = Err(Error::InvalidState(
                     "the result was already taken from this future".into(),
@@ -412,10 +604,9 @@ impl<T> Core<T> {
                 run_callback(self.id(), cb, &gone);
                 return;
             }
-            live => {
+            State::Pending | State::Running | State::Settling(_) | State::Lent => {
                 // Not yet published, or lent to another late callback: the thread settling the
                 // future, or the one holding its value, runs it after the callbacks before it.
-                inner.state = live;
                 inner.extras().callbacks.push(cb);
                 return;
             }
@@ -434,7 +625,8 @@ impl<T> Core<T> {
                 None => break,
             }
         }
-        inner.state = published(Ending::Returned, outcome);
+        let published = self.put(&mut inner, Ending::Returned, outcome);
+        self.set_state(&mut inner, State::Lent, published);
         // Published: the inline slot can only hold the owner's waker.
         let owner = inner.first.take();
         drop(inner);
@@ -444,22 +636,24 @@ impl<T> Core<T> {
     }
 
     /// The owner's poll: takes a value out, or clones an error (which stays to be read again).
+    #[allow(unsafe_code)] // the slot's accesses: see the SAFETY comments
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
         let mut inner = self.lock();
-        let outcome = match mem::replace(&mut inner.state, State::Taken) {
-            State::Done(v) => Poll::Ready(Ok(v)),
-            State::DoneWithError(ending, e) => {
-                let copy = (*e).clone();
-                inner.state = State::DoneWithError(ending, e);
-                Poll::Ready(Err(copy))
+        let outcome = match self.state(&inner) {
+            State::Done => {
+                // SAFETY: `Done`, and the state moves on to `Taken` at once, under this lock.
+                let v = unsafe { self.take_value(&mut inner) };
+                self.set_state(&mut inner, State::Done, State::Taken);
+                Poll::Ready(Ok(v))
             }
+            // SAFETY: `DoneWithError`, read under this lock.
+            State::DoneWithError(_) => Poll::Ready(Err(unsafe { self.error(&inner) }.clone())),
             State::Taken => Poll::Ready(Err(Error::InvalidState(
                 "the result was already taken from this future".into(),
             ))),
             // Not yet published; or lent to a late callback, which the borrow rules exclude here (see
             // the module docs), but would mean "wait for it to come back" all the same.
-            live => {
-                inner.state = live;
+            State::Pending | State::Running | State::Settling(_) | State::Lent => {
                 let replaced = self.register_owner(&mut inner, cx.waker());
                 drop(inner);
                 drop(replaced);
@@ -467,7 +661,7 @@ impl<T> Core<T> {
             }
         };
         // Only the owner polls here, so only its own later reads look at the bit.
-        self.set_flags(HANDED_OUT, 0, Ordering::Relaxed);
+        self.inner.set_flags(HANDED_OUT, 0, Ordering::Relaxed);
         outcome
     }
 
@@ -497,16 +691,18 @@ impl<T> Core<T> {
     /// Waiting for the outcome without taking it (`exception()`): `Some(error)` or `None` for a value.
     /// Several threads may wait at once (it takes `&self`), so each registers under its own `key`, as
     /// watchers do, rather than in the single owner slot; the caller unwatches `key` if it gives up.
+    #[allow(unsafe_code)] // the slot's access: see the SAFETY comment
     pub(crate) fn poll_exception(
         &self,
         cx: &mut Context<'_>,
         key: &mut Option<u64>,
     ) -> Poll<Option<Error>> {
         let mut inner = self.lock();
-        let ready = match &inner.state {
-            State::DoneWithError(_, e) => Some((**e).clone()),
-            State::Done(_) | State::Lent | State::Taken => None,
-            _ => {
+        let ready = match self.state(&inner) {
+            // SAFETY: `DoneWithError`, read under this lock.
+            State::DoneWithError(_) => Some(unsafe { self.error(&inner) }.clone()),
+            State::Done | State::Lent | State::Taken => None,
+            State::Pending | State::Running | State::Settling(_) => {
                 let replaced = self.register_watcher(&mut inner, cx.waker(), key);
                 drop(inner);
                 drop(replaced);
@@ -523,7 +719,7 @@ impl<T> Core<T> {
     /// registration, kept so that a later poll replaces its waker and `unwatch` can remove it.
     pub(crate) fn poll_ended(&self, cx: &mut Context<'_>, key: &mut Option<u64>) -> Poll<()> {
         let mut inner = self.lock();
-        if let Phase::Ended(_) = inner.phase() {
+        if let Phase::Ended(_) = self.state(&inner).phase() {
             if let Some(k) = key.take() {
                 let waker = self.remove_watcher(&mut inner, k);
                 drop(inner);
@@ -541,7 +737,7 @@ impl<T> Core<T> {
     /// kept under a new key, or handed back if the future has already ended.
     pub(crate) fn watch(&self, waker: Waker) -> Registration {
         let mut inner = self.lock();
-        if let Phase::Ended(_) = inner.phase() {
+        if let Phase::Ended(_) = self.state(&inner).phase() {
             return Registration::Ended(waker);
         }
         Registration::Kept(self.add_watcher(&mut inner, waker))
@@ -552,12 +748,6 @@ impl<T> Core<T> {
     pub(crate) fn unwatch(&self, key: u64) -> Option<Waker> {
         let mut inner = self.lock();
         self.remove_watcher(&mut inner, key)
-    }
-
-    /// Sets the flags `set` and clears `clear`. Call with the lock held: every writer holds it, and
-    /// lock-free readers only read.
-    fn set_flags(&self, set: u64, clear: u64, order: Ordering) {
-        self.inner.set_flags(set, clear, order);
     }
 
     fn first_is_watcher(&self) -> bool {
@@ -600,7 +790,7 @@ impl<T> Core<T> {
     fn add_watcher(&self, inner: &mut Inner<T>, waker: Waker) -> u64 {
         if inner.first.is_none() {
             inner.first = Some(waker);
-            self.set_flags(FIRST_IS_WATCHER, 0, Ordering::Relaxed);
+            self.inner.set_flags(FIRST_IS_WATCHER, 0, Ordering::Relaxed);
             return INLINE_KEY;
         }
         let x = inner.extras();
@@ -619,31 +809,47 @@ impl<T> Core<T> {
         if !self.first_is_watcher() {
             return None;
         }
-        self.set_flags(0, FIRST_IS_WATCHER, Ordering::Relaxed);
+        self.inner.set_flags(0, FIRST_IS_WATCHER, Ordering::Relaxed);
         inner.first.take()
     }
 
     /// `Debug` text in the manner of Python's repr: `pending`, `running`, `cancelled`,
     /// `finished returned f64`, `finished raised Panicked`.
+    #[allow(unsafe_code)] // the slot's access: see the SAFETY comment
     pub(crate) fn describe(&self) -> String {
         let inner = self.lock();
-        match &inner.state {
+        match self.state(&inner) {
             State::Pending | State::Settling(Ending::Cancelled) => "pending".into(),
             State::Running | State::Settling(_) => "running".into(),
-            State::DoneWithError(Ending::Cancelled, _) => "cancelled".into(),
-            State::DoneWithError(_, e) => format!("finished raised {}", variant_name(e)),
-            State::Done(_) | State::Lent | State::Taken => {
+            State::DoneWithError(Ending::Cancelled) => "cancelled".into(),
+            // SAFETY: `DoneWithError`, read under this lock.
+            State::DoneWithError(_) => {
+                format!(
+                    "finished raised {}",
+                    variant_name(unsafe { self.error(&inner) })
+                )
+            }
+            State::Done | State::Lent | State::Taken => {
                 format!("finished returned {}", short_type_name::<T>())
             }
         }
     }
 }
 
-/// The published state of `outcome`, decided with `ending`.
-fn published<T>(ending: Ending, outcome: Result<T, Error>) -> State<T> {
-    match outcome {
-        Ok(v) => State::Done(v),
-        Err(e) => State::DoneWithError(ending, Box::new(e)),
+/// The core drops the published outcome it still holds; the work of a task dropped while PENDING is its
+/// job's to drop (`TaskCell`'s `Drop`, which runs first).
+#[allow(unsafe_code)] // the slot's accesses: see the SAFETY comment
+impl<T> Drop for Core<T> {
+    fn drop(&mut self) {
+        let state = self.state_mut();
+        // SAFETY: `&mut self` makes this the last access; the state says what the slot holds.
+        self.slot.with_mut(|slot| unsafe {
+            match state {
+                State::Done => ManuallyDrop::drop(&mut (*slot).assume_init_mut().value),
+                State::DoneWithError(_) => ManuallyDrop::drop(&mut (*slot).assume_init_mut().error),
+                _ => {}
+            }
+        });
     }
 }
 
@@ -698,5 +904,20 @@ fn short_type_name<T>() -> &'static str {
             &full[head.rfind("::").map_or(0, |i| i + 2)..]
         }
         None => &full[full.rfind("::").map_or(0, |i| i + 2)..],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{State, STATES, TAG_MASK, TAG_SHIFT};
+
+    /// Each state's tag reads back as that state, and fits in the tag's bits.
+    #[test]
+    fn every_state_reads_back_from_its_tag() {
+        for (i, &state) in STATES.iter().enumerate() {
+            assert_eq!(state.bits(), (i as u64) << TAG_SHIFT);
+            assert_eq!(state.bits() & !TAG_MASK, 0);
+            assert_eq!(State::of(state.bits() | !TAG_MASK), state);
+        }
     }
 }

@@ -7,9 +7,9 @@
 //! `RawMutex` keeps them in a byte:
 //!
 //! ```text
-//!  63 ............................ 8   7 .. 5      4          3          2         1        0
-//! [            future id            ] [ free ] [ ENDED ][ HANDED_OUT ][ FIRST_IS_ ][ PARKED ][ LOCKED ]
-//!                                                                       WATCHER
+//!  63 ........................ 9   8 .. 5      4          3          2         1        0
+//! [          future id          ] [ state ] [ ENDED ][ HANDED_OUT ][ FIRST_IS_ ][ PARKED ][ LOCKED ]
+//!                                                                    WATCHER
 //! ```
 //!
 //! `LOCKED` is the lock. `PARKED` says a thread sleeps (or is about to) waiting for it, so the unlock
@@ -19,8 +19,8 @@
 //! As with parking_lot's `RawMutex`, an unlock does not hand the lock to the thread it wakes (the woken
 //! one competes with newcomers): a holder holds it for a few loads and stores, not for user code.
 //!
-//! The flags are the future's (see `state.rs`); they are written only by the lock's holder, but with
-//! read-modify-write operations, since a waiter may set `PARKED` meanwhile. Under `--cfg loom` the word
+//! The flags and the state's tag are the future's (see `state.rs`); they are written only by the lock's
+//! holder, but with read-modify-write operations, since a waiter may set `PARKED` meanwhile. Under `--cfg loom` the word
 //! is a loom atomic, the data a loom `UnsafeCell`, and parking_lot's table a loom mutex and condvar;
 //! the lock is modelled on its own (`LoomWordLock`), while the state machine's models take the state
 //! lock as a plain loom mutex (see `StateLock`).
@@ -36,8 +36,8 @@ const LOCKED: u64 = 1 << 0;
 const PARKED: u64 = 1 << 1;
 /// The bits the lock itself uses; the others are the owner's (see [`WordLock::set_flags`]).
 const LOCK_BITS: u64 = LOCKED | PARKED;
-/// Where the id starts: the bits below are the lock's and the flags'.
-pub(crate) const ID_SHIFT: u32 = 8;
+/// Where the id starts: the bits below are the lock's, the flags' and the state's tag.
+pub(crate) const ID_SHIFT: u32 = 9;
 
 /// The lock of a future's state: a [`WordLock`].
 #[cfg(not(loom))]
@@ -76,6 +76,11 @@ impl<T> StateLock<T> {
         self.word.store((word & !clear) | set, order);
     }
 
+    pub(crate) fn toggle_flags(&self, bits: u64, order: Ordering) {
+        let word = self.word.load(Ordering::Relaxed);
+        self.word.store(word ^ bits, order);
+    }
+
     pub(crate) fn lock(&self) -> StateGuard<'_, T> {
         crate::sync::lock(&self.data)
     }
@@ -108,14 +113,6 @@ impl<T> WordLock<T> {
         }
     }
 
-    /// The data, reached through `&mut self`: no guard or other reference can exist, so no lock.
-    #[cfg(not(loom))]
-    #[allow(unsafe_code)] // see the SAFETY comment
-    pub(crate) fn with_mut<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: `&mut self` proves no guard, and so no other reference to the data, exists.
-        self.data.with_mut(|p| f(unsafe { &mut *p }))
-    }
-
     /// The word without the lock bits.
     #[cfg_attr(loom, allow(dead_code))] // under loom, the state machine reads its flags elsewhere
     pub(crate) fn flags(&self, order: Ordering) -> u64 {
@@ -141,6 +138,14 @@ impl<T> WordLock<T> {
                 word = now;
             }
         }
+    }
+
+    /// Flips the flag bits `bits`: one atomic operation where the holder knows which of them are
+    /// set (it changes the state's tag from a known one to another). Call with the lock held, as
+    /// [`set_flags`](Self::set_flags).
+    pub(crate) fn toggle_flags(&self, bits: u64, order: Ordering) {
+        debug_assert_eq!(bits & LOCK_BITS, 0);
+        self.word.fetch_xor(bits, order);
     }
 
     /// Takes the lock, waiting for it if another thread holds it.

@@ -53,7 +53,7 @@ impl<T> ProcJob<T> {
 
 #[allow(unsafe_code)] // `Job::discard` is unsafe to call, not to implement here (the frame is locked)
 impl<T: Send + 'static> Job for ProcJob<T> {
-    unsafe fn discard(&self) {
+    unsafe fn discard(&self, _slot: *mut u8) {
         self.drop_frame();
     }
 

@@ -15,9 +15,12 @@ pub use builder::ThreadPoolBuilder;
 pub use scope::{Scope, ScopedJoinHandle};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
-use task::{new_task, new_typed_task, Call, Spawn, TokenSlot, TokenState, Work};
+use task::{
+    new_task, new_typed_task, Call, Holder, InSlot, Spawn, Spilled, TokenSlot, TokenState, Work,
+};
 
 use crate::error::{Error, TaskError};
+use crate::future::state::fits_in_slot;
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Map, MapOptions};
 use crate::pool::{Frontend, Metrics, Pool, Queued, Sizes};
@@ -119,13 +122,28 @@ impl ThreadPoolExecutor {
     }
 
     /// Queues `work` if there is room now; otherwise hands it back with the reason.
-    #[allow(unsafe_code)] // taking the work back out of a refused task: see the SAFETY comment.
     fn try_push<T, W>(&self, work: W) -> Result<PoolFuture<T>, crate::Rejected<W>>
     where
         W: Work<T>,
         T: Send + 'static,
     {
-        let (task, fut) = new_typed_task(work, ());
+        // The work goes in the future's slot if it fits there, as in `new_task`.
+        if fits_in_slot::<W, T>() {
+            self.try_push_in::<T, InSlot<W>>(work)
+        } else {
+            self.try_push_in::<T, Spilled<W>>(work)
+        }
+    }
+
+    /// [`try_push`](Self::try_push), with the work kept by `H`.
+    #[allow(unsafe_code)] // taking the work back out of a refused task: see the SAFETY comment.
+    fn try_push_in<T, H>(&self, work: H::Work) -> Result<PoolFuture<T>, crate::Rejected<H::Work>>
+    where
+        H: Holder,
+        H::Work: Work<T>,
+        T: Send + 'static,
+    {
+        let (task, fut) = new_typed_task::<H, T, ()>(work, ());
         let error = match self.shared().enqueue(task.clone(), WhenFull::Reject) {
             Ok(()) => return Ok(fut),
             Err(Rejected::Full(_)) => Error::Full,

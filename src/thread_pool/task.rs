@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deadline::Alarm;
 use crate::error::Error;
-use crate::future::state::Core;
+use crate::future::state::{fits_in_slot, Core};
 use crate::future::{Job, PoolFuture, TaskCell};
 use crate::sync::UnsafeCell;
 
@@ -107,48 +107,93 @@ impl TokenSlot for Arc<TokenState> {
     }
 }
 
-/// The closure, until a worker takes it or a cancel drops it.
+/// Where a task keeps its work (the closure) until a worker takes it or a cancel drops it: in the
+/// future's slot when it fits ([`InSlot`]), so that a queued task carries one slot for its work and
+/// its outcome, or next to it ([`Spilled`]). The choice is made per closure and output type at submit:
+/// the slot lives in `Core<T>`, which the future reaches without knowing the closure's type. (A slot
+/// sized for both inside the type-erased job would need a `dyn` job generic over `T`, and so
+/// `T: 'static`, which `Promise<T>` does not ask for.)
 ///
-/// No lock guards it: the future's state machine does. The one call that moves the future out of
-/// PENDING (a worker's claim, the winning cancel, a failing pool's start, a submit taking back the
-/// work the queue refused) is the only one that ever touches the closure afterwards, and before that
+/// No lock guards the work: the future's state machine does. The one call that moves the future out
+/// of PENDING (a worker's claim, the winning cancel, a failing pool's start, a submit taking back the
+/// work the queue refused) is the only one that ever touches the work afterwards, and before that
 /// nothing but the builder has it.
 ///
-/// No tag says whether the closure is still here either (an `Option` would add a word to every
-/// queued task of a one-word closure): the state does. The closure is here exactly while the future
-/// is PENDING, since whoever moves it out of PENDING takes the closure; so a task dropped while still
-/// PENDING (refused by a closed queue, say) drops its closure then (`TaskCell`'s `Drop`).
-pub(crate) struct FuncSlot<F, T, K> {
-    slot: UnsafeCell<MaybeUninit<F>>,
-    token: K,
-    _outcome: PhantomData<fn() -> T>,
-}
+/// No tag says whether the work is still here either (an `Option` would add a word to every queued
+/// task of a one-word closure): the state does. The work is here exactly while the future is PENDING,
+/// since whoever moves it out of PENDING takes the work; so a task dropped while still PENDING
+/// (refused by a closed queue, say) drops its work then (`TaskCell`'s `Drop`).
+pub(crate) trait Holder: Send + Sync + 'static {
+    type Work: Send + 'static;
 
-// SAFETY: the closure is `Send` and is touched by one thread at a time (see the type's docs); the
-// state machine's lock orders the hand-over between threads.
-#[allow(unsafe_code)]
-unsafe impl<F: Send, T, K: Sync> Sync for FuncSlot<F, T, K> {}
+    /// The core of a new task and the holder, holding `work` between them.
+    fn new<T>(work: Self::Work) -> (Core<T>, Self);
 
-#[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
-impl<F, T, K> FuncSlot<F, T, K> {
-    /// Takes the closure out.
+    /// Takes the work out. `slot` is the address of the future's slot.
     ///
     /// # Safety
-    /// The caller has the closure to itself, and it is still here: the caller moved the future out of
+    /// The caller has the work to itself, and it is still here: the caller moved the future out of
     /// PENDING (or drops a task that never left it), so no other call takes it, nor took it before.
-    unsafe fn take(&self) -> F {
-        // SAFETY: exclusive access to an initialized slot, as the caller promises; the slot is not
-        // read again (the future has left PENDING, or the task is being dropped).
-        self.slot.with_mut(|f| unsafe { (*f).assume_init_read() })
+    #[allow(unsafe_code)] // a contract on the caller
+    unsafe fn take(&self, slot: *mut u8) -> Self::Work;
+}
+
+/// The work kept in the future's slot, which it [fits](fits_in_slot): the holder itself is empty.
+pub(crate) struct InSlot<W>(PhantomData<fn() -> W>);
+
+#[allow(unsafe_code)] // the slot's access: see the SAFETY comment.
+impl<W: Send + 'static> Holder for InSlot<W> {
+    type Work = W;
+
+    fn new<T>(work: W) -> (Core<T>, Self) {
+        (Core::with_work(work), InSlot(PhantomData))
+    }
+
+    unsafe fn take(&self, slot: *mut u8) -> W {
+        // SAFETY: `Core::with_work` put a `W` at `slot`, and the caller has it to itself, once
+        // (`take`'s contract); the slot is not read as a `W` again.
+        unsafe { slot.cast::<W>().read() }
     }
 }
 
-#[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
-impl<F: Send, T: Send, K: TokenSlot> Job for FuncSlot<F, T, K> {
-    unsafe fn discard(&self) {
+/// The work kept next to the future's slot, which it does not fit.
+pub(crate) struct Spilled<W>(UnsafeCell<MaybeUninit<W>>);
+
+// SAFETY: the work is `Send` and is touched by one thread at a time (see `Holder`'s docs); the state
+// machine's lock orders the hand-over between threads.
+#[allow(unsafe_code)]
+unsafe impl<W: Send> Sync for Spilled<W> {}
+
+#[allow(unsafe_code)] // the work's access: see the SAFETY comment.
+impl<W: Send + 'static> Holder for Spilled<W> {
+    type Work = W;
+
+    fn new<T>(work: W) -> (Core<T>, Self) {
+        (
+            Core::new(),
+            Spilled(UnsafeCell::new(MaybeUninit::new(work))),
+        )
+    }
+
+    unsafe fn take(&self, _slot: *mut u8) -> W {
+        // SAFETY: exclusive access to an initialized cell, as the caller promises; the cell is not
+        // read again (the future has left PENDING, or the task is being dropped).
+        self.0.with_mut(|w| unsafe { (*w).assume_init_read() })
+    }
+}
+
+/// A thread-pool task's job: its work, and its cancellation token if it has one.
+pub(crate) struct FuncJob<H, K> {
+    work: H,
+    token: K,
+}
+
+#[allow(unsafe_code)] // `Job::discard`'s contract: see the SAFETY comment.
+impl<H: Holder, K: TokenSlot> Job for FuncJob<H, K> {
+    unsafe fn discard(&self, slot: *mut u8) {
         // SAFETY: called only by the cancel that won the future's PENDING, or the drop of a task
-        // still PENDING (`Job::discard`'s contract): the closure is here, and this call's alone.
-        drop(unsafe { self.take() });
+        // still PENDING (`Job::discard`'s contract): the work is here, and this call's alone.
+        drop(unsafe { self.work.take(slot) });
     }
 
     fn interrupt(&self) -> bool {
@@ -162,61 +207,83 @@ impl<F: Send, T: Send, K: TokenSlot> Job for FuncSlot<F, T, K> {
     }
 }
 
-pub(crate) type Task<F, T, K> = TaskCell<T, FuncSlot<F, T, K>>;
+pub(crate) type Task<H, T, K> = TaskCell<T, FuncJob<H, K>>;
 
-/// Builds a task; the returned pair is the queue's handle and the caller's future, sharing one allocation.
+/// Builds a task; the returned pair is the queue's handle and the caller's future, sharing one
+/// allocation. The closure goes in the future's slot if it fits there.
 pub(crate) fn new_task<F, T, K>(func: F, token: K) -> (Arc<dyn Runnable>, PoolFuture<T>)
 where
     F: Work<T>,
     T: Send + 'static,
     K: TokenSlot,
 {
-    let (cell, fut) = new_typed_task(func, token);
-    (cell, fut)
+    if fits_in_slot::<F, T>() {
+        let (cell, fut) = new_typed_task::<InSlot<F>, T, K>(func, token);
+        (cell, fut)
+    } else {
+        let (cell, fut) = new_typed_task::<Spilled<F>, T, K>(func, token);
+        (cell, fut)
+    }
 }
 
-/// [`new_task`], keeping the task's type: whoever queues it can take the work back out if the queue
-/// refuses it ([`Task::take_work`]).
-pub(crate) fn new_typed_task<F, T, K>(func: F, token: K) -> (Arc<Task<F, T, K>>, PoolFuture<T>)
+/// [`new_task`] with the holder `H` chosen by the caller, keeping the task's type: whoever queues it
+/// can take the work back out if the queue refuses it ([`Task::take_work`]).
+pub(crate) fn new_typed_task<H, T, K>(
+    func: H::Work,
+    token: K,
+) -> (Arc<Task<H, T, K>>, PoolFuture<T>)
 where
-    F: Work<T>,
+    H: Holder,
+    H::Work: Work<T>,
     T: Send + 'static,
     K: TokenSlot,
 {
-    let cell: Arc<Task<F, T, K>> = Arc::new(TaskCell {
-        core: Core::new(),
-        job: FuncSlot {
-            slot: UnsafeCell::new(MaybeUninit::new(func)),
-            token,
-            _outcome: PhantomData,
-        },
+    let (core, work) = H::new(func);
+    let cell: Arc<Task<H, T, K>> = Arc::new(TaskCell {
+        core,
+        job: FuncJob { work, token },
     });
     let fut: Arc<TaskCell<T, dyn Job>> = cell.clone();
     (cell, PoolFuture::from_cell(fut))
 }
 
-#[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
-impl<F: Work<T>, T: Send, K: TokenSlot> Task<F, T, K> {
+#[allow(unsafe_code)] // the work's accesses: see the SAFETY comments.
+impl<H: Holder, T: Send, K: TokenSlot> Task<H, T, K>
+where
+    H::Work: Work<T>,
+{
+    /// Takes the work out. `self.core.start()` must have returned `true` to the caller.
+    ///
+    /// # Safety
+    /// As [`Holder::take`]: the caller's start moved the future out of PENDING, and this is the one
+    /// take after it.
+    unsafe fn take(&self) -> H::Work {
+        // SAFETY: passed on from the caller.
+        self.core
+            .with_slot(|slot| unsafe { self.job.work.take(slot) })
+    }
+
     /// The work of a task that never reached the queue, handed back to the submitter. (Its future, never
     /// seen by anyone, is dropped with it.)
     ///
     /// # Safety
     /// The queue refused the task and its future has not left the submitter: nothing else can reach it.
-    pub(crate) unsafe fn take_work(&self) -> Option<F> {
-        // Out of PENDING first, as every taker of the closure does, so the task's drop leaves it be.
+    pub(crate) unsafe fn take_work(&self) -> Option<H::Work> {
+        // Out of PENDING first, as every taker of the work does, so the task's drop leaves it be.
         if !self.core.start() {
             return None;
         }
-        // SAFETY: this start moved the future out of PENDING, so the closure is still here and ours
+        // SAFETY: this start moved the future out of PENDING, so the work is still here and ours
         // alone (and, as the caller promises, nothing else reaches the task anyway).
-        Some(unsafe { self.job.take() })
+        Some(unsafe { self.take() })
     }
 }
 
-#[allow(unsafe_code)] // the closure slot's accesses: see the SAFETY comments.
-impl<F, T, K> Runnable for Task<F, T, K>
+#[allow(unsafe_code)] // the work's accesses: see the SAFETY comments.
+impl<H, T, K> Runnable for Task<H, T, K>
 where
-    F: Work<T>,
+    H: Holder,
+    H::Work: Work<T>,
     T: Send + 'static,
     K: TokenSlot,
 {
@@ -226,8 +293,8 @@ where
 
     unsafe fn run(&self, before_publish: &mut dyn FnMut(Ran)) {
         // SAFETY: the caller's claim moved the future out of PENDING (`run`'s contract), so the
-        // closure is still here and ours alone.
-        let func = unsafe { self.job.take() };
+        // work is still here and ours alone.
+        let func = unsafe { self.take() };
         let token = self.job.token.state();
         if let Some(t) = token {
             t.started(Instant::now());
@@ -253,8 +320,8 @@ where
 
     fn fail(&self, error: Error) {
         if self.core.start() {
-            // SAFETY: this start moved the future out of PENDING: the closure is ours alone.
-            drop(unsafe { self.job.take() });
+            // SAFETY: this start moved the future out of PENDING: the work is ours alone.
+            drop(unsafe { self.take() });
             let _ = self.core.complete(Err(error));
         }
     }
@@ -421,20 +488,91 @@ impl std::fmt::Debug for CancelToken {
 
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {
+    use std::sync::Arc;
+
+    use super::{new_task, new_typed_task, InSlot};
+    use crate::future::state::fits_in_slot;
+    use crate::Error;
+
+    fn fits<W, T>(_: &W) -> bool {
+        fits_in_slot::<W, T>()
+    }
+
     /// What a queued trivial task allocates is what a burst of queued tasks costs (issue 9): the
-    /// future's state and a closure capturing one `u64`, after `Arc`'s two counts. glibc serves a
-    /// request of n bytes from a chunk of (n + 8) rounded up to 16 bytes, so 72 bytes take an 80-byte
-    /// chunk and 80 would take 96.
+    /// future's state and one slot, shared by a closure capturing one `u64` and its `u64` output,
+    /// after `Arc`'s two counts. glibc serves a request of n bytes from a chunk of (n + 8) rounded up
+    /// to 16 bytes, so 56 bytes take a 64-byte chunk and 64 would take 80.
     #[test]
-    fn a_trivial_task_takes_an_80_byte_chunk() {
+    fn a_trivial_task_takes_a_64_byte_chunk() {
         let x = 5u64;
-        let (cell, fut) = super::new_typed_task(move || Ok::<u64, crate::Error>(x + 1), ());
+        let work = move || Ok::<u64, Error>(x + 1);
+        assert!(fits::<_, u64>(&work));
+        let (cell, fut) = new_typed_task::<InSlot<_>, u64, ()>(work, ());
         let counts = 2 * std::mem::size_of::<usize>();
         assert!(
-            counts + std::mem::size_of_val(&*cell) <= 72,
+            counts + std::mem::size_of_val(&*cell) <= 56,
             "a trivial task needs {} bytes",
             counts + std::mem::size_of_val(&*cell)
         );
         drop((cell, fut));
+    }
+
+    /// A closure kept in the slot and one kept next to it (too large for a `u8` output's slot) are
+    /// each dropped exactly once, whichever way the task goes: run, cancelled, failed, or dropped
+    /// while still queued; and the output takes the slot the closure left.
+    #[test]
+    fn work_in_or_beside_the_slot_is_dropped_once() {
+        let small = Arc::new(());
+        let large = Arc::new(());
+        let tasks = |outcome_of_large: u8| {
+            let (s, l) = (small.clone(), large.clone());
+            let in_slot = move || Ok::<u64, Error>(Arc::strong_count(&s) as u64);
+            let beside = move || Ok::<u8, Error>(Arc::strong_count(&l) as u8 + outcome_of_large);
+            assert!(fits::<_, u64>(&in_slot) && !fits::<_, u8>(&beside));
+            (new_task(in_slot, ()), new_task(beside, ()))
+        };
+
+        // Run: each closure is taken, run, and dropped before its outcome is published.
+        let ((a, mut fa), (b, mut fb)) = tasks(100);
+        for task in [&a, &b] {
+            assert!(task.claim());
+            // SAFETY: claimed just above, and run once.
+            #[allow(unsafe_code)]
+            unsafe {
+                task.run(&mut |_| {})
+            };
+        }
+        assert_eq!(fa.result(None).unwrap(), 2); // `small`, and the closure's clone
+        assert_eq!(fb.result(None).unwrap(), 102);
+        assert_eq!(
+            (Arc::strong_count(&small), Arc::strong_count(&large)),
+            (1, 1)
+        );
+
+        // Cancelled, and failed: dropped at once, the futures keep their errors.
+        let ((a, fa), (b, fb)) = tasks(0);
+        assert!(a.cancel() && fb.cancel());
+        assert_eq!(
+            (Arc::strong_count(&small), Arc::strong_count(&large)),
+            (1, 1)
+        );
+        assert!(fa.cancelled() && !b.claim());
+        let ((a, mut fa), (b, mut fb)) = tasks(0);
+        a.fail(Error::Shutdown);
+        b.fail(Error::Shutdown);
+        assert_eq!(
+            (Arc::strong_count(&small), Arc::strong_count(&large)),
+            (1, 1)
+        );
+        assert!(matches!(fa.result(None), Err(Error::Shutdown)));
+        assert!(matches!(fb.result(None), Err(Error::Shutdown)));
+
+        // Dropped while queued: the last reference drops the closure.
+        let ((a, fa), (b, fb)) = tasks(0);
+        drop((a, fa, b, fb));
+        assert_eq!(
+            (Arc::strong_count(&small), Arc::strong_count(&large)),
+            (1, 1)
+        );
     }
 }
