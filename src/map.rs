@@ -225,7 +225,8 @@ impl<R> Map<R> {
     fn cancel_all(&mut self) {
         for t in self.in_flight.drain(..) {
             if let InFlight::Task(f) = t {
-                f.cancel();
+                // Cancelling drops the task's input: a panic there must not leave the rest running.
+                crate::panic::contain(|| f.cancel());
             }
         }
     }

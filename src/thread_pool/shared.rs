@@ -214,7 +214,9 @@ impl Backend for Shared {
         self.room.closed();
         let mut cancelled = 0;
         for task in drained {
-            if task.cancel() {
+            // Cancelling drops the task's closure, after the cancel has won: a panic there is
+            // contained (so the rest are cancelled too) and the task counts as cancelled.
+            if crate::panic::contain(|| task.cancel()).unwrap_or(true) {
                 cancelled += 1;
             }
         }

@@ -132,7 +132,8 @@ impl Worker {
                 })
             };
             // The closure, its captures and the task's share of the future go now, not at the next task.
-            drop(task);
+            // The last share drops a detached task's value here, whose `Drop` is the user's code.
+            crate::panic::contain(|| drop(task));
             let mut st = shared.lock();
             if then == Then::Sleep {
                 st = match Self::sleep(shared, idle, st) {
@@ -251,7 +252,8 @@ impl Worker {
         };
         crate::report::initializer_failed(&why);
         for task in self.shared.break_pool(why.clone()) {
-            task.fail(Error::BrokenThreadPool(why.clone()));
+            // Failing a task drops its closure: a panic there must not stop the others failing.
+            crate::panic::contain(|| task.fail(Error::BrokenThreadPool(why.clone())));
         }
         false
     }
