@@ -10,7 +10,7 @@ use std::sync::{mpsc, Mutex};
 
 use common::threads::{occupy, Gate};
 use common::LONG;
-use concurrent_futures::{Error, MapOptions, Queued, ThreadPoolExecutor};
+use concurrent_futures::{CompletionSet, Error, MapOptions, Queued, ThreadPoolExecutor};
 use serde::{Deserialize, Serialize};
 
 /// Panics when dropped (but not while the thread is already unwinding, which would abort).
@@ -151,4 +151,26 @@ fn a_dropped_map_cancels_every_task_when_an_input_drop_panics() {
         "a map task ran after the map was dropped"
     );
     assert_eq!(pool.metrics().cancelled, 3);
+}
+
+#[test]
+fn a_cancelling_completion_set_cancels_every_task_when_a_closure_drop_panics() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (_busy, release) = occupy(&pool);
+    let mut set = CompletionSet::new().cancel_on_drop();
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        let bomb = Bomb;
+        let f = pool
+            .spawn(move || {
+                std::mem::forget(bomb);
+            })
+            .unwrap();
+        handles.push(f.handle());
+        set.push(f);
+    }
+    let dropped = catch_unwind(AssertUnwindSafe(|| drop(set)));
+    assert!(dropped.is_ok(), "a closure's panic escaped the set's drop");
+    assert!(handles.iter().all(|h| h.cancelled()));
+    drop(release);
 }
