@@ -174,3 +174,31 @@ fn a_cancelling_completion_set_cancels_every_task_when_a_closure_drop_panics() {
     assert!(handles.iter().all(|h| h.cancelled()));
     drop(release);
 }
+
+/// A value that, when dropped, runs a task on its pool and waits for it.
+struct SubmitOnDrop(ThreadPoolExecutor, mpsc::Sender<Result<u8, String>>);
+
+impl Drop for SubmitOnDrop {
+    fn drop(&mut self) {
+        let got = self.0.spawn(|| 2).and_then(|mut f| f.result(LONG));
+        let _ = self.1.send(got.map_err(|e| e.to_string()));
+    }
+}
+
+#[test]
+fn a_detached_value_whose_drop_waits_on_the_same_pool_gets_another_worker() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (release, gate) = mpsc::channel::<()>();
+    let (got_tx, got) = mpsc::channel();
+    let own = pool.clone();
+    let f = pool
+        .spawn(move || {
+            gate.recv().unwrap();
+            SubmitOnDrop(own, got_tx)
+        })
+        .unwrap();
+    // Detached: the worker that made the value drops it, counted idle meanwhile.
+    drop(f);
+    release.send(()).unwrap();
+    assert_eq!(got.recv().unwrap(), Ok(2));
+}

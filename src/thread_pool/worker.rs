@@ -74,8 +74,9 @@ impl Drop for ExitGuard<'_> {
 /// Marks this thread, while it publishes a task's outcome having already counted itself idle, as a
 /// worker of the pool at that address. Publishing wakes the task's waiters, whose wakers are the
 /// caller's code: an inline executor's waker resumes the awaiting code right there, which may submit
-/// to this pool and wait. That submit must not hand its task to this thread's idle count, since the
-/// thread takes no task before the wakers return.
+/// to this pool and wait. So may the `Drop` of a detached task's value, dropped next. That submit
+/// must not hand its task to this thread's idle count, since the thread takes no task before they
+/// return.
 #[cfg(not(loom))]
 mod publishing {
     use std::cell::Cell;
@@ -177,10 +178,11 @@ impl Worker {
                     }
                 })
             };
-            publishing::set(None);
             // The closure, its captures and the task's share of the future go now, not at the next task.
-            // The last share drops a detached task's value here, whose `Drop` is the user's code.
+            // The last share drops a detached task's value here, whose `Drop` is the user's code: like
+            // a waker, it runs while this thread is counted idle.
             crate::panic::contain(|| drop(task));
+            publishing::set(None);
             let mut st = shared.lock();
             if then == Then::Sleep {
                 st = match Self::sleep(shared, idle, st) {
