@@ -121,6 +121,12 @@ impl Shared {
             if when_full == WhenFull::Reject {
                 return Err(Rejected::Full(task));
             }
+            // A task (or a done callback) submitting to its own pool would wait for room that only
+            // the workers make, this one among them: with every worker doing so, none ever would.
+            // It queues past the capacity instead.
+            if self.on_own_worker(&st) {
+                break;
+            }
             st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
