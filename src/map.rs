@@ -131,8 +131,9 @@ enum InFlight<R> {
 ///
 /// A failed element yields its error in place and iteration goes on (CPython's newest behaviour); a
 /// chunk that fails as a whole (cancelled by a shutdown, failed by a broken pool) yields its error once
-/// for each of its inputs, so every result stays lined up with its input. A timeout yields one [`Error::Timeout`], cancels what has not started, and ends the stream. Dropping the
-/// `Map`, read or not, cancels every task that has not started.
+/// for each of its inputs, so every result stays lined up with its input. A timeout yields one
+/// [`Error::Timeout`], cancels what has not started, and ends the stream. Dropping the `Map`, read or
+/// not, cancels every task that has not started.
 ///
 /// With a [`buffer`](MapOptions::buffer), inputs are read as results are taken. If the pool is shut down
 /// (or breaks) meanwhile, the input read for the next task cannot be submitted: its place yields the
