@@ -163,7 +163,7 @@ impl<T> CompletionSet<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn cancel_all(&self) -> usize {
-        self.futures().filter(|f| f.cancel()).count()
+        self.futures().filter(|f| cancel_one(f)).count()
     }
 
     /// Cancels every task that has not started and asks every running one to stop
@@ -191,7 +191,7 @@ impl<T> CompletionSet<T> {
     /// ```
     pub fn interrupt_all(&self) -> usize {
         // Queued ones first: a running task stopped first could free its worker to start one of them.
-        let cancelled: Vec<bool> = self.futures().map(PoolFuture::cancel).collect();
+        let cancelled: Vec<bool> = self.futures().map(cancel_one).collect();
         let interrupted = self
             .futures()
             .zip(&cancelled)
@@ -342,6 +342,13 @@ impl<T> CompletionSet<T> {
         })
         .ok_or(Error::Timeout)
     }
+}
+
+/// Cancels one task of a set being cancelled as a whole. Cancelling drops the task's closure: a panic
+/// there (after the cancel has won) is reported rather than leaving the rest of the set running, or
+/// aborting a set dropped while its thread unwinds.
+fn cancel_one<T>(f: &PoolFuture<T>) -> bool {
+    crate::panic::contain(|| f.cancel()).unwrap_or(true)
 }
 
 impl<T> Default for CompletionSet<T> {

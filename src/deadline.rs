@@ -208,7 +208,11 @@ mod shared {
         if let Some(k) = *key {
             if let Some(registered) = timers.due.get_mut(&k) {
                 if !registered.will_wake(waker) {
-                    registered.clone_from(waker);
+                    let replaced = std::mem::replace(registered, waker.clone());
+                    // A waker's drop is the caller's code, which may drop a deadline (and so lock the
+                    // timers): not under the lock.
+                    drop(timers);
+                    drop(replaced);
                 }
                 return Ok(());
             }
@@ -225,7 +229,9 @@ mod shared {
 
     /// Removes a registration (a no-op if it already fired).
     pub(super) fn cancel(key: Key) {
-        lock().due.remove(&key);
+        let removed = lock().due.remove(&key);
+        // Dropped once the lock is released (see `register`).
+        drop(removed);
     }
 
     /// The timer thread's loop.
@@ -242,7 +248,9 @@ mod shared {
             }
             if !wake.is_empty() {
                 drop(timers);
-                wake.into_iter().for_each(Waker::wake);
+                // A waker is the caller's code: one that panics is reported, and this thread, which
+                // every later deadline needs, goes on.
+                wake.into_iter().for_each(crate::panic::wake);
                 timers = lock();
                 continue;
             }

@@ -111,12 +111,17 @@ pub enum ChunkOut<R> {
     Many(Vec<Result<R, Error>>),
 }
 
+/// One submitted task of a map: its future, and how many inputs it carries.
+pub(crate) struct Chunk<R> {
+    pub(crate) future: PoolFuture<ChunkOut<R>>,
+    pub(crate) inputs: usize,
+}
+
 /// Pulls the next chunk of inputs and submits it; `None` once the inputs are exhausted.
-pub(crate) type Feed<R> =
-    Box<dyn FnMut() -> Option<Result<PoolFuture<ChunkOut<R>>, Error>> + Send + 'static>;
+pub(crate) type Feed<R> = Box<dyn FnMut() -> Option<Result<Chunk<R>, Error>> + Send + 'static>;
 
 enum InFlight<R> {
-    Task(PoolFuture<ChunkOut<R>>),
+    Task(Chunk<R>),
     /// A submit that failed after the call returned (the pool shut down or broke): reported in place.
     Rejected(Error),
 }
@@ -124,9 +129,11 @@ enum InFlight<R> {
 /// The results of a `map`, in input order: a `Stream` of `Result<R, Error>` for async code, and an
 /// iterator (through `IntoIterator`) for sync code.
 ///
-/// A failed element yields its error in place and iteration goes on (CPython's newest behaviour). A
-/// timeout yields one [`Error::Timeout`], cancels what has not started, and ends the stream. Dropping the
-/// `Map`, read or not, cancels every task that has not started.
+/// A failed element yields its error in place and iteration goes on (CPython's newest behaviour); a
+/// chunk that fails as a whole (cancelled by a shutdown, failed by a broken pool) yields its error once
+/// for each of its inputs, so every result stays lined up with its input. A timeout yields one
+/// [`Error::Timeout`], cancels what has not started, and ends the stream. Dropping the `Map`, read or
+/// not, cancels every task that has not started.
 ///
 /// With a [`buffer`](MapOptions::buffer), inputs are read as results are taken. If the pool is shut down
 /// (or breaks) meanwhile, the input read for the next task cannot be submitted: its place yields the
@@ -153,7 +160,7 @@ impl<R> Map<R> {
         let deadline = opts.timeout.map(Deadline::after);
         let first = match feed() {
             None => None,
-            Some(Ok(f)) => Some(f),
+            Some(Ok(chunk)) => Some(chunk),
             Some(Err(e)) => return Err(e),
         };
         let mut map = Map {
@@ -174,7 +181,7 @@ impl<R> Map<R> {
                 return;
             };
             match feed() {
-                Some(Ok(f)) => self.in_flight.push_back(InFlight::Task(f)),
+                Some(Ok(chunk)) => self.in_flight.push_back(InFlight::Task(chunk)),
                 Some(Err(e)) => {
                     self.in_flight.push_back(InFlight::Rejected(e));
                     self.feed = None;
@@ -199,16 +206,23 @@ impl<R> Map<R> {
                     Some(InFlight::Rejected(e)) => return Poll::Ready(Some(Err(e))),
                     _ => unreachable!("just matched"),
                 },
-                InFlight::Task(f) => match Pin::new(f).poll(cx) {
-                    Poll::Ready(out) => out,
+                InFlight::Task(chunk) => match Pin::new(&mut chunk.future).poll(cx) {
+                    Poll::Ready(out) => (out, chunk.inputs),
                     Poll::Pending => return Poll::Pending,
                 },
             };
             self.in_flight.pop_front();
             match out {
-                Ok(ChunkOut::One(r)) => return Poll::Ready(Some(Ok(r))),
-                Ok(ChunkOut::Many(rs)) => self.ready.extend(rs),
-                Err(e) => return Poll::Ready(Some(Err(e))),
+                (Ok(ChunkOut::One(r)), _) => return Poll::Ready(Some(Ok(r))),
+                (Ok(ChunkOut::Many(rs)), _) => self.ready.extend(rs),
+                // The whole task failed (cancelled, a broken pool): each of its inputs gets the error
+                // in its place, so the results after it stay lined up with their inputs.
+                (Err(e), inputs) => {
+                    let rest = inputs.saturating_sub(1);
+                    self.ready
+                        .extend(std::iter::repeat(e.clone()).take(rest).map(Err));
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
         }
     }
@@ -224,8 +238,9 @@ impl<R> Map<R> {
 
     fn cancel_all(&mut self) {
         for t in self.in_flight.drain(..) {
-            if let InFlight::Task(f) = t {
-                f.cancel();
+            if let InFlight::Task(chunk) = t {
+                // Cancelling drops the task's input: a panic there must not leave the rest running.
+                crate::panic::contain(|| chunk.future.cancel());
             }
         }
     }

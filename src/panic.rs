@@ -34,6 +34,20 @@ pub(crate) fn wake(w: std::task::Waker) {
     }
 }
 
+/// Runs `f`, which drops the user's data (a task's captures, a cancelled task's closure, a detached
+/// task's value) on a thread with more to do: a pool's worker, or a shutdown or `map` ending many
+/// tasks. A panicking `Drop` is reported and gives `None`, never unwinds into the pool's code: that
+/// would kill the worker (stranding the tasks queued behind) or leave the rest of the tasks unended.
+pub(crate) fn contain<R>(f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            crate::report::drop_panicked(&panic_message(&*payload));
+            None
+        }
+    }
+}
+
 /// Runs `f`, or gives `None` if it panicked, without the panic being printed or reported: for a call
 /// the crate expects may panic and has an answer for (asking tokio for a timer on a runtime built
 /// without one).

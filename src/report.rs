@@ -16,6 +16,10 @@ pub(crate) fn waker_panicked(msg: &str) {
     ));
 }
 
+pub(crate) fn drop_panicked(msg: &str) {
+    emit(&format!("exception dropping a task's data: {msg}"));
+}
+
 pub(crate) fn initializer_failed(msg: &str) {
     emit(&format!("Exception in initializer: {msg}"));
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::deadline::Deadline;
-use crate::future::{block_until, Watch};
+use crate::future::{block_until, deadline_after, Watch};
 use crate::watch::WatchSet;
 
 /// When [`wait`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
@@ -110,7 +110,7 @@ impl<F: Watch> Wait<F> {
 
     /// Waits on this thread. Do not call from async code; `.await` instead.
     pub fn blocking(self) -> Done<F> {
-        let deadline = self.timeout.map(|t| std::time::Instant::now() + t);
+        let deadline = deadline_after(self.timeout);
         let mut state = WaitState::new(self.set, self.return_when);
         match block_until(deadline, |cx| state.poll_progress(cx)) {
             Some(()) | None => state.finish(),

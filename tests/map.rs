@@ -687,3 +687,18 @@ async fn map_is_a_stream_in_input_order() {
     assert_eq!(results, (0..50).map(square).collect::<Vec<_>>());
     pool.shutdown_async(Queued::Run).await;
 }
+
+#[test]
+fn a_chunk_that_fails_as_a_whole_yields_its_error_once_per_input() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (_busy, release) = occupy(&pool);
+    let map = pool
+        .map_with(|n: u32| n, 0..7, MapOptions::new().chunksize(3))
+        .unwrap();
+    // Every chunk is still queued behind the busy worker: the shutdown cancels all three.
+    pool.shutdown_nowait(Queued::Cancel);
+    let results: Vec<_> = map.into_iter().collect();
+    assert_eq!(results.len(), 7, "one result per input, got {results:?}");
+    assert!(results.iter().all(|r| matches!(r, Err(Error::Cancelled))));
+    drop(release);
+}

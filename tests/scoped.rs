@@ -341,3 +341,27 @@ fn tasks_run_on_the_pool_threads() {
         assert_eq!(pool.spawn(|| 2).unwrap().result(LONG).unwrap(), 2);
     });
 }
+
+/// A scope opened from outside the pool, whose task spawns into it on the pool's only worker with the
+/// queue full: that spawn runs the task in place (as `Scope::spawn` says of any spawn on a worker),
+/// rather than wait for room only that worker could make.
+#[test]
+fn a_task_spawning_into_an_outside_scope_with_the_queue_full_runs_it_in_place() {
+    bounded(|| {
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
+        let ran = AtomicUsize::new(0);
+        pool.scope(|s| {
+            s.spawn(|| {
+                for _ in 0..3 {
+                    s.spawn(|| ran.fetch_add(1, Ordering::SeqCst)).unwrap();
+                }
+            })
+            .unwrap();
+        });
+        assert_eq!(ran.into_inner(), 3);
+    });
+}

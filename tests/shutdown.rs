@@ -577,3 +577,83 @@ fn two_tasks_shutting_down_their_own_pool_do_not_deadlock() {
     pool.shutdown(Queued::Run);
     assert_eq!(pool.metrics().workers, 0);
 }
+
+#[test]
+fn shutdown_async_driven_inside_a_task_waits_for_the_other_workers() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (mut running, open) = occupy_n(&pool, 1);
+    let own = pool.clone();
+    let mut closer = pool
+        .spawn(move || {
+            futures::executor::block_on(own.shutdown_async(Queued::Run));
+            own.metrics().workers
+        })
+        .unwrap();
+    assert!(matches!(closer.result(Duration::ZERO), Err(Error::Timeout)));
+    drop(open);
+    running[0].result(LONG).unwrap();
+    assert_eq!(
+        closer.result(LONG).unwrap(),
+        1,
+        "the async shutdown waited for its own worker to leave"
+    );
+    pool.shutdown(Queued::Run);
+    assert_eq!(pool.metrics().workers, 0);
+}
+
+#[test]
+fn a_sync_and_an_async_shutdown_inside_two_tasks_do_not_deadlock() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let barrier = Arc::new(Barrier::new(2));
+    let closers: Vec<_> = [false, true]
+        .into_iter()
+        .map(|is_async| {
+            let own = pool.clone();
+            let barrier = barrier.clone();
+            pool.spawn(move || {
+                barrier.wait();
+                if is_async {
+                    futures::executor::block_on(own.shutdown_async(Queued::Run));
+                } else {
+                    own.shutdown(Queued::Run);
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    for mut c in closers {
+        c.result(LONG).unwrap();
+    }
+    pool.shutdown(Queued::Run);
+    assert_eq!(pool.metrics().workers, 0);
+}
+
+#[test]
+#[ignore = "src/future/state.rs (design, conformance #36): callbacks run before the outcome is \
+            published, so a waiting shutdown in a done callback waits for a worker that waits for \
+            this very outcome (CPython publishes first, so that worker would finish)"]
+fn a_waiting_shutdown_in_a_done_callback_does_not_wait_for_a_task_awaiting_that_future() {
+    common::threads::spawn_bounded(|| {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let first = pool
+            .spawn(move || {
+                g.wait();
+                1
+            })
+            .unwrap();
+        let own = pool.clone();
+        first.add_done_callback(move |_| own.shutdown(Queued::Run));
+        // The other worker waits for `first`'s outcome.
+        let mut second = pool
+            .spawn(move || {
+                let mut first = first;
+                first.result(LONG).is_ok()
+            })
+            .unwrap();
+        gate.open();
+        second.result(LONG).unwrap()
+    })
+    .join();
+}

@@ -427,3 +427,32 @@ fn map_is_not_limited_by_queue_capacity() {
     let results: Vec<u32> = map.into_iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(results, [1, 2, 3, 4, 5]);
 }
+
+/// A task submitting to its own pool while the bounded queue is full: waiting for room could wait
+/// for itself (with one worker, nothing else takes tasks), so the submit queues past the capacity.
+#[test]
+fn a_task_submitting_to_its_own_full_pool_does_not_wait_for_room() {
+    let outcome = common::threads::spawn_bounded(|| {
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
+        let own = pool.clone();
+        let inner = pool
+            .spawn(move || {
+                (0..3u32)
+                    .map(|i| own.spawn(move || i).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .result(LONG)
+            .unwrap();
+        inner
+            .into_iter()
+            .map(|mut f| f.result(LONG).unwrap())
+            .sum::<u32>()
+    })
+    .join();
+    assert_eq!(outcome, 3);
+}

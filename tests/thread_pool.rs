@@ -457,3 +457,17 @@ fn stack_size_is_accepted() {
     let mut f = pool.spawn(|| depth(5000)).unwrap();
     assert_eq!(f.result(LONG).unwrap(), 5000);
 }
+
+#[test]
+fn a_thread_name_prefix_with_a_nul_byte_is_refused_at_build() {
+    // A thread name cannot hold a NUL byte: std panics when asked for one, which would happen at the
+    // first submit.
+    let built = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .thread_name_prefix("db\0pool")
+        .build();
+    assert!(
+        matches!(built, Err(Error::InvalidArgument(ref m)) if m.contains("NUL")),
+        "{built:?}"
+    );
+}

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use concurrent_futures::{as_completed, wait, Promise, ReturnWhen, ThreadPoolExecutor};
 use futures::StreamExt;
@@ -255,4 +256,41 @@ fn a_replaced_waker_is_dropped_after_the_future_lets_go_of_its_lock() {
     });
     rx.recv_timeout(std::time::Duration::from_secs(30))
         .expect("the poll that replaced the waker deadlocked on the future's lock");
+}
+
+/// Runs its closure (once) on the thread that wakes it: an inline executor's waker, which resumes the
+/// waiting code right there.
+struct RunOnWake(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl Wake for RunOnWake {
+    fn wake(self: Arc<Self>) {
+        let run = self.0.lock().unwrap().take();
+        if let Some(run) = run {
+            run();
+        }
+    }
+}
+
+#[test]
+fn a_waker_that_submits_to_the_same_pool_and_waits_gets_another_worker() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let mut first = pool.spawn(move || gate.recv().map(|()| 1)).unwrap();
+    let (got_tx, got) = std::sync::mpsc::channel();
+    let own = pool.clone();
+    let resume: Box<dyn FnOnce() + Send> = Box::new(move || {
+        // Woken on the worker that ran `first`, after it published: it must not count on that
+        // worker for the task it submits now.
+        let second = own
+            .spawn(|| 2)
+            .and_then(|mut f| f.result(Duration::from_secs(30)));
+        let _ = got_tx.send(second.map_err(|e| e.to_string()));
+    });
+    let waker = Waker::from(Arc::new(RunOnWake(std::sync::Mutex::new(Some(resume)))));
+    assert!(Pin::new(&mut first)
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    release.send(()).unwrap();
+    assert_eq!(got.recv().unwrap(), Ok(2));
+    assert_eq!(first.result(Duration::from_secs(30)).unwrap().unwrap(), 1);
 }

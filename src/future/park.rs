@@ -51,7 +51,11 @@ thread_local! {
 
 #[cfg(not(loom))]
 fn current_waker() -> (Arc<Unparker>, Waker) {
-    WAKER.with(|w| w.borrow_mut().get_or_insert_with(new_unparker).clone())
+    // A blocking wait in another thread-local's destructor may come after this one is gone: it
+    // then makes a waker of its own.
+    WAKER
+        .try_with(|w| w.borrow_mut().get_or_insert_with(new_unparker).clone())
+        .unwrap_or_else(|_| new_unparker())
 }
 
 // loom runs all its threads, and every execution of a model, on one OS thread: a std thread-local

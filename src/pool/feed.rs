@@ -5,7 +5,7 @@
 use super::handle::{Frontend, WeakPool};
 use crate::error::Error;
 use crate::future::PoolFuture;
-use crate::map::{ChunkOut, Feed, Map, MapOptions};
+use crate::map::{Chunk, ChunkOut, Feed, Map, MapOptions};
 
 /// Starts a `map` over `inputs` on `executor`: `one` submits the task of a single input (with a
 /// chunk size of 1), `chunk` the task of several. Both submit with
@@ -32,13 +32,14 @@ where
         let pool = pool.upgrade()?;
         if len == 1 {
             let a = inputs.next()?;
-            return Some(one(&pool, a));
+            return Some(one(&pool, a).map(|future| Chunk { future, inputs: 1 }));
         }
         let items: Vec<A> = inputs.by_ref().take(len).collect();
         if items.is_empty() {
             return None;
         }
-        Some(chunk(&pool, items))
+        let n = items.len();
+        Some(chunk(&pool, items).map(|future| Chunk { future, inputs: n }))
     });
     Map::start(feed, opts)
 }

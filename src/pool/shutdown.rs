@@ -2,11 +2,13 @@
 //! block, written once for every pool.
 
 use std::future::{poll_fn, Future};
+use std::sync::Arc;
 use std::task::Poll;
 
 use super::backend::Backend;
 use super::handle::{Frontend, Pool};
 use super::vocab::{Metrics, Queued};
+use crate::sync::MutexGuard;
 
 impl<B: Backend> Pool<B> {
     /// Closes the pool and waits until every worker has left, then joins their threads. On one of the
@@ -18,26 +20,14 @@ impl<B: Backend> Pool<B> {
         let backend = self.backend();
         let me = crate::sync::thread::current().id();
         let mut st = backend.lock();
-        let own = backend.on_own_worker(&st);
-        if own {
-            *B::exits(&mut st).in_shutdown += 1;
-            // Another worker waiting here may now be waiting only for workers that wait too.
-            backend.exited().notify_all();
-        }
-        loop {
-            let exits = B::exits(&mut st);
-            let waiting_too = if own { *exits.in_shutdown } else { 0 };
-            if exits.live <= waiting_too {
-                break;
-            }
-            st = backend.exited().wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-        let exits = B::exits(&mut st);
-        if own {
-            *exits.in_shutdown -= 1;
+        if backend.on_own_worker(&st) {
+            wait_as_own_worker(backend, st);
             return;
         }
-        let handles: Vec<_> = exits
+        while B::exits(&mut st).live > 0 {
+            st = backend.exited().wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let handles: Vec<_> = B::exits(&mut st)
             .handles
             .drain(..)
             .filter(|h| h.thread().id() != me)
@@ -54,12 +44,21 @@ impl<B: Backend> Pool<B> {
     }
 
     /// Closes the pool; resolves when every worker has left, without blocking: the threads are
-    /// detached, not joined, so an async runtime's thread never blocks.
+    /// detached, not joined, so an async runtime's thread never blocks. Driven on one of the pool's own
+    /// workers, it waits there as [`shutdown`](Self::shutdown) does.
     pub(crate) fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
         self.shutdown_nowait(queued);
         let backend = self.backend().clone();
         poll_fn(move |cx| {
             let mut st = backend.lock();
+            if backend.on_own_worker(&st) {
+                // Driven by one of the pool's own workers (a task or a callback blocking on it): the
+                // wake-up below comes when the last worker leaves, which this one cannot do while it
+                // waits. It waits as a blocking shutdown there does; the thread is the pool's, not a
+                // runtime's, and is blocked by whoever drives this future anyway.
+                wait_as_own_worker(&backend, st);
+                return Poll::Ready(());
+            }
             let exits = B::exits(&mut st);
             if exits.live == 0 {
                 exits.handles.clear();
@@ -78,6 +77,23 @@ impl<B: Backend> Pool<B> {
     pub(crate) fn metrics(&self) -> Metrics {
         self.backend().metrics()
     }
+}
+
+/// The wait of a shutdown called on one of the pool's own workers: until every worker not itself
+/// waiting here has left (two tasks shutting their own pool down must not wait for each other). It
+/// joins nothing: a worker it joined might be waiting for this very one to leave.
+fn wait_as_own_worker<B: Backend>(backend: &Arc<B>, mut st: MutexGuard<'_, B::State>) {
+    *B::exits(&mut st).in_shutdown += 1;
+    // Another worker waiting here may now be waiting only for workers that wait too.
+    backend.exited().notify_all();
+    loop {
+        let exits = B::exits(&mut st);
+        if exits.live <= *exits.in_shutdown {
+            break;
+        }
+        st = backend.exited().wait(st).unwrap_or_else(|e| e.into_inner());
+    }
+    *B::exits(&mut st).in_shutdown -= 1;
 }
 
 /// Runs `body` with the executor, then shuts the pool down and waits, even if `body` panics.

@@ -179,7 +179,11 @@ fn respond<R: Serialize>(out: &mut Vec<u8>, place: Place, task: impl FnOnce() ->
                 Place::ChunkItem => wire::encode_into(&value, out).map(drop),
             };
             // A `Serialize` impl may itself panic (CPython D9): that is the task's panic, not a crash.
-            match crate::panic::catch(|| encode(&mut *out)) {
+            let encoded = crate::panic::catch(|| encode(&mut *out));
+            // The value's `Drop` is the user's code too, which must not take the worker process
+            // down with the reply unsent.
+            crate::panic::contain(|| drop(value));
+            match encoded {
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => (
                     reply::RESULT_ENCODE,

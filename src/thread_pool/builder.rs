@@ -52,7 +52,8 @@ impl ThreadPoolBuilder {
     }
 
     /// Threads are named `{prefix}_{i}` (default `ThreadPoolExecutor-{k}_{i}`). Linux shows only the
-    /// first 15 bytes of a thread name in tools like `top`.
+    /// first 15 bytes of a thread name in tools like `top`. A prefix holding a NUL byte makes
+    /// [`build`](Self::build) fail with [`Error::InvalidArgument`].
     pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.name_prefix = Some(prefix.into());
         self
@@ -101,8 +102,10 @@ impl ThreadPoolBuilder {
     }
 
     /// Bounds the queue of tasks waiting for a thread (Python's is unbounded). When it is full,
-    /// `try_submit` fails with [`Error::Full`], `submit_async` waits for room, and `submit` blocks.
-    /// `map` is bounded by its own [`buffer`](crate::MapOptions::buffer) instead. Must be at least 1.
+    /// `try_submit` fails with [`Error::Full`], `submit_async` waits for room, and `submit` blocks,
+    /// except on one of the pool's own threads (a task or a done callback submitting more work),
+    /// where waiting could wait for itself: there it queues past the bound. `map` is bounded by its
+    /// own [`buffer`](crate::MapOptions::buffer) instead. Must be at least 1.
     pub fn queue_capacity(mut self, tasks: usize) -> Self {
         self.capacity = Some(tasks);
         self
@@ -111,6 +114,12 @@ impl ThreadPoolBuilder {
     /// Builds the pool. No thread starts until the first submit.
     pub fn build(self) -> Result<ThreadPoolExecutor, Error> {
         let sizes = Sizes::check(self.max_workers, default_max_workers, self.capacity)?;
+        if self.name_prefix.as_ref().is_some_and(|p| p.contains('\0')) {
+            // std cannot name a thread so, and panics when asked to at the first submit.
+            return Err(Error::InvalidArgument(
+                "thread_name_prefix must not contain a NUL byte".into(),
+            ));
+        }
         let name_prefix = self.name_prefix.unwrap_or_else(|| {
             format!(
                 "ThreadPoolExecutor-{}",

@@ -280,7 +280,13 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         crate::trace::record_id(&span, future.id());
         let weak = Arc::downgrade(&task);
         let shared = self.pool.shared();
-        let when_full = if self.data.helps {
+        // On one of the pool's workers (this scope's thread if it helps, or a scoped task spawning more)
+        // a full queue is refused, and the task runs here instead: the room it would wait for may
+        // only come from this worker. Only a bounded queue is ever full, so only then is it worth
+        // looking whether this thread is a worker.
+        let here_on_worker =
+            self.data.helps || (shared.config.sizes.capacity.is_some() && on_worker(shared));
+        let when_full = if here_on_worker {
             WhenFull::Reject
         } else {
             WhenFull::Block

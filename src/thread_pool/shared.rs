@@ -121,9 +121,41 @@ impl Shared {
             if when_full == WhenFull::Reject {
                 return Err(Rejected::Full(task));
             }
+            // A task (or a done callback) submitting to its own pool would wait for room that only
+            // the workers make, this one among them: with every worker doing so, none ever would.
+            // It queues past the capacity instead.
+            if self.on_own_worker(&st) {
+                break;
+            }
             st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
+        // Start a thread when none is idle. Also when the only idle one may be this very thread: a
+        // worker publishing its task's outcome, counted idle already but taking no task until the
+        // wakers it runs return, one of which submits now and may wait for this task.
+        let below_max = st.threads < self.config.sizes.max_workers;
+        let none_idle = match st.idle {
+            0 => true,
+            1 => super::worker::publishing_here(self),
+            _ => false,
+        };
+        if below_max && none_idle {
+            match super::worker::spawn(self, &mut st) {
+                Ok(()) => return Ok(()),
+                Err(e) if st.threads == 0 => {
+                    // No worker will ever take it: fail it rather than strand it.
+                    let task = st.queue.pop_back().expect("just pushed");
+                    drop(st);
+                    task.fail(Error::BrokenThreadPool(format!(
+                        "could not start a worker thread: {e}"
+                    )));
+                    return Ok(());
+                }
+                // A live worker gets to it: an idle one is handed a credit below, a busy one looks
+                // at the queue when its task ends.
+                Err(_) => {}
+            }
+        }
         if st.idle > 0 {
             st.idle -= 1;
             st.notified += 1;
@@ -134,18 +166,6 @@ impl Shared {
             drop(st);
             if sleeper {
                 self.work.notify_one();
-            }
-        } else if st.threads < self.config.sizes.max_workers {
-            if let Err(e) = super::worker::spawn(self, &mut st) {
-                if st.threads == 0 {
-                    // No worker will ever take it: fail it rather than strand it.
-                    let task = st.queue.pop_back().expect("just pushed");
-                    drop(st);
-                    task.fail(Error::BrokenThreadPool(format!(
-                        "could not start a worker thread: {e}"
-                    )));
-                }
-                // Otherwise the live workers will get to it.
             }
         }
         Ok(())
@@ -214,7 +234,9 @@ impl Backend for Shared {
         self.room.closed();
         let mut cancelled = 0;
         for task in drained {
-            if task.cancel() {
+            // Cancelling drops the task's closure, after the cancel has won: a panic there is
+            // contained (so the rest are cancelled too) and the task counts as cancelled.
+            if crate::panic::contain(|| task.cancel()).unwrap_or(true) {
                 cancelled += 1;
             }
         }

@@ -71,6 +71,52 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
+/// Marks this thread, while it publishes a task's outcome having already counted itself idle, as a
+/// worker of the pool at that address. Publishing wakes the task's waiters, whose wakers are the
+/// caller's code: an inline executor's waker resumes the awaiting code right there, which may submit
+/// to this pool and wait. So may the `Drop` of a detached task's value, dropped next. That submit
+/// must not hand its task to this thread's idle count, since the thread takes no task before they
+/// return.
+#[cfg(not(loom))]
+mod publishing {
+    use std::cell::Cell;
+
+    use super::Shared;
+
+    thread_local! {
+        static POOL: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn set(shared: Option<&Shared>) {
+        let at = shared.map_or(0, |s| s as *const Shared as usize);
+        let _ = POOL.try_with(|p| p.set(at));
+    }
+
+    pub(crate) fn is(shared: &Shared) -> bool {
+        POOL.try_with(|p| p.get() == shared as *const Shared as usize)
+            .unwrap_or(false)
+    }
+}
+
+// loom runs every thread of a model on one OS thread, whose locals they would share; no model has a
+// waker that submits.
+#[cfg(loom)]
+mod publishing {
+    use super::Shared;
+
+    pub(super) fn set(_: Option<&Shared>) {}
+
+    pub(crate) fn is(_: &Shared) -> bool {
+        false
+    }
+}
+
+/// Whether this thread is a worker of `shared` publishing a task's outcome, counted idle meanwhile
+/// (see [`publishing`]).
+pub(crate) fn publishing_here(shared: &Shared) -> bool {
+    publishing::is(shared)
+}
+
 /// What a worker does once its task's outcome is published, decided while booking the task.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Then {
@@ -128,11 +174,15 @@ impl Worker {
                     if st.queue.is_empty() && st.lifecycle == Lifecycle::Open {
                         st.idle += 1;
                         then = Then::Sleep;
+                        publishing::set(Some(shared));
                     }
                 })
             };
             // The closure, its captures and the task's share of the future go now, not at the next task.
-            drop(task);
+            // The last share drops a detached task's value here, whose `Drop` is the user's code: like
+            // a waker, it runs while this thread is counted idle.
+            crate::panic::contain(|| drop(task));
+            publishing::set(None);
             let mut st = shared.lock();
             if then == Then::Sleep {
                 st = match Self::sleep(shared, idle, st) {
@@ -251,7 +301,8 @@ impl Worker {
         };
         crate::report::initializer_failed(&why);
         for task in self.shared.break_pool(why.clone()) {
-            task.fail(Error::BrokenThreadPool(why.clone()));
+            // Failing a task drops its closure: a panic there must not stop the others failing.
+            crate::panic::contain(|| task.fail(Error::BrokenThreadPool(why.clone())));
         }
         false
     }
