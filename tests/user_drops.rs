@@ -118,14 +118,28 @@ fn a_broken_pool_fails_the_tasks_queued_behind_a_closure_whose_drop_panics() {
 }
 
 #[test]
-#[ignore = "src/thread_pool/task.rs: Runnable::fail drops the closure before completing the future, \
-            so a panicking Drop leaves that future RUNNING forever"]
 fn a_broken_pool_fails_the_task_whose_closure_drop_panics() {
     let mut queued = broken_pool_with_a_bomb_queued();
     assert!(matches!(
         queued[1].result(LONG),
         Err(Error::BrokenThreadPool(_))
     ));
+}
+
+#[test]
+fn a_cancel_whose_closure_drop_panics_still_cancels_the_future() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (_busy, release) = occupy(&pool);
+    let bomb = Bomb;
+    let mut f = pool.spawn(move || drop(bomb)).unwrap();
+    let cancelled = catch_unwind(AssertUnwindSafe(|| f.cancel()));
+    assert!(
+        matches!(cancelled, Ok(true)),
+        "the closure's panic escaped cancel(), or the cancel failed"
+    );
+    assert!(f.cancelled() && f.done(), "the future was left unsettled");
+    assert!(matches!(f.result(LONG), Err(Error::Cancelled)));
+    drop(release);
 }
 
 /// A map task that defuses its input.

@@ -414,8 +414,9 @@ impl<T> Core<T> {
                 self.set_state(&mut inner, State::Pending, settling);
                 drop(inner);
                 // SAFETY: this call moved the future out of PENDING, so the work is still there and
-                // its alone; it is discarded before the slot takes the outcome.
-                self.with_slot(|slot| unsafe { job.discard(slot) });
+                // its alone; it is discarded before the slot takes the outcome. Its `Drop` is the
+                // user's: one that panics is reported, and the future still settles.
+                crate::panic::contain(|| self.with_slot(|slot| unsafe { job.discard(slot) }));
                 self.settle(
                     self.lock(),
                     settling,

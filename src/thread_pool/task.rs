@@ -321,7 +321,9 @@ where
     fn fail(&self, error: Error) {
         if self.core.start() {
             // SAFETY: this start moved the future out of PENDING: the work is ours alone.
-            drop(unsafe { self.take() });
+            let work = unsafe { self.take() };
+            // The work's `Drop` is the user's: one that panics must not leave the future RUNNING.
+            crate::panic::contain(|| drop(work));
             let _ = self.core.complete(Err(error));
         }
     }
@@ -350,7 +352,10 @@ impl TokenState {
 
     fn started(&self, now: Instant) {
         if let Some(limit) = self.limit {
-            let deadline = now.checked_add(limit).unwrap_or(now);
+            // A limit past the clock's end is no limit: the task is never asked to stop for it.
+            let Some(deadline) = now.checked_add(limit) else {
+                return;
+            };
             let _ = self.deadline.set(deadline);
             // `is_cancelled` also compares the clock, so a late (or missing) timer thread delays only
             // the awaiters of `cancelled()`.
