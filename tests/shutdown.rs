@@ -629,31 +629,41 @@ fn a_sync_and_an_async_shutdown_inside_two_tasks_do_not_deadlock() {
 }
 
 #[test]
-#[ignore = "src/future/state.rs (design, conformance #36): callbacks run before the outcome is \
-            published, so a waiting shutdown in a done callback waits for a worker that waits for \
-            this very outcome (CPython publishes first, so that worker would finish)"]
 fn a_waiting_shutdown_in_a_done_callback_does_not_wait_for_a_task_awaiting_that_future() {
-    common::threads::spawn_bounded(|| {
-        let pool = ThreadPoolExecutor::new(2).unwrap();
-        let gate = Gate::default();
-        let g = gate.clone();
-        let first = pool
-            .spawn(move || {
-                g.wait();
-                1
-            })
-            .unwrap();
-        let own = pool.clone();
-        first.add_done_callback(move |_| own.shutdown(Queued::Run));
-        // The other worker waits for `first`'s outcome.
-        let mut second = pool
-            .spawn(move || {
-                let mut first = first;
-                first.result(LONG).is_ok()
-            })
-            .unwrap();
-        gate.open();
-        second.result(LONG).unwrap()
-    })
-    .join();
+    for form in ["blocking", "async"] {
+        let outcome = common::threads::spawn_bounded(move || {
+            let pool = ThreadPoolExecutor::new(2).unwrap();
+            let gate = Gate::default();
+            let g = gate.clone();
+            let first = pool
+                .spawn(move || {
+                    g.wait();
+                    1
+                })
+                .unwrap();
+            let own = pool.clone();
+            first.add_done_callback(move |_| match form {
+                "blocking" => own.shutdown(Queued::Run),
+                _ => futures::executor::block_on(own.shutdown_async(Queued::Run)),
+            });
+            // The other worker waits for `first`'s outcome, published after the callback returns.
+            let mut second = pool
+                .spawn(move || {
+                    let mut first = first;
+                    first.result(LONG).is_ok()
+                })
+                .unwrap();
+            gate.open();
+            let waited = second.result(LONG).unwrap();
+            let refused = matches!(pool.spawn(|| 0), Err(Error::Shutdown));
+            pool.shutdown(Queued::Run);
+            (waited, refused, pool.metrics().workers)
+        })
+        .join();
+        assert_eq!(
+            outcome,
+            (true, true, 0),
+            "{form}: (the waiting task saw the outcome, the pool was closed, no worker left)"
+        );
+    }
 }

@@ -882,9 +882,63 @@ fn remove_listed<T>(inner: &mut Inner<T>, key: u64) -> Option<Waker> {
 }
 
 fn run_callback<T>(id: FutureId, cb: Callback<T>, outcome: &Result<T, Error>) {
+    let _marked = in_callback::Mark::enter();
     // A panicking callback must not take the worker down, nor stop the callbacks after it.
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| cb(outcome))) {
         crate::report::callback_panicked(id, &panic_message(&*payload));
+    }
+}
+
+/// Whether this thread is running a done callback. Its future's outcome is not published until the
+/// callback returns (see the module docs), so whoever waits for that outcome, a pool's task perhaps,
+/// cannot finish meanwhile: a waiting `shutdown` called here must not wait for the pool's workers.
+pub(crate) fn in_done_callback() -> bool {
+    in_callback::depth() > 0
+}
+
+#[cfg(not(loom))]
+mod in_callback {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How many done callbacks this thread is inside (a callback may complete another future).
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn depth() -> usize {
+        DEPTH.try_with(Cell::get).unwrap_or(0)
+    }
+
+    /// Counts the thread as inside a callback until dropped.
+    pub(super) struct Mark;
+
+    impl Mark {
+        pub(super) fn enter() -> Mark {
+            let _ = DEPTH.try_with(|d| d.set(d.get() + 1));
+            Mark
+        }
+    }
+
+    impl Drop for Mark {
+        fn drop(&mut self) {
+            let _ = DEPTH.try_with(|d| d.set(d.get() - 1));
+        }
+    }
+}
+
+/// No model looks at shutdowns from callbacks.
+#[cfg(loom)]
+mod in_callback {
+    pub(super) fn depth() -> usize {
+        0
+    }
+
+    pub(super) struct Mark;
+
+    impl Mark {
+        pub(super) fn enter() -> Mark {
+            Mark
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use task::{
 };
 
 use crate::error::{Error, TaskError};
-use crate::future::state::fits_in_slot;
+use crate::future::state::{fits_in_slot, in_done_callback};
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Map, MapOptions};
 use crate::pool::{Frontend, Metrics, Pool, Queued, Sizes};
@@ -464,9 +464,15 @@ impl ThreadPoolExecutor {
     /// Shuts the pool down and waits until every worker thread has exited: Python's
     /// `shutdown(wait=True, cancel_futures=…)`. Running tasks finish; queued ones run or are cancelled
     /// as `queued` says. Calling it again is harmless. Called from one of this pool's own tasks, it waits
-    /// for the other workers only.
+    /// for the other workers only. Called from a done callback, it closes the pool and returns without
+    /// waiting: a callback runs before its future's outcome is published, so a task of the pool that
+    /// waits for that outcome could not finish while the callback waited for it.
     pub fn shutdown(&self, queued: Queued) {
-        self.pool.shutdown(queued)
+        if in_done_callback() {
+            self.pool.shutdown_nowait(queued)
+        } else {
+            self.pool.shutdown(queued)
+        }
     }
 
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
@@ -476,9 +482,21 @@ impl ThreadPoolExecutor {
     }
 
     /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited, without
-    /// blocking the runtime's threads.
+    /// blocking the runtime's threads. Polled in a done callback, it resolves at once, as `shutdown`
+    /// returns there.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        self.pool.shutdown_async(queued)
+        let all_gone = self.pool.shutdown_async(queued);
+        async move {
+            let mut all_gone = std::pin::pin!(all_gone);
+            std::future::poll_fn(|cx| {
+                if in_done_callback() {
+                    std::task::Poll::Ready(())
+                } else {
+                    all_gone.as_mut().poll(cx)
+                }
+            })
+            .await
+        }
     }
 
     /// Runs `body` with the pool, then shuts it down and waits for all its work, even if `body` panics:
