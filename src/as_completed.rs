@@ -19,7 +19,7 @@ use crate::watch::WatchSet;
 /// code (`for f in as_completed(fs)` blocks between items).
 ///
 /// Each distinct future is yielded once; duplicates are dropped. Cancelled futures count as done.
-/// With a [`timeout`](AsCompleted::timeout), counted from this call, the stream yields one
+/// With a [`timeout`](AsCompleted::timeout), counted from that call, the stream yields one
 /// [`Error::Unfinished`] (`"2 (of 4) futures unfinished"`) when it runs out and then ends. A yielded
 /// future is no longer held; dropping the stream unregisters it from every future it still watches.
 ///
@@ -97,8 +97,8 @@ pub struct AsCompleted<F: Watch> {
 }
 
 impl<F: Watch> AsCompleted<F> {
-    /// Gives up after `timeout`, counted from the [`as_completed`] call: yields one
-    /// [`Error::Unfinished`] and ends.
+    /// Gives up after `timeout`, counted from this call (Python counts from `as_completed`'s, which
+    /// this one follows in `as_completed(fs).timeout(t)`): yields one [`Error::Unfinished`] and ends.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.deadline = Some(Deadline::after(timeout));
         self

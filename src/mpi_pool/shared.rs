@@ -235,7 +235,7 @@ impl Shared {
         drop(st);
         self.exited.notify_all();
         for w in wakers {
-            w.wake();
+            crate::panic::wake(w);
         }
     }
 }
