@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use super::code;
 use super::handshake;
-use super::proc::{self, KillReason, Proc, Ready, Turn};
+use super::proc::{self, KillReason, Proc, Ready, Sent, Turn};
 use super::shared::{send_frame, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
 use super::wire::Body;
 use super::WorkerDeath;
@@ -114,12 +114,14 @@ impl Next {
         match self {
             Next::Run(d) if by == By::Driver => shared.recycle_frame(d.send()),
             // A caller does not block on a large write for the pool: what the socket does not take
-            // at once goes to the driver, as a submit's frame does.
-            Next::Run(d) => {
-                if let Some(buf) = d.proc.send_or_post(d.frame) {
-                    shared.recycle_frame(buf);
+            // at once goes to the driver, as a submit's frame does. A worker that died just after
+            // its reply fails the task it was handed: its driver sees the death with it `Busy`.
+            Next::Run(d) => match d.proc.send_or_post(d.frame) {
+                Sent::Whole(buf) | Sent::Refused(buf) | Sent::Lost(buf) => {
+                    shared.recycle_frame(buf)
                 }
-            }
+                Sent::Posted => {}
+            },
             Next::Retire => proc.close_write(),
             Next::Idle | Next::Wait => {}
         }
@@ -513,6 +515,7 @@ impl Driver {
                 // a process that inherited the worker's end keeps the socket open: the read side is
                 // shut, which also ends a caller's blocking read, so the turn is soon free.
                 Ready::Exited => {
+                    proc.mark_exited();
                     proc.end_reads();
                     self.read_reply(proc, Ended::Yes)
                 }

@@ -34,7 +34,8 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
 }
 
 /// Writes as much of `buf` to a socket as it takes without blocking; returns how much that was
-/// (`Ok(0)` if its buffer is full). `MSG_NOSIGNAL` as in [`send_all`].
+/// (`Ok(0)` if its buffer is full). An error is returned only if nothing was written.
+/// `MSG_NOSIGNAL` as in [`send_all`].
 #[allow(unsafe_code)]
 pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     let mut sent = 0;
@@ -55,6 +56,8 @@ pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => break,
+                // What was written stands: the rest fails the same way when it is written.
+                _ if sent > 0 => break,
                 _ => return Err(e),
             }
         }

@@ -142,6 +142,8 @@ pub(crate) struct Proc {
     waits: os::WaitSet,
     /// Who may wait for the next reply with the turn held.
     reader: ReadRight,
+    /// The driver saw the worker exit ([`Proc::mark_exited`]).
+    exited: AtomicBool,
     /// A frame a submitting thread handed to the driver to write, and how much of it was written
     /// already (see [`Proc::post`]).
     outbox: Mutex<Option<(Vec<u8>, usize)>>,
@@ -260,6 +262,20 @@ pub(crate) fn read_nowait<'r>(
     }
 }
 
+/// What became of a frame [`Proc::send_or_post`] was asked to write.
+pub(crate) enum Sent {
+    /// Written whole: the buffer, for reuse.
+    Whole(Vec<u8>),
+    /// Partly written; the worker's driver writes the rest.
+    Posted,
+    /// Not a byte written: the worker's end of the socket is closed, so the worker died before it
+    /// could read any of the task. The frame, to run the task elsewhere.
+    Refused(Vec<u8>),
+    /// The write failed otherwise; the worker is being killed and its driver fails the task. The
+    /// buffer, for reuse.
+    Lost(Vec<u8>),
+}
+
 /// What the driver's [`Proc::wait`] (and so its next step) was woken by.
 pub(crate) use os::Ready;
 
@@ -337,6 +353,7 @@ impl Proc {
             link: Link { shared, slot },
             waits,
             reader: ReadRight(AtomicU8::new(Reader::Nobody as u8)),
+            exited: AtomicBool::new(false),
             outbox: Mutex::new(None),
             posted: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -348,27 +365,27 @@ impl Proc {
     /// socket takes at once is written here (a small task's frame, whole: no hand-off on the round
     /// trip), the rest is handed to the worker's driver, which writes it from its own thread (a
     /// submit must not block its caller, an async runtime's thread perhaps, for as long as a large
-    /// write takes). Returns the buffer when it was written whole, for reuse.
-    pub(crate) fn send_or_post(&self, frame: Vec<u8>) -> Option<Vec<u8>> {
+    /// write takes).
+    pub(crate) fn send_or_post(&self, frame: Vec<u8>) -> Sent {
         match os::send_nowait(self.stream.as_fd(), &frame) {
-            Ok(n) if n == frame.len() => Some(frame),
+            Ok(n) if n == frame.len() => Sent::Whole(frame),
             Ok(n) => {
                 self.post(frame, n);
-                None
+                Sent::Posted
             }
-            // The worker died: its driver sees end-of-file and fails the task.
+            // The worker's end is closed: it died (or is dying) before reading a byte of the task.
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
                 ) =>
             {
-                Some(frame)
+                Sent::Refused(frame)
             }
             Err(e) => {
                 let why = KillReason::Protocol(format!("writing a task failed: {e}"));
                 self.kill(why, libc::SIGKILL);
-                Some(frame)
+                Sent::Lost(frame)
             }
         }
     }
@@ -577,6 +594,21 @@ impl Proc {
         first
     }
 
+    /// Whether the driver has seen the worker exit (its pidfd) or reaped it, without a system call.
+    /// It lags the exit by the driver's wake-up: a submit that finds the worker not known gone and
+    /// then cannot write a byte to it learns the rest from the write ([`Sent::Refused`]).
+    pub(crate) fn known_gone(&self) -> bool {
+        if self.pidfd.is_none() {
+            return self.is_gone();
+        }
+        self.exited.load(Ordering::Acquire) || lock(&self.ctl).child.is_none()
+    }
+
+    /// The driver saw the worker's pidfd turn readable: the worker has exited.
+    pub(crate) fn mark_exited(&self) {
+        self.exited.store(true, Ordering::Release);
+    }
+
     /// Whether the worker is known to be dead (or to have closed its channel), without blocking or
     /// reaping it. The exit is asked of the kernel (not only inferred from the socket): a copy of the
     /// worker's end held by another process (a program's own fork) would hide the hang-up.
@@ -586,7 +618,7 @@ impl Proc {
             return true;
         }
         match &self.pidfd {
-            // One system call: every submit to an idle worker asks this.
+            // One system call.
             Some(pidfd) => os::closed_or_exited(self.stream.as_fd(), pidfd.as_fd()),
             None => os::has_exited(self.pid) || os::peer_closed(self.stream.as_fd()),
         }
