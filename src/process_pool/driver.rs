@@ -515,7 +515,7 @@ impl Driver {
                 // a process that inherited the worker's end keeps the socket open: the read side is
                 // shut, which also ends a caller's blocking read, so the turn is soon free.
                 Ready::Exited => {
-                    proc.mark_exited();
+                    proc.mark_ended();
                     proc.end_reads();
                     self.read_reply(proc, Ended::Yes)
                 }
@@ -531,7 +531,10 @@ impl Driver {
             }
             woken_by = match proc.wait() {
                 Ok(ready) => ready,
-                Err(e) => return e,
+                Err(e) => {
+                    proc.mark_ended();
+                    return e;
+                }
             };
             // A submit claimed this idle worker and left (the rest of) its frame for us to write.
             if woken_by == Ready::Woken {
@@ -548,7 +551,7 @@ impl Driver {
     fn read_reply(&self, proc: &Proc, ended: Ended) -> io::Result<bool> {
         let mut turn = lock(&proc.turn);
         let Turn { reader, served } = &mut *turn;
-        match proc::read_nowait(reader, &proc.stream) {
+        let read = match proc::read_nowait(reader, &proc.stream) {
             Ok(Some(body)) => {
                 reply_step(&self.shared, self.slot, proc, body, served, By::Driver);
                 Ok(true)
@@ -556,7 +559,13 @@ impl Driver {
             Ok(None) if ended == Ended::Yes => Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(None) => Ok(false),
             Err(e) => Err(e),
+        };
+        if read.is_err() {
+            // With the turn still held: a submit that takes the turn next sees the worker gone
+            // (see `Shared::enqueue`), before this driver settles the death without it.
+            proc.mark_ended();
         }
+        read
     }
 
     /// The worker's channel ended: reap it, settle its task, and decide whether to start another

@@ -142,8 +142,8 @@ pub(crate) struct Proc {
     waits: os::WaitSet,
     /// Who may wait for the next reply with the turn held.
     reader: ReadRight,
-    /// The driver saw the worker exit ([`Proc::mark_exited`]).
-    exited: AtomicBool,
+    /// The driver saw the worker exit or its channel end ([`Proc::mark_ended`]).
+    ended: AtomicBool,
     /// A frame a submitting thread handed to the driver to write, and how much of it was written
     /// already (see [`Proc::post`]).
     outbox: Mutex<Option<(Vec<u8>, usize)>>,
@@ -353,7 +353,7 @@ impl Proc {
             link: Link { shared, slot },
             waits,
             reader: ReadRight(AtomicU8::new(Reader::Nobody as u8)),
-            exited: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             outbox: Mutex::new(None),
             posted: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -594,19 +594,22 @@ impl Proc {
         first
     }
 
-    /// Whether the driver has seen the worker exit (its pidfd) or reaped it, without a system call.
-    /// It lags the exit by the driver's wake-up: a submit that finds the worker not known gone and
-    /// then cannot write a byte to it learns the rest from the write ([`Sent::Refused`]).
+    /// Whether the driver has seen the worker exit (its pidfd) or its channel end, or reaped it,
+    /// without a system call. It lags the exit by the driver's wake-up: a submit that finds the
+    /// worker not known gone and then cannot write a byte to it learns the rest from the write
+    /// ([`Sent::Refused`]).
     pub(crate) fn known_gone(&self) -> bool {
         if self.pidfd.is_none() {
             return self.is_gone();
         }
-        self.exited.load(Ordering::Acquire) || lock(&self.ctl).child.is_none()
+        self.ended.load(Ordering::Acquire) || lock(&self.ctl).child.is_none()
     }
 
-    /// The driver saw the worker's pidfd turn readable: the worker has exited.
-    pub(crate) fn mark_exited(&self) {
-        self.exited.store(true, Ordering::Release);
+    /// The driver saw the worker's pidfd turn readable, or read the end of its channel: the driver
+    /// settles the worker's death next. Marked while the driver holds the turn, or before it waits
+    /// for it, so a submit holding the turn either sees the mark or writes before the death is read.
+    pub(crate) fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Release);
     }
 
     /// Whether the worker is known to be dead (or to have closed its channel), without blocking or

@@ -14,9 +14,10 @@
 //!
 //! An idle worker's death is learned from its driver (which watches the worker's pidfd), not asked
 //! of the kernel at each submit. The driver's word lags the death by its wake-up, so the submit
-//! writes holding the worker's turn, without which the driver cannot settle the death: a write that
-//! finds the worker's end closed before its first byte hands the task back to the queue (RUNNING
-//! still, see [`ProcTask::redeliver`]) and the death is settled as an idle worker's.
+//! writes holding the worker's turn, which the driver needs to read the death and lets go of only
+//! after marking it: a write that finds the worker's end closed before its first byte hands the task
+//! back to the queue (RUNNING still, see [`ProcTask::redeliver`]) and the death is settled as an idle
+//! worker's.
 //!
 //! With a `queue_capacity`, the queue (tasks no worker has claimed) holds at most that many tasks: a
 //! sync submit waits on `room`, an async one on `room_async`, `try_submit` is refused.
@@ -267,10 +268,11 @@ impl Shared {
                 // respawns for the queue.
                 //
                 // Holding the worker's turn, this thread asks its driver's word ([`Proc::known_gone`]:
-                // no system call) and writes the task; the driver settles a death only with the
-                // turn, so if the write finds the worker's end closed, the task is still this
+                // no system call) and writes the task. The driver reads a death with the turn and
+                // marks it before letting go ([`Proc::mark_ended`]), so if the write finds the
+                // worker's end closed, the death is not settled yet and the task is still this
                 // thread's to hand back ([`Shared::redeliver`]). A turn held elsewhere (a reply
-                // being handled, or the driver settling the death) is rare: then the kernel is
+                // being handled, or the driver reading the death) is rare: then the kernel is
                 // asked, as the driver's word may lag the death.
                 let turn = match proc.turn.try_lock() {
                     Ok(turn) => Some(turn),
@@ -336,10 +338,10 @@ impl Shared {
 
     /// Hands back the task just written to the idle worker of `slot`, whose end of the socket turned
     /// out closed before the first byte: the worker died idle, and its driver has not settled the
-    /// death (the caller holds the worker's turn, which settling needs). The task never ran: it goes
-    /// to the head of the queue, RUNNING still, and the slot reads as an idle worker's death, which
-    /// the driver settles as such (the pool breaks under the default policy, failing the task with
-    /// it; under the resilient one a new worker starts for the queue and runs it).
+    /// death (the caller holds the worker's turn, which reading the death needs). The task never
+    /// ran: it goes to the head of the queue, RUNNING still, and the slot reads as an idle worker's
+    /// death, which the driver settles as such (the pool breaks under the default policy, failing
+    /// the task with it; under the resilient one a new worker starts for the queue and runs it).
     fn redeliver(&self, slot: usize, proc: &Arc<Proc>, frame: Vec<u8>) {
         let mut st = self.lock();
         let same = st.slots[slot]
