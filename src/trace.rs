@@ -175,14 +175,20 @@ pub(crate) mod process {
         }
         fn start(&self) -> bool {
             let started = self.inner.start();
-            if started {
-                let now = Instant::now();
-                let _ = self.trace.started.set(now);
+            let now = Instant::now();
+            // A redelivered task starts twice; its run counts from the first start.
+            if started && self.trace.started.set(now).is_ok() {
                 if let Some(span) = &*lock(&self.trace.span) {
                     span.record("queue_wait_us", micros(now - self.trace.queued_at));
                 }
             }
             started
+        }
+        fn redeliver(&self, frame: Vec<u8>) {
+            self.inner.redeliver(frame)
+        }
+        fn awaits_redelivery(&self) -> bool {
+            self.inner.awaits_redelivery()
         }
         fn take_frame(&self) -> Option<Vec<u8>> {
             self.inner.take_frame()

@@ -20,10 +20,10 @@ use common::threads::{current_tid, spawn_bounded, wait_until_asleep, Bounded};
 use common::LONG;
 use concurrent_futures::{Error, PoolFuture, ProcessPoolExecutor, Queued, WorkerDeath};
 
-/// Waits (up to [`LONG`]) until thread `tid` is blocked reading a worker's reply itself: in `poll`
-/// on two descriptors (the worker's socket and pidfd) without a timeout, which is where a caller
-/// that helps waits (a caller parked on the future sleeps in `futex` instead). On other
-/// architectures (no `poll` system call to recognise) it only waits until the thread sleeps.
+/// Waits (up to [`LONG`]) until thread `tid` is blocked reading a worker's reply itself: in a
+/// blocking `recvfrom` (no flags), which is where a caller that helps with no deadline waits (a
+/// caller parked on the future sleeps in `futex` instead, and the driver reads only with
+/// `MSG_DONTWAIT`). On other architectures it only waits until the thread sleeps.
 fn wait_until_reading(tid: i32) -> bool {
     if !cfg!(target_arch = "x86_64") {
         return wait_until_asleep(tid);
@@ -34,10 +34,10 @@ fn wait_until_reading(tid: i32) -> bool {
         let Ok(line) = std::fs::read_to_string(&path) else {
             return false;
         };
-        // `number arg1 arg2 …`: poll(2) is 7 on x86_64; its args are (fds, nfds, timeout), the
-        // timeout an `int` -1.
+        // `number arg1 arg2 …`: recvfrom(2) is 45 on x86_64; its args are (fd, buf, len, flags,
+        // addr, addrlen).
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() > 3 && f[0] == "7" && f[2] == "0x2" && f[3].ends_with("ffffffff") {
+        if f.len() > 4 && f[0] == "45" && f[4] == "0x0" {
             return true;
         }
         thread::sleep(Duration::from_micros(200));
@@ -228,8 +228,9 @@ fn fork_then_wait(path: String) -> u32 {
 }
 
 /// A caller blocked reading the reply itself, with no deadline, must wake when the worker dies even
-/// if a process the task forked holds the worker's end of the channel open (no end-of-file comes):
-/// the caller waits on the worker's pidfd beside its socket, so it sees the death itself.
+/// if a process the task forked holds the worker's end of the channel open (no end-of-file comes
+/// from the worker): the driver, which watches the worker's pidfd whoever reads, shuts the socket's
+/// read side, which ends the caller's `recv`.
 #[test]
 fn a_worker_killed_while_a_forked_child_holds_its_channel_ends_the_reading_caller() {
     let pool = warm_pool();
@@ -248,5 +249,61 @@ fn a_worker_killed_while_a_forked_child_holds_its_channel_ends_the_reading_calle
     }
     pool.shutdown(Queued::Run);
     // The reap's group kill took the forked process down too.
+    assert_all_gone(&[grandchild]);
+}
+
+/// A caller that reads with a deadline holds the right to read until the deadline passes; then it
+/// must give the right (and the socket) back to the driver: here no caller reads the reply
+/// (`exception` does not read), so only the driver can complete the future.
+#[test]
+fn after_a_deadline_passes_while_a_caller_reads_the_driver_reads_the_reply() {
+    let pool = warm_pool();
+    let mut gate = Gate::new();
+    let mut fut = pool.submit(gated_pid, gate.path()).unwrap();
+    gate.wait_started();
+    assert!(matches!(
+        fut.result(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    let (ended_tx, ended) = mpsc::channel();
+    fut.add_done_callback(move |r| ended_tx.send(r.is_ok()).unwrap());
+    gate.release();
+    assert_eq!(ended.recv_timeout(LONG), Ok(true));
+    let worker = fut.result(Duration::ZERO).unwrap();
+    assert_eq!(pool.submit(pid, ()).unwrap().result(None).unwrap(), worker);
+    pool.shutdown(Queued::Run);
+}
+
+/// Forks a child that keeps every descriptor (no exec) and reports its pid, waits at the gate, then
+/// exits: the forked child keeps the worker's end of the channel open after the worker is gone.
+fn fork_then_exit(path: String) -> u32 {
+    common::process::fork_keeping_descriptors(&path);
+    common::process::task_wait(&path);
+    std::process::exit(3)
+}
+
+/// A worker that exits by itself (no kill) while the caller is blocked reading and a process the
+/// task forked holds the channel: the future fails with the worker's exit status (resilient policy),
+/// and the next task runs on a new worker.
+#[test]
+fn a_worker_exiting_while_a_forked_child_holds_its_channel_fails_the_reading_caller() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .on_worker_death(WorkerDeath::Respawn)
+        .build()
+        .unwrap();
+    let worker = pool.submit(pid, ()).unwrap().result(None).unwrap();
+    wait_idle(&pool);
+    let mut gate = Gate::new();
+    let fut = pool.submit(fork_then_exit, gate.path()).unwrap();
+    let grandchild: u32 = gate.receive().trim().parse().unwrap();
+    let (caller, _) = reading_caller(fut, &mut gate);
+    gate.release();
+    match caller.join() {
+        Err(Error::WorkerDied(exit)) => assert_eq!(exit.code(), Some(3)),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_ne!(pool.submit(pid, ()).unwrap().result(None).unwrap(), worker);
+    pool.shutdown(Queued::Run);
     assert_all_gone(&[grandchild]);
 }

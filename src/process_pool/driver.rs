@@ -13,11 +13,18 @@
 //! Why a thread per worker: the driver is always blocked waiting on its worker's socket and pidfd, so
 //! a death (even of an idle worker) is seen at once, with no polling; the kernel closes the socket when
 //! the process dies, whatever killed it, and the pidfd turns readable even when a process that
-//! inherited the worker's end (a task's fork without exec) keeps the socket open. A caller blocked on
-//! the running task's result may read the reply in its place (`Proc::help`): it takes the socket out
-//! of the driver's wait set meanwhile, so the reply wakes only the caller, and handles the reply with
-//! the same [`reply_step`]. The thread also owns the process for its whole
-//! life, which `PR_SET_PDEATHSIG` needs (it fires when the *thread* that spawned the child exits).
+//! inherited the worker's end (a task's fork without exec) keeps the socket open. The thread also owns
+//! the process for its whole life, which `PR_SET_PDEATHSIG` needs (it fires when the *thread* that
+//! spawned the child exits).
+//!
+//! A caller blocked on the running task's result may read the reply in its place (`Proc::help`):
+//! it takes the socket out of the driver's wait set, then takes the reader right (`proc::Reader`,
+//! one compare-and-swap), reads the reply in one blocking `recv` (a `poll` and a read when it has a
+//! deadline), handles it with the same [`reply_step`], gives the right back and puts the socket back.
+//! The reply then wakes only the caller. The driver keeps watching the worker's pidfd meanwhile: it
+//! never waits for the turn while a caller may be blocked reading, and when the worker exits it shuts
+//! the socket's read side (`Proc::end_reads`), which ends the caller's `recv` even when a process
+//! the task forked keeps the worker's end open; then it handles the death as always.
 
 use std::cell::Cell;
 use std::io;
@@ -26,7 +33,7 @@ use std::sync::Arc;
 
 use super::code;
 use super::handshake;
-use super::proc::{self, KillReason, Proc, Ready, Turn};
+use super::proc::{self, KillReason, Proc, Ready, Sent, Turn};
 use super::shared::{send_frame, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
 use super::wire::Body;
 use super::WorkerDeath;
@@ -107,12 +114,14 @@ impl Next {
         match self {
             Next::Run(d) if by == By::Driver => shared.recycle_frame(d.send()),
             // A caller does not block on a large write for the pool: what the socket does not take
-            // at once goes to the driver, as a submit's frame does.
-            Next::Run(d) => {
-                if let Some(buf) = d.proc.send_or_post(d.frame) {
-                    shared.recycle_frame(buf);
+            // at once goes to the driver, as a submit's frame does. A worker that died just after
+            // its reply fails the task it was handed: its driver sees the death with it `Busy`.
+            Next::Run(d) => match d.proc.send_or_post(d.frame) {
+                Sent::Whole(buf) | Sent::Refused(buf) | Sent::Lost(buf) => {
+                    shared.recycle_frame(buf)
                 }
-            }
+                Sent::Posted => {}
+            },
             Next::Retire => proc.close_write(),
             Next::Idle | Next::Wait => {}
         }
@@ -472,9 +481,11 @@ impl Driver {
     ///
     /// Replies are read by whoever holds the worker's [`Turn`]: this thread, or a caller blocked on
     /// the running task's result (`Proc::help`), which then handles the reply itself. This thread
-    /// takes the turn only when its wait set says data or the worker's end is there, which a caller
-    /// holding it sees too and leaves with; it never waits for the turn while a frame posted for it
-    /// to write is pending (the caller may be waiting for the reply to that very frame).
+    /// never waits for the turn while a caller holding it may be blocked reading: it takes the turn
+    /// when its wait set says data or the worker's end is there and it holds the reader right (a
+    /// caller that holds the turn without the right is not reading, and leaves), or once the worker
+    /// exited, after ending every read of its socket. It never waits for the turn while a frame
+    /// posted for it to write is pending (the caller may be waiting for the reply to that very frame).
     fn serve(&mut self, proc: &Arc<Proc>) -> io::Error {
         let shared = &*self.shared;
         let slot = self.slot;
@@ -486,30 +497,44 @@ impl Driver {
         first.perform(shared, proc, By::Driver);
         let mut woken_by = Ready::Woken;
         loop {
-            // Only when there is something to read (or the worker ended): level-triggered, the
-            // wait set reports data until it is read, and a caller that took the socket out of it
-            // puts it back when it leaves.
-            if woken_by != Ready::Woken {
-                let mut turn = lock(&proc.turn);
-                let Turn { reader, served } = &mut *turn;
-                match proc::read_nowait(reader, &proc.stream) {
-                    Ok(Some(body)) => {
-                        reply_step(shared, slot, proc, body, served, By::Driver);
-                        woken_by = Ready::Woken;
-                        continue;
+            let read = match woken_by {
+                Ready::Woken => Ok(false),
+                // Level-triggered: the wait set reports data until it is read. A caller that holds
+                // the reader right reads it instead, and puts the socket back in the wait set when
+                // it leaves.
+                Ready::Readable => {
+                    if proc.claim_read() {
+                        let read = self.read_reply(proc, Ended::No);
+                        proc.release_read();
+                        read
+                    } else {
+                        Ok(false)
                     }
-                    // The worker exited and nothing more is coming: end-of-file, even if a process
-                    // that inherited the worker's end keeps the socket open.
-                    Ok(None) if woken_by == Ready::Exited => {
-                        return io::ErrorKind::UnexpectedEof.into()
-                    }
-                    Ok(None) => {}
-                    Err(e) => return e,
                 }
+                // What the worker wrote before it exited is read first, then end-of-file, even if
+                // a process that inherited the worker's end keeps the socket open: the read side is
+                // shut, which also ends a caller's blocking read, so the turn is soon free.
+                Ready::Exited => {
+                    proc.mark_ended();
+                    proc.end_reads();
+                    self.read_reply(proc, Ended::Yes)
+                }
+            };
+            match read {
+                // A reply was handled: look again before reading (more may be there).
+                Ok(true) => {
+                    woken_by = Ready::Woken;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => return e,
             }
             woken_by = match proc.wait() {
                 Ok(ready) => ready,
-                Err(e) => return e,
+                Err(e) => {
+                    proc.mark_ended();
+                    return e;
+                }
             };
             // A submit claimed this idle worker and left (the rest of) its frame for us to write.
             if woken_by == Ready::Woken {
@@ -518,6 +543,29 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Reads and handles the worker's next reply, without blocking: `Ok(true)` if one was handled,
+    /// `Ok(false)` if no whole reply is there yet, `Err` once the channel ended (or cannot be
+    /// trusted).
+    fn read_reply(&self, proc: &Proc, ended: Ended) -> io::Result<bool> {
+        let mut turn = lock(&proc.turn);
+        let Turn { reader, served } = &mut *turn;
+        let read = match proc::read_nowait(reader, &proc.stream) {
+            Ok(Some(body)) => {
+                reply_step(&self.shared, self.slot, proc, body, served, By::Driver);
+                Ok(true)
+            }
+            Ok(None) if ended == Ended::Yes => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        if read.is_err() {
+            // With the turn still held: a submit that takes the turn next sees the worker gone
+            // (see `Shared::enqueue`), before this driver settles the death without it.
+            proc.mark_ended();
+        }
+        read
     }
 
     /// The worker's channel ended: reap it, settle its task, and decide whether to start another
@@ -591,6 +639,15 @@ impl Driver {
         after.run();
         respawn
     }
+}
+
+/// Whether the worker is known to have exited when the driver reads its socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Its pidfd says so: nothing more is coming, whoever holds its end of the socket.
+    Yes,
+    /// Not known: an empty socket means the reply has not arrived yet.
+    No,
 }
 
 /// Why `start` gave up.

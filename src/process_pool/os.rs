@@ -34,7 +34,8 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
 }
 
 /// Writes as much of `buf` to a socket as it takes without blocking; returns how much that was
-/// (`Ok(0)` if its buffer is full). `MSG_NOSIGNAL` as in [`send_all`].
+/// (`Ok(0)` if its buffer is full). An error is returned only if nothing was written.
+/// `MSG_NOSIGNAL` as in [`send_all`].
 #[allow(unsafe_code)]
 pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     let mut sent = 0;
@@ -55,6 +56,8 @@ pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => break,
+                // What was written stands: the rest fails the same way when it is written.
+                _ if sent > 0 => break,
                 _ => return Err(e),
             }
         }
@@ -92,7 +95,7 @@ pub(crate) enum Ready {
 /// worker's pidfd, all level-triggered. An epoll set rather than a `poll` list because the socket can
 /// be taken out of it by another thread ([`WaitSet::watch_socket`]) without waking the thread asleep
 /// in it: a caller blocked on a task's result reads the reply itself, and the reply then wakes only
-/// that caller.
+/// that caller. The pidfd is never taken out: the driver sees the worker's exit whoever reads.
 pub(crate) struct WaitSet {
     epoll: OwnedFd,
     sock: i32,
@@ -154,11 +157,17 @@ impl WaitSet {
         Ok(())
     }
 
-    /// Puts the socket's readability in the set (`true`) or takes it out (`false`; a hang-up or an
-    /// error is still reported, as epoll always does). A thread asleep in [`wait`](Self::wait) is not
-    /// woken by taking it out; putting it back while data is waiting wakes it (level-triggered).
+    /// Puts the socket's readability in the set (`true`, level-triggered) or takes it out (`false`).
+    /// Taken out, a hang-up or an error is still reported (epoll always reports those), but once
+    /// (`EPOLLONESHOT`): a driver woken by it while a caller reads goes back to sleep without being
+    /// woken again and again. A thread asleep in [`wait`](Self::wait) is not woken by taking the
+    /// socket out; putting it back while data is waiting wakes it.
     pub(crate) fn watch_socket(&self, watch: bool) {
-        let events = if watch { libc::EPOLLIN as u32 } else { 0 };
+        let events = if watch {
+            libc::EPOLLIN as u32
+        } else {
+            libc::EPOLLONESHOT as u32
+        };
         // Fails only if the descriptors were closed, which the owner prevents.
         let _ = self.ctl(libc::EPOLL_CTL_MOD, self.sock, events, SOCK);
     }
@@ -608,5 +617,78 @@ pub(crate) fn fill_closed_std_fds() {
         // closed when this `OwnedFd` drops, after its copy is made.
         let null = unsafe { OwnedFd::from_raw_fd(null) };
         let _ = dup_onto(null.as_fd(), fd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// The driver ends a caller's blocking read of a dead worker's socket with `shutdown(SHUT_RD)`
+    /// (`Proc::end_reads`): it must wake a `recv` already blocked in another thread, while the peer's
+    /// end is still open (held by a process the task forked), with what was written first, then
+    /// end-of-file.
+    #[test]
+    fn shutting_the_read_side_ends_a_recv_blocked_in_another_thread() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let ours = std::sync::Arc::new(ours);
+        peer.write_all(b"ab").unwrap();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let reader = ours.clone();
+        std::thread::spawn(move || {
+            tid_tx.send(current_tid()).unwrap();
+            let mut reads = Vec::new();
+            let mut buf = [0u8; 8];
+            loop {
+                let n = (&*reader).read(&mut buf).unwrap();
+                reads.push(n);
+                if n == 0 {
+                    break;
+                }
+            }
+            done_tx.send(reads).unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        // Blocked in `recvfrom` (45 on x86_64) after reading "ab", or asleep elsewhere.
+        assert!(blocked_in_read(tid), "the reader never blocked");
+        ours.shutdown(std::net::Shutdown::Read).unwrap();
+        let reads = done_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(reads, vec![2, 0]);
+        drop(peer); // the peer's end was open all along
+    }
+
+    fn current_tid() -> i32 {
+        std::fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits (up to 60 s) until thread `tid` sleeps in a read (`recvfrom` or `read` on x86_64; any
+    /// sleep elsewhere).
+    fn blocked_in_read(tid: i32) -> bool {
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"));
+            let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"));
+            let (Ok(stat), Ok(syscall)) = (stat, syscall) else {
+                return false;
+            };
+            let sleeping = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('S'));
+            let nr = syscall.split_whitespace().next().unwrap_or("");
+            let reading = !cfg!(target_arch = "x86_64") || nr == "45" || nr == "0";
+            if sleeping && reading {
+                return true;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        false
     }
 }

@@ -12,6 +12,14 @@
 //! signal through it fails once the process is reaped. The group is signalled only after the pidfd
 //! showed the leader still there (alive or a zombie), which keeps its number, and so its group id,
 //! from being reused.
+//!
+//! Replies are read by whoever holds the [`Turn`]: the driver, or a caller blocked on the running
+//! task's result ([`Proc::help`]). The turn changes hands without waking anyone: a caller takes the
+//! socket out of the driver's wait set and takes the [`Reader`] right with one compare-and-swap, reads
+//! (blocking, when it has no deadline), and gives both back. Only a holder of that right, or the
+//! driver once the worker exited and every read was ended ([`Proc::end_reads`]), waits for a reply
+//! or for the turn: the driver, which alone watches the worker's pidfd while a caller blocks in
+//! `recv`, is never stuck behind that caller.
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -19,7 +27,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -53,15 +61,65 @@ struct Ctl {
     kill: Option<KillReason>,
 }
 
-/// The right to read the worker's replies, and what reading needs. Whoever holds it (the driver, or a
-/// caller blocked on the running task's result: [`Proc::help`]) reads and handles the next reply; the
-/// other waits. Handling a reply ([`super::driver::reply_step`]) happens with it held, so replies are
-/// handled one at a time and in order.
+/// What reading the worker's replies needs. Whoever holds it (the driver, or a caller blocked on the
+/// running task's result: [`Proc::help`]) reads and handles the next reply; the other waits. Handling
+/// a reply ([`super::driver::reply_step`]) happens with it held, so replies are handled one at a time
+/// and in order. Only a holder of the [`Reader`] right may wait for a reply with it held.
 pub(crate) struct Turn {
     /// The worker's replies, as far as they have arrived.
     pub(crate) reader: FrameReader,
     /// Tasks this worker has finished (for `max_tasks_per_child`).
     pub(crate) served: usize,
+}
+
+/// Who may wait for the worker's next reply while holding the [`Turn`]; the right is taken with one
+/// compare-and-swap from `Nobody` and given back with one store.
+///
+/// It keeps the driver from ever waiting for the turn while a caller holding it could be blocked in
+/// `recv`: a blocking read cannot watch the worker's pidfd, so the driver must stay free to see the
+/// worker's exit and end that read ([`Proc::end_reads`]). The driver takes the turn only with the
+/// right (data or an end is there: handling it does not block on the worker) or after ending every
+/// read (the worker exited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Reader {
+    /// No one: the socket is in the driver's wait set.
+    Nobody = 0,
+    /// The driver handles what its wait set reported.
+    Driver = 1,
+    /// A caller blocked on the running task's result reads the reply ([`Proc::help`]); the socket
+    /// is out of the driver's wait set.
+    Caller = 2,
+}
+
+/// The [`Reader`] right, shared by the driver and the callers.
+struct ReadRight(AtomicU8);
+
+impl ReadRight {
+    /// `Nobody` → `by`; `false` if someone else holds the right.
+    fn claim(&self, by: Reader) -> bool {
+        self.0
+            .compare_exchange(
+                Reader::Nobody as u8,
+                by as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Back to `Nobody`.
+    fn release(&self) {
+        self.0.store(Reader::Nobody as u8, Ordering::Release);
+    }
+
+    fn holder(&self) -> Reader {
+        match self.0.load(Ordering::Acquire) {
+            0 => Reader::Nobody,
+            1 => Reader::Driver,
+            _ => Reader::Caller,
+        }
+    }
 }
 
 /// The pool and slot a worker belongs to: what a helping caller needs to handle a reply as its
@@ -82,8 +140,10 @@ pub(crate) struct Proc {
     link: Link,
     /// What the driver sleeps on: the socket (unless a helping caller took it out), `wake`, `pidfd`.
     waits: os::WaitSet,
-    /// A caller is reading the reply ([`Proc::help`]): the driver does not spin for it.
-    helped: AtomicBool,
+    /// Who may wait for the next reply with the turn held.
+    reader: ReadRight,
+    /// The driver saw the worker exit or its channel end ([`Proc::mark_ended`]).
+    ended: AtomicBool,
     /// A frame a submitting thread handed to the driver to write, and how much of it was written
     /// already (see [`Proc::post`]).
     outbox: Mutex<Option<(Vec<u8>, usize)>>,
@@ -95,24 +155,51 @@ pub(crate) struct Proc {
     wake: OwnedFd,
 }
 
-/// A caller reading a worker's replies in its driver's place ([`Proc::help`]): the socket is out of
-/// the driver's wait set, and the driver does not spin for it. Dropping it puts the socket back, also
-/// when handling the reply unwinds (a user's waker that panics), so the driver is never left deaf to
-/// the worker: data that arrived meanwhile (or an end) wakes it at once.
+/// A caller reading a worker's replies in its driver's place ([`Proc::help`]): it holds the
+/// [`Reader`] right, the socket is out of the driver's wait set, and the driver does not spin for it.
+/// Dropping it gives the right back and then puts the socket back, also when handling the reply
+/// unwinds (a user's waker that panics), so the driver is never left deaf to the worker: data that
+/// arrived meanwhile (or an end) wakes it at once, and it finds the right free.
 struct Reading<'a>(&'a Proc);
 
 impl<'a> Reading<'a> {
-    fn start(proc: &'a Proc) -> Self {
-        proc.helped.store(true, Ordering::Relaxed);
+    /// `None` if the driver is handling what its wait set reported (the reply, perhaps): the caller
+    /// then leaves the reply to it. The socket leaves the wait set *before* the right is taken, so
+    /// once a caller holds the right, the driver can be woken by the socket at most by what it
+    /// reported before (and once by a hang-up): it never spins on a socket it may not read.
+    fn start(proc: &'a Proc) -> Option<Self> {
         proc.waits.watch_socket(false);
-        Reading(proc)
+        if proc.reader.claim(Reader::Caller) {
+            return Some(Reading(proc));
+        }
+        proc.waits.watch_socket(true);
+        None
     }
 }
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
+        self.0.reader.release();
         self.0.waits.watch_socket(true);
-        self.0.helped.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The worker's socket read blocking, by a caller that holds the [`Reader`] right: the driver ends
+/// such a read when the worker exits ([`Proc::end_reads`]), so it cannot outlast the worker even when
+/// a process the task forked holds the worker's end open.
+struct Blocking<'a>(&'a UnixStream);
+
+impl Read for Blocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut stream = self.0;
+        stream.read(buf)
+    }
+}
+
+impl Source for Blocking<'_> {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        os::recv_spare(self.0.as_fd(), buf, max, 0)?
+            .ok_or_else(|| io::ErrorKind::Interrupted.into())
     }
 }
 
@@ -173,6 +260,20 @@ pub(crate) fn read_nowait<'r>(
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// What became of a frame [`Proc::send_or_post`] was asked to write.
+pub(crate) enum Sent {
+    /// Written whole: the buffer, for reuse.
+    Whole(Vec<u8>),
+    /// Partly written; the worker's driver writes the rest.
+    Posted,
+    /// Not a byte written: the worker's end of the socket is closed, so the worker died before it
+    /// could read any of the task. The frame, to run the task elsewhere.
+    Refused(Vec<u8>),
+    /// The write failed otherwise; the worker is being killed and its driver fails the task. The
+    /// buffer, for reuse.
+    Lost(Vec<u8>),
 }
 
 /// What the driver's [`Proc::wait`] (and so its next step) was woken by.
@@ -251,7 +352,8 @@ impl Proc {
             }),
             link: Link { shared, slot },
             waits,
-            helped: AtomicBool::new(false),
+            reader: ReadRight(AtomicU8::new(Reader::Nobody as u8)),
+            ended: AtomicBool::new(false),
             outbox: Mutex::new(None),
             posted: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -263,27 +365,27 @@ impl Proc {
     /// socket takes at once is written here (a small task's frame, whole: no hand-off on the round
     /// trip), the rest is handed to the worker's driver, which writes it from its own thread (a
     /// submit must not block its caller, an async runtime's thread perhaps, for as long as a large
-    /// write takes). Returns the buffer when it was written whole, for reuse.
-    pub(crate) fn send_or_post(&self, frame: Vec<u8>) -> Option<Vec<u8>> {
+    /// write takes).
+    pub(crate) fn send_or_post(&self, frame: Vec<u8>) -> Sent {
         match os::send_nowait(self.stream.as_fd(), &frame) {
-            Ok(n) if n == frame.len() => Some(frame),
+            Ok(n) if n == frame.len() => Sent::Whole(frame),
             Ok(n) => {
                 self.post(frame, n);
-                None
+                Sent::Posted
             }
-            // The worker died: its driver sees end-of-file and fails the task.
+            // The worker's end is closed: it died (or is dying) before reading a byte of the task.
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
                 ) =>
             {
-                Some(frame)
+                Sent::Refused(frame)
             }
             Err(e) => {
                 let why = KillReason::Protocol(format!("writing a task failed: {e}"));
                 self.kill(why, libc::SIGKILL);
-                Some(frame)
+                Sent::Lost(frame)
             }
         }
     }
@@ -318,7 +420,7 @@ impl Proc {
     /// allows (`crate::spin`: a few microseconds, only while it has been paying off on this driver,
     /// only with a spinner slot free and a CPU to spare), unless a caller is reading the reply itself.
     pub(crate) fn wait(&self) -> io::Result<Ready> {
-        if !self.helped.load(Ordering::Relaxed) {
+        if self.reader.holder() == Reader::Nobody {
             let mut seen = None;
             crate::spin::spin_here(crate::spin::Probe::Syscall, || {
                 if self.posted.load(Ordering::Acquire) {
@@ -349,9 +451,11 @@ impl Proc {
     /// as the driver would ([`super::driver::reply_step`]: the future completes, its done callbacks
     /// run here, the worker gets its next task). The reply then wakes one thread, this one, instead
     /// of the driver and then this one. Returns at the reply, at `deadline`, or at once if the task
-    /// is not running here (any more); anything else (the worker's death, a protocol error) is left
-    /// to the driver, which sees it as it would have. `started` tells whether the task's future is
-    /// RUNNING (see below).
+    /// is not running here (any more) or the driver is handling what the socket brought; anything
+    /// else (the worker's death, a protocol error) is left to the driver, which sees it as it would
+    /// have. Without a deadline the read blocks in `recv`, which the worker's exit ends (the driver
+    /// watches its pidfd: [`Proc::end_reads`]); with one, it waits in `poll` on the socket and the
+    /// pidfd. `started` tells whether the task's future is RUNNING (see below).
     pub(crate) fn help(&self, id: FutureId, deadline: Option<Instant>, started: &dyn Fn() -> bool) {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return; // a zero timeout: only a look at the future, which the caller takes next
@@ -385,7 +489,9 @@ impl Proc {
             return;
         };
         // The reply must not wake the driver too: out of its wait set while this thread reads.
-        let _reading = Reading::start(self);
+        let Some(_reading) = Reading::start(self) else {
+            return;
+        };
         // The rest of this task's frame, if the submit left it for the driver to write and the
         // driver has not taken it yet: this thread has nothing else to do until the reply, and
         // writing it here spares the driver's wake-up on the way. Not with a deadline, which a large
@@ -397,6 +503,13 @@ impl Proc {
         }
         let Turn { reader, served } = &mut *turn;
         let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
+        if deadline.is_none() && pidfd.is_some() {
+            // One blocking read: it ends at the reply, or at end-of-file, which the driver makes
+            // when it sees the worker exit, however many processes hold the worker's end.
+            let read = reader.read_frame(Blocking(&self.stream)).map(Some);
+            self.handle_reply(&shared, read, served);
+            return;
+        }
         // Wait first: the task was just handed over, so its reply is rarely there yet (and a `poll`
         // that finds it there costs what a read that finds nothing would).
         while let Ok(os::Reply::Readable) = os::wait_reply(self.stream.as_fd(), pidfd, deadline) {
@@ -404,6 +517,25 @@ impl Proc {
                 break;
             }
         }
+    }
+
+    /// The driver's claim of the [`Reader`] right, to handle what its wait set reported; `false` if a
+    /// caller holds it (then the caller handles it). Given back with [`release_read`](Self::release_read).
+    pub(crate) fn claim_read(&self) -> bool {
+        self.reader.claim(Reader::Driver)
+    }
+
+    /// Gives back the right [`claim_read`](Self::claim_read) took.
+    pub(crate) fn release_read(&self) {
+        self.reader.release();
+    }
+
+    /// The worker exited: ends every read of its socket, now and later, once what it wrote has been
+    /// read (`shutdown(SHUT_RD)`: a `recv` blocked in another thread returns end-of-file). Without
+    /// it, a caller blocked reading the reply would wait for as long as a process the task forked
+    /// (no exec) keeps the worker's end of the socket open.
+    pub(crate) fn end_reads(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Read);
     }
 
     /// Handles what a helping caller read ([`Proc::help`]); `false` if no whole reply has arrived
@@ -462,6 +594,24 @@ impl Proc {
         first
     }
 
+    /// Whether the driver has seen the worker exit (its pidfd) or its channel end, or reaped it,
+    /// without a system call. It lags the exit by the driver's wake-up: a submit that finds the
+    /// worker not known gone and then cannot write a byte to it learns the rest from the write
+    /// ([`Sent::Refused`]).
+    pub(crate) fn known_gone(&self) -> bool {
+        if self.pidfd.is_none() {
+            return self.is_gone();
+        }
+        self.ended.load(Ordering::Acquire) || lock(&self.ctl).child.is_none()
+    }
+
+    /// The driver saw the worker's pidfd turn readable, or read the end of its channel: the driver
+    /// settles the worker's death next. Marked while the driver holds the turn, or before it waits
+    /// for it, so a submit holding the turn either sees the mark or writes before the death is read.
+    pub(crate) fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
     /// Whether the worker is known to be dead (or to have closed its channel), without blocking or
     /// reaping it. The exit is asked of the kernel (not only inferred from the socket): a copy of the
     /// worker's end held by another process (a program's own fork) would hide the hang-up.
@@ -471,7 +621,7 @@ impl Proc {
             return true;
         }
         match &self.pidfd {
-            // One system call: every submit to an idle worker asks this.
+            // One system call.
             Some(pidfd) => os::closed_or_exited(self.stream.as_fd(), pidfd.as_fd()),
             None => os::has_exited(self.pid) || os::peer_closed(self.stream.as_fd()),
         }

@@ -12,6 +12,13 @@
 //! it when its worker replies. Whoever claims a worker is the only writer of that frame, and the
 //! driver writes a handed-over rest only after the claimer is done, so frames never interleave.
 //!
+//! An idle worker's death is learned from its driver (which watches the worker's pidfd), not asked
+//! of the kernel at each submit. The driver's word lags the death by its wake-up, so the submit
+//! writes holding the worker's turn, which the driver needs to read the death and lets go of only
+//! after marking it: a write that finds the worker's end closed before its first byte hands the task
+//! back to the queue (RUNNING still, see [`ProcTask::redeliver`]) and the death is settled as an idle
+//! worker's.
+//!
 //! With a `queue_capacity`, the queue (tasks no worker has claimed) holds at most that many tasks: a
 //! sync submit waits on `room`, an async one on `room_async`, `try_submit` is refused.
 
@@ -22,7 +29,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::thread::JoinHandle;
 
-use super::proc::{KillReason, Proc};
+use super::proc::{KillReason, Proc, Sent};
 use super::task::ProcTask;
 use super::timer::Timer;
 use super::wire::KEEP_BUFFER;
@@ -250,23 +257,52 @@ impl Shared {
                 return Err(Rejected::Closed(e));
             }
             while let Some(slot) = st.idle.pop() {
-                // An idle worker killed from outside has closed its end before its driver noticed
-                // the end-of-file: do not hand it a task that would then fail without having run
-                // (it made the resilient policy fail a fresh task for an idle worker's death). Its
-                // driver still handles the death: it breaks the pool (default policy; the task
-                // queued below then fails with it, as in CPython) or respawns for the queue. A
-                // death after this check is indistinguishable from one during the task and fails
-                // the task.
-                if st.slots[slot].proc.as_ref().is_some_and(|p| p.is_gone()) {
+                let proc = st.slots[slot]
+                    .proc
+                    .clone()
+                    .expect("an idle worker has a process");
+                // An idle worker killed from outside must not be handed a task that would then
+                // fail without having run (it made the resilient policy fail a fresh task for an
+                // idle worker's death). Its driver still handles the death: it breaks the pool
+                // (default policy; the task queued below then fails with it, as in CPython) or
+                // respawns for the queue.
+                //
+                // Holding the worker's turn, this thread asks its driver's word ([`Proc::known_gone`]:
+                // no system call) and writes the task. The driver reads a death with the turn and
+                // marks it before letting go ([`Proc::mark_ended`]), so if the write finds the
+                // worker's end closed, the death is not settled yet and the task is still this
+                // thread's to hand back ([`Shared::redeliver`]). A turn held elsewhere (a reply
+                // being handled, or the driver reading the death) is rare: then the kernel is
+                // asked, as the driver's word may lag the death.
+                let turn = match proc.turn.try_lock() {
+                    Ok(turn) => Some(turn),
+                    Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                    Err(std::sync::TryLockError::WouldBlock) => None,
+                };
+                let gone = match turn {
+                    Some(_) => proc.known_gone(),
+                    None => proc.is_gone(),
+                };
+                if gone {
                     continue;
                 }
                 let dispatch = self.assign(&mut st, slot, task);
                 drop(st);
                 if let Some(d) = dispatch {
-                    if let Some(buf) = d.proc.send_or_post(d.frame) {
-                        self.recycle_frame(buf);
+                    match d.proc.send_or_post(d.frame) {
+                        Sent::Whole(buf) | Sent::Lost(buf) => self.recycle_frame(buf),
+                        Sent::Posted => {}
+                        // Without the turn the driver may have failed the task already; with
+                        // it, the death is not settled yet and the task never ran.
+                        Sent::Refused(frame) if turn.is_some() => {
+                            self.redeliver(slot, &d.proc, frame)
+                        }
+                        // A death after the check, without the turn: like one during the task, it
+                        // fails the task.
+                        Sent::Refused(buf) => self.recycle_frame(buf),
                     }
                 }
+                drop(turn);
                 return Ok(());
             }
             let full = self.room.is_full(st.queue.len());
@@ -298,6 +334,40 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Hands back the task just written to the idle worker of `slot`, whose end of the socket turned
+    /// out closed before the first byte: the worker died idle, and its driver has not settled the
+    /// death (the caller holds the worker's turn, which reading the death needs). The task never
+    /// ran: it goes to the head of the queue, RUNNING still, and the slot reads as an idle worker's
+    /// death, which the driver settles as such (the pool breaks under the default policy, failing
+    /// the task with it; under the resilient one a new worker starts for the queue and runs it).
+    fn redeliver(&self, slot: usize, proc: &Arc<Proc>, frame: Vec<u8>) {
+        let mut st = self.lock();
+        let same = st.slots[slot]
+            .proc
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, proc));
+        if !same || !matches!(st.slots[slot].phase, Phase::Busy(_)) {
+            return; // settled already: the task failed with the death
+        }
+        let Phase::Busy(task) = std::mem::replace(&mut st.slots[slot].phase, Phase::Idle) else {
+            unreachable!("checked above")
+        };
+        proc.set_running(None);
+        task.bind(None);
+        if task.time_limit().is_some() {
+            self.timer.disarm(task.id());
+        }
+        task.redeliver(frame);
+        if let Lifecycle::Broken(b) = &st.lifecycle {
+            // The queue was failed when the pool broke; nothing will take it from there.
+            let e = Error::BrokenProcessPool(b.clone());
+            drop(st);
+            task.fail(e);
+            return;
+        }
+        st.queue.push_front(task);
     }
 
     /// A task left the queue: let one waiting submitter in.
@@ -377,7 +447,11 @@ impl Shared {
         st.lifecycle.shut_down();
         let mut after = Aftermath::default();
         if queued == Queued::Cancel {
-            after.cancel = st.queue.drain(..).collect();
+            // A task waiting to be redelivered is RUNNING: no cancel can end it, and it runs.
+            let (running, pending): (VecDeque<_>, VecDeque<_>) =
+                st.queue.drain(..).partition(|t| t.awaits_redelivery());
+            st.queue = running;
+            after.cancel = pending.into();
         }
         self.room.closed();
         // An idle worker means an empty queue (a task is only queued when no worker is idle).
@@ -398,7 +472,14 @@ impl Shared {
     /// `terminate_workers` / `kill_workers`: close with cancel, then signal every live worker.
     pub(crate) fn force(&self, signal: i32) -> Aftermath {
         let mut after = self.shut_down(Queued::Cancel);
-        let st = self.lock();
+        let mut st = self.lock();
+        // What is left queued is RUNNING, waiting to be redelivered: it fails as the running
+        // tasks of the killed workers do.
+        let forced = Error::BrokenProcessPool(BrokenProcessPool::new(
+            BrokenCause::ForcedShutdown,
+            BrokenSeenBy::Future,
+        ));
+        after.fail = st.queue.drain(..).map(|t| (t, forced.clone())).collect();
         after.kill = st
             .slots
             .iter()
@@ -467,5 +548,53 @@ impl Backend for Shared {
             cancelled: c.cancelled.load(Ordering::Relaxed),
             workers_respawned: st.respawned,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::task::new_task;
+    use super::*;
+    use std::time::Duration;
+
+    /// A task handed back for redelivery is RUNNING while it waits in the queue: a shutdown that
+    /// cancels the queue must leave it there to run (a cancel cannot end it, and dropping it would
+    /// leave its future pending forever), and a forced shutdown fails it as it fails running tasks.
+    #[test]
+    fn a_task_awaiting_redelivery_survives_a_cancelling_shutdown_and_fails_a_forced_one() {
+        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
+        let shared = pool.shared();
+        let (task, mut fut) = new_task::<u8>(vec![1, 2, 3], 1, |_, _| Ok(0), None);
+        let (queued, mut pending) = new_task::<u8>(vec![4], 1, |_, _| Ok(0), None);
+        // What a submit does when its write finds the worker's end closed.
+        assert!(task.start());
+        let frame = task.take_frame().unwrap();
+        task.redeliver(frame);
+        assert!(task.awaits_redelivery());
+        {
+            let mut st = shared.lock();
+            st.queue.push_back(task.clone());
+            st.queue.push_back(queued);
+        }
+        shared.shut_down(Queued::Cancel).run();
+        assert!(matches!(
+            pending.result(Duration::ZERO),
+            Err(Error::Cancelled)
+        ));
+        assert!(fut.running() && !fut.done());
+        assert_eq!(shared.lock().queue.len(), 1);
+        shared.force(libc::SIGKILL).run();
+        match fut.result(Duration::ZERO) {
+            Err(Error::BrokenProcessPool(b)) => assert_eq!(b.cause(), &BrokenCause::ForcedShutdown),
+            other => panic!("expected a forced-shutdown error, got {other:?}"),
+        }
+        // Dispatched again, it starts at once and carries its frame.
+        let (again, _fut) = new_task::<u8>(vec![9], 1, |_, _| Ok(0), None);
+        assert!(again.start());
+        let frame = again.take_frame().unwrap();
+        again.redeliver(frame);
+        assert!(again.start());
+        assert!(!again.awaits_redelivery());
+        assert_eq!(again.take_frame(), Some(vec![9]));
     }
 }

@@ -2,6 +2,7 @@
 //! driver needs to finish it (the reply decoder) and what `interrupt` needs (the worker running it).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,15 @@ pub(crate) type Decode<T> = fn(Body<'_>, usize) -> Result<T, Error>;
 /// The pool's view of a queued or running task.
 pub(crate) trait ProcTask: Send + Sync {
     fn id(&self) -> FutureId;
-    /// PENDING → RUNNING (= dispatched to a worker). `false` if it was cancelled.
+    /// PENDING → RUNNING (= dispatched to a worker). `false` if it was cancelled. A task handed
+    /// back by [`redeliver`](Self::redeliver) is RUNNING already: its next start is `true`.
     fn start(&self) -> bool;
+    /// A task whose frame no worker got (its worker died idle before reading a byte): it stays
+    /// RUNNING (it was reported so, and a cancel was refused), gets its frame back, and waits in the
+    /// queue for the next worker.
+    fn redeliver(&self, frame: Vec<u8>);
+    /// Whether the task waits to be redelivered: queued, but RUNNING, so no cancel can end it.
+    fn awaits_redelivery(&self) -> bool;
     /// The frame to write, once.
     fn take_frame(&self) -> Option<Vec<u8>>;
     /// Records the worker that runs it (or forgets it), so `interrupt` can kill exactly that worker.
@@ -42,6 +50,8 @@ pub(crate) struct ProcJob<T> {
     decode: Decode<T>,
     limit: Option<Duration>,
     on: Mutex<Option<Arc<Proc>>>,
+    /// Handed back by [`ProcTask::redeliver`], not yet dispatched again.
+    undelivered: AtomicBool,
 }
 
 impl<T> ProcJob<T> {
@@ -91,6 +101,7 @@ pub(crate) fn new_task<T: Send + 'static>(
             decode,
             limit,
             on: Mutex::new(None),
+            undelivered: AtomicBool::new(false),
         },
         core,
     });
@@ -111,7 +122,16 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
     }
 
     fn start(&self) -> bool {
-        self.core.start()
+        self.job.undelivered.swap(false, Ordering::AcqRel) || self.core.start()
+    }
+
+    fn redeliver(&self, frame: Vec<u8>) {
+        *lock(&self.job.frame) = Some(frame);
+        self.job.undelivered.store(true, Ordering::Release);
+    }
+
+    fn awaits_redelivery(&self) -> bool {
+        self.job.undelivered.load(Ordering::Acquire)
     }
 
     fn take_frame(&self) -> Option<Vec<u8>> {
