@@ -63,8 +63,6 @@ fn seven(_: ()) -> u8 {
 }
 
 #[test]
-#[ignore = "src/process_pool/driver.rs: the driver thread drops a detached task's decoded value \
-            unguarded; a panicking Drop kills the driver and breaks the pool"]
 fn a_detached_value_whose_drop_panics_in_the_parent_does_not_break_the_pool() {
     PARENT.get_or_init(|| ());
     let pool = ProcessPoolExecutor::new(1).unwrap();

@@ -194,6 +194,8 @@ impl<C: Communicator + AsRaw<Raw = ffi::MPI_Comm>> Client<'_, C> {
                         .get(crate::process_pool::wire::HEADER..)
                         .unwrap_or(&[]);
                     task.finish(body.into(), &self.shared.counters);
+                    // A detached task's value is dropped here; its `Drop` may panic.
+                    crate::panic::contain(|| drop(task));
                 }
             }
             tag::PONG => r.pinged = None,

@@ -35,6 +35,7 @@ use super::code;
 use super::handshake;
 use super::proc::{self, KillReason, Proc, Ready, Sent, Turn};
 use super::shared::{send_frame, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
+use super::task::ProcTask;
 use super::wire::Body;
 use super::WorkerDeath;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error, WorkerExit};
@@ -240,10 +241,10 @@ pub(crate) fn reply_step(
     match then {
         Then::Now(next) => {
             next.perform(shared, proc, by);
-            task.finish(body, &shared.counters);
+            finish(task, body, shared);
         }
         Then::AfterCompletion => {
-            task.finish(body, &shared.counters);
+            finish(task, body, shared);
             let next = {
                 let mut st = shared.lock();
                 st.starting -= 1;
@@ -261,6 +262,14 @@ pub(crate) fn reply_step(
             next.perform(shared, proc, by);
         }
     }
+}
+
+/// Completes `task` with its reply, then lets go of this thread's share of it. For a detached task
+/// (its future dropped) that share is the last, and dropping it drops the user's value, whose `Drop`
+/// may panic: that must not take the driver down (and break the pool) with it.
+fn finish(task: Arc<dyn ProcTask>, body: Body<'_>, shared: &Shared) {
+    task.finish(body, &shared.counters);
+    crate::panic::contain(|| drop(task));
 }
 
 /// Marks the current thread as one of `shared`'s drivers until dropped (restoring what it was).
