@@ -170,7 +170,7 @@ pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
 
 #[cfg(loom)]
 #[doc(hidden)]
-pub use future::LoomWordLock;
+pub use future::{LoomTask, LoomWeakTask, LoomWordLock};
 #[doc(hidden)]
 pub use future::Watched;
 

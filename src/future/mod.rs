@@ -8,6 +8,8 @@ pub(crate) mod state;
 mod word;
 
 #[cfg(loom)]
+pub use raw::{LoomTask, LoomWeakTask};
+#[cfg(loom)]
 pub use word::LoomWordLock;
 
 use std::fmt;

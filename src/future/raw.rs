@@ -644,3 +644,129 @@ impl Drop for WeakRunnableRef {
         }
     }
 }
+
+/// A task whose job counts its drops, for the loom models of the counts (tests/loom.rs).
+#[cfg(loom)]
+#[doc(hidden)]
+pub struct LoomTask(TaskRef<u64>);
+
+/// A weak reference to a [`LoomTask`].
+#[cfg(loom)]
+#[doc(hidden)]
+pub struct LoomWeakTask(WeakTaskRef<u64>);
+
+#[cfg(loom)]
+struct CountDrops(std::sync::Arc<crate::sync::atomic::AtomicUsize>);
+
+#[cfg(loom)]
+#[allow(unsafe_code)] // an empty `Job::discard`
+impl Job for CountDrops {
+    unsafe fn discard(&self, _slot: *mut u8) {}
+}
+
+#[cfg(loom)]
+impl Drop for CountDrops {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(loom)]
+impl LoomTask {
+    /// A task with one strong reference (this one), whose job adds one to `drops` when dropped.
+    pub fn new(drops: std::sync::Arc<crate::sync::atomic::AtomicUsize>) -> Self {
+        LoomTask(CellRef::new(Core::new(), CountDrops(drops)).typed())
+    }
+
+    pub fn downgrade(&self) -> LoomWeakTask {
+        LoomWeakTask(self.0.downgrade())
+    }
+
+    /// Reads the task's state (through its lock): the core must still be there.
+    pub fn is_pending(&self) -> bool {
+        self.0.core().phase() == Phase::Pending
+    }
+}
+
+#[cfg(loom)]
+impl Clone for LoomTask {
+    fn clone(&self) -> Self {
+        // The typed pointer has no `Clone` of its own (a future is not cloneable): a strong
+        // reference from a weak one that is known to succeed.
+        LoomTask(self.0.downgrade().upgrade().expect("a strong reference exists"))
+    }
+}
+
+#[cfg(loom)]
+impl LoomWeakTask {
+    pub fn upgrade(&self) -> Option<LoomTask> {
+        self.0.upgrade().map(LoomTask)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{CellRef, Core, Job};
+
+    struct CountDrops(Arc<AtomicUsize>);
+
+    #[allow(unsafe_code)] // an empty `Job::discard`
+    impl Job for CountDrops {
+        unsafe fn discard(&self, _slot: *mut u8) {}
+    }
+
+    impl Drop for CountDrops {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A job aligned beyond the header and the core: the core must not move for it.
+    #[repr(align(64))]
+    struct OverAligned(CountDrops);
+
+    #[allow(unsafe_code)] // an empty `Job::discard`
+    impl Job for OverAligned {
+        unsafe fn discard(&self, _slot: *mut u8) {}
+    }
+
+    /// The last strong reference drops the job, once; a weak reference upgrades until then and never
+    /// after; the memory goes with the last reference of either kind (checked under valgrind).
+    #[test]
+    fn the_last_strong_reference_drops_the_job_and_weak_ones_cannot_revive_it() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let cell = CellRef::new(Core::<String>::new(), CountDrops(drops.clone()));
+        let typed = cell.typed();
+        let weak = typed.downgrade();
+        let second_weak = typed.downgrade();
+        drop(cell);
+        let upgraded = weak.upgrade().expect("a strong reference is left");
+        drop(typed);
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        drop(upgraded);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert!(weak.upgrade().is_none() && second_weak.upgrade().is_none());
+        drop((weak, second_weak));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    /// A future's pointer reaches the core where the cell has it, whatever the job's alignment; and
+    /// the published outcome, a `String` here, is dropped with the core.
+    #[test]
+    fn the_core_is_found_at_the_same_offset_for_any_job() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let cell = CellRef::new(
+            Core::<String>::new(),
+            OverAligned(CountDrops(drops.clone())),
+        );
+        let typed = cell.typed();
+        assert!(std::ptr::eq(typed.core(), &cell.core));
+        assert_eq!(typed.core().id(), cell.core.id());
+        cell.core.complete(Ok("published".to_owned())).unwrap();
+        drop((cell, typed));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+}
