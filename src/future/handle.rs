@@ -3,8 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::state::{Ending, Phase};
 use super::raw::{TaskRef, WeakTaskRef};
+use super::state::{Ending, Phase};
 use super::FutureId;
 
 /// Cancels or interrupts a task from anywhere, without owning its [`PoolFuture`](crate::PoolFuture)

@@ -1,8 +1,8 @@
 //! [`Promise`]: the producer side of a [`PoolFuture`] that no pool runs.
 
-use std::fmt;
 use super::{CellRef, NoJob, PoolFuture};
 use crate::error::Error;
+use std::fmt;
 
 /// Completes a [`PoolFuture`] by hand: Python's `Future()` with `set_running_or_notify_cancel`,
 /// `set_result` and `set_exception`.

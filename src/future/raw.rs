@@ -196,7 +196,9 @@ mod counts {
     /// The caller holds a strong reference to `ptr`.
     pub(super) unsafe fn inc_strong(ptr: NonNull<Header>) {
         // SAFETY: the caller's reference keeps the header alive.
-        let old = unsafe { header(ptr) }.refs.fetch_add(STRONG, Ordering::Relaxed);
+        let old = unsafe { header(ptr) }
+            .refs
+            .fetch_add(STRONG, Ordering::Relaxed);
         overflowed(old);
     }
 
@@ -204,7 +206,9 @@ mod counts {
     /// The caller holds a reference (of either kind) to `ptr`.
     pub(super) unsafe fn inc_weak(ptr: NonNull<Header>) {
         // SAFETY: the caller's reference keeps the header alive.
-        let old = unsafe { header(ptr) }.refs.fetch_add(WEAK, Ordering::Relaxed);
+        let old = unsafe { header(ptr) }
+            .refs
+            .fetch_add(WEAK, Ordering::Relaxed);
         overflowed(old);
     }
 
@@ -274,7 +278,9 @@ mod counts {
     /// it again.
     pub(super) unsafe fn dec_weak(ptr: NonNull<Header>) {
         // SAFETY: the caller's reference keeps the header alive until this decrement.
-        let old = unsafe { header(ptr) }.refs.fetch_sub(WEAK, Ordering::Release);
+        let old = unsafe { header(ptr) }
+            .refs
+            .fetch_sub(WEAK, Ordering::Release);
         if weak(old) != 1 {
             return;
         }
@@ -693,7 +699,12 @@ impl Clone for LoomTask {
     fn clone(&self) -> Self {
         // The typed pointer has no `Clone` of its own (a future is not cloneable): a strong
         // reference from a weak one that is known to succeed.
-        LoomTask(self.0.downgrade().upgrade().expect("a strong reference exists"))
+        LoomTask(
+            self.0
+                .downgrade()
+                .upgrade()
+                .expect("a strong reference exists"),
+        )
     }
 }
 
