@@ -662,6 +662,20 @@ pub struct LoomTask(TaskRef<u64>);
 pub struct LoomWeakTask(WeakTaskRef<u64>);
 
 #[cfg(loom)]
+impl std::fmt::Debug for LoomTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoomTask")
+    }
+}
+
+#[cfg(loom)]
+impl std::fmt::Debug for LoomWeakTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoomWeakTask")
+    }
+}
+
+#[cfg(loom)]
 struct CountDrops(std::sync::Arc<crate::sync::atomic::AtomicUsize>);
 
 #[cfg(loom)]
@@ -684,6 +698,7 @@ impl LoomTask {
         LoomTask(CellRef::new(Core::new(), CountDrops(drops)).typed())
     }
 
+    /// A weak reference to the task.
     pub fn downgrade(&self) -> LoomWeakTask {
         LoomWeakTask(self.0.downgrade())
     }
@@ -710,6 +725,7 @@ impl Clone for LoomTask {
 
 #[cfg(loom)]
 impl LoomWeakTask {
+    /// A strong reference, if the task's job is still there.
     pub fn upgrade(&self) -> Option<LoomTask> {
         self.0.upgrade().map(LoomTask)
     }

@@ -828,7 +828,7 @@ impl<T> Core<T> {
 }
 
 /// The core drops the published outcome it still holds; the work of a task dropped while PENDING is its
-/// job's to drop (`TaskCell`'s `Drop`, which runs first).
+/// job's to drop (the task's last strong reference, which discards it first: `raw.rs`).
 #[allow(unsafe_code)] // the slot's accesses: see the SAFETY comment
 impl<T> Drop for Core<T> {
     fn drop(&mut self) {
