@@ -27,7 +27,7 @@ use crate::error::Error;
 pub use handle::TaskHandle;
 pub(crate) use park::{block_until, deadline_after};
 pub use promise::Promise;
-pub(crate) use raw::{CellRef, RunnableRef, TaskCell, TaskRef, WeakRunnableRef};
+pub(crate) use raw::{CellRef, RunnableCellRef, RunnableRef, TaskCell, TaskRef, WeakRunnableRef};
 pub(crate) use state::Registration;
 use state::{Callback, Ending, Phase};
 

@@ -308,7 +308,8 @@ mod counts {
 /// [`TaskRef<T>`] of the caller's future and, for the thread pool, the [`RunnableRef`] of its queue.
 pub(crate) struct CellRef<T, J> {
     ptr: NonNull<Header>,
-    /// As `Arc<TaskCell<T, J>>` would: `Unpin`, unwind-safe when the cell is.
+    /// As `Arc<TaskCell<T, J>>` would: `Unpin`, unwind-safe when the cell is, invariant in `T` (the
+    /// core's `UnsafeCell`).
     cell: PhantomData<*const TaskCell<T, J>>,
 }
 
@@ -365,32 +366,35 @@ where
     TaskCell<T, J>: Runnable + 'static,
 {
     /// A new task that a thread pool can run, with one strong reference: this one.
-    pub(crate) fn new_runnable(core: Core<T>, job: J) -> Self {
-        Self::with_vtable(core, job, &TaskCell::<T, J>::RUNNABLE_VTABLE)
-    }
-
-    /// Another strong reference, as the thread pool's queue holds it.
-    pub(crate) fn runnable(&self) -> RunnableRef {
-        debug_assert!(
-            self.header().vtable.runnable.is_some(),
-            "built by `new_runnable`"
-        );
-        // SAFETY: `self` is a strong reference.
-        #[allow(unsafe_code)]
-        unsafe {
-            counts::inc_strong(self.ptr)
-        };
-        RunnableRef { ptr: self.ptr }
+    pub(crate) fn new_runnable(core: Core<T>, job: J) -> RunnableCellRef<T, J> {
+        RunnableCellRef(Self::with_vtable(
+            core,
+            job,
+            &TaskCell::<T, J>::RUNNABLE_VTABLE,
+        ))
     }
 }
 
-impl<T, J> CellRef<T, J> {
-    fn header(&self) -> &Header {
+/// A [`CellRef`] whose vtable has the `Runnable` view: the only kind [`RunnableRef`]s are made from.
+pub(crate) struct RunnableCellRef<T, J>(CellRef<T, J>);
+
+impl<T, J> RunnableCellRef<T, J> {
+    /// Another strong reference, as the thread pool's queue holds it.
+    pub(crate) fn runnable(&self) -> RunnableRef {
         // SAFETY: `self` is a strong reference.
         #[allow(unsafe_code)]
         unsafe {
-            counts::header(self.ptr)
-        }
+            counts::inc_strong(self.0.ptr)
+        };
+        RunnableRef { ptr: self.0.ptr }
+    }
+}
+
+impl<T, J> Deref for RunnableCellRef<T, J> {
+    type Target = CellRef<T, J>;
+
+    fn deref(&self) -> &CellRef<T, J> {
+        &self.0
     }
 }
 
@@ -436,8 +440,9 @@ impl<T, J> Drop for CellRef<T, J> {
 /// [`PoolFuture`]: super::PoolFuture
 pub(crate) struct TaskRef<T> {
     ptr: NonNull<Header>,
-    /// As `Arc` would: `Unpin`, whatever `T`.
-    output: PhantomData<*const T>,
+    /// As `Arc<TaskCell<T, _>>` would: `Unpin` whatever `T`, and invariant in `T` (a promise writes
+    /// the value its future reads).
+    output: PhantomData<*const Core<T>>,
 }
 
 // SAFETY: the cell's job is `Send + Sync` (`Job`'s bounds), so the cell may be shared and dropped on
@@ -503,7 +508,7 @@ impl<T> Drop for TaskRef<T> {
 /// not keep a finished task's value alive.
 pub(crate) struct WeakTaskRef<T> {
     ptr: NonNull<Header>,
-    output: PhantomData<*const T>,
+    output: PhantomData<*const Core<T>>,
 }
 
 // SAFETY: as `TaskRef`, which is all it can become.
@@ -537,7 +542,8 @@ impl<T> Drop for WeakTaskRef<T> {
 }
 
 /// A strong reference to a task a thread pool runs, whatever its output and work: what the pool's
-/// queue holds. Made only by [`CellRef::runnable`], from a cell whose vtable has the `Runnable` view.
+/// queue holds. Made only by [`RunnableCellRef::runnable`], from a cell whose vtable has the
+/// `Runnable` view.
 pub(crate) struct RunnableRef {
     ptr: NonNull<Header>,
 }

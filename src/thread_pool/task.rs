@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deadline::Alarm;
 use crate::error::Error;
 use crate::future::state::{fits_in_slot, Core};
-use crate::future::{CellRef, Job, PoolFuture, RunnableRef, TaskCell};
+use crate::future::{CellRef, Job, PoolFuture, RunnableCellRef, RunnableRef, TaskCell};
 use crate::sync::UnsafeCell;
 
 /// What running a claimed task amounted to, for the pool's metrics.
@@ -231,7 +231,7 @@ where
 pub(crate) fn new_typed_task<H, T, K>(
     func: H::Work,
     token: K,
-) -> (CellRef<T, FuncJob<H, K>>, PoolFuture<T>)
+) -> (RunnableCellRef<T, FuncJob<H, K>>, PoolFuture<T>)
 where
     H: Holder,
     H::Work: Work<T>,
