@@ -168,11 +168,11 @@ pub use thread_pool::{
 };
 pub use wait::{wait, Done, ReturnWhen, Wait, WaitFuture};
 
-#[cfg(loom)]
-#[doc(hidden)]
-pub use future::LoomWordLock;
 #[doc(hidden)]
 pub use future::Watched;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use future::{LoomTask, LoomWeakTask, LoomWordLock};
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

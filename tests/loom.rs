@@ -3,7 +3,8 @@
 //! (src/watch.rs, src/completion_set.rs), the lock bits in a future's id word (src/future/word.rs),
 //! the thread pool's hand-off of tasks and wake-up credits (src/thread_pool/worker.rs, whose
 //! threads are loom threads under `--cfg loom`), and a queued task's closure slot, which has no lock of
-//! its own (src/thread_pool/task.rs; a loom `UnsafeCell` under `--cfg loom`).
+//! its own (src/thread_pool/task.rs; a loom `UnsafeCell` under `--cfg loom`), and a task's reference
+//! counts (src/future/raw.rs), whose last drop reads the slot without the lock.
 //!
 //! Run with (a separate target dir keeps the normal build's artefacts intact):
 //!
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use concurrent_futures::{
-    as_completed, wait, CompletionSet, Error, LoomWordLock, PoolFuture, Promise, Queued,
+    as_completed, wait, CompletionSet, Error, LoomTask, LoomWordLock, PoolFuture, Promise, Queued,
     ReturnWhen, ThreadPoolExecutor,
 };
 use loom::future::block_on;
@@ -865,5 +866,53 @@ fn word_lock_three_holders_keep_the_count_and_the_flags() {
         let (counter, word) = lock.counter_and_word();
         assert_eq!(counter, 7, "an update under the lock was lost");
         assert_eq!(word, 0b111 << 2, "the flags all set, the lock bits clear");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 8. A task's reference counts (src/future/raw.rs): both in one word, the strong references sharing
+// one weak. The job counts its drops: exactly one, after every strong use.
+
+/// A clone and its drop on one thread race the last drop on another: the job is dropped once, by
+/// whichever drop is last, and the clone (made while a strong reference is held) reads a live task.
+#[test]
+fn task_refs_clone_and_drop_race_the_last_drop() {
+    model(|| {
+        let drops = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let task = LoomTask::new(drops.clone());
+        let theirs = task.clone();
+        let other = thread::spawn(move || {
+            let copy = theirs.clone();
+            drop(theirs);
+            assert!(copy.is_pending());
+            drop(copy);
+        });
+        assert!(task.is_pending());
+        drop(task);
+        other.join().unwrap();
+        assert_eq!(drops.load(loom::sync::atomic::Ordering::SeqCst), 1);
+    });
+}
+
+/// A weak upgrade races the last strong drop: it either fails, or keeps the task alive (its job not
+/// yet dropped) until it lets go; the job is dropped once either way, and the weak reference's drop,
+/// racing too, never frees what the strong side still uses.
+#[test]
+fn task_refs_weak_upgrade_races_the_last_strong_drop() {
+    model(|| {
+        let drops = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let task = LoomTask::new(drops.clone());
+        let weak = task.downgrade();
+        let seen = drops.clone();
+        let other = thread::spawn(move || {
+            if let Some(alive) = weak.upgrade() {
+                assert_eq!(seen.load(loom::sync::atomic::Ordering::SeqCst), 0);
+                assert!(alive.is_pending());
+            }
+            drop(weak);
+        });
+        drop(task);
+        other.join().unwrap();
+        assert_eq!(drops.load(loom::sync::atomic::Ordering::SeqCst), 1);
     });
 }

@@ -1,10 +1,11 @@
 //! [`TaskHandle`]: a cloneable, type-erased handle to cancel or interrupt a task from elsewhere.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
+use super::raw::{TaskRef, WeakTaskRef};
 use super::state::{Ending, Phase};
-use super::{FutureId, Job, TaskCell};
+use super::FutureId;
 
 /// Cancels or interrupts a task from anywhere, without owning its [`PoolFuture`](crate::PoolFuture)
 /// (tokio's `AbortHandle`). Made by [`PoolFuture::handle`](crate::PoolFuture::handle); cheap to clone,
@@ -60,25 +61,25 @@ trait Control: Send + Sync {
 
 /// A weak reference: a handle must not keep a finished task's value alive after its future is dropped.
 /// While the task is queued or running, its pool holds the state, so the controls reach it.
-struct Controls<T>(Weak<TaskCell<T, dyn Job>>);
+struct Controls<T>(WeakTaskRef<T>);
 
 impl<T: Send> Control for Controls<T> {
     fn phase(&self) -> Option<Phase> {
-        self.0.upgrade().map(|cell| cell.core.phase())
+        self.0.upgrade().map(|task| task.core().phase())
     }
     fn cancel(&self) -> bool {
-        self.0.upgrade().is_some_and(|cell| cell.cancel())
+        self.0.upgrade().is_some_and(|task| task.cancel())
     }
     fn interrupt(&self) -> bool {
-        self.0.upgrade().is_some_and(|cell| cell.interrupt())
+        self.0.upgrade().is_some_and(|task| task.interrupt())
     }
 }
 
 impl TaskHandle {
-    pub(crate) fn new<T: Send + 'static>(id: FutureId, cell: &Arc<TaskCell<T, dyn Job>>) -> Self {
+    pub(crate) fn new<T: Send + 'static>(id: FutureId, task: &TaskRef<T>) -> Self {
         TaskHandle {
             id,
-            task: Arc::new(Controls(Arc::downgrade(cell))),
+            task: Arc::new(Controls(task.downgrade())),
         }
     }
 

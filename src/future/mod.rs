@@ -3,9 +3,12 @@
 mod handle;
 mod park;
 mod promise;
+mod raw;
 pub(crate) mod state;
 mod word;
 
+#[cfg(loom)]
+pub use raw::{LoomTask, LoomWeakTask};
 #[cfg(loom)]
 pub use word::LoomWordLock;
 
@@ -24,8 +27,9 @@ use crate::error::Error;
 pub use handle::TaskHandle;
 pub(crate) use park::{block_until, deadline_after};
 pub use promise::Promise;
+pub(crate) use raw::{CellRef, RunnableCellRef, RunnableRef, TaskCell, TaskRef, WeakRunnableRef};
 pub(crate) use state::Registration;
-use state::{Callback, Cancel, Core, Ending, Phase};
+use state::{Callback, Ending, Phase};
 
 /// A stable, process-unique identity for a future: use it as a map key to get back from a result to
 /// the input that produced it (Python's `future_to_url[future]` idiom).
@@ -46,10 +50,10 @@ pub(crate) trait Job: Send + Sync {
     /// `Core::with_work`).
     ///
     /// # Safety
-    /// Only the call that cancelled the future ([`Cancel::Won`]) calls it, or the drop of a task whose
-    /// future never left PENDING; once: a job may rely on having its work to itself here, and on
-    /// nobody having taken it (the thread pool's closure has no lock, and no tag of its own).
-    #[allow(unsafe_code)] // a contract on the caller, which `Core::cancel_by` and `TaskCell` keep
+    /// Only the call that cancelled the future ([`state::Cancel::Won`]) calls it, or the drop of a
+    /// task whose future never left PENDING; once: a job may rely on having its work to itself here,
+    /// and on nobody having taken it (the thread pool's closure has no lock, and no tag of its own).
+    #[allow(unsafe_code)] // a contract on the caller, which `Core::cancel_by` and `raw`'s drop keep
     unsafe fn discard(&self, slot: *mut u8);
     /// Asks a running task to stop, if it can be asked: `true` if the request was delivered.
     fn interrupt(&self) -> bool {
@@ -61,45 +65,6 @@ pub(crate) trait Job: Send + Sync {
     /// `started` tells whether the future is RUNNING: a job may wait for the end of its task only
     /// once the task has started, since a task cancelled before it started sends nothing to wait for.
     fn help_until(&self, _deadline: Option<std::time::Instant>, _started: &dyn Fn() -> bool) {}
-}
-
-/// A future's state and its job in one allocation. `J` is the concrete job while the task is built and
-/// queued, and `dyn Job` behind a [`PoolFuture`].
-pub(crate) struct TaskCell<T, J: Job + ?Sized> {
-    pub(crate) core: Core<T>,
-    pub(crate) job: J,
-}
-
-#[allow(unsafe_code)] // `Job::discard`'s contract: see the SAFETY comment.
-impl<T, J: Job + ?Sized> Drop for TaskCell<T, J> {
-    fn drop(&mut self) {
-        // A task dropped before anything moved it out of PENDING (one a closed queue refused) still
-        // holds its work, which nothing else will drop: a job keeps no tag of its own (see the thread
-        // pool's `Holder`).
-        if self.core.is_pending_mut() {
-            // SAFETY: the future never left PENDING, so no cancel won it and nothing took the work;
-            // `&mut self` makes this the last use.
-            self.core
-                .with_slot(|slot| unsafe { self.job.discard(slot) });
-        }
-    }
-}
-
-impl<T, J: Job + ?Sized> TaskCell<T, J> {
-    /// PENDING → cancelled, dropping the work at once (by the one call that cancelled it, before the
-    /// callbacks run). Every cancel of a task goes through here.
-    pub(crate) fn cancel(&self) -> bool {
-        match self.core.cancel_by(&self.job) {
-            Cancel::Won | Cancel::AlreadyCancelled => true,
-            Cancel::Refused => false,
-        }
-    }
-}
-
-impl<T> TaskCell<T, dyn Job> {
-    fn interrupt(&self) -> bool {
-        self.cancel() || (self.core.phase() == Phase::Running && self.job.interrupt())
-    }
 }
 
 /// The job of a future completed by hand (a [`Promise`]) or by a process-pool driver: nothing to drop.
@@ -139,24 +104,27 @@ impl Job for NoJob {
 /// ```
 #[must_use = "a PoolFuture does nothing unless you await it or ask for its result (dropping it detaches the task)"]
 pub struct PoolFuture<T> {
-    cell: Arc<TaskCell<T, dyn Job>>,
+    task: TaskRef<T>,
 }
+
+// One word: a burst of queued tasks pays for every caller's handle (issue 9).
+const _: () = assert!(std::mem::size_of::<PoolFuture<u64>>() == std::mem::size_of::<usize>());
 
 // A `PoolFuture` shares its state with the worker only through the crate's own locks, which never run
 // user code while held and ignore poisoning; the value is moved out, never shared. So a panic while one
 // is borrowed cannot leave it in a state that a later use would misread (tokio's `JoinHandle` says the
-// same). Without these the compiler derives neither, because of the type-erased job behind the `Arc`.
+// same). Without these the compiler derives neither, because of the type-erased job behind the pointer.
 impl<T> UnwindSafe for PoolFuture<T> {}
 impl<T> RefUnwindSafe for PoolFuture<T> {}
 
 impl<T> PoolFuture<T> {
-    pub(crate) fn from_cell(cell: Arc<TaskCell<T, dyn Job>>) -> Self {
-        PoolFuture { cell }
+    pub(crate) fn from_task(task: TaskRef<T>) -> Self {
+        PoolFuture { task }
     }
 
     /// This future's stable identity.
     pub fn id(&self) -> FutureId {
-        self.cell.core.id()
+        self.task.core().id()
     }
 
     /// Cancels the task if it has not started. Returns `true` if the future is cancelled (now or
@@ -182,14 +150,14 @@ impl<T> PoolFuture<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn cancel(&self) -> bool {
-        self.cell.cancel()
+        self.task.cancel()
     }
 
     /// Asks the task to stop, even if it is running: cancels it if it has not started (`true`), signals
     /// its [`CancelToken`](crate::CancelToken) if it is running and has one (`true`; the task ends when
     /// it next checks the token), and otherwise does nothing (`false`).
     pub fn interrupt(&self) -> bool {
-        self.cell.interrupt()
+        self.task.interrupt()
     }
 
     /// A cloneable handle that cancels or interrupts this task from elsewhere (another thread, a
@@ -208,7 +176,7 @@ impl<T> PoolFuture<T> {
     where
         T: Send + 'static,
     {
-        TaskHandle::new(self.id(), &self.cell)
+        TaskHandle::new(self.id(), &self.task)
     }
 
     /// Ties the task to a tokio-util [`CancellationToken`] (a request's, a service's shutdown): once
@@ -269,20 +237,20 @@ impl<T> PoolFuture<T> {
 
     /// Whether the future was cancelled.
     pub fn cancelled(&self) -> bool {
-        self.cell.core.phase() == Phase::Ended(Ending::Cancelled)
+        self.task.core().phase() == Phase::Ended(Ending::Cancelled)
     }
 
     /// Whether the task is running now: started and not yet finished (a finished task whose done
     /// callbacks are still running counts as running; it is done once they return).
     pub fn running(&self) -> bool {
-        self.cell.core.phase() == Phase::Running
+        self.task.core().phase() == Phase::Running
     }
 
     /// Whether the future has ended: finished with a value or an error, or cancelled. Once it is true,
     /// the outcome is readable at once on every thread: `result(Duration::ZERO)` and
     /// `exception(Duration::ZERO)` do not time out.
     pub fn done(&self) -> bool {
-        self.cell.core.has_ended()
+        self.task.core().has_ended()
     }
 
     /// Waits for the outcome and takes it: the value, the task's error, or [`Error::Cancelled`].
@@ -305,10 +273,10 @@ impl<T> PoolFuture<T> {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
-        let core = &self.cell.core;
+        let core = self.task.core();
         let deadline = deadline_after(timeout.into());
-        self.cell
-            .job
+        self.task
+            .job()
             .help_until(deadline, &|| core.phase() == Phase::Running);
         block_until(deadline, |cx| core.poll_take(cx)).unwrap_or(Err(Error::Timeout))
     }
@@ -317,7 +285,7 @@ impl<T> PoolFuture<T> {
     /// `Ok(Some(error))` for a failed task, `Err(Cancelled)` for a cancelled one, `Err(Timeout)` if the
     /// timeout passed first (Python's `exception(timeout)`).
     pub fn exception(&self, timeout: impl Into<Option<Duration>>) -> Result<Option<Error>, Error> {
-        let core = &self.cell.core;
+        let core = self.task.core();
         let mut key = None;
         let outcome = block_until(deadline_after(timeout.into()), |cx| {
             core.poll_exception(cx, &mut key)
@@ -372,7 +340,7 @@ impl<T> PoolFuture<T> {
         F: FnOnce(&Result<T, Error>) + Send + 'static,
     {
         let cb: Callback<T> = Box::new(callback);
-        self.cell.core.add_callback(cb);
+        self.task.core().add_callback(cb);
     }
 
     /// Wraps the future so that dropping it cancels the task if it has not started (like tokio-util's
@@ -385,7 +353,7 @@ impl<T> PoolFuture<T> {
 impl<T> Drop for PoolFuture<T> {
     fn drop(&mut self) {
         // Detaching: the task runs on, but the waker of our last poll must not live until it ends.
-        self.cell.core.release_owner();
+        self.task.core().release_owner();
     }
 }
 
@@ -393,7 +361,7 @@ impl<T> Future for PoolFuture<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.cell.core.poll_take(cx)
+        self.task.core().poll_take(cx)
     }
 }
 
@@ -423,7 +391,7 @@ impl<T> Future for PoolFuture<T> {
 /// ```
 impl<T> FusedFuture for PoolFuture<T> {
     fn is_terminated(&self) -> bool {
-        self.cell.core.handed_out()
+        self.task.core().handed_out()
     }
 }
 
@@ -433,7 +401,7 @@ impl<T> fmt::Debug for PoolFuture<T> {
             f,
             "PoolFuture {{ id: {}, state: {} }}",
             self.id(),
-            self.cell.core.describe()
+            self.task.core().describe()
         )
     }
 }
@@ -550,22 +518,22 @@ impl<T> Watched for PoolFuture<T> {
         self.id()
     }
     fn poll_ended(&self, cx: &mut Context<'_>, key: &mut Option<u64>) -> Poll<()> {
-        self.cell.core.poll_ended(cx, key)
+        self.task.core().poll_ended(cx, key)
     }
     fn watch(&self, waker: Waker) -> Registration {
-        self.cell.core.watch(waker)
+        self.task.core().watch(waker)
     }
     fn unwatch(&self, key: u64) -> Option<Waker> {
-        self.cell.core.unwatch(key)
+        self.task.core().unwatch(key)
     }
     fn is_done(&self) -> bool {
         self.done()
     }
     fn snapshot(&self) -> (FutureId, bool) {
-        self.cell.core.snapshot()
+        self.task.core().snapshot()
     }
     fn raised(&self) -> bool {
-        self.cell.core.raised()
+        self.task.core().raised()
     }
 }
 

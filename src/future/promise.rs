@@ -1,10 +1,8 @@
 //! [`Promise`]: the producer side of a [`PoolFuture`] that no pool runs.
 
-use std::fmt;
-use std::sync::Arc;
-
-use super::{Job, NoJob, PoolFuture, TaskCell};
+use super::{CellRef, NoJob, PoolFuture};
 use crate::error::Error;
+use std::fmt;
 
 /// Completes a [`PoolFuture`] by hand: Python's `Future()` with `set_running_or_notify_cancel`,
 /// `set_result` and `set_exception`.
@@ -23,18 +21,15 @@ use crate::error::Error;
 /// # Ok::<(), concurrent_futures::Error>(())
 /// ```
 pub struct Promise<T> {
-    cell: Arc<TaskCell<T, NoJob>>,
+    cell: CellRef<T, NoJob>,
 }
 
 impl<T> Promise<T> {
     /// A pending future and the promise that completes it.
     pub fn new() -> (Promise<T>, PoolFuture<T>) {
-        let cell = Arc::new(TaskCell {
-            core: super::Core::new(),
-            job: NoJob,
-        });
-        let erased: Arc<TaskCell<T, dyn Job>> = cell.clone();
-        (Promise { cell }, PoolFuture::from_cell(erased))
+        let cell = CellRef::new(super::state::Core::new(), NoJob);
+        let fut = PoolFuture::from_task(cell.typed());
+        (Promise { cell }, fut)
     }
 
     /// PENDING → RUNNING. `false` if the future was cancelled: then do not run the work. (Python's

@@ -330,19 +330,10 @@ impl<T> Core<T> {
         self.state(&inner).phase()
     }
 
-    /// The state, read without the lock through `&mut self` (a task being dropped).
-    #[cfg(not(loom))]
+    /// The state, read without the lock through `&mut self` (a task being dropped: the last strong
+    /// reference's Acquire fence orders every other holder's accesses before this one).
     fn state_mut(&mut self) -> State {
         State::of(self.inner.flags(Ordering::Relaxed))
-    }
-
-    /// Under loom, through the lock: the last owner's exclusive access comes from std's `Arc`, whose
-    /// ordering loom does not see, so an unlocked read of the slot that follows would look like a
-    /// race to it.
-    #[cfg(loom)]
-    fn state_mut(&mut self) -> State {
-        let inner = self.lock();
-        self.state(&inner)
     }
 
     /// Whether the future is still PENDING, read through `&mut self` (a task being dropped, whose work
@@ -838,7 +829,7 @@ impl<T> Core<T> {
 }
 
 /// The core drops the published outcome it still holds; the work of a task dropped while PENDING is its
-/// job's to drop (`TaskCell`'s `Drop`, which runs first).
+/// job's to drop (the task's last strong reference, which discards it first: `raw.rs`).
 #[allow(unsafe_code)] // the slot's accesses: see the SAFETY comment
 impl<T> Drop for Core<T> {
     fn drop(&mut self) {

@@ -11,7 +11,7 @@ use super::shared::Counters;
 use super::wire::Body;
 use crate::error::{panic_message, Error};
 use crate::future::state::Core;
-use crate::future::{FutureId, Job, PoolFuture, TaskCell};
+use crate::future::{CellRef, FutureId, Job, PoolFuture};
 use crate::sync::{lock, Mutex};
 
 /// Turns a reply body into the future's outcome; the `usize` is the number of inputs (map chunks).
@@ -93,20 +93,20 @@ pub(crate) fn new_task<T: Send + 'static>(
     limit: Option<Duration>,
 ) -> (Arc<dyn ProcTask>, PoolFuture<T>) {
     let core = Core::new();
-    let cell = Arc::new(TaskCell {
-        job: ProcJob {
-            id: core.id(),
-            frame: Mutex::new(Some(frame)),
-            items,
-            decode,
-            limit,
-            on: Mutex::new(None),
-            undelivered: AtomicBool::new(false),
-        },
-        core,
-    });
-    let fut: Arc<TaskCell<T, dyn Job>> = cell.clone();
-    (cell, PoolFuture::from_cell(fut))
+    let job = ProcJob {
+        id: core.id(),
+        frame: Mutex::new(Some(frame)),
+        items,
+        decode,
+        limit,
+        on: Mutex::new(None),
+        undelivered: AtomicBool::new(false),
+    };
+    // The queue keeps `Arc<dyn ProcTask>` (the tracing feature wraps it): a second, small allocation
+    // around the task's, which a process-pool task, with its frame, hardly notices.
+    let cell = CellRef::new(core, job);
+    let fut = PoolFuture::from_task(cell.typed());
+    (Arc::new(cell), fut)
 }
 
 /// A future that has already ended (an argument that does not serialize): the pool never sees it.
@@ -116,7 +116,7 @@ pub(crate) fn completed<T: Send + 'static>(outcome: Result<T, Error>) -> PoolFut
     fut
 }
 
-impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
+impl<T: Send + 'static> ProcTask for CellRef<T, ProcJob<T>> {
     fn id(&self) -> FutureId {
         self.job.id
     }
@@ -171,6 +171,6 @@ impl<T: Send + 'static> ProcTask for TaskCell<T, ProcJob<T>> {
     }
 
     fn cancel(&self) -> bool {
-        TaskCell::cancel(self)
+        (**self).cancel()
     }
 }

@@ -15,6 +15,7 @@ pub use builder::ThreadPoolBuilder;
 pub use scope::{Scope, ScopedJoinHandle};
 use shared::{Rejected, Shared, WhenFull};
 pub use task::CancelToken;
+pub(crate) use task::Runnable;
 use task::{
     new_task, new_typed_task, Call, Holder, InSlot, Spawn, Spilled, TokenSlot, TokenState, Work,
 };
@@ -144,7 +145,7 @@ impl ThreadPoolExecutor {
         T: Send + 'static,
     {
         let (task, fut) = new_typed_task::<H, T, ()>(work, ());
-        let error = match self.shared().enqueue(task.clone(), WhenFull::Reject) {
+        let error = match self.shared().enqueue(task.runnable(), WhenFull::Reject) {
             Ok(()) => return Ok(fut),
             Err(Rejected::Full(_)) => Error::Full,
             Err(Rejected::Closed(e)) => e,

@@ -17,13 +17,13 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use super::shared::{Rejected, Shared, WhenFull};
 use super::task::{new_task, Ran, Runnable};
 use super::ThreadPoolExecutor;
 use crate::error::{Error, Panic};
-use crate::future::PoolFuture;
+use crate::future::{PoolFuture, RunnableRef, WeakRunnableRef};
 use crate::sync::{lock, Condvar, Mutex};
 
 /// A scope's closure with its lifetime erased, as the pool's queue holds it. It returns the panic
@@ -46,7 +46,7 @@ struct ScopeState {
     /// The first panic of a task that nobody joined, re-raised by `scope` once every task has ended.
     panic: Option<Panic>,
     /// Tasks that may still be queued, newest last; kept only when the scope helps.
-    queued: Vec<Weak<dyn Runnable>>,
+    queued: Vec<WeakRunnableRef>,
 }
 
 /// A task's share of the join count, given back when dropped.
@@ -159,7 +159,7 @@ pub struct Scope<'scope, 'env: 'scope> {
 pub struct ScopedJoinHandle<'scope, T> {
     packet: Arc<Packet<T>>,
     future: PoolFuture<()>,
-    task: Weak<dyn Runnable>,
+    task: WeakRunnableRef,
     shared: Arc<Shared>,
     scope: PhantomData<&'scope ()>,
 }
@@ -278,7 +278,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         let (task, future) = new_task(run, ());
         #[cfg(feature = "tracing")]
         crate::trace::record_id(&span, future.id());
-        let weak = Arc::downgrade(&task);
+        let weak = task.downgrade();
         let shared = self.pool.shared();
         // On one of the pool's workers (this scope's thread if it helps, or a scoped task spawning more)
         // a full queue is refused, and the task runs here instead: the room it would wait for may
@@ -318,14 +318,14 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     }
 
     /// Records a queued task for a helping waiter, and wakes it.
-    fn queued(&self, task: Weak<dyn Runnable>) {
+    fn queued(&self, task: WeakRunnableRef) {
         let mut st = lock(&self.data.state);
         if self.data.helps {
             // Forget the tasks that are gone whenever the length reaches a power of two (from 64 on):
             // the sweeps cost O(1) per spawn, amortized, and the list never holds more than twice the
             // tasks that outlived the last sweep (or 64).
             if st.queued.len() >= 64 && st.queued.len().is_power_of_two() {
-                st.queued.retain(|t| t.strong_count() > 0);
+                st.queued.retain(|t| t.is_alive());
             }
             st.queued.push(task);
         }
@@ -385,14 +385,9 @@ fn on_worker(shared: &Shared) -> bool {
 
 /// Takes `task` out of the pool's queue and runs it on this thread, if it is still queued.
 #[allow(unsafe_code)] // running the task it claimed: see the SAFETY comment
-fn run_if_queued(shared: &Shared, task: &Arc<dyn Runnable>) {
-    let key = Arc::as_ptr(task) as *const ();
+fn run_if_queued(shared: &Shared, task: &RunnableRef) {
     let mut st = shared.lock();
-    let Some(at) = st
-        .queue
-        .iter()
-        .position(|t| Arc::as_ptr(t) as *const () == key)
-    else {
+    let Some(at) = st.queue.iter().position(|t| t.is(task)) else {
         return; // a worker has it, or it ended
     };
     let task = st.queue.remove(at).expect("found above");

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
-use super::task::Runnable;
 use super::Config;
 use crate::error::Error;
+use crate::future::RunnableRef;
 pub(crate) use crate::pool::WhenFull;
 use crate::pool::{Backend, Exits, Metrics, Queued, Room};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
@@ -20,10 +20,10 @@ use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 pub(crate) type Lifecycle = crate::pool::Lifecycle<String>;
 
 /// Why a task was not queued; a task refused for want of room comes back.
-pub(crate) type Rejected = crate::pool::Rejected<Arc<dyn Runnable>>;
+pub(crate) type Rejected = crate::pool::Rejected<RunnableRef>;
 
 pub(crate) struct PoolState {
-    pub(crate) queue: VecDeque<Arc<dyn Runnable>>,
+    pub(crate) queue: VecDeque<RunnableRef>,
     pub(crate) lifecycle: Lifecycle,
     /// Live worker threads.
     pub(crate) threads: usize,
@@ -107,7 +107,7 @@ impl Shared {
     /// is idle and the pool is below `max_workers`.
     pub(crate) fn enqueue(
         self: &Arc<Self>,
-        task: Arc<dyn Runnable>,
+        task: RunnableRef,
         when_full: WhenFull,
     ) -> Result<(), Rejected> {
         let mut st = self.lock();
@@ -177,7 +177,7 @@ impl Shared {
     }
 
     /// Breaks the pool after an initializer failure and takes the queued tasks out to be failed.
-    pub(crate) fn break_pool(&self, why: String) -> Vec<Arc<dyn Runnable>> {
+    pub(crate) fn break_pool(&self, why: String) -> Vec<RunnableRef> {
         let mut st = self.lock();
         if st.lifecycle.is_open() {
             self.wake_hint.fetch_add(1, Ordering::Release);

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deadline::Alarm;
 use crate::error::Error;
 use crate::future::state::{fits_in_slot, Core};
-use crate::future::{Job, PoolFuture, TaskCell};
+use crate::future::{CellRef, Job, PoolFuture, RunnableCellRef, RunnableRef, TaskCell};
 use crate::sync::UnsafeCell;
 
 /// What running a claimed task amounted to, for the pool's metrics.
@@ -122,7 +122,7 @@ impl TokenSlot for Arc<TokenState> {
 /// No tag says whether the work is still here either (an `Option` would add a word to every queued
 /// task of a one-word closure): the state does. The work is here exactly while the future is PENDING,
 /// since whoever moves it out of PENDING takes the work; so a task dropped while still PENDING
-/// (refused by a closed queue, say) drops its work then (`TaskCell`'s `Drop`).
+/// (refused by a closed queue, say) drops its work then (the task's last strong reference does).
 pub(crate) trait Holder: Send + Sync + 'static {
     type Work: Send + 'static;
 
@@ -211,7 +211,7 @@ pub(crate) type Task<H, T, K> = TaskCell<T, FuncJob<H, K>>;
 
 /// Builds a task; the returned pair is the queue's handle and the caller's future, sharing one
 /// allocation. The closure goes in the future's slot if it fits there.
-pub(crate) fn new_task<F, T, K>(func: F, token: K) -> (Arc<dyn Runnable>, PoolFuture<T>)
+pub(crate) fn new_task<F, T, K>(func: F, token: K) -> (RunnableRef, PoolFuture<T>)
 where
     F: Work<T>,
     T: Send + 'static,
@@ -219,10 +219,10 @@ where
 {
     if fits_in_slot::<F, T>() {
         let (cell, fut) = new_typed_task::<InSlot<F>, T, K>(func, token);
-        (cell, fut)
+        (cell.runnable(), fut)
     } else {
         let (cell, fut) = new_typed_task::<Spilled<F>, T, K>(func, token);
-        (cell, fut)
+        (cell.runnable(), fut)
     }
 }
 
@@ -231,7 +231,7 @@ where
 pub(crate) fn new_typed_task<H, T, K>(
     func: H::Work,
     token: K,
-) -> (Arc<Task<H, T, K>>, PoolFuture<T>)
+) -> (RunnableCellRef<T, FuncJob<H, K>>, PoolFuture<T>)
 where
     H: Holder,
     H::Work: Work<T>,
@@ -239,12 +239,9 @@ where
     K: TokenSlot,
 {
     let (core, work) = H::new(func);
-    let cell: Arc<Task<H, T, K>> = Arc::new(TaskCell {
-        core,
-        job: FuncJob { work, token },
-    });
-    let fut: Arc<TaskCell<T, dyn Job>> = cell.clone();
-    (cell, PoolFuture::from_cell(fut))
+    let cell = CellRef::new_runnable(core, FuncJob { work, token });
+    let fut = PoolFuture::from_task(cell.typed());
+    (cell, fut)
 }
 
 #[allow(unsafe_code)] // the work's accesses: see the SAFETY comments.
@@ -504,22 +501,25 @@ mod tests {
     }
 
     /// What a queued trivial task allocates is what a burst of queued tasks costs (issue 9): the
-    /// future's state and one slot, shared by a closure capturing one `u64` and its `u64` output,
-    /// after `Arc`'s two counts. glibc serves a request of n bytes from a chunk of (n + 8) rounded up
-    /// to 16 bytes, so 56 bytes take a 64-byte chunk and 64 would take 80.
+    /// reference counts and the vtable pointer, the future's state and one slot, shared by a closure
+    /// capturing one `u64` and its `u64` output. glibc serves a request of n bytes from a chunk of
+    /// (n + 8) rounded up to 16 bytes, so 56 bytes take a 64-byte chunk and 64 would take 80. The
+    /// queue's reference and the caller's future are one word each.
     #[test]
     fn a_trivial_task_takes_a_64_byte_chunk() {
         let x = 5u64;
         let work = move || Ok::<u64, Error>(x + 1);
         assert!(fits::<_, u64>(&work));
         let (cell, fut) = new_typed_task::<InSlot<_>, u64, ()>(work, ());
-        let counts = 2 * std::mem::size_of::<usize>();
         assert!(
-            counts + std::mem::size_of_val(&*cell) <= 56,
+            std::mem::size_of_val(&*cell) <= 56,
             "a trivial task needs {} bytes",
-            counts + std::mem::size_of_val(&*cell)
+            std::mem::size_of_val(&*cell)
         );
-        drop((cell, fut));
+        let queued = cell.runnable();
+        assert_eq!(std::mem::size_of_val(&queued), 8);
+        assert_eq!(std::mem::size_of_val(&fut), 8);
+        drop((cell, queued, fut));
     }
 
     /// A closure kept in the slot and one kept next to it (too large for a `u8` output's slot) are

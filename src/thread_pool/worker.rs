@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::shared::{Lifecycle, PoolState, Shared};
-use super::task::{Ran, Runnable};
+use super::task::Ran;
 use crate::error::{panic_message, Error};
+use crate::future::RunnableRef;
 use crate::spin::{self, Adaptive, Probe};
 use crate::sync::{thread, MutexGuard};
 
@@ -206,7 +207,7 @@ impl Worker {
         shared: &'a Shared,
         idle: &mut Idle<'_>,
         mut st: MutexGuard<'a, PoolState>,
-    ) -> Option<Arc<dyn Runnable>> {
+    ) -> Option<RunnableRef> {
         loop {
             while let Some(t) = st.queue.pop_front() {
                 shared.made_room(&st);
