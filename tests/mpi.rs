@@ -174,6 +174,14 @@ fn static_mode_a_bounded_queue_refuses_blocks_and_waits_for_room() {
     mpirun(&["-n", "3"], "capacity_static", &[]).assert_passed("capacity_static");
 }
 
+/// A done callback runs on the pool's owner thread, the one that takes tasks out of the queue: its
+/// submits (blocking and async) to a full queue queue past the bound. Hangs (until `RUN_LIMIT`) if
+/// they wait for room.
+#[test]
+fn static_mode_a_done_callback_submitting_to_a_full_queue_queues_past_it() {
+    mpirun(&["-n", "3"], "capacity_callback_static", &[]).assert_passed("capacity_callback_static");
+}
+
 #[test]
 fn spawn_mode_shutdown_with_queued_run_runs_the_queue() {
     mpirun(&["-n", "1"], "shutdown_runs_queue_spawn", &[])
@@ -525,6 +533,46 @@ mod case {
         }
         pool.shutdown(Queued::Run);
         passed("capacity_static");
+    }
+
+    #[test]
+    fn capacity_callback_static() {
+        if !active("capacity_callback_static") {
+            return;
+        }
+        let pool = one_task_per_rank().queue_capacity(1).from_world().unwrap();
+        all_ranks_up(&pool);
+        let g = gate("capacity-callback");
+        let mut held: Vec<_> = (0..2)
+            .map(|_| pool.submit(hold, g.clone()).unwrap())
+            .collect();
+        held.iter().for_each(wait_running);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let own = pool.clone();
+        held[0].add_done_callback(move |_| {
+            // Only the owner thread, busy here, takes tasks out: once full, the queue stays full.
+            let mut fillers = Vec::new();
+            while let Ok(f) = own.try_submit(square, 1) {
+                fillers.push(f);
+            }
+            let awaited = futures::executor::block_on(own.submit_async(square, 3)).unwrap();
+            let blocking = own.submit(square, 10).unwrap();
+            let _ = tx.send((fillers, awaited, blocking));
+        });
+        open(&g);
+        let (fillers, mut awaited, mut blocking) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the callback's submits returned");
+        for mut f in fillers {
+            assert_eq!(f.result(None).unwrap(), 1);
+        }
+        assert_eq!(awaited.result(None).unwrap(), 9);
+        assert_eq!(blocking.result(None).unwrap(), 100);
+        for f in &mut held {
+            assert_eq!(f.result(None).unwrap(), 7);
+        }
+        pool.shutdown(Queued::Run);
+        passed("capacity_callback_static");
     }
 
     #[test]

@@ -335,6 +335,42 @@ fn a_done_callback_that_submits_to_a_full_queue_does_not_deadlock() {
     common::process::shutdown_bounded(&pool);
 }
 
+/// A done callback (run on the one driver thread, or on a caller reading the reply in its place)
+/// filling the bounded queue and then submitting, blocking and async: only the drivers take tasks out
+/// of the queue, and the only one is busy with this callback, so the queue stays full; both queue
+/// past the bound instead of waiting for room that could never come.
+#[test]
+fn a_done_callback_submitting_to_a_full_queue_queues_past_it_blocking_or_async() {
+    let sum = common::threads::spawn_bounded(|| {
+        let (pool, mut gate, mut running) = held_pool(1);
+        let (tx, rx) = mpsc::channel();
+        let p = pool.clone();
+        running.add_done_callback(move |_| {
+            let mut futures = Vec::new();
+            while let Ok(f) = p.try_submit(double, 1) {
+                futures.push(f);
+            }
+            let awaited = futures::executor::block_on(p.submit_async(double, 10));
+            futures.push(awaited.unwrap());
+            futures.push(p.submit(double, 100).unwrap());
+            let _ = tx.send(futures);
+        });
+        gate.release();
+        running.result(Some(LONG)).unwrap();
+        let futures = rx
+            .recv_timeout(LONG)
+            .expect("the callback's submits returned");
+        let sum: u32 = futures
+            .into_iter()
+            .map(|mut f| f.result(Some(LONG)).unwrap())
+            .sum();
+        common::process::shutdown_bounded(&pool);
+        sum
+    })
+    .join();
+    assert_eq!(sum, 222);
+}
+
 #[test]
 fn waiting_submitters_see_a_broken_pool() {
     let (pool, _gate, running) = held_pool(1);

@@ -456,3 +456,71 @@ fn a_task_submitting_to_its_own_full_pool_does_not_wait_for_room() {
     .join();
     assert_eq!(outcome, 3);
 }
+
+/// The async form agrees with the blocking one: a task driving `spawn_async` to completion on its
+/// own pool with the bounded queue full queues past the capacity instead of waiting, by waker, for
+/// room only this worker could make.
+#[test]
+fn a_task_awaiting_a_submit_to_its_own_full_pool_does_not_wait_for_room() {
+    let outcome = common::threads::spawn_bounded(|| {
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
+        let own = pool.clone();
+        let inner = pool
+            .spawn(move || {
+                (0..3u32)
+                    .map(|i| futures::executor::block_on(own.spawn_async(move || i)).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .result(LONG)
+            .unwrap();
+        inner
+            .into_iter()
+            .map(|mut f| f.result(LONG).unwrap())
+            .sum::<u32>()
+    })
+    .join();
+    assert_eq!(outcome, 3);
+}
+
+/// A done callback (run by the worker that completes the task) filling the bounded queue and then
+/// driving `submit_async` and a blocking `submit`: both queue past the capacity. Only the workers
+/// take tasks out of the queue, and the only one is running this callback, so the queue stays full
+/// until both return.
+#[test]
+fn a_done_callback_submitting_to_its_own_full_pool_does_not_wait_for_room() {
+    let outcome = common::threads::spawn_bounded(|| {
+        let pool = ThreadPoolExecutor::builder()
+            .max_workers(1)
+            .queue_capacity(1)
+            .build()
+            .unwrap();
+        let (mut first, guard) = occupy(&pool);
+        let (tx, rx) = mpsc::channel();
+        let own = pool.clone();
+        first.add_done_callback(move |_| {
+            let mut filler = Vec::new();
+            while let Ok(f) = own.try_spawn(|| 1u32) {
+                filler.push(f);
+            }
+            let awaited = futures::executor::block_on(own.submit_async(|n: u32| n, 10)).unwrap();
+            let blocking = own.submit(|n: u32| n, 100).unwrap();
+            filler.push(awaited);
+            filler.push(blocking);
+            tx.send(filler).unwrap();
+        });
+        drop(guard);
+        first.result(LONG).unwrap();
+        rx.recv_timeout(LONG)
+            .expect("the callback's submits returned")
+            .into_iter()
+            .map(|mut f| f.result(LONG).unwrap())
+            .sum::<u32>()
+    })
+    .join();
+    assert_eq!(outcome, 111);
+}

@@ -87,7 +87,9 @@ impl MpiPoolBuilder {
     /// Bounds the queue of tasks no rank has taken yet (Python's queue is unbounded, and so is
     /// this one by default): when it holds `n`, [`submit`](MpiPoolExecutor::submit) blocks,
     /// [`try_submit`](MpiPoolExecutor::try_submit) fails with [`Error::Full`], and
-    /// [`submit_async`](MpiPoolExecutor::submit_async) waits. `map` bounds its own in-flight work
+    /// [`submit_async`](MpiPoolExecutor::submit_async) waits, except in a done callback (run by the
+    /// pool's owner thread, which makes the room), where both queue past the bound. `map` bounds
+    /// its own in-flight work
     /// instead. Zero is an [`Error::InvalidArgument`] from `build`/`from_world`.
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.capacity = Some(n);

@@ -193,7 +193,8 @@ impl MpiPoolExecutor {
     /// broken. An argument that does not serialize gives a future failed with
     /// [`Error::Serialization`]. With a bounded queue
     /// ([`queue_capacity`](MpiPoolBuilder::queue_capacity)) that is full, this blocks until there is
-    /// room; unbounded (the default), it never blocks.
+    /// room (in a done callback it queues past the bound instead: the thread running callbacks is
+    /// the one that makes room); unbounded (the default), it never blocks.
     pub fn submit<A: Payload, R: Payload>(
         &self,
         f: fn(A) -> R,
@@ -216,7 +217,8 @@ impl MpiPoolExecutor {
     }
 
     /// [`submit`](Self::submit) for async code: with a bounded queue that is full, waits for room
-    /// without blocking the thread.
+    /// without blocking the thread; polled in a done callback, it queues past the bound instead, as
+    /// [`submit`](Self::submit) does there.
     pub async fn submit_async<A: Payload, R: Payload>(
         &self,
         f: fn(A) -> R,
@@ -230,7 +232,7 @@ impl MpiPoolExecutor {
         let shared = self.shared();
         shared
             .room()
-            .enqueue(task, |t| shared.enqueue(t, WhenFull::Reject))
+            .enqueue(task, |t| shared.enqueue(t, WhenFull::Await))
             .await?;
         Ok(fut)
     }

@@ -143,16 +143,18 @@ impl Shared {
             if let Some(e) = Self::refusal(&st.lifecycle) {
                 return Err(Rejected::Closed(e));
             }
-            // The owner thread makes the room (and runs the done callbacks, whose submits come
-            // from it): it overfills rather than wait for itself.
-            let on_owner = self.owner.get() == Some(&std::thread::current().id());
-            if !self.room.is_full(st.queue.len())
-                || when_full == WhenFull::Overfill
-                || (when_full == WhenFull::Block && on_owner)
-            {
+            if !self.room.is_full(st.queue.len()) || when_full == WhenFull::Overfill {
                 break;
             }
             if when_full == WhenFull::Reject {
+                return Err(Rejected::Full(task));
+            }
+            // The owner thread makes the room (and runs the done callbacks, whose submits come
+            // from it): it overfills rather than wait for itself, blocked or by waker.
+            if self.owner.get() == Some(&std::thread::current().id()) {
+                break;
+            }
+            if when_full == WhenFull::Await {
                 return Err(Rejected::Full(task));
             }
             st = self.room.wait(st, |st| &mut st.blocked_submitters);

@@ -62,8 +62,8 @@ impl Room {
     }
 
     /// An async submit: offers `task` to `enqueue` (which must refuse a full queue rather than
-    /// block) until it is taken, waiting for room in between without blocking the thread. Dropping
-    /// the future drops the task.
+    /// block: `WhenFull::Await`) until it is taken, waiting for room in between without blocking
+    /// the thread. Dropping the future drops the task.
     pub(crate) async fn enqueue<T>(
         &self,
         mut task: T,

@@ -65,10 +65,16 @@ impl<E: fmt::Display> InitResult for Result<(), E> {
 /// What a submit does when a bounded queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WhenFull {
-    /// Give the task back (`try_submit`, and each attempt of `submit_async`).
+    /// Give the task back (`try_submit`).
     Reject,
-    /// Block this thread until there is room (`submit`).
+    /// Block this thread until there is room (`submit`), except on one of the pool's own threads
+    /// (a worker, a driver running done callbacks), which would wait for room only such threads
+    /// make: there, queue it anyway.
     Block,
+    /// Give the task back so the caller can wait for room by waker (each attempt of
+    /// `submit_async`), except on one of the pool's own threads, as for `Block`: there, queue it
+    /// anyway.
+    Await,
     /// Queue it anyway (`map`, which bounds its own in-flight work).
     Overfill,
 }

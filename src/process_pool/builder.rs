@@ -140,7 +140,9 @@ impl ProcessPoolBuilder {
     /// Bounds the queue of tasks waiting for a worker (default: unbounded, as Python's). When it is
     /// full, [`submit`](ProcessPoolExecutor::submit) blocks until a worker takes a task,
     /// [`try_submit`](ProcessPoolExecutor::try_submit) fails with [`Error::Full`], and
-    /// [`submit_async`](ProcessPoolExecutor::submit_async) waits without blocking its thread. A task
+    /// [`submit_async`](ProcessPoolExecutor::submit_async) waits without blocking its thread, except
+    /// in a done callback (run by the pool's driver threads, or by a caller reading a reply in a
+    /// driver's place), where both queue past the bound: only the drivers make room. A task
     /// handed straight to an idle worker does not count. `map` is bounded by
     /// [`MapOptions::buffer`](crate::MapOptions::buffer) instead. Must be at least 1.
     pub fn queue_capacity(mut self, tasks: usize) -> Self {

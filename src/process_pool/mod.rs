@@ -312,7 +312,8 @@ impl ProcessPoolExecutor {
     /// [`Error::BrokenProcessPool`] once it is broken. An argument that does not serialize gives a
     /// future failed with [`Error::Serialization`]. The argument is serialized on the calling
     /// thread; the frame is written by the worker's driver thread. With a bounded queue that is full,
-    /// this blocks until there is room (see [`try_submit`](Self::try_submit) and
+    /// this blocks until there is room, except in a done callback, where it queues past the bound
+    /// (the drivers that run callbacks are the ones that make room; see [`try_submit`](Self::try_submit) and
     /// [`submit_async`](Self::submit_async) for callers that must not block).
     pub fn submit<A: Payload, R: Payload>(
         &self,
@@ -359,6 +360,8 @@ impl ProcessPoolExecutor {
     /// without blocking the thread (it is woken when a worker takes a queued task). Nothing here
     /// blocks: the argument is serialized on the calling thread, and the frame is written by the
     /// worker's driver thread. Dropping the returned future before it resolves drops the task.
+    /// Polled in a done callback, it does not wait for room but queues past the bound, as
+    /// [`submit`](Self::submit) does there.
     ///
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
@@ -392,7 +395,7 @@ impl ProcessPoolExecutor {
         let shared = self.shared();
         shared
             .room
-            .enqueue(task, |t| shared.enqueue(t, WhenFull::Reject))
+            .enqueue(task, |t| shared.enqueue(t, WhenFull::Await))
             .await?;
         Ok(fut)
     }

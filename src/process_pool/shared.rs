@@ -306,15 +306,19 @@ impl Shared {
                 return Ok(());
             }
             let full = self.room.is_full(st.queue.len());
-            // A driver cannot wait for room: only drivers make it (a done callback's submit runs
-            // on one), so its submit overfills the queue instead of deadlocking the pool.
-            if !full
-                || when_full == WhenFull::Overfill
-                || (when_full == WhenFull::Block && super::driver::is_driving(self))
-            {
+            if !full || when_full == WhenFull::Overfill {
                 break;
             }
             if when_full == WhenFull::Reject {
+                return Err(Rejected::Full(task));
+            }
+            // A driver cannot wait for room, blocked or by waker: only drivers make it (a done
+            // callback's submit runs on one), so its submit overfills the queue instead of
+            // deadlocking the pool.
+            if super::driver::is_driving(self) {
+                break;
+            }
+            if when_full == WhenFull::Await {
                 return Err(Rejected::Full(task));
             }
             st = self.room.wait(st, |st| &mut st.blocked_submitters);

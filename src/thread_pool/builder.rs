@@ -103,9 +103,10 @@ impl ThreadPoolBuilder {
 
     /// Bounds the queue of tasks waiting for a thread (Python's is unbounded). When it is full,
     /// `try_submit` fails with [`Error::Full`], `submit_async` waits for room, and `submit` blocks,
-    /// except on one of the pool's own threads (a task or a done callback submitting more work),
-    /// where waiting could wait for itself: there it queues past the bound. `map` is bounded by its
-    /// own [`buffer`](crate::MapOptions::buffer) instead. Must be at least 1.
+    /// except on one of the pool's own threads (a task or a done callback submitting more work, or
+    /// driving a `submit_async` there), where waiting could wait for itself: there both queue past
+    /// the bound. `map` is bounded by its own [`buffer`](crate::MapOptions::buffer) instead. Must be
+    /// at least 1.
     pub fn queue_capacity(mut self, tasks: usize) -> Self {
         self.capacity = Some(tasks);
         self

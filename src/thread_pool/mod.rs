@@ -169,14 +169,16 @@ impl ThreadPoolExecutor {
         let shared = self.shared();
         shared
             .room
-            .enqueue(task, |t| shared.enqueue(t, WhenFull::Reject))
+            .enqueue(task, |t| shared.enqueue(t, WhenFull::Await))
             .await?;
         Ok(fut)
     }
 
     /// Runs `f(arg)` on the pool: Python's `submit(fn, arg)` (use a tuple for several arguments).
     /// Fails with [`Error::Shutdown`] after shutdown, or a broken pool's error. With a bounded queue
-    /// that is full, this blocks until there is room.
+    /// that is full, this blocks until there is room, except on one of the pool's own threads (a
+    /// task or a done callback), where it queues past the bound: the room could only come from the
+    /// pool's threads, this one among them.
     pub fn submit<A, R, F>(&self, f: F, arg: A) -> Result<PoolFuture<R>, Error>
     where
         F: FnOnce(A) -> R + Send + 'static,
@@ -379,6 +381,10 @@ impl ThreadPoolExecutor {
 
     /// [`submit`](Self::submit) for async code: with a bounded queue that is full, waits (without
     /// blocking the thread) for room. Dropping the returned future before it resolves drops the task.
+    ///
+    /// Polled on one of the pool's own threads (a task or a done callback running it to completion
+    /// with `block_on`), it does not wait: the room would have to come from that thread. It queues
+    /// past the bound there, as [`submit`](Self::submit) does.
     pub async fn submit_async<A, R, F>(&self, f: F, arg: A) -> Result<PoolFuture<R>, Error>
     where
         F: FnOnce(A) -> R + Send + 'static,
@@ -388,7 +394,9 @@ impl ThreadPoolExecutor {
         self.push_async(move || Ok(f(arg))).await
     }
 
-    /// [`spawn`](Self::spawn) for async code: waits for room in a bounded queue without blocking.
+    /// [`spawn`](Self::spawn) for async code: waits for room in a bounded queue without blocking,
+    /// except when polled on one of the pool's own threads, where it queues past the bound (see
+    /// [`submit_async`](Self::submit_async)).
     pub async fn spawn_async<R, F>(&self, f: F) -> Result<PoolFuture<R>, Error>
     where
         F: FnOnce() -> R + Send + 'static,

@@ -123,9 +123,12 @@ impl Shared {
             }
             // A task (or a done callback) submitting to its own pool would wait for room that only
             // the workers make, this one among them: with every worker doing so, none ever would.
-            // It queues past the capacity instead.
+            // It queues past the capacity instead, whether it would wait blocked or by waker.
             if self.on_own_worker(&st) {
                 break;
+            }
+            if when_full == WhenFull::Await {
+                return Err(Rejected::Full(task));
             }
             st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
