@@ -639,6 +639,45 @@ mod tests {
         }
     }
 
+    /// A task waiting to be redelivered is RUNNING but on no worker: an interrupt cannot kill a
+    /// worker for it, so it is recorded, and the task's next dispatch ends it with
+    /// [`Error::Interrupted`] instead of running it; the worker stays ready.
+    #[test]
+    fn an_interrupt_of_a_task_awaiting_redelivery_ends_it_at_its_next_dispatch() {
+        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
+        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
+        let bounded = std::time::Instant::now() + Duration::from_secs(60);
+        while pool.metrics().idle != 1 {
+            assert!(
+                std::time::Instant::now() < bounded,
+                "the worker never went idle"
+            );
+            std::thread::yield_now();
+        }
+        let shared = pool.shared().clone();
+        let (task, mut fut) = new_task::<u8>(vec![1, 2, 3], 1, |_, _| Ok(0), None);
+        // What a submit does when its write finds the worker's end closed.
+        assert!(task.start());
+        let frame = task.take_frame().unwrap();
+        task.redeliver(frame);
+        assert!(fut.running());
+        assert!(
+            fut.interrupt(),
+            "the interrupt of a running task was refused"
+        );
+        {
+            let mut st = shared.lock();
+            let slot = st.idle.pop().unwrap();
+            assert!(shared.assign(&mut st, slot, task).is_none());
+            assert_eq!(st.idle, vec![slot], "the worker did not stay ready");
+        }
+        assert!(matches!(
+            fut.result(Duration::ZERO),
+            Err(Error::Interrupted)
+        ));
+        assert_eq!(pool.submit(echo, 2).unwrap().result(None).unwrap(), 2);
+    }
+
     /// A task handed back for redelivery is RUNNING while it waits in the queue: a shutdown that
     /// cancels the queue must leave it there to run (a cancel cannot end it, and dropping it would
     /// leave its future pending forever), and a forced shutdown fails it as it fails running tasks.
