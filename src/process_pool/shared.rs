@@ -77,6 +77,18 @@ pub(crate) enum Phase {
     Gone,
 }
 
+/// How the pool's workers are being stopped, which decides what becomes of a task handed back for
+/// redelivery ([`Shared::redeliver`]) once the pool is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Open, or closed by `shutdown()`: a task handed back still runs, on the worker started in its
+    /// dead worker's place.
+    Gracefully,
+    /// `terminate_workers()` / `kill_workers()`: a task handed back fails as the killed workers'
+    /// running tasks do, and no worker is started for it.
+    ByForce,
+}
+
 pub(crate) struct Slot {
     pub(crate) phase: Phase,
     pub(crate) proc: Option<Arc<Proc>>,
@@ -105,6 +117,7 @@ pub(crate) struct PoolState {
     pub(crate) ended: u64,
     /// Worker processes started to replace one of those (never more than `ended`).
     pub(crate) respawned: u64,
+    pub(crate) stop: Stop,
 }
 
 pub(crate) struct Shared {
@@ -205,6 +218,7 @@ impl Shared {
                 blocked_submitters: 0,
                 ended: 0,
                 respawned: 0,
+                stop: Stop::Gracefully,
             }),
             exited: Condvar::new(),
             room: Room::new(config.sizes.capacity),
@@ -364,9 +378,14 @@ impl Shared {
             self.timer.disarm(task.id());
         }
         task.redeliver(frame);
-        if let Lifecycle::Broken(b) = &st.lifecycle {
-            // The queue was failed when the pool broke; nothing will take it from there.
-            let e = Error::BrokenProcessPool(b.clone());
+        // The queue was failed when the pool broke, or when its workers were killed; nothing is
+        // to take the task from there.
+        let failed = match (&st.lifecycle, st.stop) {
+            (Lifecycle::Broken(b), _) => Some(Error::BrokenProcessPool(b.clone())),
+            (_, Stop::ByForce) => Some(forced_shutdown()),
+            (_, Stop::Gracefully) => None,
+        };
+        if let Some(e) = failed {
             drop(st);
             task.fail(e);
             return;
@@ -477,12 +496,10 @@ impl Shared {
     pub(crate) fn force(&self, signal: i32) -> Aftermath {
         let mut after = self.shut_down(Queued::Cancel);
         let mut st = self.lock();
+        st.stop = Stop::ByForce;
         // What is left queued is RUNNING, waiting to be redelivered: it fails as the running
-        // tasks of the killed workers do.
-        let forced = Error::BrokenProcessPool(BrokenProcessPool::new(
-            BrokenCause::ForcedShutdown,
-            BrokenSeenBy::Future,
-        ));
+        // tasks of the killed workers do (and so does one handed back later: `redeliver`).
+        let forced = forced_shutdown();
         after.fail = st.queue.drain(..).map(|t| (t, forced.clone())).collect();
         after.kill = st
             .slots
@@ -501,6 +518,14 @@ impl Shared {
             .filter_map(|s| s.proc.as_ref().map(|p| p.pid))
             .collect()
     }
+}
+
+/// What the running tasks of workers killed by `terminate_workers()` / `kill_workers()` fail with.
+fn forced_shutdown() -> Error {
+    Error::BrokenProcessPool(BrokenProcessPool::new(
+        BrokenCause::ForcedShutdown,
+        BrokenSeenBy::Future,
+    ))
 }
 
 impl Backend for Shared {
@@ -560,6 +585,102 @@ mod tests {
     use super::super::task::new_task;
     use super::*;
     use std::time::Duration;
+
+    fn echo(x: u8) -> u8 {
+        x
+    }
+
+    /// `kill_workers()` fails every task that was running, the ones waiting to be redelivered
+    /// included. A submit whose write found its idle worker dead hands its task back a moment
+    /// after the write; a `kill_workers()` that lands in that moment must fail it too, not leave it
+    /// queued for a worker started after the pool was stopped by force. The window is opened here
+    /// by hand: the worker's turn is held, as the submit holds it, so its driver cannot settle the
+    /// death meanwhile.
+    #[test]
+    fn a_task_handed_back_after_the_workers_were_killed_fails_with_the_forced_shutdown() {
+        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
+        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
+        let bounded = std::time::Instant::now() + Duration::from_secs(60);
+        while pool.metrics().idle != 1 {
+            assert!(
+                std::time::Instant::now() < bounded,
+                "the worker never went idle"
+            );
+            std::thread::yield_now();
+        }
+        let shared = pool.shared().clone();
+        let proc = shared.lock().slots[0].proc.clone().unwrap();
+        let turn = lock(&proc.turn);
+        let call = super::super::call::Call::one(echo, None);
+        let Ok((task, mut fut)) = call.encode(&7u8, shared.config.frame_cap, Vec::new(), Err)
+        else {
+            panic!("the argument encodes");
+        };
+        let (slot, dispatch) = {
+            let mut st = shared.lock();
+            let slot = st.idle.pop().unwrap();
+            (slot, shared.assign(&mut st, slot, task).unwrap())
+        };
+        // The worker dies idle, killed from outside; its driver waits for the turn.
+        // SAFETY: signals our own, unreaped child (its driver cannot reap it without the turn).
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(proc.pid as i32, libc::SIGKILL);
+        }
+        while !proc.is_gone() {
+            assert!(std::time::Instant::now() < bounded, "the worker never died");
+            std::thread::yield_now();
+        }
+        let Sent::Refused(frame) = dispatch.proc.send_or_post(dispatch.frame) else {
+            panic!("a dead worker's socket took the task");
+        };
+        shared.force(libc::SIGKILL).run();
+        shared.redeliver(slot, &proc, frame);
+        drop(turn);
+        match fut.result(Duration::from_secs(60)) {
+            Err(Error::BrokenProcessPool(b)) => assert_eq!(b.cause(), &BrokenCause::ForcedShutdown),
+            other => panic!("expected a forced-shutdown error, got {other:?}"),
+        }
+    }
+
+    /// A task waiting to be redelivered is RUNNING but on no worker: an interrupt cannot kill a
+    /// worker for it, so it is recorded, and the task's next dispatch ends it with
+    /// [`Error::Interrupted`] instead of running it; the worker stays ready.
+    #[test]
+    fn an_interrupt_of_a_task_awaiting_redelivery_ends_it_at_its_next_dispatch() {
+        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
+        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
+        let bounded = std::time::Instant::now() + Duration::from_secs(60);
+        while pool.metrics().idle != 1 {
+            assert!(
+                std::time::Instant::now() < bounded,
+                "the worker never went idle"
+            );
+            std::thread::yield_now();
+        }
+        let shared = pool.shared().clone();
+        let (task, mut fut) = new_task::<u8>(vec![1, 2, 3], 1, |_, _| Ok(0), None);
+        // What a submit does when its write finds the worker's end closed.
+        assert!(task.start());
+        let frame = task.take_frame().unwrap();
+        task.redeliver(frame);
+        assert!(fut.running());
+        assert!(
+            fut.interrupt(),
+            "the interrupt of a running task was refused"
+        );
+        {
+            let mut st = shared.lock();
+            let slot = st.idle.pop().unwrap();
+            assert!(shared.assign(&mut st, slot, task).is_none());
+            assert_eq!(st.idle, vec![slot], "the worker did not stay ready");
+        }
+        assert!(matches!(
+            fut.result(Duration::ZERO),
+            Err(Error::Interrupted)
+        ));
+        assert_eq!(pool.submit(echo, 2).unwrap().result(None).unwrap(), 2);
+    }
 
     /// A task handed back for redelivery is RUNNING while it waits in the queue: a shutdown that
     /// cancels the queue must leave it there to run (a cancel cannot end it, and dropping it would

@@ -2,7 +2,7 @@
 //! driver needs to finish it (the reply decoder) and what `interrupt` needs (the worker running it).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,8 @@ pub(crate) type Decode<T> = fn(Body<'_>, usize) -> Result<T, Error>;
 pub(crate) trait ProcTask: Send + Sync {
     fn id(&self) -> FutureId;
     /// PENDING → RUNNING (= dispatched to a worker). `false` if it was cancelled. A task handed
-    /// back by [`redeliver`](Self::redeliver) is RUNNING already: its next start is `true`.
+    /// back by [`redeliver`](Self::redeliver) is RUNNING already: its next start is `true`, unless
+    /// it was interrupted meanwhile: then it ends with [`Error::Interrupted`] and the start is `false`.
     fn start(&self) -> bool;
     /// A task whose frame no worker got (its worker died idle before reading a byte): it stays
     /// RUNNING (it was reported so, and a cancel was refused), gets its frame back, and waits in the
@@ -50,8 +51,22 @@ pub(crate) struct ProcJob<T> {
     decode: Decode<T>,
     limit: Option<Duration>,
     on: Mutex<Option<Arc<Proc>>>,
-    /// Handed back by [`ProcTask::redeliver`], not yet dispatched again.
-    undelivered: AtomicBool,
+    /// Whether the task waits to be dispatched again ([`Redelivery`]).
+    redelivery: AtomicU8,
+}
+
+/// Where a task handed back by [`ProcTask::redeliver`] is: RUNNING, queued, bound to no worker, so
+/// neither a cancel nor a kill can stop it; an interrupt is recorded here and honoured at its next
+/// dispatch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Redelivery {
+    /// Not handed back (or dispatched again since).
+    None = 0,
+    /// Waiting in the queue for the next worker, which runs it.
+    Awaiting = 1,
+    /// Interrupted while waiting: its next dispatch ends it with [`Error::Interrupted`] instead.
+    Interrupted = 2,
 }
 
 impl<T> ProcJob<T> {
@@ -70,6 +85,15 @@ impl<T: Send + 'static> Job for ProcJob<T> {
     /// A running task is stopped by killing its worker (the pool starts a new one); the future ends
     /// with [`Error::Interrupted`].
     fn interrupt(&self) -> bool {
+        let awaiting = self.redelivery.compare_exchange(
+            Redelivery::Awaiting as u8,
+            Redelivery::Interrupted as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if awaiting.is_ok() {
+            return true;
+        }
         let on = lock(&self.on).clone();
         on.is_some_and(|p| p.kill_running(self.id, KillReason::Interrupt))
     }
@@ -100,7 +124,7 @@ pub(crate) fn new_task<T: Send + 'static>(
         decode,
         limit,
         on: Mutex::new(None),
-        undelivered: AtomicBool::new(false),
+        redelivery: AtomicU8::new(Redelivery::None as u8),
     };
     // The queue keeps `Arc<dyn ProcTask>` (the tracing feature wraps it): a second, small allocation
     // around the task's, which a process-pool task, with its frame, hardly notices.
@@ -122,16 +146,29 @@ impl<T: Send + 'static> ProcTask for CellRef<T, ProcJob<T>> {
     }
 
     fn start(&self) -> bool {
-        self.job.undelivered.swap(false, Ordering::AcqRel) || self.core.start()
+        let was = self
+            .job
+            .redelivery
+            .swap(Redelivery::None as u8, Ordering::AcqRel);
+        match was {
+            x if x == Redelivery::Awaiting as u8 => true,
+            x if x == Redelivery::Interrupted as u8 => {
+                self.fail(Error::Interrupted);
+                false
+            }
+            _ => self.core.start(),
+        }
     }
 
     fn redeliver(&self, frame: Vec<u8>) {
         *lock(&self.job.frame) = Some(frame);
-        self.job.undelivered.store(true, Ordering::Release);
+        self.job
+            .redelivery
+            .store(Redelivery::Awaiting as u8, Ordering::Release);
     }
 
     fn awaits_redelivery(&self) -> bool {
-        self.job.undelivered.load(Ordering::Acquire)
+        self.job.redelivery.load(Ordering::Acquire) != Redelivery::None as u8
     }
 
     fn take_frame(&self) -> Option<Vec<u8>> {
