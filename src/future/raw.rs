@@ -123,25 +123,38 @@ mod entries {
 
     /// Drops the core and the job in place: first the work of a task that never left PENDING (a job
     /// keeps no tag of its own, see the thread pool's `Holder`), then the fields. The header stays:
-    /// weak references may still read the counts.
+    /// weak references may still read the counts. Each part is dropped even if dropping one before
+    /// it panics (the work, the value, a callback or a waker is the user's): the rest go while the
+    /// panic unwinds, as a struct's fields do, so that the caller can still free the memory.
     ///
     /// # Safety
     /// `ptr` is a `TaskCell<T, J>` whose strong count just reached zero, after an Acquire fence: no
     /// other thread reaches its core or job again, and this runs once.
     pub(super) unsafe fn drop_cell<T, J: Job>(ptr: NonNull<Header>) {
         let cell = ptr.cast::<TaskCell<T, J>>().as_ptr();
-        // SAFETY: the caller has the core and job to itself (see above). The `&mut` covers the core
-        // alone, never the header, whose counts weak holders may still touch.
+        // SAFETY: the caller has the core and job to itself (see above), and each is dropped once:
+        // by its guard, at the end of this scope or while a panic unwinds through it (the job's
+        // guard, made first, goes last). The `&mut` covers the core alone, never the header, whose
+        // counts weak holders may still touch.
         unsafe {
-            let core = &mut *ptr::addr_of_mut!((*cell).core);
-            if core.is_pending_mut() {
+            let _job = DropInPlace(ptr::addr_of_mut!((*cell).job));
+            let core = DropInPlace(ptr::addr_of_mut!((*cell).core));
+            if (*core.0).is_pending_mut() {
                 let job = &*ptr::addr_of!((*cell).job);
                 // SAFETY: never left PENDING, so no cancel won the work and nothing took it
                 // (`Job::discard`'s contract); this is the last use.
-                core.with_slot(|slot| job.discard(slot));
+                (*core.0).with_slot(|slot| job.discard(slot));
             }
-            ptr::drop_in_place(core);
-            ptr::drop_in_place(ptr::addr_of_mut!((*cell).job));
+        }
+    }
+
+    /// Drops what it points to when it goes, at the end of its scope or in an unwinding panic.
+    struct DropInPlace<X>(*mut X);
+
+    impl<X> Drop for DropInPlace<X> {
+        fn drop(&mut self) {
+            // SAFETY: made only in `drop_cell`, over a field that is dropped once, here.
+            unsafe { ptr::drop_in_place(self.0) }
         }
     }
 
@@ -258,16 +271,34 @@ mod counts {
         fence(Ordering::Acquire);
         // SAFETY: the count is ours alone to act on now (see above).
         let vtable = unsafe { header(ptr) }.vtable;
+        // Given up after the core and job are dropped, even if dropping them panics (user code):
+        // they are dropped all the same (`drop_cell`), and the memory must not leak.
+        let _shared_weak = ReleaseSharedWeak {
+            ptr,
+            last: weak(old) == 1,
+        };
         // SAFETY: the last strong reference, after the fence: `drop_cell`'s contract.
         unsafe { (vtable.drop_cell)(ptr) };
-        if weak(old) == 1 {
-            // Only the strong references' shared weak one was left, and no new weak reference can be
-            // made without a strong one: nobody else reaches the memory.
-            // SAFETY: no reference of either kind is left, and the core and job are dropped.
-            unsafe { (vtable.dealloc)(ptr) };
-        } else {
-            // SAFETY: the strong references' shared weak one, given up once.
-            unsafe { dec_weak(ptr) };
+    }
+
+    /// The strong references' shared weak one, given up when this goes.
+    struct ReleaseSharedWeak {
+        ptr: NonNull<Header>,
+        /// No other weak reference was left when the last strong one went, and none can be made
+        /// without a strong one: nobody else reaches the memory, which this frees at once.
+        last: bool,
+    }
+
+    impl Drop for ReleaseSharedWeak {
+        fn drop(&mut self) {
+            if self.last {
+                // SAFETY: no reference of either kind is left, and the core and job were dropped
+                // (made only in `dec_strong`, after `drop_cell` ran or unwound).
+                unsafe { (header(self.ptr).vtable.dealloc)(self.ptr) };
+            } else {
+                // SAFETY: the strong references' shared weak one, given up once.
+                unsafe { dec_weak(self.ptr) };
+            }
         }
     }
 
@@ -785,6 +816,37 @@ mod tests {
         assert!(weak.upgrade().is_none() && second_weak.upgrade().is_none());
         drop((weak, second_weak));
         assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    /// A value whose `Drop` panics: the user's code, run by whichever reference goes last.
+    struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("a Bomb was dropped");
+            }
+        }
+    }
+
+    /// The last reference drops a published value whose `Drop` panics: the panic reaches the caller,
+    /// but the job is dropped all the same and the memory freed (checked under valgrind), whether a
+    /// weak reference is left or not.
+    #[test]
+    fn a_panicking_value_still_lets_the_job_go_and_the_memory_free() {
+        for keep_weak in [false, true] {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let cell = CellRef::new(Core::<Bomb>::new(), CountDrops(drops.clone()));
+            cell.core.complete(Ok(Bomb)).unwrap();
+            let weak = keep_weak.then(|| cell.typed().downgrade());
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(cell)));
+            assert!(
+                unwound.is_err(),
+                "the value's panic reaches the last reference's owner"
+            );
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "the job is dropped");
+            assert!(weak.is_none_or(|w| w.upgrade().is_none()));
+        }
     }
 
     /// A future's pointer reaches the core where the cell has it, whatever the job's alignment; and

@@ -289,7 +289,7 @@ impl<T> Core<T> {
     /// keeps its work there: whoever moves the future out of PENDING takes it out, through
     /// [`with_slot`](Self::with_slot).
     #[allow(unsafe_code)] // see the SAFETY comment
-    pub(crate) fn with_work<W>(work: W) -> Self {
+    pub(crate) fn with_work<W: Send + 'static>(work: W) -> Self {
         assert!(fits_in_slot::<W, T>(), "the work does not fit in the slot");
         let core = Self::new();
         // SAFETY: the slot is large and aligned enough for a `W` (asserted), and nothing else can

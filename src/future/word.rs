@@ -143,6 +143,7 @@ impl<T> WordLock<T> {
     /// Flips the flag bits `bits`: one atomic operation where the holder knows which of them are
     /// set (it changes the state's tag from a known one to another). Call with the lock held, as
     /// [`set_flags`](Self::set_flags).
+    #[cfg_attr(loom, allow(dead_code))] // under loom, the state machine's tag lives in `StateLock`
     pub(crate) fn toggle_flags(&self, bits: u64, order: Ordering) {
         debug_assert_eq!(bits & LOCK_BITS, 0);
         self.word.fetch_xor(bits, order);
