@@ -269,7 +269,8 @@ fn after_a_deadline_passes_while_a_caller_reads_the_driver_reads_the_reply() {
     fut.add_done_callback(move |r| ended_tx.send(r.is_ok()).unwrap());
     gate.release();
     assert_eq!(ended.recv_timeout(LONG), Ok(true));
-    let worker = fut.result(Duration::ZERO).unwrap();
+    // Callbacks run before the outcome is published: it is there once they have returned.
+    let worker = fut.result(LONG).unwrap();
     assert_eq!(pool.submit(pid, ()).unwrap().result(None).unwrap(), worker);
     pool.shutdown(Queued::Run);
 }
