@@ -630,7 +630,7 @@ fn a_sync_and_an_async_shutdown_inside_two_tasks_do_not_deadlock() {
 
 #[test]
 fn a_waiting_shutdown_in_a_done_callback_does_not_wait_for_a_task_awaiting_that_future() {
-    for form in ["blocking", "async"] {
+    for form in ["blocking", "async", "shutdown_after"] {
         let outcome = common::threads::spawn_bounded(move || {
             let pool = ThreadPoolExecutor::new(2).unwrap();
             let gate = Gate::default();
@@ -644,7 +644,8 @@ fn a_waiting_shutdown_in_a_done_callback_does_not_wait_for_a_task_awaiting_that_
             let own = pool.clone();
             first.add_done_callback(move |_| match form {
                 "blocking" => own.shutdown(Queued::Run),
-                _ => futures::executor::block_on(own.shutdown_async(Queued::Run)),
+                "async" => futures::executor::block_on(own.shutdown_async(Queued::Run)),
+                _ => own.shutdown_after(|_| ()),
             });
             // The other worker waits for `first`'s outcome, published after the callback returns.
             let mut second = pool

@@ -7,7 +7,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
-use crate::pool::{self, Backend, Exits, Metrics, Queued, Rejected, Room, WhenFull};
+use crate::pool::{self, Backend, Exits, InCallback, Metrics, Queued, Rejected, Room, WhenFull};
 use crate::process_pool::task::ProcTask;
 use crate::process_pool::Counters;
 use crate::sync::thread::JoinHandle;
@@ -52,6 +52,8 @@ pub(crate) struct Shared {
 
 impl Backend for Shared {
     type State = State;
+
+    const SHUTDOWN_IN_CALLBACK: InCallback = InCallback::Wait;
 
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)

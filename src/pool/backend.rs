@@ -27,6 +27,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Where a blocking shutdown waits for workers to leave.
     fn exited(&self) -> &Condvar;
 
+    /// What a waiting shutdown called from a done callback does (see [`InCallback`]).
+    const SHUTDOWN_IN_CALLBACK: InCallback;
+
     /// Whether the calling thread is one of the pool's counted workers (a task or a done callback
     /// shutting down its own pool): such a thread cannot leave while it waits, so it waits only for
     /// the workers that are not themselves waiting.
@@ -39,6 +42,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// A snapshot of the pool's counters.
     fn metrics(&self) -> Metrics;
+}
+
+/// What a waiting shutdown (`shutdown`, `shutdown_async`, `shutdown_after`'s end) does when called
+/// from a done callback. A callback runs before its future's outcome is published, so whoever waits
+/// for that outcome cannot finish while the callback waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InCallback {
+    /// Waits as anywhere else: the pool's workers never wait for a future of this process (a process
+    /// pool's workers are other processes).
+    Wait,
+    /// Closes the pool and returns: the pool's workers run the user's code, which may be waiting for
+    /// the callback's future, and the wait could never end.
+    Return,
 }
 
 /// A pool's workers, as shutdowns see them, borrowed from its locked state.

@@ -16,6 +16,7 @@
 //!     fn exits(st: &mut PoolState) -> Exits<'_>;  // live workers, those in their own pool's
 //!                                                 // shutdown, join handles, async wakers
 //!     fn exited(&self) -> &Condvar;               // notified by every worker that leaves
+//!     const SHUTDOWN_IN_CALLBACK: InCallback;     // may its workers wait on a callback's future?
 //!     fn on_own_worker(self: &Arc<Self>, st: &PoolState) -> bool; // called on a worker?
 //!     fn close(&self, queued: Queued);            // Lifecycle::shut_down; cancel or keep the queue
 //!     fn metrics(&self) -> Metrics;
@@ -50,7 +51,7 @@ mod room;
 mod shutdown;
 mod vocab;
 
-pub(crate) use backend::{Backend, Exits};
+pub(crate) use backend::{Backend, Exits, InCallback};
 pub(crate) use feed::start_map;
 pub(crate) use handle::{Frontend, Pool};
 pub(crate) use lifecycle::Lifecycle;

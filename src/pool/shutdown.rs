@@ -5,7 +5,7 @@ use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::task::Poll;
 
-use super::backend::Backend;
+use super::backend::{Backend, InCallback};
 use super::handle::{Frontend, Pool};
 use super::vocab::{Metrics, Queued};
 use crate::sync::MutexGuard;
@@ -14,9 +14,13 @@ impl<B: Backend> Pool<B> {
     /// Closes the pool and waits until every worker has left, then joins their threads. On one of the
     /// pool's own workers it waits only for the workers not themselves waiting here (two tasks
     /// shutting their own pool down must not wait for each other), and joins nothing: a worker it
-    /// joined might be waiting for this very one to leave.
+    /// joined might be waiting for this very one to leave. In a done callback it waits only if the
+    /// backend says so ([`InCallback`]).
     pub(crate) fn shutdown(&self, queued: Queued) {
         self.shutdown_nowait(queued);
+        if returns_in_callback::<B>() {
+            return;
+        }
         let backend = self.backend();
         let me = crate::sync::thread::current().id();
         let mut st = backend.lock();
@@ -50,6 +54,9 @@ impl<B: Backend> Pool<B> {
         self.shutdown_nowait(queued);
         let backend = self.backend().clone();
         poll_fn(move |cx| {
+            if returns_in_callback::<B>() {
+                return Poll::Ready(());
+            }
             let mut st = backend.lock();
             if backend.on_own_worker(&st) {
                 // Driven by one of the pool's own workers (a task or a callback blocking on it): the
@@ -106,4 +113,10 @@ pub(crate) fn shutdown_after<E: Frontend, R>(executor: E, body: impl FnOnce(&E) 
     }
     let guard = WaitOnExit(&executor);
     body(guard.0)
+}
+
+/// Whether a waiting shutdown called here returns at once: in a done callback, for a backend whose
+/// workers may be waiting for that callback's future ([`InCallback::Return`]).
+fn returns_in_callback<B: Backend>() -> bool {
+    B::SHUTDOWN_IN_CALLBACK == InCallback::Return && crate::future::state::in_done_callback()
 }

@@ -36,7 +36,7 @@ use super::wire::KEEP_BUFFER;
 use super::Config;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
 pub(crate) use crate::pool::WhenFull;
-use crate::pool::{Backend, Exits, Metrics, Queued, Room};
+use crate::pool::{Backend, Exits, InCallback, Metrics, Queued, Room};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 
 /// Why a task was not queued; a task refused for want of room comes back, so an async submit can
@@ -530,6 +530,8 @@ fn forced_shutdown() -> Error {
 
 impl Backend for Shared {
     type State = PoolState;
+
+    const SHUTDOWN_IN_CALLBACK: InCallback = InCallback::Wait;
 
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         Shared::lock(self)

@@ -21,7 +21,7 @@ use task::{
 };
 
 use crate::error::{Error, TaskError};
-use crate::future::state::{fits_in_slot, in_done_callback};
+use crate::future::state::fits_in_slot;
 use crate::future::PoolFuture;
 use crate::map::{ChunkOut, Map, MapOptions};
 use crate::pool::{Frontend, Metrics, Pool, Queued, Sizes};
@@ -477,11 +477,7 @@ impl ThreadPoolExecutor {
     /// waiting: a callback runs before its future's outcome is published, so a task of the pool that
     /// waits for that outcome could not finish while the callback waited for it.
     pub fn shutdown(&self, queued: Queued) {
-        if in_done_callback() {
-            self.pool.shutdown_nowait(queued)
-        } else {
-            self.pool.shutdown(queued)
-        }
+        self.pool.shutdown(queued)
     }
 
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
@@ -494,18 +490,7 @@ impl ThreadPoolExecutor {
     /// blocking the runtime's threads. Polled in a done callback, it resolves at once, as `shutdown`
     /// returns there.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        let all_gone = self.pool.shutdown_async(queued);
-        async move {
-            let mut all_gone = std::pin::pin!(all_gone);
-            std::future::poll_fn(|cx| {
-                if in_done_callback() {
-                    std::task::Poll::Ready(())
-                } else {
-                    all_gone.as_mut().poll(cx)
-                }
-            })
-            .await
-        }
+        self.pool.shutdown_async(queued)
     }
 
     /// Runs `body` with the pool, then shuts it down and waits for all its work, even if `body` panics:

@@ -13,7 +13,7 @@ use super::Config;
 use crate::error::Error;
 use crate::future::RunnableRef;
 pub(crate) use crate::pool::WhenFull;
-use crate::pool::{Backend, Exits, Metrics, Queued, Room};
+use crate::pool::{Backend, Exits, InCallback, Metrics, Queued, Room};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 
 /// Where the pool is in its life; a broken pool keeps its initializer's error.
@@ -196,6 +196,8 @@ impl Shared {
 
 impl Backend for Shared {
     type State = PoolState;
+
+    const SHUTDOWN_IN_CALLBACK: InCallback = InCallback::Return;
 
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         Shared::lock(self)
