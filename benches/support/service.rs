@@ -516,7 +516,8 @@ fn loadavg_over_cpus(samples: usize) -> (f64, usize, usize) {
 /// only: with the capacity given, nothing else runs. Prints the run's figures and context switches
 /// per request by thread role; returns CPU per request in µs.
 pub(crate) fn s7_probe(args: &[&str]) -> f64 {
-    let usage = "s7 <cf|spawn_blocking|unblock|rayon+oneshot> <hogs> <W µs> <load> [secs] [capacity]";
+    let usage =
+        "s7 <cf|spawn_blocking|unblock|rayon+oneshot> <hogs> <W µs> <load> [secs] [capacity]";
     let contender = CONTENDERS
         .iter()
         .position(|c| Some(c) == args.first())
@@ -527,7 +528,12 @@ pub(crate) fn s7_probe(args: &[&str]) -> f64 {
             .or(default)
             .unwrap_or_else(|| panic!("usage: {usage}"))
     };
-    let (hog_n, w, load, secs) = (num(1, None) as usize, num(2, None), num(3, None), num(4, Some(1.0)));
+    let (hog_n, w, load, secs) = (
+        num(1, None) as usize,
+        num(2, None),
+        num(3, None),
+        num(4, Some(1.0)),
+    );
     let hogs = (hog_n > 0).then(|| Hogs::start(hog_n));
     let cap = args
         .get(5)
