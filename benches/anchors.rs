@@ -16,6 +16,11 @@
 //! One §5 scenario alone, for `strace -f -c` or `perf` (the bench binary, built by `cargo bench
 //! --no-run`): `target/release/deps/anchors-* --probe s5 rt|echo|echo_vec <n>`.
 //!
+//! One §7 contender in one setting alone (its capacity measured first, or given), with its context
+//! switches per request by thread role: `anchors-* --probe s7 cf|spawn_blocking|unblock|rayon+oneshot
+//! <hogs> <W µs> <load> [secs] [capacity req/s]`; under `perf stat -e 'syscalls:sys_enter_futex'`
+//! give the capacity, so that only the contender runs.
+//!
 //! §3's "one finishing late" `wait(FIRST_COMPLETED)` alone, for instruction counts:
 //! `valgrind --tool=callgrind --toggle-collect='*s3_late_one*' target/release/deps/anchors-* --probe
 //! s3late cf|select_all 10000 20` (see `s3_late_probe`).
@@ -391,6 +396,13 @@ fn probe_main(args: &[String]) {
         ["rss", kind, n, mode] => rss_probe(kind, n.parse().expect("n"), *mode == "gated"),
         ["idle", kind] => idle_probe(kind),
         ["s5", kind, n] => s5_probe(kind, n.parse().expect("n")),
+        ["s7", rest @ ..] => {
+            // As in `main`: blocking's pool reads this once, on first use.
+            if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
+                std::env::set_var("BLOCKING_MAX_THREADS", "2");
+            }
+            service::s7_probe(rest)
+        }
         ["s3late", kind, n, rounds] => {
             s3_late_probe(kind, n.parse().expect("n"), rounds.parse().expect("rounds"))
         }

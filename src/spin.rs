@@ -21,6 +21,10 @@
 //!   threads (`/proc/loadavg`, read at most once per [`REFRESH`]) exceeds the CPUs, a spinner would
 //!   only delay the thread it waits for, or the program's own: nothing spins until the next reading.
 //!
+//! A future's state lock ([`crate::future`]'s word lock) spins too, by iterations (a few busy rounds
+//! and yields, as parking_lot's `SpinWait`), and only while [`allowed`]: its holder is between a few
+//! loads and stores, so its spin is far shorter than a spinner slot's and takes none.
+//!
 //! Setting `CONCURRENT_FUTURES_SPIN=0` in the environment turns every spin off (read once).
 
 // Under loom nothing spins, so the policy's machinery goes unused there.
@@ -139,6 +143,22 @@ pub(crate) fn spin_until(
     }
     site.record(hit, now_ms());
     hit
+}
+
+/// Whether the process-wide conditions let anything spin now: spins are not turned off, this process
+/// may use more than one CPU, and the machine has no runnable thread waiting for one (the reading
+/// [`spin_until`] uses, refreshed at most once per [`REFRESH`]). No spinner slot is taken: a caller
+/// that asks this spins for a few iterations at most, or skips the work of getting ready to spin.
+#[cfg(not(loom))]
+pub(crate) fn allowed() -> bool {
+    !disabled() && spinner_cap() > 0
+}
+
+/// Under loom a spin is one look at its condition ([`spin_until`]), so allowing it costs nothing and
+/// keeps the models exploring the window a spinner opens (a worker idle, awake, without the lock).
+#[cfg(loom)]
+pub(crate) fn allowed() -> bool {
+    true
 }
 
 /// The policy's clock: milliseconds since its epoch (wrapping), coarse and cheap.

@@ -673,6 +673,27 @@ fn pool_two_workers_two_tasks_then_a_third() {
     });
 }
 
+#[test]
+fn pool_two_idle_workers_two_credits_back_to_back() {
+    // Both workers idle (asleep, or on their way to sleep), then two submits in a row: the second
+    // credit may come while the worker signalled for the first has not taken the lock yet. A submit
+    // signals only a sleeper no signal is on its way to (src/thread_pool/shared.rs,
+    // `signal_sleeper`): neither task may be left queued with its worker asleep (loom reports the
+    // deadlock), and both run.
+    model_bounded(|| {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let mut a = pool.submit(|n: u32| n, 1).unwrap();
+        let mut b = pool.submit(|n: u32| n, 2).unwrap();
+        assert_eq!(a.result(None).unwrap() + b.result(None).unwrap(), 3);
+        let mut c = pool.submit(|n: u32| n, 3).unwrap();
+        let mut d = pool.submit(|n: u32| n, 4).unwrap();
+        assert_eq!(c.result(None).unwrap() + d.result(None).unwrap(), 7);
+        let m = pool.metrics();
+        assert!(m.workers <= 2);
+        assert_eq!((m.running, m.queued, m.completed), (0, 0, 4));
+    });
+}
+
 /// Counts the closures of scoped tasks that are gone, run or dropped unrun.
 struct Gone<'a>(&'a AtomicUsize);
 

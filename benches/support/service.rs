@@ -20,13 +20,24 @@ use concurrent_futures::{ProcessPoolExecutor, ThreadPoolExecutor};
 // Helpers
 // ---------------------------------------------------------------------------------------------------
 
-/// Busy for `us` microseconds of wall time (the offloaded job).
+/// Set by the §7 probe: `busy` adds the CPU time its jobs take to `JOB_CPU_NS`.
+static COUNT_JOB_CPU: AtomicBool = AtomicBool::new(false);
+static JOB_CPU_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Busy for `us` microseconds of wall time (the offloaded job). A thread preempted meanwhile burns
+/// less CPU for the same wall time, so under CPU hogs a job's CPU depends on its scheduling: the §7
+/// probe counts it apart from the pool's own CPU.
 fn busy(us: f64) -> u64 {
+    let counted = COUNT_JOB_CPU.load(Ordering::Relaxed);
+    let cpu0 = if counted { thread_cpu_ns() } else { 0 };
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() * 1e6 < us {
         n = black_box(n.wrapping_add(1));
         std::hint::spin_loop();
+    }
+    if counted {
+        JOB_CPU_NS.fetch_add(thread_cpu_ns() - cpu0, Ordering::Relaxed);
     }
     n
 }
@@ -242,8 +253,18 @@ fn offload(i: usize) -> Offload {
 }
 
 fn service_rt() -> tokio::runtime::Runtime {
+    // The runtime starts its workers first, then its blocking threads: named apart, the §7 probe
+    // counts their context switches apart.
+    let started = AtomicUsize::new(0);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name_fn(move || {
+            if started.fetch_add(1, Ordering::Relaxed) < 2 {
+                "tokio-rt-worker".into()
+            } else {
+                "tokio-blocking".into()
+            }
+        })
         .max_blocking_threads(2)
         .enable_all()
         .build()
@@ -296,7 +317,14 @@ struct RunStats {
 /// One open-loop run: `rate` requests per second for `secs`, arrivals evenly spaced; each latency is
 /// counted from the request's due time (so a late generator counts against the server, as a client's
 /// clock would). A 1 ms ticker runs on the same runtime.
-fn open_loop(o: &Offload, w: f64, rate: f64, secs: f64, hogs: Option<&Hogs>) -> RunStats {
+fn open_loop(
+    o: &Offload,
+    w: f64,
+    rate: f64,
+    secs: f64,
+    hogs: Option<&Hogs>,
+    mut counts: Option<&mut Counts>,
+) -> RunStats {
     let rt = service_rt();
     let n = (rate * secs).max(1.0) as usize;
     let lat: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(u64::MAX)).collect());
@@ -320,6 +348,9 @@ fn open_loop(o: &Offload, w: f64, rate: f64, secs: f64, hogs: Option<&Hogs>) -> 
     std::thread::sleep(Duration::from_millis(5));
     let interval = Duration::from_secs_f64(1.0 / rate);
     let handle = rt.handle().clone();
+    if let Some(c) = counts.as_deref_mut() {
+        c.begin();
+    }
     let cpu0 = process_cpu_ns();
     let hog0 = hogs.map_or(0, |h| h.snapshot().1);
     let start = Instant::now();
@@ -352,6 +383,9 @@ fn open_loop(o: &Offload, w: f64, rate: f64, secs: f64, hogs: Option<&Hogs>) -> 
     drop(done);
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = process_cpu_ns() - cpu0 - (hogs.map_or(0, |h| h.snapshot().1) - hog0);
+    if let Some(c) = counts {
+        c.end();
+    }
     tick_stop.store(true, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(3));
     drop(rt);
@@ -369,6 +403,175 @@ fn open_loop(o: &Offload, w: f64, rate: f64, secs: f64, hogs: Option<&Hogs>) -> 
         tick_p50: pct(&t, 0.5),
         tick_p99: pct(&t, 0.99),
     }
+}
+
+/// Context switches per thread role, from `/proc/self/task/*/status` (a role is a thread's name
+/// without its trailing number: `hog`, `tokio-runtime-w`, a pool's prefix), and the process's totals
+/// from `getrusage`, which also count threads that exited meanwhile.
+#[derive(Default)]
+pub(crate) struct Counts {
+    /// role -> (voluntary, involuntary) at `begin` and at `end`.
+    at: [std::collections::BTreeMap<String, (u64, u64, usize)>; 2],
+    rusage: [(u64, u64); 2],
+}
+
+impl Counts {
+    fn begin(&mut self) {
+        self.at[0] = Self::by_role();
+        self.rusage[0] = Self::rusage();
+    }
+
+    fn end(&mut self) {
+        self.at[1] = Self::by_role();
+        self.rusage[1] = Self::rusage();
+    }
+
+    fn rusage() -> (u64, u64) {
+        // SAFETY: `rusage` is plain data, and the kernel fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `ru` is a valid, writable rusage.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        (ru.ru_nvcsw as u64, ru.ru_nivcsw as u64)
+    }
+
+    fn by_role() -> std::collections::BTreeMap<String, (u64, u64, usize)> {
+        let mut m = std::collections::BTreeMap::new();
+        let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+            return m;
+        };
+        for t in dir.flatten() {
+            let path = t.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let role = comm
+                .trim()
+                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '_' || c == '-')
+                .to_string();
+            let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let e = m.entry(role).or_insert((0, 0, 0));
+            e.0 += field("voluntary_ctxt_switches:");
+            e.1 += field("nonvoluntary_ctxt_switches:");
+            e.2 += 1;
+        }
+        m
+    }
+
+    /// One line per role: voluntary and involuntary switches per request over the run.
+    fn report(&self, requests: f64) -> String {
+        let mut out = String::new();
+        let roles: std::collections::BTreeSet<&String> =
+            self.at[0].keys().chain(self.at[1].keys()).collect();
+        for role in roles {
+            let (v0, i0, _) = self.at[0].get(role).copied().unwrap_or_default();
+            let (v1, i1, n) = self.at[1].get(role).copied().unwrap_or_default();
+            out.push_str(&format!(
+                "  {role:<18} threads {n:>2}  voluntary/req {:>6.3}  involuntary/req {:>6.3}\n",
+                v1.saturating_sub(v0) as f64 / requests,
+                i1.saturating_sub(i0) as f64 / requests,
+            ));
+        }
+        let (v0, i0) = self.rusage[0];
+        let (v1, i1) = self.rusage[1];
+        out.push_str(&format!(
+            "  {:<18}            voluntary/req {:>6.3}  involuntary/req {:>6.3}  (getrusage, exited threads too)\n",
+            "process",
+            (v1 - v0) as f64 / requests,
+            (i1 - i0) as f64 / requests,
+        ));
+        out
+    }
+}
+
+/// How often the machine-wide runnable count (`/proc/loadavg`, as `src/spin.rs` reads it) exceeds the
+/// online CPUs, over `samples` readings 100 µs apart: the fraction of the time the spin policy's load
+/// check forbids spinning.
+fn loadavg_over_cpus(samples: usize) -> (f64, usize, usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (mut over, mut lo, mut hi) = (0, usize::MAX, 0);
+    for _ in 0..samples {
+        let r = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|t| {
+                t.split_ascii_whitespace()
+                    .nth(3)
+                    .and_then(|f| f.split('/').next()?.parse::<usize>().ok())
+            })
+            .unwrap_or(0);
+        over += usize::from(r > cpus);
+        lo = lo.min(r);
+        hi = hi.max(r);
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    (over as f64 / samples as f64, lo, hi)
+}
+
+/// One §7 contender in one setting, alone in this process (`anchors --probe s7 <contender> <hogs> <W
+/// µs> <load> [secs] [capacity req/s]`), for `perf stat`/`strace -f` to attach to that contender
+/// only: with the capacity given, nothing else runs. Prints the run's figures and context switches
+/// per request by thread role; returns CPU per request in µs.
+pub(crate) fn s7_probe(args: &[&str]) -> f64 {
+    let usage =
+        "s7 <cf|spawn_blocking|unblock|rayon+oneshot> <hogs> <W µs> <load> [secs] [capacity]";
+    let contender = CONTENDERS
+        .iter()
+        .position(|c| Some(c) == args.first())
+        .unwrap_or_else(|| panic!("usage: {usage}"));
+    let num = |i: usize, default: Option<f64>| -> f64 {
+        args.get(i)
+            .and_then(|v| v.parse().ok())
+            .or(default)
+            .unwrap_or_else(|| panic!("usage: {usage}"))
+    };
+    let (hog_n, w, load, secs) = (
+        num(1, None) as usize,
+        num(2, None),
+        num(3, None),
+        num(4, Some(1.0)),
+    );
+    let hogs = (hog_n > 0).then(|| Hogs::start(hog_n));
+    let cap = args
+        .get(5)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| capacity(&Offload::SpawnBlocking, w, 0.4));
+    let (over, lo, hi) = loadavg_over_cpus(200);
+    let rate = cap * load;
+    let o = offload(contender);
+    let mut counts = Counts::default();
+    COUNT_JOB_CPU.store(true, Ordering::Relaxed);
+    let s = open_loop(&o, w, rate, secs, hogs.as_ref(), Some(&mut counts));
+    COUNT_JOB_CPU.store(false, Ordering::Relaxed);
+    let requests = (rate * secs).max(1.0);
+    let job = JOB_CPU_NS.load(Ordering::Relaxed) as f64 * 1e-9 / requests;
+    println!(
+        "{} hogs={hog_n} W={w} µs load={load} capacity={cap:.0} req/s rate={rate:.0} req/s secs={secs}",
+        CONTENDERS[contender]
+    );
+    println!(
+        "  p50 {}  p99 {}  cpu/req {} (jobs {}, the rest {})  req/s {:.0}  tick p99 {}",
+        fmt_time(s.p50),
+        fmt_time(s.p99),
+        fmt_time(s.cpu_per_req),
+        fmt_time(job),
+        fmt_time(s.cpu_per_req - job),
+        s.throughput,
+        fmt_time(s.tick_p99)
+    );
+    println!(
+        "  /proc/loadavg runnable > CPUs in {:.0} % of 200 readings before the run (range {lo}..={hi})",
+        over * 100.0
+    );
+    print!("{}", counts.report(requests));
+    drop(o);
+    if let Some(h) = hogs {
+        h.stop();
+    }
+    s.cpu_per_req * 1e6
 }
 
 pub(crate) fn section7(cfg: &Cfg, r: &mut Results) -> String {
@@ -408,7 +611,7 @@ pub(crate) fn section7(cfg: &Cfg, r: &mut Results) -> String {
                     for k in 0..CONTENDERS.len() {
                         let c = (k + round) % CONTENDERS.len();
                         let o = offload(c);
-                        let s = open_loop(&o, w, rate, secs, hogs.as_ref());
+                        let s = open_loop(&o, w, rate, secs, hogs.as_ref(), None);
                         eprintln!(
                             "    W={w} load={load} hogs={hog_n} {:<15} p50 {:>9} p99 {:>9} cpu/req {:>9} tick p99 {:>9}",
                             CONTENDERS[c], fmt_time(s.p50), fmt_time(s.p99), fmt_time(s.cpu_per_req), fmt_time(s.tick_p99)

@@ -14,7 +14,10 @@
 //!
 //! `LOCKED` is the lock. `PARKED` says a thread sleeps (or is about to) waiting for it, so the unlock
 //! must wake one. A thread that finds the lock taken spins a few rounds (the holder never runs user code
-//! and never blocks, so it is usually about to release it), then parks in parking_lot's global table,
+//! and never blocks, so it is usually about to release it), if the crate's spin policy allows any spin
+//! now (`crate::spin::allowed`: not on one CPU, nor while the machine has more runnable threads than
+//! CPUs, when the holder is likely preempted and a spin or a yield only feeds the threads ahead of it);
+//! then parks in parking_lot's global table,
 //! keyed by the word's address: no memory per future, and nothing allocated while nobody waits.
 //! As with parking_lot's `RawMutex`, an unlock does not hand the lock to the thread it wakes (the woken
 //! one competes with newcomers): a holder holds it for a few loads and stores, not for user code.
@@ -162,7 +165,8 @@ impl<T> WordLock<T> {
     /// until an unlock wakes us, and try again.
     #[cold]
     fn lock_contended(&self) {
-        let mut spins = 0;
+        // The policy is asked once per wait: it allows all the rounds (bounded by `SPINS`) or none.
+        let mut spins = if crate::spin::allowed() { 0 } else { SPINS };
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
             if word & LOCKED == 0 {
@@ -199,7 +203,7 @@ impl<T> WordLock<T> {
                 }
             }
             self.park();
-            spins = 0;
+            spins = if crate::spin::allowed() { 0 } else { SPINS };
             word = self.word.load(Ordering::Relaxed);
         }
     }
@@ -292,8 +296,10 @@ impl<T> WordLock<T> {
     }
 }
 
-/// Spin rounds before a waiter parks. parking_lot's `SpinWait` does 10 (3 of them growing busy loops,
-/// then yields); the sections under this lock are shorter than a mutex's usual, so fewer will do.
+/// Spin rounds before a waiter parks, when the spin policy allows any. parking_lot's `SpinWait` does
+/// 10 (3 of them growing busy loops, then yields); the sections under this lock are shorter than a
+/// mutex's usual, so fewer will do. Bounded by iterations, not by time or a spinner slot: at most 14
+/// `spin_loop` hints, then 3 yields.
 /// None under loom, where a spin round is only more interleavings to explore.
 const SPINS: u32 = if cfg!(loom) { 0 } else { 6 };
 

@@ -31,8 +31,12 @@ pub(crate) struct PoolState {
     pub(crate) idle: usize,
     /// Wake-up credits handed out and not yet taken by a worker.
     pub(crate) notified: usize,
-    /// Idle workers asleep on `work` (the others are spinning or about to look at `notified`).
+    /// Idle workers asleep on `work` that no `notify_one` was sent for yet (the other idle ones are
+    /// spinning, about to look at `notified`, or already signalled and on their way to the lock).
     pub(crate) sleeping: usize,
+    /// `notify_one`s sent to sleepers that have not yet woken and taken the lock (see
+    /// [`PoolState::signal_sleeper`]).
+    pub(crate) signalled: usize,
     /// Threads started so far, for naming (`prefix_0`, `prefix_1`, …).
     pub(crate) started: usize,
     /// Tasks being executed now.
@@ -49,6 +53,34 @@ pub(crate) struct PoolState {
     pub(crate) handles: Vec<crate::sync::thread::JoinHandle<()>>,
     /// Async shutdowns waiting for the last worker to exit.
     pub(crate) exit_wakers: Vec<Waker>,
+}
+
+impl PoolState {
+    /// Whether a credit just handed out needs a `notify_one`: only while some sleeper was not
+    /// signalled yet. A worker counted idle but awake looks at `notified` under the lock before it
+    /// sleeps, and one already signalled is on its way: a second `notify_one` for it would be a
+    /// futex system call that wakes nobody (under CPU hogs, one wake-up in six was such a call).
+    pub(crate) fn signal_sleeper(&mut self) -> bool {
+        if self.sleeping == 0 {
+            return false;
+        }
+        self.sleeping -= 1;
+        self.signalled += 1;
+        true
+    }
+
+    /// A sleeper is back with the lock. It leaves `signalled` if a signal is still counted there,
+    /// else `sleeping` (it woke on its own: a time-out, a `notify_all`, a spurious wake-up). Which
+    /// sleeper a signal woke does not matter: `sleeping + signalled` stays the number of workers
+    /// inside the wait, so `sleeping == 0` means a signal is on its way to every one of them, and
+    /// each will look at `notified` once it has the lock.
+    pub(crate) fn woke(&mut self) {
+        if self.signalled > 0 {
+            self.signalled -= 1;
+        } else {
+            self.sleeping -= 1;
+        }
+    }
 }
 
 pub(crate) struct Shared {
@@ -76,6 +108,7 @@ impl Shared {
                 idle: 0,
                 notified: 0,
                 sleeping: 0,
+                signalled: 0,
                 started: 0,
                 running: 0,
                 completed: 0,
@@ -165,7 +198,7 @@ impl Shared {
             self.wake_hint.fetch_add(1, Ordering::Release);
             // An idle worker that is not asleep (spinning, or on its way to sleep) looks at
             // `notified` under this lock before it sleeps, so only a sleeper needs the futex wake-up.
-            let sleeper = st.sleeping > 0;
+            let sleeper = st.signal_sleeper();
             drop(st);
             if sleeper {
                 self.work.notify_one();
@@ -263,5 +296,58 @@ impl Backend for Shared {
             cancelled: st.cancelled,
             workers_respawned: 0,
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::pool::Sizes;
+
+    fn shared() -> Arc<Shared> {
+        Shared::new(Config {
+            sizes: Sizes {
+                max_workers: 2,
+                capacity: None,
+            },
+            name_prefix: "test".into(),
+            initializer: None,
+            stack_size: None,
+            keep_alive: std::time::Duration::from_secs(1),
+        })
+    }
+
+    /// Two sleepers: two credits signal both, and a third finds both signalled already (a third
+    /// `notify_one` would wake nobody). However the sleepers come back, the counts end at zero.
+    #[test]
+    fn a_sleeper_is_signalled_once() {
+        let shared = shared();
+        let mut st = shared.lock();
+        st.sleeping = 2;
+        assert!(st.signal_sleeper());
+        assert!(st.signal_sleeper());
+        assert!(
+            !st.signal_sleeper(),
+            "both sleepers have a signal on its way"
+        );
+        st.woke();
+        st.woke();
+        assert_eq!((st.sleeping, st.signalled), (0, 0));
+    }
+
+    /// A signal and a time-out at once: the sleeper that times out takes the lock first and counts
+    /// the signal as its own. The one still inside the wait may be the one the signal reached, or
+    /// not: it stays a sleeper to signal, so the next credit wakes it (at worst a `notify_one` too
+    /// many), and no credit is left with a sleeper nobody signals.
+    #[test]
+    fn a_time_out_racing_a_signal_leaves_the_other_sleeper_signallable() {
+        let shared = shared();
+        let mut st = shared.lock();
+        st.sleeping = 2;
+        assert!(st.signal_sleeper());
+        st.woke();
+        assert!(st.signal_sleeper());
+        st.woke();
+        assert_eq!((st.sleeping, st.signalled), (0, 0));
     }
 }

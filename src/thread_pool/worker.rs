@@ -248,11 +248,12 @@ impl Worker {
                 // Drain whatever is left before exiting (shutdown without cancel runs queued work).
                 return if st.queue.is_empty() { None } else { Some(st) };
             }
-            if !spun {
-                // A caller awaiting one task and submitting the next hands it over within a
-                // microsecond or two, where a futex sleep and wake-up costs far more: spin briefly
-                // for the credit, if the process-wide policy allows (see `crate::spin`).
-                spun = true;
+            // A caller awaiting one task and submitting the next hands it over within a
+            // microsecond or two, where a futex sleep and wake-up costs far more: spin briefly for
+            // the credit, if the process-wide policy allows (see `crate::spin`). When it does not
+            // (say, CPU hogs), the lock is kept: no release and retake around a spin that would not
+            // run.
+            if !std::mem::replace(&mut spun, true) && spin::allowed() {
                 drop(st);
                 spin::spin_until(&mut idle.spin, Probe::Load, || {
                     shared.wake_hint.load(Ordering::Acquire) > 0
@@ -262,18 +263,18 @@ impl Worker {
             }
             // IDLE: sleep on the condvar, counted in `sleeping` so a submit knows a `notify` is
             // needed (a spinning or about-to-sleep worker checks `notified` under the lock instead).
-            st.sleeping += 1;
             let timed_out = if keep_alive.is_zero() {
                 true
             } else {
+                st.sleeping += 1;
                 let (guard, res) = shared
                     .work
                     .wait_timeout(st, keep_alive)
                     .unwrap_or_else(|e| e.into_inner());
                 st = guard;
+                st.woke();
                 res.timed_out()
             };
-            st.sleeping -= 1;
             if timed_out && st.notified == 0 && st.lifecycle == Lifecycle::Open {
                 // RETIRE: idle for the whole keep-alive and no credit is waiting. Credits belong to
                 // the pool, not to a thread, so one handed out from now on goes to another idle
