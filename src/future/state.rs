@@ -732,6 +732,13 @@ impl<T> Core<T> {
         if let Phase::Ended(_) = self.state(&inner).phase() {
             return Registration::Ended(waker);
         }
+        if inner.first.is_none() {
+            // A `wait` over many futures comes here for each: the flag is set by the unlock's own
+            // atomic operation, one fewer per future.
+            inner.first = Some(waker);
+            self.inner.unlock_setting(inner, FIRST_IS_WATCHER, 0);
+            return Registration::Kept(INLINE_KEY);
+        }
         Registration::Kept(self.add_watcher(&mut inner, waker))
     }
 
@@ -739,6 +746,12 @@ impl<T> Core<T> {
     /// if the future still held it, for the caller to drop or reuse (the lock is released by then).
     pub(crate) fn unwatch(&self, key: u64) -> Option<Waker> {
         let mut inner = self.lock();
+        if key == INLINE_KEY && self.first_is_watcher() {
+            // As in `watch`: the flag is cleared by the unlock.
+            let waker = inner.first.take();
+            self.inner.unlock_setting(inner, 0, FIRST_IS_WATCHER);
+            return waker;
+        }
         self.remove_watcher(&mut inner, key)
     }
 
