@@ -23,7 +23,8 @@
 //!
 //! §3's "one finishing late" `wait(FIRST_COMPLETED)` alone, for instruction counts:
 //! `valgrind --tool=callgrind --toggle-collect='*s3_late_one*' target/release/deps/anchors-* --probe
-//! s3late cf|select_all 10000 20` (see `s3_late_probe`).
+//! s3late cf|select_all 10000 20` (see `s3_late_probe`); both side by side in CPU time per call, which
+//! a loaded machine disturbs less than the wall clock: `--probe s3pair 10000 20 10` (`s3_pair_probe`).
 //!
 //! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
 //! and the minimum per operation, and each row's ratio to its anchor *measured in the same run*. The
@@ -406,6 +407,11 @@ fn probe_main(args: &[String]) {
         ["s3late", kind, n, rounds] => {
             s3_late_probe(kind, n.parse().expect("n"), rounds.parse().expect("rounds"))
         }
+        ["s3pair", n, rounds, sets] => s3_pair_probe(
+            n.parse().expect("n"),
+            rounds.parse().expect("rounds"),
+            sets.parse().expect("sets"),
+        ),
         _ => panic!("unknown probe {a:?}"),
     };
     println!("PROBE {v}");
@@ -1199,6 +1205,41 @@ fn s3_late_probe(kind: &str, n: usize, rounds: usize) -> f64 {
         total += t.elapsed();
     }
     total.as_secs_f64() * 1e6 / rounds as f64
+}
+
+/// §3's "one finishing late" rows side by side, in the CPU time of the calling thread (which a loaded
+/// machine disturbs far less than the wall clock): `rounds` times, make `sets` fresh sets of `n`
+/// pending futures plus one for each contender (all of them before any call, as §3c does, so a set
+/// is no longer in the nearest caches when its turn comes), then run the two contenders' calls
+/// alternately, one set each. Prints each contender's median and minimum per call to stderr;
+/// returns the ratio of the medians, `wait` ÷ `select_all`.
+fn s3_pair_probe(n: usize, rounds: usize, sets: usize) -> f64 {
+    let ct = current_thread_rt();
+    type Set = (Vec<Promise<u64>>, Vec<concurrent_futures::PoolFuture<u64>>);
+    let fresh = || -> Set { (0..=n).map(|_| Promise::<u64>::new()).unzip() };
+    let (mut cf, mut sa) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let mut made: Vec<(Set, Set)> = (0..sets).map(|_| (fresh(), fresh())).collect();
+        for ((cps, mut cfs), (sps, mut sfs)) in made.drain(..) {
+            let t = service::thread_cpu_ns();
+            s3_late_one_cf(&ct, &cps, &mut cfs);
+            let u = service::thread_cpu_ns();
+            s3_late_one_select_all(&ct, &sps, &mut sfs);
+            let v = service::thread_cpu_ns();
+            cf.push((u - t) as f64 / 1e3);
+            sa.push((v - u) as f64 / 1e3);
+        }
+    }
+    cf.sort_by(f64::total_cmp);
+    sa.sort_by(f64::total_cmp);
+    eprintln!(
+        "s3pair n={n}: wait median {:.1} µs (min {:.1}), select_all median {:.1} µs (min {:.1}) CPU per call",
+        median(&cf),
+        cf[0],
+        median(&sa),
+        sa[0]
+    );
+    median(&cf) / median(&sa)
 }
 
 /// One round of [`s3_late_probe`] for `wait` (the futures are made and dropped outside it).

@@ -890,6 +890,41 @@ fn word_lock_three_holders_keep_the_count_and_the_flags() {
     });
 }
 
+/// Holders that change flags with the unlock itself (`WordLock::unlock_setting`: one compare-exchange,
+/// or a flag update and then the parked path's release when a waiter sleeps) beside one that sets
+/// its flag before unlocking: every update and every flag change survives, a flag another holder
+/// cleared stays clear, and the lock bits end clear.
+#[test]
+fn word_lock_flags_changed_by_the_unlock_survive() {
+    model_bounded(|| {
+        let lock = Arc::new(LoomWordLock::with_flag(Some(3)));
+        let others: Vec<_> = [(1, 0, None, false), (2, 1, Some(3), true)]
+            .into_iter()
+            .map(|(n, flag, clear, at_unlock)| {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    if at_unlock {
+                        lock.add_and_flag_at_unlock(n, flag, clear);
+                    } else {
+                        lock.add_and_flag(n, flag);
+                    }
+                })
+            })
+            .collect();
+        lock.add_and_flag_at_unlock(4, 2, None);
+        for t in others {
+            t.join().unwrap();
+        }
+        let (counter, word) = lock.counter_and_word();
+        assert_eq!(counter, 7, "an update under the lock was lost");
+        assert_eq!(
+            word,
+            0b0111 << 2,
+            "flags 0-2 set, flag 3 cleared, the lock bits clear"
+        );
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------
 // 8. A task's reference counts (src/future/raw.rs): both in one word, the strong references sharing
 // one weak. The job counts its drops: exactly one, after every strong use.

@@ -47,7 +47,8 @@ fn busy_task(us: u64) -> u64 {
     busy(us as f64)
 }
 
-fn thread_cpu_ns() -> u64 {
+/// CPU time of the calling thread so far, in nanoseconds.
+pub(crate) fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -732,6 +732,13 @@ impl<T> Core<T> {
         if let Phase::Ended(_) = self.state(&inner).phase() {
             return Registration::Ended(waker);
         }
+        if inner.first.is_none() {
+            // A `wait` over many futures comes here for each: the flag is set by the unlock's own
+            // atomic operation, one fewer per future.
+            inner.first = Some(waker);
+            self.inner.unlock_setting(inner, FIRST_IS_WATCHER, 0);
+            return Registration::Kept(INLINE_KEY);
+        }
         Registration::Kept(self.add_watcher(&mut inner, waker))
     }
 
@@ -739,6 +746,12 @@ impl<T> Core<T> {
     /// if the future still held it, for the caller to drop or reuse (the lock is released by then).
     pub(crate) fn unwatch(&self, key: u64) -> Option<Waker> {
         let mut inner = self.lock();
+        if key == INLINE_KEY && self.first_is_watcher() {
+            // As in `watch`: the flag is cleared by the unlock.
+            let waker = inner.first.take();
+            self.inner.unlock_setting(inner, 0, FIRST_IS_WATCHER);
+            return waker;
+        }
         self.remove_watcher(&mut inner, key)
     }
 
@@ -955,7 +968,36 @@ fn short_type_name<T>() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{State, STATES, TAG_MASK, TAG_SHIFT};
+    use std::task::Context;
+
+    use super::{Core, Registration, State, INLINE_KEY, STATES, TAG_MASK, TAG_SHIFT};
+
+    /// A watcher's first registration takes the inline slot and flags it as a watcher's with the
+    /// unlock; the owner's waker then goes to the list. Its unregistration clears the flag with the
+    /// unlock, so the owner's next registration takes the inline slot again.
+    #[test]
+    fn the_watcher_flag_changed_by_the_unlock_steers_the_owner() {
+        let core = Core::<u32>::new();
+        let waker = futures::task::noop_waker();
+        let Registration::Kept(key) = core.watch(waker.clone()) else {
+            panic!("a pending future keeps its watcher");
+        };
+        assert_eq!(key, INLINE_KEY);
+        assert!(core.first_is_watcher());
+        let listed = |core: &Core<u32>| core.lock().extras.as_ref().map_or(0, |x| x.waiters.len());
+        assert!(core
+            .poll_take(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert_eq!(listed(&core), 1, "the owner's waker went to the list");
+        assert!(core.unwatch(key).is_some());
+        assert!(!core.first_is_watcher());
+        core.release_owner();
+        assert!(core
+            .poll_take(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert_eq!(listed(&core), 0, "the owner's waker went inline");
+        assert!(core.lock().first.is_some());
+    }
 
     /// Each state's tag reads back as that state, and fits in the tag's bits.
     #[test]

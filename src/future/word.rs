@@ -87,6 +87,12 @@ impl<T> StateLock<T> {
     pub(crate) fn lock(&self) -> StateGuard<'_, T> {
         crate::sync::lock(&self.data)
     }
+
+    /// The flag change, then the unlock: the same outcome as `WordLock::unlock_setting`'s one step.
+    pub(crate) fn unlock_setting(&self, guard: StateGuard<'_, T>, set: u64, clear: u64) {
+        self.set_flags(set, clear, Ordering::Relaxed);
+        drop(guard);
+    }
 }
 
 /// A mutex whose state shares one atomic word with the owner's flags.
@@ -239,16 +245,39 @@ impl<T> WordLock<T> {
         }
     }
 
+    /// Releases the lock held by `guard`, setting the flag bits `set` and clearing `clear` in the same
+    /// atomic operation (as [`set_flags`](Self::set_flags) would, then the unlock, in one): for a
+    /// holder whose last step is a flag change, which readers of the flag see once they hold the lock.
+    pub(crate) fn unlock_setting(&self, guard: WordGuard<'_, T>, set: u64, clear: u64) {
+        debug_assert!(std::ptr::eq(guard.lock, self));
+        debug_assert_eq!((set | clear) & LOCK_BITS, 0);
+        #[cfg(loom)]
+        let mut guard = guard;
+        #[cfg(loom)]
+        drop(guard.data.take());
+        // The guard's own drop would unlock without the flags.
+        std::mem::forget(guard);
+        self.unlock_changing(set, clear);
+    }
+
     /// Releases the lock, waking one sleeper if any.
     fn unlock(&self) {
+        self.unlock_changing(0, 0);
+    }
+
+    /// Releases the lock, waking one sleeper if any, with the flag bits `set` set and `clear` cleared.
+    fn unlock_changing(&self, set: u64, clear: u64) {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
             if word & PARKED != 0 {
+                if set | clear != 0 {
+                    self.set_flags(set, clear, Ordering::Relaxed);
+                }
                 return self.unlock_parked();
             }
             match self.word.compare_exchange_weak(
                 word,
-                word & !LOCKED,
+                (word & !(LOCKED | clear)) | set,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -403,7 +432,12 @@ impl std::fmt::Debug for WordLock<u64> {
 #[allow(missing_docs, clippy::new_without_default)]
 impl LoomWordLock {
     pub fn new() -> Self {
-        LoomWordLock(WordLock::new(0, 0))
+        Self::with_flag(None)
+    }
+
+    /// A lock whose word starts with flag number `flag` (0 to 5) set, if any.
+    pub fn with_flag(flag: Option<u32>) -> Self {
+        LoomWordLock(WordLock::new(flag.map_or(0, |f| 1 << (2 + f)), 0))
     }
 
     /// Adds `n` to the counter under the lock, reading and writing it on either side of a yield (so
@@ -415,6 +449,17 @@ impl LoomWordLock {
         loom::thread::yield_now();
         *guard = seen + n;
         self.0.set_flags(1 << (2 + flag), 0, Ordering::Relaxed);
+    }
+
+    /// As [`add_and_flag`](Self::add_and_flag), but the flag is set, and flag number `clear` (if any)
+    /// cleared, by the unlock itself ([`WordLock::unlock_setting`]).
+    pub fn add_and_flag_at_unlock(&self, n: u64, flag: u32, clear: Option<u32>) {
+        let mut guard = self.0.lock();
+        let seen = *guard;
+        loom::thread::yield_now();
+        *guard = seen + n;
+        let clear = clear.map_or(0, |f| 1 << (2 + f));
+        self.0.unlock_setting(guard, 1 << (2 + flag), clear);
     }
 
     /// The counter, then the whole word once the lock is released (the lock bits must be clear).
