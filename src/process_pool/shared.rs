@@ -713,6 +713,48 @@ mod tests {
         }
     }
 
+    /// A submit to an idle worker whose turn is held elsewhere (its driver finishing a reply, say)
+    /// asks the kernel whether the worker lives, then writes. A worker that dies between the two
+    /// refuses the frame before its first byte: the task never ran there and is handed back, not
+    /// failed with the death. The worker is kept alive here (stopped) with its channel refusing
+    /// writes (this side shut for writing), and the turn is held by the test.
+    #[test]
+    fn a_submit_refused_while_the_turn_is_held_elsewhere_is_redelivered() {
+        let pool = crate::ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .on_worker_death(crate::WorkerDeath::Respawn)
+            .build()
+            .unwrap();
+        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
+        let bounded = std::time::Instant::now() + Duration::from_secs(60);
+        while pool.metrics().idle != 1 {
+            assert!(
+                std::time::Instant::now() < bounded,
+                "the worker never went idle"
+            );
+            std::thread::yield_now();
+        }
+        let shared = pool.shared().clone();
+        let proc = shared.lock().slots[0].proc.clone().unwrap();
+        let signal = |sig| {
+            // SAFETY: signals our own, unreaped child (its driver reaps it only once it exited).
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(proc.pid as i32, sig)
+            }
+        };
+        assert_eq!(signal(libc::SIGSTOP), 0);
+        proc.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let turn = lock(&proc.turn);
+        let mut fut = pool.submit(echo, 7).unwrap();
+        drop(turn);
+        // The worker reads end-of-file and exits; a new worker takes the task.
+        assert_eq!(signal(libc::SIGCONT), 0);
+        let outcome = fut.result(Duration::from_secs(60));
+        assert!(matches!(outcome, Ok(7)), "{outcome:?}");
+        assert_eq!(pool.metrics().workers_respawned, 1);
+    }
+
     /// A task interrupted after its worker was claimed for it but before its frame was written
     /// kills that worker; the write then finds the worker's end closed. The task is not handed
     /// back to run elsewhere: it ends with [`Error::Interrupted`], as `interrupt()` promised. The
