@@ -90,6 +90,20 @@ fn first_worker_refuses_tasks(marker: String) {
     }
 }
 
+/// An initializer: the first worker to remove `marker` dies while it starts.
+fn first_worker_dies_starting(marker: String) {
+    if std::fs::remove_file(&marker).is_ok() {
+        std::process::exit(70);
+    }
+}
+
+/// A marker file for one of the initializers above, unique to this test process and `name`.
+fn marker(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("cf-{name}-{}", std::process::id()));
+    std::fs::write(&path, b"").unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// Waits (bounded) until `what` holds.
 fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let bound = Instant::now() + LONG;
@@ -153,9 +167,7 @@ fn default_policy_fails_a_task_handed_after_a_reply_with_the_broken_pool() -> Re
 #[test]
 fn resilient_policy_runs_a_task_handed_after_a_handshake_to_a_worker_that_died() -> Result<(), Error>
 {
-    let marker = std::env::temp_dir().join(format!("cf-refuse-{}", std::process::id()));
-    std::fs::write(&marker, b"").unwrap();
-    let marker = marker.to_str().unwrap().to_owned();
+    let marker = marker("refuse");
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
         .on_worker_death(WorkerDeath::Respawn)
@@ -202,5 +214,42 @@ fn a_task_handed_back_goes_to_an_idle_worker() -> Result<(), Error> {
         "ran on {outcome:?}; idle worker {idle}, refusing worker {refused_by}"
     );
     pool.shutdown(concurrent_futures::Queued::Run);
+    Ok(())
+}
+
+/// A worker that dies while it starts, with a task queued for it, fails nothing under the resilient
+/// policy: the driver starts another worker, which runs the task.
+#[test]
+fn resilient_policy_runs_a_task_queued_for_a_worker_that_died_starting() -> Result<(), Error> {
+    let marker = marker("die-starting");
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .on_worker_death(WorkerDeath::Respawn)
+        .initializer(first_worker_dies_starting, marker.clone())
+        .build()?;
+    let outcome = pool.submit(pid, ())?.result(LONG);
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "no worker ran the initializer"
+    );
+    assert!(outcome.is_ok(), "{outcome:?}");
+    pool.shutdown(concurrent_futures::Queued::Run);
+    Ok(())
+}
+
+/// Under the default policy the same death breaks the pool (a worker that cannot start), and the
+/// queued task fails with it.
+#[test]
+fn default_policy_fails_a_task_queued_for_a_worker_that_died_starting() -> Result<(), Error> {
+    let marker = marker("die-starting-default");
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(first_worker_dies_starting, marker)
+        .build()?;
+    let outcome = pool.submit(pid, ())?.result(LONG);
+    assert!(
+        matches!(outcome, Err(Error::BrokenProcessPool(_))),
+        "{outcome:?}"
+    );
     Ok(())
 }

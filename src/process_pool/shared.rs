@@ -755,12 +755,13 @@ mod tests {
         assert_eq!(pool.metrics().workers_respawned, 1);
     }
 
-    /// A task interrupted after its worker was claimed for it but before its frame was written
-    /// kills that worker; the write then finds the worker's end closed. The task is not handed
-    /// back to run elsewhere: it ends with [`Error::Interrupted`], as `interrupt()` promised. The
-    /// window is opened here by hand, holding the worker's turn as a submit does.
-    #[test]
-    fn a_task_interrupted_before_its_frame_was_written_is_not_redelivered() {
+    /// A task whose worker was killed for it (`stop`: an interrupt, or its time limit expiring)
+    /// after the worker was claimed for it but before its frame was written: the write then finds
+    /// the worker's end closed. The task is not handed back to run elsewhere: it ends as the kill
+    /// says. The window is opened here by hand, holding the worker's turn as a submit does.
+    fn killed_before_its_frame_was_written(
+        stop: impl FnOnce(&mut crate::PoolFuture<u8>, &Proc, crate::future::FutureId),
+    ) -> Result<u8, Error> {
         let pool = crate::ProcessPoolExecutor::new(1).unwrap();
         assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
         let bounded = std::time::Instant::now() + Duration::from_secs(60);
@@ -779,15 +780,13 @@ mod tests {
         else {
             panic!("the argument encodes");
         };
+        let id = task.id();
         let (slot, dispatch) = {
             let mut st = shared.lock();
             let slot = st.idle.pop().unwrap();
             (slot, shared.assign(&mut st, slot, task).unwrap())
         };
-        assert!(
-            fut.interrupt(),
-            "the interrupt of a running task was refused"
-        );
+        stop(&mut fut, &proc, id);
         while !proc.is_gone() {
             assert!(std::time::Instant::now() < bounded, "the worker never died");
             std::thread::yield_now();
@@ -798,8 +797,34 @@ mod tests {
         shared.redeliver(slot, &proc, frame);
         drop(turn);
         let outcome = fut.result(Duration::from_secs(60));
-        assert!(matches!(outcome, Err(Error::Interrupted)), "{outcome:?}");
         assert_eq!(pool.submit(echo, 2).unwrap().result(None).unwrap(), 2);
+        outcome
+    }
+
+    #[test]
+    fn a_task_interrupted_before_its_frame_was_written_is_not_redelivered() {
+        let outcome = killed_before_its_frame_was_written(|fut, _, _| {
+            assert!(
+                fut.interrupt(),
+                "the interrupt of a running task was refused"
+            )
+        });
+        assert!(matches!(outcome, Err(Error::Interrupted)), "{outcome:?}");
+    }
+
+    /// Redelivered, it would be given the same time limit again, which could expire again before
+    /// its write, killing a worker each time.
+    #[test]
+    fn a_task_past_its_time_limit_before_its_frame_was_written_is_not_redelivered() {
+        let limit = Duration::from_millis(1);
+        let outcome = killed_before_its_frame_was_written(|_, proc, id| {
+            // What the timer does when the limit expires.
+            assert!(proc.kill_running(id, KillReason::TimeLimit(limit)));
+        });
+        assert!(
+            matches!(outcome, Err(Error::TimeLimit(l)) if l == limit),
+            "{outcome:?}"
+        );
     }
 
     /// A task waiting to be redelivered is RUNNING but on no worker: an interrupt cannot kill a
