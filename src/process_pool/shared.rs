@@ -354,7 +354,7 @@ impl Shared {
             // An idle worker killed from outside must not be handed a task that would then
             // fail without having run (it made the resilient policy fail a fresh task for an
             // idle worker's death). Its driver still handles the death: it breaks the pool
-            // (default policy; the task queued below then fails with it, as in CPython) or
+            // (default policy; a task queued meanwhile then fails with it, as in CPython) or
             // respawns for the queue.
             //
             // Holding the worker's turn, this thread asks its driver's word ([`Proc::known_gone`]:
