@@ -33,8 +33,10 @@ use std::sync::Arc;
 
 use super::code;
 use super::handshake;
-use super::proc::{self, KillReason, Proc, Ready, Sent, Turn};
-use super::shared::{send_frame, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
+use super::proc::{self, KillReason, Proc, Ready, Turn};
+use super::shared::{
+    send_frame, send_whole, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot,
+};
 use super::task::ProcTask;
 use super::wire::Body;
 use super::WorkerDeath;
@@ -111,18 +113,20 @@ enum Next {
 }
 
 impl Next {
-    fn perform(self, shared: &Shared, proc: &Proc, by: By) {
+    /// Does it, for the worker of `slot`. A task whose frame the worker never got a byte of (it
+    /// died just after its reply or its handshake) is handed back, as a submit's would be
+    /// ([`Shared::written`]): its driver has not settled the death, as this thread holds the turn.
+    fn perform(self, shared: &Shared, slot: usize, proc: &Proc, by: By) {
         match self {
-            Next::Run(d) if by == By::Driver => shared.recycle_frame(d.send()),
-            // A caller does not block on a large write for the pool: what the socket does not take
-            // at once goes to the driver, as a submit's frame does. A worker that died just after
-            // its reply fails the task it was handed: its driver sees the death with it `Busy`.
-            Next::Run(d) => match d.proc.send_or_post(d.frame) {
-                Sent::Whole(buf) | Sent::Refused(buf) | Sent::Lost(buf) => {
-                    shared.recycle_frame(buf)
-                }
-                Sent::Posted => {}
-            },
+            Next::Run(Dispatch { proc: to, frame }) => {
+                let sent = match by {
+                    By::Driver => send_whole(&to, frame),
+                    // A caller does not block on a large write for the pool: what the socket does
+                    // not take at once goes to the driver, as a submit's frame does.
+                    By::Caller => to.send_or_post(frame),
+                };
+                shared.written(slot, &to, sent);
+            }
             Next::Retire => proc.close_write(),
             Next::Idle | Next::Wait => {}
         }
@@ -240,7 +244,7 @@ pub(crate) fn reply_step(
     };
     match then {
         Then::Now(next) => {
-            next.perform(shared, proc, by);
+            next.perform(shared, slot, proc, by);
             finish(task, body, shared);
         }
         Then::AfterCompletion => {
@@ -259,7 +263,7 @@ pub(crate) fn reply_step(
                 };
                 take_next(shared, slot, &mut st, offer)
             };
-            next.perform(shared, proc, by);
+            next.perform(shared, slot, proc, by);
         }
     }
 }
@@ -503,7 +507,7 @@ impl Driver {
             st.starting -= 1;
             take_next(shared, slot, &mut st, Offer::Queue)
         };
-        first.perform(shared, proc, By::Driver);
+        first.perform(shared, slot, proc, By::Driver);
         let mut woken_by = Ready::Woken;
         loop {
             let read = match woken_by {

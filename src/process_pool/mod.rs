@@ -130,6 +130,14 @@
 //!   other workers are killed; later submits fail at once. This holds even when an idle worker dies.
 //! - [`WorkerDeath::Respawn`]: only the dead worker's task fails, with [`Error::WorkerDied`]; a new
 //!   worker takes the queue.
+//! - A task handed to a worker that turns out dead before it read a byte of it (killed just before
+//!   a submit wrote to it while idle, or just after its reply or its handshake, as it was handed the
+//!   next queued task) did not run there, and is never failed by that death as its own: it is
+//!   dispatched again, to whichever worker can take it first (an idle one at once). Under
+//!   `BreakPool` the death still breaks the pool, and the task, unless another worker finished it
+//!   first, fails with [`Error::BrokenProcessPool`] as every pending task does; under `Respawn` it
+//!   runs. It stays RUNNING meanwhile ([`cancel`](crate::PoolFuture::cancel) is refused, an
+//!   interrupt ends it with [`Error::Interrupted`]).
 //! - A worker that cannot be started or fails its handshake or initializer breaks the pool under both
 //!   policies.
 //!

@@ -633,6 +633,11 @@ impl Proc {
         signal_group(self.pidfd.as_ref().map(|p| p.as_fd()), self.pid, signal);
     }
 
+    /// Why the parent killed the worker, if it did (also after the reap).
+    pub(crate) fn kill_reason(&self) -> Option<KillReason> {
+        lock(&self.ctl).kill.clone()
+    }
+
     /// Kills the worker only if it is running task `id` now (interrupt, time limit).
     pub(crate) fn kill_running(&self, id: FutureId, reason: KillReason) -> bool {
         let mut ctl = lock(&self.ctl);
@@ -656,7 +661,9 @@ impl Proc {
     /// worker. Returns its status and the reason it was killed, if the parent killed it.
     pub(crate) fn reap(&self) -> (ExitStatus, Option<KillReason>) {
         let mut ctl = lock(&self.ctl);
-        let kill = ctl.kill.take();
+        // Kept: a write that found the worker's end closed may read it after the reap
+        // (`Shared::redeliver`); no kill is sent after the reap anyway.
+        let kill = ctl.kill.clone();
         let status = match ctl.child.take() {
             Some(mut child) => {
                 // Before waitpid the group id is still ours (the leader is at worst a zombie).

@@ -15,9 +15,24 @@
 //! An idle worker's death is learned from its driver (which watches the worker's pidfd), not asked
 //! of the kernel at each submit. The driver's word lags the death by its wake-up, so the submit
 //! writes holding the worker's turn, which the driver needs to read the death and lets go of only
-//! after marking it: a write that finds the worker's end closed before its first byte hands the task
-//! back to the queue (RUNNING still, see [`ProcTask::redeliver`]) and the death is settled as an idle
-//! worker's.
+//! after marking it.
+//!
+//! A task is never failed by the death of a worker that got none of it. Whoever writes a task's
+//! frame (a submit to an idle worker, a driver handing its worker the next queued task after a reply
+//! or after the handshake, a caller that read the reply in the driver's place) learns from the write
+//! whether the worker's end was already closed before its first byte ([`Sent::Refused`]). Then the
+//! task is handed back ([`Shared::redeliver`]), RUNNING still (see [`ProcTask::redeliver`]), and
+//! dispatched again as a submit would be: to an idle worker at once, else ahead of the queue, for
+//! whichever driver looks first. The death is settled as an idle worker's, under the policy:
+//! - [`WorkerDeath::Respawn`](super::WorkerDeath::Respawn): it fails nothing; the task runs on
+//!   another worker (the dead one's replacement if no other frees up first).
+//! - [`WorkerDeath::BreakPool`](super::WorkerDeath::BreakPool): the pool breaks, and the task, if no
+//!   other worker finished it first, fails with [`Error::BrokenProcessPool`] as every pending task
+//!   does (CPython's behaviour), never with a death of its own.
+//!
+//! A task the pool itself stopped meanwhile ends as the stop says: the pool broke or was stopped by
+//! force (`terminate_workers`/`kill_workers`), or the worker was killed for this very task (its
+//! interrupt, its time limit).
 //!
 //! With a `queue_capacity`, the queue (tasks no worker has claimed) holds at most that many tasks: a
 //! sync submit waits on `room`, an async one on `room_async`, `try_submit` is refused.
@@ -134,17 +149,31 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
 }
 
+/// Whether [`Shared::hand_to_idle`] found a worker for a task.
+enum Handed<'a> {
+    /// An idle worker took it (or a cancel ended it before it was written).
+    Yes,
+    /// No worker is idle: the lock, still held, and the task.
+    NoIdle(MutexGuard<'a, PoolState>, Arc<dyn ProcTask>),
+}
+
 /// A frame to write to a worker, outside the lock.
 pub(crate) struct Dispatch {
     pub(crate) proc: Arc<Proc>,
     pub(crate) frame: Vec<u8>,
 }
 
-impl Dispatch {
-    /// Writes the frame (on the worker's driver thread); returns its buffer (see
-    /// [`Shared::recycle_frame`]).
-    pub(crate) fn send(self) -> Vec<u8> {
-        send_frame(&self.proc, self.frame, 0)
+/// Writes `frame` whole to `proc`, blocking, on the worker's driver thread (its writer: what the
+/// socket does not take at once is written here, not posted). Says what became of it, as
+/// [`Proc::send_or_post`] does; never [`Sent::Posted`].
+pub(crate) fn send_whole(proc: &Proc, frame: Vec<u8>) -> Sent {
+    match proc.send_or_post(frame) {
+        // Posted to this very thread, which holds the worker's turn: no caller can have taken it.
+        Sent::Posted => match proc.take_post() {
+            Some((frame, from)) => Sent::Whole(send_frame(proc, frame, from)),
+            None => Sent::Posted,
+        },
+        sent => sent,
     }
 }
 
@@ -262,7 +291,7 @@ impl Shared {
     /// is below `max_workers`. A full bounded queue is handled as `when_full` says.
     pub(crate) fn enqueue(
         self: &Arc<Self>,
-        task: Arc<dyn ProcTask>,
+        mut task: Arc<dyn ProcTask>,
         when_full: WhenFull,
     ) -> Result<(), Rejected> {
         let mut st = self.lock();
@@ -270,55 +299,10 @@ impl Shared {
             if let Some(e) = Self::refusal(&st.lifecycle) {
                 return Err(Rejected::Closed(e));
             }
-            while let Some(slot) = st.idle.pop() {
-                let proc = st.slots[slot]
-                    .proc
-                    .clone()
-                    .expect("an idle worker has a process");
-                // An idle worker killed from outside must not be handed a task that would then
-                // fail without having run (it made the resilient policy fail a fresh task for an
-                // idle worker's death). Its driver still handles the death: it breaks the pool
-                // (default policy; the task queued below then fails with it, as in CPython) or
-                // respawns for the queue.
-                //
-                // Holding the worker's turn, this thread asks its driver's word ([`Proc::known_gone`]:
-                // no system call) and writes the task. The driver reads a death with the turn and
-                // marks it before letting go ([`Proc::mark_ended`]), so if the write finds the
-                // worker's end closed, the death is not settled yet and the task is still this
-                // thread's to hand back ([`Shared::redeliver`]). A turn held elsewhere (a reply
-                // being handled, or the driver reading the death) is rare: then the kernel is
-                // asked, as the driver's word may lag the death.
-                let turn = match proc.turn.try_lock() {
-                    Ok(turn) => Some(turn),
-                    Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-                    Err(std::sync::TryLockError::WouldBlock) => None,
-                };
-                let gone = match turn {
-                    Some(_) => proc.known_gone(),
-                    None => proc.is_gone(),
-                };
-                if gone {
-                    continue;
-                }
-                let dispatch = self.assign(&mut st, slot, task);
-                drop(st);
-                if let Some(d) = dispatch {
-                    match d.proc.send_or_post(d.frame) {
-                        Sent::Whole(buf) | Sent::Lost(buf) => self.recycle_frame(buf),
-                        Sent::Posted => {}
-                        // Without the turn the driver may have failed the task already; with
-                        // it, the death is not settled yet and the task never ran.
-                        Sent::Refused(frame) if turn.is_some() => {
-                            self.redeliver(slot, &d.proc, frame)
-                        }
-                        // A death after the check, without the turn: like one during the task, it
-                        // fails the task.
-                        Sent::Refused(buf) => self.recycle_frame(buf),
-                    }
-                }
-                drop(turn);
-                return Ok(());
-            }
+            (st, task) = match self.hand_to_idle(st, task) {
+                Handed::Yes => return Ok(()),
+                Handed::NoIdle(st, task) => (st, task),
+            };
             let full = self.room.is_full(st.queue.len());
             if !full || when_full == WhenFull::Overfill {
                 break;
@@ -354,12 +338,78 @@ impl Shared {
         Ok(())
     }
 
-    /// Hands back the task just written to the idle worker of `slot`, whose end of the socket turned
-    /// out closed before the first byte: the worker died idle, and its driver has not settled the
-    /// death (the caller holds the worker's turn, which reading the death needs). The task never
-    /// ran: it goes to the head of the queue, RUNNING still, and the slot reads as an idle worker's
-    /// death, which the driver settles as such (the pool breaks under the default policy, failing
-    /// the task with it; under the resilient one a new worker starts for the queue and runs it).
+    /// Hands `task` to an idle worker, if one is listed, and writes its frame (what the socket takes
+    /// without blocking; the worker's driver writes the rest). A task the write finds refused goes
+    /// back through [`Shared::redeliver`]. The lock is given back with the task if no worker is idle.
+    fn hand_to_idle<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, PoolState>,
+        task: Arc<dyn ProcTask>,
+    ) -> Handed<'a> {
+        while let Some(slot) = st.idle.pop() {
+            let proc = st.slots[slot]
+                .proc
+                .clone()
+                .expect("an idle worker has a process");
+            // An idle worker killed from outside must not be handed a task that would then
+            // fail without having run (it made the resilient policy fail a fresh task for an
+            // idle worker's death). Its driver still handles the death: it breaks the pool
+            // (default policy; a task queued meanwhile then fails with it, as in CPython) or
+            // respawns for the queue.
+            //
+            // Holding the worker's turn, this thread asks its driver's word ([`Proc::known_gone`]:
+            // no system call) and writes the task. The driver reads a death with the turn and
+            // marks it before letting go ([`Proc::mark_ended`]), so a death it has not marked
+            // shows in the write: the worker's end is closed, and the task goes back
+            // ([`Shared::redeliver`]). A turn held elsewhere (a reply being handled, or the
+            // driver reading the death) is rare: then the kernel is asked, as the driver's
+            // word may lag the death.
+            let turn = match proc.turn.try_lock() {
+                Ok(turn) => Some(turn),
+                Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            let gone = match turn {
+                Some(_) => proc.known_gone(),
+                None => proc.is_gone(),
+            };
+            if gone {
+                continue;
+            }
+            let dispatch = self.assign(&mut st, slot, task);
+            drop(st);
+            if let Some(Dispatch { proc, frame }) = dispatch {
+                let sent = proc.send_or_post(frame);
+                self.written(slot, &proc, sent);
+            }
+            drop(turn);
+            return Handed::Yes;
+        }
+        Handed::NoIdle(st, task)
+    }
+
+    /// Settles what became of a frame written to the worker of `slot`: a buffer to keep, or a task
+    /// to hand back because not a byte of it reached the worker ([`Sent::Refused`]).
+    pub(crate) fn written(&self, slot: usize, proc: &Arc<Proc>, sent: Sent) {
+        match sent {
+            Sent::Whole(buf) | Sent::Lost(buf) => self.recycle_frame(buf),
+            Sent::Posted => {}
+            Sent::Refused(frame) => self.redeliver(slot, proc, frame),
+        }
+    }
+
+    /// Hands back the task just written to the worker of `slot`, whose end of the socket turned out
+    /// closed before the first byte: the worker died (or shut its channel) before it could read any
+    /// of the task, whether a submit claimed it idle or its driver (or a caller reading a reply in
+    /// its place) handed it the next queued task. The task never ran. Unless the pool stopped it, or
+    /// the worker was killed for this very task, it is dispatched again as a submit would be, ahead
+    /// of the queue ([`Shared::resubmit`]), RUNNING still ([`ProcTask::redeliver`]); the slot reads
+    /// as an idle worker's death, which the driver settles as such (the default policy breaks the
+    /// pool; the resilient one starts a new worker if work is queued).
+    ///
+    /// Whoever wrote may or may not hold the worker's turn; the death is settled under the pool lock
+    /// either way, so the task is handed back here only if its driver has not failed it with the
+    /// death already (its slot still holds it).
     fn redeliver(&self, slot: usize, proc: &Arc<Proc>, frame: Vec<u8>) {
         let mut st = self.lock();
         let same = st.slots[slot]
@@ -372,25 +422,43 @@ impl Shared {
         let Phase::Busy(task) = std::mem::replace(&mut st.slots[slot].phase, Phase::Idle) else {
             unreachable!("checked above")
         };
+        // Awaiting redelivery before the worker lets go of it: an interrupt from here on is
+        // recorded on the task; one before it killed the worker, which the kill's reason says.
+        task.redeliver(frame);
         proc.set_running(None);
         task.bind(None);
         if task.time_limit().is_some() {
             self.timer.disarm(task.id());
         }
-        task.redeliver(frame);
-        // The queue was failed when the pool broke, or when its workers were killed; nothing is
-        // to take the task from there.
-        let failed = match (&st.lifecycle, st.stop) {
-            (Lifecycle::Broken(b), _) => Some(Error::BrokenProcessPool(b.clone())),
-            (_, Stop::ByForce) => Some(forced_shutdown()),
-            (_, Stop::Gracefully) => None,
+        let failed = match (&st.lifecycle, st.stop, proc.kill_reason()) {
+            // The queue was failed when the pool broke, or when its workers were killed; nothing
+            // is to take the task from there.
+            (Lifecycle::Broken(b), _, _) => Some(Error::BrokenProcessPool(b.clone())),
+            (_, Stop::ByForce, _) => Some(forced_shutdown()),
+            // Only a worker running a task is killed for it, and this one ran nothing else since
+            // it was claimed: the kill was for this task, which ends as it asked, once. (A time
+            // limit that expires before the task's first byte is written would otherwise expire
+            // again at each redelivery, killing a worker each time.)
+            (_, _, Some(KillReason::Interrupt)) => Some(Error::Interrupted),
+            (_, _, Some(KillReason::TimeLimit(limit))) => Some(Error::TimeLimit(limit)),
+            _ => None,
         };
         if let Some(e) = failed {
             drop(st);
             task.fail(e);
             return;
         }
-        st.queue.push_front(task);
+        self.resubmit(st, task);
+    }
+
+    /// Dispatches a task handed back by [`Shared::redeliver`] to whichever worker can take it first:
+    /// an idle one at once, else the first driver to look at the queue (a worker replying, one
+    /// starting, or the dead worker's replacement), ahead of the tasks queued after it. The queue's
+    /// bound does not apply: the task was admitted once already.
+    fn resubmit(&self, st: MutexGuard<'_, PoolState>, task: Arc<dyn ProcTask>) {
+        if let Handed::NoIdle(mut st, task) = self.hand_to_idle(st, task) {
+            st.queue.push_front(task);
+        }
     }
 
     /// A task left the queue: let one waiting submitter in.
@@ -643,6 +711,120 @@ mod tests {
             Err(Error::BrokenProcessPool(b)) => assert_eq!(b.cause(), &BrokenCause::ForcedShutdown),
             other => panic!("expected a forced-shutdown error, got {other:?}"),
         }
+    }
+
+    /// A submit to an idle worker whose turn is held elsewhere (its driver finishing a reply, say)
+    /// asks the kernel whether the worker lives, then writes. A worker that dies between the two
+    /// refuses the frame before its first byte: the task never ran there and is handed back, not
+    /// failed with the death. The worker is kept alive here (stopped) with its channel refusing
+    /// writes (this side shut for writing), and the turn is held by the test.
+    #[test]
+    fn a_submit_refused_while_the_turn_is_held_elsewhere_is_redelivered() {
+        let pool = crate::ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .on_worker_death(crate::WorkerDeath::Respawn)
+            .build()
+            .unwrap();
+        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
+        let bounded = std::time::Instant::now() + Duration::from_secs(60);
+        while pool.metrics().idle != 1 {
+            assert!(
+                std::time::Instant::now() < bounded,
+                "the worker never went idle"
+            );
+            std::thread::yield_now();
+        }
+        let shared = pool.shared().clone();
+        let proc = shared.lock().slots[0].proc.clone().unwrap();
+        let signal = |sig| {
+            // SAFETY: signals our own, unreaped child (its driver reaps it only once it exited).
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(proc.pid as i32, sig)
+            }
+        };
+        assert_eq!(signal(libc::SIGSTOP), 0);
+        proc.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let turn = lock(&proc.turn);
+        let mut fut = pool.submit(echo, 7).unwrap();
+        drop(turn);
+        // The worker reads end-of-file and exits; a new worker takes the task.
+        assert_eq!(signal(libc::SIGCONT), 0);
+        let outcome = fut.result(Duration::from_secs(60));
+        assert!(matches!(outcome, Ok(7)), "{outcome:?}");
+        assert_eq!(pool.metrics().workers_respawned, 1);
+    }
+
+    /// A task whose worker was killed for it (`stop`: an interrupt, or its time limit expiring)
+    /// after the worker was claimed for it but before its frame was written: the write then finds
+    /// the worker's end closed. The task is not handed back to run elsewhere: it ends as the kill
+    /// says. The window is opened here by hand, holding the worker's turn as a submit does.
+    fn killed_before_its_frame_was_written(
+        stop: impl FnOnce(&mut crate::PoolFuture<u8>, &Proc, crate::future::FutureId),
+    ) -> Result<u8, Error> {
+        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
+        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
+        let bounded = std::time::Instant::now() + Duration::from_secs(60);
+        while pool.metrics().idle != 1 {
+            assert!(
+                std::time::Instant::now() < bounded,
+                "the worker never went idle"
+            );
+            std::thread::yield_now();
+        }
+        let shared = pool.shared().clone();
+        let proc = shared.lock().slots[0].proc.clone().unwrap();
+        let turn = lock(&proc.turn);
+        let call = super::super::call::Call::one(echo, None);
+        let Ok((task, mut fut)) = call.encode(&7u8, shared.config.frame_cap, Vec::new(), Err)
+        else {
+            panic!("the argument encodes");
+        };
+        let id = task.id();
+        let (slot, dispatch) = {
+            let mut st = shared.lock();
+            let slot = st.idle.pop().unwrap();
+            (slot, shared.assign(&mut st, slot, task).unwrap())
+        };
+        stop(&mut fut, &proc, id);
+        while !proc.is_gone() {
+            assert!(std::time::Instant::now() < bounded, "the worker never died");
+            std::thread::yield_now();
+        }
+        let Sent::Refused(frame) = dispatch.proc.send_or_post(dispatch.frame) else {
+            panic!("a dead worker's socket took the task");
+        };
+        shared.redeliver(slot, &proc, frame);
+        drop(turn);
+        let outcome = fut.result(Duration::from_secs(60));
+        assert_eq!(pool.submit(echo, 2).unwrap().result(None).unwrap(), 2);
+        outcome
+    }
+
+    #[test]
+    fn a_task_interrupted_before_its_frame_was_written_is_not_redelivered() {
+        let outcome = killed_before_its_frame_was_written(|fut, _, _| {
+            assert!(
+                fut.interrupt(),
+                "the interrupt of a running task was refused"
+            )
+        });
+        assert!(matches!(outcome, Err(Error::Interrupted)), "{outcome:?}");
+    }
+
+    /// Redelivered, it would be given the same time limit again, which could expire again before
+    /// its write, killing a worker each time.
+    #[test]
+    fn a_task_past_its_time_limit_before_its_frame_was_written_is_not_redelivered() {
+        let limit = Duration::from_millis(1);
+        let outcome = killed_before_its_frame_was_written(|_, proc, id| {
+            // What the timer does when the limit expires.
+            assert!(proc.kill_running(id, KillReason::TimeLimit(limit)));
+        });
+        assert!(
+            matches!(outcome, Err(Error::TimeLimit(l)) if l == limit),
+            "{outcome:?}"
+        );
     }
 
     /// A task waiting to be redelivered is RUNNING but on no worker: an interrupt cannot kill a
