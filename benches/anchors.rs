@@ -1565,7 +1565,10 @@ impl ThreadCounters {
                 let schedstat = std::fs::read_to_string(path.join("schedstat")).ok()?;
                 Some(ThreadCounters {
                     tid: path.file_name()?.to_string_lossy().into_owned(),
-                    name: std::fs::read_to_string(path.join("comm")).ok()?.trim().to_owned(),
+                    name: std::fs::read_to_string(path.join("comm"))
+                        .ok()?
+                        .trim()
+                        .to_owned(),
                     voluntary: field("voluntary_ctxt_switches:"),
                     involuntary: field("nonvoluntary_ctxt_switches:"),
                     cpu_ns: schedstat.split_whitespace().next()?.parse().ok()?,
@@ -1580,9 +1583,7 @@ impl ThreadCounters {
     fn report(before: &[ThreadCounters], n: u64) {
         for now in Self::all() {
             let was = before.iter().find(|b| b.tid == now.tid);
-            let d = |f: fn(&ThreadCounters) -> u64| {
-                (f(&now) - was.map_or(0, f)) as f64 / n as f64
-            };
+            let d = |f: fn(&ThreadCounters) -> u64| (f(&now) - was.map_or(0, f)) as f64 / n as f64;
             eprintln!(
                 "  thread {:<24} switches/op: {:.3} voluntary, {:.3} involuntary; CPU/op {:.2} µs",
                 now.name,

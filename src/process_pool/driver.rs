@@ -18,7 +18,8 @@
 //! spawned the child exits).
 //!
 //! A caller blocked on the running task's result may read the reply in its place (`Proc::help`):
-//! it takes the socket out of the driver's wait set, then takes the reader right (`proc::Reader`,
+//! it takes the socket out of the driver's wait set (if it is in: the socket is there only while
+//! something else waits for the reply, `proc::Listener`), then takes the reader right (`proc::Reader`,
 //! one compare-and-swap), reads the reply in one blocking `recv` (a `poll` and a read when it has a
 //! deadline), handles it with the same [`reply_step`], gives the right back and puts the socket back.
 //! The reply then wakes only the caller. The driver keeps watching the worker's pidfd meanwhile: it
@@ -33,7 +34,7 @@ use std::sync::Arc;
 
 use super::code;
 use super::handshake;
-use super::proc::{self, KillReason, Proc, Ready, Sent, Turn};
+use super::proc::{self, KillReason, Listener, Proc, Ready, Sent, Turn};
 use super::shared::{send_frame, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot};
 use super::task::ProcTask;
 use super::wire::Body;
@@ -221,6 +222,10 @@ pub(crate) fn reply_step(
             shared.timer.disarm(task.id());
         }
         *served += 1;
+        proc.replied_to(match by {
+            By::Driver => Listener::Driver,
+            By::Caller => Listener::Caller,
+        });
         let then = if kill_pending {
             Then::Now(Next::Wait)
         } else if max_tasks.is_some_and(|m| *served >= m) {
