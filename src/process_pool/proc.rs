@@ -27,7 +27,7 @@
 //! before the caller took the socket out (half the trivial round trips did, on two CPUs: the
 //! worker, woken with a sync wake-up, often runs before the submitting thread gets that far). So the
 //! socket is set up for the running task when it is dispatched (in the set if its future was
-//! attended to, see [`Proc::listen`]), and put in the set later when the future is.
+//! attended to, see [`Proc::listen_for`]), and put in the set later when the future is.
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -571,13 +571,15 @@ impl Proc {
     /// Sets who is woken by the reply of the task being dispatched, before the task is written:
     /// the driver if `driver_needed()` (see [`super::shared::Shared::assign`]), else whoever read
     /// the last reply. `driver_needed` is asked with this worker's watch locked, which
-    /// [`attend`](Self::attend) also takes: an attend that comes before is seen by it, one that
-    /// comes after overrides it. A task is dispatched before its future is polled or blocked on, so the last
-    /// reply is the guess: a loop of `submit().result()` leaves each reply to its caller, one of
-    /// awaited futures keeps the driver listening (no two `epoll_ctl` per task to take the socket
-    /// out at the dispatch and put it back at the first poll). A wrong guess for the caller is
-    /// put right by [`attend`](Self::attend); a wrong guess for the driver costs the race this
-    /// avoids (the driver may read the reply the caller was about to), once.
+    /// [`attend`](Self::attend) also takes: an attend either comes first and is seen, or comes
+    /// after and has the driver listen.
+    ///
+    /// A task is dispatched before its future is polled or blocked on, so the last reply is the
+    /// guess: a loop of `submit().result()` leaves each reply to its caller, a loop of awaited
+    /// futures keeps the driver listening (no two `epoll_ctl` per task to take the socket out at
+    /// the dispatch and put it back at the first poll). A wrong guess for the caller is put right
+    /// by [`attend`](Self::attend); a wrong guess for the driver costs the race this avoids (the
+    /// driver may read the reply the caller was about to), once.
     pub(crate) fn listen_for(&self, driver_needed: impl FnOnce() -> bool) {
         let mut watch = lock(&self.watch);
         let listener = if driver_needed() {
@@ -585,7 +587,7 @@ impl Proc {
         } else {
             watch.last_reader
         };
-        self.set_listener(&mut watch, listener);
+        self.rewatch(&mut watch, |w| w.listener = listener);
     }
 
     /// Something other than a caller blocked on the running task's result waits for its end (or for
@@ -593,7 +595,7 @@ impl Proc {
     /// reply is there already wakes the driver at once.
     pub(crate) fn attend(&self) {
         let mut watch = lock(&self.watch);
-        self.set_listener(&mut watch, Listener::Driver);
+        self.rewatch(&mut watch, |w| w.listener = Listener::Driver);
     }
 
     /// Records who read the worker's reply just handled, for [`listen_for`](Self::listen_for).
@@ -601,20 +603,18 @@ impl Proc {
         lock(&self.watch).last_reader = reader;
     }
 
-    fn set_listener(&self, watch: &mut Watch, listener: Listener) {
-        let was = watch.in_set();
-        watch.listener = listener;
-        if watch.in_set() != was {
-            self.waits.watch_socket(watch.in_set());
-        }
-    }
-
     /// A caller starts (`true`) or stops reading the reply itself: the socket leaves the driver's
     /// wait set meanwhile, and comes back after if the driver listens.
     fn set_reading(&self, reading: bool) {
         let mut watch = lock(&self.watch);
+        self.rewatch(&mut watch, |w| w.reading = reading);
+    }
+
+    /// Applies `change` to the (locked) watch and moves the socket in or out of the driver's wait
+    /// set if that changed where it belongs.
+    fn rewatch(&self, watch: &mut Watch, change: impl FnOnce(&mut Watch)) {
         let was = watch.in_set();
-        watch.reading = reading;
+        change(watch);
         if watch.in_set() != was {
             self.waits.watch_socket(watch.in_set());
         }
