@@ -222,9 +222,12 @@ pub(crate) fn reply_step(
             shared.timer.disarm(task.id());
         }
         *served += 1;
-        proc.replied_to(match by {
-            By::Driver => Listener::Driver,
-            By::Caller => Listener::Caller,
+        // What this task needed is the guess for the next one's (`Proc::listen_for`): not who
+        // read it, which a race decides.
+        proc.replied_to(if task.attended() {
+            Listener::Driver
+        } else {
+            Listener::Caller
         });
         let then = if kill_pending {
             Then::Now(Next::Wait)

@@ -146,9 +146,9 @@ pub(crate) enum Listener {
 /// and no caller is reading the reply itself.
 struct Watch {
     listener: Listener,
-    /// Who read the worker's last reply: what a dispatch expects of the next one (see
-    /// [`Proc::listen_for`]).
-    last_reader: Listener,
+    /// Who the worker's last task needed listening for its reply (the driver if its future was
+    /// attended to): what a dispatch expects of the next one (see [`Proc::listen_for`]).
+    last_need: Listener,
     /// A caller reads the reply itself ([`Reading`]): the socket is out of the set meanwhile,
     /// whoever listens. One caller at a time: a caller reads only with the [`Turn`] held.
     reading: bool,
@@ -398,7 +398,7 @@ impl Proc {
                 listener: Listener::Driver,
                 // A first task is guessed to be blocked on; an awaited one puts it right at its
                 // first poll.
-                last_reader: Listener::Caller,
+                last_need: Listener::Caller,
                 reading: false,
             }),
             reader: ReadRight(AtomicU8::new(Reader::Nobody as u8)),
@@ -474,6 +474,10 @@ impl Proc {
             crate::spin::spin_here(crate::spin::Probe::Syscall, || {
                 if self.posted.load(Ordering::Acquire) {
                     seen = Some(Ready::Woken);
+                } else if !lock(&self.watch).in_set() {
+                    // A dispatch left the next reply to a blocking caller: stop looking, or this
+                    // spin would take the reply from under it (and keep winning, spin after spin).
+                    return true;
                 } else if os::has_input(self.stream.as_fd()) {
                     seen = Some(Ready::Readable);
                 }
@@ -569,12 +573,12 @@ impl Proc {
     }
 
     /// Sets who is woken by the reply of the task being dispatched, before the task is written:
-    /// the driver if `driver_needed()` (see [`super::shared::Shared::assign`]), else whoever read
-    /// the last reply. `driver_needed` is asked with this worker's watch locked, which
+    /// the driver if `driver_needed()` (see [`super::shared::Shared::assign`]), else what the last
+    /// task needed. `driver_needed` is asked with this worker's watch locked, which
     /// [`attend`](Self::attend) also takes: an attend either comes first and is seen, or comes
     /// after and has the driver listen.
     ///
-    /// A task is dispatched before its future is polled or blocked on, so the last reply is the
+    /// A task is dispatched before its future is polled or blocked on, so the last task is the
     /// guess: a loop of `submit().result()` leaves each reply to its caller, a loop of awaited
     /// futures keeps the driver listening (no two `epoll_ctl` per task to take the socket out at
     /// the dispatch and put it back at the first poll). A wrong guess for the caller is put right
@@ -585,7 +589,7 @@ impl Proc {
         let listener = if driver_needed() {
             Listener::Driver
         } else {
-            watch.last_reader
+            watch.last_need
         };
         self.rewatch(&mut watch, |w| w.listener = listener);
     }
@@ -598,9 +602,10 @@ impl Proc {
         self.rewatch(&mut watch, |w| w.listener = Listener::Driver);
     }
 
-    /// Records who read the worker's reply just handled, for [`listen_for`](Self::listen_for).
-    pub(crate) fn replied_to(&self, reader: Listener) {
-        lock(&self.watch).last_reader = reader;
+    /// Records what the task whose reply was just handled needed, for
+    /// [`listen_for`](Self::listen_for).
+    pub(crate) fn replied_to(&self, needed: Listener) {
+        lock(&self.watch).last_need = needed;
     }
 
     /// A caller starts (`true`) or stops reading the reply itself: the socket leaves the driver's
