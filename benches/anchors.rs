@@ -14,7 +14,8 @@
 //! processes used it during the run (`support/machine.rs`, sampled every 10 s).
 //!
 //! One §5 scenario alone, for `strace -f -c` or `perf` (the bench binary, built by `cargo bench
-//! --no-run`): `target/release/deps/anchors-* --probe s5 rt|echo|echo_vec <n>`.
+//! --no-run`): `target/release/deps/anchors-* --probe s5 rt|raw|echo|echo_vec <n>` (`raw`: the raw socketpair
+//! ping-pong of §5 and §11, a trivial frame).
 //!
 //! One §7 contender in one setting alone (its capacity measured first, or given), with its context
 //! switches per request by thread role: `anchors-* --probe s7 cf|spawn_blocking|unblock|rayon+oneshot
@@ -1547,9 +1548,13 @@ fn echo_vec(v: Vec<u8>) -> Vec<u8> {
 }
 
 /// One of §5's scenarios alone, `n` times, for `strace -f -c` or `valgrind --tool=callgrind` (the
-/// worker is started and warmed first): `rt` (trivial task, `result()`), `echo` (1 MiB `ByteBlock`),
+/// worker is started and warmed first): `rt` (trivial task, `result()`), `raw` (its raw reference,
+/// [`raw_probe`]), `echo` (1 MiB `ByteBlock`),
 /// `echo_vec` (1 MiB `Vec<u8>`). Returns the time per operation in µs.
 fn s5_probe(kind: &str, n: u64) -> f64 {
+    if kind == "raw" {
+        return raw_probe(n);
+    }
     let pool = ProcessPoolExecutor::new(1).expect("process pool");
     let data = payload(1 << 20);
     let one = |i: u64| match kind {
@@ -1571,13 +1576,92 @@ fn s5_probe(kind: &str, n: u64) -> f64 {
         _ => panic!("unknown §5 probe {kind}"),
     };
     black_box(one(0));
+    let before = ThreadCounters::all();
     let t = Instant::now();
     let mut acc = 0;
     for i in 0..n {
         acc += one(i);
     }
     black_box(acc);
-    t.elapsed().as_secs_f64() * 1e6 / n as f64
+    let per_op = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    ThreadCounters::report(&before, n);
+    per_op
+}
+
+/// What the kernel counts for one thread of this process (`/proc/self/task/<tid>/`): switches off
+/// the CPU (voluntary: it slept; involuntary: preempted), CPU time and its name. Load-independent
+/// counts for the §5 probes: a thread woken per operation shows one voluntary switch per operation.
+struct ThreadCounters {
+    tid: String,
+    name: String,
+    voluntary: u64,
+    involuntary: u64,
+    cpu_ns: u64,
+}
+
+impl ThreadCounters {
+    fn all() -> Vec<ThreadCounters> {
+        let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+            return Vec::new();
+        };
+        let mut out: Vec<ThreadCounters> = dir
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                let status = std::fs::read_to_string(path.join("status")).ok()?;
+                let field = |name: &str| -> u64 {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0)
+                };
+                let schedstat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+                Some(ThreadCounters {
+                    tid: path.file_name()?.to_string_lossy().into_owned(),
+                    name: std::fs::read_to_string(path.join("comm"))
+                        .ok()?
+                        .trim()
+                        .to_owned(),
+                    voluntary: field("voluntary_ctxt_switches:"),
+                    involuntary: field("nonvoluntary_ctxt_switches:"),
+                    cpu_ns: schedstat.split_whitespace().next()?.parse().ok()?,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.tid.cmp(&b.tid));
+        out
+    }
+
+    /// Prints, on stderr, each thread's counts per operation since `before`.
+    fn report(before: &[ThreadCounters], n: u64) {
+        for now in Self::all() {
+            let was = before.iter().find(|b| b.tid == now.tid);
+            let d = |f: fn(&ThreadCounters) -> u64| (f(&now) - was.map_or(0, f)) as f64 / n as f64;
+            eprintln!(
+                "  thread {:<24} switches/op: {:.3} voluntary, {:.3} involuntary; CPU/op {:.2} µs",
+                now.name,
+                d(|c| c.voluntary),
+                d(|c| c.involuntary),
+                d(|c| c.cpu_ns) / 1e3,
+            );
+        }
+    }
+}
+
+/// §5's raw reference alone: `n` trivial frames ping-ponged with an `--echo` child (placed by the
+/// kernel), for the same counters as `rt`. Returns the time per round trip in µs.
+fn raw_probe(n: u64) -> f64 {
+    let mut raw = EchoChild::spawn_busy(0);
+    let frame = frame_of(&0u64.to_le_bytes());
+    black_box(raw.round_trip(&frame));
+    let before = ThreadCounters::all();
+    let t = Instant::now();
+    for _ in 0..n {
+        black_box(raw.round_trip(&frame));
+    }
+    let per_op = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    ThreadCounters::report(&before, n);
+    per_op
 }
 
 fn section5(cfg: &Cfg, r: &mut Results) {

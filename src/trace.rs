@@ -196,6 +196,9 @@ pub(crate) mod process {
         fn bind(&self, proc: Option<&Arc<Proc>>) {
             self.inner.bind(proc)
         }
+        fn attended(&self) -> bool {
+            self.inner.attended()
+        }
         fn time_limit(&self) -> Option<Duration> {
             self.inner.time_limit()
         }

@@ -65,7 +65,10 @@ struct Controls<T>(WeakTaskRef<T>);
 
 impl<T: Send> Control for Controls<T> {
     fn phase(&self) -> Option<Phase> {
-        self.0.upgrade().map(|task| task.core().phase())
+        self.0.upgrade().map(|task| {
+            task.job().attend();
+            task.core().phase()
+        })
     }
     fn cancel(&self) -> bool {
         self.0.upgrade().is_some_and(|task| task.cancel())

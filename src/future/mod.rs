@@ -65,6 +65,12 @@ pub(crate) trait Job: Send + Sync {
     /// `started` tells whether the future is RUNNING: a job may wait for the end of its task only
     /// once the task has started, since a task cancelled before it started sends nothing to wait for.
     fn help_until(&self, _deadline: Option<std::time::Instant>, _started: &dyn Fn() -> bool) {}
+    /// Called whenever the future is attended to otherwise than by a thread blocked in `result`
+    /// without a deadline: polled, watched by `wait`/`as_completed`, given a callback, dropped, or
+    /// looked at (`done`, `running`, ...). A job whose end must be read by someone (a process-pool
+    /// task's reply, which a blocking caller reads itself: `help_until`) has its pool read it from
+    /// now on. Cheap after the first call.
+    fn attend(&self) {}
 }
 
 /// The job of a future completed by hand (a [`Promise`]) or by a process-pool driver: nothing to drop.
@@ -237,12 +243,14 @@ impl<T> PoolFuture<T> {
 
     /// Whether the future was cancelled.
     pub fn cancelled(&self) -> bool {
+        self.task.job().attend();
         self.task.core().phase() == Phase::Ended(Ending::Cancelled)
     }
 
     /// Whether the task is running now: started and not yet finished (a finished task whose done
     /// callbacks are still running counts as running; it is done once they return).
     pub fn running(&self) -> bool {
+        self.task.job().attend();
         self.task.core().phase() == Phase::Running
     }
 
@@ -250,6 +258,7 @@ impl<T> PoolFuture<T> {
     /// the outcome is readable at once on every thread: `result(Duration::ZERO)` and
     /// `exception(Duration::ZERO)` do not time out.
     pub fn done(&self) -> bool {
+        self.task.job().attend();
         self.task.core().has_ended()
     }
 
@@ -275,9 +284,13 @@ impl<T> PoolFuture<T> {
     pub fn result(&mut self, timeout: impl Into<Option<Duration>>) -> Result<T, Error> {
         let core = self.task.core();
         let deadline = deadline_after(timeout.into());
-        self.task
-            .job()
-            .help_until(deadline, &|| core.phase() == Phase::Running);
+        let job = self.task.job();
+        job.help_until(deadline, &|| core.phase() == Phase::Running);
+        // Not ended yet (the task is queued, or the wait timed out, or someone else read its end):
+        // whatever ends it must not wait for this thread.
+        if !core.has_ended() {
+            job.attend();
+        }
         block_until(deadline, |cx| core.poll_take(cx)).unwrap_or(Err(Error::Timeout))
     }
 
@@ -286,6 +299,7 @@ impl<T> PoolFuture<T> {
     /// timeout passed first (Python's `exception(timeout)`).
     pub fn exception(&self, timeout: impl Into<Option<Duration>>) -> Result<Option<Error>, Error> {
         let core = self.task.core();
+        self.task.job().attend();
         let mut key = None;
         let outcome = block_until(deadline_after(timeout.into()), |cx| {
             core.poll_exception(cx, &mut key)
@@ -340,6 +354,7 @@ impl<T> PoolFuture<T> {
         F: FnOnce(&Result<T, Error>) + Send + 'static,
     {
         let cb: Callback<T> = Box::new(callback);
+        self.task.job().attend();
         self.task.core().add_callback(cb);
     }
 
@@ -353,7 +368,12 @@ impl<T> PoolFuture<T> {
 impl<T> Drop for PoolFuture<T> {
     fn drop(&mut self) {
         // Detaching: the task runs on, but the waker of our last poll must not live until it ends.
-        self.task.core().release_owner();
+        // No one may read its end for it now.
+        let core = self.task.core();
+        if !core.has_ended() {
+            self.task.job().attend();
+        }
+        core.release_owner();
     }
 }
 
@@ -361,6 +381,7 @@ impl<T> Future for PoolFuture<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.task.job().attend();
         self.task.core().poll_take(cx)
     }
 }
@@ -518,9 +539,11 @@ impl<T> Watched for PoolFuture<T> {
         self.id()
     }
     fn poll_ended(&self, cx: &mut Context<'_>, key: &mut Option<u64>) -> Poll<()> {
+        self.task.job().attend();
         self.task.core().poll_ended(cx, key)
     }
     fn watch(&self, waker: Waker) -> Registration {
+        self.task.job().attend();
         self.task.core().watch(waker)
     }
     fn unwatch(&self, key: u64) -> Option<Waker> {
@@ -530,9 +553,11 @@ impl<T> Watched for PoolFuture<T> {
         self.done()
     }
     fn snapshot(&self) -> (FutureId, bool) {
+        self.task.job().attend();
         self.task.core().snapshot()
     }
     fn raised(&self) -> bool {
+        self.task.job().attend();
         self.task.core().raised()
     }
 }

@@ -18,7 +18,8 @@
 //! spawned the child exits).
 //!
 //! A caller blocked on the running task's result may read the reply in its place (`Proc::help`):
-//! it takes the socket out of the driver's wait set, then takes the reader right (`proc::Reader`,
+//! it takes the socket out of the driver's wait set (if it is in: the socket is there only while
+//! something else waits for the reply, `proc::Listener`), then takes the reader right (`proc::Reader`,
 //! one compare-and-swap), reads the reply in one blocking `recv` (a `poll` and a read when it has a
 //! deadline), handles it with the same [`reply_step`], gives the right back and puts the socket back.
 //! The reply then wakes only the caller. The driver keeps watching the worker's pidfd meanwhile: it
@@ -33,7 +34,7 @@ use std::sync::Arc;
 
 use super::code;
 use super::handshake;
-use super::proc::{self, KillReason, Proc, Ready, Turn};
+use super::proc::{self, KillReason, Listener, Proc, Ready, Turn};
 use super::shared::{
     send_frame, send_whole, Aftermath, Dispatch, Lifecycle, Phase, PoolState, Shared, Slot,
 };
@@ -225,6 +226,13 @@ pub(crate) fn reply_step(
             shared.timer.disarm(task.id());
         }
         *served += 1;
+        // What this task needed is the guess for the next one's (`Proc::listen_for`): not who
+        // read it, which a race decides.
+        proc.replied_to(if task.attended() {
+            Listener::Driver
+        } else {
+            Listener::Caller
+        });
         let then = if kill_pending {
             Then::Now(Next::Wait)
         } else if max_tasks.is_some_and(|m| *served >= m) {

@@ -15,11 +15,19 @@
 //!
 //! Replies are read by whoever holds the [`Turn`]: the driver, or a caller blocked on the running
 //! task's result ([`Proc::help`]). The turn changes hands without waking anyone: a caller takes the
-//! socket out of the driver's wait set and takes the [`Reader`] right with one compare-and-swap, reads
-//! (blocking, when it has no deadline), and gives both back. Only a holder of that right, or the
-//! driver once the worker exited and every read was ended ([`Proc::end_reads`]), waits for a reply
-//! or for the turn: the driver, which alone watches the worker's pidfd while a caller blocks in
-//! `recv`, is never stuck behind that caller.
+//! socket out of the driver's wait set (if it is in) and takes the [`Reader`] right with one
+//! compare-and-swap, reads (blocking, when it has no deadline), and gives both back. Only a holder of
+//! that right, or the driver once the worker exited and every read was ended ([`Proc::end_reads`]),
+//! waits for a reply or for the turn: the driver, which alone watches the worker's pidfd while a
+//! caller blocks in `recv`, is never stuck behind that caller.
+//!
+//! The socket is in the driver's wait set only while someone other than a blocking caller waits for
+//! the running task's reply ([`Listener`]): a task is written after its submit returns and before its
+//! caller asks for the result, so a socket left in the set would let a quick reply wake the driver
+//! before the caller took the socket out (half the trivial round trips did, on two CPUs: the
+//! worker, woken with a sync wake-up, often runs before the submitting thread gets that far). So the
+//! socket is set up for the running task when it is dispatched (in the set if its future was
+//! attended to, see [`Proc::listen_for`]), and put in the set later when the future is.
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -83,7 +91,7 @@ pub(crate) struct Turn {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Reader {
-    /// No one: the socket is in the driver's wait set.
+    /// No one: the socket is in the driver's wait set if the driver [listens](Listener::Driver).
     Nobody = 0,
     /// The driver handles what its wait set reported.
     Driver = 1,
@@ -122,6 +130,36 @@ impl ReadRight {
     }
 }
 
+/// Who is woken by the worker's next reply: whether its socket is in the driver's wait set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The driver (the socket is in its wait set): the running task's future was attended to
+    /// otherwise than by a blocking `result` (polled, given a callback, dropped, looked at), a task
+    /// waits in the queue for a worker, or the pool is shutting down.
+    Driver,
+    /// Only a caller blocked on the running task's result, which reads the reply itself
+    /// ([`Proc::help`]): the driver sleeps through the reply.
+    Caller,
+}
+
+/// The socket's place in the driver's wait set: in it when the driver [listens](Listener::Driver)
+/// and no caller is reading the reply itself.
+struct Watch {
+    listener: Listener,
+    /// Who the worker's last task needed listening for its reply (the driver if its future was
+    /// attended to): what a dispatch expects of the next one (see [`Proc::listen_for`]).
+    last_need: Listener,
+    /// A caller reads the reply itself ([`Reading`]): the socket is out of the set meanwhile,
+    /// whoever listens. One caller at a time: a caller reads only with the [`Turn`] held.
+    reading: bool,
+}
+
+impl Watch {
+    fn in_set(&self) -> bool {
+        self.listener == Listener::Driver && !self.reading
+    }
+}
+
 /// The pool and slot a worker belongs to: what a helping caller needs to handle a reply as its
 /// driver would.
 struct Link {
@@ -138,8 +176,11 @@ pub(crate) struct Proc {
     ctl: Mutex<Ctl>,
     pub(crate) turn: Mutex<Turn>,
     link: Link,
-    /// What the driver sleeps on: the socket (unless a helping caller took it out), `wake`, `pidfd`.
+    /// What the driver sleeps on: the socket (while the driver listens and no caller reads: `watch`),
+    /// `wake`, `pidfd`.
     waits: os::WaitSet,
+    /// Whether the socket is in `waits`; changed only with this lock held, so the set follows it.
+    watch: Mutex<Watch>,
     /// Who may wait for the next reply with the turn held.
     reader: ReadRight,
     /// The driver saw the worker exit or its channel end ([`Proc::mark_ended`]).
@@ -157,9 +198,9 @@ pub(crate) struct Proc {
 
 /// A caller reading a worker's replies in its driver's place ([`Proc::help`]): it holds the
 /// [`Reader`] right, the socket is out of the driver's wait set, and the driver does not spin for it.
-/// Dropping it gives the right back and then puts the socket back, also when handling the reply
-/// unwinds (a user's waker that panics), so the driver is never left deaf to the worker: data that
-/// arrived meanwhile (or an end) wakes it at once, and it finds the right free.
+/// Dropping it gives the right back and then puts the socket back if the driver listens, also when
+/// handling the reply unwinds (a user's waker that panics), so the driver is never left deaf to the
+/// worker: data that arrived meanwhile (or an end) wakes it at once, and it finds the right free.
 struct Reading<'a>(&'a Proc);
 
 impl<'a> Reading<'a> {
@@ -168,11 +209,11 @@ impl<'a> Reading<'a> {
     /// once a caller holds the right, the driver can be woken by the socket at most by what it
     /// reported before (and once by a hang-up): it never spins on a socket it may not read.
     fn start(proc: &'a Proc) -> Option<Self> {
-        proc.waits.watch_socket(false);
+        proc.set_reading(true);
         if proc.reader.claim(Reader::Caller) {
             return Some(Reading(proc));
         }
-        proc.waits.watch_socket(true);
+        proc.set_reading(false);
         None
     }
 }
@@ -180,7 +221,7 @@ impl<'a> Reading<'a> {
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
         self.0.reader.release();
-        self.0.waits.watch_socket(true);
+        self.0.set_reading(false);
     }
 }
 
@@ -352,6 +393,14 @@ impl Proc {
             }),
             link: Link { shared, slot },
             waits,
+            // `WaitSet::new` put the socket in the set.
+            watch: Mutex::new(Watch {
+                listener: Listener::Driver,
+                // A first task is guessed to be blocked on; an awaited one puts it right at its
+                // first poll.
+                last_need: Listener::Caller,
+                reading: false,
+            }),
             reader: ReadRight(AtomicU8::new(Reader::Nobody as u8)),
             ended: AtomicBool::new(false),
             outbox: Mutex::new(None),
@@ -420,11 +469,15 @@ impl Proc {
     /// allows (`crate::spin`: a few microseconds, only while it has been paying off on this driver,
     /// only with a spinner slot free and a CPU to spare), unless a caller is reading the reply itself.
     pub(crate) fn wait(&self) -> io::Result<Ready> {
-        if self.reader.holder() == Reader::Nobody {
+        if self.reader.holder() == Reader::Nobody && lock(&self.watch).in_set() {
             let mut seen = None;
             crate::spin::spin_here(crate::spin::Probe::Syscall, || {
                 if self.posted.load(Ordering::Acquire) {
                     seen = Some(Ready::Woken);
+                } else if !lock(&self.watch).in_set() {
+                    // A dispatch left the next reply to a blocking caller: stop looking, or this
+                    // spin would take the reply from under it (and keep winning, spin after spin).
+                    return true;
                 } else if os::has_input(self.stream.as_fd()) {
                     seen = Some(Ready::Readable);
                 }
@@ -516,6 +569,59 @@ impl Proc {
             if self.handle_reply(&shared, read_nowait(reader, &self.stream), served) {
                 break;
             }
+        }
+    }
+
+    /// Sets who is woken by the reply of the task being dispatched, before the task is written:
+    /// the driver if `driver_needed()` (see [`super::shared::Shared::assign`]), else what the last
+    /// task needed. `driver_needed` is asked with this worker's watch locked, which
+    /// [`attend`](Self::attend) also takes: an attend either comes first and is seen, or comes
+    /// after and has the driver listen.
+    ///
+    /// A task is dispatched before its future is polled or blocked on, so the last task is the
+    /// guess: a loop of `submit().result()` leaves each reply to its caller, a loop of awaited
+    /// futures keeps the driver listening (no two `epoll_ctl` per task to take the socket out at
+    /// the dispatch and put it back at the first poll). A wrong guess for the caller is put right
+    /// by [`attend`](Self::attend); a wrong guess for the driver costs the race this avoids (the
+    /// driver may read the reply the caller was about to), once.
+    pub(crate) fn listen_for(&self, driver_needed: impl FnOnce() -> bool) {
+        let mut watch = lock(&self.watch);
+        let listener = if driver_needed() {
+            Listener::Driver
+        } else {
+            watch.last_need
+        };
+        self.rewatch(&mut watch, |w| w.listener = listener);
+    }
+
+    /// Something other than a caller blocked on the running task's result waits for its end (or for
+    /// the worker): the driver reads the next reply. Putting the socket back in the set while the
+    /// reply is there already wakes the driver at once.
+    pub(crate) fn attend(&self) {
+        let mut watch = lock(&self.watch);
+        self.rewatch(&mut watch, |w| w.listener = Listener::Driver);
+    }
+
+    /// Records what the task whose reply was just handled needed, for
+    /// [`listen_for`](Self::listen_for).
+    pub(crate) fn replied_to(&self, needed: Listener) {
+        lock(&self.watch).last_need = needed;
+    }
+
+    /// A caller starts (`true`) or stops reading the reply itself: the socket leaves the driver's
+    /// wait set meanwhile, and comes back after if the driver listens.
+    fn set_reading(&self, reading: bool) {
+        let mut watch = lock(&self.watch);
+        self.rewatch(&mut watch, |w| w.reading = reading);
+    }
+
+    /// Applies `change` to the (locked) watch and moves the socket in or out of the driver's wait
+    /// set if that changed where it belongs.
+    fn rewatch(&self, watch: &mut Watch, change: impl FnOnce(&mut Watch)) {
+        let was = watch.in_set();
+        change(watch);
+        if watch.in_set() != was {
+            self.waits.watch_socket(watch.in_set());
         }
     }
 

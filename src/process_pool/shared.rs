@@ -322,6 +322,8 @@ impl Shared {
             st = self.room.wait(st, |st| &mut st.blocked_submitters);
         }
         st.queue.push_back(task);
+        // The queued task waits for a worker's reply, whoever its caller is.
+        Self::attend_busy(&st);
         if st.drivers < self.config.sizes.max_workers && st.queue.len() > st.starting {
             if let Err(e) = super::driver::spawn(self, &mut st) {
                 if st.drivers == 0 {
@@ -458,6 +460,18 @@ impl Shared {
     fn resubmit(&self, st: MutexGuard<'_, PoolState>, task: Arc<dyn ProcTask>) {
         if let Handed::NoIdle(mut st, task) = self.hand_to_idle(st, task) {
             st.queue.push_front(task);
+            Self::attend_busy(&st);
+        }
+    }
+
+    /// Has every busy worker's driver read its next reply: the pool needs the worker back (a task
+    /// is queued, the pool is shutting down, or its state is looked at), whether or not a caller
+    /// waits for that reply.
+    fn attend_busy(st: &PoolState) {
+        for s in &st.slots {
+            if let (Phase::Busy(_), Some(proc)) = (&s.phase, &s.proc) {
+                proc.attend();
+            }
         }
     }
 
@@ -507,6 +521,13 @@ impl Shared {
         if let Some(limit) = task.time_limit() {
             self.timer.arm(task.id(), &proc, limit);
         }
+        // Who reads the reply, set before the task is written (a quick reply must not find the
+        // driver listening for a caller that is about to read it). Asked after the binding above,
+        // and with the worker's watch locked: a future attended to before is seen attended here,
+        // one attended to after finds the worker bound and has it listen.
+        let closing = !matches!(st.lifecycle, Lifecycle::Open);
+        let queued = !st.queue.is_empty();
+        proc.listen_for(|| task.attended() || queued || closing);
         st.slots[slot].phase = Phase::Busy(task);
         Some(Dispatch { proc, frame })
     }
@@ -545,6 +566,7 @@ impl Shared {
             after.cancel = pending.into();
         }
         self.room.closed();
+        Self::attend_busy(&st);
         // An idle worker means an empty queue (a task is only queued when no worker is idle).
         let idle = std::mem::take(&mut st.idle);
         for i in idle {
@@ -631,6 +653,8 @@ impl Backend for Shared {
 
     fn metrics(&self) -> Metrics {
         let st = self.lock();
+        // A worker whose reply no one reads would count as running for ever.
+        Self::attend_busy(&st);
         let c = &self.counters;
         Metrics {
             workers: st.drivers,

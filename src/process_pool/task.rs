@@ -2,7 +2,7 @@
 //! driver needs to finish it (the reply decoder) and what `interrupt` needs (the worker running it).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,9 @@ pub(crate) trait ProcTask: Send + Sync {
     fn take_frame(&self) -> Option<Vec<u8>>;
     /// Records the worker that runs it (or forgets it), so `interrupt` can kill exactly that worker.
     fn bind(&self, proc: Option<&Arc<Proc>>);
+    /// Whether its future was attended to otherwise than by a blocking `result` ([`Job::attend`]):
+    /// then the driver must read its reply, and listens for it from the dispatch on.
+    fn attended(&self) -> bool;
     fn time_limit(&self) -> Option<Duration>;
     /// Completes the future from the worker's reply, counting the outcome first (so a caller that
     /// saw the future end sees it counted).
@@ -53,6 +56,9 @@ pub(crate) struct ProcJob<T> {
     on: Mutex<Option<Arc<Proc>>>,
     /// Whether the task waits to be dispatched again ([`Redelivery`]).
     redelivery: AtomicU8,
+    /// [`ProcTask::attended`]: set once, before `on` is read, so that a dispatch binding the task
+    /// (which writes `on`, then reads this) either sees it or is seen by the reader of `on`.
+    attended: AtomicBool,
 }
 
 /// Where a task handed back by [`ProcTask::redeliver`] is: RUNNING, queued, bound to no worker, so
@@ -107,6 +113,18 @@ impl<T: Send + 'static> Job for ProcJob<T> {
             proc.help(self.id, deadline, started);
         }
     }
+
+    /// Something other than a blocking `result` waits for this task's end: its worker's driver
+    /// listens for the reply from now on (at the dispatch, if the task is queued).
+    fn attend(&self) {
+        if self.attended.load(Ordering::Acquire) || self.attended.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let on = lock(&self.on).clone();
+        if let Some(proc) = on {
+            proc.attend();
+        }
+    }
 }
 
 /// Builds a task from its frame; the pair is the queue's handle and the caller's future.
@@ -125,6 +143,7 @@ pub(crate) fn new_task<T: Send + 'static>(
         limit,
         on: Mutex::new(None),
         redelivery: AtomicU8::new(Redelivery::None as u8),
+        attended: AtomicBool::new(false),
     };
     // The queue keeps `Arc<dyn ProcTask>` (the tracing feature wraps it): a second, small allocation
     // around the task's, which a process-pool task, with its frame, hardly notices.
@@ -177,6 +196,10 @@ impl<T: Send + 'static> ProcTask for CellRef<T, ProcJob<T>> {
 
     fn bind(&self, proc: Option<&Arc<Proc>>) {
         *lock(&self.job.on) = proc.cloned();
+    }
+
+    fn attended(&self) -> bool {
+        self.job.attended.load(Ordering::SeqCst)
     }
 
     fn time_limit(&self) -> Option<Duration> {
