@@ -109,10 +109,21 @@ pub fn pid(_: ()) -> u32 {
 
 /// Waits (up to `limit`) for process `pid` to exit, without polling: a pidfd turns readable when the
 /// process ends. A process already reaped (or never ours) counts as gone. Returns whether it is gone.
+/// Where pidfds are refused (`tests/process_no_pidfd.rs`), it looks at `/proc` every millisecond.
 pub fn wait_gone(pid: u32, limit: Duration) -> bool {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
-        return true; // ESRCH: no such process
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return true; // no such process
+        }
+        let end = std::time::Instant::now() + limit;
+        while !is_dead(pid) {
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        return true;
     }
     let fd = fd as i32;
     let mut p = libc::pollfd {
