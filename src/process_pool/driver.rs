@@ -427,7 +427,10 @@ impl Driver {
             }
             Err(e) => {
                 return Err(Failure::Start(
-                    format!("worker pid {pid} ended before the handshake ({e})"),
+                    format!(
+                        "worker pid {pid} ended before the handshake ({e}){}",
+                        handshake::valgrind_hint()
+                    ),
                     true,
                 ))
             }

@@ -37,9 +37,30 @@ impl Gate {
         self.path.to_str().unwrap().to_owned()
     }
 
-    /// Blocks until the task has opened the gate.
+    /// Blocks until the task has opened the gate; panics if it has not within [`LONG`](super::LONG)
+    /// (a task that never runs, as when no worker can start, must fail the test, not hang it).
     pub fn wait_started(&mut self) {
-        self.writer = Some(OpenOptions::new().write(true).open(&self.path).unwrap());
+        use std::os::unix::fs::OpenOptionsExt;
+        let end = std::time::Instant::now() + super::LONG;
+        // Opening a FIFO for writing without blocking fails with ENXIO until a reader has it open.
+        let writer = loop {
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.path)
+            {
+                Ok(w) => break w,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    assert!(
+                        std::time::Instant::now() < end,
+                        "the task never opened its gate"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("opening the gate: {e}"),
+            }
+        };
+        self.writer = Some(writer);
     }
 
     pub fn release(&mut self) {
