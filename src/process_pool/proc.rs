@@ -593,17 +593,18 @@ impl Proc {
         first
     }
 
-    /// Whether the driver has seen the worker exit (its exit descriptor) or its channel end, or reaped it,
-    /// without a system call. It lags the exit by the driver's wake-up: a submit that finds the
-    /// worker not known gone and then cannot write a byte to it learns the rest from the write
-    /// ([`Sent::Refused`]).
+    /// Whether the driver has seen the worker exit (its exit descriptor) or its channel end, or
+    /// reaped it, without a system call. It lags the exit by the driver's wake-up: a submit that
+    /// finds the worker not known gone and then cannot write a byte to it learns the rest from the
+    /// write ([`Sent::Refused`]).
     pub(crate) fn known_gone(&self) -> bool {
         self.ended.load(Ordering::Acquire) || lock(&self.ctl).child.is_none()
     }
 
-    /// The driver saw the worker's exit descriptor turn readable, or read the end of its channel: the driver
-    /// settles the worker's death next. Marked while the driver holds the turn, or before it waits
-    /// for it, so a submit holding the turn either sees the mark or writes before the death is read.
+    /// The driver saw the worker's exit descriptor turn readable, or read the end of its channel:
+    /// the driver settles the worker's death next. Marked while the driver holds the turn, or
+    /// before it waits for it, so a submit holding the turn either sees the mark or writes before
+    /// the death is read.
     pub(crate) fn mark_ended(&self) {
         self.ended.store(true, Ordering::Release);
     }
