@@ -10,10 +10,12 @@
 //!    └──────────────────────────── reap ──▶ leave (no work, or pool broken)
 //! ```
 //!
-//! Why a thread per worker: the driver is always blocked waiting on its worker's socket and pidfd, so
-//! a death (even of an idle worker) is seen at once, with no polling; the kernel closes the socket when
-//! the process dies, whatever killed it, and the pidfd turns readable even when a process that
-//! inherited the worker's end (a task's fork without exec) keeps the socket open. The thread also owns
+//! Why a thread per worker: the driver is always blocked waiting on its worker's socket and exit
+//! descriptor (its pidfd, or where pidfds are refused an eventfd a watcher thread signals:
+//! `proc::ExitWatch`), so a death (even of an idle worker) is seen at once, with no polling; the
+//! kernel closes the socket when the process dies, whatever killed it, and the exit descriptor turns
+//! readable even when a process that inherited the worker's end (a task's fork without exec) keeps
+//! the socket open. The thread also owns
 //! the process for its whole life, which `PR_SET_PDEATHSIG` needs (it fires when the *thread* that
 //! spawned the child exits).
 //!
@@ -22,7 +24,7 @@
 //! something else waits for the reply, `proc::Listener`), then takes the reader right (`proc::Reader`,
 //! one compare-and-swap), reads the reply in one blocking `recv` (a `poll` and a read when it has a
 //! deadline), handles it with the same [`reply_step`], gives the right back and puts the socket back.
-//! The reply then wakes only the caller. The driver keeps watching the worker's pidfd meanwhile: it
+//! The reply then wakes only the caller. The driver keeps watching the worker's exit meanwhile: it
 //! never waits for the turn while a caller may be blocked reading, and when the worker exits it shuts
 //! the socket's read side (`Proc::end_reads`), which ends the caller's `recv` even when a process
 //! the task forked keeps the worker's end open; then it handles the death as always.
@@ -437,7 +439,10 @@ impl Driver {
             }
             Err(e) => {
                 return Err(Failure::Start(
-                    format!("worker pid {pid} ended before the handshake ({e})"),
+                    format!(
+                        "worker pid {pid} ended before the handshake ({e}){}",
+                        handshake::valgrind_hint()
+                    ),
                     true,
                 ))
             }
@@ -665,7 +670,7 @@ impl Driver {
 /// Whether the worker is known to have exited when the driver reads its socket.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ended {
-    /// Its pidfd says so: nothing more is coming, whoever holds its end of the socket.
+    /// Its exit descriptor says so: nothing more is coming, whoever holds its end of the socket.
     Yes,
     /// Not known: an empty socket means the reply has not arrived yet.
     No,

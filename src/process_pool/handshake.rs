@@ -169,6 +169,21 @@ pub(crate) fn parse_marker(value: &str) -> Option<(u32, usize)> {
     Some((parent, cap))
 }
 
+/// Why a worker may have ended before its handshake, when the cause is known: under valgrind,
+/// `/proc/self/exe` is valgrind's own tool, which refuses to run when started by that name (the
+/// program itself, as valgrind shows it, could not prove its parent the same build either: the
+/// kernel names valgrind as the parent's executable). Valgrind marks its programs' environment with
+/// its preload libraries.
+pub(crate) fn valgrind_hint() -> &'static str {
+    let preload = std::env::var_os("LD_PRELOAD").unwrap_or_default();
+    if preload.to_string_lossy().contains("/vgpreload_") {
+        "; this program runs under valgrind, where a process pool cannot start workers (the \
+         program re-executed as /proc/self/exe is valgrind itself)"
+    } else {
+        ""
+    }
+}
+
 /// The worker's `HELLO` frame.
 pub(crate) fn hello_frame() -> Vec<u8> {
     let hello = Hello {

@@ -43,8 +43,8 @@
 //!   shared library loaded into another program), building a pool there fails with
 //!   [`Error::ProcessSetup`]: no recursion, no fork bomb; the parent's handshake times out and the pool
 //!   breaks with a clear [`BrokenCause::StartFailed`](crate::BrokenCause::StartFailed).
-//! - Linux only (it relies on `/proc/self/exe`, `.init_array`, `PR_SET_PDEATHSIG`, `SO_PEERCRED` and
-//!   pidfds).
+//! - Linux only (it relies on `/proc/self/exe`, `.init_array`, `PR_SET_PDEATHSIG` and `SO_PEERCRED`;
+//!   it uses pidfds where it may: see *Without pidfds* below).
 //! - Two copies of this crate linked into one program (two major versions pulled in by different
 //!   dependencies) each have their own marker, so each finds its own workers.
 //!
@@ -141,6 +141,17 @@
 //! - A worker that cannot be started or fails its handshake or initializer breaks the pool under both
 //!   policies.
 //!
+//! # Without pidfds
+//!
+//! Kernels before 5.3 have no pidfds, and some sandboxes refuse them (seccomp profiles of older
+//! Docker releases answer `EPERM`; gVisor and valgrind answer `ENOSYS`). The pool then works the
+//! same, with two differences. Each worker costs one more thread in the parent, blocked in
+//! `waitid` until the worker exits (it stands in for the pidfd, so a death is still seen at once,
+//! also while a process the task forked holds the worker's channel open). And in a host that
+//! ignores SIGCHLD, a kill racing the worker's own exit could reach a process that took over its
+//! pid in that instant: signals are then guarded only by the pool's own bookkeeping, which cannot
+//! see the kernel reap a worker.
+//!
 //! # Beyond Python
 //!
 //! - [`PoolFuture::interrupt`](crate::PoolFuture::interrupt) stops a *running* task by killing its
@@ -149,11 +160,13 @@
 //!   task runs too long, ending it with [`Error::TimeLimit`]. Neither breaks the pool.
 //! - No orphans: each worker leads its own process group, and every kill or reap of a worker kills the
 //!   whole group, so processes a task started die with its worker. A worker dies with its parent
-//!   (`PR_SET_PDEATHSIG`).
+//!   (`PR_SET_PDEATHSIG`). One exception: in a host that ignores SIGCHLD, a worker that dies by
+//!   itself (exits, crashes, is killed from outside) is reaped by the kernel at once, and its group
+//!   is then no longer signalled (see the next point), so what its task started lives on.
 //! - Signals reach only the pool's own processes: a worker is signalled through its pidfd, and its
 //!   group only while the pidfd shows the worker unreaped, so a reused pid is never hit, even in a
-//!   host that ignores SIGCHLD (where the kernel reaps workers itself). On kernels without pidfds
-//!   (before 5.3) such a host loses that guarantee.
+//!   host that ignores SIGCHLD (where the kernel reaps workers itself). Without pidfds such a host
+//!   loses that guarantee (see below).
 //! - [`terminate_workers`](ProcessPoolExecutor::terminate_workers) and
 //!   [`kill_workers`](ProcessPoolExecutor::kill_workers) as in Python 3.14.
 //! - `max_tasks_per_child` recycling is done by the driver that served the worker, which replaces it

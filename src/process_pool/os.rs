@@ -67,7 +67,8 @@ pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// A pidfd for the child `pid` (Linux 5.3+): it turns readable when the process exits, whoever else
-/// holds its descriptors. `None` if the kernel cannot make one (the caller then relies on end-of-file).
+/// holds its descriptors. `None` if the kernel cannot make one, or a seccomp profile refuses it (the
+/// caller then watches the exit with a thread: `proc::ExitWatch`).
 #[allow(unsafe_code)]
 pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags, no pointers. The caller has not reaped `pid` (it
@@ -85,17 +86,20 @@ pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 pub(crate) enum Ready {
     /// The socket has something to read (data, end-of-file or an error).
     Readable,
-    /// The process behind the pidfd exited and the socket has nothing left to read.
+    /// The worker exited (its exit descriptor turned readable) and the socket has nothing left to
+    /// read.
     Exited,
     /// The wake-up eventfd was signalled (and has been reset).
     Woken,
 }
 
 /// A worker's driver's wait set (an epoll instance): the worker's socket, the wake-up eventfd and the
-/// worker's pidfd, all level-triggered. An epoll set rather than a `poll` list because the socket can
+/// worker's exit descriptor (its pidfd, or the eventfd its exit watcher signals:
+/// `proc::ExitWatch`), all level-triggered. An epoll set rather than a `poll` list because the socket can
 /// be taken out of it by another thread ([`WaitSet::watch_socket`]) without waking the thread asleep
 /// in it: a caller blocked on a task's result reads the reply itself, and the reply then wakes only
-/// that caller. The pidfd is never taken out: the driver sees the worker's exit whoever reads.
+/// that caller. The exit descriptor is never taken out: the driver sees the worker's exit whoever
+/// reads.
 pub(crate) struct WaitSet {
     epoll: OwnedFd,
     sock: i32,
@@ -103,13 +107,13 @@ pub(crate) struct WaitSet {
 
 const SOCK: u64 = 0;
 const WAKE: u64 = 1;
-const PIDFD: u64 = 2;
+const EXIT: u64 = 2;
 
 impl WaitSet {
     #[allow(unsafe_code)]
     pub(crate) fn new(
         sock: BorrowedFd<'_>,
-        pidfd: Option<BorrowedFd<'_>>,
+        exit: BorrowedFd<'_>,
         wake: BorrowedFd<'_>,
     ) -> io::Result<WaitSet> {
         // SAFETY: epoll_create1 takes flags only; a non-negative result is a new descriptor we own.
@@ -135,14 +139,12 @@ impl WaitSet {
             libc::EPOLLIN as u32,
             WAKE,
         )?;
-        if let Some(p) = pidfd {
-            set.ctl(
-                libc::EPOLL_CTL_ADD,
-                p.as_raw_fd(),
-                libc::EPOLLIN as u32,
-                PIDFD,
-            )?;
-        }
+        set.ctl(
+            libc::EPOLL_CTL_ADD,
+            exit.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            EXIT,
+        )?;
         Ok(set)
     }
 
@@ -197,7 +199,7 @@ impl WaitSet {
                 eventfd_reset(wake);
                 return Ok(Ready::Woken);
             }
-            if ready(PIDFD) {
+            if ready(EXIT) {
                 return Ok(Ready::Exited);
             }
         }
@@ -215,12 +217,12 @@ pub(crate) enum Reply {
     TimedOut,
 }
 
-/// Blocks until `sock` has something to read, the process behind `pidfd` (if any) has exited, or
-/// `deadline` passes.
+/// Blocks until `sock` has something to read, the worker has exited (`exit`, its pidfd or its exit
+/// watcher's eventfd, turned readable), or `deadline` passes.
 #[allow(unsafe_code)]
 pub(crate) fn wait_reply(
     sock: BorrowedFd<'_>,
-    pidfd: Option<BorrowedFd<'_>>,
+    exit: BorrowedFd<'_>,
     deadline: Option<std::time::Instant>,
 ) -> io::Result<Reply> {
     let pollfd = |fd: i32| libc::pollfd {
@@ -240,12 +242,9 @@ pub(crate) fn wait_reply(
                 i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
             }
         };
-        let mut fds = [pollfd(sock.as_raw_fd()), pollfd(-1)];
-        if let Some(p) = pidfd {
-            fds[1] = pollfd(p.as_raw_fd());
-        }
+        let mut fds = [pollfd(sock.as_raw_fd()), pollfd(exit.as_raw_fd())];
         // SAFETY: `fds` holds 2 valid, initialised `pollfd`s for the duration of the call; each
-        // descriptor is open while borrowed, and a negative one is ignored by `poll`.
+        // descriptor is open while borrowed.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -382,10 +381,10 @@ pub(crate) fn wait_readable(sock: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-/// Whether the peer of `sock` has closed its end, or the process behind `pidfd` has exited, in one
-/// non-blocking `poll` (what [`has_exited`] and [`peer_closed`] check in two calls).
+/// Whether the peer of `sock` has closed its end, or the worker has exited (`exit`, its pidfd or its
+/// exit watcher's eventfd, is readable), in one non-blocking `poll`.
 #[allow(unsafe_code)]
-pub(crate) fn closed_or_exited(sock: BorrowedFd<'_>, pidfd: BorrowedFd<'_>) -> bool {
+pub(crate) fn closed_or_exited(sock: BorrowedFd<'_>, exit: BorrowedFd<'_>) -> bool {
     let mut fds = [
         libc::pollfd {
             fd: sock.as_raw_fd(),
@@ -393,7 +392,7 @@ pub(crate) fn closed_or_exited(sock: BorrowedFd<'_>, pidfd: BorrowedFd<'_>) -> b
             revents: 0,
         },
         libc::pollfd {
-            fd: pidfd.as_raw_fd(),
+            fd: exit.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         },
@@ -423,22 +422,38 @@ pub(crate) fn has_exited(pid: u32) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
+    if r != 0 {
+        // ECHILD: no longer ours to wait for, so it exited and the kernel reaped it (a host that
+        // ignores SIGCHLD). The caller has not reaped it: it would hold no pid then.
+        return io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+    }
     // SAFETY: `si_pid` reads the field `waitid` filled in (0 when no child has changed state).
-    r == 0 && unsafe { info.si_pid() } != 0
+    unsafe { info.si_pid() != 0 }
 }
 
-/// Whether the peer of a connected socket has closed its end (`POLLRDHUP`/`POLLHUP`), without blocking.
+/// Blocks until the child `pid` (not yet reaped) exits, without reaping it (`WNOWAIT`: its driver
+/// still reaps it and reads its status). Also returns once it is no longer a child of ours (a host
+/// that ignores SIGCHLD has the kernel reap it at once).
 #[allow(unsafe_code)]
-pub(crate) fn peer_closed(fd: BorrowedFd<'_>) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: `p` is one valid, initialised `pollfd` for the duration of the call (count 1), `fd` is
-    // open while borrowed, and a timeout of 0 never blocks.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+pub(crate) fn wait_exit(pid: u32) {
+    loop {
+        // SAFETY: `siginfo_t` is plain data, for which all-zero bytes are a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable `siginfo_t` for the duration of the call, and
+        // `WNOWAIT` changes no state. Our caller keeps `pid` unreaped until this returns (see
+        // `proc::ExitWatch`), so it names our child.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
 }
 
 /// Sends `signal` to every process in the process group `pgid` (a worker and whatever it started).

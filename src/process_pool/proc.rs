@@ -11,14 +11,16 @@
 //! go through the worker's pidfd ([`Proc::signal`]): it names the process itself, not a number, and a
 //! signal through it fails once the process is reaped. The group is signalled only after the pidfd
 //! showed the leader still there (alive or a zombie), which keeps its number, and so its group id,
-//! from being reused.
+//! from being reused. Where pidfds are refused (an old kernel, a sandbox), the lock is the only
+//! guard, and that one gap stays open; the worker's exit is then watched by a thread instead
+//! ([`ExitWatch`]).
 //!
 //! Replies are read by whoever holds the [`Turn`]: the driver, or a caller blocked on the running
 //! task's result ([`Proc::help`]). The turn changes hands without waking anyone: a caller takes the
 //! socket out of the driver's wait set (if it is in) and takes the [`Reader`] right with one
 //! compare-and-swap, reads (blocking, when it has no deadline), and gives both back. Only a holder of
 //! that right, or the driver once the worker exited and every read was ended ([`Proc::end_reads`]),
-//! waits for a reply or for the turn: the driver, which alone watches the worker's pidfd while a
+//! waits for a reply or for the turn: the driver, which alone watches the worker's exit while a
 //! caller blocks in `recv`, is never stuck behind that caller.
 //!
 //! The socket is in the driver's wait set only while someone other than a blocking caller waits for
@@ -84,7 +86,7 @@ pub(crate) struct Turn {
 /// compare-and-swap from `Nobody` and given back with one store.
 ///
 /// It keeps the driver from ever waiting for the turn while a caller holding it could be blocked in
-/// `recv`: a blocking read cannot watch the worker's pidfd, so the driver must stay free to see the
+/// `recv`: a blocking read cannot watch the worker's exit, so the driver must stay free to see the
 /// worker's exit and end that read ([`Proc::end_reads`]). The driver takes the turn only with the
 /// right (data or an end is there: handling it does not block on the worker) or after ending every
 /// read (the worker exited).
@@ -171,13 +173,13 @@ struct Link {
 pub(crate) struct Proc {
     pub(crate) pid: u32,
     pub(crate) stream: UnixStream,
-    /// Readable once the worker has exited (see [`Proc::channel`]); `None` on kernels without pidfds.
-    pidfd: Option<OwnedFd>,
+    /// Readable once the worker has exited (see [`Proc::channel`]).
+    exit: ExitWatch,
     ctl: Mutex<Ctl>,
     pub(crate) turn: Mutex<Turn>,
     link: Link,
     /// What the driver sleeps on: the socket (while the driver listens and no caller reads: `watch`),
-    /// `wake`, `pidfd`.
+    /// `wake`, `exit`.
     waits: os::WaitSet,
     /// Whether the socket is in `waits`; changed only with this lock held, so the set follows it.
     watch: Mutex<Watch>,
@@ -361,32 +363,29 @@ impl Proc {
         let child = cmd.spawn()?;
         let pid = child.id();
         drop(cmd); // closes our copy of the child's end, before the lock is released
-        let pidfd = verified_pidfd(pid);
-        let waits = os::WaitSet::new(
-            parent_end.as_fd(),
-            pidfd.as_ref().map(|p| p.as_fd()),
-            wake.as_fd(),
-        );
-        let ctl = Mutex::new(Ctl {
-            child: Some(child),
-            running: None,
-            kill: None,
-        });
-        let waits = match waits {
-            Ok(w) => w,
+        let exit = match ExitWatch::start(pid) {
+            Ok(exit) => exit,
             Err(e) => {
-                // Not started as far as the pool knows: leave no process behind.
-                let mut child = lock(&ctl).child.take().expect("just spawned");
-                signal_group(pidfd.as_ref().map(|p| p.as_fd()), child.id(), libc::SIGKILL);
-                wait(&mut child);
+                abandon(None, child);
+                return Err(e);
+            }
+        };
+        let waits = match os::WaitSet::new(parent_end.as_fd(), exit.fd(), wake.as_fd()) {
+            Ok(waits) => waits,
+            Err(e) => {
+                abandon(Some(&exit), child);
                 return Err(e);
             }
         };
         Ok(Arc::new(Proc {
             pid,
             stream: parent_end,
-            pidfd,
-            ctl,
+            exit,
+            ctl: Mutex::new(Ctl {
+                child: Some(child),
+                running: None,
+                kill: None,
+            }),
             turn: Mutex::new(Turn {
                 reader: FrameReader::new(frame_cap),
                 served: 0,
@@ -507,8 +506,8 @@ impl Proc {
     /// is not running here (any more) or the driver is handling what the socket brought; anything
     /// else (the worker's death, a protocol error) is left to the driver, which sees it as it would
     /// have. Without a deadline the read blocks in `recv`, which the worker's exit ends (the driver
-    /// watches its pidfd: [`Proc::end_reads`]); with one, it waits in `poll` on the socket and the
-    /// pidfd. `started` tells whether the task's future is RUNNING (see below).
+    /// watches its exit: [`Proc::end_reads`]); with one, it waits in `poll` on the socket and the
+    /// exit descriptor. `started` tells whether the task's future is RUNNING (see below).
     pub(crate) fn help(&self, id: FutureId, deadline: Option<Instant>, started: &dyn Fn() -> bool) {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return; // a zero timeout: only a look at the future, which the caller takes next
@@ -555,8 +554,7 @@ impl Proc {
             }
         }
         let Turn { reader, served } = &mut *turn;
-        let pidfd = self.pidfd.as_ref().map(|p| p.as_fd());
-        if deadline.is_none() && pidfd.is_some() {
+        if deadline.is_none() {
             // One blocking read: it ends at the reply, or at end-of-file, which the driver makes
             // when it sees the worker exit, however many processes hold the worker's end.
             let read = reader.read_frame(Blocking(&self.stream)).map(Some);
@@ -565,7 +563,8 @@ impl Proc {
         }
         // Wait first: the task was just handed over, so its reply is rarely there yet (and a `poll`
         // that finds it there costs what a read that finds nothing would).
-        while let Ok(os::Reply::Readable) = os::wait_reply(self.stream.as_fd(), pidfd, deadline) {
+        let exit = self.exit.fd();
+        while let Ok(os::Reply::Readable) = os::wait_reply(self.stream.as_fd(), exit, deadline) {
             if self.handle_reply(&shared, read_nowait(reader, &self.stream), served) {
                 break;
             }
@@ -700,20 +699,18 @@ impl Proc {
         first
     }
 
-    /// Whether the driver has seen the worker exit (its pidfd) or its channel end, or reaped it,
-    /// without a system call. It lags the exit by the driver's wake-up: a submit that finds the
-    /// worker not known gone and then cannot write a byte to it learns the rest from the write
-    /// ([`Sent::Refused`]).
+    /// Whether the driver has seen the worker exit (its exit descriptor) or its channel end, or
+    /// reaped it, without a system call. It lags the exit by the driver's wake-up: a submit that
+    /// finds the worker not known gone and then cannot write a byte to it learns the rest from the
+    /// write ([`Sent::Refused`]).
     pub(crate) fn known_gone(&self) -> bool {
-        if self.pidfd.is_none() {
-            return self.is_gone();
-        }
         self.ended.load(Ordering::Acquire) || lock(&self.ctl).child.is_none()
     }
 
-    /// The driver saw the worker's pidfd turn readable, or read the end of its channel: the driver
-    /// settles the worker's death next. Marked while the driver holds the turn, or before it waits
-    /// for it, so a submit holding the turn either sees the mark or writes before the death is read.
+    /// The driver saw the worker's exit descriptor turn readable, or read the end of its channel:
+    /// the driver settles the worker's death next. Marked while the driver holds the turn, or
+    /// before it waits for it, so a submit holding the turn either sees the mark or writes before
+    /// the death is read.
     pub(crate) fn mark_ended(&self) {
         self.ended.store(true, Ordering::Release);
     }
@@ -726,17 +723,21 @@ impl Proc {
         if ctl.child.is_none() {
             return true;
         }
-        match &self.pidfd {
+        match &self.exit {
             // One system call.
-            Some(pidfd) => os::closed_or_exited(self.stream.as_fd(), pidfd.as_fd()),
-            None => os::has_exited(self.pid) || os::peer_closed(self.stream.as_fd()),
+            ExitWatch::Pidfd(pidfd) => os::closed_or_exited(self.stream.as_fd(), pidfd.as_fd()),
+            // The watcher lags the exit by its wake-up: the kernel is asked as well.
+            ExitWatch::Waiter(exited) => {
+                os::closed_or_exited(self.stream.as_fd(), exited.as_fd())
+                    || os::has_exited(self.pid)
+            }
         }
     }
 
     /// Sends `signal` to the worker's process group. The caller holds the lock (or `&mut self`) and
     /// has checked that `child` is set: we have not reaped the worker ourselves.
     fn signal(&self, signal: i32) {
-        signal_group(self.pidfd.as_ref().map(|p| p.as_fd()), self.pid, signal);
+        signal_group(self.exit.pidfd(), self.pid, signal);
     }
 
     /// Why the parent killed the worker, if it did (also after the reap).
@@ -774,7 +775,7 @@ impl Proc {
             Some(mut child) => {
                 // Before waitpid the group id is still ours (the leader is at worst a zombie).
                 self.signal(libc::SIGKILL);
-                wait(&mut child)
+                self.exit.reap(&mut child)
             }
             None => std::os::unix::process::ExitStatusExt::from_raw(0),
         };
@@ -804,9 +805,77 @@ impl Drop for Proc {
             .take();
         if let Some(mut child) = child {
             self.signal(libc::SIGKILL);
-            wait(&mut child);
+            self.exit.reap(&mut child);
         }
     }
+}
+
+/// How the driver learns that its worker exited, whoever else holds the worker's end of the channel
+/// (a process the task forked without exec keeps it open, so no end-of-file comes).
+enum ExitWatch {
+    /// The worker's pidfd (Linux 5.3+): readable once the worker exited. Signals go through it too
+    /// (see the module docs).
+    Pidfd(OwnedFd),
+    /// Where pidfds are refused (an older kernel; a sandbox whose seccomp profile refuses
+    /// `pidfd_open`, as older Docker profiles, gVisor and valgrind do): an eventfd that a small
+    /// thread signals when the worker exits. The thread waits in `waitid` with `WNOWAIT`, which
+    /// leaves the worker for its driver to reap; the reap waits for the thread first
+    /// ([`ExitWatch::reap`]), so the thread never waits on a pid that could name another process.
+    Waiter(Arc<OwnedFd>),
+}
+
+impl ExitWatch {
+    fn start(pid: u32) -> io::Result<ExitWatch> {
+        if let Some(pidfd) = verified_pidfd(pid) {
+            return Ok(ExitWatch::Pidfd(pidfd));
+        }
+        let exited = Arc::new(os::eventfd()?);
+        let signal = exited.clone();
+        std::thread::Builder::new()
+            .name("process-pool-exit".into())
+            // It makes one system call.
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                os::wait_exit(pid);
+                os::eventfd_signal(signal.as_fd());
+            })?;
+        Ok(ExitWatch::Waiter(exited))
+    }
+
+    /// What turns readable once the worker exited (it stays readable).
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ExitWatch::Pidfd(fd) => fd.as_fd(),
+            ExitWatch::Waiter(fd) => fd.as_fd(),
+        }
+    }
+
+    fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            ExitWatch::Pidfd(fd) => Some(fd.as_fd()),
+            ExitWatch::Waiter(_) => None,
+        }
+    }
+
+    /// Waits for `child` (the worker, killed or exiting) and reaps it, after its watcher
+    /// thread, if any, saw it exit: reaped earlier, its pid could be reused by another child of ours
+    /// before the watcher asks for it, which the watcher would then wait on instead.
+    fn reap(&self, child: &mut Child) -> ExitStatus {
+        if let ExitWatch::Waiter(exited) = self {
+            let _ = os::wait_readable(exited.as_fd());
+        }
+        wait(child)
+    }
+}
+
+/// Kills and reaps a worker the pool never got to know (its start failed), after `exit`'s watcher
+/// thread, if one was started.
+fn abandon(exit: Option<&ExitWatch>, mut child: Child) {
+    signal_group(exit.and_then(ExitWatch::pidfd), child.id(), libc::SIGKILL);
+    match exit {
+        Some(exit) => exit.reap(&mut child),
+        None => wait(&mut child),
+    };
 }
 
 /// A pidfd for the child just spawned as `pid`, if the kernel makes one and it names that child.
@@ -827,7 +896,14 @@ fn verified_pidfd(pid: u32) -> Option<OwnedFd> {
 fn signal_group(pidfd: Option<BorrowedFd<'_>>, pid: u32, signal: i32) -> bool {
     if let Some(pidfd) = pidfd {
         // Signal 0: nothing is delivered, only whether the very process is still there.
-        if os::pidfd_send_signal(pidfd, 0).is_err() {
+        let there = match os::pidfd_send_signal(pidfd, 0) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => false,
+            // Refused (a seccomp profile that allows `pidfd_open` but not this): `waitid` on the
+            // pidfd tells the same; where it cannot either, the caller's lock is the only guard.
+            Err(_) => os::is_unreaped_child(pidfd).unwrap_or(true),
+        };
+        if !there {
             return false;
         }
     }

@@ -12,7 +12,7 @@
 //! it when its worker replies. Whoever claims a worker is the only writer of that frame, and the
 //! driver writes a handed-over rest only after the claimer is done, so frames never interleave.
 //!
-//! An idle worker's death is learned from its driver (which watches the worker's pidfd), not asked
+//! An idle worker's death is learned from its driver (which watches the worker's exit: `proc::ExitWatch`), not asked
 //! of the kernel at each submit. The driver's word lags the death by its wake-up, so the submit
 //! writes holding the worker's turn, which the driver needs to read the death and lets go of only
 //! after marking it.

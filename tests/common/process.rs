@@ -37,9 +37,30 @@ impl Gate {
         self.path.to_str().unwrap().to_owned()
     }
 
-    /// Blocks until the task has opened the gate.
+    /// Blocks until the task has opened the gate; panics if it has not within [`LONG`](super::LONG)
+    /// (a task that never runs, as when no worker can start, must fail the test, not hang it).
     pub fn wait_started(&mut self) {
-        self.writer = Some(OpenOptions::new().write(true).open(&self.path).unwrap());
+        use std::os::unix::fs::OpenOptionsExt;
+        let end = std::time::Instant::now() + super::LONG;
+        // Opening a FIFO for writing without blocking fails with ENXIO until a reader has it open.
+        let writer = loop {
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.path)
+            {
+                Ok(w) => break w,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    assert!(
+                        std::time::Instant::now() < end,
+                        "the task never opened its gate"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("opening the gate: {e}"),
+            }
+        };
+        self.writer = Some(writer);
     }
 
     pub fn release(&mut self) {
@@ -109,10 +130,21 @@ pub fn pid(_: ()) -> u32 {
 
 /// Waits (up to `limit`) for process `pid` to exit, without polling: a pidfd turns readable when the
 /// process ends. A process already reaped (or never ours) counts as gone. Returns whether it is gone.
+/// Where pidfds are refused (`tests/process_no_pidfd.rs`), it looks at `/proc` every millisecond.
 pub fn wait_gone(pid: u32, limit: Duration) -> bool {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
-        return true; // ESRCH: no such process
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return true; // no such process
+        }
+        let end = std::time::Instant::now() + limit;
+        while !is_dead(pid) {
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        return true;
     }
     let fd = fd as i32;
     let mut p = libc::pollfd {
