@@ -263,8 +263,19 @@ pub(crate) fn wait_reply(
 }
 
 /// Whether `sock` has data (or end-of-file) to read, without taking any of it.
-#[allow(unsafe_code)]
 pub(crate) fn has_input(sock: BorrowedFd<'_>) -> bool {
+    !matches!(peek(sock), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Whether `sock` has data to read (not only end-of-file or an error), without taking any of it.
+pub(crate) fn has_data(sock: BorrowedFd<'_>) -> bool {
+    matches!(peek(sock), Ok(n) if n > 0)
+}
+
+/// Looks at the first byte `sock` has to read, without taking it and without blocking: how many
+/// bytes there are to see (0 at end-of-file, at most 1).
+#[allow(unsafe_code)]
+fn peek(sock: BorrowedFd<'_>) -> io::Result<usize> {
     let mut byte = 0u8;
     // SAFETY: reads at most 1 byte into `byte`, a live `u8`, from an open socket, without removing
     // it (MSG_PEEK) and without blocking.
@@ -276,7 +287,7 @@ pub(crate) fn has_input(sock: BorrowedFd<'_>) -> bool {
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
-    n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// A non-blocking, close-on-exec eventfd, for waking a thread blocked in [`WaitSet::wait`].

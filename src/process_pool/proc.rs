@@ -745,10 +745,18 @@ impl Proc {
         lock(&self.ctl).kill.clone()
     }
 
-    /// Kills the worker only if it is running task `id` now (interrupt, time limit).
+    /// Kills the worker only if it is running task `id` now (interrupt, time limit): not once its
+    /// reply has begun to arrive, read or not. A worker writes nothing but the reply of the task it
+    /// runs, and it writes it once the task has returned; and a reply may wait unread in the socket
+    /// for as long as its caller has not asked for it (no one listens for it: [`Listener::Caller`]).
+    /// Killed then, a worker that finished in time would be lost to its time limit, and an interrupt
+    /// would claim to stop a task that had ended.
     pub(crate) fn kill_running(&self, id: FutureId, reason: KillReason) -> bool {
         let mut ctl = lock(&self.ctl);
         if ctl.child.is_none() || ctl.kill.is_some() || ctl.running != Some(id) {
+            return false;
+        }
+        if os::has_data(self.stream.as_fd()) {
             return false;
         }
         ctl.kill = Some(reason);
@@ -937,6 +945,61 @@ mod tests {
 
     fn echo(x: u8) -> u8 {
         x
+    }
+
+    /// A task's reply waits unread in its worker's socket: its caller has not asked for it yet, and
+    /// the driver does not listen for it (the last task's caller blocked on its result, so the
+    /// dispatch left this reply to its caller). `kill` then tries to kill the worker for the task,
+    /// as an interrupt or the task's time limit does; returns whether it did.
+    fn kill_after_an_unread_reply(
+        submit: impl FnOnce(&crate::ProcessPoolExecutor) -> crate::PoolFuture<u8>,
+        kill: impl FnOnce(&crate::PoolFuture<u8>, &Proc) -> bool,
+    ) {
+        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
+        assert_eq!(pool.submit(echo, 7).unwrap().result(None).unwrap(), 7);
+        let bounded = Instant::now() + Duration::from_secs(60);
+        while pool.metrics().idle != 1 {
+            assert!(Instant::now() < bounded, "the worker never went idle");
+            std::thread::yield_now();
+        }
+        let proc = pool.shared().lock().slots[0].proc.clone().unwrap();
+        // Past its spin, which could catch the reply before the dispatch takes the socket out of
+        // the driver's wait set.
+        while !proc.sleeping.load(Ordering::SeqCst) {
+            assert!(Instant::now() < bounded, "the driver never slept");
+            std::thread::yield_now();
+        }
+        // What a blocking caller's round trip leaves for the next dispatch to guess from.
+        proc.replied_to(Listener::Caller);
+        let mut fut = submit(&pool);
+        assert_eq!(lock(&proc.watch).listener, Listener::Caller);
+        while !os::has_data(proc.stream.as_fd()) {
+            assert!(Instant::now() < bounded, "the worker never replied");
+            std::thread::yield_now();
+        }
+        let killed = kill(&fut, &proc);
+        assert!(!killed, "a worker that had replied was killed for its task");
+        assert_eq!(fut.result(Duration::from_secs(60)).unwrap(), 8);
+        assert!(proc.kill_reason().is_none());
+        assert_eq!(pool.worker_pids(), vec![proc.pid]);
+    }
+
+    #[test]
+    fn an_interrupt_after_the_reply_arrived_unread_is_refused() {
+        kill_after_an_unread_reply(
+            |pool| pool.submit(echo, 8).unwrap(),
+            |fut, _| fut.interrupt(),
+        );
+    }
+
+    #[test]
+    fn a_time_limit_expiring_after_the_reply_arrived_unread_kills_nothing() {
+        let limit = Duration::from_secs(3600);
+        kill_after_an_unread_reply(
+            |pool| pool.submit_with_time_limit(limit, echo, 8).unwrap(),
+            // What the timer does when the limit expires.
+            |fut, proc| proc.kill_running(fut.id(), KillReason::TimeLimit(limit)),
+        );
     }
 
     /// A dispatch names the worker's task (`running`, the task's binding) just before it starts the

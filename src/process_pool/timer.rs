@@ -1,6 +1,7 @@
 //! Per-task time limits: one thread per pool, started at the first time-limited task, sleeping on a
 //! condvar until the earliest deadline (no polling). At a deadline it kills the worker if that worker is
-//! still running the task; the driver then sees the death and ends the future with
+//! still running the task (its reply has not begun to arrive: `Proc::kill_running`); the driver then
+//! sees the death and ends the future with
 //! [`Error::TimeLimit`](crate::Error::TimeLimit).
 //!
 //! A deadline is armed when the task is dispatched (its RUNNING transition), so time spent queued does
