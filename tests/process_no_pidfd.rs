@@ -6,8 +6,9 @@
 //! across `exec`, so the workers run under it too, as they would in such a sandbox. The hard cases
 //! then run on the path without pidfds: a worker killed under both death policies, a worker killed
 //! while a caller blocks reading its reply and a process the task forked holds the worker's channel
-//! open, forced shutdowns, time limits, interrupts, recycling, shutdowns, and a host that ignores
-//! SIGCHLD (in a child process of its own). In this process the cases do nothing.
+//! open, a worker killed while such a process holds its channel and a large task's frame is being
+//! written to it, forced shutdowns, time limits, interrupts, recycling, shutdowns, and a host that
+//! ignores SIGCHLD (in a child process of its own). In this process the cases do nothing.
 //!
 //! Every wait is bounded: a case that would hang fails instead.
 
@@ -21,7 +22,7 @@ use common::process::{assert_all_gone, gated_forever, gated_pid, kill, pid, Gate
 use common::threads::spawn_bounded;
 use common::LONG;
 use concurrent_futures::{
-    BrokenCause, Error, ProcessPoolExecutor, Queued, WorkerDeath, WorkerExit,
+    BrokenCause, ByteBlock, Error, ProcessPoolExecutor, Queued, WorkerDeath, WorkerExit,
 };
 
 /// Names what a child run of this binary refuses ([`Refusal::name`]); unset in the binary's own run.
@@ -408,6 +409,40 @@ fn an_idle_worker_killed_while_a_forked_child_holds_its_channel_breaks_the_pool(
             assert!(matches!(e, Error::BrokenProcessPool(_)), "{e:?}");
         }
     }
+    common::process::shutdown_bounded(&pool);
+    assert_all_gone(&[worker, grandchild]);
+}
+
+fn length(data: ByteBlock) -> usize {
+    data.len()
+}
+
+/// A task's frame, far larger than the socket buffer, is being written when its worker dies (it
+/// was stopped, so it read next to nothing, then killed from outside) while a process its last
+/// task forked holds the worker's channel open: the write, waiting for room that never comes, ends
+/// at the worker's exit, and the task fails with the death.
+#[test]
+fn a_worker_killed_while_its_task_is_written_fails_the_task() {
+    if !no_pidfds() {
+        return;
+    }
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    let gate = Gate::new();
+    let mut fut = pool.submit(fork_then_return, gate.path()).unwrap();
+    let grandchild: u32 = gate.receive().trim().parse().unwrap();
+    let worker = fut.result(BOUND).unwrap();
+    kill(worker, libc::SIGSTOP);
+    let mut big = pool
+        .submit(length, ByteBlock::from(vec![1u8; 16 << 20]))
+        .unwrap();
+    kill(worker, libc::SIGKILL);
+    let outcome = big.result(BOUND);
+    // Whatever the outcome, the forked process must not outlive the test.
+    kill(grandchild, libc::SIGKILL);
+    assert!(
+        matches!(outcome, Err(Error::BrokenProcessPool(_))),
+        "{outcome:?}"
+    );
     common::process::shutdown_bounded(&pool);
     assert_all_gone(&[worker, grandchild]);
 }
