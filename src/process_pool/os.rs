@@ -66,6 +66,52 @@ pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     Ok(sent)
 }
 
+/// Writes all of `buf` to a worker's socket, as [`send_all`] does, unless the worker exits while the
+/// write waits for room (`exit`, its pidfd or its exit watcher's eventfd, turns readable): then
+/// `BrokenPipe`. A process that inherited the worker's end (a task's fork without exec) keeps
+/// the socket open after the worker died, so a write waiting for room in its full buffer would
+/// otherwise wait for as long as that process lives. The first `send` is tried at once: a write the
+/// socket takes whole costs no `poll`.
+#[allow(unsafe_code)]
+pub(crate) fn send_all_until_exit(
+    sock: BorrowedFd<'_>,
+    exit: BorrowedFd<'_>,
+    mut buf: &[u8],
+) -> io::Result<()> {
+    loop {
+        buf = &buf[send_nowait(sock, buf)?..];
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: exit.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` holds 2 valid, initialised `pollfd`s for the duration of the call; each
+        // descriptor is open while borrowed.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // An exited worker reads no more, whatever room its socket has.
+        if fds[1].revents != 0 {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+    }
+}
+
 /// A pidfd for the child `pid` (Linux 5.3+): it turns readable when the process exits, whoever else
 /// holds its descriptors. `None` if the kernel cannot make one, or a seccomp profile refuses it (the
 /// caller then watches the exit with a thread: `proc::ExitWatch`).
@@ -685,6 +731,47 @@ mod tests {
         let reads = done_rx.recv_timeout(Duration::from_secs(60)).unwrap();
         assert_eq!(reads, vec![2, 0]);
         drop(peer); // the peer's end was open all along
+    }
+
+    /// A write that waits for room in a worker's socket ends with `BrokenPipe` once the worker
+    /// exits (its exit descriptor, here an eventfd, turns readable), though the worker's end is
+    /// still open (held here by the test, as by a process the task forked) and reads nothing.
+    #[test]
+    fn a_write_waiting_for_room_ends_when_the_worker_exits() {
+        use std::os::fd::AsFd;
+        let (ours, peer) = UnixStream::pair().unwrap();
+        let exit = std::sync::Arc::new(super::eventfd().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let exited = exit.clone();
+        std::thread::spawn(move || {
+            // Far more than a socket buffer takes.
+            let frame = vec![7u8; 16 << 20];
+            let sent = super::send_all_until_exit(ours.as_fd(), exited.as_fd(), &frame);
+            tx.send(sent).unwrap();
+        });
+        super::eventfd_signal(exit.as_fd());
+        let sent = rx.recv_timeout(Duration::from_secs(60));
+        drop(peer);
+        let e = sent.expect("the write outlived the worker").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    /// While the worker lives and reads, the same write delivers every byte, in order.
+    #[test]
+    fn a_write_to_a_reading_worker_arrives_whole() {
+        use std::os::fd::AsFd;
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let exit = super::eventfd().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        let len = 4u32 << 20;
+        let frame: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        super::send_all_until_exit(ours.as_fd(), exit.as_fd(), &frame).unwrap();
+        drop(ours);
+        assert!(reader.join().unwrap() == frame);
     }
 
     fn current_tid() -> i32 {

@@ -669,9 +669,11 @@ impl Proc {
         true
     }
 
-    /// Writes one frame (whole). Errors mean the worker is gone or the stream is unusable.
+    /// Writes one frame (whole), blocking until the socket has taken it or the worker has exited
+    /// (`BrokenPipe`, also when a process the task forked holds the worker's end open). Errors mean
+    /// the worker is gone or the stream is unusable.
     pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
-        os::send_all(self.stream.as_fd(), frame)
+        os::send_all_until_exit(self.stream.as_fd(), self.exit.fd(), frame)
     }
 
     /// Tells the worker to exit once it has read everything sent so far (it sees end-of-file).

@@ -165,10 +165,12 @@ pub(crate) struct Dispatch {
 
 /// Writes `frame` whole to `proc`, blocking, on the worker's driver thread (its writer: what the
 /// socket does not take at once is written here, not posted). Says what became of it, as
-/// [`Proc::send_or_post`] does; never [`Sent::Posted`].
+/// [`Proc::send_or_post`] does; [`Sent::Posted`] only when a caller took the rest to write it.
 pub(crate) fn send_whole(proc: &Proc, frame: Vec<u8>) -> Sent {
     match proc.send_or_post(frame) {
-        // Posted to this very thread, which holds the worker's turn: no caller can have taken it.
+        // Taken back at once. Only a caller holding the worker's turn can take it first (the
+        // driver holds the turn here except at the first dispatch after the handshake); that
+        // caller then writes the rest itself.
         Sent::Posted => match proc.take_post() {
             Some((frame, from)) => Sent::Whole(send_frame(proc, frame, from)),
             None => Sent::Posted,
@@ -177,9 +179,9 @@ pub(crate) fn send_whole(proc: &Proc, frame: Vec<u8>) -> Sent {
     }
 }
 
-/// Writes `frame[from..]` to `proc`, blocking; returns the buffer. A worker that died meanwhile is its
-/// driver's to handle (it sees end-of-file and fails the task); any other failure leaves the stream
-/// in an unknown state, so the worker is killed.
+/// Writes `frame[from..]` to `proc`, blocking until it is written or the worker exited; returns the
+/// buffer. A worker that died meanwhile is its driver's to handle (it sees the exit and fails the
+/// task); any other failure leaves the stream in an unknown state, so the worker is killed.
 pub(crate) fn send_frame(proc: &Proc, frame: Vec<u8>, from: usize) -> Vec<u8> {
     if let Err(e) = proc.send(&frame[from..]) {
         match e.kind() {
