@@ -245,9 +245,11 @@ impl<T> WordLock<T> {
         }
     }
 
-    /// Releases the lock held by `guard`, setting the flag bits `set` and clearing `clear` in the same
-    /// atomic operation (as [`set_flags`](Self::set_flags) would, then the unlock, in one): for a
-    /// holder whose last step is a flag change, which readers of the flag see once they hold the lock.
+    /// Releases the lock held by `guard`, setting the flag bits `set` and clearing `clear` (as
+    /// [`set_flags`](Self::set_flags) would, then the unlock): in the unlock's own compare-exchange
+    /// while nobody is parked; with a sleeper to wake, the flags change first and the parked path
+    /// then releases the lock. For a holder whose last step is a flag change, which readers of the
+    /// flag see once they hold the lock.
     pub(crate) fn unlock_setting(&self, guard: WordGuard<'_, T>, set: u64, clear: u64) {
         debug_assert!(std::ptr::eq(guard.lock, self));
         debug_assert_eq!((set | clear) & LOCK_BITS, 0);
