@@ -8,7 +8,7 @@
 //! finishes within that time, and catching the wake-up while spinning saves the futex sleep and
 //! wake-up that dominate a round trip. Whether it spins, and for how long, is the crate-wide policy of
 //! [`crate::spin`]: a few microseconds at most, only while spinning has been paying off on this thread,
-//! only when a spinner slot is free and the machine has no CPU to spare, and once per call, so a long
+//! only when a spinner slot is free and the machine has a CPU to spare, and once per call, so a long
 //! wait costs no CPU.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -99,9 +99,10 @@ impl<T> StateLock<T> {
 pub(crate) struct WordLock<T> {
     word: AtomicU64,
     data: crate::sync::UnsafeCell<T>,
-    /// Under loom, parking_lot's table for this lock: its queue lock, and where the sleepers sleep.
+    /// Under loom, parking_lot's table for this lock: its queue lock, over the number of threads in
+    /// the queue, and where they sleep.
     #[cfg(loom)]
-    table: (loom::sync::Mutex<()>, loom::sync::Condvar),
+    table: (loom::sync::Mutex<usize>, loom::sync::Condvar),
 }
 
 // SAFETY: the data is reached only through a guard, and the lock bit lets one guard exist at a time;
@@ -118,7 +119,7 @@ impl<T> WordLock<T> {
             word: AtomicU64::new(flags),
             data: crate::sync::UnsafeCell::new(data),
             #[cfg(loom)]
-            table: (loom::sync::Mutex::new(()), loom::sync::Condvar::new()),
+            table: (loom::sync::Mutex::new(0), loom::sync::Condvar::new()),
         }
     }
 
@@ -236,18 +237,24 @@ impl<T> WordLock<T> {
     }
 
     /// Under loom, parking_lot's table is modelled by a loom mutex (its queue lock, under which the
-    /// word is validated, and the unlock clears the bits) and a condvar (its sleepers).
+    /// word is validated and the queue counted, and the unlock clears the bits) and a condvar (its
+    /// sleepers, which loom never wakes spuriously).
     #[cfg(loom)]
     fn park(&self) {
-        let queue = crate::sync::lock(&self.table.0);
+        let mut queue = crate::sync::lock(&self.table.0);
         if self.word.load(Ordering::Relaxed) & LOCK_BITS == LOCK_BITS {
+            // The unpark that wakes us takes us off the count, as parking_lot's takes its thread
+            // off the queue.
+            *queue += 1;
             drop(self.table.1.wait(queue));
         }
     }
 
-    /// Releases the lock held by `guard`, setting the flag bits `set` and clearing `clear` in the same
-    /// atomic operation (as [`set_flags`](Self::set_flags) would, then the unlock, in one): for a
-    /// holder whose last step is a flag change, which readers of the flag see once they hold the lock.
+    /// Releases the lock held by `guard`, setting the flag bits `set` and clearing `clear` (as
+    /// [`set_flags`](Self::set_flags) would, then the unlock): in the unlock's own compare-exchange
+    /// while nobody is parked; with a sleeper to wake, the flags change first and the parked path
+    /// then releases the lock. For a holder whose last step is a flag change, which readers of the
+    /// flag see once they hold the lock.
     pub(crate) fn unlock_setting(&self, guard: WordGuard<'_, T>, set: u64, clear: u64) {
         debug_assert!(std::ptr::eq(guard.lock, self));
         debug_assert_eq!((set | clear) & LOCK_BITS, 0);
@@ -309,14 +316,17 @@ impl<T> WordLock<T> {
         }
     }
 
+    /// As parking_lot's `unpark_one`: under the queue lock, the bits change first (`PARKED` stays
+    /// while another thread is left in the queue), then one sleeper, if any is queued yet, is woken.
     #[cfg(loom)]
     fn unlock_parked(&self) {
-        let _queue = crate::sync::lock(&self.table.0);
-        // Every sleeper wakes and tries again (one that finds the lock taken marks itself parked
-        // anew), where parking_lot wakes one and keeps `PARKED` if more sleep: the same protocol, in
-        // fewer states.
-        self.word.fetch_and(!LOCK_BITS, Ordering::Release);
-        self.table.1.notify_all();
+        let mut queue = crate::sync::lock(&self.table.0);
+        let clear = if *queue > 1 { LOCKED } else { LOCK_BITS };
+        self.word.fetch_and(!clear, Ordering::Release);
+        if *queue > 0 {
+            *queue -= 1;
+            self.table.1.notify_one();
+        }
     }
 
     #[cfg(not(loom))]

@@ -98,6 +98,22 @@ impl ThreadPoolExecutor {
         self.pool.backend()
     }
 
+    /// Under loom: wakes every worker asleep on the pool's condvar without a credit or a signal, as
+    /// a spurious wake-up (which std's `Condvar` allows and loom's never makes) would; with
+    /// `keep_alive_passed`, as the keep-alive running out would (loom's timed waits never time
+    /// out: from now on every wait ends as timed out). Checks the idle counts first (see
+    /// `PoolState::check_idle_counts`).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_wake_idle_workers(&self, keep_alive_passed: bool) {
+        let shared = self.shared();
+        let mut st = shared.lock();
+        st.check_idle_counts();
+        st.keep_alive_passed |= keep_alive_passed;
+        drop(st);
+        shared.work.notify_all();
+    }
+
     /// The most threads this pool runs.
     pub fn max_workers(&self) -> usize {
         self.shared().config.sizes.max_workers

@@ -53,6 +53,11 @@ pub(crate) struct PoolState {
     pub(crate) handles: Vec<crate::sync::thread::JoinHandle<()>>,
     /// Async shutdowns waiting for the last worker to exit.
     pub(crate) exit_wakers: Vec<Waker>,
+    /// Under loom, whose timed waits never time out: set by a model once the keep-alive has run out
+    /// (`ThreadPoolExecutor::loom_wake_idle_workers`), after which every wait on `work` ends as
+    /// timed out.
+    #[cfg(loom)]
+    pub(crate) keep_alive_passed: bool,
 }
 
 impl PoolState {
@@ -66,6 +71,8 @@ impl PoolState {
         }
         self.sleeping -= 1;
         self.signalled += 1;
+        #[cfg(loom)]
+        self.check_idle_counts();
         true
     }
 
@@ -80,6 +87,40 @@ impl PoolState {
         } else {
             self.sleeping -= 1;
         }
+        #[cfg(loom)]
+        self.check_idle_counts();
+    }
+
+    /// Whether a wait on `work` that just ended ran out the keep-alive, besides its own time-out:
+    /// never in a real build; under loom, once a model says so (see `keep_alive_passed`).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn keep_alive_passed(&self) -> bool {
+        false
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn keep_alive_passed(&self) -> bool {
+        self.keep_alive_passed
+    }
+
+    /// Under loom: panics unless the idle counts agree. Every worker inside the wait on `work`
+    /// (`sleeping + signalled`) is idle and has taken no credit yet, so it is counted in `idle` or
+    /// has a credit waiting in `notified`; and those are live threads. (The models run in release,
+    /// where a count taken below zero would wrap around silently rather than panic.)
+    #[cfg(loom)]
+    pub(crate) fn check_idle_counts(&self) {
+        let inside = self.sleeping.checked_add(self.signalled);
+        let idle = self.idle.checked_add(self.notified);
+        assert!(
+            matches!((inside, idle), (Some(i), Some(n)) if i <= n && n <= self.threads),
+            "idle counts disagree: sleeping {} + signalled {}, idle {} + notified {}, threads {}",
+            self.sleeping,
+            self.signalled,
+            self.idle,
+            self.notified,
+            self.threads
+        );
     }
 }
 
@@ -119,6 +160,8 @@ impl Shared {
                 workers_in_shutdown: 0,
                 handles: Vec::new(),
                 exit_wakers: Vec::new(),
+                #[cfg(loom)]
+                keep_alive_passed: false,
             }),
             wake_hint: AtomicUsize::new(0),
             work: Condvar::new(),

@@ -275,7 +275,7 @@ impl Worker {
                     .unwrap_or_else(|e| e.into_inner());
                 st = guard;
                 st.woke();
-                res.timed_out()
+                res.timed_out() || st.keep_alive_passed()
             };
             if timed_out && st.notified == 0 && st.lifecycle == Lifecycle::Open {
                 // RETIRE: idle for the whole keep-alive and no credit is waiting. Credits belong to
