@@ -154,11 +154,8 @@ pub(crate) fn allowed() -> bool {
     !disabled() && spinner_cap() > 0
 }
 
-/// Under loom a spin is one look at its condition ([`spin_until`]), so allowing it costs nothing and
-/// keeps the models exploring the window a spinner opens (a worker idle, awake, without the lock).
-/// A refused spin hides nothing: where a real build keeps the pool's lock instead, its steps are
-/// those of the interleaving in which no other thread runs in that window, which loom explores too;
-/// and the word lock's spin has no rounds under loom either way (its `SPINS` is 0).
+/// Under loom the only caller, the word lock, makes no spin rounds either way (its `SPINS` is 0), so
+/// allowing hides no interleaving the real build takes.
 #[cfg(loom)]
 pub(crate) fn allowed() -> bool {
     true
