@@ -152,7 +152,7 @@ pub(crate) mod process {
             started: OnceLock::new(),
         });
         let closing = trace.clone();
-        fut.add_done_callback(move |outcome| {
+        fut.on_outcome(move |outcome| {
             let Some(span) = lock(&closing.span).take() else {
                 return;
             };

@@ -238,7 +238,7 @@ impl<T> PoolFuture<T> {
             return;
         }
         // The callback owns the registration: it goes when the task ends (at once if it just did).
-        self.add_done_callback(move |_| drop(registration));
+        self.on_outcome(move |_| drop(registration));
     }
 
     /// Whether the future was cancelled.
@@ -353,8 +353,19 @@ impl<T> PoolFuture<T> {
     where
         F: FnOnce(&Result<T, Error>) + Send + 'static,
     {
-        let cb: Callback<T> = Box::new(callback);
         self.task.job().attend();
+        self.on_outcome(callback);
+    }
+
+    /// A callback of the crate's own that only watches the outcome go by (a tracing span closing, a
+    /// registration dropped): unlike a user's [`add_done_callback`](Self::add_done_callback) it does
+    /// not ask for the outcome to be read early, so a process task's reply stays its blocking
+    /// caller's to read, and the callback runs whenever it is read.
+    pub(crate) fn on_outcome<F>(&self, callback: F)
+    where
+        F: FnOnce(&Result<T, Error>) + Send + 'static,
+    {
+        let cb: Callback<T> = Box::new(callback);
         self.task.core().add_callback(cb);
     }
 
