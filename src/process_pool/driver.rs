@@ -354,10 +354,7 @@ impl Driver {
             Arc::downgrade(&self.shared),
             self.slot,
         )
-        .map_err(|e| {
-            let cause = BrokenCause::StartFailed(format!("could not start /proc/self/exe: {e}"));
-            StartError::Failed(cause, false)
-        })?;
+        .map_err(|e| StartError::Failed(BrokenCause::StartFailed(e.to_string()), false))?;
         let broken = {
             let mut st = self.shared.lock();
             st.spawned += 1;
