@@ -26,8 +26,8 @@
 //! The socket is in the driver's wait set only while someone other than a blocking caller waits for
 //! the running task's reply ([`Listener`]): a task is written after its submit returns and before its
 //! caller asks for the result, so a socket left in the set would let a quick reply wake the driver
-//! before the caller took the socket out (half the trivial round trips did, on two CPUs: the
-//! worker, woken with a sync wake-up, often runs before the submitting thread gets that far). So the
+//! before the caller took the socket out (common on few CPUs: the worker, woken with a sync
+//! wake-up, often runs before the submitting thread gets that far). So the
 //! socket is set up for the running task when it is dispatched (in the set if its future was
 //! attended to, see [`Proc::listen_for`]), and put in the set later when the future is.
 

@@ -356,8 +356,8 @@ impl Shared {
                 .clone()
                 .expect("an idle worker has a process");
             // An idle worker killed from outside must not be handed a task that would then
-            // fail without having run (it made the resilient policy fail a fresh task for an
-            // idle worker's death). Its driver still handles the death: it breaks the pool
+            // fail without having run (under the resilient policy, a fresh task would fail for
+            // an idle worker's death). Its driver still handles the death: it breaks the pool
             // (default policy; a task queued meanwhile then fails with it, as in CPython) or
             // respawns for the queue.
             //
