@@ -18,11 +18,13 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Once};
 use std::time::Duration;
 
-use common::process::{assert_all_gone, gated_forever, gated_pid, kill, pid, Gate};
+use common::process::{
+    assert_all_gone, gated_forever, gated_pid, kill, pid, shutdown_reaping, wait_idle, Gate,
+};
 use common::threads::spawn_bounded;
 use common::LONG;
 use concurrent_futures::{
-    BrokenCause, ByteBlock, Error, ProcessPoolExecutor, Queued, WorkerDeath, WorkerExit,
+    BrokenCause, ByteBlock, Error, PoolFuture, ProcessPoolExecutor, Queued, WorkerDeath, WorkerExit,
 };
 
 /// Names what a child run of this binary refuses ([`Refusal::name`]); unset in the binary's own run.
@@ -243,16 +245,35 @@ fn warm(builder: concurrent_futures::ProcessPoolBuilder, n: usize) -> ProcessPoo
     pool
 }
 
-/// Waits (up to [`LONG`]) until the pool has `n` idle workers.
-fn wait_idle(pool: &ProcessPoolExecutor, n: usize) {
-    let end = std::time::Instant::now() + LONG;
-    while pool.metrics().idle != n {
-        assert!(
-            std::time::Instant::now() < end,
-            "the workers never went idle"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+/// Submits `task` (gated) to a pool of one worker and waits until it runs. Returns its gate (opened,
+/// not yet released), its future and the worker's pid.
+fn running_on_only_worker(
+    pool: &ProcessPoolExecutor,
+    task: fn(String) -> u32,
+) -> (Gate, PoolFuture<u32>, u32) {
+    let mut gate = Gate::new();
+    let fut = pool.submit(task, gate.path()).unwrap();
+    gate.wait_started();
+    (gate, fut, pool.worker_pids()[0])
+}
+
+/// Submits `task` ([`fork_then_wait`] or [`fork_then_return`]). Returns its gate, its future and the
+/// pid of the process it forked.
+fn submit_forking(
+    pool: &ProcessPoolExecutor,
+    task: fn(String) -> u32,
+) -> (Gate, PoolFuture<u32>, u32) {
+    let gate = Gate::new();
+    let fut = pool.submit(task, gate.path()).unwrap();
+    let forked = gate.receive().trim().parse().unwrap();
+    (gate, fut, forked)
+}
+
+/// Runs a task on the pool and asserts it ran on another worker than `dead`; returns that worker's pid.
+fn runs_on_a_new_worker(pool: &ProcessPoolExecutor, dead: u32) -> u32 {
+    let next = pool.submit(pid, ()).unwrap().result(BOUND).unwrap();
+    assert_ne!(next, dead);
+    next
 }
 
 #[test]
@@ -271,8 +292,7 @@ fn tasks_round_trip() {
         .collect();
     assert_eq!(squares, (1..=20).map(square).collect::<Vec<_>>());
     let pids = pool.worker_pids();
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&pids);
+    shutdown_reaping(&pool, &pids);
 }
 
 /// `result(None)` of a task whose worker is killed from outside: the pool breaks (default policy),
@@ -283,10 +303,7 @@ fn a_killed_worker_breaks_the_pool() {
         return;
     }
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    let mut gate = Gate::new();
-    let mut fut = pool.submit(gated_pid, gate.path()).unwrap();
-    gate.wait_started();
-    let worker = pool.worker_pids()[0];
+    let (_gate, mut fut, worker) = running_on_only_worker(&pool, gated_pid);
     let waiter = spawn_bounded(move || fut.result(None));
     kill(worker, libc::SIGKILL);
     let e = waiter.join().unwrap_err();
@@ -296,8 +313,7 @@ fn a_killed_worker_breaks_the_pool() {
         pool.submit(pid, ()).map(|mut f| f.result(BOUND)),
         Err(Error::BrokenProcessPool(_)) | Ok(Err(Error::BrokenProcessPool(_)))
     ));
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&[worker]);
+    shutdown_reaping(&pool, &[worker]);
 }
 
 /// The same under the resilient policy: only that task fails, and a new worker takes the next.
@@ -311,19 +327,14 @@ fn a_killed_worker_is_replaced_under_the_resilient_policy() {
         .on_worker_death(WorkerDeath::Respawn)
         .build()
         .unwrap();
-    let mut gate = Gate::new();
-    let mut fut = pool.submit(gated_pid, gate.path()).unwrap();
-    gate.wait_started();
-    let worker = pool.worker_pids()[0];
+    let (_gate, mut fut, worker) = running_on_only_worker(&pool, gated_pid);
     let waiter = spawn_bounded(move || fut.result(None));
     kill(worker, libc::SIGKILL);
     let e = waiter.join().unwrap_err();
     assert!(matches!(e, Error::WorkerDied(_)), "{e:?}");
     assert_eq!(killed_by(&e), Some(libc::SIGKILL));
-    let next = pool.submit(pid, ()).unwrap().result(BOUND).unwrap();
-    assert_ne!(next, worker);
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&[worker, next]);
+    let next = runs_on_a_new_worker(&pool, worker);
+    shutdown_reaping(&pool, &[worker, next]);
 }
 
 /// Forks a child that keeps every descriptor (no exec) and reports its pid, then waits at the gate
@@ -352,16 +363,13 @@ fn a_worker_killed_while_a_forked_child_holds_its_channel_ends_the_blocked_calle
         let pool = warm(ProcessPoolExecutor::builder().on_worker_death(policy), 1);
         wait_idle(&pool, 1);
         let worker = pool.worker_pids()[0];
-        let mut gate = Gate::new();
-        let mut fut = pool.submit(fork_then_wait, gate.path()).unwrap();
-        let grandchild: u32 = gate.receive().trim().parse().unwrap();
+        let (mut gate, mut fut, grandchild) = submit_forking(&pool, fork_then_wait);
         let caller = spawn_bounded(move || fut.result(None));
         gate.wait_started();
         kill(worker, libc::SIGKILL);
         let e = caller.join().unwrap_err();
         assert_eq!(killed_by(&e), Some(libc::SIGKILL), "{policy:?}: {e:?}");
-        common::process::shutdown_bounded(&pool);
-        assert_all_gone(&[worker, grandchild]);
+        shutdown_reaping(&pool, &[worker, grandchild]);
     }
 }
 
@@ -373,17 +381,14 @@ fn a_worker_killed_while_a_forked_child_holds_its_channel_fails_a_bounded_wait()
         return;
     }
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    let mut gate = Gate::new();
-    let mut fut = pool.submit(fork_then_wait, gate.path()).unwrap();
-    let grandchild: u32 = gate.receive().trim().parse().unwrap();
+    let (mut gate, mut fut, grandchild) = submit_forking(&pool, fork_then_wait);
     gate.wait_started();
     let worker = pool.worker_pids()[0];
     kill(worker, libc::SIGKILL);
     let e = fut.result(BOUND).unwrap_err();
     assert!(matches!(e, Error::BrokenProcessPool(_)), "{e:?}");
     assert_eq!(killed_by(&e), Some(libc::SIGKILL));
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&[worker, grandchild]);
+    shutdown_reaping(&pool, &[worker, grandchild]);
 }
 
 /// An idle worker killed while a process its last task forked holds its channel: its driver must
@@ -395,9 +400,7 @@ fn an_idle_worker_killed_while_a_forked_child_holds_its_channel_breaks_the_pool(
         return;
     }
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    let gate = Gate::new();
-    let mut fut = pool.submit(fork_then_return, gate.path()).unwrap();
-    let grandchild: u32 = gate.receive().trim().parse().unwrap();
+    let (_gate, mut fut, grandchild) = submit_forking(&pool, fork_then_return);
     let worker = fut.result(BOUND).unwrap();
     wait_idle(&pool, 1);
     kill(worker, libc::SIGKILL);
@@ -409,8 +412,7 @@ fn an_idle_worker_killed_while_a_forked_child_holds_its_channel_breaks_the_pool(
             assert!(matches!(e, Error::BrokenProcessPool(_)), "{e:?}");
         }
     }
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&[worker, grandchild]);
+    shutdown_reaping(&pool, &[worker, grandchild]);
 }
 
 fn length(data: ByteBlock) -> usize {
@@ -427,9 +429,7 @@ fn a_worker_killed_while_its_task_is_written_fails_the_task() {
         return;
     }
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    let gate = Gate::new();
-    let mut fut = pool.submit(fork_then_return, gate.path()).unwrap();
-    let grandchild: u32 = gate.receive().trim().parse().unwrap();
+    let (_gate, mut fut, grandchild) = submit_forking(&pool, fork_then_return);
     let worker = fut.result(BOUND).unwrap();
     kill(worker, libc::SIGSTOP);
     let mut big = pool
@@ -443,8 +443,7 @@ fn a_worker_killed_while_its_task_is_written_fails_the_task() {
         matches!(outcome, Err(Error::BrokenProcessPool(_))),
         "{outcome:?}"
     );
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&[worker, grandchild]);
+    shutdown_reaping(&pool, &[worker, grandchild]);
 }
 
 /// `terminate_workers` and `kill_workers` stop running tasks (a task that ignores SIGTERM too) and
@@ -478,8 +477,7 @@ fn forced_shutdowns_stop_running_tasks() {
                 other => panic!("expected the forced shutdown, got {other:?}"),
             }
         }
-        common::process::shutdown_bounded(&pool);
-        assert_all_gone(&pids);
+        shutdown_reaping(&pool, &pids);
     }
 }
 
@@ -498,10 +496,8 @@ fn a_time_limit_stops_a_running_task() {
     let worker = pool.worker_pids()[0];
     let r = spawn_bounded(move || fut.result(None)).join();
     assert!(matches!(r, Err(Error::TimeLimit(_))), "{r:?}");
-    let next = pool.submit(pid, ()).unwrap().result(BOUND).unwrap();
-    assert_ne!(next, worker);
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&[worker, next]);
+    let next = runs_on_a_new_worker(&pool, worker);
+    shutdown_reaping(&pool, &[worker, next]);
 }
 
 /// `interrupt()` of a running task kills its worker; the future ends with `Interrupted` and a new
@@ -512,10 +508,7 @@ fn interrupting_a_running_task_ends_it() {
         return;
     }
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    let mut gate = Gate::new();
-    let mut fut = pool.submit(gated_forever, gate.path()).unwrap();
-    gate.wait_started();
-    let worker = pool.worker_pids()[0];
+    let (_gate, mut fut, worker) = running_on_only_worker(&pool, gated_forever);
     assert!(!fut.cancel(), "a running task cannot be cancelled");
     let (started_tx, started) = mpsc::channel();
     let interrupter = fut.handle();
@@ -526,10 +519,8 @@ fn interrupting_a_running_task_ends_it() {
     started.recv().unwrap();
     assert!(interrupter.interrupt());
     assert!(matches!(caller.join(), Err(Error::Interrupted)));
-    let next = pool.submit(pid, ()).unwrap().result(BOUND).unwrap();
-    assert_ne!(next, worker);
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&[worker, next]);
+    let next = runs_on_a_new_worker(&pool, worker);
+    shutdown_reaping(&pool, &[worker, next]);
 }
 
 /// `max_tasks_per_child(1)`: every task runs in a new worker, and the retired ones are reaped.
@@ -549,8 +540,7 @@ fn recycled_workers_are_replaced_and_reaped() {
     let mut distinct = pids.clone();
     distinct.dedup();
     assert_eq!(distinct.len(), 4, "{pids:?}");
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&pids);
+    shutdown_reaping(&pool, &pids);
 }
 
 /// A waiting shutdown runs what is queued and reaps every worker; one without waiting cancels the
@@ -569,10 +559,7 @@ fn shutdown_with_and_without_waiting() {
     assert!(pool.worker_pids().is_empty());
 
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    let mut gate = Gate::new();
-    let mut running = pool.submit(gated_pid, gate.path()).unwrap();
-    gate.wait_started();
-    let worker = pool.worker_pids()[0];
+    let (mut gate, mut running, worker) = running_on_only_worker(&pool, gated_pid);
     let mut queued = pool.submit(square, 3).unwrap();
     pool.shutdown_nowait(Queued::Cancel);
     assert!(matches!(queued.result(BOUND), Err(Error::Cancelled)));
@@ -632,9 +619,7 @@ fn a_host_that_ignores_sigchld() {
     let died = pool.submit(exit_now, ()).unwrap().result(BOUND);
     assert!(matches!(died, Err(Error::WorkerDied(_))), "{died:?}");
 
-    let mut gate = Gate::new();
-    let mut fut = pool.submit(fork_then_wait, gate.path()).unwrap();
-    let grandchild: u32 = gate.receive().trim().parse().unwrap();
+    let (mut gate, mut fut, grandchild) = submit_forking(&pool, fork_then_wait);
     gate.wait_started();
     let worker = pool
         .worker_pids()
@@ -648,8 +633,7 @@ fn a_host_that_ignores_sigchld() {
     assert_eq!(pool.submit(square, 4).unwrap().result(BOUND).unwrap(), 16);
     let pids = pool.worker_pids();
     pool.kill_workers();
-    common::process::shutdown_bounded(&pool);
-    assert_all_gone(&pids);
+    shutdown_reaping(&pool, &pids);
     // With pidfds, the group of a worker the kernel reaped already is not signalled (the pool
     // cannot tell its number from a reused one), so the forked child outlives its worker here.
     // Without them, the group is signalled on the pool's own bookkeeping, which takes it down.

@@ -10,54 +10,10 @@
 mod common;
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use common::process::{gated_pid, pid, task_wait, Gate};
-use common::LONG;
-use concurrent_futures::{Error, ProcessPoolExecutor, WorkerDeath};
-
-/// In a worker: its end of the channel, the one socket whose peer is the parent.
-fn channel_fd() -> i32 {
-    // SAFETY: no arguments, no failure.
-    let parent = unsafe { libc::getppid() };
-    for fd in 0..1024 {
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: `cred` is a writable `ucred` of `len` bytes; a descriptor that is not a socket
-        // only makes the call fail.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&mut cred as *mut libc::ucred).cast(),
-                &mut len,
-            )
-        };
-        if r == 0 && cred.pid == parent {
-            return fd;
-        }
-    }
-    panic!("the worker's channel was not found");
-}
-
-/// In a worker: shuts its channel for reading. The parent's next write to it fails before its first
-/// byte (`EPIPE`), and the worker's next read finds end-of-file, so it exits.
-/// Returns the channel's descriptor.
-fn shut_channel_for_reading() -> i32 {
-    let fd = channel_fd();
-    // SAFETY: a shutdown of a descriptor this process owns.
-    assert_eq!(
-        unsafe { libc::shutdown(fd, libc::SHUT_RD) },
-        0,
-        "shutdown(SHUT_RD) of the channel"
-    );
-    fd
-}
+use common::process::{gated_pid, pid, shut_channel_for_reading, task_wait, wait_idle, Gate};
+use common::{eventually, LONG};
+use concurrent_futures::{Error, ProcessPoolBuilder, ProcessPoolExecutor, WorkerDeath};
 
 static EXIT_GATE: OnceLock<String> = OnceLock::new();
 
@@ -104,13 +60,24 @@ fn marker(name: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-/// Waits (bounded) until `what` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let bound = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < bound, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+/// A pool of one worker from `builder` whose first worker runs `initializer` on [`marker`]`(name)`:
+/// the outcome of a task submitted at once, and the pool.
+fn first_task_after(
+    builder: ProcessPoolBuilder,
+    initializer: fn(String),
+    name: &str,
+) -> Result<(Result<u32, Error>, ProcessPoolExecutor), Error> {
+    let marker = marker(name);
+    let pool = builder
+        .max_workers(1)
+        .initializer(initializer, marker.clone())
+        .build()?;
+    let outcome = pool.submit(pid, ())?.result(LONG);
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "no worker ran the initializer"
+    );
+    Ok((outcome, pool))
 }
 
 /// A queued task the driver hands to its worker after the worker's reply, whose write the worker's end
@@ -167,17 +134,11 @@ fn default_policy_fails_a_task_handed_after_a_reply_with_the_broken_pool() -> Re
 #[test]
 fn resilient_policy_runs_a_task_handed_after_a_handshake_to_a_worker_that_died() -> Result<(), Error>
 {
-    let marker = marker("refuse");
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(1)
-        .on_worker_death(WorkerDeath::Respawn)
-        .initializer(first_worker_refuses_tasks, marker.clone())
-        .build()?;
-    let outcome = pool.submit(pid, ())?.result(LONG);
-    assert!(
-        !std::path::Path::new(&marker).exists(),
-        "no worker ran the initializer"
-    );
+    let (outcome, pool) = first_task_after(
+        ProcessPoolExecutor::builder().on_worker_death(WorkerDeath::Respawn),
+        first_worker_refuses_tasks,
+        "refuse",
+    )?;
     assert!(outcome.is_ok(), "{outcome:?}");
     assert_eq!(pool.metrics().workers_respawned, 1);
     pool.shutdown(concurrent_futures::Queued::Run);
@@ -202,10 +163,10 @@ fn a_task_handed_back_goes_to_an_idle_worker() -> Result<(), Error> {
     // The other worker goes idle first, the refusing one last: a submit claims the last one.
     gate.release();
     let idle = other.result(LONG)?;
-    eventually("one worker idle", || pool.metrics().idle == 1);
+    wait_idle(&pool, 1);
     go.release();
     let refused_by = refusing.result(LONG)?;
-    eventually("both workers idle", || pool.metrics().idle == 2);
+    wait_idle(&pool, 2);
     let outcome = pool.submit(pid, ())?.result(LONG);
     exit.wait_started();
     exit.release();
@@ -221,17 +182,11 @@ fn a_task_handed_back_goes_to_an_idle_worker() -> Result<(), Error> {
 /// policy: the driver starts another worker, which runs the task.
 #[test]
 fn resilient_policy_runs_a_task_queued_for_a_worker_that_died_starting() -> Result<(), Error> {
-    let marker = marker("die-starting");
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(1)
-        .on_worker_death(WorkerDeath::Respawn)
-        .initializer(first_worker_dies_starting, marker.clone())
-        .build()?;
-    let outcome = pool.submit(pid, ())?.result(LONG);
-    assert!(
-        !std::path::Path::new(&marker).exists(),
-        "no worker ran the initializer"
-    );
+    let (outcome, pool) = first_task_after(
+        ProcessPoolExecutor::builder().on_worker_death(WorkerDeath::Respawn),
+        first_worker_dies_starting,
+        "die-starting",
+    )?;
     assert!(outcome.is_ok(), "{outcome:?}");
     pool.shutdown(concurrent_futures::Queued::Run);
     Ok(())
@@ -241,12 +196,11 @@ fn resilient_policy_runs_a_task_queued_for_a_worker_that_died_starting() -> Resu
 /// queued task fails with it.
 #[test]
 fn default_policy_fails_a_task_queued_for_a_worker_that_died_starting() -> Result<(), Error> {
-    let marker = marker("die-starting-default");
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(1)
-        .initializer(first_worker_dies_starting, marker)
-        .build()?;
-    let outcome = pool.submit(pid, ())?.result(LONG);
+    let (outcome, _pool) = first_task_after(
+        ProcessPoolExecutor::builder(),
+        first_worker_dies_starting,
+        "die-starting-default",
+    )?;
     assert!(
         matches!(outcome, Err(Error::BrokenProcessPool(_))),
         "{outcome:?}"

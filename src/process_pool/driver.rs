@@ -320,7 +320,7 @@ impl Driver {
                 // Under the resilient policy a worker that *died* while starting (killed from outside,
                 // say) is retried a few times before the pool gives up; a refused handshake or a
                 // failing initializer is not.
-                Err(StartError::Failed(_, true))
+                Err(StartError::Failed(_, Retry::Worth))
                     if self.shared.config.on_worker_death == WorkerDeath::Respawn
                         && failed_starts < MAX_START_RETRIES =>
                 {
@@ -345,7 +345,7 @@ impl Driver {
     }
 
     /// Spawns a worker process and shakes hands with it (and runs the initializer). On failure, also
-    /// says whether the worker died on its own (worth a retry under the resilient policy).
+    /// says whether another start is worth a try under the resilient policy.
     fn start(&mut self) -> Result<Arc<Proc>, StartError> {
         let config = &self.shared.config;
         let proc = Proc::spawn(
@@ -354,10 +354,7 @@ impl Driver {
             Arc::downgrade(&self.shared),
             self.slot,
         )
-        .map_err(|e| {
-            let cause = BrokenCause::StartFailed(format!("could not start /proc/self/exe: {e}"));
-            StartError::Failed(cause, false)
-        })?;
+        .map_err(|e| StartError::Failed(BrokenCause::StartFailed(e.to_string()), Retry::Futile))?;
         let broken = {
             let mut st = self.shared.lock();
             st.spawned += 1;
@@ -393,21 +390,24 @@ impl Driver {
                     pid: proc.pid,
                     status,
                 };
-                let broken = matches!(self.shared.lock().lifecycle, Lifecycle::Broken(_));
+                let retry = match self.shared.lock().lifecycle {
+                    Lifecycle::Broken(_) => Retry::Futile,
+                    _ => Retry::Worth,
+                };
                 Err(match failure {
-                    Failure::Start(msg, true) => StartError::Failed(
+                    Failure::Start(msg, WorkerEnd::Died) => StartError::Failed(
                         BrokenCause::StartFailed(format!("{msg} ({exit})")),
-                        !broken,
+                        retry,
                     ),
-                    Failure::Start(msg, false) => {
-                        StartError::Failed(BrokenCause::StartFailed(msg), false)
+                    Failure::Start(msg, WorkerEnd::Killed) => {
+                        StartError::Failed(BrokenCause::StartFailed(msg), Retry::Futile)
                     }
-                    Failure::Init(msg, true) => StartError::Failed(
+                    Failure::Init(msg, WorkerEnd::Died) => StartError::Failed(
                         BrokenCause::InitializerFailed(format!("{msg} ({exit})")),
-                        !broken,
+                        retry,
                     ),
-                    Failure::Init(msg, false) => {
-                        StartError::Failed(BrokenCause::InitializerFailed(msg), false)
+                    Failure::Init(msg, WorkerEnd::Killed) => {
+                        StartError::Failed(BrokenCause::InitializerFailed(msg), Retry::Futile)
                     }
                 })
             }
@@ -421,7 +421,7 @@ impl Driver {
         let _ = proc.stream.set_read_timeout(Some(config.handshake_timeout));
         match turn.reader.read_frame(&proc.stream) {
             Ok(body) => handshake::check_hello(&body.contiguous(), pid)
-                .map_err(|m| Failure::Start(m, false))?,
+                .map_err(|m| Failure::Start(m, WorkerEnd::Killed))?,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -434,7 +434,7 @@ impl Driver {
                          program's process-pool worker entry linked, and is it the same build?",
                         config.handshake_timeout
                     ),
-                    false,
+                    WorkerEnd::Killed,
                 ))
             }
             Err(e) => {
@@ -443,7 +443,7 @@ impl Driver {
                         "worker pid {pid} ended before the handshake ({e}){}",
                         handshake::valgrind_hint()
                     ),
-                    true,
+                    WorkerEnd::Died,
                 ))
             }
         }
@@ -454,7 +454,7 @@ impl Driver {
         let died = |e: io::Error| {
             Failure::Init(
                 format!("the worker died while running the initializer ({e})"),
-                true,
+                WorkerEnd::Died,
             )
         };
         proc.send(init).map_err(died)?;
@@ -466,7 +466,7 @@ impl Driver {
                 other => other.to_string(),
             };
             crate::report::initializer_failed(&msg);
-            Failure::Init(msg, false)
+            Failure::Init(msg, WorkerEnd::Killed)
         })
     }
 
@@ -678,18 +678,36 @@ enum Ended {
 
 /// Why `start` gave up.
 enum StartError {
-    /// Breaks the pool with this cause; the flag says whether the worker died on its own (worth a
-    /// retry under the resilient policy).
-    Failed(BrokenCause, bool),
+    /// Breaks the pool with this cause, unless another start is worth a try.
+    Failed(BrokenCause, Retry),
     /// The pool killed the worker on purpose while it started.
     Stopped,
 }
 
-/// Why starting a worker failed; the flag says whether the worker ended on its own (so its exit status
-/// is worth reporting).
+/// Whether another start may succeed where one failed, under the resilient policy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// The worker died on its own while it started (killed from outside, say), and the pool is not
+    /// broken.
+    Worth,
+    /// No process could be started, the worker refused or failed its start, or the pool broke
+    /// meanwhile: another start would end the same way.
+    Futile,
+}
+
+/// Why starting a worker failed (the handshake, or the initializer), and how the worker ended.
 enum Failure {
-    Start(String, bool),
-    Init(String, bool),
+    Start(String, WorkerEnd),
+    Init(String, WorkerEnd),
+}
+
+/// How the worker of a failed start ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WorkerEnd {
+    /// On its own, before it answered: its exit status says why, and goes in the message.
+    Died,
+    /// Killed by the pool: it refused, failed or did not answer in time.
+    Killed,
 }
 
 /// If a driver thread panics (a bug), its worker is killed (dropping the last `Proc` reaps it), its

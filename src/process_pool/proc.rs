@@ -26,12 +26,13 @@
 //! The socket is in the driver's wait set only while someone other than a blocking caller waits for
 //! the running task's reply ([`Listener`]): a task is written after its submit returns and before its
 //! caller asks for the result, so a socket left in the set would let a quick reply wake the driver
-//! before the caller took the socket out (half the trivial round trips did, on two CPUs: the
-//! worker, woken with a sync wake-up, often runs before the submitting thread gets that far). So the
+//! before the caller took the socket out (common on few CPUs: the worker, woken with a sync
+//! wake-up, often runs before the submitting thread gets that far). So the
 //! socket is set up for the running task when it is dispatched (in the set if its future was
 //! attended to, see [`Proc::listen_for`]), and put in the set later when the future is.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -339,7 +340,7 @@ impl Proc {
         frame_cap: usize,
         shared: Weak<Shared>,
         slot: usize,
-    ) -> io::Result<Arc<Proc>> {
+    ) -> Result<Arc<Proc>, SpawnError> {
         // One spawn at a time, from the socketpair until the parent's copy of the child's
         // end is closed (when `cmd` drops, after `spawn` returned, i.e. after the child's exec). A
         // child being spawned meanwhile by another driver inherits every descriptor until its own
@@ -374,7 +375,7 @@ impl Proc {
             Ok(waits) => waits,
             Err(e) => {
                 abandon(Some(&exit), child);
-                return Err(e);
+                return Err(e.into());
             }
         };
         Ok(Arc::new(Proc {
@@ -820,6 +821,35 @@ impl Drop for Proc {
     }
 }
 
+/// Why [`Proc::spawn`] could not start a worker. Its text is the reason a
+/// [`BrokenCause::StartFailed`](crate::BrokenCause::StartFailed) gives.
+#[derive(Debug)]
+pub(crate) enum SpawnError {
+    /// Starting the executable, or setting up the descriptors it is given or watched by.
+    Exec(io::Error),
+    /// Starting the thread that watches the worker's exit where pidfds are refused
+    /// ([`ExitWatch::Waiter`]); the worker `pid` was started and is killed again.
+    ExitWatcher { pid: u32, error: io::Error },
+}
+
+impl From<io::Error> for SpawnError {
+    fn from(e: io::Error) -> Self {
+        SpawnError::Exec(e)
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Exec(e) => write!(f, "could not start /proc/self/exe: {e}"),
+            SpawnError::ExitWatcher { pid, error } => write!(
+                f,
+                "could not start the thread that watches worker {pid}'s exit: {error}"
+            ),
+        }
+    }
+}
+
 /// How the driver learns that its worker exited, whoever else holds the worker's end of the channel
 /// (a process the task forked without exec keeps it open, so no end-of-file comes).
 enum ExitWatch {
@@ -835,7 +865,7 @@ enum ExitWatch {
 }
 
 impl ExitWatch {
-    fn start(pid: u32) -> io::Result<ExitWatch> {
+    fn start(pid: u32) -> Result<ExitWatch, SpawnError> {
         if let Some(pidfd) = verified_pidfd(pid) {
             return Ok(ExitWatch::Pidfd(pidfd));
         }
@@ -848,7 +878,8 @@ impl ExitWatch {
             .spawn(move || {
                 os::wait_exit(pid);
                 os::eventfd_signal(signal.as_fd());
-            })?;
+            })
+            .map_err(|error| SpawnError::ExitWatcher { pid, error })?;
         Ok(ExitWatch::Waiter(exited))
     }
 

@@ -356,8 +356,8 @@ impl Shared {
                 .clone()
                 .expect("an idle worker has a process");
             // An idle worker killed from outside must not be handed a task that would then
-            // fail without having run (it made the resilient policy fail a fresh task for an
-            // idle worker's death). Its driver still handles the death: it breaks the pool
+            // fail without having run (under the resilient policy, a fresh task would fail for
+            // an idle worker's death). Its driver still handles the death: it breaks the pool
             // (default policy; a task queued meanwhile then fails with it, as in CPython) or
             // respawns for the queue.
             //
@@ -686,6 +686,57 @@ mod tests {
         x
     }
 
+    /// Long enough never to expire on a loaded machine; only reached when a test is failing.
+    const LONG: Duration = Duration::from_secs(60);
+
+    /// Waits (up to [`LONG`]) until `cond` holds, failing the test with `what` if it never does.
+    fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let bound = std::time::Instant::now() + LONG;
+        while !cond() {
+            assert!(std::time::Instant::now() < bound, "never happened: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A pool of one worker from `builder`, its worker started and idle.
+    fn one_idle_worker(builder: crate::ProcessPoolBuilder) -> crate::ProcessPoolExecutor {
+        let pool = builder.max_workers(1).build().unwrap();
+        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
+        eventually("the worker goes idle", || pool.metrics().idle == 1);
+        pool
+    }
+
+    /// The only worker of a pool from [`one_idle_worker`].
+    fn only_worker(shared: &Shared) -> Arc<Proc> {
+        shared.lock().slots[0].proc.clone().unwrap()
+    }
+
+    /// A task `echo(7)` as a submit has it just before its write: encoded, and assigned to the idle
+    /// worker's slot (the caller holds the worker's turn, as a submit does), its frame not written.
+    struct Assigned {
+        slot: usize,
+        frame: Vec<u8>,
+        fut: crate::PoolFuture<u8>,
+        id: crate::future::FutureId,
+    }
+
+    fn assign_echo_to_the_idle_worker(shared: &Shared) -> Assigned {
+        let call = super::super::call::Call::one(echo, None);
+        let Ok((task, fut)) = call.encode(&7u8, shared.config.frame_cap, Vec::new(), Err) else {
+            panic!("the argument encodes");
+        };
+        let id = task.id();
+        let mut st = shared.lock();
+        let slot = st.idle.pop().unwrap();
+        let frame = shared.assign(&mut st, slot, task).unwrap().frame;
+        Assigned {
+            slot,
+            frame,
+            fut,
+            id,
+        }
+    }
+
     /// `kill_workers()` fails every task that was running, the ones waiting to be redelivered
     /// included. A submit whose write found its idle worker dead hands its task back a moment
     /// after the write; a `kill_workers()` that lands in that moment must fail it too, not leave it
@@ -694,46 +745,25 @@ mod tests {
     /// death meanwhile.
     #[test]
     fn a_task_handed_back_after_the_workers_were_killed_fails_with_the_forced_shutdown() {
-        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
-        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
-        let bounded = std::time::Instant::now() + Duration::from_secs(60);
-        while pool.metrics().idle != 1 {
-            assert!(
-                std::time::Instant::now() < bounded,
-                "the worker never went idle"
-            );
-            std::thread::yield_now();
-        }
+        let pool = one_idle_worker(crate::ProcessPoolExecutor::builder());
         let shared = pool.shared().clone();
-        let proc = shared.lock().slots[0].proc.clone().unwrap();
+        let proc = only_worker(&shared);
         let turn = lock(&proc.turn);
-        let call = super::super::call::Call::one(echo, None);
-        let Ok((task, mut fut)) = call.encode(&7u8, shared.config.frame_cap, Vec::new(), Err)
-        else {
-            panic!("the argument encodes");
-        };
-        let (slot, dispatch) = {
-            let mut st = shared.lock();
-            let slot = st.idle.pop().unwrap();
-            (slot, shared.assign(&mut st, slot, task).unwrap())
-        };
+        let mut assigned = assign_echo_to_the_idle_worker(&shared);
         // The worker dies idle, killed from outside; its driver waits for the turn.
         // SAFETY: signals our own, unreaped child (its driver cannot reap it without the turn).
         #[allow(unsafe_code)]
         unsafe {
             libc::kill(proc.pid as i32, libc::SIGKILL);
         }
-        while !proc.is_gone() {
-            assert!(std::time::Instant::now() < bounded, "the worker never died");
-            std::thread::yield_now();
-        }
-        let Sent::Refused(frame) = dispatch.proc.send_or_post(dispatch.frame) else {
+        eventually("the worker dies", || proc.is_gone());
+        let Sent::Refused(frame) = proc.send_or_post(assigned.frame) else {
             panic!("a dead worker's socket took the task");
         };
         shared.force(libc::SIGKILL).run();
-        shared.redeliver(slot, &proc, frame);
+        shared.redeliver(assigned.slot, &proc, frame);
         drop(turn);
-        match fut.result(Duration::from_secs(60)) {
+        match assigned.fut.result(LONG) {
             Err(Error::BrokenProcessPool(b)) => assert_eq!(b.cause(), &BrokenCause::ForcedShutdown),
             other => panic!("expected a forced-shutdown error, got {other:?}"),
         }
@@ -746,22 +776,10 @@ mod tests {
     /// writes (this side shut for writing), and the turn is held by the test.
     #[test]
     fn a_submit_refused_while_the_turn_is_held_elsewhere_is_redelivered() {
-        let pool = crate::ProcessPoolExecutor::builder()
-            .max_workers(1)
-            .on_worker_death(crate::WorkerDeath::Respawn)
-            .build()
-            .unwrap();
-        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
-        let bounded = std::time::Instant::now() + Duration::from_secs(60);
-        while pool.metrics().idle != 1 {
-            assert!(
-                std::time::Instant::now() < bounded,
-                "the worker never went idle"
-            );
-            std::thread::yield_now();
-        }
-        let shared = pool.shared().clone();
-        let proc = shared.lock().slots[0].proc.clone().unwrap();
+        let pool = one_idle_worker(
+            crate::ProcessPoolExecutor::builder().on_worker_death(crate::WorkerDeath::Respawn),
+        );
+        let proc = only_worker(pool.shared());
         let signal = |sig| {
             // SAFETY: signals our own, unreaped child (its driver reaps it only once it exited).
             #[allow(unsafe_code)]
@@ -776,7 +794,7 @@ mod tests {
         drop(turn);
         // The worker reads end-of-file and exits; a new worker takes the task.
         assert_eq!(signal(libc::SIGCONT), 0);
-        let outcome = fut.result(Duration::from_secs(60));
+        let outcome = fut.result(LONG);
         assert!(matches!(outcome, Ok(7)), "{outcome:?}");
         assert_eq!(pool.metrics().workers_respawned, 1);
     }
@@ -788,41 +806,19 @@ mod tests {
     fn killed_before_its_frame_was_written(
         stop: impl FnOnce(&mut crate::PoolFuture<u8>, &Proc, crate::future::FutureId),
     ) -> Result<u8, Error> {
-        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
-        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
-        let bounded = std::time::Instant::now() + Duration::from_secs(60);
-        while pool.metrics().idle != 1 {
-            assert!(
-                std::time::Instant::now() < bounded,
-                "the worker never went idle"
-            );
-            std::thread::yield_now();
-        }
+        let pool = one_idle_worker(crate::ProcessPoolExecutor::builder());
         let shared = pool.shared().clone();
-        let proc = shared.lock().slots[0].proc.clone().unwrap();
+        let proc = only_worker(&shared);
         let turn = lock(&proc.turn);
-        let call = super::super::call::Call::one(echo, None);
-        let Ok((task, mut fut)) = call.encode(&7u8, shared.config.frame_cap, Vec::new(), Err)
-        else {
-            panic!("the argument encodes");
-        };
-        let id = task.id();
-        let (slot, dispatch) = {
-            let mut st = shared.lock();
-            let slot = st.idle.pop().unwrap();
-            (slot, shared.assign(&mut st, slot, task).unwrap())
-        };
-        stop(&mut fut, &proc, id);
-        while !proc.is_gone() {
-            assert!(std::time::Instant::now() < bounded, "the worker never died");
-            std::thread::yield_now();
-        }
-        let Sent::Refused(frame) = dispatch.proc.send_or_post(dispatch.frame) else {
+        let mut assigned = assign_echo_to_the_idle_worker(&shared);
+        stop(&mut assigned.fut, &proc, assigned.id);
+        eventually("the worker dies", || proc.is_gone());
+        let Sent::Refused(frame) = proc.send_or_post(assigned.frame) else {
             panic!("a dead worker's socket took the task");
         };
-        shared.redeliver(slot, &proc, frame);
+        shared.redeliver(assigned.slot, &proc, frame);
         drop(turn);
-        let outcome = fut.result(Duration::from_secs(60));
+        let outcome = assigned.fut.result(LONG);
         assert_eq!(pool.submit(echo, 2).unwrap().result(None).unwrap(), 2);
         outcome
     }
@@ -858,16 +854,7 @@ mod tests {
     /// [`Error::Interrupted`] instead of running it; the worker stays ready.
     #[test]
     fn an_interrupt_of_a_task_awaiting_redelivery_ends_it_at_its_next_dispatch() {
-        let pool = crate::ProcessPoolExecutor::new(1).unwrap();
-        assert_eq!(pool.submit(echo, 1).unwrap().result(None).unwrap(), 1);
-        let bounded = std::time::Instant::now() + Duration::from_secs(60);
-        while pool.metrics().idle != 1 {
-            assert!(
-                std::time::Instant::now() < bounded,
-                "the worker never went idle"
-            );
-            std::thread::yield_now();
-        }
+        let pool = one_idle_worker(crate::ProcessPoolExecutor::builder());
         let shared = pool.shared().clone();
         let (task, mut fut) = new_task::<u8>(vec![1, 2, 3], 1, |_, _| Ok(0), None);
         // What a submit does when its write finds the worker's end closed.

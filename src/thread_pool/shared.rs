@@ -64,7 +64,7 @@ impl PoolState {
     /// Whether a credit just handed out needs a `notify_one`: only while some sleeper was not
     /// signalled yet. A worker counted idle but awake looks at `notified` under the lock before it
     /// sleeps, and one already signalled is on its way: a second `notify_one` for it would be a
-    /// futex system call that wakes nobody (under CPU hogs, one wake-up in six was such a call).
+    /// futex system call that wakes nobody, which under CPU hogs is a large share of the calls.
     pub(crate) fn signal_sleeper(&mut self) -> bool {
         if self.sleeping == 0 {
             return false;

@@ -250,11 +250,10 @@ impl Worker {
             }
             // A caller awaiting one task and submitting the next hands it over within a
             // microsecond or two, where a futex sleep and wake-up costs far more: spin briefly for
-            // the credit, if the process-wide policy allows (see `crate::spin`). The lock is let go
-            // and the hint looked at whatever the policy says: keeping the lock when
-            // `spin::allowed()` said no made the blocking round trip 3–5× slower on an idle
-            // machine (measured with `anchors --bench 1`; why the two readings differ there was
-            // not pinned down).
+            // the credit. Whether to spin is `spin_until`'s decision alone (the process-wide
+            // policy, see `crate::spin`); when it declines, it looks at the hint once. The lock is
+            // let go around it either way, so the worker has one path to its sleep and a submit
+            // arriving meanwhile finds the lock free.
             if !std::mem::replace(&mut spun, true) {
                 drop(st);
                 spin::spin_until(&mut idle.spin, Probe::Load, || {

@@ -12,3 +12,13 @@ pub mod threads;
 
 /// Long enough never to expire on a loaded machine; only reached when a test is failing.
 pub const LONG: Duration = Duration::from_secs(30);
+
+/// Waits (up to [`LONG`]) until `cond` holds, failing the test with `what` if it never does. For
+/// states a test can only observe, not be told of (a pool's metrics, a process's end).
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let bound = std::time::Instant::now() + LONG;
+    while !cond() {
+        assert!(std::time::Instant::now() < bound, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -212,3 +212,63 @@ pub fn shutdown_bounded(pool: &concurrent_futures::ProcessPoolExecutor) {
     done.recv_timeout(super::LONG)
         .expect("shutdown did not return");
 }
+
+/// [`shutdown_bounded`], then asserts that none of `pids` is alive.
+#[cfg(not(loom))] // no process pool in loom builds
+pub fn shutdown_reaping(pool: &concurrent_futures::ProcessPoolExecutor, pids: &[u32]) {
+    shutdown_bounded(pool);
+    assert_all_gone(pids);
+}
+
+/// Waits (up to [`LONG`](super::LONG)) until the pool has `n` idle workers.
+#[cfg(not(loom))] // no process pool in loom builds
+pub fn wait_idle(pool: &concurrent_futures::ProcessPoolExecutor, n: usize) {
+    super::eventually("the workers go idle", || pool.metrics().idle == n);
+}
+
+/// In a worker: its end of the channel, the one socket whose peer is the parent. The crate finds
+/// the peer the same way (`SO_PEERCRED`) but keeps that private; the public API offers no way to
+/// reach a worker's channel, so the tests that must act on it find it themselves.
+fn channel_fd() -> i32 {
+    // SAFETY: no arguments, no failure.
+    let parent = unsafe { libc::getppid() };
+    (0..1024)
+        .find(|&fd| peer_pid(fd) == Some(parent))
+        .expect("the worker's channel was not found")
+}
+
+/// The pid of the process that made the other end of the unix socket `fd`, if `fd` is one.
+fn peer_pid(fd: i32) -> Option<libc::pid_t> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a writable `ucred` of `len` bytes; a descriptor that is not a socket only
+    // makes the call fail.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.pid)
+}
+
+/// In a worker: shuts its channel for reading. The parent's next write to it fails before its first
+/// byte (`EPIPE`), and the worker's next read finds end-of-file, so it exits.
+/// Returns the channel's descriptor.
+pub fn shut_channel_for_reading() -> i32 {
+    let fd = channel_fd();
+    // SAFETY: a shutdown of a descriptor this process owns.
+    assert_eq!(
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) },
+        0,
+        "shutdown(SHUT_RD) of the channel"
+    );
+    fd
+}
