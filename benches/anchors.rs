@@ -26,6 +26,8 @@
 //! `valgrind --tool=callgrind --toggle-collect='*s3_late_one*' target/release/deps/anchors-* --probe
 //! s3late cf|select_all 10000 20` (see `s3_late_probe`); both side by side in CPU time per call, which
 //! a loaded machine disturbs less than the wall clock: `--probe s3pair 10000 20 10` (`s3_pair_probe`).
+//! Likewise §1's round trips (`--probe s1 await|block <n>`, collect `*s1_round_trips*`) and §3a's drain
+//! of done futures (`--probe s3drain <n> <rounds>`, collect `*s3_drain_one*`).
 //!
 //! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
 //! and the minimum per operation, and each row's ratio to its anchor *measured in the same run*. The
@@ -413,6 +415,10 @@ fn probe_main(args: &[String]) {
             rounds.parse().expect("rounds"),
             sets.parse().expect("sets"),
         ),
+        ["s1", kind, n] => s1_probe(kind, n.parse().expect("n")),
+        ["s3drain", n, rounds] => {
+            s3_drain_probe(n.parse().expect("n"), rounds.parse().expect("rounds"))
+        }
         _ => panic!("unknown probe {a:?}"),
     };
     println!("PROBE {v}");
@@ -1279,6 +1285,82 @@ fn s3_late_one_select_all(
         assert_eq!((v.unwrap(), i), (7, last));
         drop(rest);
     });
+}
+
+/// §1's round trips alone, for `valgrind --tool=callgrind --toggle-collect='*s1_round_trips*'`: `n`
+/// sequential trivial tasks on a warmed 2-worker pool, each `.await`ed on a current-thread runtime
+/// (`kind` `await`, §1's `cf_ct`) or waited for with `result(None)` (`block`, §1's `cf_block`).
+/// Returns the mean time per round trip in µs (meaningless under valgrind; the instruction count is
+/// the figure).
+fn s1_probe(kind: &str, n: u64) -> f64 {
+    let pool = cf_pool(2);
+    warm_cf(&pool);
+    let ct = current_thread_rt();
+    let awaited = match kind {
+        "await" => true,
+        "block" => false,
+        _ => panic!("unknown s1 probe {kind}"),
+    };
+    let t = Instant::now();
+    black_box(s1_round_trips(&ct, &pool, n, awaited));
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// The collected part of [`s1_probe`].
+#[inline(never)]
+fn s1_round_trips(
+    ct: &tokio::runtime::Runtime,
+    pool: &ThreadPoolExecutor,
+    n: u64,
+    awaited: bool,
+) -> u64 {
+    let mut acc = 0;
+    if awaited {
+        ct.block_on(async {
+            for i in 0..n {
+                acc += pool.submit(inc, i).unwrap().await.unwrap();
+            }
+        });
+    } else {
+        for i in 0..n {
+            acc += pool.submit(inc, i).unwrap().result(None).unwrap();
+        }
+    }
+    acc
+}
+
+/// §3a's drain alone, for `valgrind --tool=callgrind --toggle-collect='*s3_drain_one*'`: `rounds`
+/// times, submit `n` trivial tasks and wait until all are done (outside the collected function), then
+/// drain them through the `as_completed` stream, awaiting each (§3a's `done_cf_stream`). Returns the
+/// mean time per future in µs (meaningless under valgrind).
+fn s3_drain_probe(n: u64, rounds: usize) -> f64 {
+    let pool = cf_pool(2);
+    let ct = current_thread_rt();
+    let mut total = Duration::ZERO;
+    for _ in 0..rounds {
+        let futs = submit_all(&pool, n);
+        until_done(&futs);
+        let t = Instant::now();
+        black_box(s3_drain_one(&ct, futs));
+        total += t.elapsed();
+    }
+    total.as_secs_f64() * 1e6 / (n as f64 * rounds as f64)
+}
+
+/// One round of [`s3_drain_probe`].
+#[inline(never)]
+fn s3_drain_one(
+    ct: &tokio::runtime::Runtime,
+    futs: Vec<concurrent_futures::PoolFuture<u64>>,
+) -> u64 {
+    ct.block_on(async {
+        let mut acc = 0;
+        let mut s = as_completed(futs);
+        while let Some(f) = s.next().await {
+            acc += f.unwrap().await.unwrap();
+        }
+        acc
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ struct Controls<T>(WeakTaskRef<T>);
 impl<T: Send> Control for Controls<T> {
     fn phase(&self) -> Option<Phase> {
         self.0.upgrade().map(|task| {
-            task.job().attend();
+            task.attend();
             task.core().phase()
         })
     }

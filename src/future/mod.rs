@@ -65,12 +65,18 @@ pub(crate) trait Job: Send + Sync {
     /// `started` tells whether the future is RUNNING: a job may wait for the end of its task only
     /// once the task has started, since a task cancelled before it started sends nothing to wait for.
     fn help_until(&self, _deadline: Option<std::time::Instant>, _started: &dyn Fn() -> bool) {}
+}
+
+/// A job that must know when its future is attended to: a process-pool task, whose end someone must
+/// read (its worker's reply, which a blocking caller reads itself: [`Job::help_until`]). Only a cell
+/// built with `CellRef::new_attended` calls it; every other future skips the call.
+#[cfg_attr(loom, allow(dead_code))] // under loom, the process pool (its only user) is not built
+pub(crate) trait Attend: Job {
     /// Called whenever the future is attended to otherwise than by a thread blocked in `result`
     /// without a deadline: polled, watched by `wait`/`as_completed`, given a callback, dropped, or
-    /// looked at (`done`, `running`, ...). A job whose end must be read by someone (a process-pool
-    /// task's reply, which a blocking caller reads itself: `help_until`) has its pool read it from
-    /// now on. Cheap after the first call.
-    fn attend(&self) {}
+    /// looked at (`done`, `running`, ...). The job has its pool read its end from now on. Cheap
+    /// after the first call.
+    fn attend(&self);
 }
 
 /// The job of a future completed by hand (a [`Promise`]) or by a process-pool driver: nothing to drop.
@@ -243,14 +249,14 @@ impl<T> PoolFuture<T> {
 
     /// Whether the future was cancelled.
     pub fn cancelled(&self) -> bool {
-        self.task.job().attend();
+        self.task.attend();
         self.task.core().phase() == Phase::Ended(Ending::Cancelled)
     }
 
     /// Whether the task is running now: started and not yet finished (a finished task whose done
     /// callbacks are still running counts as running; it is done once they return).
     pub fn running(&self) -> bool {
-        self.task.job().attend();
+        self.task.attend();
         self.task.core().phase() == Phase::Running
     }
 
@@ -258,7 +264,7 @@ impl<T> PoolFuture<T> {
     /// the outcome is readable at once on every thread: `result(Duration::ZERO)` and
     /// `exception(Duration::ZERO)` do not time out.
     pub fn done(&self) -> bool {
-        self.task.job().attend();
+        self.task.attend();
         self.task.core().has_ended()
     }
 
@@ -289,7 +295,7 @@ impl<T> PoolFuture<T> {
         // Not ended yet (the task is queued, or the wait timed out, or someone else read its end):
         // whatever ends it must not wait for this thread.
         if !core.has_ended() {
-            job.attend();
+            self.task.attend();
         }
         block_until(deadline, |cx| core.poll_take(cx)).unwrap_or(Err(Error::Timeout))
     }
@@ -299,7 +305,7 @@ impl<T> PoolFuture<T> {
     /// timeout passed first (Python's `exception(timeout)`).
     pub fn exception(&self, timeout: impl Into<Option<Duration>>) -> Result<Option<Error>, Error> {
         let core = self.task.core();
-        self.task.job().attend();
+        self.task.attend();
         let mut key = None;
         let outcome = block_until(deadline_after(timeout.into()), |cx| {
             core.poll_exception(cx, &mut key)
@@ -353,7 +359,7 @@ impl<T> PoolFuture<T> {
     where
         F: FnOnce(&Result<T, Error>) + Send + 'static,
     {
-        self.task.job().attend();
+        self.task.attend();
         self.on_outcome(callback);
     }
 
@@ -382,7 +388,7 @@ impl<T> Drop for PoolFuture<T> {
         // No one may read its end for it now.
         let core = self.task.core();
         if !core.has_ended() {
-            self.task.job().attend();
+            self.task.attend();
         }
         core.release_owner();
     }
@@ -392,7 +398,7 @@ impl<T> Future for PoolFuture<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.task.job().attend();
+        self.task.attend();
         self.task.core().poll_take(cx)
     }
 }
@@ -550,11 +556,11 @@ impl<T> Watched for PoolFuture<T> {
         self.id()
     }
     fn poll_ended(&self, cx: &mut Context<'_>, key: &mut Option<u64>) -> Poll<()> {
-        self.task.job().attend();
+        self.task.attend();
         self.task.core().poll_ended(cx, key)
     }
     fn watch(&self, waker: Waker) -> Registration {
-        self.task.job().attend();
+        self.task.attend();
         self.task.core().watch(waker)
     }
     fn unwatch(&self, key: u64) -> Option<Waker> {
@@ -564,11 +570,11 @@ impl<T> Watched for PoolFuture<T> {
         self.done()
     }
     fn snapshot(&self) -> (FutureId, bool) {
-        self.task.job().attend();
+        self.task.attend();
         self.task.core().snapshot()
     }
     fn raised(&self) -> bool {
-        self.task.job().attend();
+        self.task.attend();
         self.task.core().raised()
     }
 }

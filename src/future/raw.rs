@@ -29,7 +29,7 @@ use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
 use super::state::{Cancel, Core, Phase};
-use super::{Job, NoJob};
+use super::{Attend, Job, NoJob};
 use crate::sync::atomic::{fence, AtomicU64, Ordering};
 use crate::thread_pool::Runnable;
 
@@ -65,6 +65,10 @@ struct TaskVTable {
     job: unsafe fn(NonNull<Header>) -> *const dyn Job,
     /// `Some` for a cell that a thread pool runs.
     runnable: Option<unsafe fn(NonNull<Header>) -> *const dyn Runnable>,
+    /// `Some` for a cell whose job is told when its future is attended to ([`Attend`]). The others
+    /// (thread-pool tasks, promises) have nothing to do then, and `None` spares their every poll and
+    /// state check two indirect calls.
+    attend: Option<unsafe fn(NonNull<Header>)>,
 }
 
 /// A future's state and its job in one allocation, after the header that counts references to it.
@@ -96,6 +100,7 @@ impl<T, J: Job + 'static> TaskCell<T, J> {
         dealloc: dealloc_cell::<T, J>,
         job: job::<T, J>,
         runnable: None,
+        attend: None,
     };
 
     /// The offset of the core, which [`TaskRef<T>`] relies on being the same for every job.
@@ -113,6 +118,14 @@ where
 {
     const RUNNABLE_VTABLE: TaskVTable = TaskVTable {
         runnable: Some(runnable::<T, J>),
+        ..Self::VTABLE
+    };
+}
+
+impl<T, J: Attend + 'static> TaskCell<T, J> {
+    #[cfg_attr(loom, allow(dead_code))] // under loom, the process pool (its only user) is not built
+    const ATTENDED_VTABLE: TaskVTable = TaskVTable {
+        attend: Some(attend::<T, J>),
         ..Self::VTABLE
     };
 }
@@ -175,6 +188,14 @@ mod entries {
     }
 
     /// # Safety
+    /// `ptr` is a `TaskCell<T, J>` kept alive by a strong reference while this runs.
+    #[cfg_attr(loom, allow(dead_code))] // under loom, the process pool (its only user) is not built
+    pub(super) unsafe fn attend<T, J: Attend>(ptr: NonNull<Header>) {
+        // SAFETY: as in `job`; the job is only ever shared.
+        unsafe { (*ptr::addr_of!((*ptr.cast::<TaskCell<T, J>>().as_ptr()).job)).attend() }
+    }
+
+    /// # Safety
     /// As [`job`].
     pub(super) unsafe fn runnable<T, J>(ptr: NonNull<Header>) -> *const dyn Runnable
     where
@@ -184,7 +205,7 @@ mod entries {
     }
 }
 
-use entries::{dealloc_cell, drop_cell, job, runnable};
+use entries::{attend, dealloc_cell, drop_cell, job, runnable};
 
 /// The counting shared by every pointer type below: a pointer to a header that this value counts
 /// once, as strong or as weak (its owner says which).
@@ -358,6 +379,16 @@ impl<T, J: Job + 'static> CellRef<T, J> {
         Self::with_vtable(core, job, &TaskCell::<T, J>::VTABLE)
     }
 
+    /// A new task whose job is told whenever its future is attended to, with one strong reference:
+    /// this one.
+    #[cfg_attr(loom, allow(dead_code))] // under loom, the process pool (its only user) is not built
+    pub(crate) fn new_attended(core: Core<T>, job: J) -> Self
+    where
+        J: Attend,
+    {
+        Self::with_vtable(core, job, &TaskCell::<T, J>::ATTENDED_VTABLE)
+    }
+
     fn with_vtable(core: Core<T>, job: J, vtable: &'static TaskVTable) -> Self {
         // Evaluated per type: a job that moved the core would fail to compile here.
         let _core_at = TaskCell::<T, J>::CORE_AT;
@@ -503,6 +534,15 @@ impl<T> TaskRef<T> {
     pub(crate) fn job(&self) -> &dyn Job {
         // SAFETY: a strong reference keeps the job alive for as long as `self` is borrowed.
         unsafe { &*(counts::header(self.ptr).vtable.job)(self.ptr) }
+    }
+
+    /// Tells the job that the future is attended to ([`Attend`]), if it is a job that asks.
+    pub(crate) fn attend(&self) {
+        // SAFETY: a strong reference keeps the header alive.
+        if let Some(attend) = unsafe { counts::header(self.ptr) }.vtable.attend {
+            // SAFETY: a strong reference keeps the job alive; the entry was made for this cell's type.
+            unsafe { attend(self.ptr) }
+        }
     }
 
     /// [`TaskCell::cancel`].
@@ -773,7 +813,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use super::{CellRef, Core, Job};
+    use super::{Attend, CellRef, Core, Job};
 
     struct CountDrops(Arc<AtomicUsize>);
 
@@ -796,6 +836,38 @@ mod tests {
     #[allow(unsafe_code)] // an empty `Job::discard`
     impl Job for OverAligned {
         unsafe fn discard(&self, _slot: *mut u8) {}
+    }
+
+    /// Counts the times its future is attended to.
+    struct CountAttends(Arc<AtomicUsize>);
+
+    #[allow(unsafe_code)] // an empty `Job::discard`
+    impl Job for CountAttends {
+        unsafe fn discard(&self, _slot: *mut u8) {}
+    }
+
+    impl Attend for CountAttends {
+        fn attend(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A future's attend reaches the job of a cell built to be attended, each time, through the
+    /// pointer typed by the output alone; a cell built plainly has no attend entry to call.
+    #[test]
+    fn attend_reaches_the_job_of_an_attended_cell_only() {
+        let attends = Arc::new(AtomicUsize::new(0));
+        let attended = CellRef::new_attended(Core::<u8>::new(), CountAttends(attends.clone()));
+        let future = attended.typed();
+        future.attend();
+        future.attend();
+        assert_eq!(attends.load(Ordering::SeqCst), 2);
+
+        let drops = Arc::new(AtomicUsize::new(0));
+        let plain = CellRef::new(Core::<u8>::new(), CountDrops(drops));
+        assert!(attended.header.vtable.attend.is_some());
+        assert!(plain.header.vtable.attend.is_none());
+        plain.typed().attend();
     }
 
     /// The last strong reference drops the job, once; a weak reference upgrades until then and never

@@ -11,7 +11,7 @@ use super::shared::Counters;
 use super::wire::Body;
 use crate::error::{panic_message, Error};
 use crate::future::state::Core;
-use crate::future::{CellRef, FutureId, Job, PoolFuture};
+use crate::future::{Attend, CellRef, FutureId, Job, PoolFuture};
 use crate::sync::{lock, Mutex};
 
 /// Turns a reply body into the future's outcome; the `usize` is the number of inputs (map chunks).
@@ -34,7 +34,7 @@ pub(crate) trait ProcTask: Send + Sync {
     fn take_frame(&self) -> Option<Vec<u8>>;
     /// Records the worker that runs it (or forgets it), so `interrupt` can kill exactly that worker.
     fn bind(&self, proc: Option<&Arc<Proc>>);
-    /// Whether its future was attended to otherwise than by a blocking `result` ([`Job::attend`]):
+    /// Whether its future was attended to otherwise than by a blocking `result` ([`Attend::attend`]):
     /// then the driver must read its reply, and listens for it from the dispatch on.
     fn attended(&self) -> bool;
     fn time_limit(&self) -> Option<Duration>;
@@ -113,7 +113,9 @@ impl<T: Send + 'static> Job for ProcJob<T> {
             proc.help(self.id, deadline, started);
         }
     }
+}
 
+impl<T: Send + 'static> Attend for ProcJob<T> {
     /// Something other than a blocking `result` waits for this task's end: its worker's driver
     /// listens for the reply from now on (at the dispatch, if the task is queued).
     fn attend(&self) {
@@ -147,7 +149,7 @@ pub(crate) fn new_task<T: Send + 'static>(
     };
     // The queue keeps `Arc<dyn ProcTask>` (the tracing feature wraps it): a second, small allocation
     // around the task's, which a process-pool task, with its frame, hardly notices.
-    let cell = CellRef::new(core, job);
+    let cell = CellRef::new_attended(core, job);
     let fut = PoolFuture::from_task(cell.typed());
     (Arc::new(cell), fut)
 }
