@@ -263,6 +263,22 @@ fn a_time_limit_ends_the_task_of_a_stopped_worker() {
     within("a shutdown", move || pool.shutdown(Queued::Run));
 }
 
+/// `terminate_workers` on a stopped worker: SIGTERM stays pending on a stopped process until it is
+/// continued, so without a SIGCONT the worker never exits and the `shutdown` that follows (as the
+/// docs advise, to reap the workers) never returns.
+#[test]
+fn terminate_workers_ends_a_stopped_worker() {
+    let pool = ProcessPoolExecutor::new(2).unwrap();
+    let (mut f, worker) = a_stopped_worker(&pool);
+    pool.terminate_workers();
+    assert!(matches!(f.result(LONG), Err(Error::BrokenProcessPool(_))));
+    within(
+        "a shutdown after terminate_workers on a stopped worker",
+        move || pool.shutdown(Queued::Run),
+    );
+    assert!(wait_gone(worker, LONG) && is_dead(worker));
+}
+
 #[test]
 fn kill_workers_ends_a_stopped_worker() {
     let pool = ProcessPoolExecutor::new(2).unwrap();

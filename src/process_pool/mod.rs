@@ -572,7 +572,8 @@ impl ProcessPoolExecutor {
     }
 
     /// Python 3.14's `terminate_workers()`: shuts down with queued tasks cancelled, then sends SIGTERM
-    /// to every worker (and its process group). Running futures fail with [`Error::BrokenProcessPool`]
+    /// to every worker (and its process group), then SIGCONT, so that a stopped worker gets it too.
+    /// Running futures fail with [`Error::BrokenProcessPool`]
     /// ([`ForcedShutdown`](crate::BrokenCause::ForcedShutdown)); later submits get [`Error::Shutdown`].
     /// Does not wait; follow with [`shutdown`](Self::shutdown) to reap the workers.
     pub fn terminate_workers(&self) {
