@@ -383,3 +383,94 @@ fn the_program_file_replaced_on_disk() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Forks this process (no exec) with the pool warm, and in the child runs `in_child` and exits
+/// with its code; returns the child's exit code (or panics if it is not done within [`LONG`]).
+///
+/// The child of a threaded program may only make async-signal-safe calls before an exec, in
+/// principle; in practice programs fork and go on (pre-fork servers, a daemonizing library, a
+/// harness), and glibc's `malloc` survives it. What the child does with the pool it inherited must
+/// at least leave the parent's pool alone.
+fn in_a_fork(in_child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child runs `in_child` and leaves with `_exit`, never returning into the harness.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(in_child)).unwrap_or(99);
+        // SAFETY: ends the forked child without running the harness's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        let _ = tx.send(status);
+    });
+    let Ok(status) = rx.recv_timeout(LONG) else {
+        kill(child as u32, libc::SIGKILL);
+        panic!("hang: the forked child did not exit");
+    };
+    assert!(
+        libc::WIFEXITED(status),
+        "the forked child died: {status:#x}"
+    );
+    libc::WEXITSTATUS(status)
+}
+
+/// A forked child drops its copy of the pool (it returns from the scope that held it): the
+/// parent's workers, whose channels the child shares, must keep serving the parent.
+#[test]
+fn a_forked_child_dropping_the_pool_leaves_the_parent_s_workers_alone() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    assert_eq!(pool.submit(double, 1).unwrap().result(LONG).unwrap(), 2);
+    let worker = pool.worker_pids();
+    let mut slot = Some(pool);
+    // In the child only: its copy of the one handle goes, so its pool shuts down.
+    let code = in_a_fork(|| {
+        slot.take();
+        0
+    });
+    assert_eq!(code, 0);
+    let pool = slot.unwrap();
+    assert_eq!(pool.submit(double, 21).unwrap().result(LONG).unwrap(), 42);
+    assert_eq!(
+        pool.worker_pids(),
+        worker,
+        "the parent's worker was replaced"
+    );
+    within("a shutdown", move || pool.shutdown(Queued::Run));
+}
+
+/// A forked child that goes on using the pool it inherited: its submits are refused with a clear
+/// error (its frames would run on the parent's worker, and the parent's driver would take their
+/// replies for its own tasks'), and its shutdowns and forced shutdowns neither wait for drivers it
+/// does not have nor touch the parent's workers.
+#[test]
+fn a_forked_child_using_the_pool_is_refused_and_leaves_the_parent_alone() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    assert_eq!(pool.submit(double, 1).unwrap().result(LONG).unwrap(), 2);
+    let worker = pool.worker_pids();
+    let code = in_a_fork(|| {
+        match pool.submit(double, 1000) {
+            Err(Error::ProcessSetup(m)) if m.contains("fork") => {}
+            Err(e) => {
+                eprintln!("the child's submit: {e:?}");
+                return 3;
+            }
+            Ok(_) => return 2,
+        }
+        pool.terminate_workers();
+        pool.kill_workers();
+        pool.shutdown(Queued::Cancel);
+        0
+    });
+    assert_eq!(code, 0, "the child's submit was not refused as a fork's");
+    assert_eq!(pool.submit(double, 21).unwrap().result(LONG).unwrap(), 42);
+    assert_eq!(
+        pool.worker_pids(),
+        worker,
+        "the parent's worker was replaced"
+    );
+    within("a shutdown", move || pool.shutdown(Queued::Run));
+}

@@ -115,6 +115,12 @@
 //!   `submit` on an unbounded pool) and use
 //!   [`shutdown_async`](ProcessPoolExecutor::shutdown_async): nothing blocks the runtime's threads
 //!   (serializing the argument is the only work done on the caller's thread).
+//! - A pool belongs to the process that made it. In a copy of that process made by `fork` without
+//!   exec (a pre-fork server, a daemonizing library), the inherited pool refuses submits with
+//!   [`Error::ProcessSetup`], and its shutdowns, forced shutdowns and drop do nothing: the workers
+//!   and their channels are the parent's, and the copy has none of the pool's threads. Futures the
+//!   copy inherited are not its own either: waiting on one there may take the parent's reply.
+//!   Make a new pool in the copy.
 //! - [`metrics`](ProcessPoolExecutor::metrics) returns the same [`Metrics`] as the thread pool, with
 //!   [`workers_respawned`](Metrics::workers_respawned).
 //!
@@ -299,6 +305,9 @@ impl ProcessPoolExecutor {
         on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
     ) -> Result<Encoded<T>, Result<PoolFuture<T>, Error>> {
         let shared = self.shared();
+        if shared.in_a_fork() {
+            return Err(Err(shared.fork_refusal()));
+        }
         if let Some(e) = Shared::refusal(&shared.lock().lifecycle) {
             return Err(Err(e));
         }
@@ -556,7 +565,9 @@ impl ProcessPoolExecutor {
     /// as `queued` says. Calling it again is harmless. Called from a done callback (which runs on a
     /// driver thread), it waits for the other workers only.
     pub fn shutdown(&self, queued: Queued) {
-        self.pool.shutdown(queued)
+        if !self.shared().in_a_fork() {
+            self.pool.shutdown(queued)
+        }
     }
 
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
@@ -568,7 +579,12 @@ impl ProcessPoolExecutor {
     /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited and been
     /// reaped, without blocking the runtime's threads.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        self.pool.shutdown_async(queued)
+        let wait = (!self.shared().in_a_fork()).then(|| self.pool.shutdown_async(queued));
+        async move {
+            if let Some(wait) = wait {
+                wait.await
+            }
+        }
     }
 
     /// Python 3.14's `terminate_workers()`: shuts down with queued tasks cancelled, then sends SIGTERM
@@ -577,12 +593,18 @@ impl ProcessPoolExecutor {
     /// ([`ForcedShutdown`](crate::BrokenCause::ForcedShutdown)); later submits get [`Error::Shutdown`].
     /// Does not wait; follow with [`shutdown`](Self::shutdown) to reap the workers.
     pub fn terminate_workers(&self) {
+        if self.shared().in_a_fork() {
+            return;
+        }
         let cancelled = self.shared().force(libc::SIGTERM).run();
         Counters::add(&self.shared().counters.cancelled, cancelled);
     }
 
     /// Python 3.14's `kill_workers()`: as [`terminate_workers`](Self::terminate_workers) with SIGKILL.
     pub fn kill_workers(&self) {
+        if self.shared().in_a_fork() {
+            return;
+        }
         let cancelled = self.shared().force(libc::SIGKILL).run();
         Counters::add(&self.shared().counters.cancelled, cancelled);
     }
