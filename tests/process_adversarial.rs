@@ -474,3 +474,30 @@ fn a_forked_child_using_the_pool_is_refused_and_leaves_the_parent_alone() {
     );
     within("a shutdown", move || pool.shutdown(Queued::Run));
 }
+
+/// A task that closes every descriptor above stderr, as a daemonizing library does: its worker's
+/// channel among them.
+fn close_all_fds(_: ()) -> u8 {
+    for fd in 3..4096 {
+        // SAFETY: closing a descriptor this process may hold; nothing here uses them afterwards.
+        unsafe { libc::close(fd) };
+    }
+    7
+}
+
+/// The worker loses its channel in the middle of a task: its future fails with the worker's
+/// death (it cannot reply), and the pool goes on with a new worker.
+#[test]
+fn a_task_that_closes_its_worker_s_channel_fails_cleanly() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .on_worker_death(concurrent_futures::WorkerDeath::Respawn)
+        .build()
+        .unwrap();
+    match pool.submit(close_all_fds, ()).unwrap().result(LONG) {
+        Err(Error::WorkerDied(exit)) => assert!(exit.pid > 0),
+        other => panic!("a task that closed its channel: {other:?}"),
+    }
+    assert_eq!(pool.submit(double, 5).unwrap().result(LONG).unwrap(), 10);
+    within("a shutdown", move || pool.shutdown(Queued::Run));
+}
