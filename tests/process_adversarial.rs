@@ -49,6 +49,12 @@ fn mark(path: String) -> u32 {
 /// still queued, being dispatched, running and done), then checks CPython's contract for each:
 /// `cancel()` said `true` exactly when the task never ran and its future ended `Cancelled`.
 fn cancels_race_dispatch(pool: ProcessPoolExecutor, n: usize, dir: &Path) {
+    // Workers started and idle first (submits that find none idle start one each), so the first
+    // tasks are dispatched at their submit and the rest meet the cancels while queued.
+    let warm: Vec<_> = (0..4).map(|_| pool.submit(double, 0).unwrap()).collect();
+    for mut f in warm {
+        f.result(LONG).unwrap();
+    }
     let (tx, rx) = mpsc::channel::<(usize, PoolFuture<u32>)>();
     let canceller = std::thread::spawn(move || {
         // Every other task is cancelled as soon as it is submitted, the rest newest first after
@@ -72,7 +78,7 @@ fn cancels_race_dispatch(pool: ProcessPoolExecutor, n: usize, dir: &Path) {
     within("a shutdown after racing cancels", move || {
         pool.shutdown(Queued::Run)
     });
-    let mut cancelled = 0;
+    let (mut cancelled, mut ran_count) = (0, 0);
     for (i, won, mut f) in outcomes {
         let ran = dir.join(i.to_string()).exists();
         match f.result(LONG) {
@@ -85,12 +91,14 @@ fn cancels_race_dispatch(pool: ProcessPoolExecutor, n: usize, dir: &Path) {
             Ok(_) => {
                 assert!(ran, "task {i} has a value but never ran");
                 assert!(!won, "cancel() said true for task {i}, which ran");
+                ran_count += 1;
             }
             Err(e) => panic!("task {i}: {e:?}"),
         }
     }
-    // Not a timing claim: only that the run exercised both outcomes at all.
-    eprintln!("{cancelled} of {n} cancelled");
+    // How many ran depends on the timing (a worker may not be listed idle again yet when the
+    // first submits come), so it is reported, not asserted.
+    eprintln!("{cancelled} of {n} cancelled, {ran_count} ran");
 }
 
 #[test]
