@@ -45,8 +45,8 @@ fn mark(path: String) -> u32 {
     std::process::id()
 }
 
-/// Submits `n` marking tasks while another thread cancels them, newest first (so cancels meet tasks
-/// still queued, being dispatched, running and done), then checks CPython's contract for each:
+/// Submits `n` marking tasks while another thread cancels them (so cancels meet tasks still
+/// queued, being dispatched, running and done), then checks CPython's contract for each:
 /// `cancel()` said `true` exactly when the task never ran and its future ended `Cancelled`.
 fn cancels_race_dispatch(pool: ProcessPoolExecutor, n: usize, dir: &Path) {
     // Workers started and idle first (submits that find none idle start one each), so the first
@@ -57,14 +57,23 @@ fn cancels_race_dispatch(pool: ProcessPoolExecutor, n: usize, dir: &Path) {
     }
     let (tx, rx) = mpsc::channel::<(usize, PoolFuture<u32>)>();
     let canceller = std::thread::spawn(move || {
-        // Every other task is cancelled as soon as it is submitted, the rest newest first after
-        // the last submit. `won` is whether any `cancel()` of the task said `true`.
+        // Every other task is cancelled as soon as it is submitted, the rest oldest first after
+        // the last submit: where the workers take tasks from the queue. `won` is whether any
+        // `cancel()` of the task said `true`.
         let mut seen = Vec::new();
         for (i, f) in rx {
             let won = i % 2 == 0 && f.cancel();
             seen.push((i, won, f));
         }
-        for (_, won, f) in seen.iter_mut().rev() {
+        // Once a task a quarter of the way in (odd: not cancelled above, so it runs) has ended,
+        // the workers are taking tasks from where the cancels below begin.
+        if let Some((_, _, f)) = seen.get((seen.len() / 4) | 1) {
+            let end = std::time::Instant::now() + LONG;
+            while !f.done() && std::time::Instant::now() < end {
+                std::thread::yield_now();
+            }
+        }
+        for (_, won, f) in seen.iter_mut() {
             *won |= f.cancel();
         }
         seen
