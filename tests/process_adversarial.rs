@@ -1,9 +1,10 @@
 //! The process pool used the way a busy program outside a quiet test run uses it: cancels racing
 //! dispatch and recycling, shutdowns racing submits from other threads, the last handle of a pool
 //! dropped in a done callback (on the pool's own driver thread), a worker stopped by SIGSTOP (as a
-//! debugger, a job-control shell or a cgroup freezer stops it) meeting a time limit, an interrupt or
-//! a forced shutdown, a task that starts a pool of its own, and a program whose file is replaced on
-//! disk while it runs (a deploy).
+//! debugger, job control or a cgroup freezer stops it) meeting a time limit, an interrupt or a
+//! forced shutdown, a task that starts a pool of its own, a task that closes its worker's channel,
+//! a program whose file is replaced on disk while it runs (a deploy), and a fork (no exec) of the
+//! program that goes on using or dropping the pool it inherited.
 //!
 //! Every wait is bounded by [`LONG`]: a hang fails the test instead of stalling the suite.
 

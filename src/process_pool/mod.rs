@@ -167,9 +167,10 @@
 //! - No orphans: each worker leads its own process group, and every kill or reap of a worker kills the
 //!   whole group, so processes a task started die with its worker, unless they leave the group: one
 //!   started in a group or session of its own (`Command::process_group`, `setsid`, a daemon) is
-//!   beyond the pool's reach. A worker dies with its parent (`PR_SET_PDEATHSIG`). One exception: in a host that ignores SIGCHLD, a worker that dies by
-//!   itself (exits, crashes, is killed from outside) is reaped by the kernel at once, and its group
-//!   is then no longer signalled (see the next point), so what its task started lives on.
+//!   beyond the pool's reach. A worker dies with its parent (`PR_SET_PDEATHSIG`). One exception: in
+//!   a host that ignores SIGCHLD, a worker that dies by itself (exits, crashes, is killed from
+//!   outside) is reaped by the kernel at once, and its group is then no longer signalled (see the
+//!   next point), so what its task started lives on.
 //! - Signals reach only the pool's own processes: a worker is signalled through its pidfd, and its
 //!   group only while the pidfd shows the worker unreaped, so a reused pid is never hit, even in a
 //!   host that ignores SIGCHLD (where the kernel reaps workers itself). Without pidfds such a host
