@@ -149,8 +149,9 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// The process that made the pool. Its workers, their channels and its driver threads are that
     /// process's: a copy of it made by `fork` (no exec) shares the channels but has none of the
-    /// threads, and must leave them alone (see [`Shared::in_a_fork`]).
-    owner: u32,
+    /// threads, and must leave them alone (see [`Shared::in_a_fork`]). Its pid, and the count of
+    /// forks at the pool's birth (`os::watch_forks`).
+    owner: (u32, u64),
 }
 
 /// Whether [`Shared::hand_to_idle`] found a worker for a task.
@@ -261,7 +262,7 @@ impl Shared {
             spare_frame: Mutex::new(Vec::new()),
             timer: Arc::default(),
             config,
-            owner: std::process::id(),
+            owner: (std::process::id(), super::os::watch_forks()),
         })
     }
 
@@ -272,7 +273,7 @@ impl Shared {
     /// neither submits nor shuts anything down, and checks before it takes the pool's lock (which
     /// a driver may have held at the fork).
     pub(crate) fn in_a_fork(&self) -> bool {
-        std::process::id() != self.owner
+        super::os::forks() != self.owner.1
     }
 
     /// The refusal of a submit in a copy of the owner made by `fork` (see [`Shared::in_a_fork`]).
@@ -281,7 +282,7 @@ impl Shared {
             "this process (pid {}) is a fork, without exec, of the process that made the process \
              pool (pid {}): the pool's workers serve that process only; make a new pool here",
             std::process::id(),
-            self.owner
+            self.owner.0
         ))
     }
 
