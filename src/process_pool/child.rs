@@ -111,8 +111,12 @@ pub(crate) fn serve(value: std::ffi::OsString) -> i32 {
         out.extend_from_slice(&[0; wire::HEADER]);
         // SAFETY: the one place a received code address is called. `verify_parent` proved, through
         // the kernel (not the channel), that the peer is our parent, that it runs this very
-        // executable file, and that it made the channel; no one else can write to the channel (it
-        // reached us as stdin, and `take_channel` moved it to a close-on-exec descriptor). That
+        // executable file, and that it made the channel; no one else can write to our end (it
+        // reached us as stdin, and `take_channel` moved it to a close-on-exec descriptor), and a
+        // pool keeps its end close-on-exec and to itself. (A process that made the pair, passed
+        // its end to another and then exec'd this file would pass these checks, and the other
+        // could ask for any function; but both run with the privileges of whoever started them,
+        // which the secure-exec check keeps this process from raising: see `handshake`.) That
         // parent's driver sends only frames built by `code::run_frame`, whose trampoline offset it
         // took from a `Trampoline` (`run_one::<A, R>` and its siblings) and whose function offset
         // from a `fn` of the type that trampoline names, in the same generic call; it sent them only

@@ -115,6 +115,12 @@
 //!   `submit` on an unbounded pool) and use
 //!   [`shutdown_async`](ProcessPoolExecutor::shutdown_async): nothing blocks the runtime's threads
 //!   (serializing the argument is the only work done on the caller's thread).
+//! - A pool belongs to the process that made it. In a copy of that process made by `fork` without
+//!   exec (a pre-fork server, a daemonizing library), the inherited pool refuses submits with
+//!   [`Error::ProcessSetup`], and its shutdowns, forced shutdowns and drop do nothing: the workers
+//!   and their channels are the parent's, and the copy has none of the pool's threads. Futures the
+//!   copy inherited are not its own either: waiting on one there may take the parent's reply.
+//!   Make a new pool in the copy.
 //! - [`metrics`](ProcessPoolExecutor::metrics) returns the same [`Metrics`] as the thread pool, with
 //!   [`workers_respawned`](Metrics::workers_respawned).
 //!
@@ -159,10 +165,12 @@
 //!   over. [`submit_with_time_limit`](ProcessPoolExecutor::submit_with_time_limit) does the same when a
 //!   task runs too long, ending it with [`Error::TimeLimit`]. Neither breaks the pool.
 //! - No orphans: each worker leads its own process group, and every kill or reap of a worker kills the
-//!   whole group, so processes a task started die with its worker. A worker dies with its parent
-//!   (`PR_SET_PDEATHSIG`). One exception: in a host that ignores SIGCHLD, a worker that dies by
-//!   itself (exits, crashes, is killed from outside) is reaped by the kernel at once, and its group
-//!   is then no longer signalled (see the next point), so what its task started lives on.
+//!   whole group, so processes a task started die with its worker, unless they leave the group: one
+//!   started in a group or session of its own (`Command::process_group`, `setsid`, a daemon) is
+//!   beyond the pool's reach. A worker dies with its parent (`PR_SET_PDEATHSIG`). One exception: in
+//!   a host that ignores SIGCHLD, a worker that dies by itself (exits, crashes, is killed from
+//!   outside) is reaped by the kernel at once, and its group is then no longer signalled (see the
+//!   next point), so what its task started lives on.
 //! - Signals reach only the pool's own processes: a worker is signalled through its pidfd, and its
 //!   group only while the pidfd shows the worker unreaped, so a reused pid is never hit, even in a
 //!   host that ignores SIGCHLD (where the kernel reaps workers itself). Without pidfds such a host
@@ -299,6 +307,9 @@ impl ProcessPoolExecutor {
         on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
     ) -> Result<Encoded<T>, Result<PoolFuture<T>, Error>> {
         let shared = self.shared();
+        if shared.in_a_fork() {
+            return Err(Err(shared.fork_refusal()));
+        }
         if let Some(e) = Shared::refusal(&shared.lock().lifecycle) {
             return Err(Err(e));
         }
@@ -556,7 +567,9 @@ impl ProcessPoolExecutor {
     /// as `queued` says. Calling it again is harmless. Called from a done callback (which runs on a
     /// driver thread), it waits for the other workers only.
     pub fn shutdown(&self, queued: Queued) {
-        self.pool.shutdown(queued)
+        if !self.shared().in_a_fork() {
+            self.pool.shutdown(queued)
+        }
     }
 
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
@@ -568,20 +581,32 @@ impl ProcessPoolExecutor {
     /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited and been
     /// reaped, without blocking the runtime's threads.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        self.pool.shutdown_async(queued)
+        let wait = (!self.shared().in_a_fork()).then(|| self.pool.shutdown_async(queued));
+        async move {
+            if let Some(wait) = wait {
+                wait.await
+            }
+        }
     }
 
     /// Python 3.14's `terminate_workers()`: shuts down with queued tasks cancelled, then sends SIGTERM
-    /// to every worker (and its process group). Running futures fail with [`Error::BrokenProcessPool`]
+    /// to every worker (and its process group), then SIGCONT, so that a stopped worker gets it too.
+    /// Running futures fail with [`Error::BrokenProcessPool`]
     /// ([`ForcedShutdown`](crate::BrokenCause::ForcedShutdown)); later submits get [`Error::Shutdown`].
     /// Does not wait; follow with [`shutdown`](Self::shutdown) to reap the workers.
     pub fn terminate_workers(&self) {
+        if self.shared().in_a_fork() {
+            return;
+        }
         let cancelled = self.shared().force(libc::SIGTERM).run();
         Counters::add(&self.shared().counters.cancelled, cancelled);
     }
 
     /// Python 3.14's `kill_workers()`: as [`terminate_workers`](Self::terminate_workers) with SIGKILL.
     pub fn kill_workers(&self) {
+        if self.shared().in_a_fork() {
+            return;
+        }
         let cancelled = self.shared().force(libc::SIGKILL).run();
         Counters::add(&self.shared().counters.cancelled, cancelled);
     }

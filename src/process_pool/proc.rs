@@ -740,7 +740,13 @@ impl Proc {
     /// Sends `signal` to the worker's process group. The caller holds the lock (or `&mut self`) and
     /// has checked that `child` is set: we have not reaped the worker ourselves.
     fn signal(&self, signal: i32) {
-        signal_group(self.exit.pidfd(), self.pid, signal);
+        if signal_group(self.exit.pidfd(), self.pid, signal) && signal != libc::SIGKILL {
+            // A stopped process (SIGSTOP, a debugger, a frozen job) holds any other signal pending
+            // until it is continued: without this, a `terminate_workers()` would leave a stopped
+            // worker, its future and the `shutdown()` that follows waiting until someone sends it
+            // SIGCONT. As systemd does after its SIGTERM.
+            signal_group(self.exit.pidfd(), self.pid, libc::SIGCONT);
+        }
     }
 
     /// Why the parent killed the worker, if it did (also after the reap).

@@ -147,6 +147,11 @@ pub(crate) struct Shared {
     spare_frame: Mutex<Vec<u8>>,
     pub(crate) timer: Arc<Timer>,
     pub(crate) config: Config,
+    /// The process that made the pool. Its workers, their channels and its driver threads are that
+    /// process's: a copy of it made by `fork` (no exec) shares the channels but has none of the
+    /// threads, and must leave them alone (see [`Shared::in_a_fork`]). Its pid, and the count of
+    /// forks at the pool's birth (`os::watch_forks`).
+    owner: (u32, u64),
 }
 
 /// Whether [`Shared::hand_to_idle`] found a worker for a task.
@@ -257,7 +262,28 @@ impl Shared {
             spare_frame: Mutex::new(Vec::new()),
             timer: Arc::default(),
             config,
+            owner: (std::process::id(), super::os::watch_forks()),
         })
+    }
+
+    /// Whether this process is a copy of the pool's owner made by `fork` without exec. Such a copy
+    /// shares the workers' channels with the owner (a frame it wrote would be run by the owner's
+    /// worker and its reply read by whichever process reads first; a channel it shut would end the
+    /// owner's worker) and has none of the driver threads (a wait for them would never end), so it
+    /// neither submits nor shuts anything down, and checks before it takes the pool's lock (which
+    /// a driver may have held at the fork).
+    pub(crate) fn in_a_fork(&self) -> bool {
+        super::os::forks() != self.owner.1
+    }
+
+    /// The refusal of a submit in a copy of the owner made by `fork` (see [`Shared::in_a_fork`]).
+    pub(crate) fn fork_refusal(&self) -> Error {
+        Error::ProcessSetup(format!(
+            "this process (pid {}) is a fork, without exec, of the process that made the process \
+             pool (pid {}): the pool's workers serve that process only; make a new pool here",
+            std::process::id(),
+            self.owner.0
+        ))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, PoolState> {
@@ -649,6 +675,9 @@ impl Backend for Shared {
     }
 
     fn close(&self, queued: Queued) {
+        if self.in_a_fork() {
+            return;
+        }
         let cancelled = self.shut_down(queued).run();
         Counters::add(&self.counters.cancelled, cancelled);
     }
