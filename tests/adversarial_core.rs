@@ -709,3 +709,128 @@ fn a_callback_of_a_cancelled_future_cancelling_it_again_through_a_handle() {
     assert!(f.cancelled());
     release.send(()).unwrap();
 }
+
+#[test]
+fn a_callback_completing_its_own_promise_again_is_refused_not_deadlocked() {
+    let (promise, mut f) = Promise::<u32>::new();
+    let promise = Arc::new(promise);
+    let again = promise.clone();
+    let (tx, rx) = mpsc::channel();
+    f.add_done_callback(move |o| {
+        let second = again.set_result(2).map_err(|e| e.to_string());
+        let running = again.set_running();
+        let error = again.set_error(Error::Timeout).is_err();
+        let _ = tx.send((*o.as_ref().unwrap(), second.is_err(), running, error));
+    });
+    let setter = {
+        let p = promise.clone();
+        std::thread::spawn(move || p.set_result(1))
+    };
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), (1, true, false, true));
+    setter.join().unwrap().unwrap();
+    assert_eq!(f.result(LONG).unwrap(), 1);
+}
+
+#[test]
+fn debug_formatting_from_inside_callbacks_and_wakers_does_not_deadlock() {
+    let (pool, release, busy) = held_pool(None);
+    let f = Arc::new(pool.spawn(|| 1u8).unwrap());
+    let h = f.handle();
+    let (tx, rx) = mpsc::channel();
+    f.add_done_callback(move |_| {
+        let _ = tx.send(format!("{h:?}"));
+    });
+    // The waker formats the pool (its metrics lock) on the worker that ends the task.
+    let own = pool.clone();
+    let (wtx, wrx) = mpsc::channel();
+    let waker = Waker::from(Arc::new(RunOnWakeOnce(Mutex::new(Some(Box::new(
+        move || {
+            let _ = wtx.send(format!("{own:?}"));
+        },
+    ))))));
+    let mut g = pool.spawn(|| 2u8).unwrap();
+    assert!(Pin::new(&mut g)
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    release.send(()).unwrap();
+    assert!(!rx.recv_timeout(LONG).unwrap().is_empty());
+    assert!(wrx
+        .recv_timeout(LONG)
+        .unwrap()
+        .contains("ThreadPoolExecutor"));
+    drop(busy);
+    assert_eq!(g.result(LONG).unwrap(), 2);
+}
+
+/// Runs its closure (once) on the thread that wakes it.
+struct RunOnWakeOnce(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl Wake for RunOnWakeOnce {
+    fn wake(self: Arc<Self>) {
+        let run = self.0.lock().unwrap().take();
+        if let Some(run) = run {
+            run();
+        }
+    }
+}
+
+#[test]
+fn wait_first_exception_ignores_cancelled_futures_as_cpython_does() {
+    let (_pool, release, _busy) = held_pool(None);
+    let cancelled = _pool.spawn(|| 1u8).unwrap();
+    assert!(cancelled.cancel());
+    let (_p, pending) = Promise::<u8>::new();
+    let done = wait([&cancelled, &pending])
+        .return_when(ReturnWhen::FirstException)
+        .timeout(Duration::ZERO)
+        .blocking();
+    assert_eq!((done.done.len(), done.not_done.len()), (1, 1));
+    // With a zero timeout it returned at once; without one it would wait for `pending`.
+    let mut w = Box::pin(
+        wait([&cancelled, &pending])
+            .return_when(ReturnWhen::FirstException)
+            .into_future(),
+    );
+    assert!(w
+        .as_mut()
+        .poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+        .is_pending());
+    release.send(()).unwrap();
+}
+
+#[test]
+fn zero_timeouts_over_futures_all_done_report_no_timeout() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let fs: Vec<_> = (0..4u8)
+        .map(|i| pool.submit(|x: u8| x, i).unwrap())
+        .collect();
+    let done = wait(&fs).blocking();
+    assert_eq!(done.done.len(), 4);
+    let all: Vec<_> = as_completed(&fs)
+        .timeout(Duration::ZERO)
+        .into_iter()
+        .collect();
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.iter().all(Result::is_ok),
+        "no timeout error when nothing is pending"
+    );
+    let all = futures::executor::block_on(
+        as_completed(&fs)
+            .timeout(Duration::ZERO)
+            .collect::<Vec<_>>(),
+    );
+    assert!(all.len() == 4 && all.iter().all(Result::is_ok));
+    let done = futures::executor::block_on(wait(&fs).timeout(Duration::ZERO).into_future());
+    assert_eq!(done.done.len(), 4);
+}
+
+#[test]
+fn exception_after_the_value_was_taken_reports_no_failure() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let mut f = pool.spawn(|| 1u8).unwrap();
+    assert_eq!(f.result(LONG).unwrap(), 1);
+    let e = f.exception(Duration::ZERO);
+    assert!(matches!(e, Ok(None)), "{e:?}");
+    assert!(f.done() && !f.cancelled());
+}
