@@ -834,3 +834,98 @@ fn exception_after_the_value_was_taken_reports_no_failure() {
     assert!(matches!(e, Ok(None)), "{e:?}");
     assert!(f.done() && !f.cancelled());
 }
+
+/// Counts its drops.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_submit_dropped_in_a_select_drops_its_closure_and_never_runs_it() {
+    let (pool, release, busy) = held_pool(Some(1));
+    let _fill = pool.try_spawn(|| ()).map_err(|_| "room for one").unwrap();
+    let (drops, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (d, r) = (Dropped(drops.clone()), ran.clone());
+    let submit = pool.spawn_async(move || {
+        let _d = d;
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    tokio::select! {
+        biased;
+        _ = submit => panic!("the queue is full"),
+        () = std::future::ready(()) => {}
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped with the submit");
+    release.send(()).unwrap();
+    busy.await.unwrap();
+    pool.shutdown_async(Queued::Run).await;
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.metrics().queued, 0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Races: a cancelling shutdown against the workers' claims, retirement against a submit's credit
+
+#[test]
+fn a_cancelling_shutdown_racing_the_workers_ends_every_future_once_and_truthfully() {
+    for _ in 0..100 {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let ran: Arc<Vec<AtomicUsize>> = Arc::new((0..16).map(|_| AtomicUsize::new(0)).collect());
+        let go = Arc::new(Barrier::new(2));
+        let fs: Vec<_> = (0..16usize)
+            .map(|i| {
+                let (ran, go) = (ran.clone(), go.clone());
+                pool.spawn(move || {
+                    if i == 0 {
+                        go.wait();
+                    }
+                    ran[i].fetch_add(1, Ordering::SeqCst);
+                })
+                .unwrap()
+            })
+            .collect();
+        let closer = {
+            let (pool, go) = (pool.clone(), go.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                pool.shutdown(Queued::Cancel);
+            })
+        };
+        let done = wait(&fs).timeout(LONG).blocking();
+        assert_eq!(done.not_done.len(), 0, "every future ends");
+        closer.join().unwrap();
+        for (i, f) in fs.iter().enumerate() {
+            let runs = ran[i].load(Ordering::SeqCst);
+            if f.cancelled() {
+                assert_eq!(runs, 0, "task {i} reported cancelled but ran");
+            } else {
+                assert_eq!(runs, 1, "task {i} reported finished but ran {runs} times");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_nanosecond_keep_alive_loses_no_credit_to_a_retiring_worker() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .keep_alive(Duration::from_nanos(1))
+        .build()
+        .unwrap();
+    for i in 0..3000u32 {
+        let mut f = pool.submit(|x: u32| x, i).unwrap();
+        assert_eq!(f.result(LONG).unwrap(), i);
+        if i % 3 == 0 {
+            // Two at once, so a second thread comes and goes too.
+            let a = pool.submit(|x: u32| x, i).unwrap();
+            let b = pool.submit(|x: u32| x + 1, i).unwrap();
+            let done = wait([a, b]).timeout(LONG).blocking();
+            assert_eq!(done.done.len(), 2);
+        }
+    }
+    pool.shutdown(Queued::Run);
+}
