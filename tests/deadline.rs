@@ -107,6 +107,27 @@ async fn long_timeout_on_a_paused_clock_follows_the_paused_clock() {
     assert!(real.elapsed() < LONG, "waited in real time");
 }
 
+/// Documented on `wait`: a paused clock jumps while the runtime awaits pool work, so a long timeout
+/// passes at once with the task still running (where tokio's own `spawn_blocking` holds the clock).
+#[tokio::test(start_paused = true)]
+async fn a_paused_clock_does_not_wait_for_a_running_pool_task() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let running = pool
+        .spawn(move || {
+            started_tx.send(()).unwrap();
+            gate.recv().unwrap();
+        })
+        .unwrap();
+    started.recv().unwrap();
+    let done = wait([&running]).timeout(Duration::from_secs(3600)).await;
+    assert_eq!(done.not_done.len(), 1);
+    assert!(running.running(), "timed out while the task still runs");
+    release.send(()).unwrap();
+    running.await.unwrap();
+}
+
 fn runtime_without_timers(multi_thread: bool) -> tokio::runtime::Runtime {
     let mut b = if multi_thread {
         let mut b = tokio::runtime::Builder::new_multi_thread();
