@@ -929,3 +929,60 @@ fn a_nanosecond_keep_alive_loses_no_credit_to_a_retiring_worker() {
     }
     pool.shutdown(Queued::Run);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// A bounded queue's room and the tasks cancelled in it
+
+#[test]
+fn cancelling_a_queued_task_makes_room_for_the_next_submit() {
+    let (pool, release, busy) = held_pool(Some(2));
+    let a = pool.try_spawn(|| 1u8).map_err(|_| "room").unwrap();
+    let b = pool.try_spawn(|| 2u8).map_err(|_| "room").unwrap();
+    assert!(pool.try_spawn(|| 3u8).is_err(), "full");
+    // Load shedding: the queued work is given up on, so the queue waits for nothing.
+    assert!(a.cancel() && b.cancel());
+    let mut c = pool
+        .try_spawn(|| 3u8)
+        .map_err(|r| r.error().to_string())
+        .expect("a cancelled task still took room in the queue");
+    let mut d = pool.try_spawn(|| 4u8).map_err(|_| "room").unwrap();
+    assert!(pool.try_spawn(|| 5u8).is_err(), "full again");
+    let m = pool.metrics();
+    assert_eq!((m.queued, m.cancelled), (2, 2));
+    release.send(()).unwrap();
+    assert_eq!((c.result(LONG).unwrap(), d.result(LONG).unwrap()), (3, 4));
+    drop(busy);
+}
+
+#[test]
+fn a_blocking_submit_on_a_full_queue_of_cancelled_tasks_does_not_wait() {
+    let (pool, release, busy) = held_pool(Some(1));
+    let a = pool.try_spawn(|| 1u8).map_err(|_| "room").unwrap();
+    assert!(a.cancel());
+    // The worker is held until the submit returns: a submit waiting for it to take a task would
+    // wait forever, so run it on a thread and bound the wait.
+    let (tx, rx) = mpsc::channel();
+    let p = pool.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(p.spawn(|| 2u8).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let got = rx.recv_timeout(Duration::from_secs(5));
+    release.send(()).unwrap();
+    assert_eq!(got, Ok(Ok(())), "submit waited behind a cancelled task");
+    drop(busy);
+}
+
+#[tokio::test]
+async fn an_async_submit_on_a_full_queue_of_cancelled_tasks_gets_in_at_once() {
+    let (pool, release, busy) = held_pool(Some(1));
+    let a = pool.try_spawn(|| 1u8).map_err(|_| "room").unwrap();
+    assert!(a.cancel());
+    let mut submit = Box::pin(pool.spawn_async(|| 2u8));
+    let got = futures::poll!(submit.as_mut());
+    release.send(()).unwrap();
+    match got {
+        Poll::Ready(f) => assert_eq!(f.unwrap().await.unwrap(), 2),
+        Poll::Pending => panic!("the submit waited behind a cancelled task"),
+    }
+    busy.await.unwrap();
+}

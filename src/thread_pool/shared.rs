@@ -194,6 +194,16 @@ impl Shared {
             if !self.room.is_full(st.queue.len()) || when_full == WhenFull::Overfill {
                 break;
             }
+            // Tasks cancelled while queued wait for no worker (a caller shedding load cancels them
+            // to make room): they leave the queue now rather than when a worker reaches them.
+            let gone = Self::drop_cancelled(&mut st);
+            if gone > 0 && !self.room.is_full(st.queue.len()) {
+                // This submit takes one of the places; submitters waiting may take the others.
+                for _ in 1..gone {
+                    self.made_room(&st);
+                }
+                break;
+            }
             if when_full == WhenFull::Reject {
                 return Err(Rejected::Full(task));
             }
@@ -248,6 +258,17 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Takes the queued tasks that ended unrun (cancelled) out of the queue, counting them as a worker
+    /// skipping them does; returns how many. Their closures went with the cancel, so no user code
+    /// runs here.
+    fn drop_cancelled(st: &mut PoolState) -> usize {
+        let before = st.queue.len();
+        st.queue.retain(|t| !t.ended());
+        let gone = before - st.queue.len();
+        st.cancelled += gone as u64;
+        gone
     }
 
     /// A task left the queue: let one waiting submitter in.

@@ -43,6 +43,9 @@ pub(crate) trait Runnable: Send + Sync {
     /// `run` after it: the closure is then in the task, and the caller's to take.
     #[allow(unsafe_code)] // a contract on the caller, which the worker loop keeps
     unsafe fn run(&self, before_publish: &mut dyn FnMut(Ran));
+    /// Whether the task has ended without being claimed: cancelled (or failed) while queued, so it
+    /// waits for no worker, and one that takes it off the queue skips it.
+    fn ended(&self) -> bool;
     /// Cancels the task if it has not started (`shutdown(cancel_futures)`, a dropped `map`).
     fn cancel(&self) -> bool;
     /// Ends a task that will never run with `error` (a broken pool), if it has not started.
@@ -286,6 +289,10 @@ where
 {
     fn claim(&self) -> bool {
         self.core.start()
+    }
+
+    fn ended(&self) -> bool {
+        self.core.has_ended()
     }
 
     unsafe fn run(&self, before_publish: &mut dyn FnMut(Ran)) {
