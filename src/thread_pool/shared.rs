@@ -58,6 +58,9 @@ pub(crate) struct PoolState {
     /// timed out.
     #[cfg(loom)]
     pub(crate) keep_alive_passed: bool,
+    /// The count of cancels (see `task::queued_cancels`) when a full queue was last searched for
+    /// cancelled tasks.
+    pub(crate) cancels_seen: u64,
 }
 
 impl PoolState {
@@ -162,6 +165,7 @@ impl Shared {
                 exit_wakers: Vec::new(),
                 #[cfg(loom)]
                 keep_alive_passed: false,
+                cancels_seen: 0,
             }),
             wake_hint: AtomicUsize::new(0),
             work: Condvar::new(),
@@ -264,8 +268,14 @@ impl Shared {
     /// skipping them does; returns how many. Their closures went with the cancel, so no user code
     /// runs here.
     fn drop_cancelled(st: &mut PoolState) -> usize {
+        // Read before looking: a cancel counted after this is seen by the next look.
+        let cancels = super::task::queued_cancels();
+        if cancels == st.cancels_seen {
+            return 0;
+        }
+        st.cancels_seen = cancels;
         let before = st.queue.len();
-        st.queue.retain(|t| !t.ended());
+        st.queue.retain(|t| !t.cancelled());
         let gone = before - st.queue.len();
         st.cancelled += gone as u64;
         gone
