@@ -2,7 +2,8 @@
 //! `as_completed`.
 //!
 //! A deadline that has already passed is ready at once, on every path, without arming any timer.
-//! Otherwise the first async poll picks the timer that will wake the task, once for the deadline's life:
+//! Otherwise the first async poll picks the timer that will wake the task, for the rest of the deadline's life
+//! (one exception below):
 //!
 //! - inside a tokio runtime whose time driver is enabled, tokio's own timer, so the deadline follows
 //!   tokio's clock (`tokio::time::pause` and paused-clock tests);
@@ -12,6 +13,8 @@
 //! Tokio offers no way to ask a runtime whether its timers are enabled (tokio-rs/tokio#8361): creating a
 //! `Sleep` on a runtime without them panics. So the first poll inside a tokio runtime creates the `Sleep`
 //! under `catch_unwind`, with the panic hook silenced for that call on that thread only (see `crate::panic::catch_silently`).
+//! A deadline that outlives the runtime whose timer it chose (polled on under another executor once
+//! that runtime has shut down, where tokio's `Sleep` panics) moves to the shared timer thread.
 //! Where panics abort, that probe is impossible, and the shared timer thread is used under tokio too: the
 //! deadline then runs on real time even if the tokio clock is paused.
 
@@ -73,7 +76,15 @@ impl Deadline {
                 if tokio::time::Instant::now() >= self.at_tokio {
                     return Poll::Ready(());
                 }
-                sleep.as_mut().poll(cx)
+                match poll_sleep(sleep, cx) {
+                    Some(poll) => poll,
+                    // The runtime whose timer this is has shut down: the deadline outlived it and
+                    // is polled on under another executor. The shared timer serves it from now on.
+                    None => {
+                        self.timer = Timer::Shared(None);
+                        self.poll_elapsed(cx)
+                    }
+                }
             }
             Timer::Shared(key) => {
                 if Instant::now() >= self.at_std {
@@ -113,6 +124,13 @@ fn tokio_sleep(at: tokio::time::Instant) -> Option<Pin<Box<tokio::time::Sleep>>>
         let _ = at;
         None
     }
+}
+
+/// Polls a tokio `Sleep`, or gives `None` if its runtime has shut down (tokio panics then: a timer
+/// polled after its runtime is gone can never fire).
+fn poll_sleep(sleep: &mut Pin<Box<tokio::time::Sleep>>, cx: &mut Context<'_>) -> Option<Poll<()>> {
+    // Only made where the probe in `tokio_sleep` can catch a panic, so this one can too.
+    crate::panic::catch_silently(|| sleep.as_mut().poll(cx))
 }
 
 /// Wakes a waker at an instant (std clock) from the shared timer thread, until dropped: a time-limited

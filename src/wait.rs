@@ -54,7 +54,11 @@ pub struct Done<F> {
 ///
 /// In async code, the timeout runs on tokio's clock inside a tokio runtime with timers (so it follows
 /// `tokio::time::pause`); under any other executor, or a tokio runtime built without `enable_time`, one
-/// timer thread shared by every timeout of the process wakes it. A zero or already passed timeout
+/// timer thread shared by every timeout of the process wakes it. (The same holds for the timeouts of
+/// [`as_completed`](crate::as_completed) and [`map`](crate::MapOptions::timeout).) A paused tokio clock
+/// jumps to the next timer whenever the runtime has nothing to do, and a runtime awaiting pool work has
+/// nothing to do: there, a timeout of any length passes at once, with the tasks still running (tokio's
+/// `spawn_blocking` holds a paused clock; the pools' threads cannot). A zero or already passed timeout
 /// returns without waiting for either:
 ///
 /// ```

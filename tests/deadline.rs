@@ -107,6 +107,27 @@ async fn long_timeout_on_a_paused_clock_follows_the_paused_clock() {
     assert!(real.elapsed() < LONG, "waited in real time");
 }
 
+/// Documented on `wait`: a paused clock jumps while the runtime awaits pool work, so a long timeout
+/// passes at once with the task still running (where tokio's own `spawn_blocking` holds the clock).
+#[tokio::test(start_paused = true)]
+async fn a_paused_clock_does_not_wait_for_a_running_pool_task() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let running = pool
+        .spawn(move || {
+            started_tx.send(()).unwrap();
+            gate.recv().unwrap();
+        })
+        .unwrap();
+    started.recv().unwrap();
+    let done = wait([&running]).timeout(Duration::from_secs(3600)).await;
+    assert_eq!(done.not_done.len(), 1);
+    assert!(running.running(), "timed out while the task still runs");
+    release.send(()).unwrap();
+    running.await.unwrap();
+}
+
 fn runtime_without_timers(multi_thread: bool) -> tokio::runtime::Runtime {
     let mut b = if multi_thread {
         let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -175,4 +196,76 @@ fn timeouts_under_block_on_fire_and_are_beaten_by_completion() {
     let done = futures::executor::block_on(wait([&f]).timeout(LONG).into_future());
     assert_eq!(done.done.len(), 1);
     setter.join().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A deadline that outlives the runtime whose timer it first chose, polled on under another executor:
+// tokio's `Sleep` panics once its runtime has shut down.
+
+/// Runs `body` on a tokio runtime with timers, then shuts that runtime down.
+fn in_a_runtime_then_gone(body: impl std::future::Future) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(body);
+}
+
+#[test]
+fn a_wait_first_polled_in_a_runtime_that_is_gone_still_ends_under_block_on() {
+    let (promise, f) = Promise::<u32>::new();
+    let mut w = Box::pin(wait([&f]).timeout(Duration::from_secs(3600)).into_future());
+    in_a_runtime_then_gone(async {
+        assert!(futures::poll!(w.as_mut()).is_pending());
+    });
+    promise.set_result(1).unwrap();
+    let done = futures::executor::block_on(w);
+    assert_eq!(done.done.len(), 1);
+}
+
+#[test]
+fn a_timed_wait_first_polled_in_a_runtime_that_is_gone_still_times_out_under_block_on() {
+    let (_promise, f) = Promise::<u32>::new();
+    let mut w = Box::pin(wait([&f]).timeout(Duration::from_millis(50)).into_future());
+    in_a_runtime_then_gone(async {
+        assert!(futures::poll!(w.as_mut()).is_pending());
+    });
+    let done = futures::executor::block_on(w);
+    assert_eq!(done.not_done.len(), 1);
+}
+
+#[test]
+fn a_timed_as_completed_first_polled_in_a_runtime_that_is_gone_still_times_out() {
+    let (_promise, f) = Promise::<u32>::new();
+    let mut s = as_completed([&f]).timeout(Duration::from_millis(50));
+    in_a_runtime_then_gone(async {
+        assert!(futures::poll!(s.next()).is_pending());
+    });
+    let got = futures::executor::block_on(s.next());
+    assert!(
+        matches!(got, Some(Err(Error::Unfinished { pending: 1, .. }))),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_timed_map_first_polled_in_a_runtime_that_is_gone_still_times_out() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let mut map = pool
+        .map_with(
+            move |()| {
+                let _ = gate.lock().unwrap().recv();
+            },
+            [()],
+            MapOptions::new().timeout(Duration::from_millis(50)),
+        )
+        .unwrap();
+    in_a_runtime_then_gone(async {
+        assert!(futures::poll!(map.next()).is_pending());
+    });
+    let got = futures::executor::block_on(map.next());
+    assert!(matches!(got, Some(Err(Error::Timeout))), "{got:?}");
+    release.send(()).unwrap();
 }

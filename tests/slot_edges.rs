@@ -157,9 +157,16 @@ fn queued_tasks_of_every_layout_drop_their_closure_once_when_cancelled() {
 /// (in the slot or beside it) is dropped once, and no future is left pending.
 #[test]
 fn failed_and_refused_tasks_drop_their_closure_once() {
+    // The initializer fails only once both tasks are queued: failing at once, it could break the
+    // pool before the second submit, which would then be refused rather than failed.
+    let queued = Arc::new(std::sync::Barrier::new(2));
+    let gate = queued.clone();
     let pool = ThreadPoolExecutor::builder()
         .max_workers(1)
-        .initializer(|| Err::<(), _>("no".to_string()))
+        .initializer(move || {
+            gate.wait();
+            Err::<(), _>("no".to_string())
+        })
         .build()
         .unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
@@ -177,6 +184,7 @@ fn failed_and_refused_tasks_drop_their_closure_once() {
             2u8
         })
         .unwrap();
+    queued.wait();
     assert!(matches!(
         small.result(LONG),
         Err(Error::BrokenThreadPool(_))

@@ -354,6 +354,20 @@ impl<T> Core<T> {
         (self.id(), self.has_ended())
     }
 
+    /// Whether the future has left PENDING: a worker claimed it, or a cancel has decided it will never
+    /// run (its done callbacks may still be running). One load, like [`has_ended`](Self::has_ended).
+    #[cfg(not(loom))]
+    pub(crate) fn left_pending(&self) -> bool {
+        State::of(self.inner.flags(Ordering::Acquire)) != State::Pending
+    }
+
+    /// Under loom, read under the lock, as [`has_ended`](Self::has_ended) is.
+    #[cfg(loom)]
+    pub(crate) fn left_pending(&self) -> bool {
+        let inner = self.lock();
+        self.state(&inner) != State::Pending
+    }
+
     /// Whether the outcome is published (finished or cancelled), without taking the lock. The bit is set
     /// after the outcome is stored, in the same locked section, so a reader that sees it and then takes
     /// the lock finds the outcome there.

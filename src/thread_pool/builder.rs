@@ -106,7 +106,8 @@ impl ThreadPoolBuilder {
     /// except on one of the pool's own threads (a task or a done callback submitting more work, or
     /// driving a `submit_async` there), where waiting could wait for itself: there both queue past
     /// the bound. `map` is bounded by its own [`buffer`](crate::MapOptions::buffer) instead. Must be
-    /// at least 1.
+    /// at least 1. A task cancelled while queued gives its place back to the next submit that finds the
+    /// queue full (a submitter already waiting gets in when a worker next takes a task).
     pub fn queue_capacity(mut self, tasks: usize) -> Self {
         self.capacity = Some(tasks);
         self

@@ -41,7 +41,8 @@ pub(crate) struct Config {
 /// [`PoolFuture`]. Python's `concurrent.futures.ThreadPoolExecutor`.
 ///
 /// Threads start lazily (one per submit that finds no idle thread, up to `max_workers`) and live until
-/// shutdown. Tasks start in submission order. A task that panics fails its own future with
+/// shutdown, or until they have been idle for the [`keep_alive`](ThreadPoolBuilder::keep_alive)
+/// (default 10 s; the next submit that finds no idle thread starts one again). Tasks start in submission order. A task that panics fails its own future with
 /// [`Error::Panicked`]; the worker lives on.
 ///
 /// The handle is cheap to clone (a task may submit more work to its own pool). When the last handle is

@@ -58,6 +58,9 @@ pub(crate) struct PoolState {
     /// timed out.
     #[cfg(loom)]
     pub(crate) keep_alive_passed: bool,
+    /// The count of cancels (see `task::queued_cancels`) when a full queue was last searched for
+    /// cancelled tasks.
+    pub(crate) cancels_seen: u64,
 }
 
 impl PoolState {
@@ -162,6 +165,7 @@ impl Shared {
                 exit_wakers: Vec::new(),
                 #[cfg(loom)]
                 keep_alive_passed: false,
+                cancels_seen: 0,
             }),
             wake_hint: AtomicUsize::new(0),
             work: Condvar::new(),
@@ -192,6 +196,16 @@ impl Shared {
                 return Err(Rejected::Closed(e));
             }
             if !self.room.is_full(st.queue.len()) || when_full == WhenFull::Overfill {
+                break;
+            }
+            // Tasks cancelled while queued wait for no worker (a caller shedding load cancels them
+            // to make room): they leave the queue now rather than when a worker reaches them.
+            let gone = Self::drop_cancelled(&mut st);
+            if gone > 0 && !self.room.is_full(st.queue.len()) {
+                // This submit takes one of the places; submitters waiting may take the others.
+                for _ in 1..gone {
+                    self.made_room(&st);
+                }
                 break;
             }
             if when_full == WhenFull::Reject {
@@ -248,6 +262,23 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Takes the queued tasks that ended unrun (cancelled) out of the queue, counting them as a worker
+    /// skipping them does; returns how many. Their closures went with the cancel, so no user code
+    /// runs here.
+    fn drop_cancelled(st: &mut PoolState) -> usize {
+        // Read before looking: a cancel counted after this is seen by the next look.
+        let cancels = super::task::queued_cancels();
+        if cancels == st.cancels_seen {
+            return 0;
+        }
+        st.cancels_seen = cancels;
+        let before = st.queue.len();
+        st.queue.retain(|t| !t.cancelled());
+        let gone = before - st.queue.len();
+        st.cancelled += gone as u64;
+        gone
     }
 
     /// A task left the queue: let one waiting submitter in.

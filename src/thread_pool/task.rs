@@ -43,6 +43,9 @@ pub(crate) trait Runnable: Send + Sync {
     /// `run` after it: the closure is then in the task, and the caller's to take.
     #[allow(unsafe_code)] // a contract on the caller, which the worker loop keeps
     unsafe fn run(&self, before_publish: &mut dyn FnMut(Ran));
+    /// Whether a cancel has decided, while the task was queued, that it will never run: it waits for
+    /// no worker, and one that takes it off the queue skips it.
+    fn cancelled(&self) -> bool;
     /// Cancels the task if it has not started (`shutdown(cancel_futures)`, a dropped `map`).
     fn cancel(&self) -> bool;
     /// Ends a task that will never run with `error` (a broken pool), if it has not started.
@@ -182,6 +185,17 @@ impl<W: Send + 'static> Holder for Spilled<W> {
     }
 }
 
+/// Thread-pool tasks whose work was discarded unrun (cancelled, or dropped while pending), in every
+/// pool: a submit that finds a bounded queue full looks for cancelled tasks to take out of it only
+/// when this moved since it last looked, so a stream of refused submits scans nothing. A std atomic
+/// even under loom: a hint whose ordering the models need not explore.
+static QUEUED_CANCELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// [`QUEUED_CANCELS`] now.
+pub(crate) fn queued_cancels() -> u64 {
+    QUEUED_CANCELS.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// A thread-pool task's job: its work, and its cancellation token if it has one.
 pub(crate) struct FuncJob<H, K> {
     work: H,
@@ -194,6 +208,8 @@ impl<H: Holder, K: TokenSlot> Job for FuncJob<H, K> {
         // SAFETY: called only by the cancel that won the future's PENDING, or the drop of a task
         // still PENDING (`Job::discard`'s contract): the work is here, and this call's alone.
         drop(unsafe { self.work.take(slot) });
+        // After the future left PENDING: a submit that reads the count then finds the task cancelled.
+        QUEUED_CANCELS.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     fn interrupt(&self) -> bool {
@@ -286,6 +302,12 @@ where
 {
     fn claim(&self) -> bool {
         self.core.start()
+    }
+
+    fn cancelled(&self) -> bool {
+        // Queued, a task leaves PENDING only by a cancel (a worker's claim takes it off the queue
+        // first).
+        self.core.left_pending()
     }
 
     unsafe fn run(&self, before_publish: &mut dyn FnMut(Ran)) {
