@@ -1479,6 +1479,60 @@ fn pin_to_cpu0() -> libc::cpu_set_t {
     old
 }
 
+/// The ids of this process's process-pool driver threads (named `process-pool-driver-<n>`, which
+/// the kernel cuts to 15 bytes).
+fn driver_tids() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let path = e.ok()?.path();
+        let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+        comm.starts_with("process-pool-dr")
+            .then(|| path.file_name()?.to_str().map(str::to_owned))?
+    })
+    .collect()
+}
+
+/// The `Cpus_allowed_list` line of a `/proc/…/status` file.
+fn cpus_allowed(status: &str) -> Option<String> {
+    let status = std::fs::read_to_string(status).ok()?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    Some(line.trim().to_owned())
+}
+
+/// Checks that `pool`'s worker processes and the driver threads started since `before` (see
+/// [`driver_tids`]) may run on CPU 0 only, as the thread that created the pool ([`pin_to_cpu0`]).
+fn pool_cpus(pool: &ProcessPoolExecutor, before: &[String]) -> Result<(), String> {
+    let workers = pool.worker_pids();
+    let drivers: Vec<String> = driver_tids()
+        .into_iter()
+        .filter(|t| !before.contains(t))
+        .collect();
+    if workers.is_empty() || drivers.is_empty() {
+        return Err(format!(
+            "found {} workers and {} new driver threads",
+            workers.len(),
+            drivers.len()
+        ));
+    }
+    let statuses = workers.iter().map(|p| format!("/proc/{p}/status")).chain(
+        drivers
+            .iter()
+            .map(|t| format!("/proc/self/task/{t}/status")),
+    );
+    for status in statuses {
+        match cpus_allowed(&status) {
+            Some(cpus) if cpus == "0" => {}
+            other => return Err(format!("{status}: Cpus_allowed_list {other:?}, not 0")),
+        }
+    }
+    eprintln!("  pinned pool: workers {workers:?} and driver threads {drivers:?} on CPU 0 only");
+    Ok(())
+}
+
 fn set_cpus(set: &libc::cpu_set_t) {
     // SAFETY: `set` is a valid cpu_set_t of the size given; pid 0 is the calling thread.
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
@@ -1783,6 +1837,49 @@ fn section5(cfg: &Cfg, r: &mut Results) {
     );
     pool.shutdown(Queued::Run);
     drop(ct);
+
+    // This crate with both processes on one CPU, like for like with the pinned raw rows: the
+    // calling thread is pinned before the pool exists, so the driver thread the pool starts from it
+    // and the worker process that driver spawns inherit the one-CPU set (checked below).
+    let drivers_before = driver_tids();
+    let old = pin_to_cpu0();
+    let pool = ProcessPoolExecutor::new(1).expect("process pool");
+    black_box(pool.submit(inc, 0).unwrap().result(None).unwrap());
+    match pool_cpus(&pool, &drivers_before) {
+        Ok(()) => {
+            r.time(
+                "s5.cf_pinned",
+                bench(cfg, n, || {
+                    let t = Instant::now();
+                    let mut acc = 0;
+                    for i in 0..n {
+                        acc += pool.submit(inc, i).unwrap().result(None).unwrap();
+                    }
+                    black_box(acc);
+                    t.elapsed()
+                }),
+            );
+            r.time(
+                "s5.cf_echo_pinned",
+                bench(cfg, e, || {
+                    echo_loop(
+                        e,
+                        || ByteBlock::from(data.clone()),
+                        |b| {
+                            pool.submit(echo_bytes, b)
+                                .unwrap()
+                                .result(None)
+                                .unwrap()
+                                .len()
+                        },
+                    )
+                }),
+            );
+        }
+        Err(why) => eprintln!("  cf pinned rows skipped: {why}"),
+    }
+    pool.shutdown(Queued::Run);
+    set_cpus(&old);
 
     // procspawn's pool (ipc-channel + bincode); `ByteBlock` serializes with `serialize_bytes`, as
     // `serde_bytes` does, so the MiB crosses as one block there too.
@@ -2310,6 +2407,11 @@ const S5_TRIVIAL: &[Line] = &[
         Some("s5.raw_pinned"),
     ),
     (
+        "s5.cf_pinned",
+        "cf `ProcessPoolExecutor(1)`, both processes on one CPU: `submit().result()`",
+        Some("s5.raw_pinned"),
+    ),
+    (
         "s5.raw_pinned",
         "raw, both processes on one CPU: a length-prefixed frame ping-ponged over a socketpair",
         None,
@@ -2343,6 +2445,11 @@ const S5_ECHO: &[Line] = &[
         Some("s5.raw_echo_pinned"),
     ),
     (
+        "s5.cf_echo_pinned",
+        "cf `ProcessPoolExecutor(1)`, both processes on one CPU, `ByteBlock` → `ByteBlock`",
+        Some("s5.raw_echo_pinned"),
+    ),
+    (
         "s5.raw_echo_pinned",
         "raw, both processes on one CPU: the same ping-pong with a 1 MiB body",
         None,
@@ -2370,7 +2477,7 @@ fn print_section5(out: &mut String, cfg: &Cfg, r: &Results) {
         cfg.proc_rt_n
     ));
     time_table(out, r, S5_TRIVIAL, false);
-    out.push_str("The raw reference is this binary re-run as `--echo`: each side reads a frame into a reused buffer and writes it back whole, blocking. Placed by the kernel, its two processes sometimes share a CPU (each hand-off a cheap switch) and sometimes not (each hand-off wakes an idle CPU, tens of µs on this VM), so its samples are bimodal; pinned to one CPU it is stable, and no faster placement was seen: that is the anchor.\n\n");
+    out.push_str("The raw reference is this binary re-run as `--echo`: each side reads a frame into a reused buffer and writes it back whole, blocking. Placed by the kernel, its two processes sometimes share a CPU (each hand-off a cheap switch) and sometimes not (each hand-off wakes an idle CPU, tens of µs on this VM), so its samples are bimodal; pinned to one CPU it is stable, and no faster placement was seen: that is the anchor. cf's pinned row pins the thread that creates its pool the same way, before the pool exists: its driver thread and worker process inherit the one CPU (checked), so that row and the pinned raw one compare like for like.\n\n");
     let speedup = |slow: &str| match ratio(r, slow, "s5.cf") {
         Some(x) => format!("{x:.1}×"),
         None => "—".into(),
