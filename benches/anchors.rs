@@ -14,8 +14,9 @@
 //! processes used it during the run (`support/machine.rs`, sampled every 10 s).
 //!
 //! One §5 scenario alone, for `strace -f -c` or `perf` (the bench binary, built by `cargo bench
-//! --no-run`): `target/release/deps/anchors-* --probe s5 rt|raw|echo|echo_vec <n>` (`raw`: the raw socketpair
-//! ping-pong of §5 and §11, a trivial frame).
+//! --no-run`): `target/release/deps/anchors-* --probe s5 rt|raw|echo|echo_vec|raw_echo <n>` (`raw`:
+//! the raw socketpair ping-pong of §5 and §11, a trivial frame; `raw_echo`: the same with §5's
+//! 1 MiB body). Under `taskset -c 0`, every process of the probe shares one CPU, as §5's pinned rows.
 //!
 //! One §7 contender in one setting alone (its capacity measured first, or given), with its context
 //! switches per request by thread role: `anchors-* --probe s7 cf|spawn_blocking|unblock|rayon+oneshot
@@ -1603,11 +1604,13 @@ fn echo_vec(v: Vec<u8>) -> Vec<u8> {
 
 /// One of §5's scenarios alone, `n` times, for `strace -f -c` or `valgrind --tool=callgrind` (the
 /// worker is started and warmed first): `rt` (trivial task, `result()`), `raw` (its raw reference,
-/// [`raw_probe`]), `echo` (1 MiB `ByteBlock`),
+/// [`raw_probe`]), `echo` (1 MiB `ByteBlock`), `raw_echo` (its raw reference),
 /// `echo_vec` (1 MiB `Vec<u8>`). Returns the time per operation in µs.
 fn s5_probe(kind: &str, n: u64) -> f64 {
-    if kind == "raw" {
-        return raw_probe(n);
+    match kind {
+        "raw" => return raw_probe(&0u64.to_le_bytes(), n),
+        "raw_echo" => return raw_probe(&payload(1 << 20), n),
+        _ => {}
     }
     let pool = ProcessPoolExecutor::new(1).expect("process pool");
     let data = payload(1 << 20);
@@ -1702,11 +1705,12 @@ impl ThreadCounters {
     }
 }
 
-/// §5's raw reference alone: `n` trivial frames ping-ponged with an `--echo` child (placed by the
-/// kernel), for the same counters as `rt`. Returns the time per round trip in µs.
-fn raw_probe(n: u64) -> f64 {
+/// §5's raw reference alone: `n` frames of `body` ping-ponged with an `--echo` child (placed by the
+/// kernel, or as `taskset` says), for the same counters as `rt` and `echo`. Returns the time per
+/// round trip in µs.
+fn raw_probe(body: &[u8], n: u64) -> f64 {
     let mut raw = EchoChild::spawn_busy(0);
-    let frame = frame_of(&0u64.to_le_bytes());
+    let frame = frame_of(body);
     black_box(raw.round_trip(&frame));
     let before = ThreadCounters::all();
     let t = Instant::now();
