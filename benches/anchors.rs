@@ -14,8 +14,9 @@
 //! processes used it during the run (`support/machine.rs`, sampled every 10 s).
 //!
 //! One §5 scenario alone, for `strace -f -c` or `perf` (the bench binary, built by `cargo bench
-//! --no-run`): `target/release/deps/anchors-* --probe s5 rt|raw|echo|echo_vec <n>` (`raw`: the raw socketpair
-//! ping-pong of §5 and §11, a trivial frame).
+//! --no-run`): `target/release/deps/anchors-* --probe s5 rt|raw|echo|echo_vec|raw_echo <n>` (`raw`:
+//! the raw socketpair ping-pong of §5 and §11, a trivial frame; `raw_echo`: the same with §5's
+//! 1 MiB body). Under `taskset -c 0`, every process of the probe shares one CPU, as §5's pinned rows.
 //!
 //! One §7 contender in one setting alone (its capacity measured first, or given), with its context
 //! switches per request by thread role: `anchors-* --probe s7 cf|spawn_blocking|unblock|rayon+oneshot
@@ -1561,6 +1562,60 @@ fn pin_to_cpu0() -> libc::cpu_set_t {
     old
 }
 
+/// The ids of this process's process-pool driver threads (named `process-pool-driver-<n>`, which
+/// the kernel cuts to 15 bytes).
+fn driver_tids() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let path = e.ok()?.path();
+        let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+        comm.starts_with("process-pool-dr")
+            .then(|| path.file_name()?.to_str().map(str::to_owned))?
+    })
+    .collect()
+}
+
+/// The `Cpus_allowed_list` line of a `/proc/…/status` file.
+fn cpus_allowed(status: &str) -> Option<String> {
+    let status = std::fs::read_to_string(status).ok()?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    Some(line.trim().to_owned())
+}
+
+/// Checks that `pool`'s worker processes and the driver threads started since `before` (see
+/// [`driver_tids`]) may run on CPU 0 only, as the thread that created the pool ([`pin_to_cpu0`]).
+fn pool_cpus(pool: &ProcessPoolExecutor, before: &[String]) -> Result<(), String> {
+    let workers = pool.worker_pids();
+    let drivers: Vec<String> = driver_tids()
+        .into_iter()
+        .filter(|t| !before.contains(t))
+        .collect();
+    if workers.is_empty() || drivers.is_empty() {
+        return Err(format!(
+            "found {} workers and {} new driver threads",
+            workers.len(),
+            drivers.len()
+        ));
+    }
+    let statuses = workers.iter().map(|p| format!("/proc/{p}/status")).chain(
+        drivers
+            .iter()
+            .map(|t| format!("/proc/self/task/{t}/status")),
+    );
+    for status in statuses {
+        match cpus_allowed(&status) {
+            Some(cpus) if cpus == "0" => {}
+            other => return Err(format!("{status}: Cpus_allowed_list {other:?}, not 0")),
+        }
+    }
+    eprintln!("  pinned pool: workers {workers:?} and driver threads {drivers:?} on CPU 0 only");
+    Ok(())
+}
+
 fn set_cpus(set: &libc::cpu_set_t) {
     // SAFETY: `set` is a valid cpu_set_t of the size given; pid 0 is the calling thread.
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
@@ -1631,11 +1686,13 @@ fn echo_vec(v: Vec<u8>) -> Vec<u8> {
 
 /// One of §5's scenarios alone, `n` times, for `strace -f -c` or `valgrind --tool=callgrind` (the
 /// worker is started and warmed first): `rt` (trivial task, `result()`), `raw` (its raw reference,
-/// [`raw_probe`]), `echo` (1 MiB `ByteBlock`),
+/// [`raw_probe`]), `echo` (1 MiB `ByteBlock`), `raw_echo` (its raw reference),
 /// `echo_vec` (1 MiB `Vec<u8>`). Returns the time per operation in µs.
 fn s5_probe(kind: &str, n: u64) -> f64 {
-    if kind == "raw" {
-        return raw_probe(n);
+    match kind {
+        "raw" => return raw_probe(&0u64.to_le_bytes(), n),
+        "raw_echo" => return raw_probe(&payload(1 << 20), n),
+        _ => {}
     }
     let pool = ProcessPoolExecutor::new(1).expect("process pool");
     let data = payload(1 << 20);
@@ -1730,11 +1787,12 @@ impl ThreadCounters {
     }
 }
 
-/// §5's raw reference alone: `n` trivial frames ping-ponged with an `--echo` child (placed by the
-/// kernel), for the same counters as `rt`. Returns the time per round trip in µs.
-fn raw_probe(n: u64) -> f64 {
+/// §5's raw reference alone: `n` frames of `body` ping-ponged with an `--echo` child (placed by the
+/// kernel, or as `taskset` says), for the same counters as `rt` and `echo`. Returns the time per
+/// round trip in µs.
+fn raw_probe(body: &[u8], n: u64) -> f64 {
     let mut raw = EchoChild::spawn_busy(0);
-    let frame = frame_of(&0u64.to_le_bytes());
+    let frame = frame_of(body);
     black_box(raw.round_trip(&frame));
     let before = ThreadCounters::all();
     let t = Instant::now();
@@ -1865,6 +1923,49 @@ fn section5(cfg: &Cfg, r: &mut Results) {
     );
     pool.shutdown(Queued::Run);
     drop(ct);
+
+    // This crate with both processes on one CPU, like for like with the pinned raw rows: the
+    // calling thread is pinned before the pool exists, so the driver thread the pool starts from it
+    // and the worker process that driver spawns inherit the one-CPU set (checked below).
+    let drivers_before = driver_tids();
+    let old = pin_to_cpu0();
+    let pool = ProcessPoolExecutor::new(1).expect("process pool");
+    black_box(pool.submit(inc, 0).unwrap().result(None).unwrap());
+    match pool_cpus(&pool, &drivers_before) {
+        Ok(()) => {
+            r.time(
+                "s5.cf_pinned",
+                bench(cfg, n, || {
+                    let t = Instant::now();
+                    let mut acc = 0;
+                    for i in 0..n {
+                        acc += pool.submit(inc, i).unwrap().result(None).unwrap();
+                    }
+                    black_box(acc);
+                    t.elapsed()
+                }),
+            );
+            r.time(
+                "s5.cf_echo_pinned",
+                bench(cfg, e, || {
+                    echo_loop(
+                        e,
+                        || ByteBlock::from(data.clone()),
+                        |b| {
+                            pool.submit(echo_bytes, b)
+                                .unwrap()
+                                .result(None)
+                                .unwrap()
+                                .len()
+                        },
+                    )
+                }),
+            );
+        }
+        Err(why) => eprintln!("  cf pinned rows skipped: {why}"),
+    }
+    pool.shutdown(Queued::Run);
+    set_cpus(&old);
 
     // procspawn's pool (ipc-channel + bincode); `ByteBlock` serializes with `serialize_bytes`, as
     // `serde_bytes` does, so the MiB crosses as one block there too.
@@ -2392,6 +2493,11 @@ const S5_TRIVIAL: &[Line] = &[
         Some("s5.raw_pinned"),
     ),
     (
+        "s5.cf_pinned",
+        "cf `ProcessPoolExecutor(1)`, both processes on one CPU: `submit().result()`",
+        Some("s5.raw_pinned"),
+    ),
+    (
         "s5.raw_pinned",
         "raw, both processes on one CPU: a length-prefixed frame ping-ponged over a socketpair",
         None,
@@ -2425,6 +2531,11 @@ const S5_ECHO: &[Line] = &[
         Some("s5.raw_echo_pinned"),
     ),
     (
+        "s5.cf_echo_pinned",
+        "cf `ProcessPoolExecutor(1)`, both processes on one CPU, `ByteBlock` → `ByteBlock`",
+        Some("s5.raw_echo_pinned"),
+    ),
+    (
         "s5.raw_echo_pinned",
         "raw, both processes on one CPU: the same ping-pong with a 1 MiB body",
         None,
@@ -2452,7 +2563,7 @@ fn print_section5(out: &mut String, cfg: &Cfg, r: &Results) {
         cfg.proc_rt_n
     ));
     time_table(out, r, S5_TRIVIAL, false);
-    out.push_str("The raw reference is this binary re-run as `--echo`: each side reads a frame into a reused buffer and writes it back whole, blocking. Placed by the kernel, its two processes sometimes share a CPU (each hand-off a cheap switch) and sometimes not (each hand-off wakes an idle CPU, tens of µs on this VM), so its samples are bimodal; pinned to one CPU it is stable, and no faster placement was seen: that is the anchor.\n\n");
+    out.push_str("The raw reference is this binary re-run as `--echo`: each side reads a frame into a reused buffer and writes it back whole, blocking. Placed by the kernel, its two processes sometimes share a CPU (each hand-off a cheap switch) and sometimes not (each hand-off wakes an idle CPU, tens of µs on this VM), so its samples are bimodal; pinned to one CPU it is stable, and no faster placement was seen: that is the anchor. cf's pinned row pins the thread that creates its pool the same way, before the pool exists: its driver thread and worker process inherit the one CPU (checked), so that row and the pinned raw one compare like for like.\n\n");
     let speedup = |slow: &str| match ratio(r, slow, "s5.cf") {
         Some(x) => format!("{x:.1}×"),
         None => "—".into(),

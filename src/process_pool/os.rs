@@ -66,12 +66,27 @@ pub(crate) fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     Ok(sent)
 }
 
+/// How long a blocking write to a worker's socket may wait for room before
+/// [`send_all_until_exit`] watches for the worker's exit as well: the socket's send timeout, set
+/// by [`bound_write_waits`]. A worker reading its task drains the socket far faster than this, so a
+/// large frame is written by one blocking `send` (the kernel refills the buffer as the worker reads,
+/// with no wake-up of the writing thread per refill); only a stalled write pays for the watch.
+pub(crate) const WRITE_STALL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Gives a worker's socket the send timeout [`send_all_until_exit`] relies on ([`WRITE_STALL`]).
+pub(crate) fn bound_write_waits(sock: &std::os::unix::net::UnixStream) -> io::Result<()> {
+    sock.set_write_timeout(Some(WRITE_STALL))
+}
+
 /// Writes all of `buf` to a worker's socket, as [`send_all`] does, unless the worker exits while the
 /// write waits for room (`exit`, its pidfd or its exit watcher's eventfd, turns readable): then
 /// `BrokenPipe`. A process that inherited the worker's end (a task's fork without exec) keeps
 /// the socket open after the worker died, so a write waiting for room in its full buffer would
-/// otherwise wait for as long as that process lives. The first `send` is tried at once: a write the
-/// socket takes whole costs no `poll`.
+/// otherwise wait for as long as that process lives.
+///
+/// `sock` must have a send timeout ([`bound_write_waits`]): each `send` blocks, and ends when the
+/// socket has had no room for that long; only then does the write also wait on `exit`, so a
+/// worker's exit ends the write at most [`WRITE_STALL`] after its last read.
 #[allow(unsafe_code)]
 pub(crate) fn send_all_until_exit(
     sock: BorrowedFd<'_>,
@@ -79,9 +94,29 @@ pub(crate) fn send_all_until_exit(
     mut buf: &[u8],
 ) -> io::Result<()> {
     loop {
-        buf = &buf[send_nowait(sock, buf)?..];
-        if buf.is_empty() {
-            return Ok(());
+        // SAFETY: `buf` is a live, initialised slice of `buf.len()` bytes and `sock` is an open
+        // descriptor borrowed for the duration of the call; `send` reads at most that many bytes.
+        let n = unsafe {
+            libc::send(
+                sock.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            buf = &buf[n as usize..];
+            if buf.is_empty() {
+                return Ok(());
+            }
+        } else {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                // The send timeout: no room for `WRITE_STALL`.
+                io::ErrorKind::WouldBlock => {}
+                _ => return Err(e),
+            }
         }
         let mut fds = [
             libc::pollfd {
@@ -771,6 +806,7 @@ mod tests {
     fn a_write_waiting_for_room_ends_when_the_worker_exits() {
         use std::os::fd::AsFd;
         let (ours, peer) = UnixStream::pair().unwrap();
+        super::bound_write_waits(&ours).unwrap();
         let exit = std::sync::Arc::new(super::eventfd().unwrap());
         let (tx, rx) = mpsc::channel();
         let exited = exit.clone();
@@ -792,6 +828,7 @@ mod tests {
     fn a_write_to_a_reading_worker_arrives_whole() {
         use std::os::fd::AsFd;
         let (ours, mut peer) = UnixStream::pair().unwrap();
+        super::bound_write_waits(&ours).unwrap();
         let exit = super::eventfd().unwrap();
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();

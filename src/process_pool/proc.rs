@@ -349,6 +349,7 @@ impl Proc {
         static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
         let (parent_end, child_end) = UnixStream::pair()?;
+        os::bound_write_waits(&parent_end)?;
         let mut cmd = Command::new("/proc/self/exe");
         for op in env {
             match op {
