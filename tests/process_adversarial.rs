@@ -493,6 +493,36 @@ fn a_forked_child_using_the_pool_is_refused_and_leaves_the_parent_alone() {
     within("a shutdown", move || pool.shutdown(Queued::Run));
 }
 
+/// A forked child that runs its inherited pool in a `shutdown_after` block (Python's `with`): the
+/// block's shutdown returns, as the child's other shutdowns do, rather than waiting for the drivers
+/// that only the parent has.
+#[test]
+fn a_forked_child_s_shutdown_after_returns_and_leaves_the_parent_alone() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    assert_eq!(pool.submit(double, 1).unwrap().result(LONG).unwrap(), 2);
+    let worker = pool.worker_pids();
+    let inherited = pool.clone();
+    let mut slot = Some(inherited);
+    let code = in_a_fork(|| {
+        let refused = slot.take().unwrap().shutdown_after(|pool| {
+            matches!(pool.submit(double, 1000), Err(Error::ProcessSetup(_)))
+        });
+        if refused {
+            0
+        } else {
+            2
+        }
+    });
+    assert_eq!(code, 0, "the child's submit in the block was not refused");
+    assert_eq!(pool.submit(double, 21).unwrap().result(LONG).unwrap(), 42);
+    assert_eq!(
+        pool.worker_pids(),
+        worker,
+        "the parent's worker was replaced"
+    );
+    within("a shutdown", move || pool.shutdown(Queued::Run));
+}
+
 /// A task that closes every descriptor above stderr, as a daemonizing library does: its worker's
 /// channel among them.
 fn close_all_fds(_: ()) -> u8 {
