@@ -122,7 +122,9 @@
 //!   [`worker_pids`](ProcessPoolExecutor::worker_pids) and
 //!   [`workers_started`](ProcessPoolExecutor::workers_started) are empty: the workers and their
 //!   channels are the parent's, and the copy has none of the pool's threads. Futures the
-//!   copy inherited are not its own either: waiting on one there may take the parent's reply.
+//!   copy inherited are not its own either: their tasks run for the parent, which gets their
+//!   replies; in the copy they end only if they had ended before the fork (a wait with a timeout
+//!   times out, `interrupt` does nothing).
 //!   Make a new pool in the copy.
 //! - [`metrics`](ProcessPoolExecutor::metrics) returns the same [`Metrics`] as the thread pool, with
 //!   [`workers_respawned`](Metrics::workers_respawned).
