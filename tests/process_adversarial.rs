@@ -418,6 +418,12 @@ fn in_a_fork(in_child: impl FnOnce() -> i32) -> i32 {
         // SAFETY: ends the forked child without running the harness's exit handlers.
         unsafe { libc::_exit(code) };
     }
+    exit_code_of(child)
+}
+
+/// Waits (up to [`LONG`]) for the forked `child` to exit, and returns its exit code; fails the test
+/// if it hangs or dies.
+fn exit_code_of(child: libc::pid_t) -> i32 {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut status = 0;
@@ -490,6 +496,95 @@ fn a_forked_child_using_the_pool_is_refused_and_leaves_the_parent_alone() {
         worker,
         "the parent's worker was replaced"
     );
+    within("a shutdown", move || pool.shutdown(Queued::Run));
+}
+
+/// A forked child that runs its inherited pool in a `shutdown_after` block (Python's `with`): the
+/// block's shutdown returns, as the child's other shutdowns do, rather than waiting for the drivers
+/// that only the parent has.
+#[test]
+fn a_forked_child_s_shutdown_after_returns_and_leaves_the_parent_alone() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    assert_eq!(pool.submit(double, 1).unwrap().result(LONG).unwrap(), 2);
+    let worker = pool.worker_pids();
+    let inherited = pool.clone();
+    let mut slot = Some(inherited);
+    let code = in_a_fork(|| {
+        let refused = slot.take().unwrap().shutdown_after(|pool| {
+            matches!(pool.submit(double, 1000), Err(Error::ProcessSetup(_)))
+        });
+        if refused {
+            0
+        } else {
+            2
+        }
+    });
+    assert_eq!(code, 0, "the child's submit in the block was not refused");
+    assert_eq!(pool.submit(double, 21).unwrap().result(LONG).unwrap(), 42);
+    assert_eq!(
+        pool.worker_pids(),
+        worker,
+        "the parent's worker was replaced"
+    );
+    within("a shutdown", move || pool.shutdown(Queued::Run));
+}
+
+/// A forked child that waits on a future it inherited, whose task is running in the parent's
+/// worker: the reply is the parent's. The child's wait must not read it (it would leave the
+/// parent's future pending forever); there it times out.
+#[test]
+fn a_forked_child_waiting_on_an_inherited_future_leaves_its_reply_to_the_parent() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    let mut gate = Gate::new();
+    let mut fut = pool.submit(gated_pid, gate.path()).unwrap();
+    gate.wait_started();
+    let worker = pool.worker_pids();
+    // SAFETY: the child waits on the future and leaves with `_exit`, never returning into the
+    // harness.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        // The task ends once every copy of the gate's writer is closed: the child's first.
+        gate.release();
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fut.result(Duration::from_secs(3))
+        })) {
+            Ok(Err(Error::Timeout)) => 0,
+            Ok(Ok(_)) => 2,
+            Ok(Err(_)) => 3,
+            Err(_) => 99,
+        };
+        // SAFETY: ends the forked child without running the harness's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    gate.release();
+    let code = exit_code_of(child);
+    let outcome = fut.result(LONG);
+    assert!(
+        matches!(outcome, Ok(pid) if worker == [pid]),
+        "the parent's wait: {outcome:?} (the child's: exit code {code})"
+    );
+    assert_eq!(code, 0, "the child's wait took the parent's reply");
+    within("a shutdown", move || pool.shutdown(Queued::Run));
+}
+
+/// A forked child that interrupts a future it inherited, whose task runs in the parent's worker:
+/// the worker is the parent's, and the child must leave it alone.
+#[test]
+fn a_forked_child_interrupting_an_inherited_future_leaves_the_parent_s_worker_alone() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    let mut gate = Gate::new();
+    let mut fut = pool.submit(gated_pid, gate.path()).unwrap();
+    gate.wait_started();
+    let worker = pool.worker_pids();
+    let code = in_a_fork(|| if fut.interrupt() { 2 } else { 0 });
+    gate.release();
+    let outcome = fut.result(LONG);
+    assert!(
+        matches!(outcome, Ok(pid) if worker == [pid]),
+        "the parent's task: {outcome:?}"
+    );
+    assert_eq!(code, 0, "the child's interrupt said it stopped the task");
     within("a shutdown", move || pool.shutdown(Queued::Run));
 }
 

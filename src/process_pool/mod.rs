@@ -117,9 +117,14 @@
 //!   (serializing the argument is the only work done on the caller's thread).
 //! - A pool belongs to the process that made it. In a copy of that process made by `fork` without
 //!   exec (a pre-fork server, a daemonizing library), the inherited pool refuses submits with
-//!   [`Error::ProcessSetup`], and its shutdowns, forced shutdowns and drop do nothing: the workers
-//!   and their channels are the parent's, and the copy has none of the pool's threads. Futures the
-//!   copy inherited are not its own either: waiting on one there may take the parent's reply.
+//!   [`Error::ProcessSetup`], its shutdowns (`shutdown_after` included), forced shutdowns and drop
+//!   do nothing, and its [`metrics`](ProcessPoolExecutor::metrics),
+//!   [`worker_pids`](ProcessPoolExecutor::worker_pids) and
+//!   [`workers_started`](ProcessPoolExecutor::workers_started) are empty: the workers and their
+//!   channels are the parent's, and the copy has none of the pool's threads. Futures the
+//!   copy inherited are not its own either: their tasks run for the parent, which gets their
+//!   replies; in the copy they end only if they had ended before the fork (a wait with a timeout
+//!   times out, `interrupt` does nothing).
 //!   Make a new pool in the copy.
 //! - [`metrics`](ProcessPoolExecutor::metrics) returns the same [`Metrics`] as the thread pool, with
 //!   [`workers_respawned`](Metrics::workers_respawned).
@@ -290,11 +295,17 @@ impl ProcessPoolExecutor {
 
     /// The pids of the worker processes alive now.
     pub fn worker_pids(&self) -> Vec<u32> {
+        if self.shared().in_a_fork() {
+            return Vec::new();
+        }
         self.shared().pids()
     }
 
     /// How many worker processes the pool has started so far (respawns and recycling included).
     pub fn workers_started(&self) -> u64 {
+        if self.shared().in_a_fork() {
+            return 0;
+        }
         self.shared().lock().spawned
     }
 
@@ -451,6 +462,11 @@ impl ProcessPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn metrics(&self) -> Metrics {
+        if self.shared().in_a_fork() {
+            // The pool's lock may have been held by a driver at the fork: in the copy it is never
+            // released. The copy has no workers, and no task of its own.
+            return Metrics::default();
+        }
         self.pool.metrics()
     }
 
@@ -614,12 +630,24 @@ impl ProcessPoolExecutor {
     /// Runs `body` with the pool, then shuts it down and waits, even if `body` panics: Python's
     /// `with ProcessPoolExecutor(...) as ex:`.
     pub fn shutdown_after<R>(self, body: impl FnOnce(&ProcessPoolExecutor) -> R) -> R {
+        if self.shared().in_a_fork() {
+            // The shutdown would wait for drivers that the copy does not have.
+            return body(&self);
+        }
         crate::pool::shutdown_after(self, body)
     }
 }
 
 impl fmt::Debug for ProcessPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shared().in_a_fork() {
+            // Not the lock: a driver may have held it at the fork.
+            return f
+                .debug_struct("ProcessPoolExecutor")
+                .field("max_workers", &self.shared().config.sizes.max_workers)
+                .field("inherited_by_fork", &true)
+                .finish();
+        }
         let st = self.shared().lock();
         f.debug_struct("ProcessPoolExecutor")
             .field("max_workers", &self.shared().config.sizes.max_workers)

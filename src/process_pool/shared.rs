@@ -766,6 +766,67 @@ mod tests {
         }
     }
 
+    /// A copy of the process made by `fork` while a driver held the pool's lock (drivers take it
+    /// often, so a fork lands there now and then): the copy's lock is held forever, so what it may
+    /// still call on the inherited pool (metrics, the worker pids, `Debug`) must not take it. The
+    /// test holds the lock across the fork, where a driver would.
+    #[test]
+    fn a_fork_made_while_the_lock_is_held_still_reads_metrics() {
+        let pool = one_idle_worker(crate::ProcessPoolExecutor::builder());
+        let shared = pool.shared().clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _st = shared.lock();
+            held_tx.send(()).unwrap();
+            let _ = forked_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        // SAFETY: the child only reads the pool and leaves with `_exit`, never returning into the
+        // harness.
+        #[allow(unsafe_code)]
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork");
+        if child == 0 {
+            let empty = pool.metrics() == crate::Metrics::default()
+                && pool.worker_pids().is_empty()
+                && pool.workers_started() == 0
+                && format!("{pool:?}").contains("ProcessPoolExecutor");
+            // SAFETY: ends the forked child without running the harness's exit handlers.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::_exit(if empty { 0 } else { 2 })
+            };
+        }
+        forked_tx.send(()).unwrap();
+        holder.join().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::waitpid(child, &mut status, 0)
+            };
+            let _ = tx.send(status);
+        });
+        let Ok(status) = rx.recv_timeout(LONG) else {
+            // SAFETY: our own child, not yet reaped (the waiter has not returned).
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(child, libc::SIGKILL)
+            };
+            panic!("hang: the forked child blocked on the lock it inherited held");
+        };
+        assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "the child's reads were not empty"
+        );
+        assert_eq!(pool.submit(echo, 3).unwrap().result(LONG).unwrap(), 3);
+    }
+
     /// `kill_workers()` fails every task that was running, the ones waiting to be redelivered
     /// included. A submit whose write found its idle worker dead hands its task back a moment
     /// after the write; a `kill_workers()` that lands in that moment must fail it too, not leave it

@@ -59,6 +59,11 @@ pub(crate) struct ProcJob<T> {
     /// [`ProcTask::attended`]: set once, before `on` is read, so that a dispatch binding the task
     /// (which writes `on`, then reads this) either sees it or is seen by the reader of `on`.
     attended: AtomicBool,
+    /// The count of forks when the task was made (`os::watch_forks`, which the pool made first has
+    /// started). In a copy of the process made by `fork` without exec, the future is a copy whose
+    /// task runs for the owner: its worker, reply and the driver's wait set are the owner's, so
+    /// the copy's future neither reads the reply, nor moves the socket, nor kills the worker.
+    forks: u64,
 }
 
 /// Where a task handed back by [`ProcTask::redeliver`] is: RUNNING, queued, bound to no worker, so
@@ -80,6 +85,11 @@ impl<T> ProcJob<T> {
     fn drop_frame(&self) {
         *lock(&self.frame) = None;
     }
+
+    /// Whether this is a copy, in a process forked without exec, of a future its owner made.
+    fn in_a_fork(&self) -> bool {
+        super::os::forks() != self.forks
+    }
 }
 
 #[allow(unsafe_code)] // `Job::discard` is unsafe to call, not to implement here (the frame is locked)
@@ -91,6 +101,9 @@ impl<T: Send + 'static> Job for ProcJob<T> {
     /// A running task is stopped by killing its worker (the pool starts a new one); the future ends
     /// with [`Error::Interrupted`].
     fn interrupt(&self) -> bool {
+        if self.in_a_fork() {
+            return false;
+        }
         let awaiting = self.redelivery.compare_exchange(
             Redelivery::Awaiting as u8,
             Redelivery::Interrupted as u8,
@@ -108,6 +121,9 @@ impl<T: Send + 'static> Job for ProcJob<T> {
     /// [`Proc::help`]). Being bound to a worker is not enough to wait for its reply: the binding is
     /// made just before the task starts, and undone if a cancel wins, so `help` also asks `started`.
     fn help_until(&self, deadline: Option<std::time::Instant>, started: &dyn Fn() -> bool) {
+        if self.in_a_fork() {
+            return;
+        }
         let on = lock(&self.on).clone();
         if let Some(proc) = on {
             proc.help(self.id, deadline, started);
@@ -119,7 +135,10 @@ impl<T: Send + 'static> Attend for ProcJob<T> {
     /// Something other than a blocking `result` waits for this task's end: its worker's driver
     /// listens for the reply from now on (at the dispatch, if the task is queued).
     fn attend(&self) {
-        if self.attended.load(Ordering::Acquire) || self.attended.swap(true, Ordering::SeqCst) {
+        if self.attended.load(Ordering::Acquire)
+            || self.in_a_fork()
+            || self.attended.swap(true, Ordering::SeqCst)
+        {
             return;
         }
         let on = lock(&self.on).clone();
@@ -146,6 +165,7 @@ pub(crate) fn new_task<T: Send + 'static>(
         on: Mutex::new(None),
         redelivery: AtomicU8::new(Redelivery::None as u8),
         attended: AtomicBool::new(false),
+        forks: super::os::forks(),
     };
     // The queue keeps `Arc<dyn ProcTask>` (the tracing feature wraps it): a second, small allocation
     // around the task's, which a process-pool task, with its frame, hardly notices.
