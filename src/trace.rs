@@ -213,5 +213,8 @@ pub(crate) mod process {
         fn cancel(&self) -> bool {
             self.inner.cancel()
         }
+        fn cancelled(&self) -> bool {
+            self.inner.cancelled()
+        }
     }
 }

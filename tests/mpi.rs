@@ -174,6 +174,13 @@ fn static_mode_a_bounded_queue_refuses_blocks_and_waits_for_room() {
     mpirun(&["-n", "3"], "capacity_static", &[]).assert_passed("capacity_static");
 }
 
+/// Tasks cancelled while queued give their places back: `try_submit`, a blocking `submit` and
+/// `submit_async` on a full queue of them get in at once, with both ranks held.
+#[test]
+fn static_mode_cancelled_queued_tasks_make_room_in_a_bounded_queue() {
+    mpirun(&["-n", "3"], "capacity_cancel_static", &[]).assert_passed("capacity_cancel_static");
+}
+
 /// A done callback runs on the pool's owner thread, the one that takes tasks out of the queue: its
 /// submits (blocking and async) to a full queue queue past the bound. Hangs (until `RUN_LIMIT`) if
 /// they wait for room.
@@ -533,6 +540,60 @@ mod case {
         }
         pool.shutdown(Queued::Run);
         passed("capacity_static");
+    }
+
+    #[test]
+    fn capacity_cancel_static() {
+        if !active("capacity_cancel_static") {
+            return;
+        }
+        let pool = one_task_per_rank().queue_capacity(1).from_world().unwrap();
+        all_ranks_up(&pool);
+        let g = gate("capacity-cancel");
+        let held: Vec<_> = (0..2)
+            .map(|_| pool.submit(hold, g.clone()).unwrap())
+            .collect();
+        held.iter().for_each(wait_running);
+        // try_submit: the cancelled task's place goes to the next submit.
+        let a = pool.submit(square, 1).unwrap();
+        assert!(pool.try_submit(square, 2).is_err(), "full");
+        assert!(a.cancel());
+        let b = pool
+            .try_submit(square, 2)
+            .map_err(|r| r.error().to_string())
+            .expect("a cancelled task still took room in the queue");
+        assert!(pool.try_submit(square, 3).is_err(), "full again");
+        let m = pool.metrics();
+        assert_eq!((m.queued, m.cancelled), (1, 1));
+        // A blocking submit: the ranks are held until it returns, so bound the wait.
+        assert!(b.cancel());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = pool.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(p.submit(square, 4).map_err(|e| e.to_string()));
+        });
+        let blocked = rx.recv_timeout(Duration::from_secs(60));
+        let Ok(Ok(mut c)) = blocked else {
+            open(&g);
+            panic!("the submit waited behind a cancelled task: {blocked:?}");
+        };
+        // An async submit gets in at its first poll.
+        assert!(c.cancel());
+        let got = futures::executor::block_on(async {
+            let mut submit = Box::pin(pool.submit_async(square, 5));
+            futures::poll!(submit.as_mut())
+        });
+        open(&g);
+        match got {
+            std::task::Poll::Ready(d) => assert_eq!(d.unwrap().result(None).unwrap(), 25),
+            std::task::Poll::Pending => panic!("the submit waited behind a cancelled task"),
+        }
+        assert!(c.result(None).is_err(), "cancelled");
+        for mut f in held {
+            assert_eq!(f.result(None).unwrap(), 7);
+        }
+        pool.shutdown(Queued::Run);
+        passed("capacity_cancel_static");
     }
 
     #[test]

@@ -488,3 +488,65 @@ fn the_executor_trait_has_the_bounded_queue_and_metrics() {
     threads.shutdown(Queued::Run);
     common::process::shutdown_bounded(&processes);
 }
+
+#[test]
+fn cancelling_a_queued_task_makes_room_for_the_next_submit() {
+    let (pool, mut gate, mut running) = held_pool(2);
+    let a = pool.try_submit(double, 1).unwrap();
+    let b = pool.try_submit(double, 2).unwrap();
+    assert!(pool.try_submit(double, 3).is_err(), "full");
+    // Load shedding: the queued work is given up on, so the queue waits for nothing.
+    assert!(a.cancel() && b.cancel());
+    let mut c = pool
+        .try_submit(double, 3)
+        .map_err(|r| r.error().to_string())
+        .expect("a cancelled task still took room in the queue");
+    let mut d = pool.try_submit(double, 4).unwrap();
+    assert!(pool.try_submit(double, 5).is_err(), "full again");
+    let m = pool.metrics();
+    assert_eq!((m.queued, m.cancelled), (2, 2));
+    gate.release();
+    running.result(Some(LONG)).unwrap();
+    assert_eq!(
+        (c.result(Some(LONG)).unwrap(), d.result(Some(LONG)).unwrap()),
+        (6, 8)
+    );
+    common::process::shutdown_bounded(&pool);
+}
+
+#[test]
+fn a_blocking_submit_on_a_full_queue_of_cancelled_tasks_does_not_wait() {
+    let (pool, mut gate, mut running) = held_pool(1);
+    let a = pool.try_submit(double, 1).unwrap();
+    assert!(a.cancel());
+    // The worker is held until the submit returns: a submit waiting for it to take a task would
+    // wait forever, so run it on a thread and bound the wait.
+    let (tx, rx) = mpsc::channel();
+    let p = pool.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(p.submit(double, 2).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let got = rx.recv_timeout(LONG);
+    gate.release();
+    running.result(Some(LONG)).unwrap();
+    assert_eq!(got, Ok(Ok(())), "submit waited behind a cancelled task");
+    common::process::shutdown_bounded(&pool);
+}
+
+#[test]
+fn an_async_submit_on_a_full_queue_of_cancelled_tasks_gets_in_at_once() {
+    let (pool, mut gate, mut running) = held_pool(1);
+    let a = pool.try_submit(double, 1).unwrap();
+    assert!(a.cancel());
+    let got = futures::executor::block_on(async {
+        let mut submit = Box::pin(pool.submit_async(double, 2));
+        futures::poll!(submit.as_mut())
+    });
+    gate.release();
+    running.result(Some(LONG)).unwrap();
+    match got {
+        std::task::Poll::Ready(f) => assert_eq!(f.unwrap().result(Some(LONG)).unwrap(), 4),
+        std::task::Poll::Pending => panic!("the submit waited behind a cancelled task"),
+    }
+    common::process::shutdown_bounded(&pool);
+}

@@ -90,7 +90,9 @@ impl MpiPoolBuilder {
     /// [`submit_async`](MpiPoolExecutor::submit_async) waits, except in a done callback (run by the
     /// pool's owner thread, which makes the room), where both queue past the bound. `map` bounds
     /// its own in-flight work
-    /// instead. Zero is an [`Error::InvalidArgument`] from `build`/`from_world`.
+    /// instead. Zero is an [`Error::InvalidArgument`] from `build`/`from_world`. A task cancelled
+    /// while queued gives its place back to the next submit that finds the queue full (a submitter
+    /// already waiting gets in when a rank next takes a task).
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.capacity = Some(n);
         self

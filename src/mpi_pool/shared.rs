@@ -7,7 +7,9 @@ use std::task::Waker;
 use std::time::Duration;
 
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
-use crate::pool::{self, Backend, Exits, InCallback, Metrics, Queued, Rejected, Room, WhenFull};
+use crate::pool::{
+    self, Backend, Exits, InCallback, Metrics, Queued, Rejected, Room, Sweep, WhenFull,
+};
 use crate::process_pool::task::ProcTask;
 use crate::process_pool::Counters;
 use crate::sync::thread::JoinHandle;
@@ -28,6 +30,8 @@ pub(crate) struct State {
     pub(crate) busy: usize,
     /// Threads blocked in a sync submit waiting for room in a bounded queue.
     blocked_submitters: usize,
+    /// When a full queue was last searched for cancelled tasks.
+    sweep: Sweep,
     /// The owner thread, as shutdowns see it: 1 while it runs (it is the pool's one worker here).
     live: usize,
     in_shutdown: usize,
@@ -109,6 +113,7 @@ impl Shared {
                 ranks: 0,
                 busy: 0,
                 blocked_submitters: 0,
+                sweep: Sweep::default(),
                 live: 1,
                 in_shutdown: 0,
                 handles: Vec::new(),
@@ -146,6 +151,14 @@ impl Shared {
                 return Err(Rejected::Closed(e));
             }
             if !self.room.is_full(st.queue.len()) || when_full == WhenFull::Overfill {
+                break;
+            }
+            // Tasks cancelled while queued wait for no rank: they leave the queue now rather than
+            // when the owner reaches them.
+            let State { sweep, queue, .. } = &mut *st;
+            let gone = sweep.take_cancelled(queue, |t| t.cancelled());
+            Counters::add(&self.counters.cancelled, gone as u64);
+            if self.room.swept(gone, st.queue.len(), st.blocked_submitters) {
                 break;
             }
             if when_full == WhenFull::Reject {

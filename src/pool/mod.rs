@@ -33,7 +33,8 @@
 //!   buffered `map` never keeps a pool alive; the backend says how to submit one input and one
 //!   chunk;
 //! - [`Room`] for a bounded queue: blocked and async submitters waiting for room, woken as workers
-//!   take tasks or the pool closes;
+//!   take tasks or the pool closes, and [`Sweep`] to give the places of tasks cancelled while
+//!   queued back (its task's discard calls [`count_discarded`]);
 //! - the vocabulary: [`Queued`], [`Metrics`], [`InitResult`], [`WhenFull`] and [`Rejected`] for its
 //!   submits, [`Sizes`] for its builder, the [`Lifecycle`] state with its named moves (alias it with
 //!   the pool's own cause of breakage: `type Lifecycle = pool::Lifecycle<BrokenMpiPool>`);
@@ -49,6 +50,7 @@ mod handle;
 mod lifecycle;
 mod room;
 mod shutdown;
+mod sweep;
 mod vocab;
 
 pub(crate) use backend::{Backend, Exits, InCallback};
@@ -57,5 +59,6 @@ pub(crate) use handle::{Frontend, Pool};
 pub(crate) use lifecycle::Lifecycle;
 pub(crate) use room::Room;
 pub(crate) use shutdown::shutdown_after;
+pub(crate) use sweep::{count_discarded, Sweep};
 pub use vocab::{InitResult, Metrics, Queued};
 pub(crate) use vocab::{Rejected, Sizes, WhenFull};

@@ -55,6 +55,19 @@ impl Room {
         }
     }
 
+    /// A submit's look through a full queue (see [`Sweep`](super::Sweep)) took `gone` cancelled tasks
+    /// out of it, leaving `queued`: whether that made room, for this submit's task. Waiting
+    /// submitters (`blocked` sync ones) are let in for the other places made.
+    pub(crate) fn swept(&self, gone: usize, queued: usize, blocked: usize) -> bool {
+        if gone == 0 || self.is_full(queued) {
+            return false;
+        }
+        for _ in 1..gone {
+            self.made(blocked);
+        }
+        true
+    }
+
     /// The pool stopped taking work: every waiting submitter wakes and sees it.
     pub(crate) fn closed(&self) {
         self.blocked.notify_all();

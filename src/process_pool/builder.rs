@@ -144,7 +144,9 @@ impl ProcessPoolBuilder {
     /// in a done callback (run by the pool's driver threads, or by a caller reading a reply in a
     /// driver's place), where both queue past the bound: only the drivers make room. A task
     /// handed straight to an idle worker does not count. `map` is bounded by
-    /// [`MapOptions::buffer`](crate::MapOptions::buffer) instead. Must be at least 1.
+    /// [`MapOptions::buffer`](crate::MapOptions::buffer) instead. Must be at least 1. A task
+    /// cancelled while queued gives its place back to the next submit that finds the queue full (a
+    /// submitter already waiting gets in when a worker next takes a task).
     pub fn queue_capacity(mut self, tasks: usize) -> Self {
         self.capacity = Some(tasks);
         self

@@ -51,7 +51,7 @@ use super::wire::KEEP_BUFFER;
 use super::Config;
 use crate::error::{BrokenCause, BrokenProcessPool, BrokenSeenBy, Error};
 pub(crate) use crate::pool::WhenFull;
-use crate::pool::{Backend, Exits, InCallback, Metrics, Queued, Room};
+use crate::pool::{Backend, Exits, InCallback, Metrics, Queued, Room, Sweep};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 
 /// Why a task was not queued; a task refused for want of room comes back, so an async submit can
@@ -128,6 +128,8 @@ pub(crate) struct PoolState {
     pub(crate) spawned: u64,
     /// Threads blocked in a sync submit, waiting for room in a bounded queue.
     pub(crate) blocked_submitters: usize,
+    /// When a full queue was last searched for cancelled tasks.
+    pub(crate) sweep: Sweep,
     /// Worker processes that ended while the pool was open (deaths, kills, recycling).
     pub(crate) ended: u64,
     /// Worker processes started to replace one of those (never more than `ended`).
@@ -252,6 +254,7 @@ impl Shared {
                 exit_wakers: Vec::new(),
                 spawned: 0,
                 blocked_submitters: 0,
+                sweep: Sweep::default(),
                 ended: 0,
                 respawned: 0,
                 stop: Stop::Gracefully,
@@ -333,6 +336,14 @@ impl Shared {
             };
             let full = self.room.is_full(st.queue.len());
             if !full || when_full == WhenFull::Overfill {
+                break;
+            }
+            // Tasks cancelled while queued wait for no worker: they leave the queue now rather than
+            // when a driver reaches them.
+            let PoolState { sweep, queue, .. } = &mut *st;
+            let gone = sweep.take_cancelled(queue, |t| t.cancelled());
+            Counters::add(&self.counters.cancelled, gone as u64);
+            if self.room.swept(gone, st.queue.len(), st.blocked_submitters) {
                 break;
             }
             if when_full == WhenFull::Reject {

@@ -45,6 +45,9 @@ pub(crate) trait ProcTask: Send + Sync {
     fn fail(&self, error: Error);
     /// Cancels it if it has not been dispatched.
     fn cancel(&self) -> bool;
+    /// Whether a cancel has decided, while the task was queued, that it will never run: it waits for
+    /// no worker, and one that takes it off the queue skips it.
+    fn cancelled(&self) -> bool;
 }
 
 pub(crate) struct ProcJob<T> {
@@ -96,6 +99,8 @@ impl<T> ProcJob<T> {
 impl<T: Send + 'static> Job for ProcJob<T> {
     unsafe fn discard(&self, _slot: *mut u8) {
         self.drop_frame();
+        // After the future left PENDING: a submit that reads the count then finds the task cancelled.
+        crate::pool::count_discarded();
     }
 
     /// A running task is stopped by killing its worker (the pool starts a new one); the future ends
@@ -254,5 +259,11 @@ impl<T: Send + 'static> ProcTask for CellRef<T, ProcJob<T>> {
 
     fn cancel(&self) -> bool {
         (**self).cancel()
+    }
+
+    fn cancelled(&self) -> bool {
+        // Queued, a task leaves PENDING only by a cancel, except one handed back for redelivery,
+        // which is RUNNING and waits for the next worker.
+        !self.awaits_redelivery() && self.core.left_pending()
     }
 }

@@ -13,7 +13,7 @@ use super::Config;
 use crate::error::Error;
 use crate::future::RunnableRef;
 pub(crate) use crate::pool::WhenFull;
-use crate::pool::{Backend, Exits, InCallback, Metrics, Queued, Room};
+use crate::pool::{Backend, Exits, InCallback, Metrics, Queued, Room, Sweep};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 
 /// Where the pool is in its life; a broken pool keeps its initializer's error.
@@ -58,9 +58,8 @@ pub(crate) struct PoolState {
     /// timed out.
     #[cfg(loom)]
     pub(crate) keep_alive_passed: bool,
-    /// The count of cancels (see `task::queued_cancels`) when a full queue was last searched for
-    /// cancelled tasks.
-    pub(crate) cancels_seen: u64,
+    /// When a full queue was last searched for cancelled tasks.
+    pub(crate) sweep: Sweep,
 }
 
 impl PoolState {
@@ -165,7 +164,7 @@ impl Shared {
                 exit_wakers: Vec::new(),
                 #[cfg(loom)]
                 keep_alive_passed: false,
-                cancels_seen: 0,
+                sweep: Sweep::default(),
             }),
             wake_hint: AtomicUsize::new(0),
             work: Condvar::new(),
@@ -198,14 +197,12 @@ impl Shared {
             if !self.room.is_full(st.queue.len()) || when_full == WhenFull::Overfill {
                 break;
             }
-            // Tasks cancelled while queued wait for no worker (a caller shedding load cancels them
-            // to make room): they leave the queue now rather than when a worker reaches them.
-            let gone = Self::drop_cancelled(&mut st);
-            if gone > 0 && !self.room.is_full(st.queue.len()) {
-                // This submit takes one of the places; submitters waiting may take the others.
-                for _ in 1..gone {
-                    self.made_room(&st);
-                }
+            // Tasks cancelled while queued wait for no worker: they leave the queue now rather than
+            // when a worker reaches them. Their closures went with the cancel: no user code runs here.
+            let PoolState { sweep, queue, .. } = &mut *st;
+            let gone = sweep.take_cancelled(queue, |t| t.cancelled());
+            st.cancelled += gone as u64;
+            if self.room.swept(gone, st.queue.len(), st.blocked_submitters) {
                 break;
             }
             if when_full == WhenFull::Reject {
@@ -262,23 +259,6 @@ impl Shared {
             }
         }
         Ok(())
-    }
-
-    /// Takes the queued tasks that ended unrun (cancelled) out of the queue, counting them as a worker
-    /// skipping them does; returns how many. Their closures went with the cancel, so no user code
-    /// runs here.
-    fn drop_cancelled(st: &mut PoolState) -> usize {
-        // Read before looking: a cancel counted after this is seen by the next look.
-        let cancels = super::task::queued_cancels();
-        if cancels == st.cancels_seen {
-            return 0;
-        }
-        st.cancels_seen = cancels;
-        let before = st.queue.len();
-        st.queue.retain(|t| !t.cancelled());
-        let gone = before - st.queue.len();
-        st.cancelled += gone as u64;
-        gone
     }
 
     /// A task left the queue: let one waiting submitter in.

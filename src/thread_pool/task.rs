@@ -185,17 +185,6 @@ impl<W: Send + 'static> Holder for Spilled<W> {
     }
 }
 
-/// Thread-pool tasks whose work was discarded unrun (cancelled, or dropped while pending), in every
-/// pool: a submit that finds a bounded queue full looks for cancelled tasks to take out of it only
-/// when this moved since it last looked, so a stream of refused submits scans nothing. A std atomic
-/// even under loom: a hint whose ordering the models need not explore.
-static QUEUED_CANCELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// [`QUEUED_CANCELS`] now.
-pub(crate) fn queued_cancels() -> u64 {
-    QUEUED_CANCELS.load(std::sync::atomic::Ordering::Acquire)
-}
-
 /// A thread-pool task's job: its work, and its cancellation token if it has one.
 pub(crate) struct FuncJob<H, K> {
     work: H,
@@ -209,7 +198,7 @@ impl<H: Holder, K: TokenSlot> Job for FuncJob<H, K> {
         // still PENDING (`Job::discard`'s contract): the work is here, and this call's alone.
         drop(unsafe { self.work.take(slot) });
         // After the future left PENDING: a submit that reads the count then finds the task cancelled.
-        QUEUED_CANCELS.fetch_add(1, std::sync::atomic::Ordering::Release);
+        crate::pool::count_discarded();
     }
 
     fn interrupt(&self) -> bool {
