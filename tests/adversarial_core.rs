@@ -27,20 +27,7 @@ use futures::{FutureExt, Stream, StreamExt};
 // ---------------------------------------------------------------------------------------------------
 // Helpers
 
-/// Counts its wake-ups; its `Arc`'s strong count tells how many clones of it someone keeps.
-#[derive(Default)]
-struct Counting(AtomicUsize);
-
-impl Wake for Counting {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<Counting>, Waker) {
-    let c = Arc::new(Counting::default());
-    (c.clone(), Waker::from(c))
-}
+use common::wakers::{counting, Counting};
 
 /// A one-worker pool whose worker is held by a task until `release` is sent to; returns once the
 /// worker runs it.

@@ -2,9 +2,11 @@
 //! `result()`) and its watchers' (`wait`, `as_completed`, `exception()`). The first of them to register
 //! is kept in the future itself, the others in a list; these tests cover each side of that split.
 
+mod common;
+
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -12,20 +14,7 @@ use std::time::Duration;
 use concurrent_futures::{as_completed, wait, Promise, ReturnWhen, ThreadPoolExecutor};
 use futures::StreamExt;
 
-/// Counts its wake-ups; its `Arc`'s strong count tells how many clones of it a future keeps.
-#[derive(Default)]
-struct Counting(AtomicUsize);
-
-impl Wake for Counting {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<Counting>, Waker) {
-    let c = Arc::new(Counting::default());
-    (c.clone(), Waker::from(c))
-}
+use common::wakers::{counting, Counting};
 
 fn woken(c: &Counting) -> usize {
     c.0.load(Ordering::SeqCst)

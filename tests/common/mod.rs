@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod logs;
 pub mod process;
 pub mod threads;
+pub mod wakers;
 
 /// Long enough never to expire on a loaded machine; only reached when a test is failing.
 pub const LONG: Duration = Duration::from_secs(30);
