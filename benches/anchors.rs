@@ -31,7 +31,7 @@
 //! of done futures (`--probe s3drain <n> <rounds>`, collect `*s3_drain_one*`).
 //!
 //! One §4 configuration alone, with each thread's CPU time and switches over its timed part (the
-//! worker processes' too): `--probe s4 threads|processes|rayon <workers> <tasks> [terms]`.
+//! worker processes' too): `--probe s4 threads|processes|rayon|plain <workers> <tasks> [terms]`.
 //!
 //! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
 //! and the minimum per operation, and each row's ratio to its anchor *measured in the same run*. The
@@ -184,9 +184,6 @@ fn bench(cfg: &Cfg, ops: u64, mut sample: impl FnMut() -> Duration) -> Stat {
         black_box(sample());
     }
     let (mut samples, mut cpu) = (Vec::new(), Vec::new());
-    // The kernel brings a thread's CPU time up to date only when it leaves the CPU (or at a tick), so
-    // let spinning threads go to sleep before each reading; their tail spin is counted, as it is spent.
-    let settle = || std::thread::sleep(Duration::from_millis(2));
     for _ in 0..cfg.reps {
         settle();
         let c0 = process_cpu_ns();
@@ -194,6 +191,33 @@ fn bench(cfg: &Cfg, ops: u64, mut sample: impl FnMut() -> Duration) -> Stat {
         settle();
         cpu.push((process_cpu_ns() - c0) as f64 * 1e-9 / ops as f64);
     }
+    stat(samples, cpu)
+}
+
+/// The kernel brings another thread's CPU time up to date only when it leaves the CPU (or at a
+/// tick), so let spinning threads go to sleep before each reading; their tail spin is counted, as it
+/// is spent.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(2));
+}
+
+/// [`bench`] for a sample that measures its own CPU time (over its timed part alone, other
+/// processes it uses included) and returns it next to its wall time.
+fn bench_cpu(cfg: &Cfg, mut sample: impl FnMut() -> (Duration, Duration)) -> Stat {
+    for _ in 0..cfg.warmup {
+        black_box(sample());
+    }
+    let (samples, cpu) = (0..cfg.reps)
+        .map(|_| {
+            let (wall, cpu) = sample();
+            (wall.as_secs_f64(), cpu.as_secs_f64())
+        })
+        .unzip();
+    stat(samples, cpu)
+}
+
+/// The medians and the minimum of samples (seconds per operation) and their CPU times.
+fn stat(samples: Vec<f64>, mut cpu: Vec<f64>) -> Stat {
     let mut xs = samples.clone();
     xs.sort_by(f64::total_cmp);
     cpu.sort_by(f64::total_cmp);
@@ -1380,16 +1404,33 @@ fn s3_drain_one(
 // ---------------------------------------------------------------------------------------------------
 
 /// §4's contenders, by the name their rows are keyed by.
-fn cpu_runners() -> [&'static str; 3] {
-    ["cf_threads", "rayon", "cf_processes"]
+fn cpu_runners() -> [&'static str; 4] {
+    ["cf_threads", "rayon", "plain_threads", "cf_processes"]
 }
 
-/// One way to run `tasks` pi-series tasks on `workers` workers; returns the wall time.
-fn cpu_run(name: &str, workers: usize, tasks: u64, terms: u64) -> Duration {
+/// One way to run `tasks` pi-series tasks on `workers` workers; returns the wall time and the CPU
+/// time of the timed part (every thread of this process and of the pool's worker processes, each
+/// read once its threads are idle again, so that any spin after the last task counts).
+fn cpu_run(name: &str, workers: usize, tasks: u64, terms: u64) -> (Duration, Duration) {
     let pool = CpuPool::start(name, workers);
+    let pids = pool.worker_pids();
+    let cpu = || process_cpu_ns() + pids.iter().map(|&p| proc_cpu_ns(p)).sum::<u64>();
+    settle();
+    let c0 = cpu();
     let el = pool.run(tasks, terms);
+    settle();
+    let c1 = cpu();
     pool.finish();
-    el
+    (el, Duration::from_nanos(c1 - c0))
+}
+
+/// The CPU time of every thread of process `pid` so far (from `/proc`, brought up to date by the
+/// kernel when each thread last left its CPU: read it while they sleep), in ns; 0 once it is gone.
+fn proc_cpu_ns(pid: u32) -> u64 {
+    ThreadCounters::of(&format!("/proc/{pid}"))
+        .iter()
+        .map(|t| t.cpu_ns)
+        .sum()
 }
 
 /// A §4 contender's pool, started as §4 starts it, before the timed part. cf's pools are warmed
@@ -1399,6 +1440,10 @@ enum CpuPool {
     Threads(ThreadPoolExecutor),
     Processes(ProcessPoolExecutor),
     Rayon(rayon::ThreadPool),
+    /// No pool: the reference for what the machine gives. The timed part starts this many plain
+    /// threads and gives each an equal share of the tasks up front (no queue, no hand-off, no
+    /// waiting thread woken per task).
+    Plain(usize),
 }
 
 impl CpuPool {
@@ -1428,6 +1473,7 @@ impl CpuPool {
                 CpuPool::Processes(pool)
             }
             "rayon" => CpuPool::Rayon(rayon_pool(workers)),
+            "plain_threads" => CpuPool::Plain(workers),
             other => panic!("unknown §4 contender {other}"),
         }
     }
@@ -1475,6 +1521,15 @@ impl CpuPool {
                     .collect();
                 rxs.into_iter().map(|rx| rx.recv().unwrap()).collect()
             }
+            &CpuPool::Plain(threads) => std::thread::scope(|s| {
+                let shares: Vec<_> = (0..threads as u64)
+                    .map(|i| {
+                        let share = tasks / threads as u64 + u64::from(i < tasks % threads as u64);
+                        s.spawn(move || (0..share).map(|_| task(terms)).collect::<Vec<R>>())
+                    })
+                    .collect();
+                shares.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            }),
         };
         (t.elapsed(), outs)
     }
@@ -1491,7 +1546,7 @@ impl CpuPool {
         match self {
             CpuPool::Threads(pool) => pool.shutdown(Queued::Run),
             CpuPool::Processes(pool) => pool.shutdown(Queued::Run),
-            CpuPool::Rayon(_) => {}
+            CpuPool::Rayon(_) | CpuPool::Plain(_) => {}
         }
     }
 }
@@ -1509,9 +1564,7 @@ fn section4(cfg: &Cfg, r: &mut Results) {
         for workers in [1usize, 2] {
             r.time(
                 &format!("s4.{name}_{workers}"),
-                bench(cfg, 1, || {
-                    cpu_run(name, workers, cfg.pi_tasks, cfg.pi_terms)
-                }),
+                bench_cpu(cfg, || cpu_run(name, workers, cfg.pi_tasks, cfg.pi_terms)),
             );
         }
     }
@@ -1526,7 +1579,7 @@ fn pi_series_clocked(terms: u64) -> (f64, u64) {
 }
 
 /// One §4 configuration alone, for `perf stat` or `valgrind --tool=callgrind`: `kind` `threads`
-/// (§4's `cf_threads`), `processes` (`cf_processes`) or `rayon`, on `workers` workers, `tasks`
+/// (§4's `cf_threads`), `processes` (`cf_processes`), `rayon` or `plain` (`plain_threads`), on `workers` workers, `tasks`
 /// tasks of `terms` terms (§4's 20 M unless given), the pool started as §4 starts it. Each task is
 /// [`pi_series_clocked`], so that the CPU the workers spent outside the work itself (the pool's
 /// share, and whatever the kernel charges them) is told apart. Over the timed part alone, prints on
@@ -1537,6 +1590,7 @@ fn s4_probe(kind: &str, workers: usize, tasks: u64, terms: u64) -> f64 {
         "threads" => "cf_threads",
         "processes" => "cf_processes",
         "rayon" => "rayon",
+        "plain" => "plain_threads",
         other => panic!("unknown §4 probe {other}"),
     };
     let pool = CpuPool::start(name, workers);
@@ -1544,10 +1598,15 @@ fn s4_probe(kind: &str, workers: usize, tasks: u64, terms: u64) -> f64 {
     let dirs: Vec<String> = std::iter::once("/proc/self".to_owned())
         .chain(pids.iter().map(|p| format!("/proc/{p}")))
         .collect();
+    let workers_cpu = || pids.iter().map(|&p| proc_cpu_ns(p)).sum::<u64>();
     let before: Vec<_> = dirs.iter().map(|d| ThreadCounters::of(d)).collect();
+    settle();
+    let (process0, workers0) = (process_cpu_ns(), workers_cpu());
     let mine = service::thread_cpu_ns();
     let (wall, outs) = pool.run_with(tasks, terms, pi_series_clocked);
     let mine = service::thread_cpu_ns() - mine;
+    settle();
+    let all = process_cpu_ns() - process0 + workers_cpu() - workers0;
     let after: Vec<_> = dirs.iter().map(|d| ThreadCounters::of(d)).collect();
     pool.finish();
     black_box(outs.iter().map(|o| o.0).sum::<f64>());
@@ -1557,32 +1616,29 @@ fn s4_probe(kind: &str, workers: usize, tasks: u64, terms: u64) -> f64 {
         "s4 {kind}, {workers} worker(s), {tasks} tasks × {terms} terms: wall {:.3} ms",
         wall.as_secs_f64() * 1e3
     );
-    let mut total = ThreadCounters::default();
+    // Threads that lived through the timed part; plain threads start and end within it, and show
+    // only in the sums below.
+    let mut switches = ThreadCounters::default();
     for ((dir, was), now) in dirs.iter().zip(&before).zip(&after) {
         eprintln!("  {dir}:");
-        total.add(&ThreadCounters::report_between(was, now, tasks));
+        switches.add(&ThreadCounters::report_between(was, now, tasks));
     }
     eprintln!(
-        "  all threads: CPU {:.3} ms ({:.3} ms per task, {:.3} cores over the wall time), \
-         switches {} voluntary, {} involuntary",
-        ms(total.cpu_ns),
-        ms(total.cpu_ns) / tasks as f64,
-        total.cpu_ns as f64 / wall.as_nanos() as f64,
-        total.voluntary,
-        total.involuntary,
+        "  all: CPU {:.3} ms ({:.3} ms per task, {:.3} cores over the wall time); switches of the \
+         threads above {} voluntary, {} involuntary",
+        ms(all),
+        ms(all) / tasks as f64,
+        all as f64 / wall.as_nanos() as f64,
+        switches.voluntary,
+        switches.involuntary,
     );
-    // The submitting thread's counters also hold its reading of the counters: its own clock,
-    // read around the timed part, stands in for them.
-    let me = std::process::id().to_string();
-    let main_thread = |c: &[ThreadCounters]| c.iter().find(|t| t.tid == me).map_or(0, |t| t.cpu_ns);
-    let others = total.cpu_ns - (main_thread(&after[0]) - main_thread(&before[0]));
     eprintln!(
         "  the work itself {:.3} ms ({:.3} ms per task); the submitting thread {:.1} µs per task; \
-         every other thread, the work aside, {:.1} µs per task",
+         the rest {:.1} µs per task",
         ms(work_ns),
         ms(work_ns) / tasks as f64,
         mine as f64 / 1e3 / tasks as f64,
-        (others as f64 - work_ns as f64) / 1e3 / tasks as f64,
+        (all as f64 - work_ns as f64 - mine as f64) / 1e3 / tasks as f64,
     );
     wall.as_secs_f64() * 1e3
 }
@@ -2591,17 +2647,32 @@ fn print_section3(out: &mut String, cfg: &Cfg, r: &Results) {
 }
 
 fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
+    // The rows run here measure the timed part's CPU, worker processes included; Python's report
+    // their parent's alone, which for its process pool is not the work's: they show none.
+    let cpu_per_task = |one: Option<f64>, two: Option<f64>| match (one, two) {
+        (Some(a), Some(b)) if a > 0.0 => format!(
+            "{} → {} ({:+.1} %)",
+            fmt_time(a / cfg.pi_tasks as f64),
+            fmt_time(b / cfg.pi_tasks as f64),
+            (b / a - 1.0) * 100.0
+        ),
+        _ => "—".to_owned(),
+    };
     out.push_str(&format!(
         "### 4. CPU-bound scaling: {} tasks of Σ1/i² over {} terms (Python: {} terms)\n\n",
         cfg.pi_tasks, cfg.pi_terms, cfg.py_pi_terms
     ));
-    out.push_str("| | 1 worker (median) | 2 workers (median) | scaling 1→2 (medians) | scaling (best times) |\n|---|---:|---:|---:|---:|\n");
+    out.push_str("| | 1 worker (median) | 2 workers (median) | scaling 1→2 (medians) | scaling (best times) | CPU per task, 1 → 2 workers (medians) |\n|---|---:|---:|---:|---:|---:|\n");
     let mut rows: Vec<(String, String)> = cpu_runners()
         .into_iter()
         .map(|name| {
             let label = match name {
                 "cf_threads" => "cf `ThreadPoolExecutor`".to_owned(),
                 "rayon" => "rayon (reference)".to_owned(),
+                "plain_threads" => {
+                    "plain threads, the tasks split evenly up front (the machine's limit)"
+                        .to_owned()
+                }
                 "cf_processes" => "cf `ProcessPoolExecutor`".to_owned(),
                 other => other.to_owned(),
             };
@@ -2618,15 +2689,17 @@ fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
     ));
     for (key, label) in rows {
         let (one, two) = (r.t(&format!("{key}_1")), r.t(&format!("{key}_2")));
+        let python = key.starts_with("s4.py_");
         match (one, two) {
             (Some(a), Some(b)) => out.push_str(&format!(
-                "| {label} | {} | {} | {:.2}× | {:.2}× |\n",
+                "| {label} | {} | {} | {:.2}× | {:.2}× | {} |\n",
                 fmt_time(a.median),
                 fmt_time(b.median),
                 a.median / b.median,
-                a.min / b.min
+                a.min / b.min,
+                cpu_per_task(a.cpu.filter(|_| !python), b.cpu),
             )),
-            _ => out.push_str(&format!("| {label} | — | — | — | — |\n")),
+            _ => out.push_str(&format!("| {label} | — | — | — | — | — |\n")),
         }
     }
     out.push('\n');
