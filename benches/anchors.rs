@@ -1579,12 +1579,13 @@ fn pi_series_clocked(terms: u64) -> (f64, u64) {
 }
 
 /// One §4 configuration alone, for `perf stat` or `valgrind --tool=callgrind`: `kind` `threads`
-/// (§4's `cf_threads`), `processes` (`cf_processes`), `rayon` or `plain` (`plain_threads`), on `workers` workers, `tasks`
-/// tasks of `terms` terms (§4's 20 M unless given), the pool started as §4 starts it. Each task is
-/// [`pi_series_clocked`], so that the CPU the workers spent outside the work itself (the pool's
-/// share, and whatever the kernel charges them) is told apart. Over the timed part alone, prints on
-/// stderr each thread's CPU time and switches (the worker processes' threads too), their sums, the
-/// submitting thread's CPU, and that split. Returns the wall time of the timed part in ms.
+/// (§4's `cf_threads`), `processes` (`cf_processes`), `rayon` or `plain` (`plain_threads`), on
+/// `workers` workers, `tasks` tasks of `terms` terms (§4's 20 M unless given), the pool started as
+/// §4 starts it. Each task is [`pi_series_clocked`], so that the CPU spent outside the work itself
+/// (the pool's share, and whatever the kernel charges its threads) is told apart. Over the timed
+/// part alone, prints on stderr each thread's CPU time and switches (the worker processes' threads
+/// too), the sums, the submitting thread's CPU, and that split. Returns the wall time of the timed
+/// part in ms.
 fn s4_probe(kind: &str, workers: usize, tasks: u64, terms: u64) -> f64 {
     let name = match kind {
         "threads" => "cf_threads",
@@ -2670,7 +2671,7 @@ fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
                 "cf_threads" => "cf `ThreadPoolExecutor`".to_owned(),
                 "rayon" => "rayon (reference)".to_owned(),
                 "plain_threads" => {
-                    "plain threads, the tasks split evenly up front (the machine's limit)"
+                    "plain threads, the tasks split evenly up front (no pool: the machine's own 1→2)"
                         .to_owned()
                 }
                 "cf_processes" => "cf `ProcessPoolExecutor`".to_owned(),
