@@ -30,6 +30,9 @@
 //! Likewise §1's round trips (`--probe s1 await|block <n>`, collect `*s1_round_trips*`) and §3a's drain
 //! of done futures (`--probe s3drain <n> <rounds>`, collect `*s3_drain_one*`).
 //!
+//! One §4 configuration alone, with each thread's CPU time and switches over its timed part (the
+//! worker processes' too): `--probe s4 threads|processes|rayon|plain <workers> <tasks> [terms]`.
+//!
 //! Every measurement is warmed up, then repeated (`BENCH_REPS`, default 7); the tables show the median
 //! and the minimum per operation, and each row's ratio to its anchor *measured in the same run*. The
 //! Python anchors come from `benches/python_anchors.py`, which this binary runs with `python3` (skipped
@@ -181,9 +184,6 @@ fn bench(cfg: &Cfg, ops: u64, mut sample: impl FnMut() -> Duration) -> Stat {
         black_box(sample());
     }
     let (mut samples, mut cpu) = (Vec::new(), Vec::new());
-    // The kernel brings a thread's CPU time up to date only when it leaves the CPU (or at a tick), so
-    // let spinning threads go to sleep before each reading; their tail spin is counted, as it is spent.
-    let settle = || std::thread::sleep(Duration::from_millis(2));
     for _ in 0..cfg.reps {
         settle();
         let c0 = process_cpu_ns();
@@ -191,6 +191,33 @@ fn bench(cfg: &Cfg, ops: u64, mut sample: impl FnMut() -> Duration) -> Stat {
         settle();
         cpu.push((process_cpu_ns() - c0) as f64 * 1e-9 / ops as f64);
     }
+    stat(samples, cpu)
+}
+
+/// The kernel brings another thread's CPU time up to date only when it leaves the CPU (or at a
+/// tick), so let spinning threads go to sleep before each reading; their tail spin is counted, as it
+/// is spent.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(2));
+}
+
+/// [`bench`] for a sample that measures its own CPU time (over its timed part alone, other
+/// processes it uses included) and returns it next to its wall time.
+fn bench_cpu(cfg: &Cfg, mut sample: impl FnMut() -> (Duration, Duration)) -> Stat {
+    for _ in 0..cfg.warmup {
+        black_box(sample());
+    }
+    let (samples, cpu) = (0..cfg.reps)
+        .map(|_| {
+            let (wall, cpu) = sample();
+            (wall.as_secs_f64(), cpu.as_secs_f64())
+        })
+        .unzip();
+    stat(samples, cpu)
+}
+
+/// The medians and the minimum of samples (seconds per operation) and their CPU times.
+fn stat(samples: Vec<f64>, mut cpu: Vec<f64>) -> Stat {
     let mut xs = samples.clone();
     xs.sort_by(f64::total_cmp);
     cpu.sort_by(f64::total_cmp);
@@ -417,6 +444,14 @@ fn probe_main(args: &[String]) {
             sets.parse().expect("sets"),
         ),
         ["s1", kind, n] => s1_probe(kind, n.parse().expect("n")),
+        ["s4", kind, workers, tasks, terms @ ..] => s4_probe(
+            kind,
+            workers.parse().expect("workers"),
+            tasks.parse().expect("tasks"),
+            terms
+                .first()
+                .map_or(20_000_000, |t| t.parse().expect("terms")),
+        ),
         ["s3drain", n, rounds] => {
             s3_drain_probe(n.parse().expect("n"), rounds.parse().expect("rounds"))
         }
@@ -1368,86 +1403,156 @@ fn s3_drain_one(
 // §4 CPU-bound scaling
 // ---------------------------------------------------------------------------------------------------
 
-/// One way to run `tasks` pi-series tasks on `workers` workers; returns the wall time.
-type CpuRunner = fn(workers: usize, tasks: u64, terms: u64) -> Duration;
-
-fn cpu_runners() -> Vec<(&'static str, CpuRunner)> {
-    vec![
-        ("cf_threads", cpu_cf_threads),
-        ("rayon", cpu_rayon),
-        ("cf_processes", cpu_cf_processes),
-    ]
+/// §4's contenders, by the name their rows are keyed by.
+fn cpu_runners() -> [&'static str; 4] {
+    ["cf_threads", "rayon", "plain_threads", "cf_processes"]
 }
 
-fn cpu_cf_threads(workers: usize, tasks: u64, terms: u64) -> Duration {
-    let pool = cf_pool(workers);
-    let fs: Vec<_> = (0..workers)
-        .map(|_| pool.spawn(|| std::thread::sleep(Duration::from_millis(5))))
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for mut f in fs {
-        f.result(None).unwrap();
-    }
-    let t = Instant::now();
-    let fs: Vec<_> = (0..tasks)
-        .map(|_| pool.submit(pi_series, terms).unwrap())
-        .collect();
-    let mut acc = 0.0;
-    for mut f in fs {
-        acc += f.result(None).unwrap();
-    }
-    let el = t.elapsed();
-    black_box(acc);
-    pool.shutdown(Queued::Run);
-    el
+/// One way to run `tasks` pi-series tasks on `workers` workers; returns the wall time and the CPU
+/// time of the timed part (every thread of this process and of the pool's worker processes, each
+/// read once its threads are idle again, so that any spin after the last task counts).
+fn cpu_run(name: &str, workers: usize, tasks: u64, terms: u64) -> (Duration, Duration) {
+    let pool = CpuPool::start(name, workers);
+    let pids = pool.worker_pids();
+    let cpu = || process_cpu_ns() + pids.iter().map(|&p| proc_cpu_ns(p)).sum::<u64>();
+    settle();
+    let c0 = cpu();
+    let el = pool.run(tasks, terms);
+    settle();
+    let c1 = cpu();
+    pool.finish();
+    (el, Duration::from_nanos(c1 - c0))
 }
 
-/// The same tasks in worker processes. Every worker is started (and has run a task) before the timing,
-/// so process start-up is not counted, as in the other rows and in Python's.
-fn cpu_cf_processes(workers: usize, tasks: u64, terms: u64) -> Duration {
-    let pool = ProcessPoolExecutor::new(workers).expect("process pool");
-    let fs: Vec<_> = (0..workers)
-        .map(|_| pool.submit(sleep_ms, 20))
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for mut f in fs {
-        f.result(None).unwrap();
+/// The CPU time of every thread of process `pid` so far (from `/proc`, brought up to date by the
+/// kernel when each thread last left its CPU: read it while they sleep), in ns; 0 once it is gone.
+fn proc_cpu_ns(pid: u32) -> u64 {
+    ThreadCounters::of(&format!("/proc/{pid}"))
+        .iter()
+        .map(|t| t.cpu_ns)
+        .sum()
+}
+
+/// A §4 contender's pool, started as §4 starts it, before the timed part. cf's pools are warmed
+/// (every worker exists and has run a task, so neither thread nor process start-up is timed, as in
+/// Python's rows); rayon's is not (its threads start with the pool).
+enum CpuPool {
+    Threads(ThreadPoolExecutor),
+    Processes(ProcessPoolExecutor),
+    Rayon(rayon::ThreadPool),
+    /// No pool: the reference for what the machine gives. The timed part starts this many plain
+    /// threads and gives each an equal share of the tasks up front (no queue, no hand-off, no
+    /// waiting thread woken per task).
+    Plain(usize),
+}
+
+impl CpuPool {
+    fn start(name: &str, workers: usize) -> CpuPool {
+        match name {
+            "cf_threads" => {
+                let pool = cf_pool(workers);
+                let fs: Vec<_> = (0..workers)
+                    .map(|_| pool.spawn(|| std::thread::sleep(Duration::from_millis(5))))
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                for mut f in fs {
+                    f.result(None).unwrap();
+                }
+                CpuPool::Threads(pool)
+            }
+            "cf_processes" => {
+                let pool = ProcessPoolExecutor::new(workers).expect("process pool");
+                let fs: Vec<_> = (0..workers)
+                    .map(|_| pool.submit(sleep_ms, 20))
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                for mut f in fs {
+                    f.result(None).unwrap();
+                }
+                assert_eq!(pool.worker_pids().len(), workers);
+                CpuPool::Processes(pool)
+            }
+            "rayon" => CpuPool::Rayon(rayon_pool(workers)),
+            "plain_threads" => CpuPool::Plain(workers),
+            other => panic!("unknown §4 contender {other}"),
+        }
     }
-    assert_eq!(pool.worker_pids().len(), workers);
-    let t = Instant::now();
-    let fs: Vec<_> = (0..tasks)
-        .map(|_| pool.submit(pi_series, terms).unwrap())
-        .collect();
-    let mut acc = 0.0;
-    for mut f in fs {
-        acc += f.result(None).unwrap();
+
+    /// The timed part: submits all `tasks` pi-series tasks at once, then waits for each in
+    /// submission order.
+    fn run(&self, tasks: u64, terms: u64) -> Duration {
+        let (el, outs) = self.run_with(tasks, terms, pi_series);
+        black_box(outs.into_iter().sum::<f64>());
+        el
     }
-    let el = t.elapsed();
-    black_box(acc);
-    pool.shutdown(Queued::Run);
-    el
+
+    /// [`CpuPool::run`] with another task; returns the wall time and the outputs.
+    fn run_with<R>(&self, tasks: u64, terms: u64, task: fn(u64) -> R) -> (Duration, Vec<R>)
+    where
+        R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let t = Instant::now();
+        let outs: Vec<R> = match self {
+            CpuPool::Threads(pool) => {
+                let fs: Vec<_> = (0..tasks)
+                    .map(|_| pool.submit(task, terms).unwrap())
+                    .collect();
+                fs.into_iter()
+                    .map(|mut f| f.result(None).unwrap())
+                    .collect()
+            }
+            CpuPool::Processes(pool) => {
+                let fs: Vec<_> = (0..tasks)
+                    .map(|_| pool.submit(task, terms).unwrap())
+                    .collect();
+                fs.into_iter()
+                    .map(|mut f| f.result(None).unwrap())
+                    .collect()
+            }
+            CpuPool::Rayon(rp) => {
+                let rxs: Vec<_> = (0..tasks)
+                    .map(|_| {
+                        let (tx, rx) = oneshot::channel();
+                        rp.spawn(move || {
+                            let _ = tx.send(task(terms));
+                        });
+                        rx
+                    })
+                    .collect();
+                rxs.into_iter().map(|rx| rx.recv().unwrap()).collect()
+            }
+            &CpuPool::Plain(threads) => std::thread::scope(|s| {
+                let shares: Vec<_> = (0..threads as u64)
+                    .map(|i| {
+                        let share = tasks / threads as u64 + u64::from(i < tasks % threads as u64);
+                        s.spawn(move || (0..share).map(|_| task(terms)).collect::<Vec<R>>())
+                    })
+                    .collect();
+                shares.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            }),
+        };
+        (t.elapsed(), outs)
+    }
+
+    /// The worker processes, whose CPU the parent's own clock does not see.
+    fn worker_pids(&self) -> Vec<u32> {
+        match self {
+            CpuPool::Processes(pool) => pool.worker_pids(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            CpuPool::Threads(pool) => pool.shutdown(Queued::Run),
+            CpuPool::Processes(pool) => pool.shutdown(Queued::Run),
+            CpuPool::Rayon(_) | CpuPool::Plain(_) => {}
+        }
+    }
 }
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
-}
-
-fn cpu_rayon(workers: usize, tasks: u64, terms: u64) -> Duration {
-    let rp = rayon_pool(workers);
-    let t = Instant::now();
-    let rxs: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (tx, rx) = oneshot::channel();
-            rp.spawn(move || {
-                let _ = tx.send(pi_series(terms));
-            });
-            rx
-        })
-        .collect();
-    let acc: f64 = rxs.into_iter().map(|rx| rx.recv().unwrap()).sum();
-    let el = t.elapsed();
-    black_box(acc);
-    el
 }
 
 fn section4(cfg: &Cfg, r: &mut Results) {
@@ -1455,14 +1560,88 @@ fn section4(cfg: &Cfg, r: &mut Results) {
         "§4 CPU scaling: {} tasks × {} terms",
         cfg.pi_tasks, cfg.pi_terms
     );
-    for (name, run) in cpu_runners() {
+    for name in cpu_runners() {
         for workers in [1usize, 2] {
             r.time(
                 &format!("s4.{name}_{workers}"),
-                bench(cfg, 1, || run(workers, cfg.pi_tasks, cfg.pi_terms)),
+                bench_cpu(cfg, || cpu_run(name, workers, cfg.pi_tasks, cfg.pi_terms)),
             );
         }
     }
+}
+
+/// [`pi_series`], also returning the CPU time it took on its thread (ns): the work's own share of
+/// a worker's CPU, which the §4 probe tells apart from the pool's.
+fn pi_series_clocked(terms: u64) -> (f64, u64) {
+    let t0 = service::thread_cpu_ns();
+    let s = pi_series(terms);
+    (s, service::thread_cpu_ns() - t0)
+}
+
+/// One §4 configuration alone, for `perf stat` or `valgrind --tool=callgrind`: `kind` `threads`
+/// (§4's `cf_threads`), `processes` (`cf_processes`), `rayon` or `plain` (`plain_threads`), on
+/// `workers` workers, `tasks` tasks of `terms` terms (§4's 20 M unless given), the pool started as
+/// §4 starts it. Each task is [`pi_series_clocked`], so that the CPU spent outside the work itself
+/// (the pool's share, and whatever the kernel charges its threads) is told apart. Over the timed
+/// part alone, prints on stderr each thread's CPU time and switches (the worker processes' threads
+/// too), the sums, the submitting thread's CPU, and that split. Returns the wall time of the timed
+/// part in ms.
+fn s4_probe(kind: &str, workers: usize, tasks: u64, terms: u64) -> f64 {
+    let name = match kind {
+        "threads" => "cf_threads",
+        "processes" => "cf_processes",
+        "rayon" => "rayon",
+        "plain" => "plain_threads",
+        other => panic!("unknown §4 probe {other}"),
+    };
+    let pool = CpuPool::start(name, workers);
+    let pids = pool.worker_pids();
+    let dirs: Vec<String> = std::iter::once("/proc/self".to_owned())
+        .chain(pids.iter().map(|p| format!("/proc/{p}")))
+        .collect();
+    let workers_cpu = || pids.iter().map(|&p| proc_cpu_ns(p)).sum::<u64>();
+    let before: Vec<_> = dirs.iter().map(|d| ThreadCounters::of(d)).collect();
+    settle();
+    let (process0, workers0) = (process_cpu_ns(), workers_cpu());
+    let mine = service::thread_cpu_ns();
+    let (wall, outs) = pool.run_with(tasks, terms, pi_series_clocked);
+    let mine = service::thread_cpu_ns() - mine;
+    settle();
+    let all = process_cpu_ns() - process0 + workers_cpu() - workers0;
+    let after: Vec<_> = dirs.iter().map(|d| ThreadCounters::of(d)).collect();
+    pool.finish();
+    black_box(outs.iter().map(|o| o.0).sum::<f64>());
+    let work_ns: u64 = outs.iter().map(|o| o.1).sum();
+    let ms = |ns: u64| ns as f64 / 1e6;
+    eprintln!(
+        "s4 {kind}, {workers} worker(s), {tasks} tasks × {terms} terms: wall {:.3} ms",
+        wall.as_secs_f64() * 1e3
+    );
+    // Threads that lived through the timed part; plain threads start and end within it, and show
+    // only in the sums below.
+    let mut switches = ThreadCounters::default();
+    for ((dir, was), now) in dirs.iter().zip(&before).zip(&after) {
+        eprintln!("  {dir}:");
+        switches.add(&ThreadCounters::report_between(was, now, tasks));
+    }
+    eprintln!(
+        "  all: CPU {:.3} ms ({:.3} ms per task, {:.3} cores over the wall time); switches of the \
+         threads above {} voluntary, {} involuntary",
+        ms(all),
+        ms(all) / tasks as f64,
+        all as f64 / wall.as_nanos() as f64,
+        switches.voluntary,
+        switches.involuntary,
+    );
+    eprintln!(
+        "  the work itself {:.3} ms ({:.3} ms per task); the submitting thread {:.1} µs per task; \
+         the rest {:.1} µs per task",
+        ms(work_ns),
+        ms(work_ns) / tasks as f64,
+        mine as f64 / 1e3 / tasks as f64,
+        (all as f64 - work_ns as f64 - mine as f64) / 1e3 / tasks as f64,
+    );
+    wall.as_secs_f64() * 1e3
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1727,9 +1906,10 @@ fn s5_probe(kind: &str, n: u64) -> f64 {
     per_op
 }
 
-/// What the kernel counts for one thread of this process (`/proc/self/task/<tid>/`): switches off
-/// the CPU (voluntary: it slept; involuntary: preempted), CPU time and its name. Load-independent
-/// counts for the §5 probes: a thread woken per operation shows one voluntary switch per operation.
+/// What the kernel counts for one thread (`/proc/<pid>/task/<tid>/`): switches off the CPU
+/// (voluntary: it slept; involuntary: preempted), CPU time and its name. Load-independent counts for
+/// the §4 and §5 probes: a thread woken per operation shows one voluntary switch per operation.
+#[derive(Default)]
 struct ThreadCounters {
     tid: String,
     name: String,
@@ -1739,8 +1919,14 @@ struct ThreadCounters {
 }
 
 impl ThreadCounters {
+    /// This process's threads.
     fn all() -> Vec<ThreadCounters> {
-        let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        Self::of("/proc/self")
+    }
+
+    /// The threads of the process whose `/proc` directory is `proc` (none once it has exited).
+    fn of(proc: &str) -> Vec<ThreadCounters> {
+        let Ok(dir) = std::fs::read_dir(format!("{proc}/task")) else {
             return Vec::new();
         };
         let mut out: Vec<ThreadCounters> = dir
@@ -1771,19 +1957,41 @@ impl ThreadCounters {
         out
     }
 
-    /// Prints, on stderr, each thread's counts per operation since `before`.
+    /// Prints, on stderr, each of this process's threads' counts per operation since `before`.
     fn report(before: &[ThreadCounters], n: u64) {
-        for now in Self::all() {
+        Self::report_between(before, &Self::all(), n);
+    }
+
+    /// Prints, on stderr, each thread's counts per operation from `before` to `after` (a thread
+    /// started meanwhile counts from zero); returns their sums.
+    fn report_between(
+        before: &[ThreadCounters],
+        after: &[ThreadCounters],
+        n: u64,
+    ) -> ThreadCounters {
+        let mut sum = ThreadCounters::default();
+        for now in after {
             let was = before.iter().find(|b| b.tid == now.tid);
-            let d = |f: fn(&ThreadCounters) -> u64| (f(&now) - was.map_or(0, f)) as f64 / n as f64;
+            let d = |f: fn(&ThreadCounters) -> u64| f(now) - was.map_or(0, f);
+            let per_op = |f: fn(&ThreadCounters) -> u64| d(f) as f64 / n as f64;
             eprintln!(
                 "  thread {:<24} switches/op: {:.3} voluntary, {:.3} involuntary; CPU/op {:.2} µs",
                 now.name,
-                d(|c| c.voluntary),
-                d(|c| c.involuntary),
-                d(|c| c.cpu_ns) / 1e3,
+                per_op(|c| c.voluntary),
+                per_op(|c| c.involuntary),
+                per_op(|c| c.cpu_ns) / 1e3,
             );
+            sum.voluntary += d(|c| c.voluntary);
+            sum.involuntary += d(|c| c.involuntary);
+            sum.cpu_ns += d(|c| c.cpu_ns);
         }
+        sum
+    }
+
+    fn add(&mut self, other: &ThreadCounters) {
+        self.voluntary += other.voluntary;
+        self.involuntary += other.involuntary;
+        self.cpu_ns += other.cpu_ns;
     }
 }
 
@@ -2440,17 +2648,32 @@ fn print_section3(out: &mut String, cfg: &Cfg, r: &Results) {
 }
 
 fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
+    // The rows run here measure the timed part's CPU, worker processes included; Python's report
+    // their parent's alone, which for its process pool is not the work's: they show none.
+    let cpu_per_task = |one: Option<f64>, two: Option<f64>| match (one, two) {
+        (Some(a), Some(b)) if a > 0.0 => format!(
+            "{} → {} ({:+.1} %)",
+            fmt_time(a / cfg.pi_tasks as f64),
+            fmt_time(b / cfg.pi_tasks as f64),
+            (b / a - 1.0) * 100.0
+        ),
+        _ => "—".to_owned(),
+    };
     out.push_str(&format!(
         "### 4. CPU-bound scaling: {} tasks of Σ1/i² over {} terms (Python: {} terms)\n\n",
         cfg.pi_tasks, cfg.pi_terms, cfg.py_pi_terms
     ));
-    out.push_str("| | 1 worker (median) | 2 workers (median) | scaling 1→2 (medians) | scaling (best times) |\n|---|---:|---:|---:|---:|\n");
+    out.push_str("| | 1 worker (median) | 2 workers (median) | scaling 1→2 (medians) | scaling (best times) | CPU per task, 1 → 2 workers (medians) |\n|---|---:|---:|---:|---:|---:|\n");
     let mut rows: Vec<(String, String)> = cpu_runners()
         .into_iter()
-        .map(|(name, _)| {
+        .map(|name| {
             let label = match name {
                 "cf_threads" => "cf `ThreadPoolExecutor`".to_owned(),
                 "rayon" => "rayon (reference)".to_owned(),
+                "plain_threads" => {
+                    "plain threads, the tasks split evenly up front (no pool: the machine's own 1→2)"
+                        .to_owned()
+                }
                 "cf_processes" => "cf `ProcessPoolExecutor`".to_owned(),
                 other => other.to_owned(),
             };
@@ -2467,15 +2690,17 @@ fn print_section4(out: &mut String, cfg: &Cfg, r: &Results) {
     ));
     for (key, label) in rows {
         let (one, two) = (r.t(&format!("{key}_1")), r.t(&format!("{key}_2")));
+        let python = key.starts_with("s4.py_");
         match (one, two) {
             (Some(a), Some(b)) => out.push_str(&format!(
-                "| {label} | {} | {} | {:.2}× | {:.2}× |\n",
+                "| {label} | {} | {} | {:.2}× | {:.2}× | {} |\n",
                 fmt_time(a.median),
                 fmt_time(b.median),
                 a.median / b.median,
-                a.min / b.min
+                a.min / b.min,
+                cpu_per_task(a.cpu.filter(|_| !python), b.cpu),
             )),
-            _ => out.push_str(&format!("| {label} | — | — | — | — |\n")),
+            _ => out.push_str(&format!("| {label} | — | — | — | — | — |\n")),
         }
     }
     out.push('\n');
