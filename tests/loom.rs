@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use concurrent_futures::{
-    as_completed, wait, CompletionSet, Error, LoomTask, LoomWordLock, PoolFuture, Promise, Queued,
-    ReturnWhen, ThreadPoolExecutor,
+    as_completed, wait, CompletionSet, Error, LoomTask, LoomWake, LoomWordLock, PoolFuture,
+    Promise, Queued, ReturnWhen, ThreadPoolExecutor,
 };
 use loom::future::block_on;
 use loom::thread;
@@ -838,7 +838,7 @@ fn pool_spurious_wake_up_vs_a_credit() {
         let mut b = pool.submit(|n: u32| n, 2).unwrap();
         assert_eq!(a.result(None).unwrap() + b.result(None).unwrap(), 3);
         let spurious = pool.clone();
-        thread::spawn(move || spurious.loom_wake_idle_workers(false));
+        thread::spawn(move || spurious.loom_wake_idle_workers(LoomWake::Spurious));
         let mut c = pool.submit(|n: u32| n, 3).unwrap();
         assert_eq!(c.result(None).unwrap(), 3);
         let m = pool.metrics();
@@ -860,7 +860,7 @@ fn pool_keep_alive_running_out_vs_a_submit() {
         let mut a = pool.submit(|n: u32| n + 1, 1).unwrap();
         assert_eq!(a.result(None).unwrap(), 2);
         let clock = pool.clone();
-        thread::spawn(move || clock.loom_wake_idle_workers(true));
+        thread::spawn(move || clock.loom_wake_idle_workers(LoomWake::KeepAliveRanOut));
         let mut b = pool.submit(|n: u32| n * 2, 2).unwrap();
         assert_eq!(b.result(None).unwrap(), 4);
         let m = pool.metrics();
@@ -882,7 +882,7 @@ fn pool_keep_alive_running_out_vs_two_submits_to_two_workers() {
         let mut b = pool.submit(|n: u32| n, 2).unwrap();
         assert_eq!(a.result(None).unwrap() + b.result(None).unwrap(), 3);
         let clock = pool.clone();
-        thread::spawn(move || clock.loom_wake_idle_workers(true));
+        thread::spawn(move || clock.loom_wake_idle_workers(LoomWake::KeepAliveRanOut));
         let mut c = pool.submit(|n: u32| n, 3).unwrap();
         assert_eq!(c.result(None).unwrap(), 3);
         let m = pool.metrics();

@@ -174,6 +174,17 @@ pub(crate) enum Ready {
     Woken,
 }
 
+/// What of the worker's socket wakes a thread asleep in [`WaitSet::wait`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SocketWatch {
+    /// Its readability, level-triggered: the driver handles the worker's replies.
+    Readable,
+    /// Only a hang-up or an error (epoll always reports those), and once (`EPOLLONESHOT`): someone
+    /// else reads the replies, and a driver woken by the end while a caller reads goes back to sleep
+    /// without being woken again and again.
+    EndOnce,
+}
+
 /// A worker's driver's wait set (an epoll instance): the worker's socket, the wake-up eventfd and the
 /// worker's exit descriptor (its pidfd, or the eventfd its exit watcher signals:
 /// `proc::ExitWatch`), all level-triggered. An epoll set rather than a `poll` list because the socket can
@@ -240,16 +251,13 @@ impl WaitSet {
         Ok(())
     }
 
-    /// Puts the socket's readability in the set (`true`, level-triggered) or takes it out (`false`).
-    /// Taken out, a hang-up or an error is still reported (epoll always reports those), but once
-    /// (`EPOLLONESHOT`): a driver woken by it while a caller reads goes back to sleep without being
-    /// woken again and again. A thread asleep in [`wait`](Self::wait) is not woken by taking the
-    /// socket out; putting it back while data is waiting wakes it.
-    pub(crate) fn watch_socket(&self, watch: bool) {
-        let events = if watch {
-            libc::EPOLLIN as u32
-        } else {
-            libc::EPOLLONESHOT as u32
+    /// Sets what of the socket the set reports (see [`SocketWatch`]). A thread asleep in
+    /// [`wait`](Self::wait) is not woken by taking the socket's readability out; putting it back
+    /// while data is waiting wakes it.
+    pub(crate) fn watch_socket(&self, watch: SocketWatch) {
+        let events = match watch {
+            SocketWatch::Readable => libc::EPOLLIN as u32,
+            SocketWatch::EndOnce => libc::EPOLLONESHOT as u32,
         };
         // Fails only if the descriptors were closed, which the owner prevents.
         let _ = self.ctl(libc::EPOLL_CTL_MOD, self.sock, events, SOCK);
