@@ -574,37 +574,6 @@ pub(crate) fn kill_group(pgid: u32, signal: i32) {
     }
 }
 
-/// How many `fork`s (without exec) lie between this process and the first pool of the program:
-/// bumped in the child of every `fork` once [`watch_forks`] has run. A pool remembers the count at
-/// its birth, and a different count means it was inherited (see `Shared::in_a_fork`). A counter,
-/// not `getpid`, because every submit asks, and `getpid` is a system call (about 0.4 µs here).
-static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-extern "C" fn count_fork_in_child() {
-    // Async-signal-safe, as a handler run in the child of a threaded program's fork must be.
-    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Starts counting forks (once per process; a child inherits the registration), and returns the
-/// count so far.
-#[allow(unsafe_code)]
-pub(crate) fn watch_forks() -> u64 {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: registers a handler that only bumps an atomic (async-signal-safe), with no
-        // prepare or parent handler; `pthread_atfork` keeps the function pointer, which is static.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(count_fork_in_child));
-        }
-    });
-    forks()
-}
-
-/// The count of forks between this process and the first pool of the program ([`watch_forks`]).
-pub(crate) fn forks() -> u64 {
-    FORKS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// In a worker: ask the kernel to SIGKILL us when the thread that spawned us (the parent's driver
 /// thread) exits, so a dead parent leaves no workers behind. A parent that died before this took
 /// effect is caught by the handshake's parent check, which runs after it.
