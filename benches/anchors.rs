@@ -304,6 +304,19 @@ fn fmt_rate(per_sec: f64) -> String {
 // Shared helpers
 // ---------------------------------------------------------------------------------------------------
 
+/// `n` round trips of a trivial task, one after another: `trip(i)` runs `inc(i)` somewhere and
+/// waits for its result. Returns the time they took.
+#[inline(always)]
+fn round_trips(n: u64, mut trip: impl FnMut(u64) -> u64) -> Duration {
+    let t = Instant::now();
+    let mut acc = 0;
+    for i in 0..n {
+        acc += trip(i);
+    }
+    black_box(acc);
+    t.elapsed()
+}
+
 /// The trivial task.
 fn inc(x: u64) -> u64 {
     x.wrapping_add(1)
@@ -668,13 +681,7 @@ fn section1(cfg: &Cfg, r: &mut Results) {
     r.time(
         "s1.cf_block",
         bench(cfg, n, || {
-            let t = Instant::now();
-            let mut acc = 0;
-            for i in 0..n {
-                acc += pool.submit(inc, i).unwrap().result(None).unwrap();
-            }
-            black_box(acc);
-            t.elapsed()
+            round_trips(n, |i| pool.submit(inc, i).unwrap().result(None).unwrap())
         }),
     );
     r.time(
@@ -2067,13 +2074,7 @@ fn section5(cfg: &Cfg, r: &mut Results) {
     r.time(
         "s5.cf",
         bench(cfg, n, || {
-            let t = Instant::now();
-            let mut acc = 0;
-            for i in 0..n {
-                acc += pool.submit(inc, i).unwrap().result(None).unwrap();
-            }
-            black_box(acc);
-            t.elapsed()
+            round_trips(n, |i| pool.submit(inc, i).unwrap().result(None).unwrap())
         }),
     );
     r.time(
@@ -2144,13 +2145,7 @@ fn section5(cfg: &Cfg, r: &mut Results) {
             r.time(
                 "s5.cf_pinned",
                 bench(cfg, n, || {
-                    let t = Instant::now();
-                    let mut acc = 0;
-                    for i in 0..n {
-                        acc += pool.submit(inc, i).unwrap().result(None).unwrap();
-                    }
-                    black_box(acc);
-                    t.elapsed()
+                    round_trips(n, |i| pool.submit(inc, i).unwrap().result(None).unwrap())
                 }),
             );
             r.time(
@@ -2182,13 +2177,7 @@ fn section5(cfg: &Cfg, r: &mut Results) {
             r.time(
                 "s5.procspawn",
                 bench(cfg, n, || {
-                    let t = Instant::now();
-                    let mut acc = 0;
-                    for i in 0..n {
-                        acc += pp.spawn(i, inc).join().expect("procspawn");
-                    }
-                    black_box(acc);
-                    t.elapsed()
+                    round_trips(n, |i| pp.spawn(i, inc).join().expect("procspawn"))
                 }),
             );
             r.time(

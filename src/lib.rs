@@ -173,6 +173,9 @@ pub use future::Watched;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use future::{LoomTask, LoomWeakTask, LoomWordLock};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use thread_pool::LoomWake;
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

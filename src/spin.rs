@@ -82,15 +82,25 @@ impl Adaptive {
         false
     }
 
-    fn record(&mut self, hit: bool, now_ms: u32) {
-        if hit {
-            self.misses = 0;
-        } else {
-            self.misses = (self.misses + 1).min(8);
-            self.skip = ((1u16 << self.misses) - 1).min(MAX_SKIP);
-            self.last_miss_ms = now_ms;
+    fn record(&mut self, spun: Spun, now_ms: u32) {
+        match spun {
+            Spun::Hit => self.misses = 0,
+            Spun::Miss => {
+                self.misses = (self.misses + 1).min(8);
+                self.skip = ((1u16 << self.misses) - 1).min(MAX_SKIP);
+                self.last_miss_ms = now_ms;
+            }
         }
     }
+}
+
+/// How a spin a site took ended, for its [`Adaptive`] memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spun {
+    /// What it waited for came during the spin.
+    Hit,
+    /// The spin ran out first.
+    Miss,
 }
 
 /// How expensive `ready` is to ask, which sets how often a spin asks it.
@@ -124,25 +134,25 @@ pub(crate) fn spin_until(
         return false;
     };
     let start = Instant::now();
-    let mut hit = false;
+    let mut spun = Spun::Miss;
     'spin: for _ in 0..MAX_ROUNDS {
         for _ in 0..HINTS_PER_ROUND {
             if probe == Probe::Load && ready() {
-                hit = true;
+                spun = Spun::Hit;
                 break 'spin;
             }
             std::hint::spin_loop();
         }
         if probe == Probe::Syscall && ready() {
-            hit = true;
+            spun = Spun::Hit;
             break;
         }
         if start.elapsed() >= MAX_SPIN {
             break;
         }
     }
-    site.record(hit, now_ms());
-    hit
+    site.record(spun, now_ms());
+    spun == Spun::Hit
 }
 
 /// Whether the process-wide conditions let anything spin now: spins are not turned off, this process
@@ -368,21 +378,21 @@ mod tests {
         let t = 1000; // a fixed clock: nothing fades
         let mut a = Adaptive::new();
         assert!(a.wants_to_spin(t));
-        a.record(false, t);
+        a.record(Spun::Miss, t);
         assert!(!a.wants_to_spin(t), "one miss skips the next chance");
         assert!(a.wants_to_spin(t));
-        a.record(false, t);
+        a.record(Spun::Miss, t);
         let skipped = (0..10).take_while(|_| !a.wants_to_spin(t)).count();
         assert_eq!(skipped, 3, "two misses in a row skip three chances");
-        a.record(true, t);
+        a.record(Spun::Hit, t);
         assert!(a.wants_to_spin(t), "a hit resets the back-off");
         for _ in 0..20 {
-            a.record(false, t);
+            a.record(Spun::Miss, t);
         }
         let skipped = (0..1000).take_while(|_| !a.wants_to_spin(t)).count();
         assert_eq!(skipped, MAX_SKIP as usize);
         for _ in 0..20 {
-            a.record(false, t);
+            a.record(Spun::Miss, t);
         }
         let later = t + FORGET.as_millis() as u32 + 1;
         assert!(a.wants_to_spin(later), "old misses are forgotten");

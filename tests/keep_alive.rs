@@ -1,18 +1,12 @@
 //! Idle worker threads retire after the pool's keep-alive, and the pool starts threads again on
 //! demand; no task or wake-up is lost to a retiring thread.
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::eventually;
 use concurrent_futures::ThreadPoolExecutor;
-
-/// Polls `cond` until it holds, failing the test after a generous bound (a hang is the failure mode).
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < give_up, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn idle_threads_retire_after_the_keep_alive_and_come_back_on_demand() {

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use concurrent_futures::{
-    as_completed, wait, CompletionSet, Error, LoomTask, LoomWordLock, PoolFuture, Promise, Queued,
-    ReturnWhen, ThreadPoolExecutor,
+    as_completed, wait, CompletionSet, Error, LoomTask, LoomWake, LoomWordLock, PoolFuture,
+    Promise, Queued, ReturnWhen, ThreadPoolExecutor,
 };
 use loom::future::block_on;
 use loom::thread;
@@ -823,28 +823,39 @@ fn pool_two_retiring_workers_two_tasks_then_a_third() {
     });
 }
 
+/// `workers` idle workers (each has run a task) woken as `wake` says, from another thread (not
+/// joined: section 5), while one more submit hands out a credit and signals one of them: the task
+/// still runs, by a worker that took the credit or by one the submit started, never with more
+/// threads than `workers`, and the idle counts, checked at each change under loom, agree
+/// throughout.
+fn idle_workers_woken_vs_a_submit(workers: u32, wake: LoomWake) {
+    model_bounded(move || {
+        let pool = ThreadPoolExecutor::new(workers as usize).unwrap();
+        let mut first: Vec<_> = (1..=workers)
+            .map(|n| pool.submit(|n: u32| n, n).unwrap())
+            .collect();
+        let sum: u32 = first.iter_mut().map(|f| f.result(None).unwrap()).sum();
+        assert_eq!(sum, workers * (workers + 1) / 2);
+        let waker = pool.clone();
+        thread::spawn(move || waker.loom_wake_idle_workers(wake));
+        let mut last = pool.submit(|n: u32| n, 100).unwrap();
+        assert_eq!(last.result(None).unwrap(), 100);
+        let m = pool.metrics();
+        assert!(m.workers <= workers as usize);
+        let completed = u64::from(workers) + 1;
+        assert_eq!((m.running, m.queued, m.completed), (0, 0, completed));
+    });
+}
+
 #[test]
 fn pool_spurious_wake_up_vs_a_credit() {
     // std's `Condvar` may wake a sleeper with no notify at all (loom's never does): here a wake-up
     // with neither a credit nor a signal behind it reaches both idle workers while a submit hands
     // out a credit. A worker back from it cannot tell, and counts a signal still on its way as its
     // own: no credit may then wait while its worker sleeps with no signal coming (loom reports the
-    // deadlock), and the idle counts, checked at each change under loom, must never drift. The
-    // spurious waker checks them too, and is not joined (section 5). (One submit after the two
-    // results: a second one makes the bounded model run for more than ten minutes.)
-    model_bounded(|| {
-        let pool = ThreadPoolExecutor::new(2).unwrap();
-        let mut a = pool.submit(|n: u32| n, 1).unwrap();
-        let mut b = pool.submit(|n: u32| n, 2).unwrap();
-        assert_eq!(a.result(None).unwrap() + b.result(None).unwrap(), 3);
-        let spurious = pool.clone();
-        thread::spawn(move || spurious.loom_wake_idle_workers(false));
-        let mut c = pool.submit(|n: u32| n, 3).unwrap();
-        assert_eq!(c.result(None).unwrap(), 3);
-        let m = pool.metrics();
-        assert!(m.workers <= 2);
-        assert_eq!((m.running, m.queued, m.completed), (0, 0, 3));
-    });
+    // deadlock). (One submit after the two results: a second one makes the bounded model run for
+    // more than ten minutes.)
+    idle_workers_woken_vs_a_submit(2, LoomWake::Spurious);
 }
 
 #[test]
@@ -853,42 +864,17 @@ fn pool_keep_alive_running_out_vs_a_submit() {
     // thread says when, and wakes it) while a submit hands it a credit and signals it. Back with the
     // lock, the worker counts the signal as its own and either takes the credit, or, finding none,
     // retires in the locked section that leaves `idle` and `threads`, so the submit starts another
-    // thread. Never a task queued with no worker coming for it, never more threads than
-    // `max_workers`, and the idle counts agree throughout.
-    model_bounded(|| {
-        let pool = ThreadPoolExecutor::new(1).unwrap();
-        let mut a = pool.submit(|n: u32| n + 1, 1).unwrap();
-        assert_eq!(a.result(None).unwrap(), 2);
-        let clock = pool.clone();
-        thread::spawn(move || clock.loom_wake_idle_workers(true));
-        let mut b = pool.submit(|n: u32| n * 2, 2).unwrap();
-        assert_eq!(b.result(None).unwrap(), 4);
-        let m = pool.metrics();
-        assert!(m.workers <= 1);
-        assert_eq!((m.running, m.queued, m.completed), (0, 0, 2));
-    });
+    // thread. Never a task queued with no worker coming for it.
+    idle_workers_woken_vs_a_submit(1, LoomWake::KeepAliveRanOut);
 }
 
 #[test]
 fn pool_keep_alive_running_out_vs_two_submits_to_two_workers() {
     // Two idle workers, the keep-alive running out for both while a submit hands out a credit and
     // signals one of them: the one that times out may count the signal meant for the other, take the
-    // credit, or retire; the task still runs, by a worker that took the credit or by one the submit
-    // started. (One submit after the time-out starts at most one thread: the model stays within
-    // loom's five.)
-    model_bounded(|| {
-        let pool = ThreadPoolExecutor::new(2).unwrap();
-        let mut a = pool.submit(|n: u32| n, 1).unwrap();
-        let mut b = pool.submit(|n: u32| n, 2).unwrap();
-        assert_eq!(a.result(None).unwrap() + b.result(None).unwrap(), 3);
-        let clock = pool.clone();
-        thread::spawn(move || clock.loom_wake_idle_workers(true));
-        let mut c = pool.submit(|n: u32| n, 3).unwrap();
-        assert_eq!(c.result(None).unwrap(), 3);
-        let m = pool.metrics();
-        assert!(m.workers <= 2);
-        assert_eq!((m.running, m.queued, m.completed), (0, 0, 3));
-    });
+    // credit, or retire. (One submit after the time-out starts at most one thread: the model stays
+    // within loom's five.)
+    idle_workers_woken_vs_a_submit(2, LoomWake::KeepAliveRanOut);
 }
 
 /// Counts the drops of a pool task's closure (its captures go with it, run or not).

@@ -52,6 +52,17 @@ impl Run {
     }
 }
 
+/// Runs `case` on `ranks` ranks (`mpirun -n <ranks>`), which must pass.
+fn passes(ranks: u32, case: &str) {
+    mpirun(&["-n", &ranks.to_string()], case, &[]).assert_passed(case);
+}
+
+/// [`passes`] for a job where a rank dies: only the client's verdict counts
+/// ([`Run::assert_client_passed`]).
+fn client_passes(ranks: u32, case: &str) {
+    mpirun(&["-n", &ranks.to_string()], case, &[]).assert_client_passed(case);
+}
+
 /// Runs `mpirun <layout> <this test binary> --exact case::<case>`, bounded by [`RUN_LIMIT`].
 fn mpirun(layout: &[&str], case: &str, extra: &[&str]) -> Run {
     mpirun_with(layout, case, extra, &[])
@@ -137,12 +148,12 @@ fn mpirun_with(layout: &[&str], case: &str, extra: &[&str], settings: &[(&str, &
 
 #[test]
 fn static_mode_submit_map_as_completed_wait_panic() {
-    mpirun(&["-n", "3"], "basics_static", &[]).assert_passed("basics_static");
+    passes(3, "basics_static");
 }
 
 #[test]
 fn spawn_mode_submit_map_as_completed_wait_panic() {
-    mpirun(&["-n", "1"], "basics_spawn", &[]).assert_passed("basics_spawn");
+    passes(1, "basics_spawn");
 }
 
 #[test]
@@ -161,24 +172,24 @@ fn spawn_mode_more_workers_than_slots_is_an_error_not_an_abort() {
 
 #[test]
 fn static_mode_a_queued_task_cancels_and_shutdown_cancels_the_queue() {
-    mpirun(&["-n", "3"], "shutdown_static", &[]).assert_passed("shutdown_static");
+    passes(3, "shutdown_static");
 }
 
 #[test]
 fn spawn_mode_a_queued_task_cancels_and_shutdown_cancels_the_queue() {
-    mpirun(&["-n", "1"], "shutdown_spawn", &[]).assert_passed("shutdown_spawn");
+    passes(1, "shutdown_spawn");
 }
 
 #[test]
 fn static_mode_a_bounded_queue_refuses_blocks_and_waits_for_room() {
-    mpirun(&["-n", "3"], "capacity_static", &[]).assert_passed("capacity_static");
+    passes(3, "capacity_static");
 }
 
 /// Tasks cancelled while queued give their places back: `try_submit`, a blocking `submit` and
 /// `submit_async` on a full queue of them get in at once, with both ranks held.
 #[test]
 fn static_mode_cancelled_queued_tasks_make_room_in_a_bounded_queue() {
-    mpirun(&["-n", "3"], "capacity_cancel_static", &[]).assert_passed("capacity_cancel_static");
+    passes(3, "capacity_cancel_static");
 }
 
 /// A done callback runs on the pool's owner thread, the one that takes tasks out of the queue: its
@@ -186,34 +197,32 @@ fn static_mode_cancelled_queued_tasks_make_room_in_a_bounded_queue() {
 /// they wait for room.
 #[test]
 fn static_mode_a_done_callback_submitting_to_a_full_queue_queues_past_it() {
-    mpirun(&["-n", "3"], "capacity_callback_static", &[]).assert_passed("capacity_callback_static");
+    passes(3, "capacity_callback_static");
 }
 
 #[test]
 fn spawn_mode_shutdown_with_queued_run_runs_the_queue() {
-    mpirun(&["-n", "1"], "shutdown_runs_queue_spawn", &[])
-        .assert_passed("shutdown_runs_queue_spawn");
+    passes(1, "shutdown_runs_queue_spawn");
 }
 
 #[test]
 fn static_mode_shutdown_with_queued_run_runs_the_queue() {
-    mpirun(&["-n", "3"], "shutdown_runs_queue_static", &[])
-        .assert_passed("shutdown_runs_queue_static");
+    passes(3, "shutdown_runs_queue_static");
 }
 
 #[test]
 fn static_mode_a_rank_killed_mid_task_breaks_the_pool_naming_it() {
-    mpirun(&["-n", "3"], "killed_rank_static", &[]).assert_client_passed("killed_rank_static");
+    client_passes(3, "killed_rank_static");
 }
 
 #[test]
 fn spawn_mode_a_worker_killed_mid_task_breaks_the_pool_naming_it() {
-    mpirun(&["-n", "1"], "killed_rank_spawn", &[]).assert_client_passed("killed_rank_spawn");
+    client_passes(1, "killed_rank_spawn");
 }
 
 #[test]
 fn a_task_past_its_deadline_breaks_the_pool_naming_the_rank() {
-    mpirun(&["-n", "2"], "task_deadline", &[]).assert_passed("task_deadline");
+    passes(2, "task_deadline");
 }
 
 #[test]
@@ -269,12 +278,25 @@ mod case {
         Queued, RankSilence, ReturnWhen,
     };
 
-    fn active(name: &str) -> bool {
-        std::env::var(super::CASE_ENV).is_ok_and(|c| c == name)
+    /// The case the driver asked this run for: says it passed when it goes, unless the case
+    /// panicked.
+    struct Case(&'static str);
+
+    impl Case {
+        /// `Some` if the driver asked for `name` (run directly, a case returns at once).
+        fn asked(name: &'static str) -> Option<Case> {
+            std::env::var(super::CASE_ENV)
+                .is_ok_and(|c| c == name)
+                .then_some(Case(name))
+        }
     }
 
-    fn passed(name: &str) {
-        println!("CASE PASSED {name}");
+    impl Drop for Case {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                println!("CASE PASSED {}", self.0);
+            }
+        }
     }
 
     fn square(n: u64) -> u64 {
@@ -407,27 +429,25 @@ mod case {
 
     #[test]
     fn basics_static() {
-        if !active("basics_static") {
+        let Some(_case) = Case::asked("basics_static") else {
             return;
-        }
+        };
         basics(MpiPoolExecutor::from_world().unwrap());
-        passed("basics_static");
     }
 
     #[test]
     fn basics_spawn() {
-        if !active("basics_spawn") {
+        let Some(_case) = Case::asked("basics_spawn") else {
             return;
-        }
+        };
         basics(MpiPoolExecutor::new(2).unwrap());
-        passed("basics_spawn");
     }
 
     #[test]
     fn spawn_too_many() {
-        if !active("spawn_too_many") {
+        let Some(_case) = Case::asked("spawn_too_many") else {
             return;
-        }
+        };
         match MpiPoolExecutor::new(64) {
             Err(Error::ProcessSetup(msg)) => assert!(
                 msg.contains("MPI_Comm_spawn of 64 workers failed"),
@@ -436,7 +456,6 @@ mod case {
             Err(e) => panic!("expected ProcessSetup, got {e:?}"),
             Ok(_) => panic!("64 workers must not fit without oversubscription"),
         }
-        passed("spawn_too_many");
     }
 
     /// One task per rank: a task that finds both ranks busy stays queued (cancellable).
@@ -499,9 +518,9 @@ mod case {
 
     #[test]
     fn capacity_static() {
-        if !active("capacity_static") {
+        let Some(_case) = Case::asked("capacity_static") else {
             return;
-        }
+        };
         assert!(matches!(
             MpiPoolExecutor::builder().queue_capacity(0).from_world(),
             Err(Error::InvalidArgument(_))
@@ -539,14 +558,13 @@ mod case {
             assert_eq!(f.result(None).unwrap(), 7);
         }
         pool.shutdown(Queued::Run);
-        passed("capacity_static");
     }
 
     #[test]
     fn capacity_cancel_static() {
-        if !active("capacity_cancel_static") {
+        let Some(_case) = Case::asked("capacity_cancel_static") else {
             return;
-        }
+        };
         let pool = one_task_per_rank().queue_capacity(1).from_world().unwrap();
         all_ranks_up(&pool);
         let g = gate("capacity-cancel");
@@ -593,14 +611,13 @@ mod case {
             assert_eq!(f.result(None).unwrap(), 7);
         }
         pool.shutdown(Queued::Run);
-        passed("capacity_cancel_static");
     }
 
     #[test]
     fn capacity_callback_static() {
-        if !active("capacity_callback_static") {
+        let Some(_case) = Case::asked("capacity_callback_static") else {
             return;
-        }
+        };
         let pool = one_task_per_rank().queue_capacity(1).from_world().unwrap();
         all_ranks_up(&pool);
         let g = gate("capacity-callback");
@@ -633,43 +650,38 @@ mod case {
             assert_eq!(f.result(None).unwrap(), 7);
         }
         pool.shutdown(Queued::Run);
-        passed("capacity_callback_static");
     }
 
     #[test]
     fn shutdown_static() {
-        if !active("shutdown_static") {
+        let Some(_case) = Case::asked("shutdown_static") else {
             return;
-        }
+        };
         cancel_and_shutdown(one_task_per_rank().from_world().unwrap());
-        passed("shutdown_static");
     }
 
     #[test]
     fn shutdown_runs_queue_static() {
-        if !active("shutdown_runs_queue_static") {
+        let Some(_case) = Case::asked("shutdown_runs_queue_static") else {
             return;
-        }
+        };
         shutdown_runs_queue(one_task_per_rank().from_world().unwrap());
-        passed("shutdown_runs_queue_static");
     }
 
     #[test]
     fn shutdown_spawn() {
-        if !active("shutdown_spawn") {
+        let Some(_case) = Case::asked("shutdown_spawn") else {
             return;
-        }
+        };
         cancel_and_shutdown(one_task_per_rank().workers(2).build().unwrap());
-        passed("shutdown_spawn");
     }
 
     #[test]
     fn shutdown_runs_queue_spawn() {
-        if !active("shutdown_runs_queue_spawn") {
+        let Some(_case) = Case::asked("shutdown_runs_queue_spawn") else {
             return;
-        }
+        };
         shutdown_runs_queue(one_task_per_rank().workers(2).build().unwrap());
-        passed("shutdown_runs_queue_spawn");
     }
 
     fn killed(pool: MpiPoolExecutor, victim: i32) {
@@ -716,27 +728,25 @@ mod case {
 
     #[test]
     fn killed_rank_static() {
-        if !active("killed_rank_static") {
+        let Some(_case) = Case::asked("killed_rank_static") else {
             return;
-        }
+        };
         killed(quick_heartbeat().from_world().unwrap(), 2);
-        passed("killed_rank_static");
     }
 
     #[test]
     fn killed_rank_spawn() {
-        if !active("killed_rank_spawn") {
+        let Some(_case) = Case::asked("killed_rank_spawn") else {
             return;
-        }
+        };
         killed(quick_heartbeat().workers(2).build().unwrap(), 1);
-        passed("killed_rank_spawn");
     }
 
     #[test]
     fn task_deadline() {
-        if !active("task_deadline") {
+        let Some(_case) = Case::asked("task_deadline") else {
             return;
-        }
+        };
         let pool = quick_heartbeat()
             .task_deadline(Duration::from_millis(300))
             .from_world()
@@ -754,14 +764,13 @@ mod case {
         }
         open(&g);
         pool.shutdown(Queued::Run);
-        passed("task_deadline");
     }
 
     #[test]
     fn other_build() {
-        if !active("other_build") {
+        let Some(_case) = Case::asked("other_build") else {
             return;
-        }
+        };
         let pool = MpiPoolExecutor::from_world().unwrap();
         let mut f = pool.submit(square, 2).unwrap();
         match f.result(Some(Duration::from_secs(60))) {
@@ -774,6 +783,5 @@ mod case {
             other => panic!("expected the broken-pool error, got {other:?}"),
         }
         pool.shutdown(Queued::Run);
-        passed("other_build");
     }
 }

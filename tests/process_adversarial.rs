@@ -442,21 +442,17 @@ fn exit_code_of(child: libc::pid_t) -> i32 {
     libc::WEXITSTATUS(status)
 }
 
-/// A forked child drops its copy of the pool (it returns from the scope that held it): the
-/// parent's workers, whose channels the child shares, must keep serving the parent.
-#[test]
-fn a_forked_child_dropping_the_pool_leaves_the_parent_s_workers_alone() {
+/// A one-worker pool whose worker has run a task, and that worker's pid: what a fork inherits.
+fn pool_with_a_worker() -> (ProcessPoolExecutor, Vec<u32>) {
     let pool = ProcessPoolExecutor::new(1).unwrap();
     assert_eq!(pool.submit(double, 1).unwrap().result(LONG).unwrap(), 2);
     let worker = pool.worker_pids();
-    let mut slot = Some(pool);
-    // In the child only: its copy of the one handle goes, so its pool shuts down.
-    let code = in_a_fork(|| {
-        slot.take();
-        0
-    });
-    assert_eq!(code, 0);
-    let pool = slot.unwrap();
+    (pool, worker)
+}
+
+/// After the forked child is done: the parent's pool still runs tasks on its own `worker`, and
+/// shuts down.
+fn assert_the_parent_s_pool_untouched(pool: ProcessPoolExecutor, worker: &[u32]) {
     assert_eq!(pool.submit(double, 21).unwrap().result(LONG).unwrap(), 42);
     assert_eq!(
         pool.worker_pids(),
@@ -466,15 +462,28 @@ fn a_forked_child_dropping_the_pool_leaves_the_parent_s_workers_alone() {
     within("a shutdown", move || pool.shutdown(Queued::Run));
 }
 
+/// A forked child drops its copy of the pool (it returns from the scope that held it): the
+/// parent's workers, whose channels the child shares, must keep serving the parent.
+#[test]
+fn a_forked_child_dropping_the_pool_leaves_the_parent_s_workers_alone() {
+    let (pool, worker) = pool_with_a_worker();
+    let mut slot = Some(pool);
+    // In the child only: its copy of the one handle goes, so its pool shuts down.
+    let code = in_a_fork(|| {
+        slot.take();
+        0
+    });
+    assert_eq!(code, 0);
+    assert_the_parent_s_pool_untouched(slot.unwrap(), &worker);
+}
+
 /// A forked child that goes on using the pool it inherited: its submits are refused with a clear
 /// error (its frames would run on the parent's worker, and the parent's driver would take their
 /// replies for its own tasks'), and its shutdowns and forced shutdowns neither wait for drivers it
 /// does not have nor touch the parent's workers.
 #[test]
 fn a_forked_child_using_the_pool_is_refused_and_leaves_the_parent_alone() {
-    let pool = ProcessPoolExecutor::new(1).unwrap();
-    assert_eq!(pool.submit(double, 1).unwrap().result(LONG).unwrap(), 2);
-    let worker = pool.worker_pids();
+    let (pool, worker) = pool_with_a_worker();
     let code = in_a_fork(|| {
         match pool.submit(double, 1000) {
             Err(Error::ProcessSetup(m)) if m.contains("fork") => {}
@@ -490,13 +499,7 @@ fn a_forked_child_using_the_pool_is_refused_and_leaves_the_parent_alone() {
         0
     });
     assert_eq!(code, 0, "the child's submit was not refused as a fork's");
-    assert_eq!(pool.submit(double, 21).unwrap().result(LONG).unwrap(), 42);
-    assert_eq!(
-        pool.worker_pids(),
-        worker,
-        "the parent's worker was replaced"
-    );
-    within("a shutdown", move || pool.shutdown(Queued::Run));
+    assert_the_parent_s_pool_untouched(pool, &worker);
 }
 
 /// A forked child that runs its inherited pool in a `shutdown_after` block (Python's `with`): the
@@ -504,9 +507,7 @@ fn a_forked_child_using_the_pool_is_refused_and_leaves_the_parent_alone() {
 /// that only the parent has.
 #[test]
 fn a_forked_child_s_shutdown_after_returns_and_leaves_the_parent_alone() {
-    let pool = ProcessPoolExecutor::new(1).unwrap();
-    assert_eq!(pool.submit(double, 1).unwrap().result(LONG).unwrap(), 2);
-    let worker = pool.worker_pids();
+    let (pool, worker) = pool_with_a_worker();
     let inherited = pool.clone();
     let mut slot = Some(inherited);
     let code = in_a_fork(|| {
@@ -520,13 +521,7 @@ fn a_forked_child_s_shutdown_after_returns_and_leaves_the_parent_alone() {
         }
     });
     assert_eq!(code, 0, "the child's submit in the block was not refused");
-    assert_eq!(pool.submit(double, 21).unwrap().result(LONG).unwrap(), 42);
-    assert_eq!(
-        pool.worker_pids(),
-        worker,
-        "the parent's worker was replaced"
-    );
-    within("a shutdown", move || pool.shutdown(Queued::Run));
+    assert_the_parent_s_pool_untouched(pool, &worker);
 }
 
 /// A forked child that waits on a future it inherited, whose task is running in the parent's

@@ -75,14 +75,7 @@ fn warm_pool() -> ProcessPoolExecutor {
 /// `result()` can still find the worker busy and queue the task: a caller then waits on a queued
 /// task, which it cannot help with. Here every submit must find the worker idle.
 fn wait_idle(pool: &ProcessPoolExecutor) {
-    let end = std::time::Instant::now() + LONG;
-    while pool.metrics().idle != 1 {
-        assert!(
-            std::time::Instant::now() < end,
-            "the worker never went idle"
-        );
-        thread::sleep(Duration::from_micros(200));
-    }
+    common::process::wait_idle(pool, 1);
 }
 
 #[test]

@@ -8,50 +8,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::LONG;
+use common::census::{children, fds};
+use common::threads::thread_count;
+use common::{holds_within, LONG};
 use concurrent_futures::{Error, ProcessPoolExecutor, Queued};
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// Every process whose parent is this one (zombies included: they still name us as parent).
-fn children() -> Vec<String> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.parse::<u32>().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
-            let rest = stat.rsplit_once(')')?.1;
-            let mut f = rest.split_whitespace();
-            let state = f.next()?;
-            (f.next()? == me).then(|| format!("{name} ({state})"))
-        })
-        .collect()
-}
-
-/// Polls `cond` until it holds or [`LONG`] passes: the drivers of dropped pools end on their own
-/// time, and this is only a bound on that.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + LONG;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn inc(n: u64) -> u64 {
     n + 1
@@ -67,7 +27,7 @@ fn hundreds_of_pools_made_and_dropped_leave_nothing_behind() -> Result<(), Error
     let warm = ProcessPoolExecutor::new(1)?;
     warm.submit(inc, 0)?.result(LONG)?;
     warm.shutdown(Queued::Run);
-    let (fd0, th0) = (fds(), threads());
+    let (fd0, th0) = (fds(), thread_count());
     assert!(children().is_empty(), "{:?}", children());
 
     for _ in 0..1000 {
@@ -91,18 +51,18 @@ fn hundreds_of_pools_made_and_dropped_leave_nothing_behind() -> Result<(), Error
     assert_eq!(sum, (0..100u64).map(|r| 2 * r + 3).sum::<u64>());
 
     assert!(
-        eventually(|| children().is_empty()),
+        holds_within(LONG, || children().is_empty()),
         "children left: {:?}",
         children()
     );
     assert!(
-        eventually(|| threads() == th0),
+        holds_within(LONG, || thread_count() == th0),
         "threads: {} before, {} after",
         th0,
-        threads()
+        thread_count()
     );
     assert!(
-        eventually(|| fds() == fd0),
+        holds_within(LONG, || fds() == fd0),
         "descriptors: {} before, {} after",
         fd0,
         fds()

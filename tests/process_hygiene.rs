@@ -6,57 +6,14 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::census::{children, fds, thread_names};
+use common::holds_within;
 use common::process::{gated_forever, gated_pid, kill, pid, wait_gone, Gate};
 use concurrent_futures::{
     BrokenCause, Error, MapOptions, ProcessPoolExecutor, Queued, WorkerDeath,
 };
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn threads() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|s| s.trim().to_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Every process whose parent is this one (zombies included: they still name us as parent).
-fn children() -> Vec<String> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.parse::<u32>().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
-            let rest = stat.rsplit_once(')')?.1;
-            let mut f = rest.split_whitespace();
-            let state = f.next()?;
-            (f.next()? == me).then(|| format!("{name} ({state})"))
-        })
-        .collect()
-}
-
-/// Polls `cond` until it holds or `limit` passes (threads of a dropped pool exit on their own time).
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -71,28 +28,28 @@ impl Baseline {
     /// exit, and must not be counted as part of the baseline.
     fn take() -> Baseline {
         assert!(
-            eventually(LIMIT, || !threads()
+            holds_within(LIMIT, || !thread_names()
                 .iter()
                 .any(|t| t.starts_with("process-pool"))),
             "the warm-up pool's threads outlived its shutdown: {:?}",
-            threads()
+            thread_names()
         );
         Baseline {
             fds: fds(),
-            threads: threads(),
+            threads: thread_names(),
         }
     }
 
     fn check(&self, scenario: &str) {
         assert!(
-            eventually(LIMIT, || children().is_empty()),
+            holds_within(LIMIT, || children().is_empty()),
             "{scenario}: child processes left: {:?}",
             children()
         );
         assert!(
-            eventually(LIMIT, || threads() == self.threads),
+            holds_within(LIMIT, || thread_names() == self.threads),
             "{scenario}: threads {:?}, before {:?}",
-            threads(),
+            thread_names(),
             self.threads
         );
         assert_eq!(fds(), self.fds, "{scenario}: descriptors leaked");
@@ -384,7 +341,7 @@ fn timer_without_drivers() -> Result<(), Error> {
         .submit_with_time_limit(Duration::from_secs(60), |n: u8| n, 4)?
         .result(LIMIT)?;
     assert_eq!(v, 4);
-    assert!(eventually(LIMIT, || format!("{pool:?}").contains("drivers: 0")));
+    assert!(holds_within(LIMIT, || format!("{pool:?}").contains("drivers: 0")));
     drop(pool);
     Ok(())
 }

@@ -8,12 +8,15 @@
 //! byte: 0 a value, 1 a panic, 2 a failure, 3/4 encoding errors) is the one
 //! `src/process_pool/wire.rs` documents.
 
+mod common;
+
 use std::io::Write;
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use common::holds_within;
 use concurrent_futures::{BrokenCause, Error, ProcessPoolExecutor, Queued, WorkerDeath};
 
 /// Far above any step here; a future still pending after it is a hang.
@@ -129,18 +132,6 @@ fn bad_reply(rng: &mut Rng) -> (Vec<u8>, bool) {
     }
 }
 
-/// Waits (bounded) until `cond` holds.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + LIMIT;
-    while !cond() {
-        if std::time::Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    true
-}
-
 #[test]
 fn garbage_from_a_worker_ends_its_future_with_a_clear_error() -> Result<(), Error> {
     let pool = ProcessPoolExecutor::builder()
@@ -156,7 +147,7 @@ fn garbage_from_a_worker_ends_its_future_with_a_clear_error() -> Result<(), Erro
         let what = format!("case {case} of seed {seed}: {bytes:02x?}, exit {exit}");
         let mut f = pool.submit(scribble, (bytes, exit))?;
         assert!(
-            eventually(|| f.running() || f.done()),
+            holds_within(LIMIT, || f.running() || f.done()),
             "{what}: never dispatched"
         );
         let worker = pool.worker_pids();
@@ -176,7 +167,10 @@ fn garbage_from_a_worker_ends_its_future_with_a_clear_error() -> Result<(), Erro
         }
         // The worker that wrote the garbage is reaped, and the pool carries on with a new one.
         assert!(
-            eventually(|| pool.worker_pids().iter().all(|p| !worker.contains(p))),
+            holds_within(LIMIT, || pool
+                .worker_pids()
+                .iter()
+                .all(|p| !worker.contains(p))),
             "{what}: worker {worker:?} still there"
         );
         assert_eq!(pool.submit(square, 12)?.result(LIMIT)?, 144, "{what}");

@@ -82,7 +82,7 @@ impl Backend for Shared {
     }
 
     fn close(&self, queued: Queued) {
-        self.close_queue(queued == Queued::Cancel);
+        self.close_queue(queued);
     }
 
     fn metrics(&self) -> Metrics {
@@ -181,14 +181,14 @@ impl Shared {
         Ok(())
     }
 
-    /// No new work; with `cancel`, the queued tasks are cancelled. Returns how many were.
-    fn close_queue(&self, cancel: bool) -> u64 {
+    /// No new work; the queued tasks run or are cancelled, as `queued` says. Returns how many were
+    /// cancelled.
+    fn close_queue(&self, queued: Queued) -> u64 {
         let mut st = self.lock();
         st.lifecycle.shut_down();
-        let dropped: Vec<_> = if cancel {
-            st.queue.drain(..).collect()
-        } else {
-            Vec::new()
+        let dropped: Vec<_> = match queued {
+            Queued::Cancel => st.queue.drain(..).collect(),
+            Queued::Run => Vec::new(),
         };
         st.kicked = true;
         drop(st);

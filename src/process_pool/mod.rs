@@ -192,6 +192,7 @@ pub(crate) mod code;
 mod driver;
 mod entry;
 pub(crate) mod handshake;
+mod lineage;
 mod os;
 mod proc;
 mod serde_msg;
@@ -207,6 +208,7 @@ use std::time::Duration;
 
 pub use builder::ProcessPoolBuilder;
 use call::{Call, Encoded};
+use lineage::Lineage;
 use proc::EnvOp;
 pub(crate) use shared::Counters;
 use shared::{Rejected, Shared, WhenFull};
@@ -288,6 +290,13 @@ impl ProcessPoolExecutor {
         self.pool.backend()
     }
 
+    /// The gate every entry point that reaches the workers, the pool's lock or its drivers passes
+    /// first (see [`Lineage`]): in a forked copy of the pool's owner, it refuses a submit or does
+    /// nothing.
+    fn lineage(&self) -> Lineage {
+        self.shared().lineage()
+    }
+
     /// The most processes this pool runs.
     pub fn max_workers(&self) -> usize {
         self.shared().config.sizes.max_workers
@@ -295,18 +304,18 @@ impl ProcessPoolExecutor {
 
     /// The pids of the worker processes alive now.
     pub fn worker_pids(&self) -> Vec<u32> {
-        if self.shared().in_a_fork() {
-            return Vec::new();
+        match self.lineage() {
+            Lineage::Owner => self.shared().pids(),
+            Lineage::ForkedCopy => Vec::new(),
         }
-        self.shared().pids()
     }
 
     /// How many worker processes the pool has started so far (respawns and recycling included).
     pub fn workers_started(&self) -> u64 {
-        if self.shared().in_a_fork() {
-            return 0;
+        match self.lineage() {
+            Lineage::Owner => self.shared().lock().spawned,
+            Lineage::ForkedCopy => 0,
         }
-        self.shared().lock().spawned
     }
 
     /// Encodes one task on the calling thread (so an argument that does not serialize fails at once,
@@ -318,7 +327,7 @@ impl ProcessPoolExecutor {
         on_encode_error: impl FnOnce(Error) -> Result<T, Error>,
     ) -> Result<Encoded<T>, Result<PoolFuture<T>, Error>> {
         let shared = self.shared();
-        if shared.in_a_fork() {
+        if self.lineage() == Lineage::ForkedCopy {
             return Err(Err(shared.fork_refusal()));
         }
         if let Some(e) = Shared::refusal(&shared.lock().lifecycle) {
@@ -462,12 +471,12 @@ impl ProcessPoolExecutor {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn metrics(&self) -> Metrics {
-        if self.shared().in_a_fork() {
-            // The pool's lock may have been held by a driver at the fork: in the copy it is never
-            // released. The copy has no workers, and no task of its own.
-            return Metrics::default();
+        match self.lineage() {
+            Lineage::Owner => self.pool.metrics(),
+            // Not the lock, which a driver may have held at the fork. The copy has no workers, and
+            // no task of its own.
+            Lineage::ForkedCopy => Metrics::default(),
         }
-        self.pool.metrics()
     }
 
     /// Runs a task that can fail: an `Err` ends the future with [`Error::Failed`], carrying the error's
@@ -583,21 +592,26 @@ impl ProcessPoolExecutor {
     /// as `queued` says. Calling it again is harmless. Called from a done callback (which runs on a
     /// driver thread), it waits for the other workers only.
     pub fn shutdown(&self, queued: Queued) {
-        if !self.shared().in_a_fork() {
-            self.pool.shutdown(queued)
+        match self.lineage() {
+            Lineage::Owner => self.pool.shutdown(queued),
+            Lineage::ForkedCopy => {}
         }
     }
 
     /// Shuts the pool down without waiting: Python's `shutdown(wait=False, cancel_futures=…)`. Queued
     /// tasks still run (unless cancelled); the workers exit when the queue is empty.
     pub fn shutdown_nowait(&self, queued: Queued) {
+        // Gated where it closes the pool, as every drop is (`Shared::close`).
         self.pool.shutdown_nowait(queued)
     }
 
     /// [`shutdown`](Self::shutdown) for async code: resolves when every worker has exited and been
     /// reaped, without blocking the runtime's threads.
     pub fn shutdown_async(&self, queued: Queued) -> impl Future<Output = ()> + Send + '_ {
-        let wait = (!self.shared().in_a_fork()).then(|| self.pool.shutdown_async(queued));
+        let wait = match self.lineage() {
+            Lineage::Owner => Some(self.pool.shutdown_async(queued)),
+            Lineage::ForkedCopy => None,
+        };
         async move {
             if let Some(wait) = wait {
                 wait.await
@@ -611,7 +625,7 @@ impl ProcessPoolExecutor {
     /// ([`ForcedShutdown`](crate::BrokenCause::ForcedShutdown)); later submits get [`Error::Shutdown`].
     /// Does not wait; follow with [`shutdown`](Self::shutdown) to reap the workers.
     pub fn terminate_workers(&self) {
-        if self.shared().in_a_fork() {
+        if self.lineage() == Lineage::ForkedCopy {
             return;
         }
         let cancelled = self.shared().force(libc::SIGTERM).run();
@@ -620,7 +634,7 @@ impl ProcessPoolExecutor {
 
     /// Python 3.14's `kill_workers()`: as [`terminate_workers`](Self::terminate_workers) with SIGKILL.
     pub fn kill_workers(&self) {
-        if self.shared().in_a_fork() {
+        if self.lineage() == Lineage::ForkedCopy {
             return;
         }
         let cancelled = self.shared().force(libc::SIGKILL).run();
@@ -630,17 +644,17 @@ impl ProcessPoolExecutor {
     /// Runs `body` with the pool, then shuts it down and waits, even if `body` panics: Python's
     /// `with ProcessPoolExecutor(...) as ex:`.
     pub fn shutdown_after<R>(self, body: impl FnOnce(&ProcessPoolExecutor) -> R) -> R {
-        if self.shared().in_a_fork() {
+        match self.lineage() {
+            Lineage::Owner => crate::pool::shutdown_after(self, body),
             // The shutdown would wait for drivers that the copy does not have.
-            return body(&self);
+            Lineage::ForkedCopy => body(&self),
         }
-        crate::pool::shutdown_after(self, body)
     }
 }
 
 impl fmt::Debug for ProcessPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.shared().in_a_fork() {
+        if self.lineage() == Lineage::ForkedCopy {
             // Not the lock: a driver may have held it at the fork.
             return f
                 .debug_struct("ProcessPoolExecutor")

@@ -174,6 +174,17 @@ pub(crate) enum Ready {
     Woken,
 }
 
+/// What of the worker's socket wakes a thread asleep in [`WaitSet::wait`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SocketWatch {
+    /// Its readability, level-triggered: the driver handles the worker's replies.
+    Readable,
+    /// Only a hang-up or an error (epoll always reports those), and once (`EPOLLONESHOT`): someone
+    /// else reads the replies, and a driver woken by the end while a caller reads goes back to sleep
+    /// without being woken again and again.
+    EndOnce,
+}
+
 /// A worker's driver's wait set (an epoll instance): the worker's socket, the wake-up eventfd and the
 /// worker's exit descriptor (its pidfd, or the eventfd its exit watcher signals:
 /// `proc::ExitWatch`), all level-triggered. An epoll set rather than a `poll` list because the socket can
@@ -240,16 +251,13 @@ impl WaitSet {
         Ok(())
     }
 
-    /// Puts the socket's readability in the set (`true`, level-triggered) or takes it out (`false`).
-    /// Taken out, a hang-up or an error is still reported (epoll always reports those), but once
-    /// (`EPOLLONESHOT`): a driver woken by it while a caller reads goes back to sleep without being
-    /// woken again and again. A thread asleep in [`wait`](Self::wait) is not woken by taking the
-    /// socket out; putting it back while data is waiting wakes it.
-    pub(crate) fn watch_socket(&self, watch: bool) {
-        let events = if watch {
-            libc::EPOLLIN as u32
-        } else {
-            libc::EPOLLONESHOT as u32
+    /// Sets what of the socket the set reports (see [`SocketWatch`]). A thread asleep in
+    /// [`wait`](Self::wait) is not woken by taking the socket's readability out; putting it back
+    /// while data is waiting wakes it.
+    pub(crate) fn watch_socket(&self, watch: SocketWatch) {
+        let events = match watch {
+            SocketWatch::Readable => libc::EPOLLIN as u32,
+            SocketWatch::EndOnce => libc::EPOLLONESHOT as u32,
         };
         // Fails only if the descriptors were closed, which the owner prevents.
         let _ = self.ctl(libc::EPOLL_CTL_MOD, self.sock, events, SOCK);
@@ -564,37 +572,6 @@ pub(crate) fn kill_group(pgid: u32, signal: i32) {
     unsafe {
         libc::kill(-pgid, signal);
     }
-}
-
-/// How many `fork`s (without exec) lie between this process and the first pool of the program:
-/// bumped in the child of every `fork` once [`watch_forks`] has run. A pool remembers the count at
-/// its birth, and a different count means it was inherited (see `Shared::in_a_fork`). A counter,
-/// not `getpid`, because every submit asks, and `getpid` is a system call (about 0.4 µs here).
-static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-extern "C" fn count_fork_in_child() {
-    // Async-signal-safe, as a handler run in the child of a threaded program's fork must be.
-    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Starts counting forks (once per process; a child inherits the registration), and returns the
-/// count so far.
-#[allow(unsafe_code)]
-pub(crate) fn watch_forks() -> u64 {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: registers a handler that only bumps an atomic (async-signal-safe), with no
-        // prepare or parent handler; `pthread_atfork` keeps the function pointer, which is static.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(count_fork_in_child));
-        }
-    });
-    forks()
-}
-
-/// The count of forks between this process and the first pool of the program ([`watch_forks`]).
-pub(crate) fn forks() -> u64 {
-    FORKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// In a worker: ask the kernel to SIGKILL us when the thread that spawned us (the parent's driver

@@ -43,7 +43,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::handshake;
-use super::os;
+use super::os::{self, SocketWatch};
 use super::shared::Shared;
 use super::wire::{Body, FrameReader, Source};
 use crate::future::FutureId;
@@ -145,6 +145,16 @@ pub(crate) enum Listener {
     Caller,
 }
 
+/// Whether a caller reads the worker's replies in its driver's place ([`Proc::help`], [`Reading`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Helper {
+    /// No caller reads: replies are the driver's to read, if it listens.
+    Absent,
+    /// A caller reads the reply itself: the socket is out of the driver's set meanwhile, whoever
+    /// listens. One caller at a time: a caller reads only with the [`Turn`] held.
+    Reading,
+}
+
 /// The socket's place in the driver's wait set: in it when the driver [listens](Listener::Driver)
 /// and no caller is reading the reply itself.
 struct Watch {
@@ -152,14 +162,19 @@ struct Watch {
     /// Who the worker's last task needed listening for its reply (the driver if its future was
     /// attended to): what a dispatch expects of the next one (see [`Proc::listen_for`]).
     last_need: Listener,
-    /// A caller reads the reply itself ([`Reading`]): the socket is out of the set meanwhile,
-    /// whoever listens. One caller at a time: a caller reads only with the [`Turn`] held.
-    reading: bool,
+    helper: Helper,
 }
 
 impl Watch {
     fn in_set(&self) -> bool {
-        self.listener == Listener::Driver && !self.reading
+        self.socket_watch() == SocketWatch::Readable
+    }
+
+    fn socket_watch(&self) -> SocketWatch {
+        match (self.listener, self.helper) {
+            (Listener::Driver, Helper::Absent) => SocketWatch::Readable,
+            (Listener::Caller, _) | (_, Helper::Reading) => SocketWatch::EndOnce,
+        }
     }
 }
 
@@ -212,11 +227,11 @@ impl<'a> Reading<'a> {
     /// once a caller holds the right, the driver can be woken by the socket at most by what it
     /// reported before (and once by a hang-up): it never spins on a socket it may not read.
     fn start(proc: &'a Proc) -> Option<Self> {
-        proc.set_reading(true);
+        proc.set_helper(Helper::Reading);
         if proc.reader.claim(Reader::Caller) {
             return Some(Reading(proc));
         }
-        proc.set_reading(false);
+        proc.set_helper(Helper::Absent);
         None
     }
 }
@@ -224,7 +239,7 @@ impl<'a> Reading<'a> {
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
         self.0.reader.release();
-        self.0.set_reading(false);
+        self.0.set_helper(Helper::Absent);
     }
 }
 
@@ -400,7 +415,7 @@ impl Proc {
                 // A first task is guessed to be blocked on; an awaited one puts it right at its
                 // first poll.
                 last_need: Listener::Caller,
-                reading: false,
+                helper: Helper::Absent,
             }),
             reader: ReadRight(AtomicU8::new(Reader::Nobody as u8)),
             ended: AtomicBool::new(false),
@@ -609,20 +624,20 @@ impl Proc {
         lock(&self.watch).last_need = needed;
     }
 
-    /// A caller starts (`true`) or stops reading the reply itself: the socket leaves the driver's
-    /// wait set meanwhile, and comes back after if the driver listens.
-    fn set_reading(&self, reading: bool) {
+    /// A caller starts ([`Helper::Reading`]) or stops reading the reply itself: the socket leaves
+    /// the driver's wait set meanwhile, and comes back after if the driver listens.
+    fn set_helper(&self, helper: Helper) {
         let mut watch = lock(&self.watch);
-        self.rewatch(&mut watch, |w| w.reading = reading);
+        self.rewatch(&mut watch, |w| w.helper = helper);
     }
 
     /// Applies `change` to the (locked) watch and moves the socket in or out of the driver's wait
     /// set if that changed where it belongs.
     fn rewatch(&self, watch: &mut Watch, change: impl FnOnce(&mut Watch)) {
-        let was = watch.in_set();
+        let was = watch.socket_watch();
         change(watch);
-        if watch.in_set() != was {
-            self.waits.watch_socket(watch.in_set());
+        if watch.socket_watch() != was {
+            self.waits.watch_socket(watch.socket_watch());
         }
     }
 

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::thread::JoinHandle;
 
+use super::lineage::{Birth, Lineage};
 use super::proc::{KillReason, Proc, Sent};
 use super::task::ProcTask;
 use super::timer::Timer;
@@ -149,11 +150,10 @@ pub(crate) struct Shared {
     spare_frame: Mutex<Vec<u8>>,
     pub(crate) timer: Arc<Timer>,
     pub(crate) config: Config,
-    /// The process that made the pool. Its workers, their channels and its driver threads are that
-    /// process's: a copy of it made by `fork` (no exec) shares the channels but has none of the
-    /// threads, and must leave them alone (see [`Shared::in_a_fork`]). Its pid, and the count of
-    /// forks at the pool's birth (`os::watch_forks`).
-    owner: (u32, u64),
+    /// The pid of the process that made the pool, for the refusal in a forked copy of it.
+    owner_pid: u32,
+    /// When the pool was made, to tell a forked copy of its owner ([`Shared::lineage`]).
+    birth: Birth,
 }
 
 /// Whether [`Shared::hand_to_idle`] found a worker for a task.
@@ -265,30 +265,32 @@ impl Shared {
             spare_frame: Mutex::new(Vec::new()),
             timer: Arc::default(),
             config,
-            owner: (std::process::id(), super::os::watch_forks()),
+            owner_pid: std::process::id(),
+            birth: Birth::first_in_process(),
         })
     }
 
-    /// Whether this process is a copy of the pool's owner made by `fork` without exec. Such a copy
-    /// shares the workers' channels with the owner (a frame it wrote would be run by the owner's
-    /// worker and its reply read by whichever process reads first; a channel it shut would end the
-    /// owner's worker) and has none of the driver threads (a wait for them would never end), so it
-    /// neither submits nor shuts anything down, and checks before it takes the pool's lock (which
-    /// a driver may have held at the fork).
-    pub(crate) fn in_a_fork(&self) -> bool {
-        super::os::forks() != self.owner.1
+    /// The gate of every entry point that reaches the workers, the pool's lock or its drivers:
+    /// whether this process made the pool, or is a copy of it made by `fork` without exec, which
+    /// neither submits nor shuts anything down, and asks before it takes the pool's lock (which a
+    /// driver may have held at the fork). See [`Lineage`].
+    pub(crate) fn lineage(&self) -> Lineage {
+        self.birth.lineage()
     }
 
-    /// The refusal of a submit in a copy of the owner made by `fork` (see [`Shared::in_a_fork`]).
+    /// The refusal of a submit in a copy of the owner made by `fork` (see [`Shared::lineage`]).
     pub(crate) fn fork_refusal(&self) -> Error {
         Error::ProcessSetup(format!(
             "this process (pid {}) is a fork, without exec, of the process that made the process \
              pool (pid {}): the pool's workers serve that process only; make a new pool here",
             std::process::id(),
-            self.owner.0
+            self.owner_pid
         ))
     }
 
+    /// The pool's lock. An entry point reached from the user's code asks
+    /// [`lineage`](Self::lineage) first: in a forked copy of the owner, a driver may have held it at
+    /// the fork, and then it is never released there.
     pub(crate) fn lock(&self) -> MutexGuard<'_, PoolState> {
         lock(&self.state)
     }
@@ -685,12 +687,15 @@ impl Backend for Shared {
         super::driver::is_driving(self)
     }
 
+    /// Also every drop of the pool's last handle, which in a forked copy of the owner does nothing.
     fn close(&self, queued: Queued) {
-        if self.in_a_fork() {
-            return;
+        match self.lineage() {
+            Lineage::Owner => {
+                let cancelled = self.shut_down(queued).run();
+                Counters::add(&self.counters.cancelled, cancelled);
+            }
+            Lineage::ForkedCopy => {}
         }
-        let cancelled = self.shut_down(queued).run();
-        Counters::add(&self.counters.cancelled, cancelled);
     }
 
     fn metrics(&self) -> Metrics {

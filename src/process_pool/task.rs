@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::lineage::{Birth, Lineage};
 use super::proc::{KillReason, Proc};
 use super::shared::Counters;
 use super::wire::Body;
@@ -62,11 +63,11 @@ pub(crate) struct ProcJob<T> {
     /// [`ProcTask::attended`]: set once, before `on` is read, so that a dispatch binding the task
     /// (which writes `on`, then reads this) either sees it or is seen by the reader of `on`.
     attended: AtomicBool,
-    /// The count of forks when the task was made (`os::watch_forks`, which the pool made first has
-    /// started). In a copy of the process made by `fork` without exec, the future is a copy whose
-    /// task runs for the owner: its worker, reply and the driver's wait set are the owner's, so
-    /// the copy's future neither reads the reply, nor moves the socket, nor kills the worker.
-    forks: u64,
+    /// When the task was made. In a copy of the process made by `fork` without exec, the future is a
+    /// copy whose task runs for the owner: its worker, reply and the driver's wait set are the
+    /// owner's, so the copy's future neither reads the reply, nor moves the socket, nor kills the
+    /// worker (see [`Lineage`]).
+    birth: Birth,
 }
 
 /// Where a task handed back by [`ProcTask::redeliver`] is: RUNNING, queued, bound to no worker, so
@@ -89,9 +90,10 @@ impl<T> ProcJob<T> {
         *lock(&self.frame) = None;
     }
 
-    /// Whether this is a copy, in a process forked without exec, of a future its owner made.
-    fn in_a_fork(&self) -> bool {
-        super::os::forks() != self.forks
+    /// The gate of every entry point of the future that reaches the worker: whether this is the
+    /// future its owner made, or a copy of it in a process forked without exec.
+    fn lineage(&self) -> Lineage {
+        self.birth.lineage()
     }
 }
 
@@ -106,7 +108,7 @@ impl<T: Send + 'static> Job for ProcJob<T> {
     /// A running task is stopped by killing its worker (the pool starts a new one); the future ends
     /// with [`Error::Interrupted`].
     fn interrupt(&self) -> bool {
-        if self.in_a_fork() {
+        if self.lineage() == Lineage::ForkedCopy {
             return false;
         }
         let awaiting = self.redelivery.compare_exchange(
@@ -126,7 +128,7 @@ impl<T: Send + 'static> Job for ProcJob<T> {
     /// [`Proc::help`]). Being bound to a worker is not enough to wait for its reply: the binding is
     /// made just before the task starts, and undone if a cancel wins, so `help` also asks `started`.
     fn help_until(&self, deadline: Option<std::time::Instant>, started: &dyn Fn() -> bool) {
-        if self.in_a_fork() {
+        if self.lineage() == Lineage::ForkedCopy {
             return;
         }
         let on = lock(&self.on).clone();
@@ -141,7 +143,7 @@ impl<T: Send + 'static> Attend for ProcJob<T> {
     /// listens for the reply from now on (at the dispatch, if the task is queued).
     fn attend(&self) {
         if self.attended.load(Ordering::Acquire)
-            || self.in_a_fork()
+            || self.lineage() == Lineage::ForkedCopy
             || self.attended.swap(true, Ordering::SeqCst)
         {
             return;
@@ -170,7 +172,7 @@ pub(crate) fn new_task<T: Send + 'static>(
         on: Mutex::new(None),
         redelivery: AtomicU8::new(Redelivery::None as u8),
         attended: AtomicBool::new(false),
-        forks: super::os::forks(),
+        birth: Birth::now(),
     };
     // The queue keeps `Arc<dyn ProcTask>` (the tracing feature wraps it): a second, small allocation
     // around the task's, which a process-pool task, with its frame, hardly notices.

@@ -37,6 +37,18 @@ pub(crate) struct Config {
     pub(crate) keep_alive: std::time::Duration,
 }
 
+/// Under loom: what a model's [`ThreadPoolExecutor::loom_wake_idle_workers`] stands for.
+#[cfg(loom)]
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoomWake {
+    /// A spurious wake-up, which std's `Condvar` allows and loom's never makes.
+    Spurious,
+    /// The keep-alive running out (loom's timed waits never time out): from now on every wait
+    /// ends as timed out.
+    KeepAliveRanOut,
+}
+
 /// A pool of threads running blocking or CPU-bound closures; every submission returns a
 /// [`PoolFuture`]. Python's `concurrent.futures.ThreadPoolExecutor`.
 ///
@@ -100,17 +112,17 @@ impl ThreadPoolExecutor {
     }
 
     /// Under loom: wakes every worker asleep on the pool's condvar without a credit or a signal, as
-    /// a spurious wake-up (which std's `Condvar` allows and loom's never makes) would; with
-    /// `keep_alive_passed`, as the keep-alive running out would (loom's timed waits never time
-    /// out: from now on every wait ends as timed out). Checks the idle counts first (see
+    /// `wake` says (see [`LoomWake`]). Checks the idle counts first (see
     /// `PoolState::check_idle_counts`).
     #[cfg(loom)]
     #[doc(hidden)]
-    pub fn loom_wake_idle_workers(&self, keep_alive_passed: bool) {
+    pub fn loom_wake_idle_workers(&self, wake: LoomWake) {
         let shared = self.shared();
         let mut st = shared.lock();
         st.check_idle_counts();
-        st.keep_alive_passed |= keep_alive_passed;
+        if wake == LoomWake::KeepAliveRanOut {
+            st.keep_alive_passed = true;
+        }
         drop(st);
         shared.work.notify_all();
     }

@@ -54,8 +54,8 @@ pub(crate) struct PoolState {
     /// Async shutdowns waiting for the last worker to exit.
     pub(crate) exit_wakers: Vec<Waker>,
     /// Under loom, whose timed waits never time out: set by a model once the keep-alive has run out
-    /// (`ThreadPoolExecutor::loom_wake_idle_workers`), after which every wait on `work` ends as
-    /// timed out.
+    /// (`ThreadPoolExecutor::loom_wake_idle_workers` with `LoomWake::KeepAliveRanOut`), after which
+    /// every wait on `work` ends as timed out.
     #[cfg(loom)]
     pub(crate) keep_alive_passed: bool,
     /// When a full queue was last searched for cancelled tasks.

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+pub mod census;
 pub mod fixtures;
 pub mod logs;
 pub mod process;
@@ -16,10 +17,19 @@ pub const LONG: Duration = Duration::from_secs(30);
 
 /// Waits (up to [`LONG`]) until `cond` holds, failing the test with `what` if it never does. For
 /// states a test can only observe, not be told of (a pool's metrics, a process's end).
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let bound = std::time::Instant::now() + LONG;
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    assert!(holds_within(LONG, cond), "never happened: {what}");
+}
+
+/// Polls `cond` until it holds (`true`) or `limit` passes (`false`): [`eventually`] for a test
+/// that words its own failure, with what it saw then.
+pub fn holds_within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let bound = std::time::Instant::now() + limit;
     while !cond() {
-        assert!(std::time::Instant::now() < bound, "never happened: {what}");
+        if std::time::Instant::now() > bound {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
+    true
 }
