@@ -400,18 +400,21 @@ fn eventfd_reset(fd: BorrowedFd<'_>) {
 }
 
 /// Reads what `sock` has without blocking: `Ok(None)` if nothing has arrived yet.
-#[allow(unsafe_code)]
 pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    recv(sock, buf, libc::MSG_DONTWAIT)
+}
+
+/// Receives into `buf` with `flags`. `Ok(None)`: nothing yet (with `MSG_DONTWAIT` in `flags`), or
+/// interrupted before any byte came.
+#[allow(unsafe_code)]
+pub(crate) fn recv(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<Option<usize>> {
     // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes and `sock` is an open descriptor
     // borrowed for the duration of the call; `recv` writes at most that many bytes.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
     if n < 0 {
         let e = io::Error::last_os_error();
         return match e.kind() {
@@ -423,7 +426,8 @@ pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Op
 }
 
 /// Receives at most `max` bytes into `buf`'s spare capacity, appending them (the room needs no
-/// zero-filling first). `Ok(None)`: nothing yet (with `MSG_DONTWAIT` in `flags`), or interrupted.
+/// zero-filling first). `Ok(None)`: nothing yet (with `MSG_DONTWAIT` in `flags`), or interrupted
+/// before any byte came.
 #[allow(unsafe_code)]
 pub(crate) fn recv_spare(
     sock: BorrowedFd<'_>,
