@@ -803,6 +803,34 @@ mod tests {
         drop(peer); // the peer's end was open all along
     }
 
+    /// The same for a `recv` waiting for a frame's whole rest (`MSG_WAITALL`, a caller reading a
+    /// reply's tail): the shutdown ends it with what came, then end-of-file.
+    #[test]
+    fn shutting_the_read_side_ends_a_recv_waiting_for_all() {
+        use std::os::fd::AsFd;
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let ours = std::sync::Arc::new(ours);
+        peer.write_all(b"ab").unwrap();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let reader = ours.clone();
+        std::thread::spawn(move || {
+            tid_tx.send(current_tid()).unwrap();
+            let mut buf = [0u8; 100];
+            let first = super::recv(reader.as_fd(), &mut buf, libc::MSG_WAITALL).unwrap();
+            let then = super::recv(reader.as_fd(), &mut buf, libc::MSG_WAITALL).unwrap();
+            done_tx.send((first, then)).unwrap();
+        });
+        assert!(
+            blocked_in_read(tid_rx.recv().unwrap()),
+            "the reader never blocked"
+        );
+        ours.shutdown(std::net::Shutdown::Read).unwrap();
+        let reads = done_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(reads, (Some(2), Some(0)));
+        drop(peer);
+    }
+
     /// A write that waits for room in a worker's socket ends with `BrokenPipe` once the worker
     /// exits (its exit descriptor, here an eventfd, turns readable), though the worker's end is
     /// still open (held here by the test, as by a process the task forked) and reads nothing.
