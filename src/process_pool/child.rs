@@ -220,7 +220,8 @@ pub(crate) fn parse_run(body: Body<'_>) -> Option<(usize, usize, Body<'_>)> {
 ///
 /// Why not before the rest of a frame ([`Want::All`]): by then the worker's last reply has been read
 /// (the parent sends a task only to a worker that has answered the one before), so no such wake-up is
-/// due, and the parent is writing the frame now. `MSG_WAITALL` copies each piece as it arrives and
+/// due (one would cost a switch, not a wrong read: the `recv` goes back to sleep in the kernel), and
+/// the parent is writing the frame now. `MSG_WAITALL` copies each piece as it arrives and
 /// returns once the frame's bytes are all there: one system call for a 1 MiB tail instead of a `poll`
 /// and a `recv` per socket buffer's worth. A parent that dies meanwhile ends it as it ends a `poll`:
 /// its end of the channel closes (the `recv` returns what came, then end-of-file), or, if a process it
