@@ -15,7 +15,7 @@ use super::code::{self, Trampoline};
 use super::handshake;
 use super::os;
 use super::wire::direct::Sent;
-use super::wire::{self, reply, Body, FrameReader, Source};
+use super::wire::{self, reply, Body, FrameReader, Source, Want};
 
 /// Exit code of a worker that could not set itself up (bad marker, no channel).
 pub(crate) const EXIT_SETUP: i32 = 70;
@@ -210,25 +210,44 @@ pub(crate) fn parse_run(body: Body<'_>) -> Option<(usize, usize, Body<'_>)> {
     Some((tramp, func, arg))
 }
 
-/// The worker's reads: wait in `poll` for the next frame, then read it.
+/// The worker's reads: wait in `poll` for the next frame, then read it; once its header has come, read
+/// the rest in one blocking `recv` that waits for all of it.
 ///
 /// Why `poll` first: a worker blocked in a plain `read` is woken every time its driver reads a reply
 /// (the kernel wakes a unix socket's waiters when the peer frees buffer space, and a blocked `read`
 /// does not filter that event out, where `poll(POLLIN)` does). That spurious wake-up, often of an
 /// idle CPU, sat on the round trip's critical path; one `poll` per frame is cheaper.
+///
+/// Why not before the rest of a frame ([`Want::All`]): by then the worker's last reply has been read
+/// (the parent sends a task only to a worker that has answered the one before), so no such wake-up is
+/// due (one would cost a switch, not a wrong read: the `recv` goes back to sleep in the kernel), and
+/// the parent is writing the frame now. `MSG_WAITALL` copies each piece as it arrives and
+/// returns once the frame's bytes are all there: one system call for a 1 MiB tail instead of a `poll`
+/// and a `recv` per socket buffer's worth. A parent that dies meanwhile ends it as it ends a `poll`:
+/// its end of the channel closes (the `recv` returns what came, then end-of-file), or, if a process it
+/// forked holds that end open, `PR_SET_PDEATHSIG` kills this worker.
 struct Polled<'a>(&'a UnixStream);
 
 impl io::Read for Polled<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        os::wait_readable(self.0.as_fd())?;
-        io::Read::read(&mut &*self.0, buf)
+        self.read_for(buf, Want::Some)
     }
 }
 
 impl Source for Polled<'_> {
-    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        os::wait_readable(self.0.as_fd())?;
-        os::recv_spare(self.0.as_fd(), buf, max, 0)?
+    fn read_for(&mut self, buf: &mut [u8], want: Want) -> io::Result<usize> {
+        if want == Want::Some {
+            os::wait_readable(self.0.as_fd())?;
+        }
+        os::recv(self.0.as_fd(), buf, want.recv_flags())?
+            .ok_or_else(|| io::ErrorKind::Interrupted.into())
+    }
+
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize, want: Want) -> io::Result<usize> {
+        if want == Want::Some {
+            os::wait_readable(self.0.as_fd())?;
+        }
+        os::recv_spare(self.0.as_fd(), buf, max, want.recv_flags())?
             .ok_or_else(|| io::ErrorKind::Interrupted.into())
     }
 }
@@ -240,4 +259,77 @@ fn take_channel() -> io::Result<UnixStream> {
     let devnull = File::open("/dev/null")?;
     os::dup_onto(devnull.as_fd(), 0)?;
     Ok(UnixStream::from(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A `RUN` frame whose body is `head` then `tail`, the last `tail.len()` bytes its tail.
+    fn frame(head: &[u8], tail: &[u8]) -> Vec<u8> {
+        let mut f = wire::begin(wire::RUN, head.len() + tail.len());
+        f.extend_from_slice(head);
+        f.extend_from_slice(tail);
+        wire::seal_with_tail(&mut f, wire::DEFAULT_MAX_FRAME, tail.len()).unwrap();
+        f
+    }
+
+    /// The worker's reads on a real socket, one frame at a time: the parent sends a frame and
+    /// nothing after it until that frame's reply, so a read that waited for more than the frame
+    /// holds would wait forever. Sizes around the first read (64 KiB with the header) and a socket
+    /// buffer of a few KiB, so each frame arrives in many pieces.
+    #[test]
+    fn the_worker_reads_each_frame_whole_without_waiting_for_the_next() {
+        let (parent, worker) = UnixStream::pair().unwrap();
+        wire::shrink_socket_buffers(&parent);
+        wire::shrink_socket_buffers(&worker);
+        let bytes = |n: usize, seed: u8| -> Vec<u8> {
+            (0..n).map(|i| (i as u8).wrapping_mul(7) ^ seed).collect()
+        };
+        // The kind byte and this much of the head arrive in the first read, with the header.
+        let first_read = 64 * 1024 - wire::HEADER - 1;
+        let mut frames = Vec::new();
+        for head in [0, 1, first_read - 1, first_read, first_read + 1, 1 << 20] {
+            frames.push(frame(&bytes(head, 1), &[]));
+        }
+        for tail in [
+            1,
+            wire::TAIL_MIN - 1,
+            wire::TAIL_MIN,
+            wire::TAIL_MIN + 1,
+            (1 << 20) + 1,
+        ] {
+            frames.push(frame(b"head", &bytes(tail, 2)));
+        }
+        let (got_tx, got_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = FrameReader::new(wire::DEFAULT_MAX_FRAME);
+            loop {
+                let body = reader
+                    .read_frame(Polled(&worker))
+                    .map(|b| [b.head, &b.tail[..]].concat());
+                let end = body.is_err();
+                got_tx.send(body).unwrap();
+                if end {
+                    return;
+                }
+            }
+        });
+        let next = || {
+            got_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a frame sent whole was not read back")
+        };
+        for (i, f) in frames.iter().enumerate() {
+            io::Write::write_all(&mut &parent, f).unwrap();
+            // Nothing more is sent until this frame is back, as the parent waits for its reply.
+            let body = next().unwrap();
+            assert!(body[..] == f[wire::HEADER..], "frame {i}");
+        }
+        // The parent's end closes: the worker's ordinary end-of-file.
+        drop(parent);
+        assert_eq!(next().unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
 }

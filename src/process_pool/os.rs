@@ -408,18 +408,21 @@ fn eventfd_reset(fd: BorrowedFd<'_>) {
 }
 
 /// Reads what `sock` has without blocking: `Ok(None)` if nothing has arrived yet.
-#[allow(unsafe_code)]
 pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    recv(sock, buf, libc::MSG_DONTWAIT)
+}
+
+/// Receives into `buf` with `flags`. `Ok(None)`: nothing yet (with `MSG_DONTWAIT` in `flags`), or
+/// interrupted before any byte came.
+#[allow(unsafe_code)]
+pub(crate) fn recv(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<Option<usize>> {
     // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes and `sock` is an open descriptor
     // borrowed for the duration of the call; `recv` writes at most that many bytes.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
     if n < 0 {
         let e = io::Error::last_os_error();
         return match e.kind() {
@@ -431,7 +434,8 @@ pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Op
 }
 
 /// Receives at most `max` bytes into `buf`'s spare capacity, appending them (the room needs no
-/// zero-filling first). `Ok(None)`: nothing yet (with `MSG_DONTWAIT` in `flags`), or interrupted.
+/// zero-filling first). `Ok(None)`: nothing yet (with `MSG_DONTWAIT` in `flags`), or interrupted
+/// before any byte came.
 #[allow(unsafe_code)]
 pub(crate) fn recv_spare(
     sock: BorrowedFd<'_>,
@@ -774,6 +778,34 @@ mod tests {
         let reads = done_rx.recv_timeout(Duration::from_secs(60)).unwrap();
         assert_eq!(reads, vec![2, 0]);
         drop(peer); // the peer's end was open all along
+    }
+
+    /// The same for a `recv` waiting for a frame's whole rest (`MSG_WAITALL`, a caller reading a
+    /// reply's tail): the shutdown ends it with what came, then end-of-file.
+    #[test]
+    fn shutting_the_read_side_ends_a_recv_waiting_for_all() {
+        use std::os::fd::AsFd;
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let ours = std::sync::Arc::new(ours);
+        peer.write_all(b"ab").unwrap();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let reader = ours.clone();
+        std::thread::spawn(move || {
+            tid_tx.send(current_tid()).unwrap();
+            let mut buf = [0u8; 100];
+            let first = super::recv(reader.as_fd(), &mut buf, libc::MSG_WAITALL).unwrap();
+            let then = super::recv(reader.as_fd(), &mut buf, libc::MSG_WAITALL).unwrap();
+            done_tx.send((first, then)).unwrap();
+        });
+        assert!(
+            blocked_in_read(tid_rx.recv().unwrap()),
+            "the reader never blocked"
+        );
+        ours.shutdown(std::net::Shutdown::Read).unwrap();
+        let reads = done_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(reads, (Some(2), Some(0)));
+        drop(peer);
     }
 
     /// A write that waits for room in a worker's socket ends with `BrokenPipe` once the worker

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use super::handshake;
 use super::os::{self, SocketWatch};
 use super::shared::Shared;
-use super::wire::{Body, FrameReader, Source};
+use super::wire::{Body, FrameReader, Source, Want};
 use crate::future::FutureId;
 use crate::sync::{lock, Mutex};
 
@@ -245,19 +245,24 @@ impl Drop for Reading<'_> {
 
 /// The worker's socket read blocking, by a caller that holds the [`Reader`] right: the driver ends
 /// such a read when the worker exits ([`Proc::end_reads`]), so it cannot outlast the worker even when
-/// a process the task forked holds the worker's end open.
+/// a process the task forked holds the worker's end open. The rest of a frame whose header has come
+/// is one `recv` that waits for all of it (`MSG_WAITALL`, which that end also ends).
 struct Blocking<'a>(&'a UnixStream);
 
 impl Read for Blocking<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut stream = self.0;
-        stream.read(buf)
+        self.read_for(buf, Want::Some)
     }
 }
 
 impl Source for Blocking<'_> {
-    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        os::recv_spare(self.0.as_fd(), buf, max, 0)?
+    fn read_for(&mut self, buf: &mut [u8], want: Want) -> io::Result<usize> {
+        os::recv(self.0.as_fd(), buf, want.recv_flags())?
+            .ok_or_else(|| io::ErrorKind::Interrupted.into())
+    }
+
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize, want: Want) -> io::Result<usize> {
+        os::recv_spare(self.0.as_fd(), buf, max, want.recv_flags())?
             .ok_or_else(|| io::ErrorKind::Interrupted.into())
     }
 }
@@ -302,7 +307,7 @@ impl Read for NoWait<'_> {
 }
 
 impl Source for NoWait<'_> {
-    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize, _: Want) -> io::Result<usize> {
         os::recv_spare(self.0.as_fd(), buf, max, libc::MSG_DONTWAIT)?
             .ok_or_else(|| io::ErrorKind::WouldBlock.into())
     }

@@ -208,16 +208,49 @@ impl<'a> From<&'a [u8]> for Body<'a> {
     }
 }
 
+/// What a read of the frame reader waits for, which a blocking source may use to read in fewer calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// Whatever has arrived, at least one byte: the start of the next frame, which may be a long
+    /// time coming, or never (the peer may be done). The reader may ask for more than the frame
+    /// holds here: its length is not known yet.
+    Some,
+    /// Every byte asked for: the rest of a frame whose header has arrived, which its sender is
+    /// writing now. The reader never asks for a byte past the frame's end with it, so a source may
+    /// wait until all of them are there (`MSG_WAITALL`: one call for a whole tail, instead of one
+    /// per socket buffer's worth). A source may still return fewer (a signal, the end of the
+    /// stream); the reader then asks again for the rest.
+    All,
+}
+
+impl Want {
+    /// The `recv` flags of a blocking socket read for this want.
+    pub(crate) fn recv_flags(self) -> libc::c_int {
+        match self {
+            Want::Some => 0,
+            Want::All => libc::MSG_WAITALL,
+        }
+    }
+}
+
 /// A byte stream the frame reader reads: a [`Read`], which may also read straight into a `Vec`'s spare
 /// capacity (a socket: the kernel fills it), so a tail's allocation need not be zero-filled first.
 pub(crate) trait Source: Read {
+    /// Reads into `buf`; returns how many bytes. The default is [`Read::read`], which returns what
+    /// has arrived whatever `want` says.
+    fn read_for(&mut self, buf: &mut [u8], want: Want) -> io::Result<usize> {
+        let _ = want;
+        self.read(buf)
+    }
+
     /// Reads at most `max` bytes into `buf`'s spare capacity, appending them; returns how many. The
-    /// default zero-fills the room (a bounded step at a time) and reads into it.
-    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    /// default zero-fills the room (a bounded step at a time) and reads into it with
+    /// [`read_for`](Self::read_for).
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize, want: Want) -> io::Result<usize> {
         let len = buf.len();
         let room = (buf.capacity() - len).min(max).min(INITIAL);
         buf.resize(len + room, 0);
-        let read = self.read(&mut buf[len..]);
+        let read = self.read_for(&mut buf[len..], want);
         buf.truncate(len + *read.as_ref().unwrap_or(&0));
         read
     }
@@ -228,8 +261,12 @@ impl Source for &[u8] {}
 impl Source for &std::os::unix::net::UnixStream {}
 
 impl<S: Source + ?Sized> Source for &mut S {
-    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        (**self).read_spare(buf, max)
+    fn read_for(&mut self, buf: &mut [u8], want: Want) -> io::Result<usize> {
+        (**self).read_for(buf, want)
+    }
+
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize, want: Want) -> io::Result<usize> {
+        (**self).read_spare(buf, max, want)
     }
 }
 
@@ -305,7 +342,7 @@ impl FrameReader {
                 if self.start == self.end && self.buf.len() > KEEP_BUFFER {
                     self.reset();
                 }
-                self.fill_to(&mut r, HEADER)?;
+                self.fill_to(&mut r, HEADER, Want::Some)?;
                 let field = |at: usize| {
                     let mut n = [0; 4];
                     n.copy_from_slice(&self.buf[self.start + at..self.start + at + 4]);
@@ -333,7 +370,7 @@ impl FrameReader {
                 frame
             }
         };
-        self.fill_to(&mut r, frame.head)?;
+        self.fill_to(&mut r, frame.head, Want::All)?;
         if frame.tail > 0 {
             self.fill_tail(&mut r, frame)?;
         }
@@ -371,7 +408,7 @@ impl FrameReader {
                 self.tail
                     .reserve_exact((frame.tail - got).min(TAIL_STEP.max(got)));
             }
-            match r.read_spare(&mut self.tail, frame.tail - got) {
+            match r.read_spare(&mut self.tail, frame.tail - got, Want::All) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -381,20 +418,27 @@ impl FrameReader {
         Ok(())
     }
 
-    /// Makes at least `need` unread bytes available. One read takes at most `max(need, INITIAL)`
-    /// bytes past `start`, so a frame's tail mostly stays in the stream for [`Self::fill_tail`].
-    fn fill_to(&mut self, r: &mut impl Source, need: usize) -> io::Result<()> {
+    /// Makes at least `need` unread bytes available. While the frame's length is unknown
+    /// ([`Want::Some`]: its header), one read takes up to `max(need, INITIAL)` bytes past `start`, so a
+    /// small frame, or several, arrive in one call; once it is known ([`Want::All`]: its head), reads
+    /// stop at `need`, the head's end, so a source that waits for every byte asked for never waits
+    /// for the next frame, and the tail stays in the stream for [`Self::fill_tail`].
+    fn fill_to(&mut self, r: &mut impl Source, need: usize, want: Want) -> io::Result<()> {
         if self.end - self.start >= need {
             return Ok(());
         }
-        if self.start + need.max(INITIAL) > self.buf.len() {
+        let span = match want {
+            Want::Some => need.max(INITIAL),
+            Want::All => need,
+        };
+        if self.start + span > self.buf.len() {
             // Move the unread bytes to the front.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         while self.end - self.start < need {
-            let limit = (self.start + need.max(INITIAL)).min(self.buf.len());
+            let limit = (self.start + span).min(self.buf.len());
             if self.end == limit {
                 // Grow with the bytes that arrive, not with the length the header announces: a
                 // header is only a claim, and a peer that announces a frame up to the cap and then
@@ -405,7 +449,7 @@ impl FrameReader {
                 self.buf.resize(grown.min(need.next_power_of_two()), 0);
                 continue;
             }
-            match r.read(&mut self.buf[self.end..limit]) {
+            match r.read_for(&mut self.buf[self.end..limit], want) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -413,6 +457,28 @@ impl FrameReader {
             }
         }
         Ok(())
+    }
+}
+
+/// For tests: gives `s` the smallest send and receive buffers the kernel allows, so a frame crosses
+/// it in many pieces.
+#[cfg(test)]
+pub(crate) fn shrink_socket_buffers(s: &std::os::unix::net::UnixStream) {
+    let small: libc::c_int = 4096;
+    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: `s` is an open socket for the call; the option value is a live `c_int` of the
+        // size passed.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(s),
+                libc::SOL_SOCKET,
+                opt,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
     }
 }
 
@@ -607,24 +673,8 @@ mod tests {
         use std::os::fd::AsFd;
         use std::os::unix::net::UnixStream;
         let (tx, rx) = UnixStream::pair().unwrap();
-        for s in [&tx, &rx] {
-            let small: libc::c_int = 4096;
-            for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-                // SAFETY: `s` is an open socket for the call; the option value is a live `c_int`
-                // of the size passed.
-                #[allow(unsafe_code)]
-                let rc = unsafe {
-                    libc::setsockopt(
-                        std::os::fd::AsRawFd::as_raw_fd(s),
-                        libc::SOL_SOCKET,
-                        opt,
-                        (&small as *const libc::c_int).cast(),
-                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                assert_eq!(rc, 0);
-            }
-        }
+        shrink_socket_buffers(&tx);
+        shrink_socket_buffers(&rx);
         let block: Vec<u8> = (0..=250).cycle().take(3 << 20).collect();
         let frames = [
             tail_frame(b"first", &block),
@@ -712,6 +762,112 @@ mod tests {
         assert!(r.tail.capacity() <= TAIL_FIRST, "{}", r.tail.capacity());
         assert_eq!(r.tail.len(), 5000);
         assert_eq!(r.buf.len(), INITIAL);
+    }
+
+    /// A source that records every read: where in the stream it started, how much room it was
+    /// given and what it waited for. A `Want::All` read gets every byte it asks for that the stream
+    /// has (as `MSG_WAITALL` does); a `Want::Some` read at most `step`.
+    struct Recorder<'a> {
+        data: &'a [u8],
+        at: usize,
+        step: usize,
+        reads: Vec<(usize, usize, Want)>,
+    }
+
+    impl Read for Recorder<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.read_for(buf, Want::Some)
+        }
+    }
+
+    impl Source for Recorder<'_> {
+        fn read_for(&mut self, buf: &mut [u8], want: Want) -> io::Result<usize> {
+            self.reads.push((self.at, buf.len(), want));
+            let limit = match want {
+                Want::Some => self.step,
+                Want::All => usize::MAX,
+            };
+            let n = buf.len().min(limit).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+
+        fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize, want: Want) -> io::Result<usize> {
+            // The whole room at once (a socket's `recv_spare`), not the default's bounded steps.
+            let len = buf.len();
+            buf.resize(buf.capacity().min(len + max), 0);
+            let read = self.read_for(&mut buf[len..], want);
+            buf.truncate(len + *read.as_ref().unwrap_or(&0));
+            read
+        }
+    }
+
+    #[test]
+    fn a_read_that_waits_for_all_never_reaches_past_its_frame() {
+        // Bodies around the first read's size (the header's read takes up to `INITIAL` bytes) and
+        // well over it, with and without a tail, back to back.
+        let mut frames = Vec::new();
+        for head in [
+            1,
+            2,
+            INITIAL - HEADER - 1,
+            INITIAL - HEADER,
+            INITIAL - HEADER + 1,
+        ] {
+            frames.push(tail_frame(&vec![3; head - 1], &[]));
+        }
+        frames.push(tail_frame(&vec![4; (1 << 20) + 1], &[]));
+        for tail in [
+            TAIL_MIN,
+            INITIAL - HEADER - 3,
+            1 << 20,
+            (1 << 20) + 1,
+            3 << 20,
+        ] {
+            frames.push(tail_frame(b"ab", &vec![5; tail]));
+        }
+        let bytes = frames.concat();
+        let ends: Vec<usize> = frames
+            .iter()
+            .scan(0, |at, f| {
+                *at += f.len();
+                Some(*at)
+            })
+            .collect();
+        for step in [7, 4096, INITIAL, usize::MAX] {
+            let mut src = Recorder {
+                data: &bytes,
+                at: 0,
+                step,
+                reads: Vec::new(),
+            };
+            let mut r = FrameReader::new(DEFAULT_MAX_FRAME);
+            for f in &frames {
+                let body = r.read_frame(&mut src).unwrap();
+                assert_eq!(HEADER + body.head.len() + body.tail.len(), f.len());
+            }
+            let e = r.read_frame(&mut src).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+            for &(at, room, want) in &src.reads {
+                if want == Want::All {
+                    // Within the frame being read: waiting for more would wait for the next frame,
+                    // which the peer sends only after this one's reply.
+                    let end = ends.iter().find(|&&e| e > at).unwrap();
+                    assert!(
+                        at + room <= *end,
+                        "step {step}: {room} bytes at {at}, frame ends {end}"
+                    );
+                }
+            }
+            // Once the header is in, the rest of a 1 MiB tail is one read, into its own allocation.
+            let tail = ends[ends.len() - 4] + HEADER + b"Rab".len()..ends[ends.len() - 3];
+            let tail_reads = src
+                .reads
+                .iter()
+                .filter(|(at, _, want)| *want == Want::All && tail.contains(at));
+            assert_eq!(tail_reads.count(), 1, "step {step}");
+        }
     }
 
     #[test]
