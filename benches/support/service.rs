@@ -281,13 +281,41 @@ async fn request(o: &Offload, w: f64) {
 
 /// Closed loop, 16 requests in flight for `secs`: the contender's capacity in requests per second.
 fn capacity(o: &Offload, w: f64, secs: f64) -> f64 {
+    closed_loop(o, w, secs, CAPACITY_IN_FLIGHT, None, None).throughput
+}
+
+/// Requests in flight in the closed loop that measures §7's capacity.
+const CAPACITY_IN_FLIGHT: usize = 16;
+
+/// What a closed-loop run served, and the CPU it took (hog threads' own CPU taken out).
+struct ClosedStats {
+    requests: u64,
+    throughput: f64,
+    cpu_per_req: f64,
+}
+
+/// Closed loop: `in_flight` requests kept in flight for `secs`, each started again as soon as it
+/// ends, so the pool always has work waiting: the contender's sustained throughput.
+fn closed_loop(
+    o: &Offload,
+    w: f64,
+    secs: f64,
+    in_flight: usize,
+    hogs: Option<&Hogs>,
+    mut counts: Option<&mut Counts>,
+) -> ClosedStats {
     let rt = service_rt();
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    if let Some(c) = counts.as_deref_mut() {
+        c.begin();
+    }
+    let cpu0 = process_cpu_ns();
+    let hog0 = hogs.map_or(0, |h| h.snapshot().1);
     let start = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..16 {
+        for _ in 0..in_flight {
             let (o, done, stop) = (o.clone(), done.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -302,7 +330,17 @@ fn capacity(o: &Offload, w: f64, secs: f64) -> f64 {
             let _ = t.await;
         }
     });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_ns() - cpu0 - (hogs.map_or(0, |h| h.snapshot().1) - hog0);
+    if let Some(c) = counts {
+        c.end();
+    }
+    let requests = done.load(Ordering::Relaxed);
+    ClosedStats {
+        requests,
+        throughput: requests as f64 / elapsed,
+        cpu_per_req: cpu as f64 * 1e-9 / requests.max(1) as f64,
+    }
 }
 
 struct RunStats {
@@ -573,6 +611,58 @@ pub(crate) fn s7_probe(args: &[&str]) -> f64 {
         h.stop();
     }
     s.cpu_per_req * 1e6
+}
+
+/// One §7 contender's sustained throughput alone in this process (`anchors --probe s7closed
+/// <contender> <hogs> <W µs> [secs] [in flight]`, 16 in flight by default, as §7's capacity): a
+/// closed loop, so the pool always has work waiting. Prints requests per second, CPU per request
+/// (the jobs' own apart from the rest) and context switches per request by thread role; returns the
+/// requests per second.
+pub(crate) fn s7_closed_probe(args: &[&str]) -> f64 {
+    let usage =
+        "s7closed <cf|spawn_blocking|unblock|rayon+oneshot> <hogs> <W µs> [secs] [in flight]";
+    let contender = CONTENDERS
+        .iter()
+        .position(|c| Some(c) == args.first())
+        .unwrap_or_else(|| panic!("usage: {usage}"));
+    let num = |i: usize, default: Option<f64>| -> f64 {
+        args.get(i)
+            .and_then(|v| v.parse().ok())
+            .or(default)
+            .unwrap_or_else(|| panic!("usage: {usage}"))
+    };
+    let (hog_n, w, secs, in_flight) = (
+        num(1, None) as usize,
+        num(2, None),
+        num(3, Some(1.0)),
+        num(4, Some(CAPACITY_IN_FLIGHT as f64)) as usize,
+    );
+    let hogs = (hog_n > 0).then(|| Hogs::start(hog_n));
+    let o = offload(contender);
+    let mut counts = Counts::default();
+    JOB_CPU_NS.store(0, Ordering::Relaxed);
+    COUNT_JOB_CPU.store(true, Ordering::Relaxed);
+    let s = closed_loop(&o, w, secs, in_flight, hogs.as_ref(), Some(&mut counts));
+    COUNT_JOB_CPU.store(false, Ordering::Relaxed);
+    let requests = s.requests.max(1) as f64;
+    let job = JOB_CPU_NS.load(Ordering::Relaxed) as f64 * 1e-9 / requests;
+    println!(
+        "{} closed loop hogs={hog_n} W={w} µs in flight={in_flight} secs={secs}",
+        CONTENDERS[contender]
+    );
+    println!(
+        "  req/s {:.0}  cpu/req {} (jobs {}, the rest {})",
+        s.throughput,
+        fmt_time(s.cpu_per_req),
+        fmt_time(job),
+        fmt_time(s.cpu_per_req - job),
+    );
+    print!("{}", counts.report(requests));
+    drop(o);
+    if let Some(h) = hogs {
+        h.stop();
+    }
+    s.throughput
 }
 
 pub(crate) fn section7(cfg: &Cfg, r: &mut Results) -> String {
