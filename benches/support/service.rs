@@ -249,7 +249,85 @@ fn offload(i: usize) -> Offload {
         0 => Offload::Cf(ThreadPoolExecutor::new(2).expect("pool")),
         1 => Offload::SpawnBlocking,
         2 => Offload::Unblock,
-        _ => Offload::Rayon(Arc::new(super::rayon_pool(2))),
+        // Named, so that the §7 probes can tell its threads from the generator's.
+        _ => Offload::Rayon(Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .thread_name(|i| format!("rayon-{i}"))
+                .build()
+                .expect("rayon pool"),
+        )),
+    }
+}
+
+/// The name (as `/proc` shows it: 15 bytes at most) its pool threads start with, for contender `i`.
+fn pool_role(i: usize) -> &'static str {
+    match i {
+        0 => "ThreadPoolExecu",
+        1 => "tokio-blocking",
+        2 => "blocking",
+        _ => "rayon-",
+    }
+}
+
+/// Where the kernel kept a pool's threads during a run: a thread samples, every 10 ms, the CPU each
+/// thread whose name starts with the pool's role last ran on (`/proc/self/task/*/stat`, field 39),
+/// and counts the samples that found two of them on one CPU. At saturation this, not the pool's
+/// code, sets what a 2-thread pool serves: two workers sharing one CPU serve about one CPU's worth
+/// of jobs, and a worker that never sleeps is never placed again by a wake-up, only by the load
+/// balancer, which leaves a task that ran within the last 0.5 ms where it is. (The sampling costs
+/// about 1 % of a CPU.)
+struct Placement {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl Placement {
+    fn start(role: &'static str) -> Placement {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut shared, mut samples) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut cpus = Vec::new();
+                    for t in std::fs::read_dir("/proc/self/task")
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        let comm =
+                            std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                        if !comm.starts_with(role) {
+                            continue;
+                        }
+                        let stat =
+                            std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                        // The fields after the parenthesised name; `processor` is the 39th in all.
+                        if let Some(cpu) = stat
+                            .rsplit_once(')')
+                            .and_then(|(_, r)| r.split_whitespace().nth(36))
+                        {
+                            cpus.push(cpu.to_string());
+                        }
+                    }
+                    if cpus.len() >= 2 {
+                        samples += 1;
+                        cpus.sort();
+                        shared += usize::from(cpus.windows(2).any(|w| w[0] == w[1]));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                (shared, samples)
+            })
+        };
+        Placement { stop, thread }
+    }
+
+    /// (samples with two pool threads on one CPU, samples with two or more pool threads alive).
+    fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
     }
 }
 
@@ -582,9 +660,11 @@ pub(crate) fn s7_probe(args: &[&str]) -> f64 {
     let rate = cap * load;
     let o = offload(contender);
     let mut counts = Counts::default();
+    let placement = Placement::start(pool_role(contender));
     COUNT_JOB_CPU.store(true, Ordering::Relaxed);
     let s = open_loop(&o, w, rate, secs, hogs.as_ref(), Some(&mut counts));
     COUNT_JOB_CPU.store(false, Ordering::Relaxed);
+    let (shared, samples) = placement.stop();
     let requests = (rate * secs).max(1.0);
     let job = JOB_CPU_NS.load(Ordering::Relaxed) as f64 * 1e-9 / requests;
     println!(
@@ -605,6 +685,7 @@ pub(crate) fn s7_probe(args: &[&str]) -> f64 {
         "  /proc/loadavg runnable > CPUs in {:.0} % of 200 readings before the run (range {lo}..={hi})",
         over * 100.0
     );
+    println!("  {}", placement_line(shared, samples));
     print!("{}", counts.report(requests));
     drop(o);
     if let Some(h) = hogs {
@@ -640,10 +721,12 @@ pub(crate) fn s7_closed_probe(args: &[&str]) -> f64 {
     let hogs = (hog_n > 0).then(|| Hogs::start(hog_n));
     let o = offload(contender);
     let mut counts = Counts::default();
+    let placement = Placement::start(pool_role(contender));
     JOB_CPU_NS.store(0, Ordering::Relaxed);
     COUNT_JOB_CPU.store(true, Ordering::Relaxed);
     let s = closed_loop(&o, w, secs, in_flight, hogs.as_ref(), Some(&mut counts));
     COUNT_JOB_CPU.store(false, Ordering::Relaxed);
+    let (shared, samples) = placement.stop();
     let requests = s.requests.max(1) as f64;
     let job = JOB_CPU_NS.load(Ordering::Relaxed) as f64 * 1e-9 / requests;
     println!(
@@ -657,12 +740,20 @@ pub(crate) fn s7_closed_probe(args: &[&str]) -> f64 {
         fmt_time(job),
         fmt_time(s.cpu_per_req - job),
     );
+    println!("  {}", placement_line(shared, samples));
     print!("{}", counts.report(requests));
     drop(o);
     if let Some(h) = hogs {
         h.stop();
     }
     s.throughput
+}
+
+fn placement_line(shared: usize, samples: usize) -> String {
+    format!(
+        "pool threads sharing one CPU in {shared} of {samples} samples ({:.0} %)",
+        100.0 * shared as f64 / samples.max(1) as f64
+    )
 }
 
 pub(crate) fn section7(cfg: &Cfg, r: &mut Results) -> String {
