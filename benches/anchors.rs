@@ -24,8 +24,8 @@
 //! give the capacity, so that only the contender runs. Its sustained throughput (a closed loop, 16
 //! requests in flight as §7's capacity, the pool never short of work), with CPU and switches per
 //! request: `anchors-* --probe s7closed <contender> <hogs> <W µs> [secs] [in flight]`. Both also
-//! report how often the pool's two threads were found on one CPU; with `BENCH_S7_PRESTART=1` the `s7`
-//! probe starts cf's two workers before the run (as rayon's pool starts its threads when built).
+//! report how often the pool's two threads were found on one CPU. Every §7 run, the probes' too,
+//! starts the contender's two pool threads first (`warm` in `support/service.rs`).
 //!
 //! §3's "one finishing late" `wait(FIRST_COMPLETED)` alone, for instruction counts:
 //! `valgrind --tool=callgrind --toggle-collect='*s3_late_one*' target/release/deps/anchors-* --probe

@@ -230,6 +230,36 @@ impl Offload {
     }
 }
 
+/// Starts the contender's two pool threads before a run, as a service's pool is warm when its load
+/// arrives: two jobs that meet at a barrier, so that both threads exist and run at once, and the
+/// kernel places them while the process is quiet rather than in the run's burst (a thread started
+/// next to a busy sibling at saturation tends to stay on its CPU). Rayon starts its threads when its
+/// pool is built, the others at their first submits: without this the contenders would not start
+/// alike. Called in the §7 runtime's context (`spawn_blocking` goes to that runtime's blocking pool),
+/// right before each run: tokio's blocking threads retire after 10 s idle, `blocking`'s after 0.5 s.
+fn warm(o: &Offload) {
+    let both = Arc::new(std::sync::Barrier::new(2));
+    let (started, ran) = std::sync::mpsc::channel();
+    for _ in 0..2 {
+        let (both, started) = (both.clone(), started.clone());
+        let job = move || {
+            both.wait();
+            let _ = started.send(());
+        };
+        // Each job reports through the channel, so its handle is not needed.
+        match o {
+            Offload::Cf(p) => drop(p.spawn(job).expect("submit")),
+            Offload::SpawnBlocking => drop(tokio::task::spawn_blocking(job)),
+            Offload::Unblock => blocking::unblock(job).detach(),
+            Offload::Rayon(p) => p.spawn(job),
+        }
+    }
+    for _ in 0..2 {
+        ran.recv_timeout(Duration::from_secs(30))
+            .expect("warm-up: the pool did not run two jobs at once within 30 s");
+    }
+}
+
 /// §7's settings: CPU-hog threads, the offloaded job's length W in µs, and the load.
 pub(crate) const HOG_COUNTS: [usize; 2] = [0, 2];
 pub(crate) const WS: [f64; 3] = [5.0, 50.0, 500.0];
@@ -383,6 +413,7 @@ fn closed_loop(
     mut counts: Option<&mut Counts>,
 ) -> ClosedStats {
     let rt = service_rt();
+    rt.block_on(async { warm(o) });
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     if let Some(c) = counts.as_deref_mut() {
@@ -443,6 +474,7 @@ fn open_loop(
     mut counts: Option<&mut Counts>,
 ) -> RunStats {
     let rt = service_rt();
+    rt.block_on(async { warm(o) });
     let n = (rate * secs).max(1.0) as usize;
     let lat: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(u64::MAX)).collect());
     let left = Arc::new(AtomicUsize::new(n));
@@ -659,23 +691,6 @@ pub(crate) fn s7_probe(args: &[&str]) -> f64 {
     let (over, lo, hi) = loadavg_over_cpus(200);
     let rate = cap * load;
     let o = offload(contender);
-    if let (Offload::Cf(p), Some(_)) = (&o, std::env::var_os("BENCH_S7_PRESTART")) {
-        // Both workers start now, while the process is quiet, as rayon's threads do when its pool is
-        // built: the kernel places them before the run rather than during it.
-        let both = Arc::new(std::sync::Barrier::new(2));
-        let started: Vec<_> = (0..2)
-            .map(|_| {
-                let both = both.clone();
-                p.spawn(move || {
-                    both.wait();
-                })
-                .expect("submit")
-            })
-            .collect();
-        for mut f in started {
-            f.result(None).expect("task");
-        }
-    }
     let mut counts = Counts::default();
     let placement = Placement::start(pool_role(contender));
     COUNT_JOB_CPU.store(true, Ordering::Relaxed);
@@ -780,7 +795,7 @@ pub(crate) fn section7(cfg: &Cfg, r: &mut Results) -> String {
     eprintln!("§7 async service, open loop: W {ws:?} µs, loads {loads:?}, {secs} s per run, {rounds} rounds");
     let mut out = String::new();
     out.push_str(&format!(
-        "### 7. Async service, open loop (issue #9 (a))\n\ntokio multi-thread runtime, 2 workers; arrivals evenly spaced for {secs} s (a generator thread); each request yields, computes ~0.1 µs, then offloads a busy loop of W µs to a 2-thread pool and awaits it. Capacity = `spawn_blocking`'s closed-loop throughput (16 requests in flight) under the same conditions; load = arrival rate ÷ capacity. Latency from each request's due time; CPU of the whole process per request (hog threads' own CPU taken out); ticker = lateness of a 1 ms `sleep_until` loop on the same runtime. Medians of {rounds} rounds; contenders interleaved within each round. Ratios: cf ÷ best anchor (p50, p99) and cf ÷ `spawn_blocking` (CPU).\n\n"
+        "### 7. Async service, open loop (issue #9 (a))\n\ntokio multi-thread runtime, 2 workers; arrivals evenly spaced for {secs} s (a generator thread); each request yields, computes ~0.1 µs, then offloads a busy loop of W µs to a 2-thread pool and awaits it. Every contender's pool threads are started right before each run, the capacity runs included (two jobs that meet at a barrier), as a service's pool is warm when its load arrives: rayon's pool starts its threads when built, the others would start theirs during the run. Capacity = `spawn_blocking`'s closed-loop throughput (16 requests in flight) under the same conditions; load = arrival rate ÷ capacity. Latency from each request's due time; CPU of the whole process per request (hog threads' own CPU taken out); ticker = lateness of a 1 ms `sleep_until` loop on the same runtime. Medians of {rounds} rounds; contenders interleaved within each round. Ratios: cf ÷ best anchor (p50, p99) and cf ÷ `spawn_blocking` (CPU).\n\n"
     ));
     let mut detail = String::new();
     let mut summary = String::from(
