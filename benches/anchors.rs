@@ -21,7 +21,11 @@
 //! One §7 contender in one setting alone (its capacity measured first, or given), with its context
 //! switches per request by thread role: `anchors-* --probe s7 cf|spawn_blocking|unblock|rayon+oneshot
 //! <hogs> <W µs> <load> [secs] [capacity req/s]`; under `perf stat -e 'syscalls:sys_enter_futex'`
-//! give the capacity, so that only the contender runs.
+//! give the capacity, so that only the contender runs. Its sustained throughput (a closed loop, 16
+//! requests in flight as §7's capacity, the pool never short of work), with CPU and switches per
+//! request: `anchors-* --probe s7closed <contender> <hogs> <W µs> [secs] [in flight]`. Both also
+//! report how often the pool's two threads were found on one CPU. Every §7 run, the probes' too,
+//! starts the contender's two pool threads first (`warm` in `support/service.rs`).
 //!
 //! §3's "one finishing late" `wait(FIRST_COMPLETED)` alone, for instruction counts:
 //! `valgrind --tool=callgrind --toggle-collect='*s3_late_one*' target/release/deps/anchors-* --probe
@@ -447,6 +451,12 @@ fn probe_main(args: &[String]) {
                 std::env::set_var("BLOCKING_MAX_THREADS", "2");
             }
             service::s7_probe(rest)
+        }
+        ["s7closed", rest @ ..] => {
+            if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
+                std::env::set_var("BLOCKING_MAX_THREADS", "2");
+            }
+            service::s7_closed_probe(rest)
         }
         ["s3late", kind, n, rounds] => {
             s3_late_probe(kind, n.parse().expect("n"), rounds.parse().expect("rounds"))

@@ -230,6 +230,36 @@ impl Offload {
     }
 }
 
+/// Starts the contender's two pool threads before a run, as a service's pool is warm when its load
+/// arrives: two jobs that meet at a barrier, so that both threads exist and run at once, and the
+/// kernel places them while the process is quiet rather than in the run's burst (a thread started
+/// next to a busy sibling at saturation tends to stay on its CPU). Rayon starts its threads when its
+/// pool is built, the others at their first submits: without this the contenders would not start
+/// alike. Called in the §7 runtime's context (`spawn_blocking` goes to that runtime's blocking pool),
+/// right before each run: tokio's blocking threads retire after 10 s idle, `blocking`'s after 0.5 s.
+fn warm(o: &Offload) {
+    let both = Arc::new(std::sync::Barrier::new(2));
+    let (started, ran) = std::sync::mpsc::channel();
+    for _ in 0..2 {
+        let (both, started) = (both.clone(), started.clone());
+        let job = move || {
+            both.wait();
+            let _ = started.send(());
+        };
+        // Each job reports through the channel, so its handle is not needed.
+        match o {
+            Offload::Cf(p) => drop(p.spawn(job).expect("submit")),
+            Offload::SpawnBlocking => drop(tokio::task::spawn_blocking(job)),
+            Offload::Unblock => blocking::unblock(job).detach(),
+            Offload::Rayon(p) => p.spawn(job),
+        }
+    }
+    for _ in 0..2 {
+        ran.recv_timeout(Duration::from_secs(30))
+            .expect("warm-up: the pool did not run two jobs at once within 30 s");
+    }
+}
+
 /// §7's settings: CPU-hog threads, the offloaded job's length W in µs, and the load.
 pub(crate) const HOG_COUNTS: [usize; 2] = [0, 2];
 pub(crate) const WS: [f64; 3] = [5.0, 50.0, 500.0];
@@ -249,7 +279,85 @@ fn offload(i: usize) -> Offload {
         0 => Offload::Cf(ThreadPoolExecutor::new(2).expect("pool")),
         1 => Offload::SpawnBlocking,
         2 => Offload::Unblock,
-        _ => Offload::Rayon(Arc::new(super::rayon_pool(2))),
+        // Named, so that the §7 probes can tell its threads from the generator's.
+        _ => Offload::Rayon(Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .thread_name(|i| format!("rayon-{i}"))
+                .build()
+                .expect("rayon pool"),
+        )),
+    }
+}
+
+/// The name (as `/proc` shows it: 15 bytes at most) its pool threads start with, for contender `i`.
+fn pool_role(i: usize) -> &'static str {
+    match i {
+        0 => "ThreadPoolExecu",
+        1 => "tokio-blocking",
+        2 => "blocking",
+        _ => "rayon-",
+    }
+}
+
+/// Where the kernel kept a pool's threads during a run: a thread samples, every 10 ms, the CPU each
+/// thread whose name starts with the pool's role last ran on (`/proc/self/task/*/stat`, field 39),
+/// and counts the samples that found two of them on one CPU. At saturation this, not the pool's
+/// code, sets what a 2-thread pool serves: two workers sharing one CPU serve about one CPU's worth
+/// of jobs, and a worker that never sleeps is never placed again by a wake-up, only by the load
+/// balancer, which leaves a task that ran within the last 0.5 ms where it is. (The sampling costs
+/// about 1 % of a CPU.)
+struct Placement {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl Placement {
+    fn start(role: &'static str) -> Placement {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut shared, mut samples) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut cpus = Vec::new();
+                    for t in std::fs::read_dir("/proc/self/task")
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        let comm =
+                            std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                        if !comm.starts_with(role) {
+                            continue;
+                        }
+                        let stat =
+                            std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                        // The fields after the parenthesised name; `processor` is the 39th in all.
+                        if let Some(cpu) = stat
+                            .rsplit_once(')')
+                            .and_then(|(_, r)| r.split_whitespace().nth(36))
+                        {
+                            cpus.push(cpu.to_string());
+                        }
+                    }
+                    if cpus.len() >= 2 {
+                        samples += 1;
+                        cpus.sort();
+                        shared += usize::from(cpus.windows(2).any(|w| w[0] == w[1]));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                (shared, samples)
+            })
+        };
+        Placement { stop, thread }
+    }
+
+    /// (samples with two pool threads on one CPU, samples with two or more pool threads alive).
+    fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
     }
 }
 
@@ -281,13 +389,42 @@ async fn request(o: &Offload, w: f64) {
 
 /// Closed loop, 16 requests in flight for `secs`: the contender's capacity in requests per second.
 fn capacity(o: &Offload, w: f64, secs: f64) -> f64 {
+    closed_loop(o, w, secs, CAPACITY_IN_FLIGHT, None, None).throughput
+}
+
+/// Requests in flight in the closed loop that measures §7's capacity.
+const CAPACITY_IN_FLIGHT: usize = 16;
+
+/// What a closed-loop run served, and the CPU it took (hog threads' own CPU taken out).
+struct ClosedStats {
+    requests: u64,
+    throughput: f64,
+    cpu_per_req: f64,
+}
+
+/// Closed loop: `in_flight` requests kept in flight for `secs`, each started again as soon as it
+/// ends, so the pool always has work waiting: the contender's sustained throughput.
+fn closed_loop(
+    o: &Offload,
+    w: f64,
+    secs: f64,
+    in_flight: usize,
+    hogs: Option<&Hogs>,
+    mut counts: Option<&mut Counts>,
+) -> ClosedStats {
     let rt = service_rt();
+    rt.block_on(async { warm(o) });
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    if let Some(c) = counts.as_deref_mut() {
+        c.begin();
+    }
+    let cpu0 = process_cpu_ns();
+    let hog0 = hogs.map_or(0, |h| h.snapshot().1);
     let start = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..16 {
+        for _ in 0..in_flight {
             let (o, done, stop) = (o.clone(), done.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -302,7 +439,17 @@ fn capacity(o: &Offload, w: f64, secs: f64) -> f64 {
             let _ = t.await;
         }
     });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_ns() - cpu0 - (hogs.map_or(0, |h| h.snapshot().1) - hog0);
+    if let Some(c) = counts {
+        c.end();
+    }
+    let requests = done.load(Ordering::Relaxed);
+    ClosedStats {
+        requests,
+        throughput: requests as f64 / elapsed,
+        cpu_per_req: cpu as f64 * 1e-9 / requests.max(1) as f64,
+    }
 }
 
 struct RunStats {
@@ -327,6 +474,7 @@ fn open_loop(
     mut counts: Option<&mut Counts>,
 ) -> RunStats {
     let rt = service_rt();
+    rt.block_on(async { warm(o) });
     let n = (rate * secs).max(1.0) as usize;
     let lat: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(u64::MAX)).collect());
     let left = Arc::new(AtomicUsize::new(n));
@@ -544,9 +692,11 @@ pub(crate) fn s7_probe(args: &[&str]) -> f64 {
     let rate = cap * load;
     let o = offload(contender);
     let mut counts = Counts::default();
+    let placement = Placement::start(pool_role(contender));
     COUNT_JOB_CPU.store(true, Ordering::Relaxed);
     let s = open_loop(&o, w, rate, secs, hogs.as_ref(), Some(&mut counts));
     COUNT_JOB_CPU.store(false, Ordering::Relaxed);
+    let (shared, samples) = placement.stop();
     let requests = (rate * secs).max(1.0);
     let job = JOB_CPU_NS.load(Ordering::Relaxed) as f64 * 1e-9 / requests;
     println!(
@@ -567,12 +717,75 @@ pub(crate) fn s7_probe(args: &[&str]) -> f64 {
         "  /proc/loadavg runnable > CPUs in {:.0} % of 200 readings before the run (range {lo}..={hi})",
         over * 100.0
     );
+    println!("  {}", placement_line(shared, samples));
     print!("{}", counts.report(requests));
     drop(o);
     if let Some(h) = hogs {
         h.stop();
     }
     s.cpu_per_req * 1e6
+}
+
+/// One §7 contender's sustained throughput alone in this process (`anchors --probe s7closed
+/// <contender> <hogs> <W µs> [secs] [in flight]`, 16 in flight by default, as §7's capacity): a
+/// closed loop, so the pool always has work waiting. Prints requests per second, CPU per request
+/// (the jobs' own apart from the rest) and context switches per request by thread role; returns the
+/// requests per second.
+pub(crate) fn s7_closed_probe(args: &[&str]) -> f64 {
+    let usage =
+        "s7closed <cf|spawn_blocking|unblock|rayon+oneshot> <hogs> <W µs> [secs] [in flight]";
+    let contender = CONTENDERS
+        .iter()
+        .position(|c| Some(c) == args.first())
+        .unwrap_or_else(|| panic!("usage: {usage}"));
+    let num = |i: usize, default: Option<f64>| -> f64 {
+        args.get(i)
+            .and_then(|v| v.parse().ok())
+            .or(default)
+            .unwrap_or_else(|| panic!("usage: {usage}"))
+    };
+    let (hog_n, w, secs, in_flight) = (
+        num(1, None) as usize,
+        num(2, None),
+        num(3, Some(1.0)),
+        num(4, Some(CAPACITY_IN_FLIGHT as f64)) as usize,
+    );
+    let hogs = (hog_n > 0).then(|| Hogs::start(hog_n));
+    let o = offload(contender);
+    let mut counts = Counts::default();
+    let placement = Placement::start(pool_role(contender));
+    JOB_CPU_NS.store(0, Ordering::Relaxed);
+    COUNT_JOB_CPU.store(true, Ordering::Relaxed);
+    let s = closed_loop(&o, w, secs, in_flight, hogs.as_ref(), Some(&mut counts));
+    COUNT_JOB_CPU.store(false, Ordering::Relaxed);
+    let (shared, samples) = placement.stop();
+    let requests = s.requests.max(1) as f64;
+    let job = JOB_CPU_NS.load(Ordering::Relaxed) as f64 * 1e-9 / requests;
+    println!(
+        "{} closed loop hogs={hog_n} W={w} µs in flight={in_flight} secs={secs}",
+        CONTENDERS[contender]
+    );
+    println!(
+        "  req/s {:.0}  cpu/req {} (jobs {}, the rest {})",
+        s.throughput,
+        fmt_time(s.cpu_per_req),
+        fmt_time(job),
+        fmt_time(s.cpu_per_req - job),
+    );
+    println!("  {}", placement_line(shared, samples));
+    print!("{}", counts.report(requests));
+    drop(o);
+    if let Some(h) = hogs {
+        h.stop();
+    }
+    s.throughput
+}
+
+fn placement_line(shared: usize, samples: usize) -> String {
+    format!(
+        "pool threads sharing one CPU in {shared} of {samples} samples ({:.0} %)",
+        100.0 * shared as f64 / samples.max(1) as f64
+    )
 }
 
 pub(crate) fn section7(cfg: &Cfg, r: &mut Results) -> String {
@@ -582,7 +795,7 @@ pub(crate) fn section7(cfg: &Cfg, r: &mut Results) -> String {
     eprintln!("§7 async service, open loop: W {ws:?} µs, loads {loads:?}, {secs} s per run, {rounds} rounds");
     let mut out = String::new();
     out.push_str(&format!(
-        "### 7. Async service, open loop (issue #9 (a))\n\ntokio multi-thread runtime, 2 workers; arrivals evenly spaced for {secs} s (a generator thread); each request yields, computes ~0.1 µs, then offloads a busy loop of W µs to a 2-thread pool and awaits it. Capacity = `spawn_blocking`'s closed-loop throughput (16 requests in flight) under the same conditions; load = arrival rate ÷ capacity. Latency from each request's due time; CPU of the whole process per request (hog threads' own CPU taken out); ticker = lateness of a 1 ms `sleep_until` loop on the same runtime. Medians of {rounds} rounds; contenders interleaved within each round. Ratios: cf ÷ best anchor (p50, p99) and cf ÷ `spawn_blocking` (CPU).\n\n"
+        "### 7. Async service, open loop (issue #9 (a))\n\ntokio multi-thread runtime, 2 workers; arrivals evenly spaced for {secs} s (a generator thread); each request yields, computes ~0.1 µs, then offloads a busy loop of W µs to a 2-thread pool and awaits it. Every contender's pool threads are started right before each run, the capacity runs included (two jobs that meet at a barrier), as a service's pool is warm when its load arrives: rayon's pool starts its threads when built, the others would start theirs during the run. Capacity = `spawn_blocking`'s closed-loop throughput (16 requests in flight) under the same conditions; load = arrival rate ÷ capacity. Latency from each request's due time; CPU of the whole process per request (hog threads' own CPU taken out); ticker = lateness of a 1 ms `sleep_until` loop on the same runtime. Medians of {rounds} rounds; contenders interleaved within each round. Ratios: cf ÷ best anchor (p50, p99) and cf ÷ `spawn_blocking` (CPU).\n\n"
     ));
     let mut detail = String::new();
     let mut summary = String::from(
