@@ -149,6 +149,88 @@ fn an_input_panicking_mid_stream_reaches_the_reader_and_the_map_still_drops_clea
     bounded(move || pool.shutdown(Queued::Run));
 }
 
+/// Inputs `0..n` that count how many were read.
+fn counted(n: u32) -> (Arc<AtomicUsize>, impl Iterator<Item = u32> + Send + 'static) {
+    let read = Arc::new(AtomicUsize::new(0));
+    let counter = read.clone();
+    let inputs = (0..n).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    (read, inputs)
+}
+
+// `MapOptions::buffer`: "one more each time a result is taken". The task taken is replaced while its
+// result goes to the reader, so the pool works on the next input while the reader handles this one
+// (Python 3.14's buffered map also has b tasks in flight between two `next()` calls).
+#[test]
+fn a_buffered_map_submits_the_next_input_as_a_result_is_taken() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (read, inputs) = counted(5);
+    let (ran_tx, ran) = mpsc::channel();
+    let mut it = pool
+        .map_with(
+            move |n: u32| {
+                ran_tx.send(n).unwrap();
+                n
+            },
+            inputs,
+            MapOptions::new().buffer(1),
+        )
+        .unwrap()
+        .into_iter();
+    assert_eq!(read.load(Ordering::SeqCst), 1);
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    assert_eq!(
+        read.load(Ordering::SeqCst),
+        2,
+        "input 1 not read when result 0 was taken"
+    );
+    // Input 1's task runs while the reader holds result 0.
+    assert_eq!(ran.recv_timeout(LONG).unwrap(), 0);
+    assert_eq!(ran.recv_timeout(LONG).unwrap(), 1);
+    assert_eq!(it.map(Result::unwrap).collect::<Vec<_>>(), [1, 2, 3, 4]);
+
+    // With chunks: taking the first result of a chunk submits the next chunk.
+    let (read, inputs) = counted(9);
+    let mut it = pool
+        .map_with(|n: u32| n, inputs, MapOptions::new().buffer(1).chunksize(3))
+        .unwrap()
+        .into_iter();
+    assert_eq!(read.load(Ordering::SeqCst), 3);
+    assert_eq!(it.next().unwrap().unwrap(), 0);
+    assert_eq!(read.load(Ordering::SeqCst), 6);
+}
+
+// An input that panics in `next()` ends the reading of inputs: its panic reaches the reader once, the
+// results of the tasks already in flight still come, in order, and the map then ends, without ever
+// calling the panicked iterator again.
+#[test]
+fn after_an_input_panics_the_tasks_in_flight_are_still_delivered() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let mut it = pool
+        .map_with(
+            |n: u32| n * 2,
+            PanicsAfter { next: 0, n: 3 },
+            MapOptions::new().buffer(2),
+        )
+        .unwrap()
+        .into_iter();
+    let mut got = Vec::new();
+    let mut panics = 0;
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| it.next())) {
+            Ok(Some(r)) => got.push(r.unwrap()),
+            Ok(None) => break,
+            Err(_) => {
+                panics += 1;
+                assert!(panics < 2, "the panicked input was read again");
+            }
+        }
+    }
+    assert_eq!(panics, 1);
+    assert_eq!(got, [0, 2, 4], "a result in flight was lost");
+}
+
 #[test]
 fn an_endless_lazy_input_is_read_only_as_far_as_the_buffer_needs() {
     let pool = ThreadPoolExecutor::new(2).unwrap();
@@ -168,8 +250,9 @@ fn an_endless_lazy_input_is_read_only_as_far_as_the_buffer_needs() {
     assert_eq!(read.load(Ordering::SeqCst), 15);
     let first: Vec<u64> = map.into_iter().take(12).collect::<Result<_, _>>().unwrap();
     assert_eq!(first, (0..12).map(|n| n * 3).collect::<Vec<_>>());
-    // Taking results 0..12 drained chunks 0 and 1 and the first two of chunk 2: two chunks refilled.
-    assert_eq!(read.load(Ordering::SeqCst), 25);
+    // Results 0..12 came from chunks 0, 1 and 2 (chunk 2's last three still wait to be read): each
+    // chunk taken was replaced by one more, and nothing else was read.
+    assert_eq!(read.load(Ordering::SeqCst), 30);
 }
 
 #[tokio::test(start_paused = true)]
