@@ -470,3 +470,65 @@ fn a_debug_of_a_pool_from_many_threads_while_it_works_does_not_deadlock() {
     bounded(move || threads.into_iter().for_each(|t| t.join().unwrap()));
     assert_eq!(*seen.lock().unwrap(), 800);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// A retired worker and the waiting shutdown
+
+/// What a worker's thread-local holds, set up by the initializer: its destructor (run as the thread
+/// exits) says it started, then waits for `GATE` before it records that it finished.
+struct ThreadLocalGuard;
+
+static EXITING: Mutex<Option<mpsc::Sender<()>>> = Mutex::new(None);
+static GATE: Mutex<Option<mpsc::Receiver<()>>> = Mutex::new(None);
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for ThreadLocalGuard {
+    fn drop(&mut self) {
+        if let Some(tx) = EXITING.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        if let Some(rx) = GATE.lock().unwrap().take() {
+            let _ = rx.recv_timeout(LONG);
+        }
+        FINISHED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    static GUARD: std::cell::RefCell<Option<ThreadLocalGuard>> = const { std::cell::RefCell::new(None) };
+}
+
+// `shutdown` "waits until every worker thread has exited": a worker that retired after its keep-alive
+// is still exiting (its thread-locals are being destroyed: a connection closed, a file flushed) when
+// the shutdown comes. The shutdown must wait for that thread as it does for the others.
+#[test]
+fn a_waiting_shutdown_waits_for_a_retired_worker_still_exiting() {
+    let (exiting_tx, exiting) = mpsc::channel();
+    let (release, gate) = mpsc::channel::<()>();
+    *EXITING.lock().unwrap() = Some(exiting_tx);
+    *GATE.lock().unwrap() = Some(gate);
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .keep_alive(Duration::from_millis(1))
+        .initializer(|| GUARD.with(|g| *g.borrow_mut() = Some(ThreadLocalGuard)))
+        .build()
+        .unwrap();
+    assert_eq!(pool.spawn(|| 1).unwrap().result(LONG).unwrap(), 1);
+    // The worker retired and is destroying its thread-locals, held there by the gate.
+    exiting.recv_timeout(LONG).unwrap();
+    let (done_tx, done) = mpsc::channel();
+    let p = pool.clone();
+    std::thread::spawn(move || {
+        p.shutdown(Queued::Run);
+        done_tx.send(FINISHED.load(Ordering::SeqCst)).unwrap();
+    });
+    // A shutdown that waits cannot return before the gate opens. One that returns meanwhile has left
+    // the retired thread behind; give it a moment to show that, then open the gate either way.
+    let early = done.recv_timeout(Duration::from_millis(200)).ok();
+    release.send(()).unwrap();
+    let finished = early.unwrap_or_else(|| done.recv_timeout(LONG).unwrap());
+    assert_eq!(
+        finished, 1,
+        "shutdown returned while a retired worker was still exiting"
+    );
+}

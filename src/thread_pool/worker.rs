@@ -43,6 +43,17 @@ struct Idle<'a> {
     retired: &'a Cell<bool>,
 }
 
+/// Drops the handles of threads whose work has returned (`is_finished`). That is a detach: a retired
+/// thread's thread-local destructors still running at that moment are not waited for, a window as
+/// narrow as one thread retiring while another's destructors run.
+fn forget_exited(handles: &mut Vec<thread::JoinHandle<()>>) {
+    // loom's handles cannot tell; its models retire a few threads at most.
+    #[cfg(not(loom))]
+    handles.retain(|h| !h.is_finished());
+    #[cfg(loom)]
+    let _ = handles;
+}
+
 /// Decrements the thread count however the worker ends (unless it retired: it left the count when it
 /// decided to, in that locked section), and wakes shutdowns waiting for it: a blocking shutdown on every
 /// exit (one called from a task waits for all workers but its own, not for zero), async shutdowns for
@@ -284,8 +295,10 @@ impl Worker {
                 st.idle -= 1;
                 st.threads -= 1;
                 idle.retired.set(true);
-                let me = thread::current().id();
-                st.handles.retain(|h| h.thread().id() != me);
+                // Its handle stays: the thread has yet to exit (its thread-locals' destructors are
+                // the user's code), and a waiting shutdown joins it as it joins the others. Handles
+                // of threads that have exited go, so threads that come and go leave nothing behind.
+                forget_exited(&mut st.handles);
                 return None;
             }
         }
