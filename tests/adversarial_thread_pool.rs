@@ -532,3 +532,58 @@ fn a_waiting_shutdown_waits_for_a_retired_worker_still_exiting() {
         "shutdown returned while a retired worker was still exiting"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------
+// A caller's token
+
+#[test]
+fn a_callers_token_cancelled_cancels_every_queued_task_before_cancel_returns() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let (release, _busy) = hold(&pool);
+    let request = tokio_util::sync::CancellationToken::new();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let futures: Vec<_> = (0..50)
+        .map(|_| {
+            let ran = ran.clone();
+            pool.spawn_cancellable_with(request.clone(), move |_| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap()
+        })
+        .collect();
+    request.cancel();
+    assert!(futures.iter().all(PoolFuture::cancelled));
+    release.send(()).unwrap();
+    bounded(move || pool.shutdown(Queued::Run));
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
+// A token already cancelled when the task is submitted: the task never runs, whether or not a worker
+// is idle and quick to take it. (The submit used to queue the task first and tie it to the token
+// after, so an idle worker could start it in between.)
+#[test]
+fn a_task_submitted_with_a_cancelled_token_never_runs() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let request = tokio_util::sync::CancellationToken::new();
+    request.cancel();
+    let ran = Arc::new(AtomicUsize::new(0));
+    // Back-to-back submits keep the workers awake at the queue, taking each task as soon as it is in.
+    let futures: Vec<_> = (0..5000)
+        .map(|i| {
+            let r = ran.clone();
+            if i % 2 == 0 {
+                pool.spawn(|| ()).map(drop).unwrap();
+            }
+            pool.spawn_cancellable_with(request.clone(), move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap()
+        })
+        .collect();
+    for mut f in futures {
+        assert!(matches!(f.result(LONG), Err(Error::Cancelled)));
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "tasks ran despite the token");
+}
