@@ -588,3 +588,61 @@ fn a_task_submitted_with_a_cancelled_token_never_runs() {
     }
     assert_eq!(ran.load(Ordering::SeqCst), 0, "tasks ran despite the token");
 }
+
+/// What a worker's thread-local holds, set up by the initializer: its destructor runs the hook the
+/// test left, once, on the first thread to exit.
+struct OnExit;
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+static ON_EXIT: Mutex<Option<Hook>> = Mutex::new(None);
+
+impl Drop for OnExit {
+    fn drop(&mut self) {
+        let hook = ON_EXIT.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+thread_local! {
+    static ON_EXIT_GUARD: std::cell::RefCell<Option<OnExit>> = const { std::cell::RefCell::new(None) };
+}
+
+// A worker retired after its keep-alive is no longer one of the pool's workers, though it has yet
+// to exit. Its thread-locals' destructors shutting the pool down from there must wait for the
+// workers still busy, as any thread other than a worker does. Taken for a worker, it would wait for
+// the other workers not themselves in a shutdown to leave, counting itself as one in a shutdown:
+// with the busy worker the only one counted, it would return at once.
+#[test]
+fn a_retired_worker_shutting_its_pool_down_from_a_thread_local_destructor_waits_for_the_busy_ones()
+{
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .keep_alive(Duration::from_millis(1))
+        .initializer(|| ON_EXIT_GUARD.with(|g| *g.borrow_mut() = Some(OnExit)))
+        .build()
+        .unwrap();
+    let (release, busy) = hold(&pool);
+    let (exiting_tx, exiting) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    let p = pool.clone();
+    *ON_EXIT.lock().unwrap() = Some(Box::new(move || {
+        exiting_tx.send(()).unwrap();
+        p.shutdown(Queued::Run);
+        done_tx.send(busy.done()).unwrap();
+    }));
+    // The other worker runs this, then retires; the busy one stays held.
+    assert_eq!(pool.spawn(|| 1).unwrap().result(LONG).unwrap(), 1);
+    exiting.recv_timeout(LONG).unwrap();
+    // A shutdown that waits cannot return before the busy task is released. One that returns
+    // meanwhile did not wait for it; give it a moment to show that, then release the task either way.
+    let early = done.recv_timeout(Duration::from_millis(200)).ok();
+    release.send(()).unwrap();
+    let busy_done = early.unwrap_or_else(|| done.recv_timeout(LONG).unwrap());
+    assert!(
+        busy_done,
+        "a shutdown from a retired worker's destructor returned while a worker was busy"
+    );
+}

@@ -43,15 +43,23 @@ struct Idle<'a> {
     retired: &'a Cell<bool>,
 }
 
-/// Drops the handles of threads whose work has returned (`is_finished`). That is a detach: a retired
-/// thread's thread-local destructors still running at that moment are not waited for, a window as
-/// narrow as one thread retiring while another's destructors run.
-fn forget_exited(handles: &mut Vec<thread::JoinHandle<()>>) {
-    // loom's handles cannot tell; its models retire a few threads at most.
-    #[cfg(not(loom))]
-    handles.retain(|h| !h.is_finished());
-    #[cfg(loom)]
-    let _ = handles;
+/// Moves the retiring thread's handle from the workers' list to the retired one: it is no longer
+/// one of the pool's workers (a shutdown or a submit from its thread-locals' destructors is an
+/// outsider's), yet a waiting shutdown still joins it.
+///
+/// Handles of retired threads whose work has returned (`is_finished`) are dropped, so threads that
+/// come and go leave nothing behind. That is a detach: `is_finished` turns true when the thread's
+/// main function returns, before its thread-locals' destructors run, so a retired thread still in
+/// them when another one retires is no longer waited for.
+fn retire_handle(st: &mut PoolState) {
+    let me = thread::current().id();
+    if let Some(at) = st.handles.iter().position(|h| h.thread().id() == me) {
+        let handle = st.handles.swap_remove(at);
+        // loom's handles cannot tell; its models retire a few threads at most.
+        #[cfg(not(loom))]
+        st.retired.retain(|h| !h.is_finished());
+        st.retired.push(handle);
+    }
 }
 
 /// Decrements the thread count however the worker ends (unless it retired: it left the count when it
@@ -295,10 +303,9 @@ impl Worker {
                 st.idle -= 1;
                 st.threads -= 1;
                 idle.retired.set(true);
-                // Its handle stays: the thread has yet to exit (its thread-locals' destructors are
-                // the user's code), and a waiting shutdown joins it as it joins the others. Handles
-                // of threads that have exited go, so threads that come and go leave nothing behind.
-                forget_exited(&mut st.handles);
+                // The thread has yet to exit (its thread-locals' destructors are the user's code):
+                // a waiting shutdown joins it as it joins the others.
+                retire_handle(&mut st);
                 return None;
             }
         }
