@@ -590,16 +590,17 @@ fn a_task_submitted_with_a_cancelled_token_never_runs() {
 }
 
 /// What a worker's thread-local holds, set up by the initializer: its destructor runs the hook the
-/// test left, once, on the first thread to exit.
-struct OnExit;
+/// test left there, once, on the first thread to exit.
+struct OnExit(&'static Mutex<Option<Hook>>);
 
 type Hook = Box<dyn FnOnce() + Send>;
 
-static ON_EXIT: Mutex<Option<Hook>> = Mutex::new(None);
+static ON_EXIT_SHUTDOWN: Mutex<Option<Hook>> = Mutex::new(None);
+static ON_EXIT_TAKEN_OVER: Mutex<Option<Hook>> = Mutex::new(None);
 
 impl Drop for OnExit {
     fn drop(&mut self) {
-        let hook = ON_EXIT.lock().unwrap().take();
+        let hook = self.0.lock().unwrap().take();
         if let Some(hook) = hook {
             hook();
         }
@@ -621,14 +622,14 @@ fn a_retired_worker_shutting_its_pool_down_from_a_thread_local_destructor_waits_
     let pool = ThreadPoolExecutor::builder()
         .max_workers(2)
         .keep_alive(Duration::from_millis(1))
-        .initializer(|| ON_EXIT_GUARD.with(|g| *g.borrow_mut() = Some(OnExit)))
+        .initializer(|| ON_EXIT_GUARD.with(|g| *g.borrow_mut() = Some(OnExit(&ON_EXIT_SHUTDOWN))))
         .build()
         .unwrap();
     let (release, busy) = hold(&pool);
     let (exiting_tx, exiting) = mpsc::channel();
     let (done_tx, done) = mpsc::channel();
     let p = pool.clone();
-    *ON_EXIT.lock().unwrap() = Some(Box::new(move || {
+    *ON_EXIT_SHUTDOWN.lock().unwrap() = Some(Box::new(move || {
         exiting_tx.send(()).unwrap();
         p.shutdown(Queued::Run);
         done_tx.send(busy.done()).unwrap();
@@ -644,5 +645,110 @@ fn a_retired_worker_shutting_its_pool_down_from_a_thread_local_destructor_waits_
     assert!(
         busy_done,
         "a shutdown from a retired worker's destructor returned while a worker was busy"
+    );
+}
+
+/// What a worker's thread-local holds, set up by the initializer: on the first thread to exit, its
+/// destructor says it started, then waits for the gate before it records that it finished.
+struct SlowExit;
+
+static SLOW_EXITING: Mutex<Option<mpsc::Sender<()>>> = Mutex::new(None);
+static SLOW_GATE: Mutex<Option<mpsc::Receiver<()>>> = Mutex::new(None);
+static SLOW_FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for SlowExit {
+    fn drop(&mut self) {
+        let exiting = SLOW_EXITING.lock().unwrap().take();
+        let Some(exiting) = exiting else { return };
+        let gate = SLOW_GATE.lock().unwrap().take();
+        let _ = exiting.send(());
+        if let Some(gate) = gate {
+            let _ = gate.recv_timeout(LONG);
+        }
+        SLOW_FINISHED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    static SLOW_EXIT: std::cell::RefCell<Option<SlowExit>> = const { std::cell::RefCell::new(None) };
+}
+
+// A retired worker still destroying its thread-locals has returned from its main function, which is
+// all `JoinHandle::is_finished` tells. Another worker retiring meanwhile must not drop (detach) its
+// handle on that ground: a waiting shutdown that comes next must still wait for it to exit.
+#[test]
+fn a_waiting_shutdown_waits_for_a_retired_worker_still_exiting_when_another_retired_since() {
+    let (exiting_tx, exiting) = mpsc::channel();
+    let (open, gate) = mpsc::channel::<()>();
+    *SLOW_EXITING.lock().unwrap() = Some(exiting_tx);
+    *SLOW_GATE.lock().unwrap() = Some(gate);
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .keep_alive(Duration::from_millis(1))
+        .initializer(|| SLOW_EXIT.with(|g| *g.borrow_mut() = Some(SlowExit)))
+        .build()
+        .unwrap();
+    let (release, _busy) = hold(&pool);
+    // The other worker runs this, retires, and stays in its thread-locals' destructor.
+    assert_eq!(pool.spawn(|| 1).unwrap().result(LONG).unwrap(), 1);
+    exiting.recv_timeout(LONG).unwrap();
+    // Now the held worker retires too: the pool counts no worker once it has.
+    release.send(()).unwrap();
+    let deadline = Instant::now() + LONG;
+    while pool.metrics().workers > 0 {
+        assert!(Instant::now() < deadline, "the held worker never retired");
+        std::thread::yield_now();
+    }
+    let (done_tx, done) = mpsc::channel();
+    let p = pool.clone();
+    std::thread::spawn(move || {
+        p.shutdown(Queued::Run);
+        done_tx.send(SLOW_FINISHED.load(Ordering::SeqCst)).unwrap();
+    });
+    // A shutdown that waits cannot return before the gate opens. One that returns meanwhile has left
+    // the first retired thread behind; give it a moment to show that, then open the gate either way.
+    let early = done.recv_timeout(Duration::from_millis(200)).ok();
+    open.send(()).unwrap();
+    let finished = early.unwrap_or_else(|| done.recv_timeout(LONG).unwrap());
+    assert_eq!(
+        finished, 1,
+        "shutdown returned while a retired worker was still exiting"
+    );
+}
+
+// The first retired thread, still in its thread-locals' destructors, is taken over (and joined) by
+// the second as it retires. The first one's destructor then shuts the pool down and waits: joining
+// the second retired thread from there would leave the two waiting for each other.
+#[test]
+fn a_retired_worker_taken_over_by_another_shuts_its_pool_down_from_a_destructor() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .keep_alive(Duration::from_millis(1))
+        .initializer(|| ON_EXIT_GUARD.with(|g| *g.borrow_mut() = Some(OnExit(&ON_EXIT_TAKEN_OVER))))
+        .build()
+        .unwrap();
+    let (release, _busy) = hold(&pool);
+    let (exiting_tx, exiting) = mpsc::channel();
+    let (open, gate) = mpsc::channel::<()>();
+    let (done_tx, done) = mpsc::channel();
+    let p = pool.clone();
+    *ON_EXIT_TAKEN_OVER.lock().unwrap() = Some(Box::new(move || {
+        exiting_tx.send(()).unwrap();
+        let _ = gate.recv_timeout(LONG);
+        p.shutdown(Queued::Run);
+        done_tx.send(()).unwrap();
+    }));
+    // The other worker runs this, retires, and waits in its thread-locals' destructor.
+    assert_eq!(pool.spawn(|| 1).unwrap().result(LONG).unwrap(), 1);
+    exiting.recv_timeout(LONG).unwrap();
+    release.send(()).unwrap();
+    let deadline = Instant::now() + LONG;
+    while pool.metrics().workers > 0 {
+        assert!(Instant::now() < deadline, "the held worker never retired");
+        std::thread::yield_now();
+    }
+    open.send(()).unwrap();
+    done.recv_timeout(LONG).expect(
+        "a retired worker's shutdown and the retired worker joining it wait for each other",
     );
 }

@@ -297,11 +297,18 @@ impl Backend for Shared {
     }
 
     fn exits(st: &mut PoolState) -> Exits<'_> {
+        // A retired thread is joined by whoever joins it, and joins no other retired one (see
+        // `worker::retired_from`).
+        let retired_here = super::worker::retired_from(st);
         Exits {
             live: st.threads,
             in_shutdown: &mut st.workers_in_shutdown,
             handles: &mut st.handles,
-            retired: Some(&mut st.retired),
+            retired: if retired_here {
+                None
+            } else {
+                Some(&mut st.retired)
+            },
             wakers: &mut st.exit_wakers,
         }
     }
