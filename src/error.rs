@@ -40,8 +40,9 @@ use std::sync::Arc;
 pub enum Error {
     /// The future was cancelled before its task started (Python's `CancelledError`).
     Cancelled,
-    /// A wait with a deadline gave up: `result(timeout)`, `exception(timeout)`, a `map` deadline, or a
-    /// `wait`. The task itself keeps running; this is never the task's own error.
+    /// A wait with a deadline gave up: `result(timeout)`, `exception(timeout)`, a `map` deadline, or
+    /// `CompletionSet::next_blocking(timeout)`. (`wait` is not among them: its timeout returns the
+    /// futures split as they are.) The task itself keeps running; this is never the task's own error.
     Timeout,
     /// `as_completed` reached its deadline with futures still unfinished. Displays exactly as Python's
     /// message: `"2 (of 4) futures unfinished"`.

@@ -80,9 +80,9 @@ impl MapOptions {
         self
     }
 
-    /// At most `tasks` tasks (chunks) in flight: `map` reads and submits that many inputs at the call, and
-    /// one more each time a result is taken, so an endless iterator works and memory stays bounded.
-    /// Must be at least 1.
+    /// At most `tasks` tasks (chunks) in flight: `map` reads and submits that many at the call, and one
+    /// more each time a task's results are taken, so an endless iterator works and memory stays bounded.
+    /// The task that replaces a taken one runs while the reader handles its results. Must be at least 1.
     pub fn buffer(mut self, tasks: usize) -> Self {
         self.buffer = Some(tasks);
         self
@@ -135,6 +135,10 @@ enum InFlight<R> {
 /// [`Error::Timeout`], cancels what has not started, and ends the stream. Dropping the `Map`, read or
 /// not, cancels every task that has not started.
 ///
+/// An input iterator that panics in `next()` hands its panic to the reader (from `next()` or
+/// `poll_next`), once: the map reads no more input, and the tasks already in flight are still delivered,
+/// in order, before it ends.
+///
 /// With a [`buffer`](MapOptions::buffer), inputs are read as results are taken. If the pool is shut down
 /// (or breaks) meanwhile, the input read for the next task cannot be submitted: its place yields the
 /// pool's error ([`Error::Shutdown`] or the broken pool's) and the map ends after the tasks already in
@@ -175,18 +179,22 @@ impl<R> Map<R> {
         Ok(map)
     }
 
+    /// Reads and submits inputs until `limit` tasks are in flight or the inputs end. The feed is out of
+    /// the map while it runs the user's iterator: if that panics, the panic goes to the reader and the
+    /// map reads no more input (an iterator that panicked is in no state to be asked again), while the
+    /// tasks already in flight are still delivered.
     fn refill(&mut self) {
         while self.in_flight.len() < self.limit {
-            let Some(feed) = self.feed.as_mut() else {
+            let Some(mut feed) = self.feed.take() else {
                 return;
             };
             match feed() {
-                Some(Ok(chunk)) => self.in_flight.push_back(InFlight::Task(chunk)),
-                Some(Err(e)) => {
-                    self.in_flight.push_back(InFlight::Rejected(e));
-                    self.feed = None;
+                Some(Ok(chunk)) => {
+                    self.in_flight.push_back(InFlight::Task(chunk));
+                    self.feed = Some(feed);
                 }
-                None => self.feed = None,
+                Some(Err(e)) => self.in_flight.push_back(InFlight::Rejected(e)),
+                None => {}
             }
         }
     }
@@ -213,17 +221,18 @@ impl<R> Map<R> {
             };
             self.in_flight.pop_front();
             match out {
-                (Ok(ChunkOut::One(r)), _) => return Poll::Ready(Some(Ok(r))),
+                (Ok(ChunkOut::One(r)), _) => self.ready.push_back(Ok(r)),
                 (Ok(ChunkOut::Many(rs)), _) => self.ready.extend(rs),
                 // The whole task failed (cancelled, a broken pool): each of its inputs gets the error
                 // in its place, so the results after it stay lined up with their inputs.
-                (Err(e), inputs) => {
-                    let rest = inputs.saturating_sub(1);
-                    self.ready
-                        .extend(std::iter::repeat(e.clone()).take(rest).map(Err));
-                    return Poll::Ready(Some(Err(e)));
-                }
+                (Err(e), inputs) => self
+                    .ready
+                    .extend(std::iter::repeat(e).take(inputs.max(1)).map(Err)),
             }
+            // The task's results are taken: its place goes to the next input now, so the pool works
+            // on it while the reader handles these. The results wait in `ready` meanwhile, where an
+            // input that panics cannot lose them.
+            self.refill();
         }
     }
 

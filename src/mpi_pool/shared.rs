@@ -68,6 +68,7 @@ impl Backend for Shared {
             live: st.live,
             in_shutdown: &mut st.in_shutdown,
             handles: &mut st.handles,
+            retired: None,
             wakers: &mut st.exit_wakers,
         }
     }

@@ -65,6 +65,11 @@ pub(crate) struct Exits<'a> {
     pub(crate) in_shutdown: &'a mut usize,
     /// The workers' threads, joined by a waiting shutdown from outside the pool.
     pub(crate) handles: &'a mut Vec<JoinHandle<()>>,
+    /// Threads that left the count before the pool closed (a thread pool's workers retired after
+    /// their keep-alive) and may still be exiting; joined as `handles` are. `None` for a pool whose
+    /// threads only leave once it closes, and for a caller that is itself such a thread (another
+    /// one may be joining it).
+    pub(crate) retired: Option<&'a mut Vec<JoinHandle<()>>>,
     /// Async shutdowns waiting for the last worker to leave.
     pub(crate) wakers: &'a mut Vec<Waker>,
 }

@@ -14,7 +14,8 @@
 //!     type State = PoolState;                     // what its one lock guards
 //!     fn lock(&self) -> MutexGuard<'_, PoolState>;
 //!     fn exits(st: &mut PoolState) -> Exits<'_>;  // live workers, those in their own pool's
-//!                                                 // shutdown, join handles, async wakers
+//!                                                 // shutdown, join handles (retired ones
+//!                                                 // apart), async wakers
 //!     fn exited(&self) -> &Condvar;               // notified by every worker that leaves
 //!     const SHUTDOWN_IN_CALLBACK: InCallback;     // may its workers wait on a callback's future?
 //!     fn on_own_worker(self: &Arc<Self>, st: &PoolState) -> bool; // called on a worker?

@@ -31,9 +31,12 @@ impl<B: Backend> Pool<B> {
         while B::exits(&mut st).live > 0 {
             st = backend.exited().wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        let handles: Vec<_> = B::exits(&mut st)
+        let exits = B::exits(&mut st);
+        // A retired worker's thread-local destructor calling this finds its own handle here.
+        let handles: Vec<_> = exits
             .handles
             .drain(..)
+            .chain(exits.retired.into_iter().flat_map(|r| r.drain(..)))
             .filter(|h| h.thread().id() != me)
             .collect();
         drop(st);
@@ -69,6 +72,9 @@ impl<B: Backend> Pool<B> {
             let exits = B::exits(&mut st);
             if exits.live == 0 {
                 exits.handles.clear();
+                if let Some(retired) = exits.retired {
+                    retired.clear();
+                }
                 Poll::Ready(())
             } else {
                 // Re-polls (a `select!`, a spurious wake) must not pile up copies of the same waker.

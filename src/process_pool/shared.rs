@@ -673,6 +673,7 @@ impl Backend for Shared {
             live: st.drivers,
             in_shutdown: &mut st.drivers_in_shutdown,
             handles: &mut st.handles,
+            retired: None,
             wakers: &mut st.exit_wakers,
         }
     }

@@ -139,11 +139,29 @@ impl ThreadPoolExecutor {
         T: Send + 'static,
         K: TokenSlot,
     {
+        self.push_tied(func, token, when_full, |_| {})
+    }
+
+    /// [`push`](Self::push), with `tie` given the future before the task is queued, when no worker
+    /// can have started it yet.
+    fn push_tied<T, F, K>(
+        &self,
+        func: F,
+        token: K,
+        when_full: WhenFull,
+        tie: impl FnOnce(&PoolFuture<T>),
+    ) -> Result<PoolFuture<T>, Error>
+    where
+        F: FnOnce() -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+        K: TokenSlot,
+    {
         #[cfg(feature = "tracing")]
         let (func, span) = crate::trace::thread_task(&self.shared().config.name_prefix, func);
         let (task, fut) = new_task(func, token);
         #[cfg(feature = "tracing")]
         crate::trace::record_id(&span, fut.id());
+        tie(&fut);
         match self.shared().enqueue(task, when_full) {
             Ok(()) => Ok(fut),
             Err(Rejected::Full(_)) => Err(Error::Full),
@@ -286,7 +304,8 @@ impl ThreadPoolExecutor {
     /// A token wakes its waiters one by one, so a task that a worker takes while `token.cancel()` is
     /// still running may start rather than be cancelled; it starts with its own token already fired,
     /// and ends at its first check. By the time `cancel()` returns, every task of `token` still queued
-    /// is cancelled.
+    /// is cancelled. A task submitted with a token already cancelled never runs: it is cancelled
+    /// before it is queued.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), concurrent_futures::Error> {
@@ -315,9 +334,14 @@ impl ThreadPoolExecutor {
     {
         let state = TokenState::new(Some(token.child_token()), None);
         let task_token = CancelToken(state.clone());
-        let fut = self.push(move || f(&task_token), state, WhenFull::Block)?;
-        fut.interrupt_on_cancel(&token);
-        Ok(fut)
+        // Tied before it is queued: a token cancelled already (or while the submit waits for room)
+        // cancels the task, which no worker can have started yet.
+        self.push_tied(
+            move || f(&task_token),
+            state,
+            WhenFull::Block,
+            |fut| fut.interrupt_on_cancel(&token),
+        )
     }
 
     /// [`spawn_cancellable`](Self::spawn_cancellable) with a time limit: the token also fires `limit`

@@ -49,8 +49,13 @@ pub(crate) struct PoolState {
     pub(crate) blocked_submitters: usize,
     /// Workers blocked in a waiting `shutdown` called from their own task.
     pub(crate) workers_in_shutdown: usize,
-    /// Workers' handles, joined by a waiting shutdown.
+    /// The handles of the workers that have not retired: those counted in `threads`, and once the
+    /// pool closes those that left the count and are exiting. Joined by a waiting shutdown; a thread
+    /// whose handle is here is one of the pool's own workers.
     pub(crate) handles: Vec<crate::sync::thread::JoinHandle<()>>,
+    /// The handles of workers that retired after their keep-alive, out of the count and exiting
+    /// (their thread-locals' destructors are the user's code), joined by a waiting shutdown too.
+    pub(crate) retired: Vec<crate::sync::thread::JoinHandle<()>>,
     /// Async shutdowns waiting for the last worker to exit.
     pub(crate) exit_wakers: Vec<Waker>,
     /// Under loom, whose timed waits never time out: set by a model once the keep-alive has run out
@@ -161,6 +166,7 @@ impl Shared {
                 blocked_submitters: 0,
                 workers_in_shutdown: 0,
                 handles: Vec::new(),
+                retired: Vec::new(),
                 exit_wakers: Vec::new(),
                 #[cfg(loom)]
                 keep_alive_passed: false,
@@ -291,10 +297,18 @@ impl Backend for Shared {
     }
 
     fn exits(st: &mut PoolState) -> Exits<'_> {
+        // A retired thread is joined by whoever joins it, and joins no other retired one (see
+        // `worker::retired_from`).
+        let retired_here = super::worker::retired_from(st);
         Exits {
             live: st.threads,
             in_shutdown: &mut st.workers_in_shutdown,
             handles: &mut st.handles,
+            retired: if retired_here {
+                None
+            } else {
+                Some(&mut st.retired)
+            },
             wakers: &mut st.exit_wakers,
         }
     }

@@ -39,22 +39,113 @@ struct Worker {
 struct Idle<'a> {
     /// Whether spinning for the next task has been paying off on this thread.
     spin: Adaptive,
-    /// Set when the thread retires, having left the pool's count itself.
-    retired: &'a Cell<bool>,
+    /// How the thread leaves: set to `Retired` when it retires, having left the pool's count itself.
+    leaving: &'a Cell<Leaving>,
+}
+
+/// How a worker leaves the pool.
+#[derive(Default)]
+enum Leaving {
+    /// Still counted in `threads`: its exit takes it out and wakes the shutdowns waiting for it.
+    #[default]
+    Counted,
+    /// Retired after its keep-alive, out of the count already. Before it exits it joins the retired
+    /// threads it took over from the pool's list (see [`retire_handle`]).
+    Retired(Vec<thread::JoinHandle<()>>),
+}
+
+/// Moves the retiring thread's handle from the workers' list to the retired one: it is no longer
+/// one of the pool's workers (a shutdown or a submit from its thread-locals' destructors is an
+/// outsider's), yet a waiting shutdown still joins it.
+///
+/// Retired threads whose main function has returned (`is_finished`) are taken out of the list, so
+/// threads that come and go leave nothing behind, and returned for this thread to join before it
+/// exits. They may still be running their thread-locals' destructors (`is_finished` turns true
+/// before those run): dropping their handles would let a waiting shutdown return before they exit,
+/// whereas a shutdown that joins this thread now waits for them too.
+fn retire_handle(st: &mut PoolState) -> Vec<thread::JoinHandle<()>> {
+    let me = thread::current().id();
+    if let Some(at) = st.handles.iter().position(|h| h.thread().id() == me) {
+        let handle = st.handles.swap_remove(at);
+        st.retired.push(handle);
+    }
+    retired_here::set(st);
+    take_finished(&mut st.retired)
+}
+
+#[cfg(not(loom))]
+fn take_finished(retired: &mut Vec<thread::JoinHandle<()>>) -> Vec<thread::JoinHandle<()>> {
+    let (finished, exiting) = std::mem::take(retired)
+        .into_iter()
+        .partition(|h| h.is_finished());
+    *retired = exiting;
+    finished
+}
+
+// loom's handles cannot tell; its models retire a few threads at most.
+#[cfg(loom)]
+fn take_finished(_: &mut Vec<thread::JoinHandle<()>>) -> Vec<thread::JoinHandle<()>> {
+    Vec::new()
+}
+
+/// Marks this thread as retired from the pool whose state is at that address, for the rest of its
+/// life. A waiting shutdown called from its thread-locals' destructors joins the workers but no
+/// retired thread: a retired thread may be joining this one (it took this one's handle over, see
+/// [`retire_handle`]), and joining it back would leave both waiting for ever.
+#[cfg(not(loom))]
+mod retired_here {
+    use std::cell::Cell;
+
+    use super::PoolState;
+
+    thread_local! {
+        static POOL: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn set(st: &PoolState) {
+        let at = st as *const PoolState as usize;
+        let _ = POOL.try_with(|p| p.set(at));
+    }
+
+    pub(crate) fn is(st: &PoolState) -> bool {
+        POOL.try_with(|p| p.get() == st as *const PoolState as usize)
+            .unwrap_or(false)
+    }
+}
+
+// loom runs every thread of a model on one OS thread, whose locals they would share; no retired
+// thread takes another's handle over there, so none can be joining this one.
+#[cfg(loom)]
+mod retired_here {
+    use super::PoolState;
+
+    pub(super) fn set(_: &PoolState) {}
+
+    pub(crate) fn is(_: &PoolState) -> bool {
+        false
+    }
+}
+
+/// Whether this thread retired from the pool whose state `st` is (see [`retired_here`]).
+pub(crate) fn retired_from(st: &PoolState) -> bool {
+    retired_here::is(st)
 }
 
 /// Decrements the thread count however the worker ends (unless it retired: it left the count when it
-/// decided to, in that locked section), and wakes shutdowns waiting for it: a blocking shutdown on every
-/// exit (one called from a task waits for all workers but its own, not for zero), async shutdowns for
-/// the last one.
+/// decided to, in that locked section, and joins the retired threads it took over instead), and wakes
+/// shutdowns waiting for it: a blocking shutdown on every exit (one called from a task waits for all
+/// workers but its own, not for zero), async shutdowns for the last one.
 struct ExitGuard<'a> {
     shared: &'a Shared,
-    retired: &'a Cell<bool>,
+    leaving: &'a Cell<Leaving>,
 }
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
-        if self.retired.get() {
+        if let Leaving::Retired(finished) = self.leaving.take() {
+            for handle in finished {
+                let _ = handle.join();
+            }
             return;
         }
         let mut st = self.shared.lock();
@@ -131,14 +222,14 @@ impl Worker {
     #[allow(unsafe_code)] // running the tasks it claimed: see the SAFETY comment
     fn run(self) {
         let shared = &*self.shared;
-        let retired = Cell::new(false);
+        let leaving = Cell::new(Leaving::Counted);
         let _exit = ExitGuard {
             shared,
-            retired: &retired,
+            leaving: &leaving,
         };
         let idle = &mut Idle {
             spin: Adaptive::new(),
-            retired: &retired,
+            leaving: &leaving,
         };
         if !self.initialize() {
             return;
@@ -283,9 +374,10 @@ impl Worker {
                 // `threads` in this locked section is what makes that so.
                 st.idle -= 1;
                 st.threads -= 1;
-                idle.retired.set(true);
-                let me = thread::current().id();
-                st.handles.retain(|h| h.thread().id() != me);
+
+                // The thread has yet to exit (its thread-locals' destructors are the user's code):
+                // a waiting shutdown joins it as it joins the others.
+                idle.leaving.set(Leaving::Retired(retire_handle(&mut st)));
                 return None;
             }
         }
