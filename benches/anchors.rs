@@ -75,7 +75,7 @@ mod service;
 mod targets;
 
 use concurrent_futures::{
-    as_completed, wait, ByteBlock, ProcessPoolExecutor, Promise, Queued, ReturnWhen,
+    as_completed, wait, ByteBlock, Executor, ProcessPoolExecutor, Promise, Queued, ReturnWhen,
     ThreadPoolExecutor,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -1510,22 +1510,8 @@ impl CpuPool {
     {
         let t = Instant::now();
         let outs: Vec<R> = match self {
-            CpuPool::Threads(pool) => {
-                let fs: Vec<_> = (0..tasks)
-                    .map(|_| pool.submit(task, terms).unwrap())
-                    .collect();
-                fs.into_iter()
-                    .map(|mut f| f.result(None).unwrap())
-                    .collect()
-            }
-            CpuPool::Processes(pool) => {
-                let fs: Vec<_> = (0..tasks)
-                    .map(|_| pool.submit(task, terms).unwrap())
-                    .collect();
-                fs.into_iter()
-                    .map(|mut f| f.result(None).unwrap())
-                    .collect()
-            }
+            CpuPool::Threads(pool) => run_all(pool, tasks, terms, task),
+            CpuPool::Processes(pool) => run_all(pool, tasks, terms, task),
             CpuPool::Rayon(rp) => {
                 let rxs: Vec<_> = (0..tasks)
                     .map(|_| {
@@ -1566,6 +1552,19 @@ impl CpuPool {
             CpuPool::Rayon(_) | CpuPool::Plain(_) => {}
         }
     }
+}
+
+/// Submits `tasks` copies of `task(terms)` to `pool` (either of cf's pools), then waits for each.
+fn run_all<E: Executor, R>(pool: &E, tasks: u64, terms: u64, task: fn(u64) -> R) -> Vec<R>
+where
+    R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let fs: Vec<_> = (0..tasks)
+        .map(|_| pool.submit(task, terms).unwrap())
+        .collect();
+    fs.into_iter()
+        .map(|mut f| f.result(None).unwrap())
+        .collect()
 }
 
 fn sleep_ms(ms: u64) {

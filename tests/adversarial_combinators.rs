@@ -15,7 +15,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::LONG;
+use common::threads::hold;
+use common::{within, LONG};
 use concurrent_futures::{
     as_completed, wait, Error, MapOptions, PoolFuture, ProcessPoolExecutor, Promise, Queued,
     ReturnWhen, ThreadPoolExecutor,
@@ -29,15 +30,7 @@ use futures::StreamExt;
 /// worker runs it.
 fn held_pool() -> (ThreadPoolExecutor, mpsc::Sender<()>, PoolFuture<()>) {
     let pool = ThreadPoolExecutor::new(1).unwrap();
-    let (release, gate) = mpsc::channel::<()>();
-    let (started_tx, started) = mpsc::channel();
-    let busy = pool
-        .spawn(move || {
-            started_tx.send(()).unwrap();
-            let _ = gate.recv();
-        })
-        .unwrap();
-    started.recv_timeout(LONG).unwrap();
+    let (release, busy) = hold(&pool);
     (pool, release, busy)
 }
 
@@ -58,15 +51,6 @@ fn assert_tenfold_but_six(results: &[Result<u32, Error>], len: usize) {
             Err(e) => panic!("{i}: {e}"),
         }
     }
-}
-
-/// Runs `f` on another thread and fails the test if it has not returned within [`LONG`].
-fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(LONG).expect("hung")
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -120,7 +104,7 @@ fn an_input_panicking_at_the_call_cancels_the_tasks_it_submitted() {
     let mut busy = busy;
     busy.result(LONG).unwrap();
     let p = pool.clone();
-    bounded(move || p.shutdown(Queued::Run));
+    within("the call", move || p.shutdown(Queued::Run));
     let m = pool.metrics();
     assert_eq!((m.completed, m.cancelled), (1, 3));
 }
@@ -146,7 +130,7 @@ fn an_input_panicking_mid_stream_reaches_the_reader_and_the_map_still_drops_clea
     // Inputs 0..4 went out in two chunks before the fifth read panicked.
     assert!(got.len() <= 4 && got.iter().enumerate().all(|(i, v)| *v == i as u32 + 1));
     drop(it);
-    bounded(move || pool.shutdown(Queued::Run));
+    within("the call", move || pool.shutdown(Queued::Run));
 }
 
 /// Inputs `0..n` that count how many were read.
@@ -309,7 +293,9 @@ fn a_map_over_a_pool_whose_last_handle_is_dropped_mid_stream_yields_what_was_in_
         .unwrap();
     drop(pool);
     release.send(()).unwrap();
-    let got: Vec<u32> = bounded(move || map.into_iter().collect::<Result<_, _>>().unwrap());
+    let got: Vec<u32> = within("the call", move || {
+        map.into_iter().collect::<Result<_, _>>().unwrap()
+    });
     assert_eq!(got, [0, 2, 4]);
 }
 
@@ -321,7 +307,7 @@ fn a_map_cancelled_by_a_shutdown_mid_stream_yields_an_error_per_input_then_ends(
         .unwrap();
     pool.shutdown_nowait(Queued::Cancel);
     release.send(()).unwrap();
-    let got: Vec<_> = bounded(move || map.into_iter().collect::<Vec<_>>());
+    let got: Vec<_> = within("the call", move || map.into_iter().collect::<Vec<_>>());
     assert_eq!(got.len(), 7);
     assert!(got.iter().all(|r| matches!(r, Err(Error::Cancelled))));
 }
@@ -444,7 +430,7 @@ fn streams_dropped_while_completions_land_on_other_threads() {
         }
         drop(w.blocking());
     }
-    bounded(move || pool.shutdown(Queued::Run));
+    within("the call", move || pool.shutdown(Queued::Run));
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use common::threads::hold;
 use common::LONG;
 use concurrent_futures::{
     as_completed, wait, CompletionSet, Error, MapOptions, PoolFuture, Promise, Queued, ReturnWhen,
@@ -37,15 +38,7 @@ fn held_pool(capacity: Option<usize>) -> (ThreadPoolExecutor, mpsc::Sender<()>, 
         b = b.queue_capacity(c);
     }
     let pool = b.build().unwrap();
-    let (release, gate) = mpsc::channel::<()>();
-    let (started_tx, started) = mpsc::channel();
-    let busy = pool
-        .spawn(move || {
-            started_tx.send(()).unwrap();
-            let _ = gate.recv();
-        })
-        .unwrap();
-    started.recv_timeout(LONG).unwrap();
+    let (release, busy) = hold(&pool);
     (pool, release, busy)
 }
 

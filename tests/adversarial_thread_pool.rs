@@ -13,33 +13,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::LONG;
+use common::threads::hold;
+use common::{within, LONG};
 use concurrent_futures::{
     Error, Executor, MapOptions, PoolFuture, ProcessPoolExecutor, Queued, ThreadPoolExecutor,
 };
-
-/// Runs `f` on another thread and fails the test if it has not returned within [`LONG`].
-fn bounded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(LONG).expect("hung")
-}
-
-/// A task that holds a worker until `release` is sent to or dropped; returns once it runs.
-fn hold(pool: &ThreadPoolExecutor) -> (mpsc::Sender<()>, PoolFuture<()>) {
-    let (release, gate) = mpsc::channel::<()>();
-    let (started_tx, started) = mpsc::channel();
-    let busy = pool
-        .spawn(move || {
-            started_tx.send(()).unwrap();
-            let _ = gate.recv();
-        })
-        .unwrap();
-    started.recv_timeout(LONG).unwrap();
-    (release, busy)
-}
 
 // ---------------------------------------------------------------------------------------------------
 // The scoped pool
@@ -52,7 +30,7 @@ fn a_scope_on_a_pool_whose_initializer_fails_returns_with_every_task_failed() {
         .build()
         .unwrap();
     let mut data = [0u32; 4];
-    let outcomes = bounded(move || {
+    let outcomes = within("the call", move || {
         let outcomes: Vec<Result<(), Error>> = pool.scope(|s| {
             let handles: Vec<_> = data.iter_mut().map(|x| s.spawn(move || *x += 1)).collect();
             handles
@@ -118,7 +96,7 @@ fn a_scope_whose_pool_is_shut_down_with_cancel_from_a_task_ends() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let ran = AtomicUsize::new(0);
     let p = pool.clone();
-    bounded(move || {
+    within("the call", move || {
         let outcome: Vec<Result<usize, Error>> = p.scope(|s| {
             let ran = &ran;
             let p2 = p.clone();
@@ -175,7 +153,7 @@ fn an_initializer_failing_on_the_second_worker_only_breaks_the_pool() {
     // The task already running on the first worker finishes normally.
     release.send(()).unwrap();
     busy.result(LONG).unwrap();
-    bounded(move || pool.shutdown(Queued::Run));
+    within("the call", move || pool.shutdown(Queued::Run));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -194,7 +172,7 @@ fn submits_racing_keep_alive_retirement_all_run() {
             std::thread::yield_now();
         }
     }
-    bounded(move || pool.shutdown(Queued::Run));
+    within("the call", move || pool.shutdown(Queued::Run));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -306,7 +284,7 @@ fn an_interrupt_before_the_task_starts_cancels_it_and_the_closure_never_runs() {
     assert!(f.cancelled());
     assert!(matches!(f.result(LONG), Err(Error::Cancelled)));
     release.send(()).unwrap();
-    bounded(move || pool.shutdown(Queued::Run));
+    within("the call", move || pool.shutdown(Queued::Run));
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
 
@@ -363,7 +341,7 @@ fn the_cancel_on_drop_guard_cancels_queued_and_detaches_running() {
     drop(queued);
     drop(running);
     release.send(()).unwrap();
-    bounded(move || {
+    within("the call", move || {
         pool.shutdown(Queued::Run);
         pool
     });
@@ -392,7 +370,7 @@ fn a_cancel_on_drop_guard_in_wait_comes_back_and_still_guards() {
     assert_eq!(done.not_done.len(), 1);
     drop(done);
     release.send(()).unwrap();
-    bounded(move || pool.shutdown(Queued::Run));
+    within("the call", move || pool.shutdown(Queued::Run));
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
 
@@ -468,7 +446,9 @@ fn a_debug_of_a_pool_from_many_threads_while_it_works_does_not_deadlock() {
             })
         })
         .collect();
-    bounded(move || threads.into_iter().for_each(|t| t.join().unwrap()));
+    within("the call", move || {
+        threads.into_iter().for_each(|t| t.join().unwrap())
+    });
     assert_eq!(*seen.lock().unwrap(), 800);
 }
 
@@ -476,27 +456,78 @@ fn a_debug_of_a_pool_from_many_threads_while_it_works_does_not_deadlock() {
 // A retired worker and the waiting shutdown
 
 /// What a worker's thread-local holds, set up by the initializer: its destructor (run as the thread
-/// exits) says it started, then waits for `GATE` before it records that it finished.
-struct ThreadLocalGuard;
+/// exits) runs the hook the test left in its slot, once, on the first thread to exit.
+struct OnExit(&'static Mutex<Option<Hook>>);
 
-static EXITING: Mutex<Option<mpsc::Sender<()>>> = Mutex::new(None);
-static GATE: Mutex<Option<mpsc::Receiver<()>>> = Mutex::new(None);
-static FINISHED: AtomicUsize = AtomicUsize::new(0);
+type Hook = Box<dyn FnOnce() + Send>;
 
-impl Drop for ThreadLocalGuard {
+impl Drop for OnExit {
     fn drop(&mut self) {
-        if let Some(tx) = EXITING.lock().unwrap().take() {
-            let _ = tx.send(());
+        let hook = self.0.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
         }
-        if let Some(rx) = GATE.lock().unwrap().take() {
-            let _ = rx.recv_timeout(LONG);
-        }
-        FINISHED.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 thread_local! {
-    static GUARD: std::cell::RefCell<Option<ThreadLocalGuard>> = const { std::cell::RefCell::new(None) };
+    static ON_EXIT_GUARD: std::cell::RefCell<Option<OnExit>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A pool of `workers` whose idle workers retire at once, each thread running `slot`'s hook (on the
+/// first to exit) as it destroys its thread-locals. Each test has a slot of its own: tests run
+/// side by side.
+fn retiring_pool(workers: usize, slot: &'static Mutex<Option<Hook>>) -> ThreadPoolExecutor {
+    ThreadPoolExecutor::builder()
+        .max_workers(workers)
+        .keep_alive(Duration::from_millis(1))
+        .initializer(move || ON_EXIT_GUARD.with(|g| *g.borrow_mut() = Some(OnExit(slot))))
+        .build()
+        .unwrap()
+}
+
+/// A hook for [`retiring_pool`]: says the thread is exiting, waits for the returned sender (sent to or
+/// dropped), then counts itself finished in `finished`.
+fn slow_exit(
+    slot: &'static Mutex<Option<Hook>>,
+    finished: &'static AtomicUsize,
+) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (exiting_tx, exiting) = mpsc::channel();
+    let (open, gate) = mpsc::channel::<()>();
+    *slot.lock().unwrap() = Some(Box::new(move || {
+        let _ = exiting_tx.send(());
+        let _ = gate.recv_timeout(LONG);
+        finished.fetch_add(1, Ordering::SeqCst);
+    }));
+    (exiting, open)
+}
+
+/// Shuts `pool` down from another thread and gives what `observe` sees once the shutdown returned.
+/// A shutdown that waits cannot return before `release` lets the thread it waits for go; one that
+/// returns meanwhile did not wait: give it a moment to show that, then release either way.
+fn shutdown_then<T: Send + 'static>(
+    pool: &ThreadPoolExecutor,
+    observe: impl FnOnce() -> T + Send + 'static,
+    release: impl FnOnce(),
+) -> T {
+    let (done_tx, done) = mpsc::channel();
+    let p = pool.clone();
+    std::thread::spawn(move || {
+        p.shutdown(Queued::Run);
+        done_tx.send(observe()).unwrap();
+    });
+    let early = done.recv_timeout(Duration::from_millis(200)).ok();
+    release();
+    early.unwrap_or_else(|| done.recv_timeout(LONG).unwrap())
+}
+
+/// Waits (up to [`LONG`]) until `pool` counts no worker: every one has retired.
+fn wait_all_retired(pool: &ThreadPoolExecutor) {
+    let deadline = Instant::now() + LONG;
+    while pool.metrics().workers > 0 {
+        assert!(Instant::now() < deadline, "a worker never retired");
+        std::thread::yield_now();
+    }
 }
 
 // `shutdown` "waits until every worker thread has exited": a worker that retired after its keep-alive
@@ -504,30 +535,18 @@ thread_local! {
 // the shutdown comes. The shutdown must wait for that thread as it does for the others.
 #[test]
 fn a_waiting_shutdown_waits_for_a_retired_worker_still_exiting() {
-    let (exiting_tx, exiting) = mpsc::channel();
-    let (release, gate) = mpsc::channel::<()>();
-    *EXITING.lock().unwrap() = Some(exiting_tx);
-    *GATE.lock().unwrap() = Some(gate);
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .keep_alive(Duration::from_millis(1))
-        .initializer(|| GUARD.with(|g| *g.borrow_mut() = Some(ThreadLocalGuard)))
-        .build()
-        .unwrap();
+    static SLOT: Mutex<Option<Hook>> = Mutex::new(None);
+    static FINISHED: AtomicUsize = AtomicUsize::new(0);
+    let (exiting, open) = slow_exit(&SLOT, &FINISHED);
+    let pool = retiring_pool(1, &SLOT);
     assert_eq!(pool.spawn(|| 1).unwrap().result(LONG).unwrap(), 1);
     // The worker retired and is destroying its thread-locals, held there by the gate.
     exiting.recv_timeout(LONG).unwrap();
-    let (done_tx, done) = mpsc::channel();
-    let p = pool.clone();
-    std::thread::spawn(move || {
-        p.shutdown(Queued::Run);
-        done_tx.send(FINISHED.load(Ordering::SeqCst)).unwrap();
-    });
-    // A shutdown that waits cannot return before the gate opens. One that returns meanwhile has left
-    // the retired thread behind; give it a moment to show that, then open the gate either way.
-    let early = done.recv_timeout(Duration::from_millis(200)).ok();
-    release.send(()).unwrap();
-    let finished = early.unwrap_or_else(|| done.recv_timeout(LONG).unwrap());
+    let finished = shutdown_then(
+        &pool,
+        || FINISHED.load(Ordering::SeqCst),
+        || open.send(()).unwrap(),
+    );
     assert_eq!(
         finished, 1,
         "shutdown returned while a retired worker was still exiting"
@@ -556,7 +575,7 @@ fn a_callers_token_cancelled_cancels_every_queued_task_before_cancel_returns() {
     request.cancel();
     assert!(futures.iter().all(PoolFuture::cancelled));
     release.send(()).unwrap();
-    bounded(move || pool.shutdown(Queued::Run));
+    within("the call", move || pool.shutdown(Queued::Run));
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
 
@@ -589,28 +608,6 @@ fn a_task_submitted_with_a_cancelled_token_never_runs() {
     assert_eq!(ran.load(Ordering::SeqCst), 0, "tasks ran despite the token");
 }
 
-/// What a worker's thread-local holds, set up by the initializer: its destructor runs the hook the
-/// test left there, once, on the first thread to exit.
-struct OnExit(&'static Mutex<Option<Hook>>);
-
-type Hook = Box<dyn FnOnce() + Send>;
-
-static ON_EXIT_SHUTDOWN: Mutex<Option<Hook>> = Mutex::new(None);
-static ON_EXIT_TAKEN_OVER: Mutex<Option<Hook>> = Mutex::new(None);
-
-impl Drop for OnExit {
-    fn drop(&mut self) {
-        let hook = self.0.lock().unwrap().take();
-        if let Some(hook) = hook {
-            hook();
-        }
-    }
-}
-
-thread_local! {
-    static ON_EXIT_GUARD: std::cell::RefCell<Option<OnExit>> = const { std::cell::RefCell::new(None) };
-}
-
 // A worker retired after its keep-alive is no longer one of the pool's workers, though it has yet
 // to exit. Its thread-locals' destructors shutting the pool down from there must wait for the
 // workers still busy, as any thread other than a worker does. Taken for a worker, it would wait for
@@ -619,17 +616,13 @@ thread_local! {
 #[test]
 fn a_retired_worker_shutting_its_pool_down_from_a_thread_local_destructor_waits_for_the_busy_ones()
 {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(2)
-        .keep_alive(Duration::from_millis(1))
-        .initializer(|| ON_EXIT_GUARD.with(|g| *g.borrow_mut() = Some(OnExit(&ON_EXIT_SHUTDOWN))))
-        .build()
-        .unwrap();
+    static SLOT: Mutex<Option<Hook>> = Mutex::new(None);
+    let pool = retiring_pool(2, &SLOT);
     let (release, busy) = hold(&pool);
     let (exiting_tx, exiting) = mpsc::channel();
     let (done_tx, done) = mpsc::channel();
     let p = pool.clone();
-    *ON_EXIT_SHUTDOWN.lock().unwrap() = Some(Box::new(move || {
+    *SLOT.lock().unwrap() = Some(Box::new(move || {
         exiting_tx.send(()).unwrap();
         p.shutdown(Queued::Run);
         done_tx.send(busy.done()).unwrap();
@@ -648,68 +641,27 @@ fn a_retired_worker_shutting_its_pool_down_from_a_thread_local_destructor_waits_
     );
 }
 
-/// What a worker's thread-local holds, set up by the initializer: on the first thread to exit, its
-/// destructor says it started, then waits for the gate before it records that it finished.
-struct SlowExit;
-
-static SLOW_EXITING: Mutex<Option<mpsc::Sender<()>>> = Mutex::new(None);
-static SLOW_GATE: Mutex<Option<mpsc::Receiver<()>>> = Mutex::new(None);
-static SLOW_FINISHED: AtomicUsize = AtomicUsize::new(0);
-
-impl Drop for SlowExit {
-    fn drop(&mut self) {
-        let exiting = SLOW_EXITING.lock().unwrap().take();
-        let Some(exiting) = exiting else { return };
-        let gate = SLOW_GATE.lock().unwrap().take();
-        let _ = exiting.send(());
-        if let Some(gate) = gate {
-            let _ = gate.recv_timeout(LONG);
-        }
-        SLOW_FINISHED.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-thread_local! {
-    static SLOW_EXIT: std::cell::RefCell<Option<SlowExit>> = const { std::cell::RefCell::new(None) };
-}
-
 // A retired worker still destroying its thread-locals has returned from its main function, which is
 // all `JoinHandle::is_finished` tells. Another worker retiring meanwhile must not drop (detach) its
 // handle on that ground: a waiting shutdown that comes next must still wait for it to exit.
 #[test]
 fn a_waiting_shutdown_waits_for_a_retired_worker_still_exiting_when_another_retired_since() {
-    let (exiting_tx, exiting) = mpsc::channel();
-    let (open, gate) = mpsc::channel::<()>();
-    *SLOW_EXITING.lock().unwrap() = Some(exiting_tx);
-    *SLOW_GATE.lock().unwrap() = Some(gate);
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(2)
-        .keep_alive(Duration::from_millis(1))
-        .initializer(|| SLOW_EXIT.with(|g| *g.borrow_mut() = Some(SlowExit)))
-        .build()
-        .unwrap();
+    static SLOT: Mutex<Option<Hook>> = Mutex::new(None);
+    static FINISHED: AtomicUsize = AtomicUsize::new(0);
+    let (exiting, open) = slow_exit(&SLOT, &FINISHED);
+    let pool = retiring_pool(2, &SLOT);
     let (release, _busy) = hold(&pool);
     // The other worker runs this, retires, and stays in its thread-locals' destructor.
     assert_eq!(pool.spawn(|| 1).unwrap().result(LONG).unwrap(), 1);
     exiting.recv_timeout(LONG).unwrap();
     // Now the held worker retires too: the pool counts no worker once it has.
     release.send(()).unwrap();
-    let deadline = Instant::now() + LONG;
-    while pool.metrics().workers > 0 {
-        assert!(Instant::now() < deadline, "the held worker never retired");
-        std::thread::yield_now();
-    }
-    let (done_tx, done) = mpsc::channel();
-    let p = pool.clone();
-    std::thread::spawn(move || {
-        p.shutdown(Queued::Run);
-        done_tx.send(SLOW_FINISHED.load(Ordering::SeqCst)).unwrap();
-    });
-    // A shutdown that waits cannot return before the gate opens. One that returns meanwhile has left
-    // the first retired thread behind; give it a moment to show that, then open the gate either way.
-    let early = done.recv_timeout(Duration::from_millis(200)).ok();
-    open.send(()).unwrap();
-    let finished = early.unwrap_or_else(|| done.recv_timeout(LONG).unwrap());
+    wait_all_retired(&pool);
+    let finished = shutdown_then(
+        &pool,
+        || FINISHED.load(Ordering::SeqCst),
+        || open.send(()).unwrap(),
+    );
     assert_eq!(
         finished, 1,
         "shutdown returned while a retired worker was still exiting"
@@ -721,18 +673,14 @@ fn a_waiting_shutdown_waits_for_a_retired_worker_still_exiting_when_another_reti
 // the second retired thread from there would leave the two waiting for each other.
 #[test]
 fn a_retired_worker_taken_over_by_another_shuts_its_pool_down_from_a_destructor() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(2)
-        .keep_alive(Duration::from_millis(1))
-        .initializer(|| ON_EXIT_GUARD.with(|g| *g.borrow_mut() = Some(OnExit(&ON_EXIT_TAKEN_OVER))))
-        .build()
-        .unwrap();
+    static SLOT: Mutex<Option<Hook>> = Mutex::new(None);
+    let pool = retiring_pool(2, &SLOT);
     let (release, _busy) = hold(&pool);
     let (exiting_tx, exiting) = mpsc::channel();
     let (open, gate) = mpsc::channel::<()>();
     let (done_tx, done) = mpsc::channel();
     let p = pool.clone();
-    *ON_EXIT_TAKEN_OVER.lock().unwrap() = Some(Box::new(move || {
+    *SLOT.lock().unwrap() = Some(Box::new(move || {
         exiting_tx.send(()).unwrap();
         let _ = gate.recv_timeout(LONG);
         p.shutdown(Queued::Run);
@@ -742,11 +690,7 @@ fn a_retired_worker_taken_over_by_another_shuts_its_pool_down_from_a_destructor(
     assert_eq!(pool.spawn(|| 1).unwrap().result(LONG).unwrap(), 1);
     exiting.recv_timeout(LONG).unwrap();
     release.send(()).unwrap();
-    let deadline = Instant::now() + LONG;
-    while pool.metrics().workers > 0 {
-        assert!(Instant::now() < deadline, "the held worker never retired");
-        std::thread::yield_now();
-    }
+    wait_all_retired(&pool);
     open.send(()).unwrap();
     done.recv_timeout(LONG).expect(
         "a retired worker's shutdown and the retired worker joining it wait for each other",

@@ -17,20 +17,8 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::process::{gated_pid, is_dead, kill, wait_gone, Gate};
-use common::LONG;
+use common::{within, LONG};
 use concurrent_futures::{Error, PoolFuture, ProcessPoolExecutor, Queued};
-
-/// Runs `body` on its own thread and fails the test if it has not returned within [`LONG`].
-fn within<T: Send + 'static>(what: &str, body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(body());
-    });
-    match rx.recv_timeout(LONG) {
-        Ok(v) => v,
-        Err(_) => panic!("hang: {what} did not return within {LONG:?}"),
-    }
-}
 
 /// A fresh, empty scratch directory for this test.
 fn scratch(name: &str) -> PathBuf {

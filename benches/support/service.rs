@@ -660,6 +660,25 @@ fn loadavg_over_cpus(samples: usize) -> (f64, usize, usize) {
     (over as f64 / samples as f64, lo, hi)
 }
 
+/// A §7 probe's arguments: the contender named first (its index in [`CONTENDERS`]), then numbers,
+/// read by `num(i, default)`; anything else panics with `usage`.
+fn probe_args<'a>(
+    args: &'a [&str],
+    usage: &'static str,
+) -> (usize, impl Fn(usize, Option<f64>) -> f64 + 'a) {
+    let contender = CONTENDERS
+        .iter()
+        .position(|c| Some(c) == args.first())
+        .unwrap_or_else(|| panic!("usage: {usage}"));
+    let num = move |i: usize, default: Option<f64>| -> f64 {
+        args.get(i)
+            .and_then(|v| v.parse().ok())
+            .or(default)
+            .unwrap_or_else(|| panic!("usage: {usage}"))
+    };
+    (contender, num)
+}
+
 /// One §7 contender in one setting, alone in this process (`anchors --probe s7 <contender> <hogs> <W
 /// µs> <load> [secs] [capacity req/s]`), for `perf stat`/`strace -f` to attach to that contender
 /// only: with the capacity given, nothing else runs. Prints the run's figures and context switches
@@ -667,16 +686,7 @@ fn loadavg_over_cpus(samples: usize) -> (f64, usize, usize) {
 pub(crate) fn s7_probe(args: &[&str]) -> f64 {
     let usage =
         "s7 <cf|spawn_blocking|unblock|rayon+oneshot> <hogs> <W µs> <load> [secs] [capacity]";
-    let contender = CONTENDERS
-        .iter()
-        .position(|c| Some(c) == args.first())
-        .unwrap_or_else(|| panic!("usage: {usage}"));
-    let num = |i: usize, default: Option<f64>| -> f64 {
-        args.get(i)
-            .and_then(|v| v.parse().ok())
-            .or(default)
-            .unwrap_or_else(|| panic!("usage: {usage}"))
-    };
+    let (contender, num) = probe_args(args, usage);
     let (hog_n, w, load, secs) = (
         num(1, None) as usize,
         num(2, None),
@@ -734,16 +744,7 @@ pub(crate) fn s7_probe(args: &[&str]) -> f64 {
 pub(crate) fn s7_closed_probe(args: &[&str]) -> f64 {
     let usage =
         "s7closed <cf|spawn_blocking|unblock|rayon+oneshot> <hogs> <W µs> [secs] [in flight]";
-    let contender = CONTENDERS
-        .iter()
-        .position(|c| Some(c) == args.first())
-        .unwrap_or_else(|| panic!("usage: {usage}"));
-    let num = |i: usize, default: Option<f64>| -> f64 {
-        args.get(i)
-            .and_then(|v| v.parse().ok())
-            .or(default)
-            .unwrap_or_else(|| panic!("usage: {usage}"))
-    };
+    let (contender, num) = probe_args(args, usage);
     let (hog_n, w, secs, in_flight) = (
         num(1, None) as usize,
         num(2, None),

@@ -21,6 +21,19 @@ pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
     assert!(holds_within(LONG, cond), "never happened: {what}");
 }
 
+/// Runs `body` on another thread and returns what it returns, failing the test if it has not
+/// returned within [`LONG`]: a hang detector for a call that must not block for ever.
+pub fn within<T: Send + 'static>(what: &str, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(LONG) {
+        Ok(v) => v,
+        Err(_) => panic!("hang: {what} did not return within {LONG:?}"),
+    }
+}
+
 /// Polls `cond` until it holds (`true`) or `limit` passes (`false`): [`eventually`] for a test
 /// that words its own failure, with what it saw then.
 pub fn holds_within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {

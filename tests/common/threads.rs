@@ -45,6 +45,21 @@ pub fn occupy(pool: &ThreadPoolExecutor) -> (PoolFuture<()>, OpenOnDrop) {
     (busy.pop().unwrap(), guard)
 }
 
+/// Holds one worker of `pool` with a task until `release` (the returned sender) is sent to or
+/// dropped; returns once the task runs.
+pub fn hold(pool: &ThreadPoolExecutor) -> (mpsc::Sender<()>, PoolFuture<()>) {
+    let (release, gate) = mpsc::channel::<()>();
+    let (started_tx, started) = mpsc::channel();
+    let busy = pool
+        .spawn(move || {
+            started_tx.send(()).unwrap();
+            let _ = gate.recv();
+        })
+        .unwrap();
+    started.recv_timeout(LONG).unwrap();
+    (release, busy)
+}
+
 /// Starts `n` tasks that each hold a worker until the gate opens, and returns once all of them run.
 pub fn occupy_n(pool: &ThreadPoolExecutor, n: usize) -> (Vec<PoolFuture<()>>, OpenOnDrop) {
     let gate = Gate::default();
