@@ -25,7 +25,8 @@ pub struct Metrics {
     pub workers: usize,
     /// Workers waiting for work.
     pub idle: usize,
-    /// Tasks waiting in the queue.
+    /// Tasks in the queue. A task cancelled while queued may still count here until it is taken out
+    /// of the queue (then dropped without running, and counted in `cancelled`).
     pub queued: usize,
     /// Tasks running now: started (never one still waiting to start) and not yet finished, their done
     /// callbacks included.
