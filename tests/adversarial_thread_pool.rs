@@ -580,8 +580,8 @@ fn a_callers_token_cancelled_cancels_every_queued_task_before_cancel_returns() {
 }
 
 // A token already cancelled when the task is submitted: the task never runs, whether or not a worker
-// is idle and quick to take it. (The submit used to queue the task first and tie it to the token
-// after, so an idle worker could start it in between.)
+// is idle and quick to take it. (A submit that queued the task before tying it to the token would
+// let an idle worker start it in between.)
 #[test]
 fn a_task_submitted_with_a_cancelled_token_never_runs() {
     let pool = ThreadPoolExecutor::new(2).unwrap();

@@ -32,7 +32,7 @@ impl<B: Backend> Pool<B> {
             st = backend.exited().wait(st).unwrap_or_else(|e| e.into_inner());
         }
         let exits = B::exits(&mut st);
-        // A retired worker's thread-local destructor calling this finds its own handle here.
+        // Never the calling thread's own handle: joining itself would never return.
         let handles: Vec<_> = exits
             .handles
             .drain(..)
